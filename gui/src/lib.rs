@@ -1,0 +1,1 @@
+//! Relive desktop app library (placeholder being filled in).

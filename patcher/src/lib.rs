@@ -1,0 +1,1 @@
+//! Relive patcher library (placeholder being filled in).

@@ -1,0 +1,1 @@
+//! Relive relay library (placeholder being filled in).

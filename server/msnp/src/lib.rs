@@ -1,0 +1,1 @@
+//! Sans-IO MSNP core (placeholder being filled in).

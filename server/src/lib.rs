@@ -1,0 +1,1 @@
+//! Relive server library (placeholder being filled in).

@@ -1,0 +1,2 @@
+//! `relive-server` binary (placeholder being filled in).
+fn main() {}
