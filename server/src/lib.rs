@@ -1,1 +1,222 @@
-//! Relive server library (placeholder being filled in).
+//! Relive server: dispatch/notification and switchboard servers, Passport endpoints, the
+//! account store, certificates and configuration.
+//!
+//! # Layout
+//!
+//! - [`config`]: `relive.toml`, `RELIVE_*` environment, flags → validated [`config::Settings`].
+//! - [`data_dir`]: first-start setup of the data directory.
+//! - [`store`]: SQLite accounts, list data model, access tokens.
+//! - [`secret`]: the server key and the [`secret::Secret`] wrapper that never logs.
+//! - [`tls`]: local CA, server certificate, rustls configuration.
+//! - [`net`]: accept loops and the per-connection entry points.
+//! - [`demo`]: `serve --demo` accounts.
+//!
+//! The protocol itself (framing, commands, version capabilities) lives in `relive-msnp`, which
+//! has no I/O. This crate does not speak MSNP yet: see [`net`] for what the connection entry
+//! points do today.
+
+pub mod config;
+pub mod data_dir;
+pub mod demo;
+pub mod hub;
+pub mod net;
+pub mod secret;
+pub mod store;
+pub mod tls;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::net::Kind;
+use crate::store::{AccountError, ListError, Store, StoreError, TokenError};
+
+/// Infrastructure errors of the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An account operation failed.
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// A token operation failed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A list operation failed.
+    #[error(transparent)]
+    List(#[from] ListError),
+    /// Configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The server key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] secret::KeyError),
+    /// Certificates could not be generated or loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A built-in demo handle is invalid (a bug).
+    #[error("built-in demo data is invalid")]
+    Demo,
+}
+
+/// The four listeners, already bound (tests bind `127.0.0.1:0`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// Dispatch / notification server.
+    pub ns: TcpListener,
+    /// Switchboard.
+    pub sb: TcpListener,
+    /// Plain HTTP.
+    pub http: TcpListener,
+    /// HTTPS.
+    pub https: TcpListener,
+}
+
+/// What every connection task shares. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// The store.
+    pub store: Store,
+    connections: Arc<watch::Sender<usize>>,
+}
+
+impl Context {
+    /// A context over `settings` and `store`.
+    #[must_use]
+    pub fn new(settings: Settings, store: Store) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            store,
+            connections: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// A receiver for the number of open connections (over all listeners).
+    #[must_use]
+    pub fn connections(&self) -> watch::Receiver<usize> {
+        self.connections.subscribe()
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting, cancels and waits for every
+/// connection task, and closes the store (after any write in flight has finished).
+///
+/// # Errors
+///
+/// Closing the store failed.
+pub async fn run(
+    settings: Settings,
+    store: Store,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    run_with(Context::new(settings, store), listeners, shutdown).await
+}
+
+/// [`run`] with a prepared [`Context`] (tests use it to watch the connection count).
+///
+/// # Errors
+///
+/// Closing the store failed.
+pub async fn run_with(
+    ctx: Context,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(ctx.settings.max_connections));
+    let loops = TaskTracker::new();
+    for (kind, listener) in [
+        (Kind::Ns, listeners.ns),
+        (Kind::Sb, listeners.sb),
+        (Kind::Http, listeners.http),
+        (Kind::Https, listeners.https),
+    ] {
+        loops.spawn(net::accept_loop(
+            kind,
+            listener,
+            ctx.clone(),
+            Arc::clone(&limit),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    loops.close();
+    loops.wait().await;
+    // The accept loops only end on shutdown; every connection token is a child of it.
+    let open = *ctx.connections.borrow();
+    tracing::info!(open, "shutting down: waiting for connections to close");
+    tracker.close();
+    tracker.wait().await;
+    ctx.store.close().await?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt as _;
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::store::test_support::*;
+
+    async fn bind() -> TcpListener {
+        TcpListener::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_connections_and_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(dir.path()).await;
+        let settings = config::Config::default()
+            .validate(dir.path().to_path_buf())
+            .unwrap();
+        let listeners = Listeners {
+            ns: bind().await,
+            sb: bind().await,
+            http: bind().await,
+            https: bind().await,
+        };
+        let (ns, http) = (
+            listeners.ns.local_addr().unwrap(),
+            listeners.http.local_addr().unwrap(),
+        );
+        let ctx = Context::new(settings, store.clone());
+        let mut open = ctx.connections();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(run_with(ctx, listeners, shutdown.clone()));
+
+        // HTTP: accepted and closed for now.
+        let mut client = TcpStream::connect(http).await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+        open.wait_for(|n| *n == 0).await.unwrap();
+
+        // NS: held open until shutdown, then closed cleanly (FIN, not reset).
+        let mut ns_client = TcpStream::connect(ns).await.unwrap();
+        open.wait_for(|n| *n == 1).await.unwrap();
+        shutdown.cancel();
+        assert_eq!(ns_client.read(&mut buf).await.unwrap(), 0);
+        server.await.unwrap().unwrap();
+        assert_eq!(*open.borrow(), 0);
+        assert!(matches!(store.accounts().await, Err(StoreError::Closed)));
+    }
+}

@@ -1,2 +1,396 @@
-//! `relive-server` binary (placeholder being filled in).
-fn main() {}
+//! `relive-server`: the command line. Parses arguments (clap), sets up logging, and calls the
+//! library; nothing else lives here.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use relive_server::config::{self, DEFAULT_DATA_DIR, Overrides, Settings};
+use relive_server::secret::Secret;
+use relive_server::store::accounts::encode_friendly_name;
+use relive_server::store::{Account, Email, Store, TokenId};
+use relive_server::tls::CertPaths;
+use relive_server::{Listeners, data_dir, demo, tls};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Relive: a self-hosted MSN Messenger server.
+#[derive(Debug, Parser)]
+#[command(name = "relive-server", version, about)]
+struct Cli {
+    /// Data directory (database, keys, certificates, relive.toml).
+    #[arg(long, global = true, env = "RELIVE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (first start sets up the data directory).
+    Serve(ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage access tokens (what clients log in with).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Create alice@, bob@ and carol@example.com with a token each (if missing) and print them.
+    #[arg(long)]
+    demo: bool,
+    /// NS bind address.
+    #[arg(long, value_name = "ADDR")]
+    ns: Option<SocketAddr>,
+    /// Switchboard bind address.
+    #[arg(long, value_name = "ADDR")]
+    sb: Option<SocketAddr>,
+    /// HTTP bind address.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// HTTPS bind address.
+    #[arg(long, value_name = "ADDR")]
+    https: Option<SocketAddr>,
+    /// Host name or IP clients are told to connect to.
+    #[arg(long, value_name = "HOST")]
+    public_host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account (prompts for the password when interactive).
+    Add {
+        /// The account's handle.
+        email: Email,
+        /// Friendly name (defaults to the handle).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+    /// Delete an account and everything that belongs to it.
+    Del {
+        /// The account's handle.
+        email: Email,
+    },
+    /// Change an account's password.
+    Passwd {
+        /// The account's handle.
+        email: Email,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; prints only the token on standard output.
+    New {
+        /// The account's handle.
+        email: Email,
+        /// Device label.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List an account's tokens (never the tokens themselves).
+    List {
+        /// The account's handle.
+        email: Email,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// The account's handle.
+        email: Email,
+        /// Token id, as shown by `token list`.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Write the local root CA certificate (PEM) to FILE, for clients to trust.
+    Export {
+        /// Destination, e.g. relive-ca.crt.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(dispatch(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(data_dir: PathBuf, overrides: &Overrides) -> anyhow::Result<Settings> {
+    config::resolve(&data_dir, &|k| std::env::var(k).ok(), overrides)
+        .context("reading configuration")
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(cli.data_dir, args).await,
+        Command::User(cmd) => {
+            let store = open(cli.data_dir).await?;
+            let result = user(&store, cmd).await;
+            store.close().await?;
+            result
+        }
+        Command::Token(cmd) => {
+            let store = open(cli.data_dir).await?;
+            let result = token(&store, cmd).await;
+            store.close().await?;
+            result
+        }
+        Command::Cert(CertCommand::Export { file }) => {
+            let paths = CertPaths::in_data_dir(&cli.data_dir);
+            tls::export_ca(&paths, &file)
+                .context("exporting the CA certificate (has `serve` run once?)")?;
+            eprintln!("wrote {}", file.display());
+            Ok(())
+        }
+    }
+}
+
+async fn open(data_dir: PathBuf) -> anyhow::Result<Store> {
+    let settings = settings(data_dir, &Overrides::default())?;
+    data_dir::open_store(&settings)
+        .await
+        .context("opening the data directory")
+}
+
+async fn account(store: &Store, email: &Email) -> anyhow::Result<Account> {
+    store
+        .account(email)
+        .await?
+        .with_context(|| format!("no account {email}"))
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<Secret> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let line = line.trim_end_matches(['\r', '\n']);
+        return Ok(Secret::new(line.to_owned()));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("standard input is not a terminal: pass --password-stdin");
+    }
+    let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+    let second = rpassword::prompt_password("Again: ").context("reading the password")?;
+    if first != second {
+        bail!("the passwords differ");
+    }
+    Ok(Secret::new(first))
+}
+
+async fn user(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add {
+            email,
+            name,
+            password_stdin,
+        } => {
+            let name = encode_friendly_name(name.as_deref().unwrap_or(email.as_str()));
+            let password = read_password(password_stdin)?;
+            store.create_account(&email, &name, password).await?;
+            eprintln!("created {email}");
+        }
+        UserCommand::List => {
+            for a in store.accounts().await? {
+                println!(
+                    "{}\t{}\t{}",
+                    a.email,
+                    a.friendly_name,
+                    format_time(a.created_at)
+                );
+            }
+        }
+        UserCommand::Del { email } => {
+            store.delete_account(&email).await?;
+            eprintln!("deleted {email}");
+        }
+        UserCommand::Passwd {
+            email,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            store.set_password(&email, password).await?;
+            eprintln!("password changed for {email}");
+        }
+    }
+    Ok(())
+}
+
+async fn token(store: &Store, cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::New { email, label } => {
+            let account = account(store, &email).await?;
+            let new = store.new_token(account.id, &label).await?;
+            eprintln!(
+                "token {} for {email} (label {label:?}); it is shown only once",
+                new.id
+            );
+            println!("{}", new.token.expose());
+        }
+        TokenCommand::List { email } => {
+            let account = account(store, &email).await?;
+            println!("id\tlabel\tcreated\tlast used\trevoked");
+            for t in store.tokens(account.id).await? {
+                let opt = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), format_time);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    if t.label.is_empty() { "-" } else { &t.label },
+                    format_time(t.created_at),
+                    opt(t.last_used_at),
+                    opt(t.revoked_at),
+                );
+            }
+        }
+        TokenCommand::Revoke { email, id } => {
+            let account = account(store, &email).await?;
+            store.revoke_token(account.id, TokenId(id)).await?;
+            eprintln!("revoked token {id} of {email}");
+        }
+    }
+    Ok(())
+}
+
+async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        ns: args.ns,
+        sb: args.sb,
+        http: args.http,
+        https: args.https,
+        public_host: args.public_host,
+    };
+    let settings = settings(data_dir, &overrides)?;
+    let (store, certs) = data_dir::prepare(&settings)
+        .await
+        .context("setting up the data directory")?;
+    println!(
+        "data directory {} (certificates: {certs:?})",
+        settings.data_dir.display()
+    );
+    if args.demo {
+        for (email, new) in demo::seed(&store).await? {
+            println!("demo account {email} token {}", new.token.expose());
+        }
+    }
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the {what} listener on {addr}"))
+    };
+    let listeners = Listeners {
+        ns: bind(settings.ns, "NS").await?,
+        sb: bind(settings.sb, "SB").await?,
+        http: bind(settings.http, "HTTP").await?,
+        https: bind(settings.https, "HTTPS").await?,
+    };
+    for (what, l) in [
+        ("NS", &listeners.ns),
+        ("SB", &listeners.sb),
+        ("HTTP", &listeners.http),
+        ("HTTPS", &listeners.https),
+    ] {
+        println!("{what} listening on {}", l.local_addr()?);
+    }
+    println!("public host {}", settings.public_host);
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        match wait_for_signal().await {
+            Ok(()) => tracing::info!("signal received, shutting down"),
+            Err(error) => tracing::error!(%error, "cannot listen for signals; shutting down"),
+        }
+        trigger.cancel();
+    });
+    relive_server::run(settings, store, listeners, shutdown).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+/// Formats Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
+fn format_time(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm), valid for the whole i64 day range we store.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed_and_times_format() {
+        Cli::command().debug_assert();
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(951_782_400 + 3_723), "2000-02-29 01:02:03");
+    }
+}

@@ -1,0 +1,298 @@
+//! Presence and other NS commands: `CHG`, `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`,
+//! `PAG`, `QRY`.
+
+use bytes::Bytes;
+
+use crate::args::Args;
+use crate::error::{ParseError, ParseErrorKind};
+use crate::frame::{Frame, push_opt as opt};
+use crate::types::{ClientCaps, MsnObject, Status, Token, TrId};
+
+/// `CHG`: change my status.
+///
+/// # Format
+/// ```text
+/// CHG trid <status>                         MSNP2–MSNP7
+/// CHG trid <status> <caps>                  MSNP8
+/// CHG trid <status> <caps> [<msnobject>]    MSNP9+
+/// ```
+/// Client → NS. Optional fields are parsed whenever present. `FLN` parses; the server answers
+/// it with `201`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chg {
+    /// Transaction id.
+    pub trid: TrId,
+    /// The new status.
+    pub status: Status,
+    /// Client capabilities (MSNP8+).
+    pub caps: Option<ClientCaps>,
+    /// URL-encoded MSNObject (MSNP9+).
+    pub msn_object: Option<MsnObject>,
+}
+
+impl Chg {
+    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+        let trid = a.next_trid()?;
+        let status = a.next_enum("status")?;
+        let caps = a.opt_parse(ParseErrorKind::BadNumber("client caps"))?;
+        let msn_object = a.opt_parse(ParseErrorKind::BadValue("MSNObject"))?;
+        a.finish()?;
+        Ok(Self {
+            trid,
+            status,
+            caps,
+            msn_object,
+        })
+    }
+
+    pub(crate) fn to_frame(&self) -> Frame {
+        let mut v = words!(self.trid, self.status);
+        opt(&mut v, self.caps);
+        if self.caps.is_some() {
+            opt(&mut v, self.msn_object.as_ref());
+        }
+        Frame::new("CHG", v)
+    }
+}
+
+/// `URL`: ask for a web service URL.
+///
+/// # Format
+/// ```text
+/// URL trid <service> [<lcid>]
+/// ```
+/// Client → NS, all versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// Transaction id.
+    pub trid: TrId,
+    /// Service name (`INBOX`, `FOLDERS`, `COMPOSE`, `PROFILE`, …).
+    pub service: Token,
+    /// Optional locale id.
+    pub lcid: Option<Token>,
+}
+
+impl Url {
+    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+        let trid = a.next_trid()?;
+        let service = a.next_enum("service")?;
+        let lcid = a.opt_parse(ParseErrorKind::BadValue("lcid"))?;
+        a.finish()?;
+        Ok(Self {
+            trid,
+            service,
+            lcid,
+        })
+    }
+
+    pub(crate) fn to_frame(&self) -> Frame {
+        let mut v = words!(self.trid, self.service);
+        opt(&mut v, self.lcid.as_ref());
+        Frame::new("URL", v)
+    }
+}
+
+/// Parses all remaining arguments as tokens (at least one).
+fn tokens(a: &mut Args<'_>, what: &'static str) -> Result<Vec<Token>, ParseError> {
+    let rest = a.rest();
+    if rest.is_empty() {
+        return Err(a.error(ParseErrorKind::Missing(what)));
+    }
+    rest.iter()
+        .map(|s| Token::parse(s).map_err(|_| a.error(ParseErrorKind::BadValue(what))))
+        .collect()
+}
+
+/// Defines a command of the shape `NAME trid <token>...` kept raw.
+macro_rules! raw_command {
+    ($(#[$meta:meta])* $name:ident, $wire:literal, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name {
+            /// Transaction id.
+            pub trid: TrId,
+            /// The arguments after the transaction id, verbatim.
+            pub fields: Vec<Token>,
+        }
+
+        impl $name {
+            pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+                let trid = a.next_trid()?;
+                let fields = tokens(a, $what)?;
+                Ok(Self { trid, fields })
+            }
+
+            pub(crate) fn to_frame(&self) -> Frame {
+                let mut v = words!(self.trid);
+                v.extend(self.fields.iter().map(ToString::to_string));
+                Frame::new($wire, v)
+            }
+        }
+    };
+}
+
+raw_command!(
+    /// `FND`: directory search (switched off in 2003; answer `502` or `FND trid 0 0`).
+    ///
+    /// # Format
+    /// ```text
+    /// FND trid fname=<f> lname=<l> city=<c> state=<s> country=<cc>
+    /// ```
+    /// Client → NS, MSNP2–MSNP7.
+    Fnd, "FND", "search field"
+);
+raw_command!(
+    /// `SND`: send an invitation e-mail (accept and ignore).
+    ///
+    /// # Format
+    /// ```text
+    /// SND trid <email> [<lcid> <library> [<codebase>]]
+    /// ```
+    /// Client → NS, MSNP2–MSNP4.
+    Snd, "SND", "SND field"
+);
+
+/// `SDC`: send an invitation e-mail with a personal message (accept and ignore).
+///
+/// # Format
+/// ```text
+/// SDC trid <email|FND-index> <lcid> <library> <codebase> X X <myname> <len>\r\n<text>
+/// ```
+/// Client → NS, MSNP5+.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sdc {
+    /// Transaction id.
+    pub trid: TrId,
+    /// The arguments between trid and length, verbatim.
+    pub fields: Vec<Token>,
+    /// The message text.
+    pub payload: Bytes,
+}
+
+impl Sdc {
+    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+        let trid = a.next_trid()?;
+        let fields = tokens(a, "SDC field")?;
+        Ok(Self {
+            trid,
+            fields,
+            payload: a.payload()?,
+        })
+    }
+
+    pub(crate) fn to_frame(&self) -> Frame {
+        let mut v = words!(self.trid);
+        v.extend(self.fields.iter().map(ToString::to_string));
+        Frame::with_payload("SDC", v, self.payload.clone())
+    }
+}
+
+/// `PAG`: page a contact's mobile device.
+///
+/// # Format
+/// ```text
+/// PAG trid <handle> <len>\r\n<message>
+/// ```
+/// Client → NS, MSNP5–MSNP8. The arguments before the length are kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pag {
+    /// Transaction id.
+    pub trid: TrId,
+    /// The arguments between trid and length, verbatim.
+    pub fields: Vec<Token>,
+    /// The page body.
+    pub payload: Bytes,
+}
+
+impl Pag {
+    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+        let trid = a.next_trid()?;
+        let fields = tokens(a, "PAG field")?;
+        Ok(Self {
+            trid,
+            fields,
+            payload: a.payload()?,
+        })
+    }
+
+    pub(crate) fn to_frame(&self) -> Frame {
+        let mut v = words!(self.trid);
+        v.extend(self.fields.iter().map(ToString::to_string));
+        Frame::with_payload("PAG", v, self.payload.clone())
+    }
+}
+
+/// `IMS`: switch instant messages on or off (WebTV).
+///
+/// # Format
+/// ```text
+/// IMS trid ON|OFF
+/// ```
+/// Client → NS, MSNP3+.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ims {
+    /// Transaction id.
+    pub trid: TrId,
+    /// `true` for `ON`.
+    pub on: bool,
+}
+
+impl Ims {
+    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+        let trid = a.next_trid()?;
+        let on = match a.next_str("ON|OFF")? {
+            "ON" => true,
+            "OFF" => false,
+            _ => return Err(a.error(ParseErrorKind::BadValue("ON|OFF"))),
+        };
+        a.finish()?;
+        Ok(Self { trid, on })
+    }
+
+    pub(crate) fn to_frame(self) -> Frame {
+        Frame::new("IMS", words!(self.trid, if self.on { "ON" } else { "OFF" }))
+    }
+}
+
+/// `QRY`: answer to a server challenge (`CHL`).
+///
+/// # Format
+/// ```text
+/// QRY trid <client-id> 32\r\n<32 lowercase hex digits>
+/// ```
+/// Client → NS, MSNP6+. Check with [`crate::auth::verify_qry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qry {
+    /// Transaction id.
+    pub trid: TrId,
+    /// The client id whose key was used, e.g. `msmsgs@msnmsgr.com`.
+    pub client_id: Token,
+    /// The answer.
+    pub payload: Bytes,
+}
+
+impl Qry {
+    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+        let trid = a.next_trid()?;
+        let client_id = a.next_enum("client id")?;
+        a.finish()?;
+        Ok(Self {
+            trid,
+            client_id,
+            payload: a.payload()?,
+        })
+    }
+
+    pub(crate) fn to_frame(&self) -> Frame {
+        Frame::with_payload(
+            "QRY",
+            words!(self.trid, self.client_id),
+            self.payload.clone(),
+        )
+    }
+}
+
+/// Parses a command that is only a name (`PNG`, `OUT`).
+pub(crate) fn parse_bare(a: &Args<'_>) -> Result<(), ParseError> {
+    a.finish()
+}

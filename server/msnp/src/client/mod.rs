@@ -1,0 +1,252 @@
+//! Client → server commands, parsed once at the edge into [`ClientCommand`].
+//!
+//! Each mnemonic has a struct (in `login`, `lists`, `misc`, `switchboard`) with a `# Format`
+//! doc, a parser over [`Args`] and an encoder. [`ClientCommand::from_frame`] dispatches on the
+//! name; unknown names become [`ClientCommand::Unknown`], which is not an error, so the server
+//! decides how to react (PROTOCOL.md §1.6). [`ClientCommand::encode`] exists for the test client.
+
+mod lists;
+mod login;
+mod misc;
+mod switchboard;
+
+use bytes::BytesMut;
+
+pub use lists::{Add, Adg, Blp, Gtc, Lsg, Lst, Prp, Rea, Reg, Rem, Rmg, Syn};
+pub use login::{Cvr, Inf, Usr, Ver, Xfr};
+pub use misc::{Chg, Fnd, Ims, Pag, Qry, Sdc, Snd, Url};
+pub use switchboard::{Ans, Cal, Msg};
+
+use crate::args::Args;
+use crate::error::ParseError;
+use crate::frame::Frame;
+use crate::types::{Token, TrId};
+use crate::version::Capabilities;
+
+/// Which kind of server the connection talks to; the `USR` grammar differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Dispatch / notification server.
+    Notification,
+    /// Switchboard.
+    Switchboard,
+}
+
+/// A parsed client command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientCommand {
+    /// `VER`: version negotiation.
+    Ver(Ver),
+    /// `CVR`: client version information.
+    Cvr(Cvr),
+    /// `INF`: authentication method query.
+    Inf(Inf),
+    /// `USR`: authentication (NS or SB form).
+    Usr(Usr),
+    /// `XFR`: switchboard referral request.
+    Xfr(Xfr),
+    /// `SYN`: list synchronisation.
+    Syn(Syn),
+    /// `LST`: list query.
+    Lst(Lst),
+    /// `LSG`: group list query.
+    Lsg(Lsg),
+    /// `GTC`: "prompt when added" preference.
+    Gtc(Gtc),
+    /// `BLP`: privacy default.
+    Blp(Blp),
+    /// `ADD`: add to list.
+    Add(Add),
+    /// `REM`: remove from list.
+    Rem(Rem),
+    /// `REA`: rename.
+    Rea(Rea),
+    /// `ADG`: add group.
+    Adg(Adg),
+    /// `RMG`: remove group.
+    Rmg(Rmg),
+    /// `REG`: rename group.
+    Reg(Reg),
+    /// `PRP`: phone property.
+    Prp(Prp),
+    /// `CHG`: status change.
+    Chg(Chg),
+    /// `PNG`: keep-alive ping (no trid).
+    Png,
+    /// `OUT`: log out (no trid).
+    Out,
+    /// `URL`: service URL query.
+    Url(Url),
+    /// `FND`: directory search.
+    Fnd(Fnd),
+    /// `SND`: invitation e-mail.
+    Snd(Snd),
+    /// `SDC`: invitation e-mail with text.
+    Sdc(Sdc),
+    /// `IMS`: instant messages on/off.
+    Ims(Ims),
+    /// `PAG`: page.
+    Pag(Pag),
+    /// `QRY`: challenge answer.
+    Qry(Qry),
+    /// `CAL`: switchboard invite.
+    Cal(Cal),
+    /// `ANS`: switchboard join.
+    Ans(Ans),
+    /// `MSG`: switchboard message.
+    Msg(Msg),
+    /// A command name this crate does not model (including server-only names such as `RNG`).
+    Unknown {
+        /// The three-character name.
+        name: Token,
+        /// The first argument, if it is a number.
+        trid: Option<TrId>,
+    },
+}
+
+impl ClientCommand {
+    /// Parses a frame received from a client on a `role` connection.
+    ///
+    /// Parsing is purely syntactic and lenient about dialect: optional trailing fields are
+    /// accepted whenever present, and commands a dialect forbids (`INF` under MSNP8, `ADD RL`)
+    /// still parse, so the session rules can recognise and reject them. `caps` is reserved for
+    /// grammar that changes incompatibly (MSNP10+ `ADC`-era forms, not modelled yet).
+    ///
+    /// # Errors
+    /// [`ParseError`] if the arguments do not fit the command; its `trid` is set when the
+    /// transaction id could be read.
+    pub fn from_frame(frame: &Frame, role: Role, _caps: &Capabilities) -> Result<Self, ParseError> {
+        let mut a = Args::new(frame);
+        let a = &mut a;
+        let payload_cmd = matches!(frame.name.as_str(), "MSG" | "QRY" | "SDC" | "PAG");
+        if frame.payload.is_some() != payload_cmd {
+            let _ = a.next_trid();
+            return Err(a.error(crate::error::ParseErrorKind::Payload));
+        }
+        Ok(match frame.name.as_str() {
+            "VER" => Self::Ver(Ver::parse(a)?),
+            "CVR" => Self::Cvr(Cvr::parse(a)?),
+            "INF" => Self::Inf(Inf::parse(a)?),
+            "USR" => Self::Usr(match role {
+                Role::Notification => Usr::parse_ns(a)?,
+                Role::Switchboard => Usr::parse_sb(a)?,
+            }),
+            "XFR" => Self::Xfr(Xfr::parse(a)?),
+            "SYN" => Self::Syn(Syn::parse(a)?),
+            "LST" => Self::Lst(Lst::parse(a)?),
+            "LSG" => Self::Lsg(Lsg::parse(a)?),
+            "GTC" => Self::Gtc(Gtc::parse(a)?),
+            "BLP" => Self::Blp(Blp::parse(a)?),
+            "ADD" => Self::Add(Add::parse(a)?),
+            "REM" => Self::Rem(Rem::parse(a)?),
+            "REA" => Self::Rea(Rea::parse(a)?),
+            "ADG" => Self::Adg(Adg::parse(a)?),
+            "RMG" => Self::Rmg(Rmg::parse(a)?),
+            "REG" => Self::Reg(Reg::parse(a)?),
+            "PRP" => Self::Prp(Prp::parse(a)?),
+            "CHG" => Self::Chg(Chg::parse(a)?),
+            "PNG" => misc::parse_bare(a).map(|()| Self::Png)?,
+            "OUT" => misc::parse_bare(a).map(|()| Self::Out)?,
+            "URL" => Self::Url(Url::parse(a)?),
+            "FND" => Self::Fnd(Fnd::parse(a)?),
+            "SND" => Self::Snd(Snd::parse(a)?),
+            "SDC" => Self::Sdc(Sdc::parse(a)?),
+            "IMS" => Self::Ims(Ims::parse(a)?),
+            "PAG" => Self::Pag(Pag::parse(a)?),
+            "QRY" => Self::Qry(Qry::parse(a)?),
+            "CAL" => Self::Cal(Cal::parse(a)?),
+            "ANS" => Self::Ans(Ans::parse(a)?),
+            "MSG" => Self::Msg(Msg::parse(a)?),
+            other => Self::Unknown {
+                name: Token::parse(other)
+                    .map_err(|_| a.error(crate::error::ParseErrorKind::BadValue("name")))?,
+                trid: a.peek().and_then(|s| TrId::parse(s).ok()),
+            },
+        })
+    }
+
+    /// The transaction id, for commands that carry one.
+    #[must_use]
+    pub fn trid(&self) -> Option<TrId> {
+        Some(match self {
+            Self::Ver(c) => c.trid,
+            Self::Cvr(c) => c.trid,
+            Self::Inf(c) => c.trid,
+            Self::Usr(c) => c.trid(),
+            Self::Xfr(c) => c.trid,
+            Self::Syn(c) => c.trid,
+            Self::Lst(c) => c.trid,
+            Self::Lsg(c) => c.trid,
+            Self::Gtc(c) => c.trid,
+            Self::Blp(c) => c.trid,
+            Self::Add(c) => c.trid,
+            Self::Rem(c) => c.trid,
+            Self::Rea(c) => c.trid,
+            Self::Adg(c) => c.trid,
+            Self::Rmg(c) => c.trid,
+            Self::Reg(c) => c.trid,
+            Self::Prp(c) => c.trid,
+            Self::Chg(c) => c.trid,
+            Self::Url(c) => c.trid,
+            Self::Fnd(c) => c.trid,
+            Self::Snd(c) => c.trid,
+            Self::Sdc(c) => c.trid,
+            Self::Ims(c) => c.trid,
+            Self::Pag(c) => c.trid,
+            Self::Qry(c) => c.trid,
+            Self::Cal(c) => c.trid,
+            Self::Ans(c) => c.trid,
+            Self::Msg(c) => c.trid,
+            Self::Png | Self::Out => return None,
+            Self::Unknown { trid, .. } => return *trid,
+        })
+    }
+
+    /// The command as a frame.
+    #[must_use]
+    pub fn to_frame(&self) -> Frame {
+        match self {
+            Self::Ver(c) => c.to_frame(),
+            Self::Cvr(c) => c.to_frame(),
+            Self::Inf(c) => c.to_frame(),
+            Self::Usr(c) => c.to_frame(),
+            Self::Xfr(c) => c.to_frame(),
+            Self::Syn(c) => c.to_frame(),
+            Self::Lst(c) => c.to_frame(),
+            Self::Lsg(c) => c.to_frame(),
+            Self::Gtc(c) => c.to_frame(),
+            Self::Blp(c) => c.to_frame(),
+            Self::Add(c) => c.to_frame(),
+            Self::Rem(c) => c.to_frame(),
+            Self::Rea(c) => c.to_frame(),
+            Self::Adg(c) => c.to_frame(),
+            Self::Rmg(c) => c.to_frame(),
+            Self::Reg(c) => c.to_frame(),
+            Self::Prp(c) => c.to_frame(),
+            Self::Chg(c) => c.to_frame(),
+            Self::Png => Frame::new("PNG", Vec::new()),
+            Self::Out => Frame::new("OUT", Vec::new()),
+            Self::Url(c) => c.to_frame(),
+            Self::Fnd(c) => c.to_frame(),
+            Self::Snd(c) => c.to_frame(),
+            Self::Sdc(c) => c.to_frame(),
+            Self::Ims(c) => c.to_frame(),
+            Self::Pag(c) => c.to_frame(),
+            Self::Qry(c) => c.to_frame(),
+            Self::Cal(c) => c.to_frame(),
+            Self::Ans(c) => c.to_frame(),
+            Self::Msg(c) => c.to_frame(),
+            Self::Unknown { name, trid } => {
+                let mut v = Vec::new();
+                crate::frame::push_opt(&mut v, *trid);
+                Frame::new(name.as_str(), v)
+            }
+        }
+    }
+
+    /// Writes the command's wire form (used by test clients).
+    pub fn encode(&self, dst: &mut BytesMut) {
+        self.to_frame().encode(dst);
+    }
+}

@@ -1,0 +1,504 @@
+//! Configuration: the raw `relive.toml` ([`Config`]), environment and flag overrides, and the
+//! validated [`Settings`] the rest of the server sees.
+//!
+//! Precedence, highest first: command-line flags ([`Overrides`]), `RELIVE_*` environment
+//! variables, `relive.toml` in the data directory, built-in defaults. The environment is read
+//! through a lookup function so tests can supply their own.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::store::{ListLimits, StoreOptions};
+
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "relive.toml";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./relive-data";
+/// Default NS (and DS) port.
+pub const DEFAULT_NS_PORT: u16 = 1863;
+/// Default switchboard port.
+pub const DEFAULT_SB_PORT: u16 = 1864;
+/// Default HTTP port.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+/// Default HTTPS port.
+pub const DEFAULT_HTTPS_PORT: u16 = 8443;
+
+/// Errors reading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("config file {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("config file {path} is invalid")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// An environment variable has an invalid value.
+    #[error("environment variable {name} is invalid: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// The raw configuration file. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// NS bind address.
+    pub ns: SocketAddr,
+    /// Switchboard bind address.
+    pub sb: SocketAddr,
+    /// HTTP bind address.
+    pub http: SocketAddr,
+    /// HTTPS bind address.
+    pub https: SocketAddr,
+    /// Host name or IP clients are told to connect to (XFR, nexus, certificate).
+    pub public_host: String,
+    /// Host handed out in `XFR NS` referrals, if different from `public_host`.
+    pub ns_referral_host: Option<String>,
+    /// bcrypt cost.
+    pub bcrypt_cost: u32,
+    /// Maximum forward-list entries.
+    pub max_fl: usize,
+    /// Maximum entries on each of AL and BL.
+    pub max_al_bl: usize,
+    /// Maximum simultaneous client connections over all listeners.
+    pub max_connections: usize,
+    /// Send `CHL` challenges (MSNP6+).
+    pub chl: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+        let limits = ListLimits::default();
+        Self {
+            ns: any(DEFAULT_NS_PORT),
+            sb: any(DEFAULT_SB_PORT),
+            http: any(DEFAULT_HTTP_PORT),
+            https: any(DEFAULT_HTTPS_PORT),
+            public_host: "127.0.0.1".to_owned(),
+            ns_referral_host: None,
+            bcrypt_cost: crate::store::DEFAULT_BCRYPT_COST,
+            max_fl: limits.forward,
+            max_al_bl: limits.allow_block,
+            max_connections: 1000,
+            chl: false,
+        }
+    }
+}
+
+/// Values given on the command line; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--ns`.
+    pub ns: Option<SocketAddr>,
+    /// `--sb`.
+    pub sb: Option<SocketAddr>,
+    /// `--http`.
+    pub http: Option<SocketAddr>,
+    /// `--https`.
+    pub https: Option<SocketAddr>,
+    /// `--public-host`.
+    pub public_host: Option<String>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// NS bind address.
+    pub ns: SocketAddr,
+    /// Switchboard bind address.
+    pub sb: SocketAddr,
+    /// HTTP bind address.
+    pub http: SocketAddr,
+    /// HTTPS bind address.
+    pub https: SocketAddr,
+    /// Advertised host.
+    pub public_host: String,
+    /// Host for `XFR NS` referrals (defaults to `public_host`).
+    pub ns_referral_host: String,
+    /// bcrypt cost (4..=31).
+    pub bcrypt_cost: u32,
+    /// List limits.
+    pub limits: ListLimits,
+    /// Maximum simultaneous connections.
+    pub max_connections: usize,
+    /// Send `CHL` challenges.
+    pub chl: bool,
+}
+
+impl Settings {
+    /// Store options derived from these settings.
+    #[must_use]
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            bcrypt_cost: self.bcrypt_cost,
+            limits: self.limits,
+        }
+    }
+
+    /// Path of the database file.
+    #[must_use]
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("relive.db")
+    }
+}
+
+fn env_value<T: std::str::FromStr>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    lookup(name)
+        .map(|v| {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+                name,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+impl Config {
+    /// Reads `path`, or returns the defaults if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Io`] or [`ConfigError::Parse`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Applies `RELIVE_NS`, `RELIVE_SB`, `RELIVE_HTTP`, `RELIVE_HTTPS`, `RELIVE_PUBLIC_HOST`,
+    /// `RELIVE_NS_REFERRAL_HOST`, `RELIVE_BCRYPT_COST`, `RELIVE_MAX_FL`, `RELIVE_MAX_AL_BL`,
+    /// `RELIVE_MAX_CONNECTIONS` and `RELIVE_CHL`, looked up with `lookup`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Env`] for an unparsable value.
+    pub fn apply_env(
+        &mut self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = env_value(lookup, "RELIVE_NS")? {
+            self.ns = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_SB")? {
+            self.sb = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_HTTP")? {
+            self.http = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_HTTPS")? {
+            self.https = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_PUBLIC_HOST")? {
+            self.public_host = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_NS_REFERRAL_HOST")? {
+            self.ns_referral_host = Some(v);
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_BCRYPT_COST")? {
+            self.bcrypt_cost = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_MAX_FL")? {
+            self.max_fl = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_MAX_AL_BL")? {
+            self.max_al_bl = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_MAX_CONNECTIONS")? {
+            self.max_connections = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_CHL")? {
+            self.chl = v;
+        }
+        Ok(())
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply_overrides(&mut self, o: &Overrides) {
+        self.ns = o.ns.unwrap_or(self.ns);
+        self.sb = o.sb.unwrap_or(self.sb);
+        self.http = o.http.unwrap_or(self.http);
+        self.https = o.https.unwrap_or(self.https);
+        if let Some(host) = &o.public_host {
+            self.public_host.clone_from(host);
+        }
+    }
+
+    /// Validates into [`Settings`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the first bad key.
+    pub fn validate(self, data_dir: PathBuf) -> Result<Settings, ConfigError> {
+        let host_ok =
+            |h: &str| !h.is_empty() && h.len() <= 253 && h.bytes().all(|b| b.is_ascii_graphic());
+        if !host_ok(&self.public_host) {
+            return Err(ConfigError::Invalid {
+                key: "public_host",
+                reason: "must be a non-empty host name or IP address without spaces",
+            });
+        }
+        if let Some(h) = &self.ns_referral_host
+            && !host_ok(h)
+        {
+            return Err(ConfigError::Invalid {
+                key: "ns_referral_host",
+                reason: "must be a non-empty host name or IP address without spaces",
+            });
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(ConfigError::Invalid {
+                key: "bcrypt_cost",
+                reason: "must be between 4 and 31",
+            });
+        }
+        if !(1..=10_000).contains(&self.max_fl) || !(1..=100_000).contains(&self.max_al_bl) {
+            return Err(ConfigError::Invalid {
+                key: "max_fl",
+                reason: "max_fl must be 1..=10000 and max_al_bl 1..=100000",
+            });
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_connections",
+                reason: "must be at least 1",
+            });
+        }
+        Ok(Settings {
+            data_dir,
+            ns: self.ns,
+            sb: self.sb,
+            http: self.http,
+            https: self.https,
+            ns_referral_host: self
+                .ns_referral_host
+                .unwrap_or_else(|| self.public_host.clone()),
+            public_host: self.public_host,
+            bcrypt_cost: self.bcrypt_cost,
+            limits: ListLimits {
+                forward: self.max_fl,
+                allow_block: self.max_al_bl,
+            },
+            max_connections: self.max_connections,
+            chl: self.chl,
+        })
+    }
+}
+
+/// Builds [`Settings`] for `data_dir` from the file, the environment (`lookup`) and `overrides`.
+///
+/// # Errors
+///
+/// Any [`ConfigError`].
+pub fn resolve(
+    data_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    overrides: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let mut config = Config::load(&data_dir.join(CONFIG_FILE))?;
+    config.apply_env(lookup)?;
+    config.apply_overrides(overrides);
+    config.validate(data_dir.to_path_buf())
+}
+
+/// The commented `relive.toml` written on first start: every key, commented out, at its default.
+#[must_use]
+pub fn default_file_text() -> String {
+    let d = Config::default();
+    format!(
+        "# Relive server configuration. Every key is optional; the values shown are the defaults.\n\
+         # Precedence: command-line flags > RELIVE_* environment variables > this file > defaults.\n\
+         \n\
+         # Where the notification server (and dispatch) listens. Env: RELIVE_NS, flag: --ns.\n\
+         # ns = \"{ns}\"\n\
+         # Where the switchboard listens. Env: RELIVE_SB, flag: --sb.\n\
+         # sb = \"{sb}\"\n\
+         # Plain HTTP (nexus, login, website). Env: RELIVE_HTTP, flag: --http.\n\
+         # http = \"{http}\"\n\
+         # HTTPS (rustls). Env: RELIVE_HTTPS, flag: --https.\n\
+         # https = \"{https}\"\n\
+         \n\
+         # Host name or IP address clients are told to connect to; also goes in the certificate.\n\
+         # Env: RELIVE_PUBLIC_HOST, flag: --public-host.\n\
+         # public_host = \"{host}\"\n\
+         # Host handed out in XFR NS referrals when it differs from public_host.\n\
+         # Env: RELIVE_NS_REFERRAL_HOST.\n\
+         # ns_referral_host = \"ns.example.com\"\n\
+         \n\
+         # bcrypt cost for account passwords (4..=31). Env: RELIVE_BCRYPT_COST.\n\
+         # bcrypt_cost = {cost}\n\
+         # Maximum forward-list entries, and entries on each of the allow and block lists.\n\
+         # Env: RELIVE_MAX_FL, RELIVE_MAX_AL_BL.\n\
+         # max_fl = {fl}\n\
+         # max_al_bl = {albl}\n\
+         # Maximum simultaneous client connections. Env: RELIVE_MAX_CONNECTIONS.\n\
+         # max_connections = {conns}\n\
+         # Send CHL challenges to MSNP6+ clients. Env: RELIVE_CHL.\n\
+         # chl = {chl}\n",
+        ns = d.ns,
+        sb = d.sb,
+        http = d.http,
+        https = d.https,
+        host = d.public_host,
+        cost = d.bcrypt_cost,
+        fl = d.max_fl,
+        albl = d.max_al_bl,
+        conns = d.max_connections,
+        chl = d.chl,
+    )
+}
+
+/// Writes [`default_file_text`] to `<data_dir>/relive.toml` unless the file exists. Returns
+/// whether it was written.
+///
+/// # Errors
+///
+/// [`ConfigError::Io`].
+pub fn write_default_file(data_dir: &Path) -> Result<bool, ConfigError> {
+    let path = data_dir.join(CONFIG_FILE);
+    let io = |source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, default_file_text().as_bytes()).map_err(io)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "ns = \"127.0.0.1:1001\"\nsb = \"127.0.0.1:1002\"\nhttp = \"127.0.0.1:1003\"\nbcrypt_cost = 5\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [
+            ("RELIVE_NS", "127.0.0.1:2001"),
+            ("RELIVE_SB", "127.0.0.1:2002"),
+        ]
+        .into_iter()
+        .collect();
+        let lookup = |k: &str| env.get(k).map(|v| (*v).to_owned());
+        let flags = Overrides {
+            ns: Some("127.0.0.1:3001".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let s = resolve(dir.path(), &lookup, &flags).unwrap();
+        assert_eq!(s.ns.port(), 3001); // flag
+        assert_eq!(s.sb.port(), 2002); // env
+        assert_eq!(s.http.port(), 1003); // file
+        assert_eq!(s.https.port(), DEFAULT_HTTPS_PORT); // default
+        assert_eq!(s.bcrypt_cost, 5);
+        assert_eq!(s.ns_referral_host, s.public_host);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = |_: &str| None;
+        std::fs::write(dir.path().join(CONFIG_FILE), "nonsense = 1\n").unwrap();
+        assert!(matches!(
+            resolve(dir.path(), &none, &Overrides::default()),
+            Err(ConfigError::Parse { .. })
+        ));
+        std::fs::write(dir.path().join(CONFIG_FILE), "bcrypt_cost = 99\n").unwrap();
+        assert!(matches!(
+            resolve(dir.path(), &none, &Overrides::default()),
+            Err(ConfigError::Invalid {
+                key: "bcrypt_cost",
+                ..
+            })
+        ));
+        std::fs::remove_file(dir.path().join(CONFIG_FILE)).unwrap();
+        let bad_env = |k: &str| (k == "RELIVE_CHL").then(|| "maybe".to_owned());
+        assert!(matches!(
+            resolve(dir.path(), &bad_env, &Overrides::default()),
+            Err(ConfigError::Env {
+                name: "RELIVE_CHL",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_commented_file_documents_every_default() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(write_default_file(dir.path()).unwrap());
+        assert!(!write_default_file(dir.path()).unwrap());
+        let text = std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap();
+        // As written, it changes nothing.
+        assert_eq!(
+            Config::load(&dir.path().join(CONFIG_FILE)).unwrap(),
+            Config::default()
+        );
+        // Uncommented (apart from the example referral host), it spells out the defaults.
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = ") && !l.starts_with("ns_referral_host"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed: Config = toml::from_str(&uncommented).unwrap();
+        assert_eq!(parsed, Config::default());
+        assert_eq!(uncommented.lines().count(), 10);
+    }
+}

@@ -1,0 +1,807 @@
+//! The presence hub: the in-memory registry of every logged-in notification session.
+//!
+//! For each online user the hub keeps the session's outbox, its presence (status, client caps,
+//! MSNObject), its friendly name and its own privacy data (BLP and the list bits of every
+//! contact). That is everything needed to decide, under one short lock and without touching the
+//! database, who may see whom (PROTOCOL.md §2.8):
+//!
+//! * `owner` **blocks** `viewer` when `viewer` is on `owner`'s BL; otherwise when `viewer` is on
+//!   `owner`'s AL they are allowed; otherwise `owner` blocks `viewer` iff `owner`'s BLP is `BL`
+//!   (Escargot's `_is_blocking`).
+//! * `owner`'s `NLN`/`FLN` go to every online user on `owner`'s RL (they have `owner` on their FL)
+//!   whom `owner` does not block. A hidden (`HDN`) user looks offline to everybody.
+//!
+//! Events are version-neutral [`ServerMessage`] values; each connection encodes them in its own
+//! dialect. Outboxes are bounded: when a reader is too slow and its outbox is full, the hub
+//! cancels that one connection instead of waiting for it, so nobody else is ever stalled.
+//!
+//! The hub never holds its lock across an `.await`; every method is synchronous and short.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use relive_msnp::server::ServerMessage;
+use relive_msnp::types::{
+    Blp, ClientCaps, ErrorCode, FriendlyName, ListKind, ListSet, MsnObject, OutReason, Passport,
+    Status, TrId,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Default number of events an outbox holds before its connection counts as too slow.
+pub const DEFAULT_OUTBOX_CAPACITY: usize = 1024;
+
+/// Something another task asks a connection to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Write this message, encoded in the connection's dialect.
+    Send(ServerMessage),
+    /// Write `OUT <reason>` and close the connection (duplicate login, shutdown).
+    Kick(OutReason),
+}
+
+/// Identifies one connection, so a stale connection cannot unregister its successor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// The sending side of a connection: its outbox and the token that closes it.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    id: ConnId,
+    tx: mpsc::Sender<Event>,
+    close: CancellationToken,
+}
+
+impl Outbox {
+    /// The connection this outbox belongs to.
+    #[must_use]
+    pub const fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The token that closes the connection (cancelled when its reader is too slow).
+    #[must_use]
+    pub const fn close_token(&self) -> &CancellationToken {
+        &self.close
+    }
+
+    /// Queues `event` without waiting. A full outbox closes the connection: the reader is too
+    /// slow, and waiting for it would stall the sender. Returns whether the event was queued.
+    pub fn deliver(&self, event: Event) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(conn = self.id.0, "outbox full; closing slow connection");
+                self.close.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Creates connection ids and their outboxes.
+#[derive(Debug)]
+pub struct OutboxFactory {
+    next_id: AtomicU64,
+    capacity: usize,
+}
+
+impl OutboxFactory {
+    /// A factory whose outboxes hold `capacity` events.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// A new outbox and its receiving end; `close` is the connection's own cancellation token.
+    #[must_use]
+    pub fn create(&self, close: CancellationToken) -> (Outbox, mpsc::Receiver<Event>) {
+        let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::channel(self.capacity);
+        (Outbox { id, tx, close }, rx)
+    }
+}
+
+/// What a user shows to others once they have sent `CHG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// The status from the last `CHG` (never `FLN`).
+    pub status: Status,
+    /// Client capabilities (MSNP8+; 0 before).
+    pub caps: ClientCaps,
+    /// The display-picture object (MSNP9+).
+    pub msn_object: Option<MsnObject>,
+}
+
+impl Presence {
+    /// Whether others see this user online (`HDN` looks offline).
+    #[must_use]
+    pub fn is_visible(&self) -> bool {
+        self.status != Status::Hdn
+    }
+}
+
+/// The privacy and list data of a user, loaded from the store at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListView {
+    /// The user's privacy default.
+    pub blp: Blp,
+    /// List membership of each contact in this user's lists (FL/AL/BL/RL bits).
+    pub contacts: HashMap<Passport, ListSet>,
+}
+
+impl Default for ListView {
+    fn default() -> Self {
+        Self {
+            blp: Blp::Al,
+            contacts: HashMap::new(),
+        }
+    }
+}
+
+impl ListView {
+    /// The bits `contact` has in these lists.
+    #[must_use]
+    pub fn bits(&self, contact: &Passport) -> ListSet {
+        self.contacts
+            .get(contact)
+            .copied()
+            .unwrap_or(ListSet::EMPTY)
+    }
+
+    /// Whether the owner of these lists blocks `viewer` (PROTOCOL.md §2.8).
+    #[must_use]
+    pub fn blocks(&self, viewer: &Passport) -> bool {
+        let bits = self.bits(viewer);
+        if bits.contains(ListKind::Bl) {
+            true
+        } else if bits.contains(ListKind::Al) {
+            false
+        } else {
+            self.blp == Blp::Bl
+        }
+    }
+
+    fn set_bits(&mut self, contact: &Passport, bits: ListSet) {
+        if bits == ListSet::EMPTY {
+            self.contacts.remove(contact);
+        } else {
+            self.contacts.insert(contact.clone(), bits);
+        }
+    }
+}
+
+/// A logged-in notification session as the hub sees it.
+#[derive(Debug)]
+struct Entry {
+    outbox: Outbox,
+    name: FriendlyName,
+    presence: Option<Presence>,
+    lists: ListView,
+}
+
+impl Entry {
+    /// Presence as others see it: `None` when offline, hidden or not yet `CHG`ed.
+    fn visible_presence(&self) -> Option<&Presence> {
+        self.presence.as_ref().filter(|p| p.is_visible())
+    }
+
+    /// Whether this session receives presence events (it has sent its first `CHG`).
+    fn wants_presence(&self) -> bool {
+        self.presence.is_some()
+    }
+
+    fn nln(&self, handle: &Passport) -> Option<ServerMessage> {
+        self.visible_presence().map(|p| ServerMessage::Nln {
+            status: p.status,
+            handle: handle.clone(),
+            name: self.name.clone(),
+            caps: p.caps,
+            msn_object: p.msn_object.clone(),
+        })
+    }
+
+    fn iln(&self, handle: &Passport, trid: TrId) -> Option<ServerMessage> {
+        self.visible_presence().map(|p| ServerMessage::Iln {
+            trid,
+            status: p.status,
+            handle: handle.clone(),
+            name: self.name.clone(),
+            caps: p.caps,
+            msn_object: p.msn_object.clone(),
+        })
+    }
+}
+
+/// Why the hub refused to ring someone on a switchboard's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// The callee is offline, hidden, not yet online, or blocks the caller (all look alike).
+    #[error("callee unreachable")]
+    Unreachable,
+    /// The callee's outbox was full; its connection is being closed.
+    #[error("callee too slow")]
+    Overloaded,
+}
+
+impl RingError {
+    /// The MSNP error code a `CAL` gets for this (217 in every case, so nothing leaks).
+    #[must_use]
+    pub const fn code(self) -> ErrorCode {
+        ErrorCode::NotOnline
+    }
+}
+
+/// The registry of online users. Cheap to share behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct Hub {
+    users: Mutex<HashMap<Passport, Entry>>,
+}
+
+impl Hub {
+    /// An empty hub.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Passport, Entry>> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that matters
+        // more than losing every session, so keep serving with the data as it is.
+        self.users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Number of logged-in sessions.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nobody is logged in.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Registers a freshly authenticated session. An older session of the same user is told
+    /// `OUT OTH` and closed; people who saw it online get `FLN` until the new session sends `CHG`.
+    pub fn register(&self, user: &Passport, outbox: Outbox, name: FriendlyName, lists: ListView) {
+        let mut users = self.lock();
+        let entry = Entry {
+            outbox,
+            name,
+            presence: None,
+            lists,
+        };
+        if let Some(old) = users.insert(user.clone(), entry) {
+            debug!(user = %user.as_str(), "duplicate login; closing the older session");
+            old.outbox.deliver(Event::Kick(OutReason::Oth));
+            if old.visible_presence().is_some() {
+                fan_out(
+                    &users,
+                    user,
+                    &old,
+                    &ServerMessage::Fln {
+                        handle: user.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Removes `user`'s session `id` (a no-op if a newer session replaced it) and tells the
+    /// people who saw it online that it went offline.
+    pub fn unregister(&self, user: &Passport, id: ConnId) {
+        let mut users = self.lock();
+        if users.get(user).is_none_or(|e| e.outbox.id != id) {
+            return;
+        }
+        if let Some(entry) = users.remove(user) {
+            if entry.visible_presence().is_some() {
+                fan_out(
+                    &users,
+                    user,
+                    &entry,
+                    &ServerMessage::Fln {
+                        handle: user.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Applies a `CHG`: stores the presence and sends `NLN` (or `FLN` when going hidden) to every
+    /// watcher allowed to see it. On the session's first `CHG`, returns the `ILN` burst: one line
+    /// per online FL contact who does not block `user`, all with `trid`.
+    pub fn set_presence(
+        &self,
+        user: &Passport,
+        presence: Presence,
+        trid: TrId,
+    ) -> Vec<ServerMessage> {
+        let mut users = self.lock();
+        let Some(entry) = users.get_mut(user) else {
+            return Vec::new();
+        };
+        let first = entry.presence.is_none();
+        let was_visible = entry.visible_presence().is_some();
+        let unchanged = entry.presence.as_ref() == Some(&presence);
+        entry.presence = Some(presence);
+        let Some(entry) = users.get(user) else {
+            return Vec::new();
+        };
+        if !unchanged {
+            if let Some(nln) = entry.nln(user) {
+                fan_out(&users, user, entry, &nln);
+            } else if was_visible {
+                fan_out(
+                    &users,
+                    user,
+                    entry,
+                    &ServerMessage::Fln {
+                        handle: user.clone(),
+                    },
+                );
+            }
+        }
+        if !first {
+            return Vec::new();
+        }
+        entry
+            .lists
+            .contacts
+            .iter()
+            .filter(|(_, bits)| bits.contains(ListKind::Fl))
+            .filter_map(|(contact, _)| {
+                let other = users.get(contact)?;
+                if other.lists.blocks(user) {
+                    return None;
+                }
+                other.iln(contact, trid)
+            })
+            .collect()
+    }
+
+    /// The `ILN` for `contact` as `viewer` may see it right now (after `ADD FL`), if any.
+    #[must_use]
+    pub fn iln_for(
+        &self,
+        viewer: &Passport,
+        contact: &Passport,
+        trid: TrId,
+    ) -> Option<ServerMessage> {
+        let users = self.lock();
+        let other = users.get(contact)?;
+        if other.lists.blocks(viewer) {
+            return None;
+        }
+        other.iln(contact, trid)
+    }
+
+    /// Applies a change of `user`'s own friendly name; watchers get a fresh `NLN`.
+    pub fn set_name(&self, user: &Passport, name: FriendlyName) {
+        let mut users = self.lock();
+        let Some(entry) = users.get_mut(user) else {
+            return;
+        };
+        entry.name = name;
+        let Some(entry) = users.get(user) else {
+            return;
+        };
+        if let Some(nln) = entry.nln(user) {
+            fan_out(&users, user, entry, &nln);
+        }
+    }
+
+    /// The friendly name of an online user.
+    #[must_use]
+    pub fn name_of(&self, user: &Passport) -> Option<FriendlyName> {
+        self.lock().get(user).map(|e| e.name.clone())
+    }
+
+    /// Applies a change to the bits `contact` has in `user`'s lists, after the store made it
+    /// durable. If that changes whether `contact` may see `user` (BL/AL edits), `contact` gets
+    /// `FLN user` or `NLN user` accordingly.
+    pub fn set_contact_bits(&self, user: &Passport, contact: &Passport, bits: ListSet) {
+        self.update_privacy(user, |lists| lists.set_bits(contact, bits));
+    }
+
+    /// Applies a `BLP` change; watchers whose visibility flips get `FLN`/`NLN`.
+    pub fn set_blp(&self, user: &Passport, blp: Blp) {
+        self.update_privacy(user, |lists| lists.blp = blp);
+    }
+
+    fn update_privacy(&self, user: &Passport, change: impl FnOnce(&mut ListView)) {
+        let mut users = self.lock();
+        let Some(entry) = users.get_mut(user) else {
+            return;
+        };
+        let before = entry.lists.clone();
+        change(&mut entry.lists);
+        let Some(entry) = users.get(user) else {
+            return;
+        };
+        let Some(nln) = entry.nln(user) else {
+            return;
+        };
+        // Only watchers (RL before or after) can notice; compare their visibility.
+        let mut watchers: Vec<&Passport> = before
+            .contacts
+            .iter()
+            .chain(entry.lists.contacts.iter())
+            .filter(|(_, bits)| bits.contains(ListKind::Rl))
+            .map(|(c, _)| c)
+            .collect();
+        watchers.sort_unstable();
+        watchers.dedup();
+        for watcher in watchers {
+            let saw = before.bits(watcher).contains(ListKind::Rl) && !before.blocks(watcher);
+            let sees =
+                entry.lists.bits(watcher).contains(ListKind::Rl) && !entry.lists.blocks(watcher);
+            let event = match (saw, sees) {
+                (true, false) => ServerMessage::Fln {
+                    handle: user.clone(),
+                },
+                (false, true) => nln.clone(),
+                _ => continue,
+            };
+            if let Some(w) = users.get(watcher).filter(|w| w.wants_presence()) {
+                w.outbox.deliver(Event::Send(event));
+            }
+        }
+    }
+
+    /// Delivers `message` to `user` if online, first applying `bits` as the new list bits of
+    /// `about` in `user`'s lists (server-initiated `ADD 0 RL` / `REM 0 RL`).
+    pub fn notify_list_change(
+        &self,
+        user: &Passport,
+        about: &Passport,
+        bits: ListSet,
+        message: ServerMessage,
+    ) {
+        let mut users = self.lock();
+        if let Some(entry) = users.get_mut(user) {
+            entry.lists.set_bits(about, bits);
+            entry.outbox.deliver(Event::Send(message));
+        }
+    }
+
+    /// Rings `callee` for a switchboard invitation from `caller`: `ring` builds the `RNG` message
+    /// once the callee is known to be reachable (online, not hidden, not blocking the caller).
+    ///
+    /// # Errors
+    /// [`RingError`] when the callee cannot be rung; the `CAL` gets `217` either way.
+    pub fn ring(
+        &self,
+        caller: &Passport,
+        callee: &Passport,
+        ring: impl FnOnce() -> ServerMessage,
+    ) -> Result<(), RingError> {
+        let users = self.lock();
+        let entry = users.get(callee).ok_or(RingError::Unreachable)?;
+        if entry.visible_presence().is_none() || entry.lists.blocks(caller) {
+            return Err(RingError::Unreachable);
+        }
+        if entry.outbox.deliver(Event::Send(ring())) {
+            Ok(())
+        } else {
+            Err(RingError::Overloaded)
+        }
+    }
+
+    /// Whether `user` is online and visible (used by `XFR SB` and `CAL` checks).
+    #[must_use]
+    pub fn is_visible(&self, user: &Passport) -> bool {
+        self.lock()
+            .get(user)
+            .is_some_and(|e| e.visible_presence().is_some())
+    }
+
+    /// Tells every session `OUT <reason>` and closes it (server shutdown: `OUT SSD`).
+    pub fn kick_all(&self, reason: OutReason) {
+        for entry in self.lock().values() {
+            entry.outbox.deliver(Event::Kick(reason));
+        }
+    }
+}
+
+/// Sends `message` about `user` (whose hub entry is `entry`) to every online watcher that
+/// `user` does not block.
+fn fan_out(
+    users: &HashMap<Passport, Entry>,
+    user: &Passport,
+    entry: &Entry,
+    message: &ServerMessage,
+) {
+    for (watcher, bits) in &entry.lists.contacts {
+        if !bits.contains(ListKind::Rl) || entry.lists.blocks(watcher) || watcher == user {
+            continue;
+        }
+        if let Some(w) = users.get(watcher).filter(|w| w.wants_presence()) {
+            w.outbox.deliver(Event::Send(message.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Passport {
+        Passport::parse(s).unwrap()
+    }
+
+    fn name(s: &str) -> FriendlyName {
+        FriendlyName::parse(s).unwrap()
+    }
+
+    fn online(status: Status) -> Presence {
+        Presence {
+            status,
+            caps: ClientCaps(0),
+            msn_object: None,
+        }
+    }
+
+    struct Conn {
+        rx: mpsc::Receiver<Event>,
+        close: CancellationToken,
+        id: ConnId,
+    }
+
+    impl Conn {
+        fn drain(&mut self) -> Vec<Event> {
+            let mut out = Vec::new();
+            while let Ok(e) = self.rx.try_recv() {
+                out.push(e);
+            }
+            out
+        }
+    }
+
+    fn login(hub: &Hub, f: &OutboxFactory, user: &str, contacts: &[(&str, &[ListKind])]) -> Conn {
+        let close = CancellationToken::new();
+        let (outbox, rx) = f.create(close.clone());
+        let id = outbox.id();
+        let mut lists = ListView::default();
+        for (c, kinds) in contacts {
+            let bits = kinds.iter().fold(ListSet::EMPTY, |s, k| s.with(*k));
+            lists.contacts.insert(p(c), bits);
+        }
+        hub.register(
+            &p(user),
+            outbox,
+            name(user.split('@').next().unwrap()),
+            lists,
+        );
+        Conn { rx, close, id }
+    }
+
+    use ListKind::{Al, Bl, Fl, Rl};
+
+    #[test]
+    fn first_chg_gets_iln_for_visible_fl_contacts_and_watchers_get_nln() {
+        let hub = Hub::new();
+        let f = OutboxFactory::new(8);
+        let mut bob = login(
+            &hub,
+            &f,
+            "bob@example.com",
+            &[("alice@example.com", &[Fl, Al, Rl])],
+        );
+        assert!(
+            hub.set_presence(&p("bob@example.com"), online(Status::Bsy), TrId(1))
+                .is_empty()
+        );
+        let mut alice = login(
+            &hub,
+            &f,
+            "alice@example.com",
+            &[("bob@example.com", &[Fl, Al, Rl])],
+        );
+        let ilns = hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(9));
+        assert_eq!(ilns.len(), 1);
+        assert!(matches!(
+            &ilns[0],
+            ServerMessage::Iln {
+                trid: TrId(9),
+                status: Status::Bsy,
+                ..
+            }
+        ));
+        assert!(matches!(
+            bob.drain().as_slice(),
+            [Event::Send(ServerMessage::Nln {
+                status: Status::Nln,
+                ..
+            })]
+        ));
+        assert!(alice.drain().is_empty());
+    }
+
+    #[test]
+    fn blocked_watcher_never_learns_presence_or_name() {
+        let hub = Hub::new();
+        let f = OutboxFactory::new(8);
+        // alice blocks bob; bob watches alice.
+        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
+        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
+        let _alice = login(
+            &hub,
+            &f,
+            "alice@example.com",
+            &[("bob@example.com", &[Bl, Rl])],
+        );
+        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(2));
+        hub.set_name(&p("alice@example.com"), name("NewName"));
+        assert!(bob.drain().is_empty());
+        assert!(
+            hub.iln_for(&p("bob@example.com"), &p("alice@example.com"), TrId(3))
+                .is_none()
+        );
+        let ring = hub.ring(&p("bob@example.com"), &p("alice@example.com"), || {
+            ServerMessage::Fln {
+                handle: p("x@example.com"),
+            }
+        });
+        assert_eq!(ring, Err(RingError::Unreachable));
+    }
+
+    #[test]
+    fn bl_add_and_remove_while_online_flip_fln_and_nln() {
+        let hub = Hub::new();
+        let f = OutboxFactory::new(8);
+        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
+        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
+        let _alice = login(
+            &hub,
+            &f,
+            "alice@example.com",
+            &[("bob@example.com", &[Al, Rl])],
+        );
+        hub.set_presence(&p("alice@example.com"), online(Status::Awy), TrId(2));
+        assert_eq!(bob.drain().len(), 1);
+        let block = ListSet::EMPTY.with(Bl).with(Rl);
+        hub.set_contact_bits(&p("alice@example.com"), &p("bob@example.com"), block);
+        assert!(matches!(
+            bob.drain().as_slice(),
+            [Event::Send(ServerMessage::Fln { .. })]
+        ));
+        let allow = ListSet::EMPTY.with(Al).with(Rl);
+        hub.set_contact_bits(&p("alice@example.com"), &p("bob@example.com"), allow);
+        assert!(matches!(
+            bob.drain().as_slice(),
+            [Event::Send(ServerMessage::Nln {
+                status: Status::Awy,
+                ..
+            })]
+        ));
+    }
+
+    #[test]
+    fn blp_bl_hides_from_watchers_not_on_al() {
+        let hub = Hub::new();
+        let f = OutboxFactory::new(8);
+        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
+        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
+        let _alice = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
+        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(2));
+        assert_eq!(bob.drain().len(), 1);
+        hub.set_blp(&p("alice@example.com"), Blp::Bl);
+        assert!(matches!(
+            bob.drain().as_slice(),
+            [Event::Send(ServerMessage::Fln { .. })]
+        ));
+        hub.set_blp(&p("alice@example.com"), Blp::Al);
+        assert!(matches!(
+            bob.drain().as_slice(),
+            [Event::Send(ServerMessage::Nln { .. })]
+        ));
+    }
+
+    #[test]
+    fn hidden_looks_offline_and_cannot_be_rung() {
+        let hub = Hub::new();
+        let f = OutboxFactory::new(8);
+        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
+        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
+        let _alice = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
+        hub.set_presence(&p("alice@example.com"), online(Status::Hdn), TrId(2));
+        assert!(bob.drain().is_empty(), "HDN after login sends nothing");
+        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(3));
+        assert_eq!(bob.drain().len(), 1);
+        hub.set_presence(&p("alice@example.com"), online(Status::Hdn), TrId(4));
+        assert!(matches!(
+            bob.drain().as_slice(),
+            [Event::Send(ServerMessage::Fln { .. })]
+        ));
+        assert!(!hub.is_visible(&p("alice@example.com")));
+        let ring = hub.ring(&p("bob@example.com"), &p("alice@example.com"), || {
+            ServerMessage::Fln {
+                handle: p("x@example.com"),
+            }
+        });
+        assert_eq!(ring, Err(RingError::Unreachable));
+    }
+
+    #[test]
+    fn duplicate_login_kicks_old_session_and_old_id_cannot_unregister_new() {
+        let hub = Hub::new();
+        let f = OutboxFactory::new(8);
+        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
+        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
+        let mut first = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
+        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(2));
+        bob.drain();
+        let second = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
+        assert_eq!(first.drain(), vec![Event::Kick(OutReason::Oth)]);
+        assert!(matches!(
+            bob.drain().as_slice(),
+            [Event::Send(ServerMessage::Fln { .. })]
+        ));
+        hub.unregister(&p("alice@example.com"), first.id);
+        assert_eq!(hub.len(), 2, "stale id must not remove the new session");
+        hub.unregister(&p("alice@example.com"), second.id);
+        assert_eq!(hub.len(), 1);
+    }
+
+    #[test]
+    fn full_outbox_closes_only_the_slow_connection() {
+        let hub = Hub::new();
+        let f = OutboxFactory::new(1);
+        let slow = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
+        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
+        let _alice = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
+        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(2));
+        assert!(!slow.close.is_cancelled());
+        hub.set_presence(&p("alice@example.com"), online(Status::Awy), TrId(3));
+        assert!(slow.close.is_cancelled());
+    }
+
+    #[test]
+    fn rl_notification_updates_lists_so_later_presence_reaches_the_new_watcher() {
+        let hub = Hub::new();
+        let f = OutboxFactory::new(8);
+        let mut alice = login(&hub, &f, "alice@example.com", &[]);
+        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(1));
+        let mut bob = login(&hub, &f, "bob@example.com", &[]);
+        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(2));
+        // alice adds bob to FL: bob's RL gains alice.
+        hub.set_contact_bits(
+            &p("alice@example.com"),
+            &p("bob@example.com"),
+            ListSet::EMPTY.with(Fl),
+        );
+        let add = ServerMessage::Fln {
+            handle: p("alice@example.com"),
+        };
+        hub.notify_list_change(
+            &p("bob@example.com"),
+            &p("alice@example.com"),
+            ListSet::EMPTY.with(Rl),
+            add,
+        );
+        assert_eq!(bob.drain().len(), 1);
+        assert!(
+            hub.iln_for(&p("alice@example.com"), &p("bob@example.com"), TrId(5))
+                .is_some()
+        );
+        hub.set_presence(&p("bob@example.com"), online(Status::Brb), TrId(6));
+        assert!(matches!(
+            alice.drain().as_slice(),
+            [Event::Send(ServerMessage::Nln {
+                status: Status::Brb,
+                ..
+            })]
+        ));
+    }
+}

@@ -1,0 +1,463 @@
+//! The MSNP2–9 list data model (PROTOCOL.md §2.6–§2.7): FL/AL/BL/RL membership, groups, GTC,
+//! BLP, phone properties, names, and the snapshot `SYN` sends.
+//!
+//! Every operation runs in one transaction that also bumps and persists the owner's list version
+//! (and the other account's, when its RL changes), so an acknowledged change is durable and its
+//! version is the one the reply carries. Violations are typed [`ListError`]s; the protocol layer
+//! maps them to MSNP error codes ([`ListError::code`]).
+//!
+//! Model rules kept here:
+//! - A contact row holds list bits FL=1 AL=2 BL=4 RL=8, the stored friendly name, and (FL only)
+//!   a set of group ids. A row whose bits are all clear is deleted.
+//! - Adding X to my FL sets my RL bit in X's list (X's version bumps); removing X from my FL
+//!   clears it. RL is never changed by its owner.
+//! - AL and BL exclude each other.
+//! - FL without a group puts the contact in group 0. Removing a contact from a group it is the
+//!   last one of leaves it on FL with no groups (as after removing a group); encoders print
+//!   such a contact as being in group 0.
+
+mod groups;
+mod props;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::accounts::{account_by_email, is_valid_friendly_name};
+use super::types::{AccountId, Email, GroupId, List, ListBits};
+use super::{Store, StoreError};
+
+pub use groups::{MAX_GROUP_NAME_BYTES, MAX_GROUPS};
+pub use props::MAX_PHONE_BYTES;
+pub use snapshot::{Contact, Group, ListSnapshot};
+
+/// Violations of the list model. [`ListError::code`] gives the MSNP error code for each.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// Already on that list, or already in that group (215).
+    #[error("already on the list or in the group")]
+    AlreadyOnList,
+    /// Not on that list (216).
+    #[error("not on the list")]
+    NotOnList,
+    /// On the opposite one of AL/BL (219).
+    #[error("already on the opposite list")]
+    InOppositeList,
+    /// The handle names no account (205).
+    #[error("no such user")]
+    NoSuchUser,
+    /// The list reached its size limit (210).
+    #[error("list is full")]
+    ListFull,
+    /// No group with that id (224).
+    #[error("no such group")]
+    NoSuchGroup,
+    /// The contact is not in that group (225).
+    #[error("contact is not in that group")]
+    NotInGroup,
+    /// The account already has [`MAX_GROUPS`] groups (223).
+    #[error("too many groups")]
+    TooManyGroups,
+    /// The group name is longer than [`MAX_GROUP_NAME_BYTES`] (229).
+    #[error("group name too long")]
+    GroupNameTooLong,
+    /// Another group already has that name (228).
+    #[error("group already exists")]
+    GroupExists,
+    /// Group 0 cannot be removed (230).
+    #[error("group 0 cannot be removed")]
+    CannotRemoveGroupZero,
+    /// The setting already has that value (218).
+    #[error("already in that mode")]
+    SameValue,
+    /// A name is empty, too long, or not URL-encoded (201; `REA` may answer 209).
+    #[error("invalid name")]
+    InvalidName,
+    /// Another invalid argument, e.g. a group given for AL/BL or a bad phone value (201).
+    #[error("invalid parameter")]
+    InvalidParameter,
+    /// The client tried to change its RL; MSN servers disconnect for that (no code).
+    #[error("the reverse list is read-only")]
+    ReverseListReadOnly,
+    /// The account doing the change no longer exists (500).
+    #[error("account no longer exists")]
+    NoSuchAccount,
+    /// Infrastructure failure (500).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ListError {
+    /// The MSNP error code for this error, or `None` where the connection should be closed
+    /// instead ([`ListError::ReverseListReadOnly`]).
+    #[must_use]
+    pub const fn code(&self) -> Option<u16> {
+        Some(match self {
+            Self::AlreadyOnList => 215,
+            Self::NotOnList => 216,
+            Self::InOppositeList => 219,
+            Self::NoSuchUser => 205,
+            Self::ListFull => 210,
+            Self::NoSuchGroup => 224,
+            Self::NotInGroup => 225,
+            Self::TooManyGroups => 223,
+            Self::GroupNameTooLong => 229,
+            Self::GroupExists => 228,
+            Self::CannotRemoveGroupZero => 230,
+            Self::SameValue => 218,
+            Self::InvalidName | Self::InvalidParameter => 201,
+            Self::ReverseListReadOnly => return None,
+            Self::NoSuchAccount | Self::Store(_) => 500,
+        })
+    }
+}
+
+impl From<rusqlite::Error> for ListError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// List size limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListLimits {
+    /// Maximum FL entries (default 300).
+    pub forward: usize,
+    /// Maximum entries on each of AL and BL (default 1000: with GTC `N`, AL grows with RL).
+    pub allow_block: usize,
+}
+
+impl Default for ListLimits {
+    fn default() -> Self {
+        Self {
+            forward: 300,
+            allow_block: 1000,
+        }
+    }
+}
+
+/// What a list change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The owner's list version after the change (goes in the reply).
+    pub version: u32,
+    /// The other account's RL change, if any, so the server can send it `ADD 0 RL` / `REM 0 RL`.
+    pub reverse: Option<ReverseChange>,
+}
+
+/// A change to another account's RL caused by an FL change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReverseChange {
+    /// The account whose RL changed.
+    pub account: AccountId,
+    /// Its handle.
+    pub email: Email,
+    /// Its list version after the change.
+    pub version: u32,
+    /// `true` when the owner was added to its RL, `false` when removed.
+    pub added: bool,
+}
+
+/// Current list version of `owner`, or [`ListError::NoSuchAccount`].
+pub(super) fn owner_version(conn: &Connection, owner: AccountId) -> Result<u32, ListError> {
+    conn.query_row(
+        "SELECT list_version FROM accounts WHERE id = ?1",
+        [owner.0],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or(ListError::NoSuchAccount)
+}
+
+/// Bumps and returns the list version of `account`.
+pub(super) fn bump(conn: &Connection, account: AccountId) -> Result<u32, ListError> {
+    Ok(conn.query_row(
+        "UPDATE accounts SET list_version = list_version + 1 WHERE id = ?1 RETURNING list_version",
+        [account.0],
+        |r| r.get(0),
+    )?)
+}
+
+/// The bits and stored name of `contact` in `owner`'s lists.
+fn contact_row(
+    conn: &Connection,
+    owner: AccountId,
+    contact: AccountId,
+) -> rusqlite::Result<Option<(ListBits, String)>> {
+    conn.query_row(
+        "SELECT lists, friendly_name FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
+        [owner.0, contact.0],
+        |r| Ok((ListBits(r.get(0)?), r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Writes a contact row, or deletes it when `bits` is empty.
+fn write_row(
+    conn: &Connection,
+    owner: AccountId,
+    contact: AccountId,
+    bits: ListBits,
+    name: &str,
+) -> rusqlite::Result<()> {
+    if bits.is_empty() {
+        conn.execute(
+            "DELETE FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
+            [owner.0, contact.0],
+        )?;
+    } else {
+        conn.execute(
+            "INSERT INTO contacts (owner_id, contact_id, friendly_name, lists) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (owner_id, contact_id)
+             DO UPDATE SET friendly_name = excluded.friendly_name, lists = excluded.lists",
+            params![owner.0, contact.0, name, bits.0],
+        )?;
+    }
+    Ok(())
+}
+
+fn count_on(conn: &Connection, owner: AccountId, list: List) -> rusqlite::Result<usize> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM contacts WHERE owner_id = ?1 AND (lists & ?2) <> 0",
+        params![owner.0, list.bit()],
+        |r| r.get(0),
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn in_group(
+    conn: &Connection,
+    owner: AccountId,
+    contact: AccountId,
+    group: GroupId,
+) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM contact_groups
+                        WHERE owner_id = ?1 AND contact_id = ?2 AND group_id = ?3)",
+        params![owner.0, contact.0, group.0],
+        |r| r.get(0),
+    )
+}
+
+/// Sets or clears `owner`'s RL bit in `contact`'s lists and bumps `contact`'s version.
+fn update_reverse(
+    conn: &Connection,
+    owner: AccountId,
+    owner_name: &str,
+    contact: AccountId,
+    email: &Email,
+    added: bool,
+) -> Result<ReverseChange, ListError> {
+    let (bits, name) = contact_row(conn, contact, owner)?
+        .unwrap_or_else(|| (ListBits::default(), owner_name.to_owned()));
+    let bits = if added {
+        bits.with(List::Reverse)
+    } else {
+        bits.without(List::Reverse)
+    };
+    write_row(conn, contact, owner, bits, &name)?;
+    Ok(ReverseChange {
+        account: contact,
+        email: email.clone(),
+        version: bump(conn, contact)?,
+        added,
+    })
+}
+
+fn add_tx(
+    conn: &mut Connection,
+    limits: ListLimits,
+    owner: AccountId,
+    list: List,
+    email: &Email,
+    name: &str,
+    group: Option<GroupId>,
+) -> Result<Outcome, ListError> {
+    let tx = conn.transaction()?;
+    owner_version(&tx, owner)?;
+    let contact = account_by_email(&tx, email)?.ok_or(ListError::NoSuchUser)?;
+    let bits = contact_row(&tx, owner, contact.id)?.map_or(ListBits::default(), |(b, _)| b);
+    let outcome = match list {
+        List::Reverse => return Err(ListError::ReverseListReadOnly),
+        List::Forward => {
+            let gid = group.unwrap_or(GroupId(0));
+            if !groups::exists(&tx, owner, gid)? {
+                return Err(ListError::NoSuchGroup);
+            }
+            if bits.contains(List::Forward) {
+                // Already on FL: only adding it to another group is a change.
+                if group.is_none() || in_group(&tx, owner, contact.id, gid)? {
+                    return Err(ListError::AlreadyOnList);
+                }
+                groups::add_member(&tx, owner, contact.id, gid)?;
+                Outcome {
+                    version: bump(&tx, owner)?,
+                    reverse: None,
+                }
+            } else {
+                if count_on(&tx, owner, List::Forward)? >= limits.forward {
+                    return Err(ListError::ListFull);
+                }
+                write_row(&tx, owner, contact.id, bits.with(List::Forward), name)?;
+                groups::add_member(&tx, owner, contact.id, gid)?;
+                let version = bump(&tx, owner)?;
+                let owner_name: String = tx.query_row(
+                    "SELECT friendly_name FROM accounts WHERE id = ?1",
+                    [owner.0],
+                    |r| r.get(0),
+                )?;
+                let reverse = update_reverse(&tx, owner, &owner_name, contact.id, email, true)?;
+                Outcome {
+                    // Adding yourself bumps your own version twice; report the final one.
+                    version: if contact.id == owner {
+                        reverse.version
+                    } else {
+                        version
+                    },
+                    reverse: Some(reverse),
+                }
+            }
+        }
+        List::Allow | List::Block => {
+            if group.is_some() {
+                return Err(ListError::InvalidParameter);
+            }
+            let opposite = if list == List::Allow {
+                List::Block
+            } else {
+                List::Allow
+            };
+            if bits.contains(opposite) {
+                return Err(ListError::InOppositeList);
+            }
+            if bits.contains(list) {
+                return Err(ListError::AlreadyOnList);
+            }
+            if count_on(&tx, owner, list)? >= limits.allow_block {
+                return Err(ListError::ListFull);
+            }
+            write_row(&tx, owner, contact.id, bits.with(list), name)?;
+            Outcome {
+                version: bump(&tx, owner)?,
+                reverse: None,
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(outcome)
+}
+
+fn remove_tx(
+    conn: &mut Connection,
+    owner: AccountId,
+    list: List,
+    email: &Email,
+    group: Option<GroupId>,
+) -> Result<Outcome, ListError> {
+    let tx = conn.transaction()?;
+    owner_version(&tx, owner)?;
+    if list == List::Reverse {
+        return Err(ListError::ReverseListReadOnly);
+    }
+    if group.is_some() && list != List::Forward {
+        return Err(ListError::InvalidParameter);
+    }
+    let contact = account_by_email(&tx, email)?.ok_or(ListError::NotOnList)?;
+    let (bits, name) = contact_row(&tx, owner, contact.id)?.ok_or(ListError::NotOnList)?;
+    if !bits.contains(list) {
+        return Err(ListError::NotOnList);
+    }
+    let outcome = match (list, group) {
+        (List::Forward, Some(gid)) => {
+            if !groups::exists(&tx, owner, gid)? {
+                return Err(ListError::NoSuchGroup);
+            }
+            if !in_group(&tx, owner, contact.id, gid)? {
+                return Err(ListError::NotInGroup);
+            }
+            tx.execute(
+                "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2 AND group_id = ?3",
+                params![owner.0, contact.id.0, gid.0],
+            )?;
+            Outcome {
+                version: bump(&tx, owner)?,
+                reverse: None,
+            }
+        }
+        (List::Forward, None) => {
+            tx.execute(
+                "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2",
+                [owner.0, contact.id.0],
+            )?;
+            write_row(&tx, owner, contact.id, bits.without(List::Forward), &name)?;
+            let version = bump(&tx, owner)?;
+            let reverse = update_reverse(&tx, owner, "", contact.id, email, false)?;
+            Outcome {
+                version: if contact.id == owner {
+                    reverse.version
+                } else {
+                    version
+                },
+                reverse: Some(reverse),
+            }
+        }
+        _ => {
+            write_row(&tx, owner, contact.id, bits.without(list), &name)?;
+            Outcome {
+                version: bump(&tx, owner)?,
+                reverse: None,
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(outcome)
+}
+
+impl Store {
+    /// `ADD`: puts `contact` on `owner`'s FL, AL or BL. For FL, `group` selects the group
+    /// (default 0); adding a contact already on FL to another group is allowed. Adding to FL
+    /// also puts `owner` on the contact's RL (see [`Outcome::reverse`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ListError::NoSuchUser`], [`ListError::AlreadyOnList`], [`ListError::InOppositeList`],
+    /// [`ListError::ListFull`], [`ListError::NoSuchGroup`], [`ListError::InvalidName`],
+    /// [`ListError::InvalidParameter`] (group with AL/BL), [`ListError::ReverseListReadOnly`].
+    pub async fn add_to_list(
+        &self,
+        owner: AccountId,
+        list: List,
+        contact: &Email,
+        name: &str,
+        group: Option<GroupId>,
+    ) -> Result<Outcome, ListError> {
+        if !is_valid_friendly_name(name) {
+            return Err(ListError::InvalidName);
+        }
+        let limits = self.options().limits;
+        let (email, name) = (contact.clone(), name.to_owned());
+        self.call(move |conn| add_tx(conn, limits, owner, list, &email, &name, group))
+            .await
+    }
+
+    /// `REM`: takes `contact` off `owner`'s FL, AL or BL. For FL with `group`, only removes it
+    /// from that group. Removing from FL also takes `owner` off the contact's RL.
+    ///
+    /// # Errors
+    ///
+    /// [`ListError::NotOnList`], [`ListError::NoSuchGroup`], [`ListError::NotInGroup`],
+    /// [`ListError::InvalidParameter`] (group with AL/BL), [`ListError::ReverseListReadOnly`].
+    pub async fn remove_from_list(
+        &self,
+        owner: AccountId,
+        list: List,
+        contact: &Email,
+        group: Option<GroupId>,
+    ) -> Result<Outcome, ListError> {
+        let email = contact.clone();
+        self.call(move |conn| remove_tx(conn, owner, list, &email, group))
+            .await
+    }
+}

@@ -1,0 +1,157 @@
+//! The full list snapshot that `SYN` (and client `LST`) sends when the client's cached version is
+//! stale: version, GTC, BLP, own phone properties, groups, and every contact with its bits, name,
+//! groups and phone properties (for `BPR`).
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use super::ListError;
+use crate::store::Store;
+use crate::store::types::{AccountId, Blp, Email, GroupId, Gtc, ListBits, PhoneProp};
+
+/// A contact group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Numeric id.
+    pub id: GroupId,
+    /// URL-encoded name.
+    pub name: String,
+}
+
+/// One contact in the owner's lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The contact's handle.
+    pub email: Email,
+    /// The name stored in the owner's list (URL-encoded).
+    pub friendly_name: String,
+    /// Which of the owner's lists the contact is on.
+    pub lists: ListBits,
+    /// Groups (FL only), ascending. May be empty; encoders then print group 0.
+    pub groups: Vec<GroupId>,
+    /// The contact's own phone properties, in [`PhoneProp::ALL`] order (for `BPR`).
+    pub phones: Vec<(PhoneProp, String)>,
+}
+
+/// Everything `SYN` sends, as of one consistent read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListSnapshot {
+    /// List version.
+    pub version: u32,
+    /// GTC.
+    pub gtc: Gtc,
+    /// BLP.
+    pub blp: Blp,
+    /// Own phone properties that are set, in [`PhoneProp::ALL`] order.
+    pub phones: Vec<(PhoneProp, String)>,
+    /// Groups by ascending id (group 0 first).
+    pub groups: Vec<Group>,
+    /// Contacts by handle.
+    pub contacts: Vec<Contact>,
+}
+
+fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp, String)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT prop, value FROM account_phones WHERE account_id = ?1")?;
+    let rows = stmt.query_map([account], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut phones: Vec<(PhoneProp, String)> = rows
+        .filter_map(|row| match row {
+            Ok((prop, value)) => PhoneProp::from_wire(&prop).map(|p| Ok((p, value))),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    phones.sort_by_key(|(p, _)| *p);
+    Ok(phones)
+}
+
+fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, ListError> {
+    // A read transaction so the pieces agree with each other.
+    let tx = conn.transaction()?;
+    let (version, gtc, blp): (u32, String, String) = tx
+        .query_row(
+            "SELECT list_version, gtc, blp FROM accounts WHERE id = ?1",
+            [owner.0],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => ListError::NoSuchAccount,
+            e => e.into(),
+        })?;
+    let phones = phones_of(&tx, owner.0)?;
+    let groups = {
+        let mut stmt = tx
+            .prepare("SELECT group_id, name FROM groups WHERE account_id = ?1 ORDER BY group_id")?;
+        let rows = stmt.query_map([owner.0], |r| {
+            Ok(Group {
+                id: GroupId(r.get(0)?),
+                name: r.get(1)?,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let mut memberships: HashMap<i64, Vec<GroupId>> = HashMap::new();
+    {
+        let mut stmt = tx.prepare(
+            "SELECT contact_id, group_id FROM contact_groups WHERE owner_id = ?1
+             ORDER BY contact_id, group_id",
+        )?;
+        let rows = stmt.query_map([owner.0], |r| Ok((r.get::<_, i64>(0)?, GroupId(r.get(1)?))))?;
+        for row in rows {
+            let (contact, group) = row?;
+            memberships.entry(contact).or_default().push(group);
+        }
+    }
+    let rows: Vec<(i64, String, String, u8)> = {
+        let mut stmt = tx.prepare(
+            "SELECT a.id, a.email, c.friendly_name, c.lists
+             FROM contacts c JOIN accounts a ON a.id = c.contact_id
+             WHERE c.owner_id = ?1 ORDER BY a.email",
+        )?;
+        let rows = stmt.query_map([owner.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut contacts = Vec::with_capacity(rows.len());
+    for (id, email, friendly_name, lists) in rows {
+        // Handles were validated on the way in; a row that no longer parses is skipped
+        // rather than failing the whole SYN.
+        let Ok(email) = Email::parse(&email) else {
+            tracing::warn!(
+                contact = id,
+                "skipping contact with an invalid stored handle"
+            );
+            continue;
+        };
+        contacts.push(Contact {
+            email,
+            friendly_name,
+            lists: ListBits(lists),
+            groups: memberships.remove(&id).unwrap_or_default(),
+            phones: phones_of(&tx, id)?,
+        });
+    }
+    tx.finish()?;
+    Ok(ListSnapshot {
+        version,
+        gtc: Gtc::from_wire(&gtc).unwrap_or(Gtc::Ask),
+        blp: Blp::from_wire(&blp).unwrap_or(Blp::AllowAll),
+        phones,
+        groups,
+        contacts,
+    })
+}
+
+impl Store {
+    /// The full list state of `owner`, read in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`ListError::NoSuchAccount`] or an infrastructure error.
+    pub async fn list_snapshot(&self, owner: AccountId) -> Result<ListSnapshot, ListError> {
+        self.call(move |conn| snapshot_tx(conn, owner)).await
+    }
+}

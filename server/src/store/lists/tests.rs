@@ -1,0 +1,470 @@
+//! Tests of the list model against a real SQLite file.
+
+use super::*;
+use crate::secret::Secret;
+use crate::store::Account;
+use crate::store::test_support::*;
+use crate::store::types::{Blp, Gtc, PhoneProp};
+
+fn email(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+async fn account(store: &Store, handle: &str, name: &str) -> Account {
+    store
+        .create_account(&email(handle), name, Secret::new("pw".to_owned()))
+        .await
+        .unwrap()
+}
+
+async fn version(store: &Store, id: AccountId) -> u32 {
+    store.account_by_id(id).await.unwrap().unwrap().list_version
+}
+
+#[tokio::test]
+async fn forward_list_maintains_reverse_list_and_versions_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let bob = account(&store, "bob@example.com", "Bob").await;
+
+    let out = store
+        .add_to_list(alice.id, List::Forward, &bob.email, "Bobby", None)
+        .await
+        .unwrap();
+    assert_eq!(out.version, 1);
+    let rl = out.reverse.unwrap();
+    assert_eq!((rl.account, rl.version, rl.added), (bob.id, 1, true));
+    assert_eq!(rl.email, bob.email);
+
+    let snap = store.list_snapshot(alice.id).await.unwrap();
+    assert_eq!(snap.contacts.len(), 1);
+    let c = &snap.contacts[0];
+    assert_eq!(
+        (c.email.as_str(), c.friendly_name.as_str()),
+        ("bob@example.com", "Bobby")
+    );
+    assert_eq!((c.lists, c.groups.clone()), (ListBits(1), vec![GroupId(0)]));
+    let bob_snap = store.list_snapshot(bob.id).await.unwrap();
+    assert_eq!(bob_snap.version, 1);
+    assert_eq!(bob_snap.contacts[0].lists, ListBits(8));
+    assert_eq!(bob_snap.contacts[0].friendly_name, "Alice");
+
+    // Bob allows Alice back: his row for her becomes AL|RL, her name kept.
+    let out = store
+        .add_to_list(bob.id, List::Allow, &alice.email, "Alice", None)
+        .await
+        .unwrap();
+    assert_eq!((out.version, out.reverse), (2, None));
+
+    // Versions survive a reopen.
+    store.close().await.unwrap();
+    let store = file_store(dir.path()).await;
+    assert_eq!(version(&store, alice.id).await, 1);
+    assert_eq!(version(&store, bob.id).await, 2);
+
+    // Removing from FL clears Bob's RL bit but keeps his AL entry.
+    let out = store
+        .remove_from_list(alice.id, List::Forward, &bob.email, None)
+        .await
+        .unwrap();
+    assert_eq!(out.version, 2);
+    let rl = out.reverse.unwrap();
+    assert_eq!((rl.version, rl.added), (3, false));
+    assert!(
+        store
+            .list_snapshot(alice.id)
+            .await
+            .unwrap()
+            .contacts
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_snapshot(bob.id).await.unwrap().contacts[0].lists,
+        ListBits(2)
+    );
+}
+
+#[tokio::test]
+async fn list_errors_are_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let bob = account(&store, "bob@example.com", "Bob").await;
+    let nobody = email("nobody@example.com");
+    let add = |list, who: &Email, group| {
+        let (store, who) = (store.clone(), who.clone());
+        async move { store.add_to_list(alice.id, list, &who, "N", group).await }
+    };
+
+    assert!(matches!(
+        add(List::Forward, &nobody, None).await,
+        Err(ListError::NoSuchUser)
+    ));
+    assert!(matches!(
+        add(List::Reverse, &bob.email, None).await,
+        Err(ListError::ReverseListReadOnly)
+    ));
+    assert!(matches!(
+        add(List::Forward, &bob.email, Some(GroupId(9))).await,
+        Err(ListError::NoSuchGroup)
+    ));
+    assert!(matches!(
+        add(List::Allow, &bob.email, Some(GroupId(0))).await,
+        Err(ListError::InvalidParameter)
+    ));
+    add(List::Forward, &bob.email, None).await.unwrap();
+    assert!(matches!(
+        add(List::Forward, &bob.email, None).await,
+        Err(ListError::AlreadyOnList)
+    ));
+    assert!(matches!(
+        add(List::Forward, &bob.email, Some(GroupId(0))).await,
+        Err(ListError::AlreadyOnList)
+    ));
+    add(List::Block, &bob.email, None).await.unwrap();
+    assert!(matches!(
+        add(List::Block, &bob.email, None).await,
+        Err(ListError::AlreadyOnList)
+    ));
+    assert!(matches!(
+        add(List::Allow, &bob.email, None).await,
+        Err(ListError::InOppositeList)
+    ));
+    assert!(matches!(
+        store
+            .add_to_list(alice.id, List::Allow, &bob.email, "has space", None)
+            .await,
+        Err(ListError::InvalidName)
+    ));
+
+    let rem = |list, who: &Email, group| {
+        let (store, who) = (store.clone(), who.clone());
+        async move { store.remove_from_list(alice.id, list, &who, group).await }
+    };
+    assert!(matches!(
+        rem(List::Allow, &bob.email, None).await,
+        Err(ListError::NotOnList)
+    ));
+    assert!(matches!(
+        rem(List::Forward, &nobody, None).await,
+        Err(ListError::NotOnList)
+    ));
+    assert!(matches!(
+        rem(List::Reverse, &bob.email, None).await,
+        Err(ListError::ReverseListReadOnly)
+    ));
+    assert!(matches!(
+        rem(List::Forward, &bob.email, Some(GroupId(5))).await,
+        Err(ListError::NoSuchGroup)
+    ));
+    let (_, friends) = store.add_group(alice.id, "Friends").await.unwrap();
+    assert!(matches!(
+        rem(List::Forward, &bob.email, Some(friends)).await,
+        Err(ListError::NotInGroup)
+    ));
+    rem(List::Block, &bob.email, None).await.unwrap();
+
+    // The FL limit.
+    let small = Store::open(
+        &dir.path().join("small.db"),
+        test_key(),
+        StoreOptions {
+            limits: ListLimits {
+                forward: 1,
+                allow_block: 1,
+            },
+            ..fast_options()
+        },
+    )
+    .await
+    .unwrap();
+    let a = account(&small, "a@example.com", "A").await;
+    let b = account(&small, "b@example.com", "B").await;
+    let c = account(&small, "c@example.com", "C").await;
+    small
+        .add_to_list(a.id, List::Forward, &b.email, "B", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        small
+            .add_to_list(a.id, List::Forward, &c.email, "C", None)
+            .await,
+        Err(ListError::ListFull)
+    ));
+    assert_eq!(ListError::ListFull.code(), Some(210));
+    assert_eq!(ListError::ReverseListReadOnly.code(), None);
+}
+
+use crate::store::StoreOptions;
+
+#[tokio::test]
+async fn groups_and_group_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let bob = account(&store, "bob@example.com", "Bob").await;
+
+    let (v, friends) = store.add_group(alice.id, "Friends").await.unwrap();
+    assert_eq!((v, friends), (1, GroupId(1)));
+    let (_, work) = store.add_group(alice.id, "Work").await.unwrap();
+    assert_eq!(work, GroupId(2));
+    assert!(matches!(
+        store.add_group(alice.id, "Friends").await,
+        Err(ListError::GroupExists)
+    ));
+    assert!(matches!(
+        store
+            .add_group(alice.id, &"x".repeat(MAX_GROUP_NAME_BYTES + 1))
+            .await,
+        Err(ListError::GroupNameTooLong)
+    ));
+    assert!(
+        store
+            .add_group(alice.id, &"x".repeat(MAX_GROUP_NAME_BYTES))
+            .await
+            .is_ok()
+    );
+
+    store
+        .add_to_list(alice.id, List::Forward, &bob.email, "Bob", Some(friends))
+        .await
+        .unwrap();
+    // Already on FL: adding to another group is a change of its own, without RL effects.
+    let out = store
+        .add_to_list(alice.id, List::Forward, &bob.email, "Bob", Some(work))
+        .await
+        .unwrap();
+    assert_eq!(out.reverse, None);
+    let groups = |s: ListSnapshot| s.contacts[0].groups.clone();
+    assert_eq!(
+        groups(store.list_snapshot(alice.id).await.unwrap()),
+        vec![friends, work]
+    );
+
+    // Removing from one group keeps the contact on FL.
+    let out = store
+        .remove_from_list(alice.id, List::Forward, &bob.email, Some(work))
+        .await
+        .unwrap();
+    assert_eq!(out.reverse, None);
+    assert_eq!(
+        groups(store.list_snapshot(alice.id).await.unwrap()),
+        vec![friends]
+    );
+
+    // Renaming and removing groups.
+    let before = version(&store, alice.id).await;
+    assert_eq!(
+        store.rename_group(alice.id, friends, "Pals").await.unwrap(),
+        before + 1
+    );
+    assert!(matches!(
+        store.rename_group(alice.id, GroupId(17), "X").await,
+        Err(ListError::NoSuchGroup)
+    ));
+    assert!(matches!(
+        store.rename_group(alice.id, friends, "Work").await,
+        Err(ListError::GroupExists)
+    ));
+    assert!(matches!(
+        store.remove_group(alice.id, GroupId(0)).await,
+        Err(ListError::CannotRemoveGroupZero)
+    ));
+    store.remove_group(alice.id, work).await.unwrap();
+    assert!(matches!(
+        store.remove_group(alice.id, work).await,
+        Err(ListError::NoSuchGroup)
+    ));
+    store.remove_group(alice.id, friends).await.unwrap();
+    let snap = store.list_snapshot(alice.id).await.unwrap();
+    assert_eq!(snap.contacts[0].lists, ListBits(1));
+    assert!(snap.contacts[0].groups.is_empty());
+    let names: Vec<_> = snap.groups.iter().map(|g| (g.id.0, g.name.len())).collect();
+    assert_eq!(
+        names,
+        vec![(0, "Other%20Contacts".len()), (3, MAX_GROUP_NAME_BYTES)]
+    );
+
+    // Freed ids are reused; the total is capped at MAX_GROUPS including group 0.
+    let mut ids = Vec::new();
+    for i in 0..MAX_GROUPS - 2 {
+        ids.push(store.add_group(alice.id, &format!("G{i}")).await.unwrap().1);
+    }
+    assert_eq!(ids[0], GroupId(1));
+    assert!(matches!(
+        store.add_group(alice.id, "more").await,
+        Err(ListError::TooManyGroups)
+    ));
+}
+
+#[tokio::test]
+async fn properties_names_and_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let bob = account(&store, "bob@example.com", "Bob").await;
+
+    assert_eq!(store.set_gtc(alice.id, Gtc::NoAsk).await.unwrap(), 1);
+    assert!(matches!(
+        store.set_gtc(alice.id, Gtc::NoAsk).await,
+        Err(ListError::SameValue)
+    ));
+    assert_eq!(store.set_blp(alice.id, Blp::BlockAll).await.unwrap(), 2);
+    assert!(matches!(
+        store.set_blp(alice.id, Blp::BlockAll).await,
+        Err(ListError::SameValue)
+    ));
+    assert_eq!(
+        store
+            .set_phone(alice.id, PhoneProp::Phm, Some("555%201234"))
+            .await
+            .unwrap(),
+        3
+    );
+    store
+        .set_phone(alice.id, PhoneProp::Phh, Some("1"))
+        .await
+        .unwrap();
+    store
+        .set_phone(alice.id, PhoneProp::Phh, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .set_phone(
+                alice.id,
+                PhoneProp::Phw,
+                Some(&"1".repeat(MAX_PHONE_BYTES + 1))
+            )
+            .await,
+        Err(ListError::InvalidParameter)
+    ));
+    store
+        .set_phone(bob.id, PhoneProp::Mob, Some("Y"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .set_friendly_name(alice.id, "Alice%20A.")
+            .await
+            .unwrap(),
+        6
+    );
+    assert!(matches!(
+        store.set_friendly_name(alice.id, "").await,
+        Err(ListError::InvalidName)
+    ));
+    assert_eq!(
+        store
+            .account_by_id(alice.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .friendly_name,
+        "Alice%20A."
+    );
+    assert!(matches!(
+        store.rename_contact(alice.id, &bob.email, "B").await,
+        Err(ListError::NotOnList)
+    ));
+    store
+        .add_to_list(alice.id, List::Forward, &bob.email, "Bob", None)
+        .await
+        .unwrap();
+    store
+        .add_to_list(alice.id, List::Allow, &bob.email, "Bob", None)
+        .await
+        .unwrap();
+    store
+        .rename_contact(alice.id, &bob.email, "Bobster")
+        .await
+        .unwrap();
+
+    store.close().await.unwrap();
+    let store = file_store(dir.path()).await;
+    let snap = store.list_snapshot(alice.id).await.unwrap();
+    assert_eq!(
+        (snap.version, snap.gtc, snap.blp),
+        (9, Gtc::NoAsk, Blp::BlockAll)
+    );
+    assert_eq!(snap.phones, vec![(PhoneProp::Phm, "555%201234".to_owned())]);
+    let bob_entry = &snap.contacts[0];
+    assert_eq!(bob_entry.friendly_name, "Bobster");
+    assert_eq!(bob_entry.lists, ListBits(3));
+    assert_eq!(bob_entry.phones, vec![(PhoneProp::Mob, "Y".to_owned())]);
+}
+
+#[tokio::test]
+async fn deleting_an_account_cleans_other_lists_and_bumps_their_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let bob = account(&store, "bob@example.com", "Bob").await;
+    store
+        .add_to_list(alice.id, List::Forward, &bob.email, "Bob", None)
+        .await
+        .unwrap();
+    store
+        .add_to_list(bob.id, List::Forward, &alice.email, "Alice", None)
+        .await
+        .unwrap();
+    store.new_token(alice.id, "pc").await.unwrap();
+    let bob_before = version(&store, bob.id).await;
+
+    store.delete_account(&alice.email).await.unwrap();
+    assert_eq!(version(&store, bob.id).await, bob_before + 1);
+    assert!(
+        store
+            .list_snapshot(bob.id)
+            .await
+            .unwrap()
+            .contacts
+            .is_empty()
+    );
+    assert!(matches!(
+        store.list_snapshot(alice.id).await,
+        Err(ListError::NoSuchAccount)
+    ));
+    let leftovers: i64 = store
+        .call(|c| {
+            Ok::<_, StoreError>(c.query_row(
+                "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM groups WHERE account_id = 1)
+                      + (SELECT COUNT(*) FROM contact_groups)",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(leftovers, 0);
+}
+
+#[tokio::test]
+async fn adding_yourself_sets_both_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let out = store
+        .add_to_list(alice.id, List::Forward, &alice.email, "Me", None)
+        .await
+        .unwrap();
+    assert_eq!(out.version, 2);
+    assert_eq!(
+        store.list_snapshot(alice.id).await.unwrap().contacts[0].lists,
+        ListBits(9)
+    );
+    store
+        .remove_from_list(alice.id, List::Forward, &alice.email, None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .list_snapshot(alice.id)
+            .await
+            .unwrap()
+            .contacts
+            .is_empty()
+    );
+}

@@ -1,0 +1,320 @@
+//! The account store: SQLite behind a cheap-to-clone async handle.
+//!
+//! # Design
+//!
+//! One `rusqlite::Connection` sits in a `std::sync::Mutex` inside an `Arc`. Every operation runs
+//! in `tokio::task::spawn_blocking`, takes the mutex, does its work (one transaction for anything
+//! that writes) and returns. So SQLite never blocks a runtime thread, there is exactly one writer,
+//! and a write that has started finishes even if the task awaiting it is cancelled: blocking
+//! tasks run to completion. bcrypt runs in `spawn_blocking` too but *outside* the mutex, so a slow
+//! hash does not stall other queries.
+//!
+//! [`Store::close`] takes the connection out of the mutex once the operation in flight (if any)
+//! has released it, and closes it; later calls fail with [`StoreError::Closed`].
+//!
+//! The connection runs in WAL mode with `foreign_keys=ON` and a busy timeout (the CLI may open the
+//! same file while a server runs). Schema changes are numbered migrations (see [`migrations`]).
+//!
+//! # Layout
+//!
+//! - [`types`]: identifiers, [`Email`], and the list-model enums.
+//! - [`accounts`]: create, look up, delete accounts; passwords.
+//! - [`lists`]: the FL/AL/BL/RL data model, groups, GTC/BLP/phones, the SYN snapshot.
+//! - [`tokens`]: access tokens encrypted at rest, MD5 and plain verification.
+
+pub mod accounts;
+pub mod lists;
+pub mod migrations;
+pub mod tokens;
+pub mod types;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+use crate::secret::ServerKey;
+
+pub use accounts::{Account, AccountError};
+pub use lists::{Contact, Group, ListError, ListLimits, ListSnapshot, Outcome, ReverseChange};
+pub use tokens::{NewToken, TokenError, TokenInfo};
+pub use types::{
+    AccountId, Blp, Email, EmailError, GroupId, Gtc, List, ListBits, PhoneProp, TokenId,
+};
+
+/// How long a statement waits for a lock held by another connection (e.g. the CLI).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// bcrypt cost used when none is configured.
+pub const DEFAULT_BCRYPT_COST: u32 = 10;
+
+/// Infrastructure errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A migration failed; the database stays at the previous version.
+    #[error("schema migration {version} failed")]
+    Migration {
+        /// The version the migration would have produced.
+        version: u32,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer binary.
+    #[error("database schema version {found} is newer than this binary supports ({known})")]
+    TooNew {
+        /// Version found in the file.
+        found: u32,
+        /// Highest version this binary knows.
+        known: u32,
+    },
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+    /// A blocking task panicked or was aborted.
+    #[error("store worker task failed")]
+    Join(#[from] tokio::task::JoinError),
+    /// bcrypt failed.
+    #[error("password hashing failed")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    /// Encryption, decryption or the random generator failed.
+    #[error("cryptographic operation failed")]
+    Crypto,
+}
+
+/// Tunables of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// bcrypt cost (4..=31).
+    pub bcrypt_cost: u32,
+    /// List size limits.
+    pub limits: ListLimits,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
+            limits: ListLimits::default(),
+        }
+    }
+}
+
+struct Inner {
+    conn: Mutex<Option<Connection>>,
+    key: ServerKey,
+    options: StoreOptions,
+}
+
+/// Async handle to the database; clone it freely.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file at `path` and migrates it.
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors, [`StoreError::TooNew`], or a failed migration.
+    pub async fn open(
+        path: &Path,
+        key: ServerKey,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || {
+            let mut conn = Connection::open(&path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            prepare(&mut conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await??;
+        Ok(Self::from_connection(conn, key, options))
+    }
+
+    /// A fresh in-memory database (unit tests; nothing survives the handle).
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors or a failed migration.
+    pub async fn open_in_memory(key: ServerKey, options: StoreOptions) -> Result<Self, StoreError> {
+        let conn = tokio::task::spawn_blocking(|| {
+            let mut conn = Connection::open_in_memory()?;
+            prepare(&mut conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await??;
+        Ok(Self::from_connection(conn, key, options))
+    }
+
+    fn from_connection(conn: Connection, key: ServerKey, options: StoreOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(Some(conn)),
+                key,
+                options,
+            }),
+        }
+    }
+
+    /// The options this store was opened with.
+    #[must_use]
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn key(&self) -> &ServerKey {
+        &self.inner.key
+    }
+
+    /// Runs `f` on the connection in a blocking task.
+    pub(crate) async fn call<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A panic inside `f` poisons the mutex; SQLite has rolled the transaction back by
+            // then (it is dropped during unwinding), so the connection is still consistent.
+            let mut guard = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+            f(conn)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Join(e)))?
+    }
+
+    /// Waits for the operation in flight to finish, then closes the database. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// The SQLite error from closing (the WAL checkpoint).
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            match conn {
+                Some(conn) => conn.close().map_err(|(_, e)| StoreError::Sqlite(e)),
+                None => Ok(()),
+            }
+        })
+        .await?
+    }
+}
+
+/// Pragmas every connection needs, then migrations.
+fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    migrations::migrate(conn)?;
+    Ok(())
+}
+
+/// Current time in Unix seconds.
+pub(crate) fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Helpers shared by the store's unit tests.
+    use super::*;
+
+    /// Options with a low bcrypt cost so tests stay fast.
+    pub(crate) fn fast_options() -> StoreOptions {
+        StoreOptions {
+            bcrypt_cost: 4,
+            limits: ListLimits::default(),
+        }
+    }
+
+    /// A key for tests.
+    pub(crate) fn test_key() -> ServerKey {
+        ServerKey::from_bytes([42; crate::secret::SERVER_KEY_BYTES])
+    }
+
+    /// Opens a store on a real file inside `dir`.
+    pub(crate) async fn file_store(dir: &Path) -> Store {
+        Store::open(&dir.join("relive.db"), test_key(), fast_options())
+            .await
+            .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn migrations_apply_on_a_fresh_file_and_are_idempotent_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(dir.path()).await;
+        let (version, journal, fk): (u32, String, i64) = store
+            .call(|c| {
+                Ok::<_, StoreError>((
+                    c.pragma_query_value(None, "user_version", |r| r.get(0))?,
+                    c.pragma_query_value(None, "journal_mode", |r| r.get(0))?,
+                    c.pragma_query_value(None, "foreign_keys", |r| r.get(0))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(version, migrations::SCHEMA_VERSION);
+        assert_eq!(journal, "wal");
+        assert_eq!(fk, 1);
+        store.close().await.unwrap();
+        store.close().await.unwrap();
+        assert!(matches!(
+            store.call(|_| Ok::<_, StoreError>(())).await,
+            Err(StoreError::Closed)
+        ));
+
+        // Reopening applies nothing and finds the same version.
+        let again = file_store(dir.path()).await;
+        let found = again.call(migrations::migrate).await.unwrap();
+        assert_eq!(found, migrations::SCHEMA_VERSION);
+        again.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relive.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", migrations::SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let err = Store::open(&path, test_key(), fast_options())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooNew { found, .. } if found == migrations::SCHEMA_VERSION + 1)
+        );
+    }
+}

@@ -1,0 +1,452 @@
+//! Access tokens: the default way a client logs in.
+//!
+//! A token is 16 characters from the lowercase base32 alphabet (`a`–`z`, `2`–`7`), i.e. 80 bits
+//! from the operating system's CSPRNG; it fits the 16-character password fields of old clients.
+//! It is shown once and stored encrypted (ChaCha20-Poly1305 under the server key, a random
+//! 96-bit nonce per token, the account id as associated data so a ciphertext cannot be moved to
+//! another account). MD5 logins need `md5(challenge ‖ token)` with a fresh challenge, which is
+//! why tokens are encrypted rather than hashed.
+
+use md5::{Digest as _, Md5};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom as _, SystemRandom};
+use rusqlite::{Connection, params};
+use subtle::ConstantTimeEq as _;
+
+use super::types::{AccountId, TokenId};
+use super::{Store, StoreError, now_unix};
+use crate::secret::{Secret, ServerKey};
+
+/// Length of a token in characters.
+pub const TOKEN_CHARS: usize = 16;
+
+/// Longest label, in bytes.
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// Most active (unrevoked) tokens per account.
+pub const MAX_ACTIVE_TOKENS: usize = 50;
+
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// Errors of token operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The account has no token with that id (or it is already revoked).
+    #[error("no such active token")]
+    NoSuchToken,
+    /// The label is longer than 64 bytes or contains control characters.
+    #[error("label must be at most {MAX_LABEL_BYTES} bytes without control characters")]
+    InvalidLabel,
+    /// The account already has [`MAX_ACTIVE_TOKENS`] active tokens.
+    #[error("too many active tokens; revoke one first")]
+    TooMany,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for TokenError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// A freshly created token: show `token` to the user once, then forget it.
+#[derive(Debug)]
+pub struct NewToken {
+    /// Row id, for listing and revoking.
+    pub id: TokenId,
+    /// The token itself.
+    pub token: Secret,
+}
+
+/// What may be shown about a token (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Row id.
+    pub id: TokenId,
+    /// Device label.
+    pub label: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last successful login with it.
+    pub last_used_at: Option<i64>,
+    /// Unix seconds of revocation.
+    pub revoked_at: Option<i64>,
+}
+
+fn aead_key(key: &ServerKey) -> Result<LessSafeKey, StoreError> {
+    let unbound =
+        UnboundKey::new(&CHACHA20_POLY1305, key.as_bytes()).map_err(|_| StoreError::Crypto)?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+fn generate_token() -> Result<Secret, StoreError> {
+    let mut bytes = [0u8; 10];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| StoreError::Crypto)?;
+    // 80 bits → 16 groups of 5 bits, most significant first.
+    let bits = bytes
+        .iter()
+        .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+    let token = (0..TOKEN_CHARS)
+        .rev()
+        .map(|i| char::from(ALPHABET[((bits >> (5 * i)) & 31) as usize]))
+        .collect();
+    Ok(Secret::new(token))
+}
+
+fn seal(
+    key: &ServerKey,
+    account: AccountId,
+    token: &Secret,
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| StoreError::Crypto)?;
+    let mut data = token.expose().as_bytes().to_vec();
+    aead_key(key)?
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(account.0.to_be_bytes()),
+            &mut data,
+        )
+        .map_err(|_| StoreError::Crypto)?;
+    Ok((nonce.to_vec(), data))
+}
+
+fn open(key: &LessSafeKey, account: AccountId, nonce: &[u8], ciphertext: &[u8]) -> Option<Secret> {
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut data = ciphertext.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(account.0.to_be_bytes()), &mut data)
+        .ok()?;
+    String::from_utf8(plain.to_vec()).ok().map(Secret::new)
+}
+
+/// Decrypts every active token of `account` and returns the id of the first `matches` accepts,
+/// marking it used.
+fn find_active<F>(
+    conn: &Connection,
+    key: &ServerKey,
+    account: AccountId,
+    mut matches: F,
+) -> Result<Option<TokenId>, StoreError>
+where
+    F: FnMut(&Secret) -> bool,
+{
+    let key = aead_key(key)?;
+    let mut stmt = conn.prepare(
+        "SELECT id, nonce, ciphertext FROM tokens WHERE account_id = ?1 AND revoked_at IS NULL",
+    )?;
+    let rows = stmt.query_map([account.0], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut found = None;
+    for row in rows {
+        let (id, nonce, ciphertext) = row?;
+        match open(&key, account, &nonce, &ciphertext) {
+            // Keep looping after a match so the time taken does not depend on which token it was.
+            Some(token) => {
+                if matches(&token) && found.is_none() {
+                    found = Some(TokenId(id));
+                }
+            }
+            None => tracing::warn!(token = id, "token does not decrypt under the server key"),
+        }
+    }
+    if let Some(id) = found {
+        conn.execute(
+            "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
+            params![id.0, now_unix()],
+        )?;
+    }
+    Ok(found)
+}
+
+impl Store {
+    /// Creates a token for `account` labelled `label` (e.g. the device name).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidLabel`], [`TokenError::TooMany`], or an infrastructure error
+    /// (including a foreign-key error if the account does not exist).
+    pub async fn new_token(&self, account: AccountId, label: &str) -> Result<NewToken, TokenError> {
+        if label.len() > MAX_LABEL_BYTES || label.chars().any(char::is_control) {
+            return Err(TokenError::InvalidLabel);
+        }
+        let token = generate_token()?;
+        let (nonce, ciphertext) = seal(self.key(), account, &token)?;
+        let label = label.to_owned();
+        let id = self
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let active: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM tokens WHERE account_id = ?1 AND revoked_at IS NULL",
+                    [account.0],
+                    |r| r.get(0),
+                )?;
+                if usize::try_from(active).unwrap_or(usize::MAX) >= MAX_ACTIVE_TOKENS {
+                    return Err(TokenError::TooMany);
+                }
+                tx.execute(
+                    "INSERT INTO tokens (account_id, label, nonce, ciphertext, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![account.0, label, nonce, ciphertext, now_unix()],
+                )?;
+                let id = TokenId(tx.last_insert_rowid());
+                tx.commit()?;
+                Ok(id)
+            })
+            .await?;
+        Ok(NewToken { id, token })
+    }
+
+    /// All tokens of `account` (active and revoked), oldest first. Never includes the tokens.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn tokens(&self, account: AccountId) -> Result<Vec<TokenInfo>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, label, created_at, last_used_at, revoked_at FROM tokens
+                 WHERE account_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([account.0], |r| {
+                Ok(TokenInfo {
+                    id: TokenId(r.get(0)?),
+                    label: r.get(1)?,
+                    created_at: r.get(2)?,
+                    last_used_at: r.get(3)?,
+                    revoked_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Revokes an active token of `account`.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::NoSuchToken`] if `account` has no active token `id`.
+    pub async fn revoke_token(&self, account: AccountId, id: TokenId) -> Result<(), TokenError> {
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE tokens SET revoked_at = ?3
+                 WHERE id = ?1 AND account_id = ?2 AND revoked_at IS NULL",
+                params![id.0, account.0, now_unix()],
+            )?;
+            if n == 0 {
+                return Err(TokenError::NoSuchToken);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// MD5 login (MSNP2–7): returns the id of the active token `t` of `account` for which
+    /// `md5hex(challenge ‖ t)` equals `response` (compared in constant time), and marks it used.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only; a wrong response is `Ok(None)`.
+    pub async fn verify_md5(
+        &self,
+        account: AccountId,
+        challenge: &str,
+        response: &str,
+    ) -> Result<Option<TokenId>, StoreError> {
+        if response.len() != 32 {
+            return Ok(None);
+        }
+        let (challenge, response) = (challenge.to_owned(), response.to_ascii_lowercase());
+        let key = self.key().clone();
+        self.call(move |conn| {
+            find_active(conn, &key, account, |token| {
+                let mut md5 = Md5::new();
+                md5.update(challenge.as_bytes());
+                md5.update(token.expose().as_bytes());
+                let expected = hex::encode(md5.finalize());
+                bool::from(expected.as_bytes().ct_eq(response.as_bytes()))
+            })
+        })
+        .await
+    }
+
+    /// Plain login (Passport over TLS): returns the id of the active token of `account` equal to
+    /// `secret` (constant-time compare), and marks it used.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only; a wrong secret is `Ok(None)`.
+    pub async fn verify_plain(
+        &self,
+        account: AccountId,
+        secret: &Secret,
+    ) -> Result<Option<TokenId>, StoreError> {
+        if secret.expose().len() != TOKEN_CHARS {
+            return Ok(None);
+        }
+        let secret = secret.clone();
+        let key = self.key().clone();
+        self.call(move |conn| {
+            find_active(conn, &key, account, |token| {
+                bool::from(token.expose().as_bytes().ct_eq(secret.expose().as_bytes()))
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use crate::store::types::Email;
+
+    fn md5hex(challenge: &str, token: &str) -> String {
+        hex::encode(Md5::digest(format!("{challenge}{token}").as_bytes()))
+    }
+
+    #[test]
+    fn tokens_are_16_base32_characters_and_differ() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert_eq!(a.expose().len(), TOKEN_CHARS);
+        assert!(a.expose().bytes().all(|c| ALPHABET.contains(&c)));
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn token_lifecycle_and_md5_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(dir.path()).await;
+        let alice = store
+            .create_account(
+                &Email::parse("alice@example.com").unwrap(),
+                "Alice",
+                Secret::new("pw".into()),
+            )
+            .await
+            .unwrap();
+        let bob = store
+            .create_account(
+                &Email::parse("bob@example.com").unwrap(),
+                "Bob",
+                Secret::new("pw".into()),
+            )
+            .await
+            .unwrap();
+        let new = store.new_token(alice.id, "laptop").await.unwrap();
+        let bob_token = store.new_token(bob.id, "phone").await.unwrap();
+        let token = new.token.expose().to_owned();
+
+        let listed = store.tokens(alice.id).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].id, listed[0].label.as_str()), (new.id, "laptop"));
+        assert_eq!((listed[0].last_used_at, listed[0].revoked_at), (None, None));
+
+        let challenge = "1013928519.693957190";
+        let good = md5hex(challenge, &token);
+        assert_eq!(
+            store.verify_md5(alice.id, challenge, &good).await.unwrap(),
+            Some(new.id)
+        );
+        assert_eq!(
+            store
+                .verify_md5(alice.id, challenge, &good.to_ascii_uppercase())
+                .await
+                .unwrap(),
+            Some(new.id)
+        );
+        assert!(
+            store.tokens(alice.id).await.unwrap()[0]
+                .last_used_at
+                .is_some()
+        );
+        // Wrong challenge, garbage, and another account's token are rejected.
+        assert_eq!(
+            store.verify_md5(alice.id, "other", &good).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.verify_md5(alice.id, challenge, "zz").await.unwrap(),
+            None
+        );
+        let bobs = md5hex(challenge, bob_token.token.expose());
+        assert_eq!(
+            store.verify_md5(alice.id, challenge, &bobs).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.verify_md5(bob.id, challenge, &good).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.verify_plain(alice.id, &new.token).await.unwrap(),
+            Some(new.id)
+        );
+        assert_eq!(store.verify_plain(bob.id, &new.token).await.unwrap(), None);
+
+        // The database file never holds the token in clear.
+        store.close().await.unwrap();
+        let mut raw = std::fs::read(dir.path().join("relive.db")).unwrap();
+        if let Ok(wal) = std::fs::read(dir.path().join("relive.db-wal")) {
+            raw.extend(wal);
+        }
+        assert!(!raw.windows(TOKEN_CHARS).any(|w| w == token.as_bytes()));
+
+        let store = file_store(dir.path()).await;
+        store.revoke_token(alice.id, new.id).await.unwrap();
+        assert!(matches!(
+            store.revoke_token(alice.id, new.id).await,
+            Err(TokenError::NoSuchToken)
+        ));
+        assert!(matches!(
+            store.revoke_token(alice.id, bob_token.id).await,
+            Err(TokenError::NoSuchToken)
+        ));
+        assert_eq!(
+            store.verify_md5(alice.id, challenge, &good).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.verify_plain(alice.id, &new.token).await.unwrap(),
+            None
+        );
+        assert!(
+            store.tokens(alice.id).await.unwrap()[0]
+                .revoked_at
+                .is_some()
+        );
+        assert!(matches!(
+            store.new_token(alice.id, "bad\nlabel").await,
+            Err(TokenError::InvalidLabel)
+        ));
+
+        // A different server key cannot use the stored tokens.
+        store.close().await.unwrap();
+        let other_key = Store::open(
+            &dir.path().join("relive.db"),
+            ServerKey::from_bytes([1; crate::secret::SERVER_KEY_BYTES]),
+            fast_options(),
+        )
+        .await
+        .unwrap();
+        let bobs_plain = bob_token.token.clone();
+        assert_eq!(
+            other_key.verify_plain(bob.id, &bobs_plain).await.unwrap(),
+            None
+        );
+    }
+}
