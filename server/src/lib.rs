@@ -10,6 +10,7 @@
 //! - [`tls`]: local CA, server certificate, rustls configuration.
 //! - [`net`]: accept loops and the per-connection entry points.
 //! - [`demo`]: `serve --demo` accounts.
+//! - [`hub`]: the in-memory registry of online users, presence fan-out and privacy checks.
 //!
 //! The protocol itself (framing, commands, version capabilities) lives in `relive-msnp`, which
 //! has no I/O. This crate does not speak MSNP yet: see [`net`] for what the connection entry
@@ -94,6 +95,10 @@ pub struct Context {
     pub settings: Arc<Settings>,
     /// The store.
     pub store: Store,
+    /// Who is online, with their presence and privacy data.
+    pub hub: Arc<hub::Hub>,
+    /// Creates connection outboxes (bounded per-connection event queues).
+    pub outboxes: Arc<hub::OutboxFactory>,
     connections: Arc<watch::Sender<usize>>,
 }
 
@@ -104,6 +109,8 @@ impl Context {
         Self {
             settings: Arc::new(settings),
             store,
+            hub: Arc::new(hub::Hub::new()),
+            outboxes: Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY)),
             connections: Arc::new(watch::Sender::new(0)),
         }
     }
