@@ -46,10 +46,10 @@ pub mod registry;
 pub mod scan;
 pub mod synth;
 
-pub use apply::{apply, Applied};
+pub use apply::{Applied, apply};
 pub use container::{Progress, Stage};
 pub use error::PatchError;
-pub use file::{backup_path, patch_file, restore_file, Report};
+pub use file::{Report, backup_path, patch_file, restore_file};
 pub use plan::{Edit, FileKind, FilePlan, Plan, Reason, Target, Warning};
 
 use serde::Serialize;
@@ -243,7 +243,10 @@ mod tests {
     use crate::registry::RegistryChange;
     use crate::scan::Encoding;
 
-    fn synthetic(version: Option<[u16; 4]>, text_size: usize) -> (Vec<u8>, Vec<(usize, &'static str)>) {
+    fn synthetic(
+        version: Option<[u16; 4]>,
+        text_size: usize,
+    ) -> (Vec<u8>, Vec<(usize, &'static str)>) {
         let (rdata, at) = synth::msn_rdata();
         let spec = synth::Spec {
             is_64: false,
@@ -266,13 +269,30 @@ mod tests {
         let got: Vec<(u64, Option<Encoding>, &str, &str)> = p.files[0]
             .edits
             .iter()
-            .map(|e| (e.offset, e.encoding, e.before_text.as_str(), e.after_text.as_str()))
+            .map(|e| {
+                (
+                    e.offset,
+                    e.encoding,
+                    e.before_text.as_str(),
+                    e.after_text.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
             vec![
-                ((rdata + at[0].0) as u64, Some(Encoding::Ascii), "messenger.hotmail.com", "relive.test"),
-                ((rdata + at[1].0) as u64, Some(Encoding::Ascii), "gateway.messenger.hotmail.com", "relive.test"),
+                (
+                    (rdata + at[0].0) as u64,
+                    Some(Encoding::Ascii),
+                    "messenger.hotmail.com",
+                    "relive.test"
+                ),
+                (
+                    (rdata + at[1].0) as u64,
+                    Some(Encoding::Ascii),
+                    "gateway.messenger.hotmail.com",
+                    "relive.test"
+                ),
                 (
                     (rdata + at[2].0) as u64,
                     Some(Encoding::Ascii),
@@ -303,14 +323,36 @@ mod tests {
         data[0x1f164 - 1..0x1f164 - 1 + url.len()].copy_from_slice(url);
         let ns = b"\0messenger.hotmail.com\0";
         data[0x1f238 - 1..0x1f238 - 1 + ns.len()].copy_from_slice(ns);
-        let t = Target::new("relive.test").unwrap().with_multiple_instances(true);
+        let t = Target::new("relive.test")
+            .unwrap()
+            .with_multiple_instances(true);
         let p = plan(&data, &t).unwrap();
         assert_eq!(p.files[0].build, Some("6.0.0602"));
-        let poly = p.files[0].edits.iter().find(|e| e.offset == 0xccbf2).unwrap();
-        assert_eq!((poly.before.as_slice(), poly.after.as_slice()), (&[0xB7][..], &[0xB6][..]));
-        assert!(!p.warnings.iter().any(|w| matches!(w, Warning::CatalogMismatch { .. })), "{:?}", p.warnings);
-        assert!(!p.warnings.iter().any(|w| matches!(w, Warning::UnknownBuild { .. })));
-        assert_eq!(p.registry, vec![RegistryChange::clear_msn_messenger_cache()]);
+        let poly = p.files[0]
+            .edits
+            .iter()
+            .find(|e| e.offset == 0xccbf2)
+            .unwrap();
+        assert_eq!(
+            (poly.before.as_slice(), poly.after.as_slice()),
+            (&[0xB7][..], &[0xB6][..])
+        );
+        assert!(
+            !p.warnings
+                .iter()
+                .any(|w| matches!(w, Warning::CatalogMismatch { .. })),
+            "{:?}",
+            p.warnings
+        );
+        assert!(
+            !p.warnings
+                .iter()
+                .any(|w| matches!(w, Warning::UnknownBuild { .. }))
+        );
+        assert_eq!(
+            p.registry,
+            vec![RegistryChange::clear_msn_messenger_cache()]
+        );
         let applied = apply(&data, &p, &mut |_| {}).unwrap();
         assert_eq!(applied.bytes[0xccbf2], catalog::POLYGAMY_PATCHED);
 
@@ -319,8 +361,16 @@ mod tests {
         let (mut moved, _) = synthetic(Some([6, 0, 602, 0]), 0xd0000);
         moved[0xccbf2] = 0x90;
         let p = plan(&moved, &t).unwrap();
-        assert!(p.warnings.iter().any(|w| matches!(w, Warning::CatalogMismatch { .. })));
-        assert!(p.warnings.iter().any(|w| matches!(w, Warning::MultipleInstancesUnavailable { .. })));
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| matches!(w, Warning::CatalogMismatch { .. }))
+        );
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| matches!(w, Warning::MultipleInstancesUnavailable { .. }))
+        );
         assert!(!p.files[0].edits.is_empty());
     }
 
@@ -329,15 +379,23 @@ mod tests {
         let (data, _) = synthetic(Some([4, 5, 121, 0]), 0x200);
         let t = Target::new("relive.test").unwrap();
         let p = plan(&data, &t).unwrap();
-        assert_eq!(p.registry, vec![RegistryChange::set_messenger_service_server("relive.test")]);
-        assert!(p.registry_file().unwrap().contains("\"Server\"=\"relive.test\""));
+        assert_eq!(
+            p.registry,
+            vec![RegistryChange::set_messenger_service_server("relive.test")]
+        );
+        assert!(
+            p.registry_file()
+                .unwrap()
+                .contains("\"Server\"=\"relive.test\"")
+        );
     }
 
     #[test]
     fn synthetic_self_extractor_round_trip() {
         let (client, _) = synthetic(Some([5, 0, 544, 0]), 0x200);
         let mut b = cab::CabinetBuilder::new();
-        b.add_folder(cab::CompressionType::MsZip).add_file("msnmsgr.exe");
+        b.add_folder(cab::CompressionType::MsZip)
+            .add_file("msnmsgr.exe");
         let mut w = b.build(std::io::Cursor::new(Vec::new())).unwrap();
         while let Some(mut f) = w.next_file().unwrap() {
             std::io::Write::write_all(&mut f, &client).unwrap();

@@ -1,0 +1,611 @@
+//! Our own small view of a PE32/PE32+ image, over goblin (headers) and pelite (version info).
+//!
+//! The rest of the crate never imports goblin or pelite: it asks an [`Image`] for its sections,
+//! the client version, a resource, and the file offsets of the header fields it rewrites
+//! (CheckSum, the Security directory, NumberOfSections...). Swapping the PE library touches
+//! this file only. The editing helpers here ([`strip_signature`], [`update_checksum`],
+//! [`append_section`]) work on a `Vec<u8>` by offsets found at parse time.
+
+use serde::Serialize;
+
+use crate::PatchError;
+
+/// Resource type id of `RT_RCDATA`.
+const RT_RCDATA: u32 = 10;
+/// Depth guard for the resource directory walk (type, name, language).
+const MAX_RESOURCE_ENTRIES: usize = 4096;
+
+/// One section header, as stored on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Section {
+    /// Name (up to 8 bytes, NULs trimmed).
+    pub name: String,
+    /// RVA of the section.
+    pub virtual_address: u32,
+    /// Size in memory.
+    pub virtual_size: u32,
+    /// File offset of the raw data.
+    pub raw_offset: u32,
+    /// Size of the raw data on disk.
+    pub raw_size: u32,
+}
+
+impl Section {
+    /// The file byte range of the raw data, clipped to a file of `len` bytes.
+    pub fn raw_range(&self, len: usize) -> std::ops::Range<usize> {
+        let start = (self.raw_offset as usize).min(len);
+        let end = start.saturating_add(self.raw_size as usize).min(len);
+        start..end
+    }
+}
+
+/// A client build number as stored in `VS_FIXEDFILEINFO` (`major.minor.build.patch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FileVersion {
+    /// Major version (MSN 7.0 → 7).
+    pub major: u16,
+    /// Minor version (MSN 7.0 → 0).
+    pub minor: u16,
+    /// Build (MSN 7.0.0813 → 813).
+    pub build: u16,
+    /// Fourth field, usually 0.
+    pub patch: u16,
+}
+
+impl std::fmt::Display for FileVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{:04}", self.major, self.minor, self.build)?;
+        if self.patch != 0 {
+            write!(f, ".{}", self.patch)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a resource's data lives and where its directory entry is, for in-place rewriting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLocation {
+    /// File offset of the `IMAGE_RESOURCE_DATA_ENTRY` (RVA u32, Size u32, ...).
+    pub entry_offset: usize,
+    /// RVA of the data.
+    pub data_rva: u32,
+    /// File offset of the data.
+    pub data_offset: usize,
+    /// Size of the data in bytes.
+    pub size: usize,
+}
+
+/// A parsed PE image borrowing its bytes.
+#[derive(Debug, Clone)]
+pub struct Image<'a> {
+    data: &'a [u8],
+    is_64: bool,
+    machine: u16,
+    file_header: usize,
+    optional_header: usize,
+    section_table: usize,
+    sections: Vec<Section>,
+    section_alignment: u32,
+    file_alignment: u32,
+    size_of_headers: u32,
+}
+
+fn read_u16(data: &[u8], at: usize) -> Option<u16> {
+    let b = data.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn read_u32(data: &[u8], at: usize) -> Option<u32> {
+    let b = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn write_u16(data: &mut [u8], at: usize, v: u16) -> Option<()> {
+    data.get_mut(at..at.checked_add(2)?)?
+        .copy_from_slice(&v.to_le_bytes());
+    Some(())
+}
+
+fn write_u32(data: &mut [u8], at: usize, v: u32) -> Option<()> {
+    data.get_mut(at..at.checked_add(4)?)?
+        .copy_from_slice(&v.to_le_bytes());
+    Some(())
+}
+
+fn malformed(what: &str) -> PatchError {
+    PatchError::NotPe {
+        reason: format!("malformed PE header ({what})"),
+    }
+}
+
+impl<'a> Image<'a> {
+    /// Parses the headers of a PE32 or PE32+ image.
+    ///
+    /// # Errors
+    /// [`PatchError::NotPe`] when the bytes are not a PE image goblin accepts.
+    pub fn parse(data: &'a [u8]) -> Result<Self, PatchError> {
+        if data.get(..2) != Some(b"MZ") {
+            return Err(PatchError::NotPe {
+                reason: "no MZ header".into(),
+            });
+        }
+        let opts = goblin::pe::options::ParseOptions::default()
+            .with_parse_mode(goblin::pe::options::ParseMode::Permissive)
+            .with_parse_imports(false)
+            .with_parse_resources(false)
+            .with_parse_tls_data(false);
+        let mut opts = opts;
+        opts.resolve_rva = false;
+        opts.parse_attribute_certificates = false;
+        let pe = goblin::pe::PE::parse_with_opts(data, &opts).map_err(|e| PatchError::NotPe {
+            reason: e.to_string(),
+        })?;
+        let opt = pe
+            .header
+            .optional_header
+            .ok_or_else(|| malformed("no optional header"))?;
+        let e_lfanew = read_u32(data, 0x3c).ok_or_else(|| malformed("e_lfanew"))? as usize;
+        let file_header = e_lfanew
+            .checked_add(4)
+            .ok_or_else(|| malformed("e_lfanew"))?;
+        let optional_header = file_header + 20;
+        let size_opt = usize::from(pe.header.coff_header.size_of_optional_header);
+        let section_table = optional_header + size_opt;
+        let sections = pe
+            .sections
+            .iter()
+            .map(|s| Section {
+                name: String::from_utf8_lossy(&s.name)
+                    .trim_end_matches('\0')
+                    .to_string(),
+                virtual_address: s.virtual_address,
+                virtual_size: s.virtual_size,
+                raw_offset: s.pointer_to_raw_data,
+                raw_size: s.size_of_raw_data,
+            })
+            .collect();
+        Ok(Self {
+            data,
+            is_64: pe.is_64,
+            machine: pe.header.coff_header.machine,
+            file_header,
+            optional_header,
+            section_table,
+            sections,
+            section_alignment: opt.windows_fields.section_alignment,
+            file_alignment: opt.windows_fields.file_alignment,
+            size_of_headers: opt.windows_fields.size_of_headers,
+        })
+    }
+
+    /// The bytes the image was parsed from.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// True for PE32+ (64-bit) images.
+    pub fn is_64(&self) -> bool {
+        self.is_64
+    }
+
+    /// The COFF machine field (0x14c i386, 0x8664 x64).
+    pub fn machine(&self) -> u16 {
+        self.machine
+    }
+
+    /// The section headers.
+    pub fn sections(&self) -> &[Section] {
+        &self.sections
+    }
+
+    /// File offset of the CheckSum field (same place in PE32 and PE32+).
+    pub fn checksum_offset(&self) -> usize {
+        self.optional_header + 64
+    }
+
+    /// The CheckSum value stored in the header.
+    pub fn stored_checksum(&self) -> u32 {
+        read_u32(self.data, self.checksum_offset()).unwrap_or(0)
+    }
+
+    /// File offset of data directory `index`, if the header has that many entries.
+    fn data_directory_offset(&self, index: usize) -> Option<usize> {
+        let (count_at, dirs_at) = if self.is_64 { (108, 112) } else { (92, 96) };
+        let count = read_u32(self.data, self.optional_header + count_at)? as usize;
+        if index >= count {
+            return None;
+        }
+        let at = self.optional_header + dirs_at + index * 8;
+        (at + 8 <= self.section_table).then_some(at)
+    }
+
+    /// `(address, size)` of data directory `index`, if present and non-empty.
+    pub(crate) fn data_directory(&self, index: usize) -> Option<(u32, u32)> {
+        let at = self.data_directory_offset(index)?;
+        let rva = read_u32(self.data, at)?;
+        let size = read_u32(self.data, at + 4)?;
+        (rva != 0 && size != 0).then_some((rva, size))
+    }
+
+    /// The Authenticode certificate table as a file range, if the image is signed.
+    pub fn signature_range(&self) -> Option<std::ops::Range<usize>> {
+        let (offset, size) = self.data_directory(4)?;
+        let start = offset as usize;
+        let end = start.checked_add(size as usize)?;
+        Some(start..end)
+    }
+
+    /// Maps an RVA to a file offset through the section table.
+    pub fn rva_to_offset(&self, rva: u32) -> Option<usize> {
+        if rva < self.size_of_headers {
+            return Some(rva as usize);
+        }
+        self.sections.iter().find_map(|s| {
+            let span = s.virtual_size.max(s.raw_size);
+            let delta = rva.checked_sub(s.virtual_address)?;
+            (delta < span && delta < s.raw_size).then(|| s.raw_offset as usize + delta as usize)
+        })
+    }
+
+    /// A packer recognised from section names (UPX, ASPack, PECompact, MPRESS...).
+    pub fn packer(&self) -> Option<&'static str> {
+        const PACKERS: &[(&str, &str)] = &[
+            ("UPX", "UPX"),
+            (".aspack", "ASPack"),
+            (".adata", "ASPack"),
+            ("PEC2", "PECompact"),
+            ("pec1", "PECompact"),
+            (".MPRESS", "MPRESS"),
+            (".petite", "Petite"),
+            ("FSG!", "FSG"),
+        ];
+        self.sections.iter().find_map(|s| {
+            PACKERS
+                .iter()
+                .find(|(prefix, _)| s.name.starts_with(prefix))
+                .map(|(_, name)| *name)
+        })
+    }
+
+    /// The `FILEVERSION` from the version resource, if there is one.
+    pub fn file_version(&self) -> Option<FileVersion> {
+        use pelite::pe32::Pe as _;
+        use pelite::pe64::Pe as _;
+        let info = if self.is_64 {
+            pelite::pe64::PeFile::from_bytes(self.data)
+                .ok()?
+                .resources()
+                .ok()?
+                .version_info()
+                .ok()?
+        } else {
+            pelite::pe32::PeFile::from_bytes(self.data)
+                .ok()?
+                .resources()
+                .ok()?
+                .version_info()
+                .ok()?
+        };
+        let fixed = info.fixed()?;
+        let v = fixed.dwFileVersion;
+        Some(FileVersion {
+            major: v.Major,
+            minor: v.Minor,
+            // pelite names the two LS words in memory order: `Patch` is the high word
+            // (FILEVERSION's third number), `Build` the low word (the fourth).
+            build: v.Patch,
+            patch: v.Build,
+        })
+    }
+
+    /// Finds an `RT_RCDATA` resource by (case-insensitive) name, first language.
+    pub fn find_rcdata(&self, name: &str) -> Option<ResourceLocation> {
+        let (root_rva, _) = self.data_directory(2)?;
+        let root = self.rva_to_offset(root_rva)?;
+        let mut budget = MAX_RESOURCE_ENTRIES;
+        let by_type = self.resource_entry(root, root, &ResName::Id(RT_RCDATA), &mut budget)?;
+        let by_name = self.resource_entry(root, by_type?, &ResName::Name(name), &mut budget)?;
+        let lang = self.first_entry(root, by_name?)?;
+        let entry_offset = match lang {
+            Child::Data(at) => at,
+            Child::Dir => return None,
+        };
+        let data_rva = read_u32(self.data, entry_offset)?;
+        let size = read_u32(self.data, entry_offset + 4)? as usize;
+        let data_offset = self.rva_to_offset(data_rva)?;
+        (data_offset.checked_add(size)? <= self.data.len()).then_some(ResourceLocation {
+            entry_offset,
+            data_rva,
+            data_offset,
+            size,
+        })
+    }
+
+    /// Looks one level down a resource directory for `wanted`; `Some(None)` means "no such
+    /// entry", `None` means "malformed". Returns the file offset of the subdirectory.
+    fn resource_entry(
+        &self,
+        root: usize,
+        dir: usize,
+        wanted: &ResName<'_>,
+        budget: &mut usize,
+    ) -> Option<Option<usize>> {
+        let named = usize::from(read_u16(self.data, dir + 12)?);
+        let ids = usize::from(read_u16(self.data, dir + 14)?);
+        for i in 0..named + ids {
+            *budget = budget.checked_sub(1)?;
+            let at = dir + 16 + i * 8;
+            let name_field = read_u32(self.data, at)?;
+            let target = read_u32(self.data, at + 4)?;
+            let matches = match wanted {
+                ResName::Id(id) => name_field & 0x8000_0000 == 0 && name_field == *id,
+                ResName::Name(want) => {
+                    name_field & 0x8000_0000 != 0
+                        && self
+                            .resource_name(root + (name_field & 0x7fff_ffff) as usize)
+                            .is_some_and(|n| n.eq_ignore_ascii_case(want))
+                }
+            };
+            if matches {
+                if target & 0x8000_0000 == 0 {
+                    return None;
+                }
+                return Some(Some(root + (target & 0x7fff_ffff) as usize));
+            }
+        }
+        Some(None)
+    }
+
+    /// The first child of a resource directory.
+    fn first_entry(&self, root: usize, dir: usize) -> Option<Child> {
+        let count = usize::from(read_u16(self.data, dir + 12)?)
+            + usize::from(read_u16(self.data, dir + 14)?);
+        if count == 0 {
+            return None;
+        }
+        let target = read_u32(self.data, dir + 16 + 4)?;
+        let at = root + (target & 0x7fff_ffff) as usize;
+        Some(if target & 0x8000_0000 != 0 {
+            Child::Dir
+        } else {
+            Child::Data(at)
+        })
+    }
+
+    /// Reads an `IMAGE_RESOURCE_DIR_STRING_U` (u16 length, UTF-16 units).
+    fn resource_name(&self, at: usize) -> Option<String> {
+        let len = usize::from(read_u16(self.data, at)?);
+        let bytes = self.data.get(at + 2..at + 2 + len * 2)?;
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        Some(String::from_utf16_lossy(&units))
+    }
+
+    /// Recomputes the PE checksum for these bytes (the CheckSum field itself is skipped).
+    pub fn compute_checksum(&self) -> u32 {
+        pe_checksum(self.data, self.checksum_offset())
+    }
+
+    /// Room for one more section header between the section table and the first raw data.
+    fn has_room_for_section(&self) -> bool {
+        let end = self.section_table + (self.sections.len() + 1) * 40;
+        let first_raw = self
+            .sections
+            .iter()
+            .filter(|s| s.raw_size > 0)
+            .map(|s| s.raw_offset as usize)
+            .min()
+            .unwrap_or(usize::MAX);
+        end <= self.size_of_headers as usize
+            && end <= first_raw
+            && self
+                .data
+                .get(end - 40..end)
+                .is_some_and(|b| b.iter().all(|&x| x == 0))
+    }
+}
+
+/// A resource directory key.
+enum ResName<'n> {
+    Id(u32),
+    Name(&'n str),
+}
+
+/// A resource directory child.
+enum Child {
+    Dir,
+    Data(usize),
+}
+
+/// The PE checksum: 16-bit one's-complement-style sum with carry folding, plus the length.
+///
+/// The 4-byte CheckSum field at `checksum_at` is treated as zero; an odd trailing byte is
+/// padded with zero. This is what `imagehlp!CheckSumMappedFile` and GNU ld compute.
+pub fn pe_checksum(data: &[u8], checksum_at: usize) -> u32 {
+    let mut sum: u64 = 0;
+    let mut chunks = data.chunks_exact(2);
+    for (i, c) in chunks.by_ref().enumerate() {
+        let at = i * 2;
+        if at >= checksum_at && at < checksum_at + 4 {
+            continue;
+        }
+        sum += u64::from(u16::from_le_bytes([c[0], c[1]]));
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    if let [last] = chunks.remainder() {
+        sum += u64::from(*last);
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    // The file length is added modulo 2^32, as the Windows implementation does.
+    ((sum as u32) & 0xffff).wrapping_add(data.len() as u32)
+}
+
+/// Removes the Authenticode signature: zeroes the Security directory and truncates the file
+/// when the certificate table is its tail. Returns true when a signature was present.
+///
+/// # Errors
+/// [`PatchError::NotPe`] when `data` does not parse.
+pub fn strip_signature(data: &mut Vec<u8>) -> Result<bool, PatchError> {
+    let image = Image::parse(data)?;
+    let Some(dir) = image.data_directory_offset(4) else {
+        return Ok(false);
+    };
+    let range = image.signature_range();
+    let had = range.is_some();
+    if let Some(range) = range {
+        let last_raw_end = image
+            .sections
+            .iter()
+            .map(|s| s.raw_range(data.len()).end)
+            .max()
+            .unwrap_or(0);
+        // The table is the tail (maybe followed by alignment padding): drop it.
+        if range.start >= last_raw_end && range.start <= data.len() {
+            let tail_is_table = data
+                .get(range.end.min(data.len())..)
+                .is_some_and(|rest| rest.iter().all(|&b| b == 0));
+            if tail_is_table {
+                data.truncate(range.start);
+            }
+        }
+    }
+    write_u32(data, dir, 0).ok_or_else(|| malformed("security directory"))?;
+    write_u32(data, dir + 4, 0).ok_or_else(|| malformed("security directory"))?;
+    Ok(had)
+}
+
+/// Recomputes and stores the PE checksum.
+///
+/// # Errors
+/// [`PatchError::NotPe`] when `data` does not parse.
+pub fn update_checksum(data: &mut [u8]) -> Result<u32, PatchError> {
+    let image = Image::parse(data)?;
+    let at = image.checksum_offset();
+    let sum = image.compute_checksum();
+    write_u32(data, at, sum).ok_or_else(|| malformed("checksum"))?;
+    Ok(sum)
+}
+
+/// Rewrites a resource data entry to point at `rva` with `size` bytes.
+pub(crate) fn set_resource_entry(
+    data: &mut [u8],
+    loc: &ResourceLocation,
+    rva: u32,
+    size: u32,
+) -> Result<(), PatchError> {
+    write_u32(data, loc.entry_offset, rva).ok_or_else(|| malformed("resource entry"))?;
+    write_u32(data, loc.entry_offset + 4, size).ok_or_else(|| malformed("resource entry"))
+}
+
+fn align_up(v: u64, a: u32) -> u64 {
+    let a = u64::from(a.max(1));
+    v.div_ceil(a) * a
+}
+
+/// Appends a new initialised, read-only data section holding `payload` and returns its RVA.
+///
+/// Used when a rebuilt resource no longer fits where the old one was. The signature must
+/// already be stripped (the new raw data goes at the end of the file).
+///
+/// # Errors
+/// [`PatchError::Unsupported`] when the header has no room for another section header or
+/// the image would exceed 4 GiB.
+pub(crate) fn append_section(
+    data: &mut Vec<u8>,
+    name: &[u8; 8],
+    payload: &[u8],
+) -> Result<u32, PatchError> {
+    let image = Image::parse(data)?;
+    if !image.has_room_for_section() {
+        return Err(PatchError::Unsupported {
+            reason: "no room in the PE header for another section".into(),
+        });
+    }
+    let too_big = || PatchError::Unsupported {
+        reason: "image would grow beyond 4 GiB".into(),
+    };
+    let virt_end = image
+        .sections
+        .iter()
+        .map(|s| u64::from(s.virtual_address) + u64::from(s.virtual_size.max(s.raw_size)))
+        .max()
+        .unwrap_or(u64::from(image.size_of_headers));
+    let va = align_up(virt_end, image.section_alignment);
+    let raw_at = align_up(data.len() as u64, image.file_alignment);
+    let raw_size = align_up(payload.len() as u64, image.file_alignment);
+    let size_of_image = align_up(va + payload.len() as u64, image.section_alignment);
+    let va32 = u32::try_from(va).map_err(|_| too_big())?;
+    let raw_at32 = u32::try_from(raw_at).map_err(|_| too_big())?;
+    let raw_size32 = u32::try_from(raw_size).map_err(|_| too_big())?;
+    let vsize32 = u32::try_from(payload.len()).map_err(|_| too_big())?;
+    let size_of_image32 = u32::try_from(size_of_image).map_err(|_| too_big())?;
+    let header_at = image.section_table + image.sections.len() * 40;
+    let count = u16::try_from(image.sections.len() + 1).map_err(|_| too_big())?;
+    let file_header = image.file_header;
+    let optional_header = image.optional_header;
+
+    let mut header = [0u8; 40];
+    header[..8].copy_from_slice(name);
+    header[8..12].copy_from_slice(&vsize32.to_le_bytes());
+    header[12..16].copy_from_slice(&va32.to_le_bytes());
+    header[16..20].copy_from_slice(&raw_size32.to_le_bytes());
+    header[20..24].copy_from_slice(&raw_at32.to_le_bytes());
+    // IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ
+    header[36..40].copy_from_slice(&0x4000_0040u32.to_le_bytes());
+
+    data.resize(raw_at as usize, 0);
+    data.extend_from_slice(payload);
+    data.resize((raw_at + raw_size) as usize, 0);
+    data.get_mut(header_at..header_at + 40)
+        .ok_or_else(|| malformed("section table"))?
+        .copy_from_slice(&header);
+    write_u16(data, file_header + 2, count).ok_or_else(|| malformed("file header"))?;
+    write_u32(data, optional_header + 56, size_of_image32)
+        .ok_or_else(|| malformed("SizeOfImage"))?;
+    Ok(va32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_skips_its_field_and_adds_length() {
+        // Words: 0x0201, [4-byte field skipped], 0x0605 ; length 8.
+        let data = [1u8, 2, 0xff, 0xff, 0xff, 0xff, 5, 6];
+        assert_eq!(pe_checksum(&data, 2), 0x0201 + 0x0605 + 8);
+        // Odd tail byte counts as a low byte.
+        let data = [1u8, 0, 0, 0, 0, 0, 7];
+        assert_eq!(pe_checksum(&data, 2), 1 + 7 + 7);
+    }
+
+    #[test]
+    fn checksum_folds_carries() {
+        let data = [0xffu8, 0xff, 0, 0, 0, 0, 0x02, 0x00];
+        // 0xffff + 2 = 0x10001 → folded 0x0002.
+        assert_eq!(pe_checksum(&data, 2), 2 + 8);
+    }
+
+    #[test]
+    fn rejects_non_pe() {
+        assert!(matches!(
+            Image::parse(b"hello"),
+            Err(PatchError::NotPe { .. })
+        ));
+        assert!(matches!(Image::parse(b"MZ"), Err(PatchError::NotPe { .. })));
+    }
+
+    #[test]
+    fn version_display() {
+        let v = FileVersion {
+            major: 7,
+            minor: 0,
+            build: 813,
+            patch: 0,
+        };
+        assert_eq!(v.to_string(), "7.0.0813");
+    }
+}

@@ -1,0 +1,216 @@
+//! Installers: the IExpress-like self-extractor and the MSI.
+
+use std::process::Command;
+
+use md5::Digest as _;
+use relive_patcher::{FileKind, Target, apply, inspect, plan};
+
+use crate::fixtures;
+use crate::wine::{self, Loopback};
+
+fn target(lb: &Loopback) -> Target {
+    Target::new("127.0.0.1")
+        .unwrap()
+        .with_http_port(Some(lb.http_port))
+        .with_http_login(true)
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+#[test]
+fn patched_self_extractor_extracts_and_runs() {
+    let fx = fixtures::get();
+    let lb = Loopback::start();
+    let data = std::fs::read(&fx.sfx).unwrap();
+    let p = plan(&data, &target(&lb)).unwrap();
+    assert_eq!(p.kind, FileKind::SelfExtractor);
+    assert_eq!(p.files.len(), 1);
+    assert_eq!(p.files[0].path, "msmsgs.exe");
+    let mut steps = Vec::new();
+    let applied = apply(&data, &p, &mut |pr| steps.push(pr.stage)).unwrap();
+    assert!(applied.changed && applied.signature_removed);
+    assert!(steps.contains(&relive_patcher::Stage::Repacking));
+    let report = inspect(&applied.bytes).unwrap();
+    assert!(
+        report
+            .files
+            .iter()
+            .all(|f| f.hits.is_empty() && f.checksum_ok && !f.signed)
+    );
+    assert!(report.members.iter().any(|m| m.path == "readme.txt"));
+
+    // Idempotent.
+    let again = plan(&applied.bytes, &target(&lb)).unwrap();
+    assert!(again.is_noop());
+
+    let dir = scratch();
+    let exe = dir.path().join("setup.exe");
+    std::fs::write(&exe, &applied.bytes).unwrap();
+    let into = dir.path().join("x");
+    let t_arg = format!("/T:{}", wine::win_path(&into));
+    let out = wine::run(
+        &exe,
+        &[&t_arg],
+        &[("RELIVE_NS_PORT", lb.ns_port.to_string())],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let extracted = std::fs::read(into.join("msmsgs.exe")).unwrap();
+    assert!(inspect(&extracted).unwrap().files[0].hits.is_empty());
+    assert!(
+        lb.ns_lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "VER 1 MSNP8 CVR0")
+    );
+    assert!(
+        lb.http_requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("GET /rdr/pprdr.asp "))
+    );
+}
+
+#[test]
+fn bigger_cabinet_goes_to_a_new_section_and_still_extracts() {
+    let fx = fixtures::get();
+    let data = std::fs::read(&fx.sfx).unwrap();
+    let big = std::fs::read(&fx.big_cab).unwrap();
+    let out = relive_patcher::replace_sfx_cabinet(&data, &big).unwrap();
+    let report = inspect(&out).unwrap();
+    assert_eq!(report.kind, FileKind::SelfExtractor);
+    assert!(report.files[0].checksum_ok);
+    assert!(
+        report.files[0]
+            .sections
+            .iter()
+            .any(|s| s.name == ".rlvrsrc")
+    );
+    assert!(
+        report
+            .members
+            .iter()
+            .any(|m| m.path == "filler.bin" && m.size == 300_000)
+    );
+    let dir = scratch();
+    let exe = dir.path().join("setup.exe");
+    std::fs::write(&exe, &out).unwrap();
+    let into = dir.path().join("x");
+    let run = wine::run(&exe, &[&format!("/T:{}", wine::win_path(&into)), "/C"], &[]);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        std::fs::read(into.join("filler.bin")).unwrap().len(),
+        300_000
+    );
+}
+
+fn msiinfo(args: &[&str]) -> String {
+    let out = Command::new("msiinfo")
+        .args(args)
+        .output()
+        .expect("msiinfo (Debian package msitools)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn patched_msi_installs_under_wine_and_the_exe_is_identical() {
+    let fx = fixtures::get();
+    let lb = Loopback::start();
+    let t = target(&lb);
+    let data = std::fs::read(&fx.msi).unwrap();
+    let p = plan(&data, &t).unwrap();
+    assert_eq!(p.kind, FileKind::Msi);
+    assert_eq!(p.files[0].path, "msnmsgr.exe");
+    let applied = apply(&data, &p, &mut |_| {}).unwrap();
+
+    // The same client patched on its own gives the bytes the MSI must install.
+    let loose = std::fs::read(&fx.client64_nover).unwrap();
+    let loose_plan = plan(&loose, &t).unwrap();
+    let expected = apply(&loose, &loose_plan, &mut |_| {}).unwrap().bytes;
+
+    let dir = scratch();
+    let msi = dir.path().join("patched.msi");
+    std::fs::write(&msi, &applied.bytes).unwrap();
+    let msi_s = msi.to_str().unwrap();
+    let streams = msiinfo(&["streams", msi_s]);
+    assert!(!streams.contains("DigitalSignature"), "{streams}");
+    let old_code = msiinfo(&["suminfo", fx.msi.to_str().unwrap()]);
+    let new_code = msiinfo(&["suminfo", msi_s]);
+    let code = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("Revision number"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_ne!(code(&old_code), code(&new_code));
+    let file_table = msiinfo(&["export", msi_s, "File"]);
+    assert!(
+        file_table.contains(&format!("\t{}\t", expected.len())),
+        "{file_table}"
+    );
+    let hashes = msiinfo(&["export", msi_s, "MsiFileHash"]);
+    let md5 = md5::Md5::digest(&expected);
+    let part =
+        |i: usize| i32::from_le_bytes([md5[i * 4], md5[i * 4 + 1], md5[i * 4 + 2], md5[i * 4 + 3]]);
+    let row = format!(
+        "msnmsgr.exe\t0\t{}\t{}\t{}\t{}",
+        part(0),
+        part(1),
+        part(2),
+        part(3)
+    );
+    assert!(hashes.contains(&row), "{hashes}\nwanted {row}");
+
+    // Install, compare, run, uninstall.
+    let product = "{6A1C0C8E-2F0B-4C57-9E0B-3D1F2A7C5B10}";
+    let _ = wine::run("msiexec".as_ref(), &["/x", product, "/qn"], &[]);
+    let out = wine::run(
+        "msiexec".as_ref(),
+        &["/i", &wine::win_path(&msi), "/qn"],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let drive_c = wine::prefix().join("drive_c");
+    let installed = ["Program Files (x86)", "Program Files"]
+        .iter()
+        .map(|p| {
+            drive_c
+                .join(p)
+                .join("ReliveFakeMessenger")
+                .join("msnmsgr.exe")
+        })
+        .find(|p| p.exists())
+        .expect("installed msnmsgr.exe");
+    assert_eq!(std::fs::read(&installed).unwrap(), expected);
+    let run = wine::run(
+        &installed,
+        &[],
+        &[("RELIVE_NS_PORT", lb.ns_port.to_string())],
+    );
+    wine::assert_client_talked(&run, &lb);
+    let out = wine::run("msiexec".as_ref(), &["/x", product, "/qn"], &[]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn msi_inside_self_extractor_is_found_and_patched() {
+    let fx = fixtures::get();
+    let data = std::fs::read(&fx.sfx_msi).unwrap();
+    let t = Target::new("relive.test").unwrap();
+    let p = plan(&data, &t).unwrap();
+    assert_eq!(p.kind, FileKind::SelfExtractor);
+    assert_eq!(p.files[0].path, "MsnMsgs.msi/msnmsgr.exe");
+    let applied = apply(&data, &p, &mut |_| {}).unwrap();
+    let report = inspect(&applied.bytes).unwrap();
+    let client = report
+        .files
+        .iter()
+        .find(|f| f.path == "MsnMsgs.msi/msnmsgr.exe")
+        .unwrap();
+    assert!(client.hits.is_empty() && client.checksum_ok);
+    assert!(plan(&applied.bytes, &t).unwrap().is_noop());
+}

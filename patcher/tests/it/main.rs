@@ -1,0 +1,20 @@
+//! Behaviour tests of the patcher on fixtures built from our own C sources.
+//!
+//! One test binary (fixtures are built once per run and shared). Modules:
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+/// Installed-client executables: patch, run under wine64, idempotency, restore, PE32 statically.
+mod executable;
+/// Building the fixtures (mingw-w64, windres, gcab, wixl, osslsigncode) once.
+mod fixtures;
+/// Installers: IExpress-like self-extractor and MSI.
+mod installer;
+/// Random and truncated inputs never panic.
+mod props;
+/// Wine prefix and runner, plus the loopback NS/HTTP listeners the fake client talks to.
+mod wine;
