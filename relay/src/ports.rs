@@ -1,0 +1,648 @@
+//! Relay port allocations: the TCP ports the rewriter advertises in place of a listener's
+//! own address.
+//!
+//! Rules (DESIGN.md "Relay", P2P.md §4.3): a port comes from the configured range, accepts
+//! exactly **one** connection, only from the expected peer's observed IP (anything else is
+//! refused and logged), and is closed again if nobody connects within the unused lifetime
+//! (≈ 60 s). A user holds at most `per_user_limit` allocations at once. The relay is never an
+//! open proxy: a forward only reaches the port that appeared in the listener's own invitation,
+//! on that listener's machine (through a [`Dial`]); a rendezvous only splices its own two legs.
+//!
+//! [`accept_one`], [`serve_forward`] and [`serve_rendezvous`] take already-bound listeners;
+//! [`PortPool`] binds ports from the range and runs them as tasks. [`PortPool`] implements
+//! the rewriter's [`Allocate`].
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::dial::Dial;
+use crate::rewrite::{Allocate, Allocated, AllocationId};
+use crate::splice::{Counters, SpliceConfig, SpliceError, SpliceStats, splice};
+
+/// Default lifetime of an allocation nobody connects to.
+pub const DEFAULT_UNUSED_TTL: Duration = Duration::from_secs(60);
+/// Default number of concurrent allocations per user.
+pub const DEFAULT_PER_USER_LIMIT: usize = 4;
+
+/// Settings of a [`PortPool`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Address to bind allocation ports on.
+    pub bind_ip: IpAddr,
+    /// Ports to allocate from. `0..=0` lets the OS choose (tests).
+    pub ports: RangeInclusive<u16>,
+    /// Close an allocation nobody connected to after this long.
+    pub unused_ttl: Duration,
+    /// Concurrent allocations one user may hold (a rendezvous holds two).
+    pub per_user_limit: usize,
+    /// Buffers and idle timeout of the splices.
+    pub splice: SpliceConfig,
+}
+
+impl PoolConfig {
+    /// Defaults for `bind_ip` and `ports`.
+    pub fn new(bind_ip: IpAddr, ports: RangeInclusive<u16>) -> Self {
+        Self {
+            bind_ip,
+            ports,
+            unused_ttl: DEFAULT_UNUSED_TTL,
+            per_user_limit: DEFAULT_PER_USER_LIMIT,
+            splice: SpliceConfig::default(),
+        }
+    }
+}
+
+/// Why an allocation was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AllocError {
+    /// Every port in the range is in use.
+    #[error("no free port in the relay range")]
+    Exhausted,
+    /// The user already holds the maximum number of allocations.
+    #[error("per-user relay allocation limit reached")]
+    UserLimit,
+    /// There is no way to reach the listener (no dialer, or its agent is offline).
+    #[error("listener not reachable through an agent")]
+    Unreachable,
+}
+
+/// Why a [`PortPool`] could not be created.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The port range is empty or the per-user limit is zero.
+    #[error("invalid relay pool configuration: {0}")]
+    Config(&'static str),
+    /// [`PortPool::new`] was called outside a tokio runtime.
+    #[error("relay pool needs a tokio runtime")]
+    NoRuntime,
+}
+
+/// Why a relayed connection ended without a splice.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// Nobody (or only strangers) connected before the deadline.
+    #[error("relay allocation expired unused")]
+    Expired,
+    /// Accepting failed.
+    #[error("relay accept failed")]
+    Accept(#[source] io::Error),
+    /// Dialling the listener failed.
+    #[error("relay dial to the listener failed")]
+    Dial(#[source] io::Error),
+    /// The splice ended with an error.
+    #[error(transparent)]
+    Splice(#[from] SpliceError),
+}
+
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// Accepts connections on `listener` until one comes from `expected_peer` or `deadline`
+/// passes. Connections from other addresses are closed at once.
+///
+/// # Errors
+///
+/// [`RelayError::Expired`] at the deadline, [`RelayError::Accept`] if accepting fails.
+pub async fn accept_one(
+    listener: &TcpListener,
+    expected_peer: IpAddr,
+    deadline: Instant,
+) -> Result<TcpStream, RelayError> {
+    loop {
+        let (stream, peer) = match tokio::time::timeout_at(deadline, listener.accept()).await {
+            Err(_) => return Err(RelayError::Expired),
+            Ok(Err(e)) => return Err(RelayError::Accept(e)),
+            Ok(Ok(accepted)) => accepted,
+        };
+        if same_ip(peer.ip(), expected_peer) {
+            // Nagle only delays the small MSNFTP/DC handshake lines.
+            let _ = stream.set_nodelay(true);
+            return Ok(stream);
+        }
+        tracing::warn!(
+            target: "relive_relay::ports",
+            %peer,
+            expected = %expected_peer,
+            "refused relay connection from an unexpected address"
+        );
+    }
+}
+
+/// Agent forward: accepts one connection from `expected_peer` on `listener`, opens a stream
+/// to `target` = (user, allocation, port) through `dial` (announced before), and splices
+/// the two.
+///
+/// # Errors
+///
+/// See [`RelayError`].
+pub async fn serve_forward(
+    listener: TcpListener,
+    expected_peer: IpAddr,
+    deadline: Instant,
+    dial: &dyn Dial,
+    target: (&str, AllocationId, u16),
+    config: SpliceConfig,
+) -> Result<SpliceStats, RelayError> {
+    let (user, id, port) = target;
+    let visitor = accept_one(&listener, expected_peer, deadline).await?;
+    drop(listener);
+    let upstream = dial.dial(user, id, port).await.map_err(RelayError::Dial)?;
+    Ok(splice(visitor, upstream, config, &Counters::default()).await?)
+}
+
+/// Rendezvous: accepts one connection on each listener (leg `i` only from `expected[i]`)
+/// and splices them. Either leg may come first; the first waits for the second.
+///
+/// # Errors
+///
+/// See [`RelayError`]; if one leg expires the other is closed.
+pub async fn serve_rendezvous(
+    legs: [TcpListener; 2],
+    expected: [IpAddr; 2],
+    deadline: Instant,
+    config: SpliceConfig,
+) -> Result<SpliceStats, RelayError> {
+    let [a, b] = legs;
+    let (sa, sb) = tokio::try_join!(
+        accept_one(&a, expected[0], deadline),
+        accept_one(&b, expected[1], deadline)
+    )?;
+    drop((a, b));
+    Ok(splice(sa, sb, config, &Counters::default()).await?)
+}
+
+/// Relay port allocator over a configured TCP range; see the module doc.
+#[derive(Clone)]
+pub struct PortPool {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PortPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortPool")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: PoolConfig,
+    dial: Option<Arc<dyn Dial>>,
+    runtime: Handle,
+    next_id: AtomicU64,
+    state: Mutex<State>,
+    /// Allocations held, published for [`PortPool::wait_idle`].
+    active: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Next port offset to try in the range.
+    cursor: u32,
+    /// Allocations held per user.
+    per_user: HashMap<String, usize>,
+    /// Cancel handles of live allocations (waiting or relaying).
+    waiting: HashMap<AllocationId, oneshot::Sender<()>>,
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every update is one step.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Gives a user's allocations back when its task ends, however it ends.
+struct Lease {
+    inner: Arc<Inner>,
+    owner: String,
+    ids: Vec<AllocationId>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = self.inner.state();
+        for id in &self.ids {
+            state.waiting.remove(id);
+        }
+        if let Some(count) = state.per_user.get_mut(&self.owner) {
+            *count = count.saturating_sub(self.ids.len());
+            if *count == 0 {
+                state.per_user.remove(&self.owner);
+            }
+        }
+        self.inner
+            .active
+            .send_replace(state.per_user.values().sum());
+    }
+}
+
+impl PortPool {
+    /// A pool binding ports per `config`; `dial` reaches listeners for agent forwards (none:
+    /// forwards are refused). Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Config`] for an empty range or a zero limit, [`PoolError::NoRuntime`].
+    pub fn new(config: PoolConfig, dial: Option<Arc<dyn Dial>>) -> Result<Self, PoolError> {
+        if config.ports.is_empty() {
+            return Err(PoolError::Config("empty port range"));
+        }
+        if config.per_user_limit == 0 {
+            return Err(PoolError::Config("per-user limit is zero"));
+        }
+        let runtime = Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                dial,
+                runtime,
+                next_id: AtomicU64::new(1),
+                state: Mutex::new(State::default()),
+                active: watch::Sender::new(0),
+            }),
+        })
+    }
+
+    /// Allocations currently held (waiting or carrying a transfer).
+    pub fn active(&self) -> usize {
+        self.inner.state().per_user.values().sum()
+    }
+
+    /// Waits until no allocation is held (all expired, released or finished).
+    pub async fn wait_idle(&self) {
+        let mut rx = self.inner.active.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive: this cannot fail.
+        let _ = rx.wait_for(|&n| n == 0).await;
+    }
+
+    /// Allocates a forward port; see [`Allocate::forward`].
+    ///
+    /// # Errors
+    ///
+    /// See [`AllocError`].
+    pub fn try_forward(
+        &self,
+        listener: &str,
+        expected_peer: IpAddr,
+        target_port: u16,
+    ) -> Result<Allocated, AllocError> {
+        let Some(dial) = self.inner.dial.clone() else {
+            return Err(AllocError::Unreachable);
+        };
+        let (lease, mut bound, mut cancels) = self.reserve(listener, 1)?;
+        let (id, socket, port) = bound.remove(0);
+        if !dial.announce(listener, id, target_port) {
+            return Err(AllocError::Unreachable);
+        }
+        let cancel = cancels.remove(0);
+        let config = self.inner.config.splice;
+        let deadline = Instant::now() + self.inner.config.unused_ttl;
+        let user = listener.to_owned();
+        let _guard = self.inner.runtime.enter();
+        let listener = TcpListener::from_std(socket).map_err(|_| AllocError::Exhausted)?;
+        self.inner.runtime.spawn(async move {
+            let _lease = lease;
+            let serve = serve_forward(
+                listener,
+                expected_peer,
+                deadline,
+                &*dial,
+                (&user, id, target_port),
+                config,
+            );
+            tokio::select! {
+                result = serve => log_end("forward", port, &result),
+                // Released (the transfer was cancelled): waiting or relaying, it ends here.
+                _ = cancel => tracing::debug!(target: "relive_relay::ports", port, "allocation released"),
+            }
+        });
+        tracing::info!(
+            target: "relive_relay::ports",
+            port,
+            expected = %expected_peer,
+            "relay port allocated for an agent forward"
+        );
+        Ok(Allocated { id, port })
+    }
+
+    /// Allocates a rendezvous pair; see [`Allocate::rendezvous`].
+    ///
+    /// # Errors
+    ///
+    /// See [`AllocError`].
+    pub fn try_rendezvous(
+        &self,
+        owner: &str,
+        peers: [IpAddr; 2],
+    ) -> Result<[Allocated; 2], AllocError> {
+        let (lease, bound, cancels) = self.reserve(owner, 2)?;
+        let _guard = self.inner.runtime.enter();
+        let mut listeners = Vec::with_capacity(2);
+        let mut out = Vec::with_capacity(2);
+        for (id, socket, port) in bound {
+            listeners.push(TcpListener::from_std(socket).map_err(|_| AllocError::Exhausted)?);
+            out.push(Allocated { id, port });
+        }
+        let (Ok([la, lb]), Ok([ca, cb]), Ok(allocated)) = (
+            <[TcpListener; 2]>::try_from(listeners),
+            <[oneshot::Receiver<()>; 2]>::try_from(cancels),
+            <[Allocated; 2]>::try_from(out),
+        ) else {
+            return Err(AllocError::Exhausted);
+        };
+        let config = self.inner.config.splice;
+        let deadline = Instant::now() + self.inner.config.unused_ttl;
+        let port = allocated[0].port;
+        self.inner.runtime.spawn(async move {
+            let _lease = lease;
+            let serve = serve_rendezvous([la, lb], peers, deadline, config);
+            tokio::select! {
+                result = serve => log_end("rendezvous", port, &result),
+                _ = ca => tracing::debug!(target: "relive_relay::ports", port, "allocation released"),
+                _ = cb => tracing::debug!(target: "relive_relay::ports", port, "allocation released"),
+            }
+        });
+        tracing::info!(
+            target: "relive_relay::ports",
+            first = allocated[0].port,
+            second = allocated[1].port,
+            "relay ports allocated for a rendezvous"
+        );
+        Ok(allocated)
+    }
+
+    /// Checks the user limit, binds `count` ports and registers their cancel handles.
+    #[allow(clippy::type_complexity)]
+    fn reserve(
+        &self,
+        owner: &str,
+        count: usize,
+    ) -> Result<
+        (
+            Lease,
+            Vec<(AllocationId, std::net::TcpListener, u16)>,
+            Vec<oneshot::Receiver<()>>,
+        ),
+        AllocError,
+    > {
+        let inner = &self.inner;
+        let mut state = inner.state();
+        let held = state.per_user.get(owner).copied().unwrap_or(0);
+        if held + count > inner.config.per_user_limit {
+            return Err(AllocError::UserLimit);
+        }
+        let mut bound = Vec::with_capacity(count);
+        for _ in 0..count {
+            let socket = bind_from_range(&inner.config, &mut state.cursor)?;
+            let port = socket
+                .local_addr()
+                .map_err(|_| AllocError::Exhausted)?
+                .port();
+            let id = AllocationId(inner.next_id.fetch_add(1, Ordering::Relaxed));
+            bound.push((id, socket, port));
+        }
+        let mut cancels = Vec::with_capacity(count);
+        for (id, _, _) in &bound {
+            let (tx, rx) = oneshot::channel();
+            state.waiting.insert(*id, tx);
+            cancels.push(rx);
+        }
+        *state.per_user.entry(owner.to_owned()).or_insert(0) += count;
+        inner.active.send_replace(state.per_user.values().sum());
+        let lease = Lease {
+            inner: Arc::clone(inner),
+            owner: owner.to_owned(),
+            ids: bound.iter().map(|(id, _, _)| *id).collect(),
+        };
+        Ok((lease, bound, cancels))
+    }
+}
+
+/// Binds the next free port of the range (or an OS-chosen one for `0..=0`).
+fn bind_from_range(
+    config: &PoolConfig,
+    cursor: &mut u32,
+) -> Result<std::net::TcpListener, AllocError> {
+    let start = u32::from(*config.ports.start());
+    let len = u32::from(*config.ports.end()) - start + 1;
+    for step in 0..len {
+        let offset = (*cursor + step) % len;
+        // start + offset ≤ end ≤ u16::MAX.
+        let port = u16::try_from(start + offset).unwrap_or(u16::MAX);
+        let Ok(socket) = std::net::TcpListener::bind(SocketAddr::new(config.bind_ip, port)) else {
+            continue;
+        };
+        if socket.set_nonblocking(true).is_err() {
+            continue;
+        }
+        *cursor = (offset + 1) % len;
+        return Ok(socket);
+    }
+    Err(AllocError::Exhausted)
+}
+
+fn log_end(kind: &'static str, port: u16, result: &Result<SpliceStats, RelayError>) {
+    match result {
+        Ok(stats) => tracing::info!(
+            target: "relive_relay::ports",
+            kind,
+            port,
+            a_to_b = stats.a_to_b,
+            b_to_a = stats.b_to_a,
+            "relayed connection finished"
+        ),
+        Err(RelayError::Expired) => {
+            tracing::info!(target: "relive_relay::ports", kind, port, "relay allocation expired unused");
+        }
+        Err(error) => {
+            tracing::warn!(target: "relive_relay::ports", kind, port, %error, "relayed connection failed");
+        }
+    }
+}
+
+impl Allocate for PortPool {
+    fn forward(
+        &self,
+        listener: &str,
+        expected_peer: IpAddr,
+        target_port: u16,
+    ) -> Option<Allocated> {
+        self.try_forward(listener, expected_peer, target_port)
+            .map_err(|error| {
+                tracing::warn!(target: "relive_relay::ports", %error, "relay forward refused");
+            })
+            .ok()
+    }
+
+    fn rendezvous(&self, owner: &str, peers: [IpAddr; 2]) -> Option<[Allocated; 2]> {
+        self.try_rendezvous(owner, peers)
+            .map_err(|error| {
+                tracing::warn!(target: "relive_relay::ports", %error, "relay rendezvous refused");
+            })
+            .ok()
+    }
+
+    fn release(&self, id: AllocationId) {
+        if let Some(cancel) = self.inner.state().waiting.remove(&id) {
+            let _ = cancel.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dial::TcpDial;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpSocket;
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+    fn pool(limit: usize, dial: bool) -> PortPool {
+        let mut config = PoolConfig::new(LOCAL, 0..=0);
+        config.per_user_limit = limit;
+        let dial: Option<Arc<dyn Dial>> = if dial {
+            Some(Arc::new(TcpDial { host: LOCAL }))
+        } else {
+            None
+        };
+        PortPool::new(config, dial).unwrap()
+    }
+
+    /// An echo server standing in for the listener's MSNFTP socket; returns its port.
+    async fn echo_server() -> u16 {
+        let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        port
+    }
+
+    async fn connect_from(source: IpAddr, port: u16) -> io::Result<TcpStream> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(SocketAddr::new(LOCAL, port)).await
+    }
+
+    #[tokio::test]
+    async fn forward_accepts_one_connection_from_the_expected_peer_only() {
+        let pool = pool(4, true);
+        let target = echo_server().await;
+        let allocated = pool
+            .try_forward("alice@example.com", LOCAL, target)
+            .unwrap();
+        assert_eq!(pool.active(), 1);
+        // A stranger is closed without being forwarded.
+        let mut stranger = connect_from(OTHER, allocated.port).await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(stranger.read(&mut buf).await.unwrap(), 0);
+        // The expected peer gets through to the listener.
+        let mut peer = connect_from(LOCAL, allocated.port).await.unwrap();
+        peer.write_all(b"VER MSNFTP\r\n").await.unwrap();
+        let mut line = [0u8; 12];
+        peer.read_exact(&mut line).await.unwrap();
+        assert_eq!(&line, b"VER MSNFTP\r\n");
+        // The port accepted its one connection and is closed now.
+        assert!(connect_from(LOCAL, allocated.port).await.is_err());
+        drop(peer);
+        pool.wait_idle().await;
+        assert_eq!(pool.active(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unused_allocation_expires() {
+        let pool = pool(4, true);
+        let allocated = pool.try_forward("alice@example.com", LOCAL, 9).unwrap();
+        pool.wait_idle().await;
+        assert!(connect_from(LOCAL, allocated.port).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn release_closes_a_waiting_allocation() {
+        let pool = pool(4, true);
+        let allocated = pool.try_forward("alice@example.com", LOCAL, 9).unwrap();
+        pool.release(allocated.id);
+        pool.wait_idle().await;
+        assert!(connect_from(LOCAL, allocated.port).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn per_user_limit_and_missing_dialer_are_enforced() {
+        let pool1 = pool(2, true);
+        pool1.try_forward("alice@example.com", LOCAL, 9).unwrap();
+        assert_eq!(
+            pool1.try_rendezvous("alice@example.com", [LOCAL, LOCAL]),
+            Err(AllocError::UserLimit)
+        );
+        pool1
+            .try_rendezvous("bob@example.com", [LOCAL, LOCAL])
+            .unwrap();
+        assert_eq!(pool1.active(), 3);
+        assert_eq!(
+            pool(2, false).try_forward("alice@example.com", LOCAL, 9),
+            Err(AllocError::Unreachable)
+        );
+    }
+
+    #[tokio::test]
+    async fn exhausted_range_is_reported() {
+        let taken = std::net::TcpListener::bind((LOCAL, 0)).unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let pool = PortPool::new(PoolConfig::new(LOCAL, port..=port), None).unwrap();
+        assert_eq!(
+            pool.try_rendezvous("bob@example.com", [LOCAL, LOCAL]),
+            Err(AllocError::Exhausted)
+        );
+        assert_eq!(pool.active(), 0);
+        let (start, end) = (2, 1);
+        assert!(PortPool::new(PoolConfig::new(LOCAL, start..=end), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn rendezvous_splices_two_outbound_legs() {
+        let pool = pool(4, false);
+        let [p1, p2] = pool
+            .try_rendezvous("alice@example.com", [LOCAL, OTHER])
+            .unwrap();
+        // The receiver connects first and speaks first; its bytes wait for the sender.
+        let mut receiver = connect_from(LOCAL, p1.port).await.unwrap();
+        receiver.write_all(b"VER MSNFTP\r\n").await.unwrap();
+        // Leg 2 only admits the sender's address.
+        let mut wrong = connect_from(LOCAL, p2.port).await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(wrong.read(&mut buf).await.unwrap(), 0);
+        let mut sender = connect_from(OTHER, p2.port).await.unwrap();
+        let mut line = [0u8; 12];
+        sender.read_exact(&mut line).await.unwrap();
+        assert_eq!(&line, b"VER MSNFTP\r\n");
+        sender.write_all(b"VER MSNFTP\r\n").await.unwrap();
+        sender.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        receiver.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"VER MSNFTP\r\n");
+        drop(receiver);
+        pool.wait_idle().await;
+    }
+}
