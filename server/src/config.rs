@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -24,6 +25,12 @@ pub const DEFAULT_SB_PORT: u16 = 1864;
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
 /// Default HTTPS port.
 pub const DEFAULT_HTTPS_PORT: u16 = 8443;
+/// Default NS idle timeout: five minutes without a byte (clients ping every ~50 s).
+pub const DEFAULT_NS_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time an SB connection has to authenticate (Escargot uses 60 s).
+pub const DEFAULT_SB_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time to answer a `CHL` (PROTOCOL.md §2.5: about 50 s).
+pub const DEFAULT_CHL_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// Errors reading or validating configuration.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +98,14 @@ pub struct Config {
     pub max_connections: usize,
     /// Send `CHL` challenges (MSNP6+).
     pub chl: bool,
+    /// Port advertised for the switchboard in `XFR SB`/`RNG` (default: the SB listener's port).
+    pub sb_public_port: Option<u16>,
+    /// Close an NS connection after this many seconds without a byte from the client.
+    pub ns_idle_timeout_secs: u64,
+    /// Close an SB connection that has not authenticated within this many seconds.
+    pub sb_auth_timeout_secs: u64,
+    /// Seconds a client has to answer a `CHL` before it is disconnected.
+    pub chl_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -109,6 +124,10 @@ impl Default for Config {
             max_al_bl: limits.allow_block,
             max_connections: 1000,
             chl: false,
+            sb_public_port: None,
+            ns_idle_timeout_secs: DEFAULT_NS_IDLE_TIMEOUT.as_secs(),
+            sb_auth_timeout_secs: DEFAULT_SB_AUTH_TIMEOUT.as_secs(),
+            chl_timeout_secs: DEFAULT_CHL_TIMEOUT.as_secs(),
         }
     }
 }
@@ -153,6 +172,14 @@ pub struct Settings {
     pub max_connections: usize,
     /// Send `CHL` challenges.
     pub chl: bool,
+    /// Port advertised for the switchboard; `None` = the SB listener's actual port.
+    pub sb_public_port: Option<u16>,
+    /// NS idle timeout (real clients `PNG` about every 50 s).
+    pub ns_idle_timeout: Duration,
+    /// How long an SB connection may stay unauthenticated.
+    pub sb_auth_timeout: Duration,
+    /// How long a client has to answer a `CHL`.
+    pub chl_timeout: Duration,
 }
 
 impl Settings {
@@ -301,6 +328,19 @@ impl Config {
                 reason: "max_fl must be 1..=10000 and max_al_bl 1..=100000",
             });
         }
+        if [
+            self.ns_idle_timeout_secs,
+            self.sb_auth_timeout_secs,
+            self.chl_timeout_secs,
+        ]
+        .iter()
+        .any(|s| !(1..=86_400).contains(s))
+        {
+            return Err(ConfigError::Invalid {
+                key: "ns_idle_timeout_secs",
+                reason: "timeouts must be 1..=86400 seconds",
+            });
+        }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid {
                 key: "max_connections",
@@ -324,6 +364,10 @@ impl Config {
             },
             max_connections: self.max_connections,
             chl: self.chl,
+            sb_public_port: self.sb_public_port,
+            ns_idle_timeout: Duration::from_secs(self.ns_idle_timeout_secs),
+            sb_auth_timeout: Duration::from_secs(self.sb_auth_timeout_secs),
+            chl_timeout: Duration::from_secs(self.chl_timeout_secs),
         })
     }
 }
@@ -377,7 +421,17 @@ pub fn default_file_text() -> String {
          # Maximum simultaneous client connections. Env: RELIVE_MAX_CONNECTIONS.\n\
          # max_connections = {conns}\n\
          # Send CHL challenges to MSNP6+ clients. Env: RELIVE_CHL.\n\
-         # chl = {chl}\n",
+         # chl = {chl}\n\
+         # Seconds a CHL may go unanswered before the client is disconnected.\n\
+         # chl_timeout_secs = {chl_timeout}\n\
+         \n\
+         # Port clients are told for the switchboard (XFR SB, RNG) when it differs from the\n\
+         # listener's, e.g. behind port forwarding. Default: the SB listener's port.\n\
+         # sb_public_port = 1864\n\
+         # Close an NS connection after this many seconds of silence (clients ping every ~50 s).\n\
+         # ns_idle_timeout_secs = {ns_idle}\n\
+         # Close an SB connection that has not authenticated within this many seconds.\n\
+         # sb_auth_timeout_secs = {sb_auth}\n",
         ns = d.ns,
         sb = d.sb,
         http = d.http,
@@ -388,6 +442,9 @@ pub fn default_file_text() -> String {
         albl = d.max_al_bl,
         conns = d.max_connections,
         chl = d.chl,
+        chl_timeout = d.chl_timeout_secs,
+        ns_idle = d.ns_idle_timeout_secs,
+        sb_auth = d.sb_auth_timeout_secs,
     )
 }
 
@@ -494,11 +551,15 @@ mod tests {
         let uncommented: String = text
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| l.contains(" = ") && !l.starts_with("ns_referral_host"))
+            .filter(|l| {
+                l.contains(" = ")
+                    && !l.starts_with("ns_referral_host")
+                    && !l.starts_with("sb_public_port")
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
-        assert_eq!(uncommented.lines().count(), 10);
+        assert_eq!(uncommented.lines().count(), 13);
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::Error;
 use crate::secret::Secret;
-use crate::store::{AccountError, Email, NewToken, Store};
+use crate::store::{AccountError, NewToken, Passport, Store, parse_handle};
 
 /// The demo accounts: handle and friendly name.
 pub const DEMO_ACCOUNTS: [(&str, &str); 3] = [
@@ -17,10 +17,10 @@ pub const DEMO_ACCOUNTS: [(&str, &str); 3] = [
 /// # Errors
 ///
 /// Store errors.
-pub async fn seed(store: &Store) -> Result<Vec<(Email, NewToken)>, Error> {
+pub async fn seed(store: &Store) -> Result<Vec<(Passport, NewToken)>, Error> {
     let mut created = Vec::new();
     for (handle, name) in DEMO_ACCOUNTS {
-        let email = Email::parse(handle).map_err(|_| Error::Demo)?;
+        let email = parse_handle(handle).map_err(|_| Error::Demo)?;
         if store.account(&email).await?.is_some() {
             continue;
         }

@@ -26,6 +26,7 @@ use relive_msnp::types::{
     Blp, ClientCaps, ErrorCode, FriendlyName, ListKind, ListSet, MsnObject, OutReason, Passport,
     Status, TrId,
 };
+use relive_msnp::version::Capabilities;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -181,6 +182,8 @@ impl ListView {
 #[derive(Debug)]
 struct Entry {
     outbox: Outbox,
+    /// The session's dialect, if its connection told us ([`Hub::set_dialect`]).
+    dialect: Option<Capabilities>,
     name: FriendlyName,
     presence: Option<Presence>,
     lists: ListView,
@@ -277,6 +280,7 @@ impl Hub {
         let mut users = self.lock();
         let entry = Entry {
             outbox,
+            dialect: None,
             name,
             presence: None,
             lists,
@@ -304,17 +308,17 @@ impl Hub {
         if users.get(user).is_none_or(|e| e.outbox.id != id) {
             return;
         }
-        if let Some(entry) = users.remove(user) {
-            if entry.visible_presence().is_some() {
-                fan_out(
-                    &users,
-                    user,
-                    &entry,
-                    &ServerMessage::Fln {
-                        handle: user.clone(),
-                    },
-                );
-            }
+        if let Some(entry) = users.remove(user)
+            && entry.visible_presence().is_some()
+        {
+            fan_out(
+                &users,
+                user,
+                &entry,
+                &ServerMessage::Fln {
+                    handle: user.clone(),
+                },
+            );
         }
     }
 
@@ -399,6 +403,19 @@ impl Hub {
         if let Some(nln) = entry.nln(user) {
             fan_out(&users, user, entry, &nln);
         }
+    }
+
+    /// Records the dialect of `user`'s session (so a switchboard invitation can carry it).
+    pub fn set_dialect(&self, user: &Passport, caps: Capabilities) {
+        if let Some(entry) = self.lock().get_mut(user) {
+            entry.dialect = Some(caps);
+        }
+    }
+
+    /// The dialect of `user`'s session, if online and known.
+    #[must_use]
+    pub fn dialect_of(&self, user: &Passport) -> Option<Capabilities> {
+        self.lock().get(user).and_then(|e| e.dialect)
     }
 
     /// The friendly name of an online user.

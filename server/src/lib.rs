@@ -11,18 +11,26 @@
 //! - [`net`]: accept loops and the per-connection entry points.
 //! - [`demo`]: `serve --demo` accounts.
 //! - [`hub`]: the in-memory registry of online users, presence fan-out and privacy checks.
+//! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
+//! - [`switchboard`]: SB cookies, rooms and the SB service.
 //!
 //! The protocol itself (framing, commands, version capabilities) lives in `relive-msnp`, which
-//! has no I/O. This crate does not speak MSNP yet: see [`net`] for what the connection entry
-//! points do today.
+//! has no I/O. The services here are socket-free; [`net::conn`] is the thin driver that connects
+//! them to sockets.
 
 pub mod config;
 pub mod data_dir;
 pub mod demo;
+pub mod http;
 pub mod hub;
 pub mod net;
+pub mod notification;
+pub mod passport;
 pub mod secret;
 pub mod store;
+pub mod switchboard;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 
 use std::sync::Arc;
@@ -99,6 +107,10 @@ pub struct Context {
     pub hub: Arc<hub::Hub>,
     /// Creates connection outboxes (bounded per-connection event queues).
     pub outboxes: Arc<hub::OutboxFactory>,
+    /// Switchboard cookies and rooms.
+    pub switchboards: Arc<switchboard::Switchboards>,
+    /// The `host:port` of this NS as clients reach it (for `XFR NS`); set by [`run_with`].
+    pub ns_address: Arc<std::sync::RwLock<relive_msnp::types::Token>>,
     connections: Arc<watch::Sender<usize>>,
 }
 
@@ -106,11 +118,14 @@ impl Context {
     /// A context over `settings` and `store`.
     #[must_use]
     pub fn new(settings: Settings, store: Store) -> Self {
+        let ns_address = advertised(&settings.public_host, settings.ns.port());
         Self {
             settings: Arc::new(settings),
             store,
             hub: Arc::new(hub::Hub::new()),
             outboxes: Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY)),
+            switchboards: Arc::new(switchboard::Switchboards::new()),
+            ns_address: Arc::new(std::sync::RwLock::new(ns_address)),
             connections: Arc::new(watch::Sender::new(0)),
         }
     }
@@ -120,6 +135,31 @@ impl Context {
     pub fn connections(&self) -> watch::Receiver<usize> {
         self.connections.subscribe()
     }
+}
+
+/// `host:port` as a token; a host that does not fit one (validated settings never do that)
+/// falls back to the loopback address.
+fn advertised(host: &str, port: u16) -> relive_msnp::types::Token {
+    relive_msnp::types::Token::parse(&format!("{host}:{port}")).unwrap_or_else(|_| {
+        #[allow(clippy::unwrap_used, reason = "a constant, valid token")]
+        relive_msnp::types::Token::parse("127.0.0.1:1863").unwrap()
+    })
+}
+
+/// Records the addresses clients are told: `public_host` with the NS listener's actual port,
+/// and with `sb_public_port` or else the SB listener's actual port (tests bind port 0).
+fn advertise(ctx: &Context, listeners: &Listeners) {
+    let host = &ctx.settings.public_host;
+    let port_of = |l: &TcpListener, fallback: u16| l.local_addr().map_or(fallback, |a| a.port());
+    let ns = advertised(host, port_of(&listeners.ns, ctx.settings.ns.port()));
+    *ctx.ns_address
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = ns;
+    let sb_port = ctx
+        .settings
+        .sb_public_port
+        .unwrap_or_else(|| port_of(&listeners.sb, ctx.settings.sb.port()));
+    ctx.switchboards.set_address(advertised(host, sb_port));
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, cancels and waits for every
@@ -147,6 +187,7 @@ pub async fn run_with(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    advertise(&ctx, &listeners);
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(ctx.settings.max_connections));
     let loops = TaskTracker::new();
@@ -217,11 +258,13 @@ mod tests {
         assert_eq!(client.read(&mut buf).await.unwrap(), 0);
         open.wait_for(|n| *n == 0).await.unwrap();
 
-        // NS: held open until shutdown, then closed cleanly (FIN, not reset).
+        // NS: held open until shutdown, then told OUT SSD and closed cleanly (FIN, not reset).
         let mut ns_client = TcpStream::connect(ns).await.unwrap();
         open.wait_for(|n| *n == 1).await.unwrap();
         shutdown.cancel();
-        assert_eq!(ns_client.read(&mut buf).await.unwrap(), 0);
+        let mut said = Vec::new();
+        ns_client.read_to_end(&mut said).await.unwrap();
+        assert_eq!(said, b"OUT SSD\r\n");
         server.await.unwrap().unwrap();
         assert_eq!(*open.borrow(), 0);
         assert!(matches!(store.accounts().await, Err(StoreError::Closed)));

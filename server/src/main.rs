@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use relive_server::config::{self, DEFAULT_DATA_DIR, Overrides, Settings};
 use relive_server::secret::Secret;
 use relive_server::store::accounts::encode_friendly_name;
-use relive_server::store::{Account, Email, Store, TokenId};
+use relive_server::store::{Account, Passport, Store, TokenId, parse_handle};
 use relive_server::tls::CertPaths;
 use relive_server::{Listeners, data_dir, demo, tls};
 use tokio::net::TcpListener;
@@ -70,7 +70,8 @@ enum UserCommand {
     /// Create an account (prompts for the password when interactive).
     Add {
         /// The account's handle.
-        email: Email,
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
         /// Friendly name (defaults to the handle).
         #[arg(long)]
         name: Option<String>,
@@ -83,12 +84,14 @@ enum UserCommand {
     /// Delete an account and everything that belongs to it.
     Del {
         /// The account's handle.
-        email: Email,
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
     },
     /// Change an account's password.
     Passwd {
         /// The account's handle.
-        email: Email,
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -100,7 +103,8 @@ enum TokenCommand {
     /// Create a token; prints only the token on standard output.
     New {
         /// The account's handle.
-        email: Email,
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
         /// Device label.
         #[arg(long, default_value = "")]
         label: String,
@@ -108,12 +112,14 @@ enum TokenCommand {
     /// List an account's tokens (never the tokens themselves).
     List {
         /// The account's handle.
-        email: Email,
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
     },
     /// Revoke a token.
     Revoke {
         /// The account's handle.
-        email: Email,
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
         /// Token id, as shown by `token list`.
         id: i64,
     },
@@ -189,7 +195,7 @@ async fn open(data_dir: PathBuf) -> anyhow::Result<Store> {
         .context("opening the data directory")
 }
 
-async fn account(store: &Store, email: &Email) -> anyhow::Result<Account> {
+async fn account(store: &Store, email: &Passport) -> anyhow::Result<Account> {
     store
         .account(email)
         .await?

@@ -6,7 +6,7 @@
 use rand::Rng as _;
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
-use super::types::{AccountId, Blp, Email, Gtc};
+use super::types::{AccountId, Blp, FriendlyName, Gtc, Passport, is_storable_handle};
 use super::{Store, StoreError, now_unix};
 use crate::secret::Secret;
 
@@ -30,6 +30,9 @@ pub enum AccountError {
     /// No account has that handle.
     #[error("no such account")]
     NoSuchAccount,
+    /// The handle is not printable ASCII (the store only creates ASCII handles).
+    #[error("handle must be printable ASCII")]
+    InvalidHandle,
     /// The password is empty or longer than 72 bytes.
     #[error("password must be 1 to {MAX_PASSWORD_BYTES} bytes")]
     InvalidPassword,
@@ -53,9 +56,9 @@ pub struct Account {
     /// Row id.
     pub id: AccountId,
     /// Handle.
-    pub email: Email,
+    pub email: Passport,
     /// Friendly name, URL-encoded wire form.
-    pub friendly_name: String,
+    pub friendly_name: FriendlyName,
     /// Current list version.
     pub list_version: u32,
     /// GTC setting.
@@ -68,11 +71,12 @@ pub struct Account {
     pub member_id: u64,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// Whether the account may be found with `FND` (off by default).
+    pub searchable: bool,
 }
 
 /// Columns read by [`account_from_row`], in order.
-pub(crate) const ACCOUNT_COLUMNS: &str =
-    "id, email, friendly_name, list_version, gtc, blp, allow_password_login, member_id, created_at";
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, email, friendly_name, list_version, gtc, blp, allow_password_login, member_id, created_at, searchable";
 
 pub(crate) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     let email: String = row.get(1)?;
@@ -83,18 +87,20 @@ pub(crate) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
             format!("invalid {what} in database").into(),
         )
     };
+    let name: String = row.get(2)?;
     let gtc: String = row.get(4)?;
     let blp: String = row.get(5)?;
     Ok(Account {
         id: AccountId(row.get(0)?),
-        email: Email::parse(&email).map_err(|_| bad(1, "email"))?,
-        friendly_name: row.get(2)?,
+        email: Passport::parse(&email).map_err(|_| bad(1, "email"))?,
+        friendly_name: FriendlyName::parse(&name).map_err(|_| bad(2, "friendly name"))?,
         list_version: row.get(3)?,
-        gtc: Gtc::from_wire(&gtc).ok_or_else(|| bad(4, "gtc"))?,
-        blp: Blp::from_wire(&blp).ok_or_else(|| bad(5, "blp"))?,
+        gtc: Gtc::parse(&gtc).map_err(|_| bad(4, "gtc"))?,
+        blp: Blp::parse(&blp).map_err(|_| bad(5, "blp"))?,
         allow_password_login: row.get(6)?,
         member_id: row.get::<_, i64>(7)?.unsigned_abs(),
         created_at: row.get(8)?,
+        searchable: row.get(9)?,
     })
 }
 
@@ -128,7 +134,7 @@ pub fn encode_friendly_name(display: &str) -> String {
 
 pub(crate) fn account_by_email(
     conn: &Connection,
-    email: &Email,
+    email: &Passport,
 ) -> rusqlite::Result<Option<Account>> {
     conn.query_row(
         &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"),
@@ -165,10 +171,13 @@ impl Store {
     /// [`AccountError::InvalidPassword`], or an infrastructure error.
     pub async fn create_account(
         &self,
-        email: &Email,
+        email: &Passport,
         friendly_name: &str,
         password: Secret,
     ) -> Result<Account, AccountError> {
+        if !is_storable_handle(email) {
+            return Err(AccountError::InvalidHandle);
+        }
         if !is_valid_friendly_name(friendly_name) {
             return Err(AccountError::InvalidName);
         }
@@ -205,7 +214,7 @@ impl Store {
     /// # Errors
     ///
     /// Infrastructure errors only.
-    pub async fn account(&self, email: &Email) -> Result<Option<Account>, StoreError> {
+    pub async fn account(&self, email: &Passport) -> Result<Option<Account>, StoreError> {
         let email = email.clone();
         self.call(move |conn| Ok(account_by_email(conn, &email)?))
             .await
@@ -251,7 +260,7 @@ impl Store {
     /// # Errors
     ///
     /// [`AccountError::NoSuchAccount`] or an infrastructure error.
-    pub async fn delete_account(&self, email: &Email) -> Result<(), AccountError> {
+    pub async fn delete_account(&self, email: &Passport) -> Result<(), AccountError> {
         let email = email.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -276,7 +285,11 @@ impl Store {
     ///
     /// [`AccountError::NoSuchAccount`], [`AccountError::InvalidPassword`], or an
     /// infrastructure error.
-    pub async fn set_password(&self, email: &Email, password: Secret) -> Result<(), AccountError> {
+    pub async fn set_password(
+        &self,
+        email: &Passport,
+        password: Secret,
+    ) -> Result<(), AccountError> {
         let hash = self.hash_password(password).await?;
         let email = email.clone();
         self.call(move |conn| {
@@ -300,7 +313,7 @@ impl Store {
     /// Infrastructure errors only.
     pub async fn verify_password(
         &self,
-        email: &Email,
+        email: &Passport,
         password: &Secret,
     ) -> Result<Option<Account>, StoreError> {
         let lookup = email.clone();
@@ -312,7 +325,7 @@ impl Store {
                             "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE email = ?1"
                         ),
                         [lookup.as_str()],
-                        |row| Ok((account_from_row(row)?, row.get::<_, String>(9)?)),
+                        |row| Ok((account_from_row(row)?, row.get::<_, String>(10)?)),
                     )
                     .optional()?,
                 )
@@ -337,7 +350,7 @@ impl Store {
     /// [`AccountError::NoSuchAccount`] or an infrastructure error.
     pub async fn set_allow_password_login(
         &self,
-        email: &Email,
+        email: &Passport,
         allow: bool,
     ) -> Result<(), AccountError> {
         let email = email.clone();
@@ -353,6 +366,43 @@ impl Store {
         })
         .await
     }
+
+    /// Lets (or stops letting) other users find the account with `FND`.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::NoSuchAccount`] or an infrastructure error.
+    pub async fn set_searchable(&self, email: &Passport, on: bool) -> Result<(), AccountError> {
+        let email = email.clone();
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE accounts SET searchable = ?1 WHERE email = ?2",
+                params![on, email.as_str()],
+            )?;
+            if n == 0 {
+                return Err(AccountError::NoSuchAccount);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The searchable accounts (ordered by handle), at most `limit` of them; `FND` filters these.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn searchable_accounts(&self, limit: usize) -> Result<Vec<Account>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE searchable = 1 ORDER BY email LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit], account_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -360,8 +410,8 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
 
-    fn email(s: &str) -> Email {
-        Email::parse(s).unwrap()
+    fn email(s: &str) -> Passport {
+        Passport::parse(s).unwrap()
     }
 
     fn pw(s: &str) -> Secret {
@@ -379,7 +429,7 @@ mod tests {
         assert_eq!(alice.email.as_str(), "alice@example.com");
         assert_eq!(
             (alice.list_version, alice.gtc, alice.blp),
-            (0, Gtc::Ask, Blp::AllowAll)
+            (0, Gtc::A, Blp::Al)
         );
         assert!(!alice.allow_password_login);
         assert!(alice.member_id > 0);

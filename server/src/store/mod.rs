@@ -17,7 +17,7 @@
 //!
 //! # Layout
 //!
-//! - [`types`]: identifiers, [`Email`], and the list-model enums.
+//! - [`types`]: identifiers, and the protocol types the store shares with `relive-msnp`.
 //! - [`accounts`]: create, look up, delete accounts; passwords.
 //! - [`lists`]: the FL/AL/BL/RL data model, groups, GTC/BLP/phones, the SYN snapshot.
 //! - [`tokens`]: access tokens encrypted at rest, MD5 and plain verification.
@@ -40,7 +40,8 @@ pub use accounts::{Account, AccountError};
 pub use lists::{Contact, Group, ListError, ListLimits, ListSnapshot, Outcome, ReverseChange};
 pub use tokens::{NewToken, TokenError, TokenInfo};
 pub use types::{
-    AccountId, Blp, Email, EmailError, GroupId, Gtc, List, ListBits, PhoneProp, TokenId,
+    AccountId, Blp, EmailError, FriendlyName, GroupId, GroupName, Gtc, ListKind, ListSet, Passport,
+    PhoneProp, TokenId, parse_handle,
 };
 
 /// How long a statement waits for a lock held by another connection (e.g. the CLI).

@@ -312,7 +312,7 @@ impl Store {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::store::types::Email;
+    use crate::store::types::Passport as Email;
 
     fn md5hex(challenge: &str, token: &str) -> String {
         hex::encode(Md5::digest(format!("{challenge}{token}").as_bytes()))

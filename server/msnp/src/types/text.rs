@@ -180,6 +180,13 @@ impl FriendlyName {
     }
 }
 
+impl From<&Passport> for Token {
+    /// A handle is always a valid token (e.g. the sender field of a relayed `MSG`).
+    fn from(p: &Passport) -> Self {
+        Self(p.0.clone())
+    }
+}
+
 impl From<Passport> for FriendlyName {
     /// A handle is always a valid friendly name (clients use it as the default name).
     fn from(p: Passport) -> Self {

@@ -25,7 +25,7 @@ mod tests;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::accounts::{account_by_email, is_valid_friendly_name};
-use super::types::{AccountId, Email, GroupId, List, ListBits};
+use super::types::{AccountId, GroupId, ListKind, ListSet, Passport, is_stored_list};
 use super::{Store, StoreError};
 
 pub use groups::{MAX_GROUP_NAME_BYTES, MAX_GROUPS};
@@ -143,6 +143,8 @@ impl Default for ListLimits {
 pub struct Outcome {
     /// The owner's list version after the change (goes in the reply).
     pub version: u32,
+    /// The contact's bits in the owner's lists after the change (for the presence hub).
+    pub bits: ListSet,
     /// The other account's RL change, if any, so the server can send it `ADD 0 RL` / `REM 0 RL`.
     pub reverse: Option<ReverseChange>,
 }
@@ -153,11 +155,19 @@ pub struct ReverseChange {
     /// The account whose RL changed.
     pub account: AccountId,
     /// Its handle.
-    pub email: Email,
+    pub email: Passport,
     /// Its list version after the change.
     pub version: u32,
     /// `true` when the owner was added to its RL, `false` when removed.
     pub added: bool,
+    /// The owner's bits in that account's lists after the change (for the presence hub).
+    pub bits: ListSet,
+}
+
+/// List bits as read from the database; the schema's CHECK keeps them within FL|AL|BL|RL, and
+/// unknown bits (never written by this code) are dropped rather than failing the read.
+pub(super) fn bits_from_db(raw: u8) -> ListSet {
+    ListSet::from_bits(raw & 15).unwrap_or(ListSet::EMPTY)
 }
 
 /// Current list version of `owner`, or [`ListError::NoSuchAccount`].
@@ -185,11 +195,11 @@ fn contact_row(
     conn: &Connection,
     owner: AccountId,
     contact: AccountId,
-) -> rusqlite::Result<Option<(ListBits, String)>> {
+) -> rusqlite::Result<Option<(ListSet, String)>> {
     conn.query_row(
         "SELECT lists, friendly_name FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
         [owner.0, contact.0],
-        |r| Ok((ListBits(r.get(0)?), r.get(1)?)),
+        |r| Ok((bits_from_db(r.get(0)?), r.get(1)?)),
     )
     .optional()
 }
@@ -199,10 +209,10 @@ fn write_row(
     conn: &Connection,
     owner: AccountId,
     contact: AccountId,
-    bits: ListBits,
+    bits: ListSet,
     name: &str,
 ) -> rusqlite::Result<()> {
-    if bits.is_empty() {
+    if bits == ListSet::EMPTY {
         conn.execute(
             "DELETE FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
             [owner.0, contact.0],
@@ -212,13 +222,13 @@ fn write_row(
             "INSERT INTO contacts (owner_id, contact_id, friendly_name, lists) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (owner_id, contact_id)
              DO UPDATE SET friendly_name = excluded.friendly_name, lists = excluded.lists",
-            params![owner.0, contact.0, name, bits.0],
+            params![owner.0, contact.0, name, bits.bits()],
         )?;
     }
     Ok(())
 }
 
-fn count_on(conn: &Connection, owner: AccountId, list: List) -> rusqlite::Result<usize> {
+fn count_on(conn: &Connection, owner: AccountId, list: ListKind) -> rusqlite::Result<usize> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM contacts WHERE owner_id = ?1 AND (lists & ?2) <> 0",
         params![owner.0, list.bit()],
@@ -247,15 +257,15 @@ fn update_reverse(
     owner: AccountId,
     owner_name: &str,
     contact: AccountId,
-    email: &Email,
+    email: &Passport,
     added: bool,
 ) -> Result<ReverseChange, ListError> {
     let (bits, name) = contact_row(conn, contact, owner)?
-        .unwrap_or_else(|| (ListBits::default(), owner_name.to_owned()));
+        .unwrap_or_else(|| (ListSet::EMPTY, owner_name.to_owned()));
     let bits = if added {
-        bits.with(List::Reverse)
+        bits.with(ListKind::Rl)
     } else {
-        bits.without(List::Reverse)
+        bits.without(ListKind::Rl)
     };
     write_row(conn, contact, owner, bits, &name)?;
     Ok(ReverseChange {
@@ -263,6 +273,7 @@ fn update_reverse(
         email: email.clone(),
         version: bump(conn, contact)?,
         added,
+        bits,
     })
 }
 
@@ -270,37 +281,39 @@ fn add_tx(
     conn: &mut Connection,
     limits: ListLimits,
     owner: AccountId,
-    list: List,
-    email: &Email,
+    list: ListKind,
+    email: &Passport,
     name: &str,
     group: Option<GroupId>,
 ) -> Result<Outcome, ListError> {
     let tx = conn.transaction()?;
     owner_version(&tx, owner)?;
     let contact = account_by_email(&tx, email)?.ok_or(ListError::NoSuchUser)?;
-    let bits = contact_row(&tx, owner, contact.id)?.map_or(ListBits::default(), |(b, _)| b);
-    let outcome = match list {
-        List::Reverse => return Err(ListError::ReverseListReadOnly),
-        List::Forward => {
+    let bits = contact_row(&tx, owner, contact.id)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    let mut outcome = match list {
+        ListKind::Rl => return Err(ListError::ReverseListReadOnly),
+        ListKind::Pl => return Err(ListError::InvalidParameter),
+        ListKind::Fl => {
             let gid = group.unwrap_or(GroupId(0));
             if !groups::exists(&tx, owner, gid)? {
                 return Err(ListError::NoSuchGroup);
             }
-            if bits.contains(List::Forward) {
+            if bits.contains(ListKind::Fl) {
                 // Already on FL: only adding it to another group is a change.
                 if group.is_none() || in_group(&tx, owner, contact.id, gid)? {
                     return Err(ListError::AlreadyOnList);
                 }
                 groups::add_member(&tx, owner, contact.id, gid)?;
                 Outcome {
+                    bits: ListSet::EMPTY,
                     version: bump(&tx, owner)?,
                     reverse: None,
                 }
             } else {
-                if count_on(&tx, owner, List::Forward)? >= limits.forward {
+                if count_on(&tx, owner, ListKind::Fl)? >= limits.forward {
                     return Err(ListError::ListFull);
                 }
-                write_row(&tx, owner, contact.id, bits.with(List::Forward), name)?;
+                write_row(&tx, owner, contact.id, bits.with(ListKind::Fl), name)?;
                 groups::add_member(&tx, owner, contact.id, gid)?;
                 let version = bump(&tx, owner)?;
                 let owner_name: String = tx.query_row(
@@ -310,6 +323,7 @@ fn add_tx(
                 )?;
                 let reverse = update_reverse(&tx, owner, &owner_name, contact.id, email, true)?;
                 Outcome {
+                    bits: ListSet::EMPTY,
                     // Adding yourself bumps your own version twice; report the final one.
                     version: if contact.id == owner {
                         reverse.version
@@ -320,14 +334,14 @@ fn add_tx(
                 }
             }
         }
-        List::Allow | List::Block => {
+        ListKind::Al | ListKind::Bl => {
             if group.is_some() {
                 return Err(ListError::InvalidParameter);
             }
-            let opposite = if list == List::Allow {
-                List::Block
+            let opposite = if list == ListKind::Al {
+                ListKind::Bl
             } else {
-                List::Allow
+                ListKind::Al
             };
             if bits.contains(opposite) {
                 return Err(ListError::InOppositeList);
@@ -340,11 +354,13 @@ fn add_tx(
             }
             write_row(&tx, owner, contact.id, bits.with(list), name)?;
             Outcome {
+                bits: ListSet::EMPTY,
                 version: bump(&tx, owner)?,
                 reverse: None,
             }
         }
     };
+    outcome.bits = contact_row(&tx, owner, contact.id)?.map_or(ListSet::EMPTY, |(b, _)| b);
     tx.commit()?;
     Ok(outcome)
 }
@@ -352,16 +368,16 @@ fn add_tx(
 fn remove_tx(
     conn: &mut Connection,
     owner: AccountId,
-    list: List,
-    email: &Email,
+    list: ListKind,
+    email: &Passport,
     group: Option<GroupId>,
 ) -> Result<Outcome, ListError> {
     let tx = conn.transaction()?;
     owner_version(&tx, owner)?;
-    if list == List::Reverse {
+    if list == ListKind::Rl {
         return Err(ListError::ReverseListReadOnly);
     }
-    if group.is_some() && list != List::Forward {
+    if !is_stored_list(list) || (group.is_some() && list != ListKind::Fl) {
         return Err(ListError::InvalidParameter);
     }
     let contact = account_by_email(&tx, email)?.ok_or(ListError::NotOnList)?;
@@ -369,8 +385,8 @@ fn remove_tx(
     if !bits.contains(list) {
         return Err(ListError::NotOnList);
     }
-    let outcome = match (list, group) {
-        (List::Forward, Some(gid)) => {
+    let mut outcome = match (list, group) {
+        (ListKind::Fl, Some(gid)) => {
             if !groups::exists(&tx, owner, gid)? {
                 return Err(ListError::NoSuchGroup);
             }
@@ -382,19 +398,21 @@ fn remove_tx(
                 params![owner.0, contact.id.0, gid.0],
             )?;
             Outcome {
+                bits: ListSet::EMPTY,
                 version: bump(&tx, owner)?,
                 reverse: None,
             }
         }
-        (List::Forward, None) => {
+        (ListKind::Fl, None) => {
             tx.execute(
                 "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2",
                 [owner.0, contact.id.0],
             )?;
-            write_row(&tx, owner, contact.id, bits.without(List::Forward), &name)?;
+            write_row(&tx, owner, contact.id, bits.without(ListKind::Fl), &name)?;
             let version = bump(&tx, owner)?;
             let reverse = update_reverse(&tx, owner, "", contact.id, email, false)?;
             Outcome {
+                bits: ListSet::EMPTY,
                 version: if contact.id == owner {
                     reverse.version
                 } else {
@@ -406,11 +424,13 @@ fn remove_tx(
         _ => {
             write_row(&tx, owner, contact.id, bits.without(list), &name)?;
             Outcome {
+                bits: ListSet::EMPTY,
                 version: bump(&tx, owner)?,
                 reverse: None,
             }
         }
     };
+    outcome.bits = contact_row(&tx, owner, contact.id)?.map_or(ListSet::EMPTY, |(b, _)| b);
     tx.commit()?;
     Ok(outcome)
 }
@@ -428,8 +448,8 @@ impl Store {
     pub async fn add_to_list(
         &self,
         owner: AccountId,
-        list: List,
-        contact: &Email,
+        list: ListKind,
+        contact: &Passport,
         name: &str,
         group: Option<GroupId>,
     ) -> Result<Outcome, ListError> {
@@ -452,8 +472,8 @@ impl Store {
     pub async fn remove_from_list(
         &self,
         owner: AccountId,
-        list: List,
-        contact: &Email,
+        list: ListKind,
+        contact: &Passport,
         group: Option<GroupId>,
     ) -> Result<Outcome, ListError> {
         let email = contact.clone();

@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 use super::{ListError, bump, owner_version};
 use crate::store::Store;
 use crate::store::accounts::is_valid_friendly_name;
-use crate::store::types::{AccountId, Blp, Email, Gtc, PhoneProp};
+use crate::store::types::{AccountId, Blp, Gtc, Passport, PhoneProp, phone_prop_rank};
 
 /// Longest phone property value, in bytes of its URL-encoded wire form.
 pub const MAX_PHONE_BYTES: usize = 95;
@@ -78,13 +78,16 @@ impl Store {
     /// # Errors
     ///
     /// [`ListError::InvalidParameter`] if the value is longer than [`MAX_PHONE_BYTES`] or not
-    /// URL-encoded text.
+    /// URL-encoded text, or `prop` is `MFN` (not a phone property).
     pub async fn set_phone(
         &self,
         owner: AccountId,
         prop: PhoneProp,
         value: Option<&str>,
     ) -> Result<u32, ListError> {
+        if phone_prop_rank(prop).is_none() {
+            return Err(ListError::InvalidParameter);
+        }
         let value = value.filter(|v| !v.is_empty()).map(str::to_owned);
         if let Some(v) = &value
             && (v.len() > MAX_PHONE_BYTES || !v.bytes().all(|b| b.is_ascii_graphic()))
@@ -141,7 +144,7 @@ impl Store {
     pub async fn rename_contact(
         &self,
         owner: AccountId,
-        contact: &Email,
+        contact: &Passport,
         name: &str,
     ) -> Result<u32, ListError> {
         if !is_valid_friendly_name(name) {

@@ -6,9 +6,12 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use super::ListError;
+use super::{ListError, bits_from_db};
 use crate::store::Store;
-use crate::store::types::{AccountId, Blp, Email, GroupId, Gtc, ListBits, PhoneProp};
+use crate::store::types::{
+    AccountId, Blp, FriendlyName, GroupId, GroupName, Gtc, ListSet, Passport, PhoneProp, Token,
+    phone_prop_rank,
+};
 
 /// A contact group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,22 +19,22 @@ pub struct Group {
     /// Numeric id.
     pub id: GroupId,
     /// URL-encoded name.
-    pub name: String,
+    pub name: GroupName,
 }
 
 /// One contact in the owner's lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     /// The contact's handle.
-    pub email: Email,
+    pub email: Passport,
     /// The name stored in the owner's list (URL-encoded).
-    pub friendly_name: String,
+    pub friendly_name: FriendlyName,
     /// Which of the owner's lists the contact is on.
-    pub lists: ListBits,
+    pub lists: ListSet,
     /// Groups (FL only), ascending. May be empty; encoders then print group 0.
     pub groups: Vec<GroupId>,
-    /// The contact's own phone properties, in [`PhoneProp::ALL`] order (for `BPR`).
-    pub phones: Vec<(PhoneProp, String)>,
+    /// The contact's own phone properties, in `SYN` order (for `BPR`).
+    pub phones: Vec<(PhoneProp, Token)>,
 }
 
 /// Everything `SYN` sends, as of one consistent read.
@@ -43,27 +46,31 @@ pub struct ListSnapshot {
     pub gtc: Gtc,
     /// BLP.
     pub blp: Blp,
-    /// Own phone properties that are set, in [`PhoneProp::ALL`] order.
-    pub phones: Vec<(PhoneProp, String)>,
+    /// Own phone properties that are set, in `SYN` order.
+    pub phones: Vec<(PhoneProp, Token)>,
     /// Groups by ascending id (group 0 first).
     pub groups: Vec<Group>,
     /// Contacts by handle.
     pub contacts: Vec<Contact>,
 }
 
-fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp, String)>> {
+fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp, Token)>> {
     let mut stmt =
         conn.prepare_cached("SELECT prop, value FROM account_phones WHERE account_id = ?1")?;
     let rows = stmt.query_map([account], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
-    let mut phones: Vec<(PhoneProp, String)> = rows
+    // Values were validated on the way in; a row that no longer parses is left out.
+    let mut phones: Vec<(PhoneProp, Token)> = rows
         .filter_map(|row| match row {
-            Ok((prop, value)) => PhoneProp::from_wire(&prop).map(|p| Ok((p, value))),
+            Ok((prop, value)) => PhoneProp::parse(&prop)
+                .ok()
+                .zip(Token::parse(&value).ok())
+                .map(Ok),
             Err(e) => Some(Err(e)),
         })
         .collect::<Result<_, _>>()?;
-    phones.sort_by_key(|(p, _)| *p);
+    phones.sort_by_key(|(p, _)| phone_prop_rank(*p));
     Ok(phones)
 }
 
@@ -85,12 +92,18 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
         let mut stmt = tx
             .prepare("SELECT group_id, name FROM groups WHERE account_id = ?1 ORDER BY group_id")?;
         let rows = stmt.query_map([owner.0], |r| {
-            Ok(Group {
-                id: GroupId(r.get(0)?),
-                name: r.get(1)?,
-            })
+            Ok((GroupId(r.get(0)?), r.get::<_, String>(1)?))
         })?;
-        rows.collect::<Result<Vec<_>, _>>()?
+        let mut groups = Vec::new();
+        for row in rows {
+            let (id, name) = row?;
+            // Names were validated on the way in; fall back to the id for a damaged row.
+            let name = GroupName::parse(&name)
+                .or_else(|_| GroupName::parse(&id.to_string()))
+                .map_err(|_| ListError::InvalidName)?;
+            groups.push(Group { id, name });
+        }
+        groups
     };
     let mut memberships: HashMap<i64, Vec<GroupId>> = HashMap::new();
     {
@@ -119,17 +132,19 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
     for (id, email, friendly_name, lists) in rows {
         // Handles were validated on the way in; a row that no longer parses is skipped
         // rather than failing the whole SYN.
-        let Ok(email) = Email::parse(&email) else {
+        let Ok(email) = Passport::parse(&email) else {
             tracing::warn!(
                 contact = id,
                 "skipping contact with an invalid stored handle"
             );
             continue;
         };
+        let friendly_name = FriendlyName::parse(&friendly_name)
+            .unwrap_or_else(|_| FriendlyName::from(email.clone()));
         contacts.push(Contact {
             email,
             friendly_name,
-            lists: ListBits(lists),
+            lists: bits_from_db(lists),
             groups: memberships.remove(&id).unwrap_or_default(),
             phones: phones_of(&tx, id)?,
         });
@@ -137,8 +152,8 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
     tx.finish()?;
     Ok(ListSnapshot {
         version,
-        gtc: Gtc::from_wire(&gtc).unwrap_or(Gtc::Ask),
-        blp: Blp::from_wire(&blp).unwrap_or(Blp::AllowAll),
+        gtc: Gtc::parse(&gtc).unwrap_or(Gtc::A),
+        blp: Blp::parse(&blp).unwrap_or(Blp::Al),
         phones,
         groups,
         contacts,

@@ -4,10 +4,14 @@ use super::*;
 use crate::secret::Secret;
 use crate::store::Account;
 use crate::store::test_support::*;
-use crate::store::types::{Blp, Gtc, PhoneProp};
+use crate::store::types::{Blp, Gtc, ListKind, ListSet, Passport, PhoneProp, Token};
 
-fn email(s: &str) -> Email {
-    Email::parse(s).unwrap()
+fn email(s: &str) -> Passport {
+    Passport::parse(s).unwrap()
+}
+
+fn bits(n: u8) -> ListSet {
+    ListSet::from_bits(n).unwrap()
 }
 
 async fn account(store: &Store, handle: &str, name: &str) -> Account {
@@ -29,7 +33,7 @@ async fn forward_list_maintains_reverse_list_and_versions_persist() {
     let bob = account(&store, "bob@example.com", "Bob").await;
 
     let out = store
-        .add_to_list(alice.id, List::Forward, &bob.email, "Bobby", None)
+        .add_to_list(alice.id, ListKind::Fl, &bob.email, "Bobby", None)
         .await
         .unwrap();
     assert_eq!(out.version, 1);
@@ -44,15 +48,15 @@ async fn forward_list_maintains_reverse_list_and_versions_persist() {
         (c.email.as_str(), c.friendly_name.as_str()),
         ("bob@example.com", "Bobby")
     );
-    assert_eq!((c.lists, c.groups.clone()), (ListBits(1), vec![GroupId(0)]));
+    assert_eq!((c.lists, c.groups.clone()), (bits(1), vec![GroupId(0)]));
     let bob_snap = store.list_snapshot(bob.id).await.unwrap();
     assert_eq!(bob_snap.version, 1);
-    assert_eq!(bob_snap.contacts[0].lists, ListBits(8));
-    assert_eq!(bob_snap.contacts[0].friendly_name, "Alice");
+    assert_eq!(bob_snap.contacts[0].lists, bits(8));
+    assert_eq!(bob_snap.contacts[0].friendly_name.as_str(), "Alice");
 
     // Bob allows Alice back: his row for her becomes AL|RL, her name kept.
     let out = store
-        .add_to_list(bob.id, List::Allow, &alice.email, "Alice", None)
+        .add_to_list(bob.id, ListKind::Al, &alice.email, "Alice", None)
         .await
         .unwrap();
     assert_eq!((out.version, out.reverse), (2, None));
@@ -65,7 +69,7 @@ async fn forward_list_maintains_reverse_list_and_versions_persist() {
 
     // Removing from FL clears Bob's RL bit but keeps his AL entry.
     let out = store
-        .remove_from_list(alice.id, List::Forward, &bob.email, None)
+        .remove_from_list(alice.id, ListKind::Fl, &bob.email, None)
         .await
         .unwrap();
     assert_eq!(out.version, 2);
@@ -81,7 +85,7 @@ async fn forward_list_maintains_reverse_list_and_versions_persist() {
     );
     assert_eq!(
         store.list_snapshot(bob.id).await.unwrap().contacts[0].lists,
-        ListBits(2)
+        bits(2)
     );
 }
 
@@ -92,78 +96,78 @@ async fn list_errors_are_typed() {
     let alice = account(&store, "alice@example.com", "Alice").await;
     let bob = account(&store, "bob@example.com", "Bob").await;
     let nobody = email("nobody@example.com");
-    let add = |list, who: &Email, group| {
+    let add = |list, who: &Passport, group| {
         let (store, who) = (store.clone(), who.clone());
         async move { store.add_to_list(alice.id, list, &who, "N", group).await }
     };
 
     assert!(matches!(
-        add(List::Forward, &nobody, None).await,
+        add(ListKind::Fl, &nobody, None).await,
         Err(ListError::NoSuchUser)
     ));
     assert!(matches!(
-        add(List::Reverse, &bob.email, None).await,
+        add(ListKind::Rl, &bob.email, None).await,
         Err(ListError::ReverseListReadOnly)
     ));
     assert!(matches!(
-        add(List::Forward, &bob.email, Some(GroupId(9))).await,
+        add(ListKind::Fl, &bob.email, Some(GroupId(9))).await,
         Err(ListError::NoSuchGroup)
     ));
     assert!(matches!(
-        add(List::Allow, &bob.email, Some(GroupId(0))).await,
+        add(ListKind::Al, &bob.email, Some(GroupId(0))).await,
         Err(ListError::InvalidParameter)
     ));
-    add(List::Forward, &bob.email, None).await.unwrap();
+    add(ListKind::Fl, &bob.email, None).await.unwrap();
     assert!(matches!(
-        add(List::Forward, &bob.email, None).await,
+        add(ListKind::Fl, &bob.email, None).await,
         Err(ListError::AlreadyOnList)
     ));
     assert!(matches!(
-        add(List::Forward, &bob.email, Some(GroupId(0))).await,
+        add(ListKind::Fl, &bob.email, Some(GroupId(0))).await,
         Err(ListError::AlreadyOnList)
     ));
-    add(List::Block, &bob.email, None).await.unwrap();
+    add(ListKind::Bl, &bob.email, None).await.unwrap();
     assert!(matches!(
-        add(List::Block, &bob.email, None).await,
+        add(ListKind::Bl, &bob.email, None).await,
         Err(ListError::AlreadyOnList)
     ));
     assert!(matches!(
-        add(List::Allow, &bob.email, None).await,
+        add(ListKind::Al, &bob.email, None).await,
         Err(ListError::InOppositeList)
     ));
     assert!(matches!(
         store
-            .add_to_list(alice.id, List::Allow, &bob.email, "has space", None)
+            .add_to_list(alice.id, ListKind::Al, &bob.email, "has space", None)
             .await,
         Err(ListError::InvalidName)
     ));
 
-    let rem = |list, who: &Email, group| {
+    let rem = |list, who: &Passport, group| {
         let (store, who) = (store.clone(), who.clone());
         async move { store.remove_from_list(alice.id, list, &who, group).await }
     };
     assert!(matches!(
-        rem(List::Allow, &bob.email, None).await,
+        rem(ListKind::Al, &bob.email, None).await,
         Err(ListError::NotOnList)
     ));
     assert!(matches!(
-        rem(List::Forward, &nobody, None).await,
+        rem(ListKind::Fl, &nobody, None).await,
         Err(ListError::NotOnList)
     ));
     assert!(matches!(
-        rem(List::Reverse, &bob.email, None).await,
+        rem(ListKind::Rl, &bob.email, None).await,
         Err(ListError::ReverseListReadOnly)
     ));
     assert!(matches!(
-        rem(List::Forward, &bob.email, Some(GroupId(5))).await,
+        rem(ListKind::Fl, &bob.email, Some(GroupId(5))).await,
         Err(ListError::NoSuchGroup)
     ));
     let (_, friends) = store.add_group(alice.id, "Friends").await.unwrap();
     assert!(matches!(
-        rem(List::Forward, &bob.email, Some(friends)).await,
+        rem(ListKind::Fl, &bob.email, Some(friends)).await,
         Err(ListError::NotInGroup)
     ));
-    rem(List::Block, &bob.email, None).await.unwrap();
+    rem(ListKind::Bl, &bob.email, None).await.unwrap();
 
     // The FL limit.
     let small = Store::open(
@@ -183,12 +187,12 @@ async fn list_errors_are_typed() {
     let b = account(&small, "b@example.com", "B").await;
     let c = account(&small, "c@example.com", "C").await;
     small
-        .add_to_list(a.id, List::Forward, &b.email, "B", None)
+        .add_to_list(a.id, ListKind::Fl, &b.email, "B", None)
         .await
         .unwrap();
     assert!(matches!(
         small
-            .add_to_list(a.id, List::Forward, &c.email, "C", None)
+            .add_to_list(a.id, ListKind::Fl, &c.email, "C", None)
             .await,
         Err(ListError::ListFull)
     ));
@@ -227,12 +231,12 @@ async fn groups_and_group_membership() {
     );
 
     store
-        .add_to_list(alice.id, List::Forward, &bob.email, "Bob", Some(friends))
+        .add_to_list(alice.id, ListKind::Fl, &bob.email, "Bob", Some(friends))
         .await
         .unwrap();
     // Already on FL: adding to another group is a change of its own, without RL effects.
     let out = store
-        .add_to_list(alice.id, List::Forward, &bob.email, "Bob", Some(work))
+        .add_to_list(alice.id, ListKind::Fl, &bob.email, "Bob", Some(work))
         .await
         .unwrap();
     assert_eq!(out.reverse, None);
@@ -244,7 +248,7 @@ async fn groups_and_group_membership() {
 
     // Removing from one group keeps the contact on FL.
     let out = store
-        .remove_from_list(alice.id, List::Forward, &bob.email, Some(work))
+        .remove_from_list(alice.id, ListKind::Fl, &bob.email, Some(work))
         .await
         .unwrap();
     assert_eq!(out.reverse, None);
@@ -278,9 +282,13 @@ async fn groups_and_group_membership() {
     ));
     store.remove_group(alice.id, friends).await.unwrap();
     let snap = store.list_snapshot(alice.id).await.unwrap();
-    assert_eq!(snap.contacts[0].lists, ListBits(1));
+    assert_eq!(snap.contacts[0].lists, bits(1));
     assert!(snap.contacts[0].groups.is_empty());
-    let names: Vec<_> = snap.groups.iter().map(|g| (g.id.0, g.name.len())).collect();
+    let names: Vec<_> = snap
+        .groups
+        .iter()
+        .map(|g| (g.id.0, g.name.as_str().len()))
+        .collect();
     assert_eq!(
         names,
         vec![(0, "Other%20Contacts".len()), (3, MAX_GROUP_NAME_BYTES)]
@@ -305,14 +313,14 @@ async fn properties_names_and_snapshot() {
     let alice = account(&store, "alice@example.com", "Alice").await;
     let bob = account(&store, "bob@example.com", "Bob").await;
 
-    assert_eq!(store.set_gtc(alice.id, Gtc::NoAsk).await.unwrap(), 1);
+    assert_eq!(store.set_gtc(alice.id, Gtc::N).await.unwrap(), 1);
     assert!(matches!(
-        store.set_gtc(alice.id, Gtc::NoAsk).await,
+        store.set_gtc(alice.id, Gtc::N).await,
         Err(ListError::SameValue)
     ));
-    assert_eq!(store.set_blp(alice.id, Blp::BlockAll).await.unwrap(), 2);
+    assert_eq!(store.set_blp(alice.id, Blp::Bl).await.unwrap(), 2);
     assert!(matches!(
-        store.set_blp(alice.id, Blp::BlockAll).await,
+        store.set_blp(alice.id, Blp::Bl).await,
         Err(ListError::SameValue)
     ));
     assert_eq!(
@@ -362,7 +370,8 @@ async fn properties_names_and_snapshot() {
             .await
             .unwrap()
             .unwrap()
-            .friendly_name,
+            .friendly_name
+            .as_str(),
         "Alice%20A."
     );
     assert!(matches!(
@@ -370,11 +379,11 @@ async fn properties_names_and_snapshot() {
         Err(ListError::NotOnList)
     ));
     store
-        .add_to_list(alice.id, List::Forward, &bob.email, "Bob", None)
+        .add_to_list(alice.id, ListKind::Fl, &bob.email, "Bob", None)
         .await
         .unwrap();
     store
-        .add_to_list(alice.id, List::Allow, &bob.email, "Bob", None)
+        .add_to_list(alice.id, ListKind::Al, &bob.email, "Bob", None)
         .await
         .unwrap();
     store
@@ -385,15 +394,18 @@ async fn properties_names_and_snapshot() {
     store.close().await.unwrap();
     let store = file_store(dir.path()).await;
     let snap = store.list_snapshot(alice.id).await.unwrap();
+    assert_eq!((snap.version, snap.gtc, snap.blp), (9, Gtc::N, Blp::Bl));
     assert_eq!(
-        (snap.version, snap.gtc, snap.blp),
-        (9, Gtc::NoAsk, Blp::BlockAll)
+        snap.phones,
+        vec![(PhoneProp::Phm, Token::parse("555%201234").unwrap())]
     );
-    assert_eq!(snap.phones, vec![(PhoneProp::Phm, "555%201234".to_owned())]);
     let bob_entry = &snap.contacts[0];
-    assert_eq!(bob_entry.friendly_name, "Bobster");
-    assert_eq!(bob_entry.lists, ListBits(3));
-    assert_eq!(bob_entry.phones, vec![(PhoneProp::Mob, "Y".to_owned())]);
+    assert_eq!(bob_entry.friendly_name.as_str(), "Bobster");
+    assert_eq!(bob_entry.lists, bits(3));
+    assert_eq!(
+        bob_entry.phones,
+        vec![(PhoneProp::Mob, Token::parse("Y").unwrap())]
+    );
 }
 
 #[tokio::test]
@@ -403,11 +415,11 @@ async fn deleting_an_account_cleans_other_lists_and_bumps_their_versions() {
     let alice = account(&store, "alice@example.com", "Alice").await;
     let bob = account(&store, "bob@example.com", "Bob").await;
     store
-        .add_to_list(alice.id, List::Forward, &bob.email, "Bob", None)
+        .add_to_list(alice.id, ListKind::Fl, &bob.email, "Bob", None)
         .await
         .unwrap();
     store
-        .add_to_list(bob.id, List::Forward, &alice.email, "Alice", None)
+        .add_to_list(bob.id, ListKind::Fl, &alice.email, "Alice", None)
         .await
         .unwrap();
     store.new_token(alice.id, "pc").await.unwrap();
@@ -447,16 +459,16 @@ async fn adding_yourself_sets_both_bits() {
     let store = file_store(dir.path()).await;
     let alice = account(&store, "alice@example.com", "Alice").await;
     let out = store
-        .add_to_list(alice.id, List::Forward, &alice.email, "Me", None)
+        .add_to_list(alice.id, ListKind::Fl, &alice.email, "Me", None)
         .await
         .unwrap();
     assert_eq!(out.version, 2);
     assert_eq!(
         store.list_snapshot(alice.id).await.unwrap().contacts[0].lists,
-        ListBits(9)
+        bits(9)
     );
     store
-        .remove_from_list(alice.id, List::Forward, &alice.email, None)
+        .remove_from_list(alice.id, ListKind::Fl, &alice.email, None)
         .await
         .unwrap();
     assert!(

@@ -1,0 +1,395 @@
+//! The legacy-TLS listener for Windows XP: OpenSSL (vendored, built with its weak-cipher
+//! option) offering TLS 1.0 – 1.3, including `TLS_RSA_WITH_3DES_EDE_CBC_SHA` with RSA key
+//! exchange, which is what XP's SChannel/WinINet can speak and rustls cannot.
+//!
+//! XP also cannot verify ECDSA certificates, and the main certificate chain ([`crate::tls`]) is
+//! ECDSA. So this listener uses its own RSA-2048 / SHA-256 chain: a "Relive Legacy CA" root and
+//! a server certificate for the same names, generated on first use in `<data-dir>/tls/legacy/`
+//! ([`ensure_certificates`]); XP users import `legacy-ca.crt`. Operators can point
+//! `passport.legacy_cert` / `passport.legacy_key` at their own RSA chain instead.
+//!
+//! Offered, best first (OpenSSL names):
+//!
+//! ```text
+//! TLS 1.3: TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256
+//! TLS 1.0–1.2: ECDHE-RSA-AES128-GCM-SHA256, ECDHE-RSA-AES256-GCM-SHA384,
+//!   ECDHE-RSA-CHACHA20-POLY1305, ECDHE-RSA-AES128-SHA, ECDHE-RSA-AES256-SHA,
+//!   AES128-SHA, AES256-SHA, DES-CBC3-SHA (= TLS_RSA_WITH_3DES_EDE_CBC_SHA)
+//! ```
+//!
+//! The GCM/ChaCha suites need TLS 1.2; the CBC ones work from TLS 1.0. OpenSSL's security level
+//! is 0 on this listener only (TLS 1.0 signs with MD5+SHA-1, and 3DES is below level 1).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use openssl::asn1::{Asn1Integer, Asn1Time};
+use openssl::bn::{BigNum, MsbOption};
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVersion};
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    SubjectKeyIdentifier,
+};
+use openssl::x509::{X509, X509Builder, X509NameBuilder};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::tls::HANDSHAKE_TIMEOUT;
+use super::{HttpService, Peer, serve_io};
+use crate::passport::Transport;
+use crate::secret::create_private_file;
+
+/// TLS 1.0–1.2 cipher list of the legacy listener (see the module docs).
+pub const LEGACY_CIPHERS: &str = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:\
+ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:AES128-SHA:AES256-SHA:\
+DES-CBC3-SHA:@SECLEVEL=0";
+
+/// Errors setting up the legacy listener.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LegacyTlsError {
+    /// A certificate or key file could not be read or written.
+    #[error("legacy TLS file {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// OpenSSL refused the configuration, a certificate or a key.
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] ErrorStack),
+    /// The PEM holds no certificate.
+    #[error("no certificate in the legacy certificate file")]
+    NoCertificate,
+    /// The key is not RSA: RSA key exchange (what XP needs) is impossible.
+    #[error("the legacy listener needs an RSA key")]
+    NotRsa,
+}
+
+/// Paths of the legacy RSA chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyCertPaths {
+    /// The root users import on XP.
+    pub ca_cert: PathBuf,
+    /// The root's key.
+    pub ca_key: PathBuf,
+    /// Server certificate followed by the root (PEM chain).
+    pub chain: PathBuf,
+    /// Server key.
+    pub key: PathBuf,
+}
+
+impl LegacyCertPaths {
+    /// The standard layout under `<data_dir>/tls/legacy/`.
+    #[must_use]
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        let dir = data_dir.join("tls").join("legacy");
+        Self {
+            ca_cert: dir.join("legacy-ca.crt"),
+            ca_key: dir.join("legacy-ca.key"),
+            chain: dir.join("legacy-server.crt"),
+            key: dir.join("legacy-server.key"),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LegacyTlsError> {
+    std::fs::read(path).map_err(|source| LegacyTlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write(path: &Path, data: &[u8], private: bool) -> Result<(), LegacyTlsError> {
+    let io = |source| LegacyTlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    if private {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        let mut file = create_private_file(path).map_err(io)?;
+        std::io::Write::write_all(&mut file, data).map_err(io)
+    } else {
+        std::fs::write(path, data).map_err(io)
+    }
+}
+
+/// 2020-01-01 and 2045-01-01 as Unix seconds: the validity window of the main chain too.
+const NOT_BEFORE: i64 = 1_577_836_800;
+const NOT_AFTER: i64 = 2_366_841_600;
+
+fn certificate(
+    common_name: &str,
+    key: &PKey<Private>,
+    issuer: Option<(&X509, &PKey<Private>)>,
+    names: &[String],
+) -> Result<X509, ErrorStack> {
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", common_name)?;
+    name.append_entry_by_text("O", "Relive")?;
+    let name = name.build();
+    let mut serial = BigNum::new()?;
+    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let serial = Asn1Integer::from_bn(&serial)?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(issuer.map_or(&*name, |(cert, _)| cert.subject_name()))?;
+    b.set_pubkey(key)?;
+    let (not_before, not_after) = (
+        Asn1Time::from_unix(NOT_BEFORE)?,
+        Asn1Time::from_unix(NOT_AFTER)?,
+    );
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    let ski =
+        SubjectKeyIdentifier::new().build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))?;
+    b.append_extension(ski)?;
+    if issuer.is_none() {
+        b.append_extension(BasicConstraints::new().critical().ca().pathlen(0).build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()?,
+        )?;
+    } else {
+        b.append_extension(BasicConstraints::new().critical().build()?)?;
+        // keyEncipherment: RSA key exchange encrypts the pre-master secret to this key.
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .key_encipherment()
+                .build()?,
+        )?;
+        b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+        let mut san = SubjectAlternativeName::new();
+        for n in names {
+            if n.parse::<std::net::IpAddr>().is_ok() {
+                san.ip(n);
+            } else {
+                san.dns(n);
+            }
+        }
+        let san = san.build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))?;
+        b.append_extension(san)?;
+        let aki = AuthorityKeyIdentifier::new()
+            .keyid(true)
+            .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))?;
+        b.append_extension(aki)?;
+    }
+    b.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::sha256())?;
+    Ok(b.build())
+}
+
+fn rsa_key() -> Result<PKey<Private>, ErrorStack> {
+    PKey::from_rsa(Rsa::generate(2048)?)
+}
+
+/// Makes sure the legacy RSA chain exists for `public_host` (plus the names of
+/// [`crate::tls::EXTRA_NAMES`]); generates the root and the server certificate if either is
+/// missing. Existing files are left alone.
+///
+/// # Errors
+///
+/// [`LegacyTlsError`] on file or OpenSSL errors.
+pub fn ensure_certificates(
+    paths: &LegacyCertPaths,
+    public_host: &str,
+) -> Result<(), LegacyTlsError> {
+    if [&paths.ca_cert, &paths.ca_key, &paths.chain, &paths.key]
+        .iter()
+        .all(|p| p.exists())
+    {
+        return Ok(());
+    }
+    let mut names = vec![public_host.to_owned()];
+    names.extend(
+        crate::tls::EXTRA_NAMES
+            .iter()
+            .filter(|n| **n != public_host)
+            .map(|n| (*n).to_owned()),
+    );
+    let ca_key = rsa_key()?;
+    let ca = certificate(
+        &format!("Relive Legacy CA {public_host}"),
+        &ca_key,
+        None,
+        &[],
+    )?;
+    let key = rsa_key()?;
+    let cert = certificate(public_host, &key, Some((&ca, &ca_key)), &names)?;
+    let mut chain = cert.to_pem()?;
+    chain.extend(ca.to_pem()?);
+    write(&paths.ca_key, &ca_key.private_key_to_pem_pkcs8()?, true)?;
+    write(&paths.key, &key.private_key_to_pem_pkcs8()?, true)?;
+    write(&paths.ca_cert, &ca.to_pem()?, false)?;
+    write(&paths.chain, &chain, false)?;
+    tracing::info!(
+        host = public_host,
+        "generated the legacy (RSA) CA and server certificate"
+    );
+    Ok(())
+}
+
+/// The legacy listener's OpenSSL acceptor. Cheap to clone.
+#[derive(Clone)]
+pub struct LegacyTls {
+    acceptor: Arc<SslAcceptor>,
+}
+
+impl std::fmt::Debug for LegacyTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LegacyTls")
+    }
+}
+
+impl LegacyTls {
+    /// An acceptor from a PEM certificate chain (server certificate first) and an RSA key.
+    ///
+    /// # Errors
+    ///
+    /// [`LegacyTlsError`] if the PEM is unusable, the key is not RSA or does not match.
+    pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<Self, LegacyTlsError> {
+        let key = PKey::private_key_from_pem(key)?;
+        if key.rsa().is_err() {
+            return Err(LegacyTlsError::NotRsa);
+        }
+        let mut certs = X509::stack_from_pem(chain)?.into_iter();
+        let leaf = certs.next().ok_or(LegacyTlsError::NoCertificate)?;
+        let mut b = SslAcceptor::mozilla_intermediate(SslMethod::tls_server())?;
+        b.set_security_level(0);
+        b.set_min_proto_version(Some(SslVersion::TLS1))?;
+        b.set_cipher_list(LEGACY_CIPHERS)?;
+        b.set_certificate(&leaf)?;
+        for extra in certs {
+            b.add_extra_chain_cert(extra)?;
+        }
+        b.set_private_key(&key)?;
+        b.check_private_key()?;
+        Ok(Self {
+            acceptor: Arc::new(b.build()),
+        })
+    }
+
+    /// An acceptor from PEM files.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::from_pem`], or if a file cannot be read.
+    pub fn from_files(chain: &Path, key: &Path) -> Result<Self, LegacyTlsError> {
+        Self::from_pem(&read(chain)?, &read(key)?)
+    }
+}
+
+/// One connection on the legacy listener: OpenSSL handshake (bounded by
+/// [`HANDSHAKE_TIMEOUT`] and `cancel`), then HTTP/1.1 as on the other listeners.
+pub async fn serve_legacy_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: HttpService,
+    tls: LegacyTls,
+    cancel: CancellationToken,
+) {
+    let stream = match Ssl::new(tls.acceptor.context())
+        .and_then(|ssl| tokio_openssl::SslStream::new(ssl, stream))
+    {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%error, "legacy TLS setup failed");
+            return;
+        }
+    };
+    let mut stream = stream;
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, Pin::new(&mut stream).accept());
+    tokio::select! {
+        () = cancel.cancelled() => return,
+        result = handshake => match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "legacy TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("legacy TLS handshake timed out");
+                return;
+            }
+        },
+    }
+    if let Some(cipher) = stream.ssl().current_cipher() {
+        tracing::debug!(
+            version = stream.ssl().version_str(),
+            cipher = cipher.name(),
+            "legacy TLS established"
+        );
+    }
+    let peer = Peer {
+        addr: peer,
+        transport: Transport::LegacyTls,
+    };
+    serve_io(stream, peer, service, cancel).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{CertPaths, ensure_certificates as ensure_main_certificates};
+
+    #[test]
+    fn legacy_certificates_are_rsa_and_a_non_rsa_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = LegacyCertPaths::in_data_dir(dir.path());
+        ensure_certificates(&paths, "chat.example.org").unwrap();
+        let chain = std::fs::read(&paths.chain).unwrap();
+        ensure_certificates(&paths, "chat.example.org").unwrap();
+        assert_eq!(
+            std::fs::read(&paths.chain).unwrap(),
+            chain,
+            "existing files are kept"
+        );
+        let certs = openssl::x509::X509::stack_from_pem(&chain).unwrap();
+        assert_eq!(certs.len(), 2);
+        let key = certs[0].public_key().unwrap();
+        assert_eq!(key.rsa().unwrap().size() * 8, 2048);
+        let sans: Vec<String> = certs[0]
+            .subject_alt_names()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.dnsname().map(str::to_owned))
+            .collect();
+        assert!(sans.contains(&"chat.example.org".to_owned()));
+        assert!(sans.contains(&"login.passport.com".to_owned()));
+        assert!(certs[0].verify(&certs[1].public_key().unwrap()).unwrap());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for key in [&paths.ca_key, &paths.key] {
+                let mode = std::fs::metadata(key).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+        }
+
+        // The main (ECDSA) chain cannot serve TLS_RSA_* suites.
+        let main = CertPaths::in_data_dir(dir.path());
+        ensure_main_certificates(&main, "127.0.0.1").unwrap();
+        let err = LegacyTls::from_files(&main.server_cert, &main.server_key).unwrap_err();
+        assert!(matches!(err, LegacyTlsError::NotRsa));
+    }
+}

@@ -1,0 +1,203 @@
+//! The HTTP handlers: Passport nexus, Passport login, MsgrConfig.
+//!
+//! ```text
+//! GET  /rdr/pprdr.asp            → 200, PassportURLs: DARealm=...,DALogin=...
+//! GET  /login2.srf               → 200 Authentication-Info (ticket) | 401 WWW-Authenticate | 503
+//! GET  /Config/MsgrConfig.asmx   → 200 text/xml <MsgrConfig> document
+//! POST /Config/MsgrConfig.asmx   → 200 text/xml SOAP GetClientConfigResponse wrapping it
+//! ```
+//!
+//! The login route is also served at the configured `nexus.path` when that differs.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::Peer;
+use crate::passport::{Credentials, LoginError, PassportService};
+
+/// The nexus header name, spelled as the clients look it up (see [`super::case`]).
+pub const PASSPORT_URLS: HeaderName = HeaderName::from_static("passporturls");
+
+/// The login success header.
+pub const AUTHENTICATION_INFO: HeaderName = HeaderName::from_static("authentication-info");
+
+/// The `WWW-Authenticate` value of a failed login (transcript 11): libpurple shows the
+/// URL-decoded `cbtxt`.
+pub const LOGIN_FAILED: &str = "Passport1.4 da-status=failed,srealm=Passport.NET,ts=-3,prompt,\
+cbtxt=The%20e-mail%20address%20or%20password%20is%20incorrect";
+
+/// Where the client goes after a login (`ru=`), as the official service said.
+const RETURN_URL: &str = "http://messenger.msn.com";
+
+/// The configuration document MSN Messenger 6+ fetches at sign-in. Minimal: no tabs, no
+/// "MSN Today", phone dialer off. The element names follow what revival servers answer
+/// (Escargot, CrossTalk) and yellows111's MsgrConfig notes: a `<MsgrConfig>` root with a
+/// `<Simple>` section; a failed or empty fetch only removes that UI (PROTOCOL.md §6).
+pub const MSGR_CONFIG: &str = "<MsgrConfig>\
+<Simple>\
+<Config><ExpiresInDays>0</ExpiresInDays></Config>\
+<DisablePhoneDialer>1</DisablePhoneDialer>\
+<Relay><Enabled>0</Enabled></Relay>\
+</Simple>\
+</MsgrConfig>";
+
+/// State of the routes.
+#[derive(Debug, Clone)]
+pub struct RouteState {
+    passport: PassportService,
+    passport_urls: Arc<RwLock<HeaderValue>>,
+}
+
+impl RouteState {
+    /// State answering the nexus with the current value of `passport_urls`.
+    #[must_use]
+    pub const fn new(passport: PassportService, passport_urls: Arc<RwLock<HeaderValue>>) -> Self {
+        Self {
+            passport,
+            passport_urls,
+        }
+    }
+}
+
+/// The router. `login_path` is the configured `DALogin` path (served besides `/login2.srf`).
+pub fn router(state: RouteState, login_path: &str) -> Router {
+    let mut router = Router::new()
+        .route("/rdr/pprdr.asp", get(nexus))
+        .route("/login2.srf", get(login))
+        .route(
+            "/Config/MsgrConfig.asmx",
+            get(msgr_config_get).post(msgr_config_post),
+        );
+    // Only plain literal paths (axum would treat `{x}`, `*x` or `:x` segments specially, and
+    // panics on a route that is already taken).
+    let literal = login_path.starts_with('/')
+        && login_path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._~-".contains(&b));
+    let taken = ["/rdr/pprdr.asp", "/login2.srf", "/Config/MsgrConfig.asmx"];
+    if literal && !taken.contains(&login_path) {
+        router = router.route(login_path, get(login));
+    }
+    router.fallback(not_found).with_state(state)
+}
+
+async fn nexus(State(state): State<RouteState>) -> Response {
+    let urls = state
+        .passport_urls
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    ([(PASSPORT_URLS, urls)], Body::empty()).into_response()
+}
+
+fn failed() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(LOGIN_FAILED),
+        )],
+        Body::empty(),
+    )
+        .into_response()
+}
+
+async fn login(
+    State(state): State<RouteState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let credentials = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(Credentials::from_authorization);
+    let credentials = match credentials {
+        Some(Ok(c)) => c,
+        Some(Err(error)) => {
+            tracing::info!(%error, "login2.srf: unusable Authorization header");
+            return failed();
+        }
+        None => return failed(),
+    };
+    match state
+        .passport
+        .login(&credentials, peer.addr.ip(), peer.transport)
+        .await
+    {
+        Ok(ticket) => {
+            tracing::info!(handle = %credentials.handle, "passport login succeeded");
+            let info = format!(
+                "Passport1.4 da-status=success,tname=MSPAuth,tname=MSPProf,tname=MSPSec,\
+                 from-PP='{}',ru={RETURN_URL}",
+                ticket.expose()
+            );
+            match HeaderValue::from_str(&info) {
+                Ok(value) => ([(AUTHENTICATION_INFO, value)], Body::empty()).into_response(),
+                // Tickets are base64url; this cannot happen, but never panic on it.
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        }
+        Err(LoginError::Failed) => {
+            tracing::info!(handle = %credentials.handle, "passport login failed");
+            failed()
+        }
+        Err(LoginError::Refused(refused)) => {
+            tracing::warn!(handle = %credentials.handle, peer = %peer.addr, "passport login rate-limited");
+            // Round up so a client that waits exactly this long is allowed.
+            let secs =
+                refused.retry_after.as_secs() + u64::from(refused.retry_after.subsec_nanos() > 0);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, HeaderValue::from(secs))],
+                Body::empty(),
+            )
+                .into_response()
+        }
+        Err(LoginError::Store(error)) => {
+            tracing::error!(%error, "passport login: store failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn xml(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn msgr_config_get() -> Response {
+    xml(format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n{MSGR_CONFIG}"
+    ))
+}
+
+async fn msgr_config_post() -> Response {
+    xml(format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n\
+         <soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+         xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\">\
+         <soap:Body>\
+         <GetClientConfigResponse xmlns=\"http://www.msn.com/webservices/Messenger/Client\">\
+         <GetClientConfigResult><![CDATA[{MSGR_CONFIG}]]></GetClientConfigResult>\
+         </GetClientConfigResponse>\
+         </soap:Body>\
+         </soap:Envelope>"
+    ))
+}
+
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
+}

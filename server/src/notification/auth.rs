@@ -1,0 +1,298 @@
+//! Login: `VER`, `CVR`, `USR` (MD5 for MSNP2–7, CTP for MSNP2), the optional `XFR NS`
+//! referral, and what a successful login sends (`USR OK`, the profile `MSG`).
+//!
+//! ```text
+//! C: USR 6 MD5 I alice@example.com      S: USR 6 MD5 S <fresh random challenge>
+//! C: USR 7 MD5 S <md5hex(challenge ‖ token)>
+//! S: USR 7 OK alice@example.com Alice [1]      (verified flag from MSNP6)
+//! S: MSG Hotmail Hotmail <len> + text/x-msmsgsprofile
+//! ```
+//!
+//! The secret is one of the account's access tokens (never the password). Every attempt gets a
+//! new challenge, so a captured answer cannot be replayed. An unknown account gets a challenge
+//! too and fails at `USR … S` with the same `911` after the same store round trip as a wrong
+//! answer, so neither the reply nor its timing class tells whether the account exists. A failed
+//! login closes the connection.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use rand::Rng as _;
+use relive_msnp::client::{Cvr, Usr, Ver};
+use relive_msnp::server::ServerMessage;
+use relive_msnp::types::{AuthMethod, ErrorCode, FriendlyName, Token, TrId};
+use relive_msnp::version::{Capabilities, ProfileGeneration};
+use tracing::{Span, info, warn};
+
+use super::{Auth, NsService, User};
+use crate::hub::ListView;
+use crate::net::conn::Replies;
+use crate::secret::Secret as StoreSecret;
+use crate::store::{Account, AccountId};
+
+/// `Hotmail`, the sender of the profile message.
+fn hotmail() -> Token {
+    #[allow(clippy::unwrap_used, reason = "a constant, valid token")]
+    Token::parse("Hotmail").unwrap()
+}
+
+/// A fresh MD5 challenge shaped like the original service's (`<digits>.<digits>`).
+fn new_challenge() -> String {
+    let mut rng = rand::rng();
+    format!(
+        "{}.{:09}",
+        rng.random_range(1_000_000_000u32..4_000_000_000),
+        rng.random_range(0..1_000_000_000u32)
+    )
+}
+
+/// A token built from our own text (never client input); `fallback` if it somehow is not one.
+fn token(text: &str, fallback: &str) -> Token {
+    Token::parse(text).unwrap_or_else(|_| {
+        #[allow(clippy::unwrap_used, reason = "callers pass constant, valid fallbacks")]
+        Token::parse(fallback).unwrap()
+    })
+}
+
+impl NsService {
+    pub(super) fn handle_ver(&mut self, ver: &Ver, caps: &Capabilities, out: &mut Replies) {
+        out.push(ServerMessage::Ver {
+            trid: ver.trid,
+            versions: vec![caps.version],
+            // MSNP8+ clients expect the CVR0 echo (transcripts 10, 12); older ones got the bare
+            // dialect (transcripts 01, 02).
+            cvr0: ver.offers_cvr0() && caps.cvr_before_usr,
+        });
+    }
+
+    pub(super) fn handle_cvr(&mut self, cvr: &Cvr, out: &mut Replies) {
+        let host = &self.ctx.settings.public_host;
+        let v = cvr.client_version.clone();
+        out.push(ServerMessage::Cvr {
+            trid: cvr.trid,
+            // The client's own version in every slot, so it is never told to upgrade.
+            latest: v.clone(),
+            recommended: v.clone(),
+            minimum: v,
+            download_url: token(&format!("http://{host}/download"), "http://127.0.0.1/"),
+            info_url: token(&format!("http://{host}/"), "http://127.0.0.1/"),
+        });
+    }
+
+    pub(super) async fn handle_usr(&mut self, usr: Usr, caps: &Capabilities, out: &mut Replies) {
+        match usr {
+            Usr::Initial {
+                trid,
+                method,
+                handle,
+            } => {
+                if let Some(referral) = self.referral(trid) {
+                    out.push(referral);
+                    return out.close();
+                }
+                match method {
+                    AuthMethod::Md5 => {
+                        let challenge = new_challenge();
+                        out.push(ServerMessage::UsrChallenge {
+                            trid,
+                            method,
+                            challenge: Some(token(&challenge, "0.0")),
+                        });
+                        self.auth = Auth::Md5 { handle, challenge };
+                    }
+                    AuthMethod::Ctp => {
+                        out.push(ServerMessage::UsrChallenge {
+                            trid,
+                            method,
+                            challenge: None,
+                        });
+                        self.auth = Auth::Ctp { handle };
+                    }
+                    AuthMethod::Twn => {
+                        info!(trid = trid.0, "TWN login is not served by this NS yet");
+                        Self::fail(trid, out);
+                    }
+                }
+            }
+            Usr::Subsequent {
+                trid,
+                method: _,
+                response,
+            } => {
+                let auth = std::mem::replace(&mut self.auth, Auth::Idle);
+                let verified = match auth {
+                    Auth::Md5 { handle, challenge } => {
+                        self.verify(&handle, |store, id| {
+                            let (challenge, response) = (challenge.clone(), response.clone());
+                            async move { store.verify_md5(id, &challenge, response.as_str()).await }
+                        })
+                        .await
+                    }
+                    Auth::Ctp { handle } => {
+                        self.verify(&handle, |store, id| {
+                            let secret = StoreSecret::new(response.as_str().to_owned());
+                            async move { store.verify_plain(id, &secret).await }
+                        })
+                        .await
+                    }
+                    Auth::Idle => Ok(None),
+                };
+                match verified {
+                    Ok(Some(account)) => self.logged_in(trid, account, caps, out).await,
+                    Ok(None) => {
+                        info!(trid = trid.0, "login failed");
+                        Self::fail(trid, out);
+                    }
+                    Err(error) => {
+                        warn!(%error, "login check failed");
+                        Self::fail(trid, out);
+                    }
+                }
+            }
+            Usr::Switchboard { trid, .. } => Self::fail(trid, out),
+        }
+    }
+
+    /// `911` and close.
+    fn fail(trid: TrId, out: &mut Replies) {
+        out.push(ServerMessage::error(ErrorCode::AuthenticationFailed, trid));
+        out.close();
+    }
+
+    /// Looks the account up and runs `check` against its tokens. For an unknown account the
+    /// same check runs against an id no token belongs to, so the work done is the same.
+    async fn verify<F, Fut>(
+        &self,
+        handle: &relive_msnp::types::Passport,
+        check: F,
+    ) -> Result<Option<Account>, crate::store::StoreError>
+    where
+        F: Fn(crate::store::Store, AccountId) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<Option<crate::store::TokenId>, crate::store::StoreError>,
+            >,
+    {
+        let store = self.ctx.store.clone();
+        let account = store.account(handle).await?;
+        let id = account.as_ref().map_or(AccountId(0), |a| a.id);
+        let matched = check(store, id).await?;
+        Ok(account.filter(|_| matched.is_some()))
+    }
+
+    /// `XFR NS` when a separate NS host is configured (PROTOCOL.md §1.2).
+    fn referral(&self, trid: TrId) -> Option<ServerMessage> {
+        let s = &self.ctx.settings;
+        if s.ns_referral_host == s.public_host {
+            return None;
+        }
+        let current = self
+            .ctx
+            .ns_address
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let port = current
+            .as_str()
+            .rsplit_once(':')
+            .map_or("1863", |(_, p)| p)
+            .to_owned();
+        Some(ServerMessage::XfrNs {
+            trid,
+            addr: token(&format!("{}:{port}", s.ns_referral_host), "127.0.0.1:1863"),
+            current,
+        })
+    }
+
+    /// The credentials were right: register with the hub (an older session gets `OUT OTH`),
+    /// answer `USR OK` and send the profile.
+    async fn logged_in(
+        &mut self,
+        trid: TrId,
+        account: Account,
+        caps: &Capabilities,
+        out: &mut Replies,
+    ) {
+        let snapshot = match self.ctx.store.list_snapshot(account.id).await {
+            Ok(s) => s,
+            Err(error) => {
+                warn!(%error, "loading lists at login failed");
+                return Self::fail(trid, out);
+            }
+        };
+        let lists = ListView {
+            blp: snapshot.blp,
+            contacts: snapshot
+                .contacts
+                .iter()
+                .map(|c| (c.email.clone(), c.lists))
+                .collect(),
+        };
+        let handle = account.email.clone();
+        Span::current().record("user", handle.as_str());
+        info!(user = handle.as_str(), "logged in");
+        self.ctx.hub.register(
+            &handle,
+            self.outbox.clone(),
+            account.friendly_name.clone(),
+            lists,
+        );
+        self.ctx.hub.set_dialect(&handle, *caps);
+        self.registered = true;
+        self.session.login_succeeded();
+        out.push(ServerMessage::UsrOk {
+            trid,
+            handle: handle.clone(),
+            name: account.friendly_name.clone(),
+            verified: true,
+        });
+        out.push(ServerMessage::Msg {
+            from: hotmail(),
+            name: FriendlyName::from_display("Hotmail")
+                .unwrap_or_else(|_| FriendlyName::from(handle.clone())),
+            payload: self.profile(&account, caps),
+        });
+        self.user = Some(User {
+            id: account.id,
+            handle,
+            name: account.friendly_name,
+        });
+    }
+
+    /// The `text/x-msmsgsprofile` payload for the dialect (PROTOCOL.md §2.4).
+    fn profile(&self, account: &Account, caps: &Capabilities) -> Bytes {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut p = String::from(
+            "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsprofile; charset=UTF-8\r\n",
+        );
+        let _ = write!(p, "LoginTime: {now}\r\n");
+        if caps.profile >= ProfileGeneration::PassportFields {
+            let id = account.member_id;
+            let auth: String = (0..16)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
+            let _ = write!(
+                p,
+                "EmailEnabled: 1\r\nMemberIdHigh: {}\r\nMemberIdLow: {}\r\n\
+                 lang_preference: 1033\r\npreferredEmail: {}\r\ncountry: US\r\n\
+                 PostalCode: \r\nGender: \r\nKid: 0\r\nAge: \r\nBDayPre: \r\nBirthday: \r\n\
+                 Wallet: \r\nFlags: 1027\r\nsid: 507\r\nkv: 5\r\nMSPAuth: {auth}\r\n",
+                id >> 32,
+                id & 0xffff_ffff,
+                account.email,
+            );
+        }
+        if caps.profile >= ProfileGeneration::ClientAddress {
+            let port = self.peer.port();
+            let swapped = (port & 0xff) * 256 + ((port & 0xff00) >> 8);
+            let _ = write!(
+                p,
+                "ClientIP: {}\r\nClientPort: {swapped}\r\n",
+                self.peer.ip()
+            );
+        }
+        p.push_str("\r\n");
+        Bytes::from(p)
+    }
+}

@@ -1,0 +1,145 @@
+//! The small NS commands: `PNG`, `XFR SB`, `URL`, `FND`, `PAG` (PROTOCOL.md §2.9, §3.1).
+//!
+//! * `PNG` → `QNG` (with the seconds until the next ping from MSNP9).
+//! * `XFR SB` → a fresh single-use cookie bound to the user (`913` while hidden or before the
+//!   first `CHG` is decided by the session rules).
+//! * `URL` → links into this server's website (the Hotmail pages are gone).
+//! * `FND` searches only accounts whose owner opted in (`searchable`, off by default): a result
+//!   is an account whose friendly name contains the given first and last name (case-insensitive;
+//!   `*` matches anything). Locations are not stored, so `city`/`state`/`country` must be `*` or
+//!   nothing matches. More than [`MAX_FND_RESULTS`] matches → `301`. Results show the name only,
+//!   never the handle.
+//! * `SND`/`SDC` are accepted and no e-mail is ever sent; `IMS` is echoed.
+//! * `PAG` (pager) is answered `502` (command disabled): there is no pager network to reach.
+
+use relive_msnp::client::Fnd;
+use relive_msnp::client::Url;
+use relive_msnp::server::ServerMessage;
+use relive_msnp::types::{ErrorCode, FriendlyName, Token, TrId, url_decode};
+use relive_msnp::version::Capabilities;
+use tokio::time::Instant;
+
+use super::{NsService, User};
+use crate::net::conn::Replies;
+use crate::switchboard::{Grant, Purpose};
+
+/// Seconds until the next `PNG` that MSNP9+ clients are told in `QNG`.
+pub const PING_INTERVAL_SECS: u32 = 50;
+/// Most `FND` results before the search is refused with `301`.
+pub const MAX_FND_RESULTS: usize = 20;
+/// How many searchable accounts one `FND` looks at.
+const FND_SCAN_LIMIT: usize = 10_000;
+
+/// The decoded, lower-cased value of `key=value` among `fields`, `None` for `*` or absent.
+fn field(fields: &[Token], key: &str) -> Option<String> {
+    let value = fields
+        .iter()
+        .find_map(|f| f.as_str().strip_prefix(key)?.strip_prefix('='))?;
+    let decoded = String::from_utf8_lossy(&url_decode(value)).to_lowercase();
+    (decoded != "*" && !decoded.is_empty()).then_some(decoded)
+}
+
+impl NsService {
+    pub(super) fn handle_png(&mut self, out: &mut Replies) {
+        out.push(ServerMessage::Qng {
+            seconds: PING_INTERVAL_SECS,
+        });
+    }
+
+    pub(super) fn handle_xfr(
+        &mut self,
+        trid: TrId,
+        user: &User,
+        caps: &Capabilities,
+        out: &mut Replies,
+    ) {
+        let sbs = &self.ctx.switchboards;
+        let cookie = sbs.issue(
+            Grant {
+                user: user.handle.clone(),
+                name: user.name.clone(),
+                caps: *caps,
+                purpose: Purpose::NewRoom,
+            },
+            Instant::now(),
+        );
+        out.push(ServerMessage::XfrSb {
+            trid,
+            addr: sbs.address(),
+            cookie,
+        });
+    }
+
+    pub(super) fn handle_url(&mut self, url: &Url, out: &mut Replies) {
+        let host = &self.ctx.settings.public_host;
+        let path = match url.service.as_str() {
+            "INBOX" | "FOLDERS" | "COMPOSE" => "mail",
+            "PROFILE" | "PERSON" => "profile",
+            _ => "",
+        };
+        let link = |p: &str| {
+            Token::parse(&format!("http://{host}/{p}")).unwrap_or_else(|_| url.service.clone())
+        };
+        out.push(ServerMessage::Url {
+            trid: url.trid,
+            url: link(path),
+            login_url: link(""),
+            site_id: 2,
+        });
+    }
+
+    pub(super) async fn handle_fnd(&mut self, fnd: &Fnd, out: &mut Replies) {
+        let location_given = ["city", "state", "country"]
+            .iter()
+            .any(|k| field(&fnd.fields, k).is_some());
+        let (first, last) = (field(&fnd.fields, "fname"), field(&fnd.fields, "lname"));
+        let accounts = match self.ctx.store.searchable_accounts(FND_SCAN_LIMIT).await {
+            Ok(a) => a,
+            Err(e) => return Self::internal_error("FND", &e, fnd.trid, out),
+        };
+        let matches: Vec<FriendlyName> = accounts
+            .into_iter()
+            .filter(|_| !location_given && (first.is_some() || last.is_some()))
+            .filter(|a| {
+                let name = a.friendly_name.to_display().to_lowercase();
+                first.as_ref().is_none_or(|f| name.contains(f.as_str()))
+                    && last.as_ref().is_none_or(|l| name.contains(l.as_str()))
+            })
+            .map(|a| a.friendly_name)
+            .collect();
+        if matches.len() > MAX_FND_RESULTS {
+            return out.push(ServerMessage::error(ErrorCode::TooManyResults, fnd.trid));
+        }
+        if matches.is_empty() {
+            return out.push(ServerMessage::Fnd {
+                trid: fnd.trid,
+                index: 0,
+                total: 0,
+                fields: Vec::new(),
+            });
+        }
+        let total = u32::try_from(matches.len()).unwrap_or(u32::MAX);
+        for (i, name) in matches.into_iter().enumerate() {
+            let fields = [
+                format!("fname={name}"),
+                "lname=*".to_owned(),
+                "city=*".to_owned(),
+                "state=*".to_owned(),
+                "country=*".to_owned(),
+            ]
+            .iter()
+            .filter_map(|f| Token::parse(f).ok())
+            .collect();
+            out.push(ServerMessage::Fnd {
+                trid: fnd.trid,
+                index: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                total,
+                fields,
+            });
+        }
+    }
+
+    pub(super) fn handle_pag(&mut self, trid: TrId, out: &mut Replies) {
+        out.push(ServerMessage::error(ErrorCode::CommandDisabled, trid));
+    }
+}

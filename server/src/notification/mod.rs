@@ -1,0 +1,279 @@
+//! The notification server (DS + NS in one, PROTOCOL.md §2): one [`NsService`] per connection,
+//! with handlers grouped by domain and written once for every dialect. Version differences live
+//! in [`Capabilities`] and the `relive-msnp` encoders; no handler compares version numbers.
+//!
+//! - [`auth`](self::auth): `VER`, `CVR`, `INF`, `USR` (MD5, CTP), optional `XFR NS` referral,
+//!   the login itself and the profile message.
+//! - [`sync`](self::sync): `SYN`, client `LST`/`LSG`.
+//! - [`contacts`](self::contacts): `ADD`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`, `PRP`.
+//! - [`presence`](self::presence): `CHG`, `CHL`/`QRY`.
+//! - [`misc`](self::misc): `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `PAG`, `XFR SB`.
+//!
+//! Which command may run when is decided by [`NsSession`] (login-stage strictness, removed
+//! commands, `207`, `913` …): a command it rejects closes the connection with a log line.
+//! List changes are made durable in the store first, then pushed into the hub, then answered.
+
+mod auth;
+mod contacts;
+mod misc;
+mod presence;
+mod sync;
+#[cfg(test)]
+mod tests;
+
+pub use misc::{MAX_FND_RESULTS, PING_INTERVAL_SECS};
+
+use std::net::SocketAddr;
+
+use relive_msnp::client::{ClientCommand as C, Role};
+use relive_msnp::error::{ParseError, ParseErrorKind};
+use relive_msnp::server::ServerMessage;
+use relive_msnp::session::{Decision, NsSession};
+use relive_msnp::types::{ErrorCode, FriendlyName, OutReason, Passport, TrId};
+use relive_msnp::version::{Capabilities, ProtocolVersion};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::Context;
+use crate::hub::Outbox;
+use crate::net::conn::{Replies, Service};
+use crate::store::{AccountId, ListError};
+
+/// The dialects the NS negotiates. MSNP8/9 are negotiated so their login-stage rules apply,
+/// but their Passport (`TWN`) login is answered `911` until the Passport service is wired in.
+pub const SUPPORTED: std::ops::RangeInclusive<ProtocolVersion> = ProtocolVersion::IMPLEMENTED;
+
+/// Where a login attempt stands.
+#[derive(Debug)]
+enum Auth {
+    /// Nothing pending.
+    Idle,
+    /// `USR MD5 I` answered with this challenge.
+    Md5 { handle: Passport, challenge: String },
+    /// `USR CTP I` answered (MSNP2).
+    Ctp { handle: Passport },
+}
+
+/// The logged-in user of a connection.
+#[derive(Debug, Clone)]
+struct User {
+    id: AccountId,
+    handle: Passport,
+    name: FriendlyName,
+}
+
+/// `CHL`/`QRY` state (PROTOCOL.md §2.5).
+#[derive(Debug, Default)]
+struct Challenge {
+    /// The last challenge sent.
+    current: Option<String>,
+    /// When an unanswered challenge times out.
+    deadline: Option<Instant>,
+}
+
+/// The notification protocol of one connection.
+#[derive(Debug)]
+pub struct NsService {
+    ctx: Context,
+    peer: SocketAddr,
+    outbox: Outbox,
+    session: NsSession,
+    auth: Auth,
+    user: Option<User>,
+    registered: bool,
+    challenge: Challenge,
+    last_read: Instant,
+}
+
+impl NsService {
+    /// A new connection from `peer` whose hub outbox is `outbox`.
+    #[must_use]
+    pub fn new(ctx: Context, peer: SocketAddr, outbox: Outbox) -> Self {
+        Self {
+            ctx,
+            peer,
+            outbox,
+            session: NsSession::new(SUPPORTED),
+            auth: Auth::Idle,
+            user: None,
+            registered: false,
+            challenge: Challenge::default(),
+            last_read: Instant::now(),
+        }
+    }
+
+    /// The negotiated dialect (MSNP2 before `VER`, which only matters for `VER trid 0`).
+    fn dialect(&self) -> Capabilities {
+        self.session
+            .caps()
+            .copied()
+            .unwrap_or_else(|| Capabilities::for_version(ProtocolVersion::MSNP2))
+    }
+
+    /// Answers a store error the MSNP way: its code, or a close for RL edits.
+    fn list_error(error: &ListError, trid: TrId, out: &mut Replies) {
+        match error.code() {
+            Some(code) => {
+                if matches!(error, ListError::Store(_) | ListError::NoSuchAccount) {
+                    warn!(%error, trid = trid.0, "store failure");
+                }
+                out.push(ServerMessage::error(ErrorCode::from_code(code), trid));
+            }
+            None => {
+                info!(%error, "closing");
+                out.close();
+            }
+        }
+    }
+
+    /// An infrastructure failure: `500` and keep going.
+    fn internal_error(what: &str, error: &dyn std::fmt::Display, trid: TrId, out: &mut Replies) {
+        warn!(%error, trid = trid.0, what, "internal error");
+        out.push(ServerMessage::error(ErrorCode::InternalServerError, trid));
+    }
+
+    async fn dispatch(&mut self, cmd: C, out: &mut Replies) {
+        let caps = self.dialect();
+        let user = self.user.clone();
+        match (cmd, user) {
+            (C::Ver(v), _) => self.handle_ver(&v, &caps, out),
+            (C::Cvr(c), _) => self.handle_cvr(&c, out),
+            (C::Inf(i), _) => out.push(ServerMessage::Inf {
+                trid: i.trid,
+                method: relive_msnp::types::AuthMethod::Md5,
+            }),
+            (C::Usr(u), None) => self.handle_usr(u, &caps, out).await,
+            (C::Png, _) => self.handle_png(out),
+            (C::Out, _) => {
+                out.push(ServerMessage::Out { reason: None });
+                out.close();
+            }
+            (cmd, Some(user)) => self.dispatch_online(cmd, &user, &caps, out).await,
+            (cmd, None) => {
+                info!(command = ?cmd.trid(), "command before login; closing");
+                out.close();
+            }
+        }
+    }
+
+    async fn dispatch_online(
+        &mut self,
+        cmd: C,
+        user: &User,
+        caps: &Capabilities,
+        out: &mut Replies,
+    ) {
+        match cmd {
+            C::Syn(s) => self.handle_syn(&s, user, caps, out).await,
+            C::Lst(l) => self.handle_lst(&l, user, caps, out).await,
+            C::Lsg(l) => self.handle_lsg(&l, user, caps, out).await,
+            C::Add(a) => self.handle_add(&a, user, caps, out).await,
+            C::Rem(r) => self.handle_rem(&r, user, caps, out).await,
+            C::Rea(r) => self.handle_rea(&r, user, out).await,
+            C::Adg(a) => self.handle_adg(&a, user, out).await,
+            C::Rmg(r) => self.handle_rmg(&r, user, out).await,
+            C::Reg(r) => self.handle_reg(&r, user, out).await,
+            C::Gtc(g) => self.handle_gtc(&g, user, out).await,
+            C::Blp(b) => self.handle_blp(&b, user, out).await,
+            C::Prp(p) => self.handle_prp(&p, user, out).await,
+            C::Chg(c) => self.handle_chg(&c, user, caps, out),
+            C::Qry(q) => self.handle_qry(&q, out),
+            C::Xfr(x) => self.handle_xfr(x.trid, user, caps, out),
+            C::Url(u) => self.handle_url(&u, out),
+            C::Fnd(f) => self.handle_fnd(&f, out).await,
+            C::Snd(s) => out.push(ServerMessage::SndOk { trid: s.trid }),
+            C::Sdc(s) => out.push(ServerMessage::SdcOk { trid: s.trid }),
+            C::Ims(i) => out.push(ServerMessage::Ims {
+                trid: i.trid,
+                on: i.on,
+            }),
+            C::Pag(p) => self.handle_pag(p.trid, out),
+            other => {
+                info!(trid = ?other.trid(), "command out of state; closing");
+                out.close();
+            }
+        }
+    }
+}
+
+impl Service for NsService {
+    fn role(&self) -> Role {
+        Role::Notification
+    }
+
+    fn caps(&self) -> Capabilities {
+        self.dialect()
+    }
+
+    async fn handle(&mut self, cmd: C, out: &mut Replies) {
+        match self.session.on_command(&cmd) {
+            Decision::Dispatch => self.dispatch(cmd, out).await,
+            Decision::Reply(code, trid) => out.push(ServerMessage::error(code, trid)),
+            Decision::ReplyAndClose(message) => {
+                info!("login-stage violation; replying and closing");
+                out.push(message);
+                out.close();
+            }
+            Decision::Close(reason) => {
+                info!(?reason, trid = ?cmd.trid(), "closing NS connection");
+                out.close();
+            }
+        }
+    }
+
+    fn parse_error(&mut self, command: &str, error: &ParseError, out: &mut Replies) {
+        let online = self.user.is_some();
+        let code = match (command, &error.kind) {
+            ("ADD" | "REM" | "REA", ParseErrorKind::BadPassport)
+            | ("ADD" | "REA", ParseErrorKind::BadName(_))
+            | ("GTC" | "BLP" | "CHG" | "PRP", ParseErrorKind::BadValue(_)) => {
+                Some(ErrorCode::InvalidParameter)
+            }
+            ("ADG" | "REG", ParseErrorKind::BadName(_)) => Some(ErrorCode::GroupNameTooLong),
+            _ => None,
+        };
+        match (online, code, error.trid) {
+            (true, Some(code), Some(trid)) => out.push(ServerMessage::error(code, trid)),
+            _ => {
+                info!(command, %error, "malformed NS command; closing");
+                out.close();
+            }
+        }
+    }
+
+    fn activity(&mut self, now: Instant) {
+        self.last_read = now;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let idle = self.last_read + self.ctx.settings.ns_idle_timeout;
+        Some(self.challenge.deadline.map_or(idle, |d| d.min(idle)))
+    }
+
+    fn timeout(&mut self, now: Instant, out: &mut Replies) {
+        if self.challenge.deadline.is_some_and(|d| now >= d) {
+            info!("CHL not answered in time; closing");
+            self.challenge.deadline = None;
+            out.push(ServerMessage::Out { reason: None });
+            out.close();
+        } else if now >= self.last_read + self.ctx.settings.ns_idle_timeout {
+            info!("NS connection idle too long; closing");
+            out.close();
+        }
+    }
+
+    fn shutdown(&mut self, out: &mut Replies) {
+        out.push(ServerMessage::Out {
+            reason: Some(OutReason::Ssd),
+        });
+        out.close();
+    }
+
+    fn finish(&mut self) {
+        if let Some(user) = &self.user
+            && self.registered
+        {
+            self.ctx.hub.unregister(&user.handle, self.outbox.id());
+        }
+    }
+}

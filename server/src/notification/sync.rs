@@ -1,0 +1,117 @@
+//! `SYN` and the client list queries `LST`/`LSG` (PROTOCOL.md §2.6–§2.7).
+//!
+//! The store's [`ListSnapshot`] becomes one dialect-neutral [`SynDump`]; the `relive-msnp`
+//! encoder lays it out in the client's generation (MSNP2–4, 5–6, 7, 8+). A client whose cached
+//! version equals the account's gets only the `SYN` line.
+
+use relive_msnp::client::{Lsg, Lst, Syn};
+use relive_msnp::server::{DumpContact, ServerMessage, SynDump};
+use relive_msnp::types::{ListKind, TrId};
+use relive_msnp::version::Capabilities;
+
+use super::{NsService, User};
+use crate::net::conn::Replies;
+use crate::store::ListSnapshot;
+
+/// The dump for `snapshot`, answering transaction `trid`.
+fn dump(trid: TrId, snapshot: ListSnapshot) -> SynDump {
+    SynDump {
+        trid,
+        version: snapshot.version,
+        gtc: snapshot.gtc,
+        blp: snapshot.blp,
+        props: snapshot.phones,
+        groups: snapshot
+            .groups
+            .into_iter()
+            .map(|g| (g.id, g.name))
+            .collect(),
+        contacts: snapshot
+            .contacts
+            .into_iter()
+            .map(|c| DumpContact {
+                handle: c.email,
+                name: c.friendly_name,
+                lists: c.lists,
+                groups: c.groups,
+                props: c.phones,
+            })
+            .collect(),
+    }
+}
+
+impl NsService {
+    async fn snapshot(&self, user: &User, trid: TrId, out: &mut Replies) -> Option<ListSnapshot> {
+        match self.ctx.store.list_snapshot(user.id).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                Self::list_error(&e, trid, out);
+                None
+            }
+        }
+    }
+
+    pub(super) async fn handle_syn(
+        &mut self,
+        syn: &Syn,
+        user: &User,
+        caps: &Capabilities,
+        out: &mut Replies,
+    ) {
+        let Some(snapshot) = self.snapshot(user, syn.trid, out).await else {
+            return;
+        };
+        if snapshot.version == syn.version {
+            // Every generation answers a current cache with the bare `SYN trid <ver>`.
+            return out.push(ServerMessage::Syn {
+                trid: syn.trid,
+                version: snapshot.version,
+                counts: None,
+            });
+        }
+        for m in dump(syn.trid, snapshot).to_messages(caps) {
+            out.push(m);
+        }
+    }
+
+    pub(super) async fn handle_lst(
+        &mut self,
+        lst: &Lst,
+        user: &User,
+        caps: &Capabilities,
+        out: &mut Replies,
+    ) {
+        let Some(snapshot) = self.snapshot(user, lst.trid, out).await else {
+            return;
+        };
+        let list = lst.list;
+        for m in dump(lst.trid, snapshot).to_messages(caps) {
+            let keep = match &m {
+                ServerMessage::LstEntry { list: l, .. } => *l == list,
+                ServerMessage::LstContact { lists, .. } => lists.contains(list),
+                ServerMessage::Bpr { .. } => list == ListKind::Fl,
+                _ => false,
+            };
+            if keep {
+                out.push(m);
+            }
+        }
+    }
+
+    pub(super) async fn handle_lsg(
+        &mut self,
+        lsg: &Lsg,
+        user: &User,
+        caps: &Capabilities,
+        out: &mut Replies,
+    ) {
+        let Some(snapshot) = self.snapshot(user, lsg.trid, out).await else {
+            return;
+        };
+        for m in dump(lsg.trid, snapshot).to_messages(caps) {
+            if matches!(m, ServerMessage::Lsg { .. }) {
+                out.push(m);
+            }
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! Service-level tests of the notification server: a real temp-file store and a real hub, no
+//! sockets. Expected lines follow the conformance transcripts (`shared/transcripts/`); dynamic
+//! values (challenges, versions, times) are checked by shape or computed.
+
+use tokio::time::{Duration, Instant};
+
+use crate::testing::{Harness, account, context, md5hex};
+
+fn strip<'a>(line: &'a str, prefix: &str) -> &'a str {
+    line.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
+}
+
+#[tokio::test]
+async fn msnp2_login_profile_first_generation_syn_chg_png_out() {
+    // Transcript 01 (NS part).
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let token = account(&ctx, "alice@example.com", "Alice").await;
+    let mut c = Harness::ns(&ctx);
+    assert_eq!(c.send("VER 4 MSNP2 CVR0").await, ["VER 4 MSNP2"]);
+    assert_eq!(c.send("INF 5").await, ["INF 5 MD5"]);
+    let challenge = c.challenge(6, "alice@example.com").await;
+    let (secs, frac) = challenge.split_once('.').unwrap();
+    assert!(secs.len() == 10 && frac.len() == 9, "{challenge}");
+    let lines = c
+        .send(&format!("USR 7 MD5 S {}", md5hex(&challenge, &token)))
+        .await;
+    assert_eq!(lines[0], "USR 7 OK alice@example.com Alice");
+    let len: usize = strip(&lines[1], "MSG Hotmail Hotmail ").parse().unwrap();
+    assert_eq!(len, lines[2].len());
+    assert!(lines[2].starts_with(
+        "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsprofile; charset=UTF-8\r\nLoginTime: "
+    ));
+    assert!(lines[2].ends_with("\r\n\r\n") && !lines[2].contains("MemberIdHigh"));
+    let syn = c.send("SYN 8 0").await;
+    // An empty account has version 0, which equals the cache: only the SYN line.
+    assert_eq!(syn, ["SYN 8 0"]);
+    // A change bumps the version; a stale cache gets the full first-generation dump.
+    assert_eq!(c.send("GTC 9 N").await, ["GTC 9 1 N"]);
+    assert_eq!(
+        c.send("SYN 10 0").await,
+        [
+            "SYN 10 1",
+            "GTC 10 1 N",
+            "BLP 10 1 AL",
+            "LST 10 FL 1 0 0",
+            "LST 10 AL 1 0 0",
+            "LST 10 BL 1 0 0",
+            "LST 10 RL 1 0 0"
+        ]
+    );
+    assert_eq!(c.send("CHG 11 NLN").await, ["CHG 11 NLN"]);
+    assert_eq!(c.send("PNG").await, ["QNG"]);
+    assert_eq!(c.send("OUT").await, ["OUT"]);
+    assert!(c.is_closed());
+    c.finish();
+    assert!(ctx.hub.is_empty());
+}
+
+#[tokio::test]
+async fn msnp7_login_third_generation_syn_iln_chl_and_late_cvr() {
+    // Transcript 02.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |c| c.chl = true).await;
+    let alice = account(&ctx, "alice@example.com", "Alice").await;
+    let bob = account(&ctx, "bob@example.com", "Bob").await;
+    let mut b = Harness::login(&ctx, "MSNP7", "bob@example.com", &bob).await;
+    // CHL is on: bob got one after his first CHG; answer it.
+    let mut a = Harness::ns(&ctx);
+    assert_eq!(
+        a.send("VER 4 MSNP7 MSNP6 MSNP5 MSNP4 CVR0").await,
+        ["VER 4 MSNP7"]
+    );
+    let ch = a.challenge(6, "alice@example.com").await;
+    let lines = a
+        .send(&format!("USR 7 MD5 S {}", md5hex(&ch, &alice)))
+        .await;
+    assert_eq!(lines[0], "USR 7 OK alice@example.com Alice 1");
+    for field in [
+        "EmailEnabled: 1\r\n",
+        "preferredEmail: alice@example.com\r\n",
+        "Flags: 1027\r\n",
+        "MSPAuth: ",
+    ] {
+        assert!(lines[2].contains(field), "{field}");
+    }
+    assert!(!lines[2].contains("ClientIP"));
+    assert_eq!(a.send("ADG 8 Friends 0").await, ["ADG 8 1 Friends 1 0"]);
+    assert_eq!(
+        a.send("ADD 9 FL bob@example.com Bob 1").await,
+        ["ADD 9 FL 2 bob@example.com Bob 1"]
+    );
+    assert_eq!(
+        a.send("ADD 10 AL bob@example.com Bob").await,
+        ["ADD 10 AL 3 bob@example.com Bob"]
+    );
+    assert_eq!(
+        a.send("PRP 11 PHH 555%201234").await,
+        ["PRP 11 4 PHH 555%201234"]
+    );
+    // Alice's FL add put her on Bob's RL, and he heard about it.
+    assert_eq!(b.events(), ["ADD 0 RL 1 alice@example.com Alice"]);
+    b.send("CHG 20 BSY").await;
+    assert_eq!(
+        a.send("SYN 12 0").await,
+        [
+            "SYN 12 4",
+            "GTC 12 4 A",
+            "BLP 12 4 AL",
+            "PRP 12 4 PHH 555%201234",
+            "PRP 12 4 PHW",
+            "PRP 12 4 PHM",
+            "PRP 12 4 MOB",
+            "PRP 12 4 MBE",
+            "LSG 12 4 1 2 0 Other%20Contacts 0",
+            "LSG 12 4 2 2 1 Friends 0",
+            "LST 12 FL 4 1 1 bob@example.com Bob 1",
+            "LST 12 AL 4 1 1 bob@example.com Bob",
+            "LST 12 BL 4 0 0",
+            "LST 12 RL 4 0 0"
+        ]
+    );
+    let chg = a.send("CHG 13 NLN").await;
+    assert_eq!(chg[..2], ["CHG 13 NLN", "ILN 13 BSY bob@example.com Bob"]);
+    let challenge = strip(&chg[2], "CHL 0 ").to_owned();
+    assert_eq!(challenge.len(), 20);
+    let answer = md5hex(&challenge, "Q1P7W2E4J9R8U3S5");
+    assert_eq!(
+        a.send_payload("QRY 14 msmsgs@msnmsgr.com", &answer).await,
+        ["QRY 14"]
+    );
+    assert_eq!(
+        a.send("CVR 15 0x0409 win 4.10 i386 MSMSGS 4.6.0083 MSMSGS")
+            .await[0],
+        "CVR 15 4.6.0083 4.6.0083 4.6.0083 http://127.0.0.1/download http://127.0.0.1/"
+    );
+    // Bob never answered his challenge: past the deadline he is told OUT and closed.
+    assert!(b.svc_deadline_passes(&ctx));
+}
+
+impl Harness<super::NsService> {
+    /// Fires the timeout handler just after the CHL deadline; true if it sent OUT and closed.
+    fn svc_deadline_passes(&mut self, ctx: &crate::Context) -> bool {
+        let later = Instant::now() + ctx.settings.chl_timeout + Duration::from_millis(1);
+        self.timeout(later) == ["OUT"] && self.is_closed()
+    }
+}
+
+#[tokio::test]
+async fn wrong_chl_answer_is_540_and_close() {
+    // Transcript 16.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |c| c.chl = true).await;
+    let t = account(&ctx, "alice@example.com", "Alice").await;
+    let mut a = Harness::ns(&ctx);
+    a.send("VER 1 MSNP6 CVR0").await;
+    let ch = a.challenge(2, "alice@example.com").await;
+    a.send(&format!("USR 3 MD5 S {}", md5hex(&ch, &t))).await;
+    let chg = a.send("CHG 4 NLN").await;
+    assert!(chg[1].starts_with("CHL 0 "));
+    assert_eq!(
+        a.send_payload("QRY 5 msmsgs@msnmsgr.com", &"0".repeat(32))
+            .await,
+        ["540 5"]
+    );
+    assert!(a.is_closed());
+}
+
+#[tokio::test]
+async fn wrong_secret_and_unknown_account_fail_alike_and_close() {
+    // Transcript 11 (MD5 part): the same 911 + close whether or not the account exists.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let token = account(&ctx, "alice@example.com", "Alice").await;
+    for handle in ["alice@example.com", "nobody@example.com"] {
+        let mut c = Harness::ns(&ctx);
+        c.send("VER 1 MSNP7 CVR0").await;
+        let first = c.challenge(2, handle).await;
+        assert_eq!(
+            c.send(&format!(
+                "USR 3 MD5 S {}",
+                md5hex(&first, "wrongtoken123456")
+            ))
+            .await,
+            ["911 3"]
+        );
+        assert!(c.is_closed());
+    }
+    // A fresh challenge every attempt: an old answer does not work again.
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP7 CVR0").await;
+    let one = c.challenge(2, "alice@example.com").await;
+    let mut d = Harness::ns(&ctx);
+    d.send("VER 1 MSNP7 CVR0").await;
+    let two = d.challenge(2, "alice@example.com").await;
+    assert_ne!(one, two);
+    assert_eq!(
+        d.send(&format!("USR 3 MD5 S {}", md5hex(&one, &token)))
+            .await,
+        ["911 3"]
+    );
+    // The account password is not a login secret; only tokens are.
+    let ch = c.challenge(3, "alice@example.com").await;
+    assert_eq!(
+        c.send(&format!("USR 4 MD5 S {}", md5hex(&ch, "password")))
+            .await,
+        ["911 4"]
+    );
+}
+
+#[tokio::test]
+async fn ctp_login_checks_the_token_under_msnp2_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let token = account(&ctx, "alice@example.com", "Alice").await;
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP2").await;
+    assert_eq!(
+        c.send("USR 2 CTP I alice@example.com").await,
+        ["USR 2 CTP S"]
+    );
+    let lines = c.send(&format!("USR 3 CTP S {token}")).await;
+    assert_eq!(lines[0], "USR 3 OK alice@example.com Alice");
+    assert_eq!(c.send("USR 4 MD5 I alice@example.com").await, ["207 4"]);
+    let mut d = Harness::ns(&ctx);
+    d.send("VER 1 MSNP3").await;
+    assert!(d.send("USR 2 CTP I alice@example.com").await.is_empty());
+    assert!(d.is_closed());
+}
+
+#[tokio::test]
+async fn login_stage_rules_close_or_answer() {
+    // Transcripts 10 and 15.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let token = account(&ctx, "alice@example.com", "Alice").await;
+    let mut c = Harness::ns(&ctx);
+    assert_eq!(c.send("VER 1 MSNP99 CVR0").await, ["VER 1 0"]);
+    assert!(c.is_closed());
+    let mut c = Harness::ns(&ctx);
+    assert_eq!(c.send("VER 1 MSNP8 CVR0").await, ["VER 1 MSNP8 CVR0"]);
+    assert!(c.send("XYZ 2 hello").await.is_empty());
+    assert!(c.is_closed());
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP7 CVR0").await;
+    assert!(c.send("SYN 2 0").await.is_empty());
+    assert!(c.is_closed());
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP7 CVR0").await;
+    assert_eq!(c.send("VER 2 MSNP7 CVR0").await, ["715 2"]);
+    assert!(c.is_closed());
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP8 CVR0").await;
+    assert!(c.send("INF 2").await.is_empty());
+    assert!(c.is_closed());
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP8 CVR0").await;
+    assert!(c.send("RNG 2").await.is_empty());
+    assert!(c.is_closed());
+    // After login: unknown command closes; a client MSG on the NS closes.
+    let mut c = Harness::login(&ctx, "MSNP7", "alice@example.com", &token).await;
+    assert!(c.send("XYZ 7 foo bar").await.is_empty());
+    assert!(c.is_closed());
+    let mut c = Harness::login(&ctx, "MSNP7", "alice@example.com", &token).await;
+    assert!(c.send_payload("MSG 7 A", "hi").await.is_empty());
+    assert!(c.is_closed());
+}
+
+#[tokio::test]
+async fn contacts_and_reverse_list_notifications_msnp6() {
+    // Transcript 04.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let ta = account(&ctx, "alice@example.com", "Alice").await;
+    let tb = account(&ctx, "bob@example.com", "Bob").await;
+    let mut a = Harness::login(&ctx, "MSNP6", "alice@example.com", &ta).await;
+    let mut b = Harness::login(&ctx, "MSNP6", "bob@example.com", &tb).await;
+    assert_eq!(
+        a.send("ADD 20 FL bob@example.com bob@example.com").await,
+        [
+            "ADD 20 FL 1 bob@example.com bob@example.com",
+            "ILN 20 NLN bob@example.com Bob"
+        ]
+    );
+    assert_eq!(b.events(), ["ADD 0 RL 1 alice@example.com Alice"]);
+    assert_eq!(
+        b.send("ADD 31 AL alice@example.com Alice").await,
+        ["ADD 31 AL 2 alice@example.com Alice"]
+    );
+    assert_eq!(
+        b.send("ADD 32 FL alice@example.com Alice").await,
+        [
+            "ADD 32 FL 3 alice@example.com Alice",
+            "ILN 32 NLN alice@example.com Alice"
+        ]
+    );
+    assert_eq!(a.events(), ["ADD 0 RL 2 bob@example.com Bob"]);
+    assert_eq!(
+        a.send("ADD 21 AL bob@example.com Bob").await,
+        ["ADD 21 AL 3 bob@example.com Bob"]
+    );
+    assert_eq!(a.send("ADD 22 AL bob@example.com Bob").await, ["215 22"]);
+    assert_eq!(a.send("ADD 23 BL bob@example.com Bob").await, ["219 23"]);
+    assert_eq!(
+        a.send("ADD 24 FL nobody@example.com nobody@example.com")
+            .await,
+        ["205 24"]
+    );
+    assert_eq!(a.send("ADD 25 FL a@b a@b").await, ["201 25"]);
+    assert_eq!(
+        a.send("REM 26 FL bob@example.com").await,
+        ["REM 26 FL 4 bob@example.com"]
+    );
+    assert_eq!(b.events(), ["REM 0 RL 4 alice@example.com"]);
+    assert_eq!(a.send("REM 27 BL bob@example.com").await, ["216 27"]);
+    assert_eq!(
+        a.send("REM 28 AL bob@example.com").await,
+        ["REM 28 AL 5 bob@example.com"]
+    );
+    assert_eq!(
+        a.send("ADD 29 BL bob@example.com Bob").await,
+        ["ADD 29 BL 6 bob@example.com Bob"]
+    );
+    // Bob still watches Alice; she now blocks him.
+    assert_eq!(b.events(), ["FLN alice@example.com"]);
+    // Nobody ever learns the presence or name of someone who blocks them.
+    a.send("REA 30 alice@example.com Alice%20Two").await;
+    a.send("CHG 31 AWY").await;
+    assert!(b.events().is_empty());
+    assert!(a.send("ADD 32 RL bob@example.com Bob").await.is_empty());
+    assert!(a.is_closed());
+    // Versions persisted.
+    let alice = ctx
+        .store
+        .account(&"alice@example.com".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.list_version, 7);
+}
+
+#[tokio::test]
+async fn groups_and_their_error_codes_msnp7() {
+    // Transcript 05's group part, in the MSNP7 dialect.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let ta = account(&ctx, "alice@example.com", "Alice").await;
+    account(&ctx, "dave@example.com", "Dave").await;
+    let mut a = Harness::login(&ctx, "MSNP7", "alice@example.com", &ta).await;
+    assert_eq!(a.send("ADG 20 Work 0").await, ["ADG 20 1 Work 1 0"]);
+    assert_eq!(
+        a.send("ADD 21 FL dave@example.com dave@example.com 1")
+            .await,
+        ["ADD 21 FL 2 dave@example.com dave@example.com 1"]
+    );
+    assert_eq!(
+        a.send("ADD 22 FL dave@example.com dave@example.com 0")
+            .await,
+        ["ADD 22 FL 3 dave@example.com dave@example.com 0"]
+    );
+    assert_eq!(
+        a.send("ADD 23 FL dave@example.com dave@example.com 0")
+            .await,
+        ["215 23"]
+    );
+    assert_eq!(
+        a.send("ADD 24 FL dave@example.com dave@example.com 31")
+            .await,
+        ["224 24"]
+    );
+    assert_eq!(
+        a.send("REM 25 FL dave@example.com 1").await,
+        ["REM 25 FL 4 dave@example.com 1"]
+    );
+    assert_eq!(a.send("REM 26 FL dave@example.com 1").await, ["225 26"]);
+    assert_eq!(
+        a.send("REG 27 1 Colleagues 0").await,
+        ["REG 27 5 1 Colleagues 0"]
+    );
+    assert_eq!(a.send("RMG 28 1").await, ["RMG 28 6 1"]);
+    assert_eq!(a.send("RMG 29 0").await, ["230 29"]);
+    assert_eq!(a.send("RMG 30 77").await, ["224 30"]);
+    let long = "x".repeat(62);
+    assert_eq!(a.send(&format!("ADG 31 {long} 0")).await, ["229 31"]);
+    for i in 0..29 {
+        a.send(&format!("ADG {} g{i} 0", 40 + i)).await;
+    }
+    assert_eq!(a.send("ADG 99 one-too-many 0").await, ["223 99"]);
+    assert_eq!(a.send("GTC 100 A").await, ["218 100"]);
+    assert_eq!(a.send("BLP 101 XX").await, ["201 101"]);
+    assert_eq!(a.send("LSG 102").await.len(), 30);
+    let lst = a.send("LST 103 FL").await;
+    assert_eq!(lst.len(), 1);
+    assert!(
+        lst[0].starts_with("LST 103 FL ")
+            && lst[0].ends_with(" 1 1 dave@example.com dave@example.com 0")
+    );
+}
+
+#[tokio::test]
+async fn presence_hidden_rename_block_and_xfr_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let ta = account(&ctx, "alice@example.com", "Alice").await;
+    let tb = account(&ctx, "bob@example.com", "Bob").await;
+    let mut a = Harness::login(&ctx, "MSNP7", "alice@example.com", &ta).await;
+    let mut b = Harness::login(&ctx, "MSNP7", "bob@example.com", &tb).await;
+    b.send("ADD 10 FL alice@example.com Alice").await;
+    a.events();
+    // Alice goes hidden: Bob sees FLN; Alice may not open a switchboard.
+    a.send("CHG 11 HDN").await;
+    assert_eq!(b.events(), ["FLN alice@example.com"]);
+    assert_eq!(a.send("XFR 12 SB").await, ["913 12"]);
+    assert_eq!(a.send("CHG 13 FLN").await, ["201 13"]);
+    a.send("CHG 14 BRB").await;
+    assert_eq!(b.events(), ["NLN BRB alice@example.com Alice"]);
+    // A new own name reaches the watcher as a fresh NLN.
+    assert_eq!(
+        a.send("REA 15 alice@example.com Ally").await,
+        ["REA 15 2 alice@example.com Ally"]
+    );
+    assert_eq!(b.events(), ["NLN BRB alice@example.com Ally"]);
+    // BLP BL hides Alice from Bob (not on her AL), BLP AL shows her again.
+    assert_eq!(a.send("BLP 16 BL").await, ["BLP 16 3 BL"]);
+    assert_eq!(b.events(), ["FLN alice@example.com"]);
+    a.send("BLP 17 AL").await;
+    assert_eq!(b.events(), ["NLN BRB alice@example.com Ally"]);
+    // XFR SB: a cookie, and never the same one twice.
+    let x1 = a.send("XFR 18 SB").await;
+    let x2 = a.send("XFR 19 SB").await;
+    assert!(x1[0].starts_with("XFR 18 SB 127.0.0.1:1864 CKI "));
+    assert_ne!(x1[0].rsplit(' ').next(), x2[0].rsplit(' ').next());
+    // Disconnecting sends FLN.
+    a.finish();
+    assert_eq!(b.events(), ["FLN alice@example.com"]);
+}
+
+#[tokio::test]
+async fn duplicate_login_kicks_the_old_session_with_out_oth() {
+    // Transcript 12 (MSNP7 instead of TWN).
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let ta = account(&ctx, "alice@example.com", "Alice").await;
+    let mut first = Harness::login(&ctx, "MSNP7", "alice@example.com", &ta).await;
+    let mut second = Harness::login(&ctx, "MSNP7", "alice@example.com", &ta).await;
+    assert_eq!(first.events(), ["OUT OTH"]);
+    assert!(first.is_closed());
+    // The old connection ending must not unregister the new one.
+    first.finish();
+    assert_eq!(ctx.hub.len(), 1);
+    assert_eq!(second.send("PNG").await, ["QNG"]);
+}
+
+#[tokio::test]
+async fn shutdown_says_out_ssd_and_idle_connections_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let mut c = Harness::ns(&ctx);
+    assert_eq!(c.shutdown(), ["OUT SSD"]);
+    assert!(c.is_closed());
+    let mut c = Harness::ns(&ctx);
+    let soon = Instant::now() + Duration::from_secs(1);
+    assert!(c.timeout(soon).is_empty() && !c.is_closed());
+    let later = Instant::now() + ctx.settings.ns_idle_timeout + Duration::from_secs(1);
+    c.timeout(later);
+    assert!(c.is_closed());
+}
+
+#[tokio::test]
+async fn fnd_searches_only_opted_in_accounts_and_misc_commands_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let ta = account(&ctx, "alice@example.com", "Alice").await;
+    account(&ctx, "bob@example.com", "Bob%20Smith").await;
+    account(&ctx, "bobby@example.com", "Bobby%20Hidden").await;
+    ctx.store
+        .set_searchable(&"bob@example.com".parse().unwrap(), true)
+        .await
+        .unwrap();
+    let mut a = Harness::login(&ctx, "MSNP7", "alice@example.com", &ta).await;
+    assert_eq!(
+        a.send("FND 20 fname=bob lname=* city=* state=* country=*")
+            .await,
+        ["FND 20 1 1 fname=Bob%20Smith lname=* city=* state=* country=*"]
+    );
+    assert_eq!(
+        a.send("FND 21 fname=bob lname=* city=Paris state=* country=*")
+            .await,
+        ["FND 21 0 0"]
+    );
+    assert_eq!(
+        a.send_payload(
+            "SDC 22 carol@example.com 0x0409 MSMSGS MSMSGS X X Alice",
+            "hi"
+        )
+        .await,
+        ["SDC 22 OK"]
+    );
+    assert_eq!(a.send("IMS 23 OFF").await, ["IMS 23 0 OFF"]);
+    assert_eq!(
+        a.send("URL 24 INBOX").await,
+        ["URL 24 http://127.0.0.1/mail http://127.0.0.1/ 2"]
+    );
+    assert_eq!(
+        a.send_payload("PAG 25 bob@example.com", "hi").await,
+        ["502 25"]
+    );
+}
+
+#[tokio::test]
+async fn ns_referral_when_a_separate_host_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |c| {
+        c.ns_referral_host = Some("ns2.example.com".to_owned());
+    })
+    .await;
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP2 CVR0").await;
+    assert_eq!(
+        c.send("USR 3 MD5 I alice@example.com").await,
+        ["XFR 3 NS ns2.example.com:1863"]
+    );
+    assert!(c.is_closed());
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP7 CVR0").await;
+    assert_eq!(
+        c.send("USR 3 MD5 I alice@example.com").await,
+        ["XFR 3 NS ns2.example.com:1863 0 127.0.0.1:1863"]
+    );
+}

@@ -1,0 +1,319 @@
+//! The Passport 1.4 login decision, without sockets: parse the `Authorization` header, ask the
+//! rate limiter, check the secret against the store, issue a ticket.
+//!
+//! The header the clients send (PROTOCOL.md §2.3.3):
+//!
+//! ```text
+//! Authorization: Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in=alice%40example.com,pwd=<urlenc>,<twn-params>
+//! ```
+//!
+//! The secret is an access token (always accepted, through `Store::verify_plain`) or, if the
+//! account allows password logins, its bcrypt password (`Store::verify_password`), which is only
+//! accepted over TLS unless configured otherwise. Nothing here logs the header, the secret or
+//! the ticket.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use percent_encoding::percent_decode_str;
+use relive_msnp::types::Passport;
+
+use super::rate_limit::{RateLimiter, Refused};
+use super::settings::PassportSettings;
+use super::tickets::{Ticket, TicketError, TicketStore};
+use crate::secret::Secret;
+use crate::store::{AccountId, Store, StoreError};
+
+/// Longest `Authorization` value parsed.
+pub const MAX_AUTHORIZATION_BYTES: usize = 4096;
+
+/// Longest secret (URL-decoded) accepted; tokens are 16 characters, bcrypt uses 72 bytes.
+pub const MAX_SECRET_BYTES: usize = 256;
+
+/// Where time comes from. Production uses [`system_clock`]; tests inject their own.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// The real monotonic clock.
+#[must_use]
+pub fn system_clock() -> Clock {
+    Arc::new(Instant::now)
+}
+
+/// How the login request reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain HTTP.
+    Plain,
+    /// HTTPS through rustls (TLS 1.2/1.3).
+    Tls,
+    /// The legacy-TLS listener (TLS 1.0+ through OpenSSL).
+    LegacyTls,
+}
+
+impl Transport {
+    /// Whether the request was encrypted.
+    #[must_use]
+    pub const fn is_encrypted(self) -> bool {
+        !matches!(self, Self::Plain)
+    }
+}
+
+/// Why an `Authorization` header could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorizationError {
+    /// Not `Passport1.4 ...`, too long, or missing `sign-in` / `pwd`.
+    #[error("not a Passport1.4 authorization")]
+    Malformed,
+    /// `sign-in` is not a valid handle.
+    #[error("sign-in is not a valid handle")]
+    BadHandle,
+}
+
+/// The credentials of one login request. `Debug` hides the secret.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The handle (`sign-in`).
+    pub handle: Passport,
+    /// The token or password (`pwd`).
+    pub secret: Secret,
+}
+
+fn decode(value: &str) -> Option<String> {
+    percent_decode_str(value)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+impl Credentials {
+    /// Parses an `Authorization` header value.
+    ///
+    /// The scheme name and the keys are matched without regard to case; `sign-in` and `pwd` are
+    /// URL-decoded. Other fields (`OrgVerb`, `OrgURL`, the copied TWN parameters) are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthorizationError`].
+    pub fn from_authorization(value: &str) -> Result<Self, AuthorizationError> {
+        if value.len() > MAX_AUTHORIZATION_BYTES {
+            return Err(AuthorizationError::Malformed);
+        }
+        let value = value.trim_start();
+        let (scheme, rest) = value.split_once(' ').ok_or(AuthorizationError::Malformed)?;
+        if !scheme.eq_ignore_ascii_case("Passport1.4") {
+            return Err(AuthorizationError::Malformed);
+        }
+        let (mut handle, mut secret) = (None, None);
+        for field in rest.split(',') {
+            let Some((key, raw)) = field.trim().split_once('=') else {
+                continue;
+            };
+            if key.eq_ignore_ascii_case("sign-in") {
+                handle = Some(decode(raw).ok_or(AuthorizationError::BadHandle)?);
+            } else if key.eq_ignore_ascii_case("pwd") {
+                secret = Some(decode(raw).ok_or(AuthorizationError::Malformed)?);
+            }
+        }
+        let (Some(handle), Some(secret)) = (handle, secret) else {
+            return Err(AuthorizationError::Malformed);
+        };
+        if secret.is_empty() || secret.len() > MAX_SECRET_BYTES {
+            return Err(AuthorizationError::Malformed);
+        }
+        let handle = Passport::parse(&handle).map_err(|_| AuthorizationError::BadHandle)?;
+        Ok(Self {
+            handle,
+            secret: Secret::new(secret),
+        })
+    }
+}
+
+/// Why a login did not produce a ticket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// Too many recent failures for the account or the address (HTTP 503, NS 911).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// Unknown account, wrong secret, or a password where only tokens are allowed (HTTP 401).
+    #[error("authentication failed")]
+    Failed,
+    /// The store failed (HTTP 500).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The Passport service: tickets, rate limiting and credential checks. Cheap to clone.
+#[derive(Clone)]
+pub struct PassportService {
+    store: Store,
+    tickets: Arc<TicketStore>,
+    limiter: Arc<RateLimiter>,
+    clock: Clock,
+    password_over_plain_http: bool,
+}
+
+impl std::fmt::Debug for PassportService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassportService")
+            .field("tickets", &self.tickets.len())
+            .field("password_over_plain_http", &self.password_over_plain_http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PassportService {
+    /// A service over `store` with the limits in `settings` and the system clock.
+    #[must_use]
+    pub fn new(store: Store, settings: &PassportSettings) -> Self {
+        Self::with_clock(store, settings, system_clock())
+    }
+
+    /// A service with an injected clock (tests).
+    #[must_use]
+    pub fn with_clock(store: Store, settings: &PassportSettings, clock: Clock) -> Self {
+        Self {
+            store,
+            tickets: Arc::new(TicketStore::new(settings.tickets())),
+            limiter: Arc::new(RateLimiter::new(settings.rate_limit())),
+            clock,
+            password_over_plain_http: settings.password_over_plain_http,
+        }
+    }
+
+    /// The current time of this service's clock.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
+    /// The ticket store (shared with the NS).
+    #[must_use]
+    pub fn tickets(&self) -> &Arc<TicketStore> {
+        &self.tickets
+    }
+
+    /// The login rate limiter (shared with the NS, e.g. for MD5 logins).
+    #[must_use]
+    pub fn rate_limiter(&self) -> &Arc<RateLimiter> {
+        &self.limiter
+    }
+
+    /// `USR TWN S <ticket>` for the handle given in `USR TWN I`: consumes the ticket.
+    ///
+    /// # Errors
+    ///
+    /// [`TicketError`]; the NS answers `911`.
+    pub fn consume_ticket(
+        &self,
+        ticket: &str,
+        handle: &Passport,
+    ) -> Result<AccountId, TicketError> {
+        self.tickets.consume(ticket, handle, self.now())
+    }
+
+    /// Checks `credentials` for a request from `from` over `transport` and issues a ticket.
+    ///
+    /// # Errors
+    ///
+    /// [`LoginError`].
+    pub async fn login(
+        &self,
+        credentials: &Credentials,
+        from: IpAddr,
+        transport: Transport,
+    ) -> Result<Ticket, LoginError> {
+        let handle = credentials.handle.as_str();
+        self.limiter.check(handle, from, self.now())?;
+        match self.verify(credentials, transport).await? {
+            Some(account) => {
+                self.limiter.record_success(handle);
+                Ok(self.tickets.issue(account, &credentials.handle, self.now()))
+            }
+            None => {
+                self.limiter.record_failure(handle, from, self.now());
+                Err(LoginError::Failed)
+            }
+        }
+    }
+
+    async fn verify(
+        &self,
+        credentials: &Credentials,
+        transport: Transport,
+    ) -> Result<Option<AccountId>, StoreError> {
+        let Some(account) = self.store.account(&credentials.handle).await? else {
+            return Ok(None);
+        };
+        if self
+            .store
+            .verify_plain(account.id, &credentials.secret)
+            .await?
+            .is_some()
+        {
+            return Ok(Some(account.id));
+        }
+        if !account.allow_password_login
+            || !(transport.is_encrypted() || self.password_over_plain_http)
+        {
+            return Ok(None);
+        }
+        let checked = self
+            .store
+            .verify_password(&credentials.handle, &credentials.secret)
+            .await?;
+        Ok(checked.filter(|a| a.id == account.id).map(|a| a.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_official_header_parses_and_the_secret_is_decoded() {
+        let header = "Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,\
+                      sign-in=Alice%40Example.com,pwd=p%2Cw%25d+x,lc=1033,id=507,tw=40";
+        let c = Credentials::from_authorization(header).unwrap();
+        assert_eq!(c.handle.as_str(), "alice@example.com");
+        assert_eq!(c.secret.expose(), "p,w%d+x");
+        assert!(!format!("{c:?}").contains("p,w"));
+        // Unencoded values (transcript 03) and other key case work too.
+        let c =
+            Credentials::from_authorization("passport1.4 SIGN-IN=bob@example.com,PWD=secret123")
+                .unwrap();
+        assert_eq!(c.secret.expose(), "secret123");
+    }
+
+    #[test]
+    fn bad_headers_are_rejected() {
+        let err = |h: &str| Credentials::from_authorization(h).unwrap_err();
+        assert_eq!(err("Basic YWxpY2U6cHc="), AuthorizationError::Malformed);
+        assert_eq!(err("Passport1.4"), AuthorizationError::Malformed);
+        assert_eq!(
+            err("Passport1.4 sign-in=alice%40example.com"),
+            AuthorizationError::Malformed
+        );
+        assert_eq!(
+            err("Passport1.4 sign-in=alice%40example.com,pwd="),
+            AuthorizationError::Malformed
+        );
+        assert_eq!(
+            err("Passport1.4 sign-in=alice,pwd=x"),
+            AuthorizationError::BadHandle
+        );
+        assert_eq!(
+            err("Passport1.4 sign-in=%FF%40example.com,pwd=x"),
+            AuthorizationError::BadHandle
+        );
+        let long = format!(
+            "Passport1.4 sign-in=a%40example.com,pwd={}",
+            "x".repeat(MAX_SECRET_BYTES + 1)
+        );
+        assert_eq!(err(&long), AuthorizationError::Malformed);
+        let huge = format!("Passport1.4 {}", "a".repeat(MAX_AUTHORIZATION_BYTES));
+        assert_eq!(err(&huge), AuthorizationError::Malformed);
+    }
+}

@@ -1,0 +1,387 @@
+//! The switchboard (PROTOCOL.md §3): cookies, rooms, and the per-connection SB service.
+//!
+//! ```text
+//! NS:  XFR 10 SB            → XFR 10 SB <sb-addr> CKI <cookie-a>        (cookie for alice)
+//! SB:  USR 1 alice <cookie-a> → USR 1 OK alice Alice                    (room created)
+//! SB:  CAL 2 bob            → CAL 2 RINGING <session>   + bob's NS: RNG <session> ... <cookie-b>
+//! SB:  ANS 1 bob <cookie-b> <session> → IRO ... / ANS 1 OK;  others: JOI bob Bob
+//! SB:  MSG 3 A <len>        → MSG alice Alice <len> to everyone else; ACK 3 / NAK 3
+//! ```
+//!
+//! * [`Switchboards`] is shared by every connection (in [`crate::Context`]). Cookies are random,
+//!   single-use, bound to one user and one purpose (a new room, or one invitation to one room),
+//!   and expire after [`COOKIE_LIFETIME`]; the cookie in `RNG` is never the one from `XFR`.
+//! * A room is a list of members, each with its connection's outbox; an empty room is removed.
+//! * [`fan_out_message`] is the one place an SB `MSG` is copied to each recipient. The relay's
+//!   invitation rewriter hooks in there ([`rewrite_for_recipient`]).
+//! * [`SbService`] ([`service`]) is the per-connection protocol on top of the driver.
+
+mod service;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng as _;
+use relive_msnp::server::ServerMessage;
+use relive_msnp::types::{FriendlyName, Passport, Secret, SessionId, Token};
+use relive_msnp::version::Capabilities;
+use tokio::time::Instant;
+
+use crate::hub::{ConnId, Event, Outbox};
+
+pub use service::SbService;
+
+/// How long an `XFR SB` or `RNG` cookie stays valid.
+pub const COOKIE_LIFETIME: Duration = Duration::from_secs(120);
+/// Most members in one room.
+pub const MAX_ROOM_MEMBERS: usize = 32;
+/// Most cookies outstanding at once (server-wide); beyond it the oldest expire early.
+const MAX_COOKIES: usize = 100_000;
+
+/// What a cookie lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `USR`: open a new room (issued by `XFR SB`).
+    NewRoom,
+    /// `ANS`: join this room (issued with `RNG`).
+    Join(SessionId),
+}
+
+/// A redeemed cookie: who it was issued to and for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The user it was issued to.
+    pub user: Passport,
+    /// Their friendly name at the time.
+    pub name: FriendlyName,
+    /// Their NS dialect (the SB encodes in it and applies its `MSG` rules).
+    pub caps: Capabilities,
+    /// What it is for.
+    pub purpose: Purpose,
+}
+
+#[derive(Debug)]
+struct Pending {
+    grant: Grant,
+    expires: Instant,
+}
+
+/// One participant of a room.
+#[derive(Debug, Clone)]
+struct Member {
+    user: Passport,
+    name: FriendlyName,
+    outbox: Outbox,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: Vec<Member>,
+    /// Users rung and not yet joined (a second `CAL` for them is `215`).
+    invited: Vec<Passport>,
+}
+
+/// Why joining a room failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinError {
+    /// The room no longer exists.
+    Gone,
+    /// The room is full.
+    Full,
+}
+
+/// The outcome of relaying one `MSG`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// How many recipients there were.
+    pub recipients: usize,
+    /// How many got it queued.
+    pub delivered: usize,
+}
+
+impl Delivery {
+    /// Whether everyone got it and there was someone to get it (`ACK`; else `NAK`).
+    #[must_use]
+    pub const fn complete(self) -> bool {
+        self.recipients > 0 && self.delivered == self.recipients
+    }
+}
+
+/// Cookies and rooms of every switchboard session on this server.
+#[derive(Debug)]
+pub struct Switchboards {
+    cookies: Mutex<HashMap<String, Pending>>,
+    rooms: Mutex<HashMap<SessionId, Room>>,
+    next_session: AtomicU32,
+    address: RwLock<Token>,
+}
+
+impl Default for Switchboards {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the maps consistent between statements; keep serving.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Switchboards {
+    /// An empty registry advertising `127.0.0.1:1864` until [`Switchboards::set_address`].
+    #[must_use]
+    pub fn new() -> Self {
+        #[allow(clippy::unwrap_used, reason = "a constant, valid token")]
+        let address = Token::parse("127.0.0.1:1864").unwrap();
+        Self {
+            cookies: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(HashMap::new()),
+            next_session: AtomicU32::new(rand::rng().random_range(10_000..1_000_000)),
+            address: RwLock::new(address),
+        }
+    }
+
+    /// Sets the `host:port` clients are sent to in `XFR SB` and `RNG`.
+    pub fn set_address(&self, address: Token) {
+        *self.address.write().unwrap_or_else(PoisonError::into_inner) = address;
+    }
+
+    /// The advertised `host:port`.
+    #[must_use]
+    pub fn address(&self) -> Token {
+        self.address
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Issues a fresh single-use cookie for `grant`, valid until `now + COOKIE_LIFETIME`.
+    #[must_use]
+    pub fn issue(&self, grant: Grant, now: Instant) -> Secret {
+        let mut cookies = lock(&self.cookies);
+        cookies.retain(|_, p| p.expires > now);
+        if cookies.len() >= MAX_COOKIES {
+            // Under a flood, drop the ones closest to expiry rather than grow without bound.
+            let mut by_age: Vec<(Instant, String)> = cookies
+                .iter()
+                .map(|(k, p)| (p.expires, k.clone()))
+                .collect();
+            by_age.sort_unstable();
+            for (_, k) in by_age.into_iter().take(cookies.len() / 10 + 1) {
+                cookies.remove(&k);
+            }
+        }
+        loop {
+            let mut rng = rand::rng();
+            // Shaped like the original service's cookies (`digits.digits`), 96 random bits.
+            let text = format!("{}.{}", rng.random::<u32>(), rng.random::<u64>());
+            if cookies.contains_key(&text) {
+                continue;
+            }
+            #[allow(
+                clippy::unwrap_used,
+                reason = "digits and a dot are always a valid token"
+            )]
+            let secret = Secret::parse(&text).unwrap();
+            cookies.insert(
+                text,
+                Pending {
+                    grant,
+                    expires: now + COOKIE_LIFETIME,
+                },
+            );
+            return secret;
+        }
+    }
+
+    /// Redeems `cookie` for `user`: valid only once, before it expires, for the user it was
+    /// issued to. A cookie presented by the wrong user is burnt as well.
+    #[must_use]
+    pub fn redeem(&self, cookie: &Secret, user: &Passport, now: Instant) -> Option<Grant> {
+        let pending = lock(&self.cookies).remove(cookie.as_str())?;
+        (pending.expires > now && &pending.grant.user == user).then_some(pending.grant)
+    }
+
+    /// Creates a room with `user` as its only member.
+    #[must_use]
+    pub fn create_room(&self, user: &Passport, name: &FriendlyName, outbox: Outbox) -> SessionId {
+        let mut rooms = lock(&self.rooms);
+        loop {
+            let id = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
+            if id.0 == 0 || rooms.contains_key(&id) {
+                continue;
+            }
+            rooms.insert(
+                id,
+                Room {
+                    members: vec![Member {
+                        user: user.clone(),
+                        name: name.clone(),
+                        outbox,
+                    }],
+                    invited: Vec::new(),
+                },
+            );
+            return id;
+        }
+    }
+
+    /// Whether `user` is in room `id` or already rung for it.
+    #[must_use]
+    pub fn is_present_or_invited(&self, id: SessionId, user: &Passport) -> bool {
+        lock(&self.rooms)
+            .get(&id)
+            .is_some_and(|r| r.members.iter().any(|m| &m.user == user) || r.invited.contains(user))
+    }
+
+    /// Records that `user` was rung for room `id`.
+    pub fn mark_invited(&self, id: SessionId, user: &Passport) {
+        if let Some(room) = lock(&self.rooms).get_mut(&id)
+            && !room.invited.contains(user)
+        {
+            room.invited.push(user.clone());
+        }
+    }
+
+    /// Adds `user` to room `id`: returns the members already present (for `IRO`) and sends
+    /// `JOI` to each of them.
+    ///
+    /// # Errors
+    /// [`JoinError`] when the room is gone or full.
+    pub fn join(
+        &self,
+        id: SessionId,
+        user: &Passport,
+        name: &FriendlyName,
+        outbox: Outbox,
+    ) -> Result<Vec<(Passport, FriendlyName)>, JoinError> {
+        let mut rooms = lock(&self.rooms);
+        let room = rooms.get_mut(&id).ok_or(JoinError::Gone)?;
+        if room.members.len() >= MAX_ROOM_MEMBERS {
+            return Err(JoinError::Full);
+        }
+        room.invited.retain(|u| u != user);
+        // A user joining twice (two windows) replaces nothing: both connections take part.
+        let present: Vec<(Passport, FriendlyName)> = room
+            .members
+            .iter()
+            .map(|m| (m.user.clone(), m.name.clone()))
+            .collect();
+        let joi = ServerMessage::Joi {
+            handle: user.clone(),
+            name: name.clone(),
+        };
+        for m in &room.members {
+            m.outbox.deliver(Event::Send(joi.clone()));
+        }
+        room.members.push(Member {
+            user: user.clone(),
+            name: name.clone(),
+            outbox,
+        });
+        Ok(present)
+    }
+
+    /// Removes connection `conn` (user `user`) from room `id`; the others get
+    /// `BYE <user> [1]`. The room is removed when nobody is left.
+    pub fn leave(&self, id: SessionId, user: &Passport, conn: ConnId, timed_out: bool) {
+        let mut rooms = lock(&self.rooms);
+        let Some(room) = rooms.get_mut(&id) else {
+            return;
+        };
+        let before = room.members.len();
+        room.members.retain(|m| m.outbox.id() != conn);
+        if room.members.len() == before {
+            return;
+        }
+        let bye = ServerMessage::Bye {
+            handle: user.clone(),
+            timed_out,
+        };
+        for m in &room.members {
+            m.outbox.deliver(Event::Send(bye.clone()));
+        }
+        if room.members.is_empty() {
+            rooms.remove(&id);
+        }
+    }
+
+    /// Number of live rooms.
+    #[must_use]
+    pub fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Relays an SB `MSG` from connection `from` in room `id` to every other member (see
+    /// [`fan_out_message`]).
+    #[must_use]
+    pub fn relay(
+        &self,
+        id: SessionId,
+        from: ConnId,
+        sender: &Passport,
+        sender_name: &FriendlyName,
+        payload: &Bytes,
+    ) -> Delivery {
+        let rooms = lock(&self.rooms);
+        let Some(room) = rooms.get(&id) else {
+            return Delivery {
+                recipients: 0,
+                delivered: 0,
+            };
+        };
+        fan_out_message(&room.members, from, sender, sender_name, payload)
+    }
+}
+
+/// The relay rewriter's hook: given the sender, one recipient and the payload as sent, returns a
+/// replacement payload for that recipient, or `None` to relay the original bytes unchanged.
+///
+/// Today nothing is rewritten. The relay issue replaces this body (invitation `IP-Address`/
+/// `Port` rewriting, MSNSLP transport fields; PROTOCOL.md §4.4, §5.3) and must fix every length
+/// that depends on a rewritten body; untouched payloads must stay byte-for-byte identical.
+#[must_use]
+pub fn rewrite_for_recipient(
+    _sender: &Passport,
+    _recipient: &Passport,
+    _payload: &Bytes,
+) -> Option<Bytes> {
+    None
+}
+
+/// The one place an SB `MSG` is fanned out: every member except connection `from` gets
+/// `MSG <sender> <sender-name> <len>` with the payload, as returned for that recipient by
+/// [`rewrite_for_recipient`] (by default the same `Bytes`, shared by reference count, never
+/// copied per recipient).
+fn fan_out_message(
+    members: &[Member],
+    from: ConnId,
+    sender: &Passport,
+    sender_name: &FriendlyName,
+    payload: &Bytes,
+) -> Delivery {
+    let from_token = Token::from(sender);
+    let mut delivery = Delivery {
+        recipients: 0,
+        delivered: 0,
+    };
+    for m in members.iter().filter(|m| m.outbox.id() != from) {
+        delivery.recipients += 1;
+        let body =
+            rewrite_for_recipient(sender, &m.user, payload).unwrap_or_else(|| payload.clone());
+        let msg = ServerMessage::Msg {
+            from: from_token.clone(),
+            name: sender_name.clone(),
+            payload: body,
+        };
+        if m.outbox.deliver(Event::Send(msg)) {
+            delivery.delivered += 1;
+        }
+    }
+    delivery
+}

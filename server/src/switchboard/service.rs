@@ -1,0 +1,302 @@
+//! One switchboard connection: `USR`/`ANS` with a cookie, then `CAL`, `MSG` and `OUT`
+//! (PROTOCOL.md §3). Phase rules come from [`SbSession`]; everything else is here.
+//!
+//! ```text
+//! USR trid <handle> <cookie>             → USR trid OK <handle> <name>   | 911 + close
+//! ANS trid <handle> <cookie> <session>   → IRO trid i n <h> <name>... ANS trid OK | 911 + close
+//! CAL trid <handle>                      → CAL trid RINGING <session> | 215 | 208 | 217 | 913
+//! MSG trid U|N|A|D <len>                 → (relay) ACK trid | NAK trid | nothing
+//! OUT                                    → close; the others get BYE <handle>
+//! ```
+//!
+//! A connection that has not authenticated within `Settings::sb_auth_timeout` is closed.
+
+use relive_msnp::client::{Ans, Cal, ClientCommand, Msg, Role, Usr};
+use relive_msnp::error::{ParseError, ParseErrorKind};
+use relive_msnp::server::ServerMessage;
+use relive_msnp::session::{Decision, SbSession};
+use relive_msnp::types::{AckMode, ErrorCode, FriendlyName, Passport, SessionId, TrId};
+use relive_msnp::version::{Capabilities, ProtocolVersion};
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::{Grant, JoinError, Purpose};
+use crate::Context;
+use crate::hub::Outbox;
+use crate::net::conn::{Replies, Service};
+
+/// Who this connection is once authenticated.
+#[derive(Debug, Clone)]
+struct Joined {
+    user: Passport,
+    name: FriendlyName,
+    room: SessionId,
+}
+
+/// The switchboard protocol of one connection.
+#[derive(Debug)]
+pub struct SbService {
+    ctx: Context,
+    outbox: Outbox,
+    session: SbSession,
+    caps: Capabilities,
+    joined: Option<Joined>,
+    auth_deadline: Instant,
+}
+
+impl SbService {
+    /// A new, unauthenticated connection whose hub outbox is `outbox`.
+    #[must_use]
+    pub fn new(ctx: Context, outbox: Outbox) -> Self {
+        let auth_deadline = Instant::now() + ctx.settings.sb_auth_timeout;
+        Self {
+            ctx,
+            outbox,
+            session: SbSession::new(),
+            // Until a cookie tells us the user's NS dialect; SB lines are the same in P2–P9.
+            caps: Capabilities::for_version(ProtocolVersion::MSNP2),
+            joined: None,
+            auth_deadline,
+        }
+    }
+
+    fn fail_auth(trid: TrId, out: &mut Replies) {
+        out.push(ServerMessage::error(ErrorCode::AuthenticationFailed, trid));
+        out.close();
+    }
+
+    fn usr(
+        &mut self,
+        trid: TrId,
+        handle: &Passport,
+        cookie: &relive_msnp::types::Secret,
+        out: &mut Replies,
+    ) {
+        let grant = self.ctx.switchboards.redeem(cookie, handle, Instant::now());
+        let Some(Grant {
+            user,
+            name,
+            caps,
+            purpose: Purpose::NewRoom,
+        }) = grant
+        else {
+            info!(trid = trid.0, "SB USR with an invalid cookie");
+            return Self::fail_auth(trid, out);
+        };
+        let room = self
+            .ctx
+            .switchboards
+            .create_room(&user, &name, self.outbox.clone());
+        self.caps = caps;
+        self.session.joined();
+        out.push(ServerMessage::SbUsrOk {
+            trid,
+            handle: user.clone(),
+            name: name.clone(),
+        });
+        debug!(session = room.0, "room opened");
+        self.joined = Some(Joined { user, name, room });
+    }
+
+    fn ans(&mut self, ans: &Ans, out: &mut Replies) {
+        let grant = self
+            .ctx
+            .switchboards
+            .redeem(&ans.cookie, &ans.handle, Instant::now());
+        let Some(Grant {
+            user,
+            name,
+            caps,
+            purpose: Purpose::Join(room),
+        }) = grant.filter(|g| g.purpose == Purpose::Join(ans.session))
+        else {
+            info!(trid = ans.trid.0, "SB ANS with an invalid cookie");
+            return Self::fail_auth(ans.trid, out);
+        };
+        let present = match self
+            .ctx
+            .switchboards
+            .join(room, &user, &name, self.outbox.clone())
+        {
+            Ok(present) => present,
+            Err(JoinError::Gone | JoinError::Full) => return Self::fail_auth(ans.trid, out),
+        };
+        self.caps = caps;
+        self.session.joined();
+        let total = u32::try_from(present.len()).unwrap_or(u32::MAX);
+        for (i, (handle, name)) in present.into_iter().enumerate() {
+            out.push(ServerMessage::Iro {
+                trid: ans.trid,
+                index: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                total,
+                handle,
+                name,
+            });
+        }
+        out.push(ServerMessage::AnsOk { trid: ans.trid });
+        debug!(session = room.0, "joined room");
+        self.joined = Some(Joined { user, name, room });
+    }
+
+    fn cal(&self, cal: &Cal, me: &Joined, out: &mut Replies) {
+        let sbs = &self.ctx.switchboards;
+        let hub = &self.ctx.hub;
+        if !hub.is_visible(&me.user) {
+            // Hidden (or logged out of the NS): no invitations (PROTOCOL.md §1.2).
+            return out.push(ServerMessage::error(
+                ErrorCode::NotAllowedWhenOffline,
+                cal.trid,
+            ));
+        }
+        if cal.handle == me.user || sbs.is_present_or_invited(me.room, &cal.handle) {
+            return out.push(ServerMessage::error(ErrorCode::AlreadyThere, cal.trid));
+        }
+        let now = Instant::now();
+        let address = sbs.address();
+        // Looked up before `ring`, which holds the hub lock while it builds the message.
+        let callee_caps = hub.dialect_of(&cal.handle).unwrap_or(self.caps);
+        let callee_name = hub
+            .name_of(&cal.handle)
+            .unwrap_or_else(|| FriendlyName::from(cal.handle.clone()));
+        let rung = hub.ring(&me.user, &cal.handle, || {
+            // Built only once the callee is known to be reachable: its own fresh cookie.
+            let cookie = sbs.issue(
+                Grant {
+                    user: cal.handle.clone(),
+                    name: callee_name,
+                    caps: callee_caps,
+                    purpose: Purpose::Join(me.room),
+                },
+                now,
+            );
+            ServerMessage::Rng {
+                session: me.room,
+                addr: address.clone(),
+                cookie,
+                caller: me.user.clone(),
+                caller_name: me.name.clone(),
+            }
+        });
+        match rung {
+            Ok(()) => {
+                sbs.mark_invited(me.room, &cal.handle);
+                out.push(ServerMessage::CalRinging {
+                    trid: cal.trid,
+                    session: me.room,
+                });
+            }
+            Err(e) => out.push(ServerMessage::error(e.code(), cal.trid)),
+        }
+    }
+
+    fn msg(&self, msg: &Msg, me: &Joined, out: &mut Replies) {
+        if msg.ack == AckMode::D && !self.caps.msg_ack_d {
+            info!(trid = msg.trid.0, "MSG ack mode D before MSNP9; closing");
+            return out.close();
+        }
+        let delivery = self.ctx.switchboards.relay(
+            me.room,
+            self.outbox.id(),
+            &me.user,
+            &me.name,
+            &msg.payload,
+        );
+        debug!(
+            trid = msg.trid.0,
+            bytes = msg.payload.len(),
+            recipients = delivery.recipients,
+            delivered = delivery.delivered,
+            "relayed"
+        );
+        let reply = match (msg.ack, delivery.complete()) {
+            (AckMode::U, _) | (AckMode::N, true) => return,
+            (AckMode::A | AckMode::D, true) => ServerMessage::Ack { trid: msg.trid },
+            (_, false) => ServerMessage::Nak { trid: msg.trid },
+        };
+        out.push(reply);
+    }
+}
+
+impl Service for SbService {
+    fn role(&self) -> Role {
+        Role::Switchboard
+    }
+
+    fn caps(&self) -> Capabilities {
+        self.caps
+    }
+
+    async fn handle(&mut self, cmd: ClientCommand, out: &mut Replies) {
+        match self.session.on_command(&cmd) {
+            Decision::Dispatch => {}
+            Decision::Reply(code, trid) => return out.push(ServerMessage::error(code, trid)),
+            Decision::ReplyAndClose(m) => {
+                out.push(m);
+                return out.close();
+            }
+            Decision::Close(reason) => {
+                info!(?reason, "closing SB connection");
+                return out.close();
+            }
+        }
+        match (&cmd, self.joined.clone()) {
+            (
+                ClientCommand::Usr(Usr::Switchboard {
+                    trid,
+                    handle,
+                    cookie,
+                }),
+                None,
+            ) => {
+                self.usr(*trid, handle, cookie, out);
+            }
+            (ClientCommand::Ans(ans), None) => self.ans(ans, out),
+            (ClientCommand::Cal(cal), Some(me)) => self.cal(cal, &me, out),
+            (ClientCommand::Msg(msg), Some(me)) => self.msg(msg, &me, out),
+            (ClientCommand::Out, _) => out.close(),
+            _ => {
+                info!("SB command out of state; closing");
+                out.close();
+            }
+        }
+    }
+
+    fn parse_error(&mut self, command: &str, error: &ParseError, out: &mut Replies) {
+        // A malformed handle in CAL is answered 208 (transcript 09); anything else closes,
+        // including a bad ack letter (PROTOCOL.md §3.2).
+        if self.session.is_joined()
+            && command == "CAL"
+            && error.kind == ParseErrorKind::BadPassport
+            && let Some(trid) = error.trid
+        {
+            return out.push(ServerMessage::error(ErrorCode::InvalidUsername, trid));
+        }
+        info!(command, %error, "malformed SB command; closing");
+        out.close();
+    }
+
+    fn activity(&mut self, _now: Instant) {}
+
+    fn deadline(&self) -> Option<Instant> {
+        self.joined.is_none().then_some(self.auth_deadline)
+    }
+
+    fn timeout(&mut self, now: Instant, out: &mut Replies) {
+        if self.joined.is_none() && now >= self.auth_deadline {
+            info!("SB connection did not authenticate in time; closing");
+            out.close();
+        }
+    }
+
+    fn shutdown(&mut self, out: &mut Replies) {
+        out.close();
+    }
+
+    fn finish(&mut self) {
+        if let Some(me) = self.joined.take() {
+            self.ctx
+                .switchboards
+                .leave(me.room, &me.user, self.outbox.id(), false);
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Tests of the switchboard: service level (real hub and NS sessions, no sockets), following
+//! transcripts 08 and 09, plus the auth timeout through the driver under paused time.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use relive_msnp::types::Passport;
+
+use super::*;
+use crate::Context;
+use crate::notification::NsService;
+use crate::testing::{Harness, account, context};
+
+/// The cookie at the end of an `XFR ... CKI <cookie>` line, or in an `RNG` line.
+fn cookie_of(line: &str, after: &str) -> String {
+    let rest = line.split(after).nth(1).unwrap();
+    rest.split(' ').next().unwrap().to_owned()
+}
+
+struct World {
+    ctx: Context,
+    ns: Vec<Harness<NsService>>,
+}
+
+/// Users alice, bob and carol logged in on the NS (MSNP8-free: MSNP7), online and allowed.
+async fn world(dir: &std::path::Path) -> World {
+    let ctx = context(dir, |_| {}).await;
+    let mut ns = Vec::new();
+    for (h, n) in [
+        ("alice@example.com", "Alice"),
+        ("bob@example.com", "Bob"),
+        ("carol@example.com", "Carol"),
+    ] {
+        let t = account(&ctx, h, n).await;
+        ns.push(Harness::login(&ctx, "MSNP7", h, &t).await);
+    }
+    World { ctx, ns }
+}
+
+impl World {
+    /// Opens alice's room: XFR on her NS, USR on a new SB connection.
+    async fn open_room(&mut self, who: usize, handle: &str) -> Harness<SbService> {
+        let xfr = self.ns[who].send("XFR 20 SB").await;
+        let cookie = cookie_of(&xfr[0], "CKI ");
+        let mut sb = Harness::sb(&self.ctx);
+        let name = self
+            .ctx
+            .hub
+            .name_of(&Passport::parse(handle).unwrap())
+            .unwrap();
+        assert_eq!(
+            sb.send(&format!("USR 1 {handle} {cookie}")).await,
+            [format!("USR 1 OK {handle} {name}")]
+        );
+        sb
+    }
+
+    /// `CAL` from `caller` and `ANS` by `callee` (index into `ns`); returns the callee's SB.
+    async fn invite(
+        &mut self,
+        caller: &mut Harness<SbService>,
+        trid: u32,
+        callee: usize,
+        handle: &str,
+    ) -> (Harness<SbService>, Vec<String>) {
+        let cal = caller.send(&format!("CAL {trid} {handle}")).await;
+        let session = cal[0]
+            .strip_prefix(&format!("CAL {trid} RINGING "))
+            .unwrap()
+            .to_owned();
+        let rng = self.ns[callee].events();
+        assert_eq!(rng.len(), 1, "{rng:?}");
+        assert!(rng[0].starts_with(&format!("RNG {session} 127.0.0.1:1864 CKI ")));
+        let cookie = cookie_of(&rng[0], "CKI ");
+        let mut sb = Harness::sb(&self.ctx);
+        let lines = sb.send(&format!("ANS 1 {handle} {cookie} {session}")).await;
+        (sb, lines)
+    }
+}
+
+#[tokio::test]
+async fn invite_join_messages_acks_and_bye() {
+    // Transcript 08.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = world(dir.path()).await;
+    let mut alice = w.open_room(0, "alice@example.com").await;
+    let xfr_cookie_reuse = {
+        let xfr = w.ns[0].send("XFR 21 SB").await;
+        cookie_of(&xfr[0], "CKI ")
+    };
+    let (mut bob, lines) = w.invite(&mut alice, 2, 1, "bob@example.com").await;
+    assert_eq!(lines, ["IRO 1 1 1 alice@example.com Alice", "ANS 1 OK"]);
+    assert_eq!(alice.events(), ["JOI bob@example.com Bob"]);
+
+    // U: relayed, no reply. The recipient gets the sender's exact bytes, shared not copied.
+    let typing = "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgscontrol\r\nTypingUser: alice@example.com\r\n\r\n";
+    assert!(alice.send_payload("MSG 3 U", typing).await.is_empty());
+    assert_eq!(
+        bob.events(),
+        [
+            format!("MSG alice@example.com Alice {}", typing.len()),
+            typing.to_owned()
+        ]
+    );
+    // A: ACK after delivery.
+    let text = "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nHello";
+    assert_eq!(alice.send_payload("MSG 4 A", text).await, ["ACK 4"]);
+    assert_eq!(bob.events()[1], text);
+    // N: nothing back on success.
+    assert!(bob.send_payload("MSG 2 N", "hi").await.is_empty());
+    assert_eq!(alice.events(), ["MSG bob@example.com Bob 2", "hi"]);
+    // Bob leaves: Alice gets BYE; alone, her A message is NAKed.
+    assert!(bob.send("OUT").await.is_empty());
+    bob.finish();
+    assert_eq!(alice.events(), ["BYE bob@example.com"]);
+    assert_eq!(alice.send_payload("MSG 5 A", "x").await, ["NAK 5"]);
+    assert_eq!(alice.send_payload("MSG 6 N", "x").await, ["NAK 6"]);
+    assert!(alice.send("OUT").await.is_empty());
+    alice.finish();
+    assert_eq!(
+        w.ctx.switchboards.room_count(),
+        0,
+        "empty rooms are destroyed"
+    );
+    // The second XFR cookie is still good once; the used one is not.
+    let mut again = Harness::sb(&w.ctx);
+    assert!(
+        again
+            .send(&format!("USR 1 alice@example.com {xfr_cookie_reuse}"))
+            .await[0]
+            .starts_with("USR 1 OK")
+    );
+    let mut twice = Harness::sb(&w.ctx);
+    assert_eq!(
+        twice
+            .send(&format!("USR 1 alice@example.com {xfr_cookie_reuse}"))
+            .await,
+        ["911 1"]
+    );
+    assert!(twice.is_closed());
+}
+
+#[tokio::test]
+async fn relayed_payload_is_the_same_allocation_for_every_recipient() {
+    let members_payload = Bytes::from_static(b"hello there");
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let sbs = Switchboards::new();
+    let p = |s: &str| Passport::parse(s).unwrap();
+    let n = |s: &str| relive_msnp::types::FriendlyName::parse(s).unwrap();
+    let mut rxs = Vec::new();
+    let mut outboxes = Vec::new();
+    for _ in 0..3 {
+        let (o, rx) = ctx
+            .outboxes
+            .create(tokio_util::sync::CancellationToken::new());
+        outboxes.push(o);
+        rxs.push(rx);
+    }
+    let room = sbs.create_room(&p("a@example.com"), &n("A"), outboxes[0].clone());
+    sbs.join(room, &p("b@example.com"), &n("B"), outboxes[1].clone())
+        .unwrap();
+    sbs.join(room, &p("c@example.com"), &n("C"), outboxes[2].clone())
+        .unwrap();
+    for rx in &mut rxs {
+        while rx.try_recv().is_ok() {} // the JOIs
+    }
+    let d = sbs.relay(
+        room,
+        outboxes[0].id(),
+        &p("a@example.com"),
+        &n("A"),
+        &members_payload,
+    );
+    assert!(d.complete() && d.recipients == 2);
+    assert!(rxs[0].try_recv().is_err(), "no echo to the sender");
+    for rx in &mut rxs[1..] {
+        let Ok(Event::Send(ServerMessage::Msg { payload: got, .. })) = rx.try_recv() else {
+            panic!("no MSG relayed");
+        };
+        assert_eq!(got, members_payload);
+        assert_eq!(got.as_ptr(), members_payload.as_ptr(), "shared, not copied");
+    }
+}
+
+#[tokio::test]
+async fn cal_errors_bad_cookie_nak_and_bad_ack_mode() {
+    // Transcript 09.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = world(dir.path()).await;
+    let mut mallory = Harness::sb(&w.ctx);
+    assert_eq!(
+        mallory.send("USR 1 mallory@example.com 1111.2222").await,
+        ["911 1"]
+    );
+    assert!(mallory.is_closed());
+    // Carol goes offline.
+    w.ns[2].finish();
+    let mut alice = w.open_room(0, "alice@example.com").await;
+    assert_eq!(alice.send("CAL 2 carol@example.com").await, ["217 2"]);
+    assert_eq!(alice.send("CAL 3 not-an-address").await, ["208 3"]);
+    assert_eq!(alice.send("CAL 4 nobody@example.com").await, ["217 4"]);
+    let ring = alice.send("CAL 5 bob@example.com").await;
+    assert!(ring[0].starts_with("CAL 5 RINGING "));
+    assert_eq!(alice.send("CAL 6 bob@example.com").await, ["215 6"]);
+    assert_eq!(alice.send("CAL 7 alice@example.com").await, ["215 7"]);
+    // Bob has not answered: nobody to deliver to.
+    assert_eq!(alice.send_payload("MSG 8 A", "x").await, ["NAK 8"]);
+    // D needs MSNP9; this session is MSNP7.
+    assert!(alice.send_payload("MSG 9 D", "x").await.is_empty());
+    assert!(alice.is_closed());
+    let mut alice = w.open_room(0, "alice@example.com").await;
+    assert!(alice.send_payload("MSG 7 a", "abcd").await.is_empty());
+    assert!(alice.is_closed());
+    // The RNG cookie for Bob cannot open a room of his own, nor join with another handle.
+    let rng = w.ns[1].events();
+    let cookie = cookie_of(&rng[0], "CKI ");
+    let mut bob = Harness::sb(&w.ctx);
+    assert_eq!(
+        bob.send(&format!("USR 1 bob@example.com {cookie}")).await,
+        ["911 1"]
+    );
+}
+
+#[tokio::test]
+async fn blocked_or_hidden_callee_is_217_and_hidden_caller_is_913() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = world(dir.path()).await;
+    let mut alice = w.open_room(0, "alice@example.com").await;
+    // Bob blocks Alice: she cannot ring him.
+    w.ns[1].send("ADD 30 BL alice@example.com Alice").await;
+    assert_eq!(alice.send("CAL 2 bob@example.com").await, ["217 2"]);
+    // Carol hides: same answer.
+    w.ns[2].send("CHG 31 HDN").await;
+    assert_eq!(alice.send("CAL 3 carol@example.com").await, ["217 3"]);
+    // Alice hides: she may not invite anybody.
+    w.ns[0].send("CHG 32 HDN").await;
+    assert_eq!(alice.send("CAL 4 carol@example.com").await, ["913 4"]);
+    assert!(w.ns[1].events().is_empty() && w.ns[2].events().is_empty());
+}
+
+#[tokio::test]
+async fn group_chat_of_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = world(dir.path()).await;
+    let mut alice = w.open_room(0, "alice@example.com").await;
+    let (mut bob, _) = w.invite(&mut alice, 2, 1, "bob@example.com").await;
+    let (mut carol, lines) = w.invite(&mut alice, 3, 2, "carol@example.com").await;
+    assert_eq!(
+        lines,
+        [
+            "IRO 1 1 2 alice@example.com Alice",
+            "IRO 1 2 2 bob@example.com Bob",
+            "ANS 1 OK"
+        ]
+    );
+    assert_eq!(
+        alice.events(),
+        ["JOI bob@example.com Bob", "JOI carol@example.com Carol"]
+    );
+    assert_eq!(bob.events(), ["JOI carol@example.com Carol"]);
+    assert_eq!(carol.send_payload("MSG 2 A", "hey all").await, ["ACK 2"]);
+    assert_eq!(alice.events(), ["MSG carol@example.com Carol 7", "hey all"]);
+    assert_eq!(bob.events(), ["MSG carol@example.com Carol 7", "hey all"]);
+    // Carol's connection drops without OUT.
+    carol.finish();
+    assert_eq!(alice.events(), ["BYE carol@example.com"]);
+    assert_eq!(bob.events(), ["BYE carol@example.com"]);
+    assert_eq!(w.ctx.switchboards.room_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unauthenticated_sb_connection_is_closed_after_the_auth_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let (mut client, mut server) = tokio::io::duplex(64);
+    let kill = tokio_util::sync::CancellationToken::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (outbox, mut events) = ctx.outboxes.create(kill.clone());
+    let mut svc = SbService::new(ctx.clone(), outbox);
+    let start = tokio::time::Instant::now();
+    let driver = tokio::spawn(async move {
+        crate::net::conn::drive(&mut server, &mut svc, &mut events, &kill, &shutdown).await;
+    });
+    let mut buf = [0u8; 16];
+    let n = tokio::io::AsyncReadExt::read(&mut client, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "closed without a word");
+    let waited = start.elapsed();
+    assert!(
+        waited >= ctx.settings.sb_auth_timeout
+            && waited < ctx.settings.sb_auth_timeout + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    driver.await.unwrap();
+}
