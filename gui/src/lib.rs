@@ -1,1 +1,38 @@
-//! Relive desktop app library (placeholder being filled in).
+//! Relive desktop app: point an MSN Messenger client (or its installer) at a Relive server in
+//! three clicks, put the original back, and trust the server's certificate.
+//!
+//! The app is a thin front end over [`relive_patcher`]: everything it knows about PE files,
+//! installers and plans comes from there, and [`PatchError`](relive_patcher::PatchError)
+//! variants are shown as human messages.
+//!
+//! # Layout
+//! - [`app`]: `impl eframe::App`. Each frame it drains worker events into the state, draws
+//!   the views, and hands the jobs the state asks for to the worker. Nothing there blocks.
+//! - [`state`]: the persisted [`Settings`](state::Settings) and the pure
+//!   [`UiState`](state::UiState) reducer (`apply(Action)`, `on_event(WorkerEvent)`), tested
+//!   without a window.
+//! - [`worker`]: a background thread that owns every blocking call (reading, inspecting,
+//!   planning, patching with progress, restoring, file dialogs, certificate import).
+//! - [`trust`]: reading the server's CA certificate and trusting it (Windows: the system's
+//!   own `certutil` dialog; elsewhere: steps in words).
+//! - [`views`]: free functions drawing `&UiState` and collecting
+//!   [`Action`](state::Action)s; they never touch the file system or the patcher.
+//!
+//! # What it does not do (yet)
+//! The companion agent (sign in with a token, relay state, transfers) waits for the relay
+//! library's QUIC agent; [`state::Tab`] is where its page will go. Fetching the CA certificate
+//! over HTTP waits for the server to publish it; a file is used for now.
+
+pub mod app;
+pub mod state;
+pub mod trust;
+pub mod views;
+pub mod worker;
+
+pub use app::ReliveApp;
+
+/// The window title (the screenshot test checks it).
+pub const WINDOW_TITLE: &str = "Relive — MSN Messenger patcher";
+
+/// Key under which [`state::Settings`] are kept in eframe's storage.
+pub const SETTINGS_KEY: &str = "relive-gui/settings";

@@ -1,1 +1,35 @@
-//! Test harness for end-to-end Relive tests (placeholder being filled in).
+//! Harness for the end-to-end tests of whole Relive stacks over real loopback sockets.
+//!
+//! - [`stack`]: [`TestStack::start`] runs a real `relive-server` on `127.0.0.1:0` listeners
+//!   with a temporary data directory, seeded accounts and access tokens.
+//! - [`client`]: [`MsnpClient`], a scripted MSNP client (typed and raw, every wait bounded).
+//! - [`replay`]: the conformance transcript runner.
+//! - [`sb`]: switchboard helpers (open, invite, messages).
+//!
+//! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
+
+pub mod client;
+pub mod replay;
+pub mod sb;
+pub mod stack;
+
+use std::sync::Once;
+
+pub use client::{MsnpClient, RawFrame, TIMEOUT};
+pub use replay::Replay;
+pub use stack::{DataDir, StackOptions, TestStack};
+
+/// Installs a tracing subscriber that writes through the test harness (shown only for failing
+/// tests), filtered by `RUST_LOG` (default `info`). Safe to call from every test.
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Another subscriber may already be installed by the test binary; keep it then.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}

@@ -309,6 +309,14 @@ async fn a_watcher_whose_pipe_is_full_is_cut_off_while_others_carry_on() {
     w.write_all(b"ADD 4 FL alice@example.com Alice\r\nCHG 5 NLN\r\n")
         .await
         .unwrap();
+    // Both are applied (so Alice's RL holds Bob when she logs in) before Bob stops reading.
+    // (The profile MSG comes first; skip its lines.)
+    let mut skipped = 0;
+    while !next(&mut r).await.starts_with("ADD 4 FL ") {
+        skipped += 1;
+        assert!(skipped < 64, "no ADD reply");
+    }
+    assert_eq!(next(&mut r).await, "CHG 5 NLN");
     // Bob stops reading here. Alice keeps changing status; each change is one NLN for Bob.
     let mut alice = Harness::login(&ctx, "MSNP7", "alice@example.com", &ta).await;
     for i in 0..200u32 {

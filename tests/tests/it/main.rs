@@ -1,1 +1,23 @@
-//! End-to-end tests (placeholder being filled in).
+//! End-to-end tests: whole Relive stacks on loopback ports, driven by scripted MSNP clients.
+//! Every test starts its own stack (`relive_tests::TestStack`), so tests run in parallel.
+
+/// One test per conformance transcript that concerns MSNP2–7 or the switchboard.
+mod transcripts;
+
+/// Logging in: every MD5 dialect, tokens, revoked tokens, unknown accounts, CTP.
+mod login;
+
+/// List management: ADD/REM with RL notifications, groups, list versions across restarts.
+mod contacts;
+
+/// Presence fan-out: HDN, block/unblock, BLP, name changes, duplicate login.
+mod presence;
+
+/// Switchboard sessions: group chat, BYE, NAK, limits, cookies.
+mod switchboard;
+
+/// Hostile or awkward clients: split writes, garbage, a reader that never reads.
+mod robustness;
+
+/// The Wireshark MSNMS dissector recognises our NS traffic (skipped without `tshark`).
+mod tshark;
