@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::passport::{DaLoginPort, NamedPort, PassportSettings};
 use crate::store::{ListLimits, StoreOptions};
 
 /// Name of the configuration file inside the data directory.
@@ -106,6 +107,8 @@ pub struct Config {
     pub sb_auth_timeout_secs: u64,
     /// Seconds a client has to answer a `CHL` before it is disconnected.
     pub chl_timeout_secs: u64,
+    /// The `[passport]` table: nexus value, tickets, login rate limits, legacy TLS.
+    pub passport: PassportSettings,
 }
 
 impl Default for Config {
@@ -128,6 +131,7 @@ impl Default for Config {
             ns_idle_timeout_secs: DEFAULT_NS_IDLE_TIMEOUT.as_secs(),
             sb_auth_timeout_secs: DEFAULT_SB_AUTH_TIMEOUT.as_secs(),
             chl_timeout_secs: DEFAULT_CHL_TIMEOUT.as_secs(),
+            passport: PassportSettings::default(),
         }
     }
 }
@@ -180,6 +184,8 @@ pub struct Settings {
     pub sb_auth_timeout: Duration,
     /// How long a client has to answer a `CHL`.
     pub chl_timeout: Duration,
+    /// Passport settings (validated).
+    pub passport: PassportSettings,
 }
 
 impl Settings {
@@ -347,6 +353,10 @@ impl Config {
                 reason: "must be at least 1",
             });
         }
+        self.passport.validate().map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            reason: e.reason,
+        })?;
         Ok(Settings {
             data_dir,
             ns: self.ns,
@@ -368,6 +378,7 @@ impl Config {
             ns_idle_timeout: Duration::from_secs(self.ns_idle_timeout_secs),
             sb_auth_timeout: Duration::from_secs(self.sb_auth_timeout_secs),
             chl_timeout: Duration::from_secs(self.chl_timeout_secs),
+            passport: self.passport,
         })
     }
 }
@@ -392,6 +403,17 @@ pub fn resolve(
 #[must_use]
 pub fn default_file_text() -> String {
     let d = Config::default();
+    let p = &d.passport;
+    // Validated extra fields hold no quotes, commas or spaces.
+    let extra = format!(
+        "[{}]",
+        p.nexus
+            .extra
+            .iter()
+            .map(|f| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     format!(
         "# Relive server configuration. Every key is optional; the values shown are the defaults.\n\
          # Precedence: command-line flags > RELIVE_* environment variables > this file > defaults.\n\
@@ -431,7 +453,42 @@ pub fn default_file_text() -> String {
          # Close an NS connection after this many seconds of silence (clients ping every ~50 s).\n\
          # ns_idle_timeout_secs = {ns_idle}\n\
          # Close an SB connection that has not authenticated within this many seconds.\n\
-         # sb_auth_timeout_secs = {sb_auth}\n",
+         # sb_auth_timeout_secs = {sb_auth}\n\
+         \n\
+         # Passport 1.4 (MSNP8+ logins: nexus, login2.srf, tickets).\n\
+         # [passport]\n\
+         # Seconds a login ticket stays valid (1..=120), and most tickets held at once.\n\
+         # ticket_lifetime_secs = {ticket_lifetime}\n\
+         # max_tickets = {max_tickets}\n\
+         # Failed logins (Passport, MD5, CTP, TWN) per account and per address: full speed up to\n\
+         # login_slow_after, then spaced by login_delay_secs (doubling), refused from\n\
+         # login_refuse_after on; one failure is forgiven every login_decay_secs.\n\
+         # login_slow_after = {slow_after}\n\
+         # login_refuse_after = {refuse_after}\n\
+         # login_delay_secs = {delay}\n\
+         # login_decay_secs = {decay}\n\
+         # Most accounts and addresses the limiter tracks (each).\n\
+         # login_max_tracked = {max_tracked}\n\
+         # Accept account passwords (not only access tokens) over plain HTTP too.\n\
+         # password_over_plain_http = {pw_plain}\n\
+         # Legacy TLS listener (TLS 1.0, RSA, 3DES) for Windows XP; off unless set. Its RSA\n\
+         # certificates are generated in <data-dir>/tls/legacy/ unless legacy_cert/legacy_key\n\
+         # name existing PEM files. XP users import legacy-ca.crt (`relive-server cert export`).\n\
+         # legacy_tls = \"0.0.0.0:8444\"\n\
+         # legacy_cert = \"/path/to/chain.pem\"\n\
+         # legacy_key = \"/path/to/key.pem\"\n\
+         \n\
+         # The nexus PassportURLs value: DARealm=<realm>,DALogin=[<scheme>://]<host>[:<port>]<path>.\n\
+         # [passport.nexus]\n\
+         # realm = \"{realm}\"\n\
+         # scheme: \"\" (bare host/path, as the official service), \"http\" or \"https\".\n\
+         # scheme = \"{scheme}\"\n\
+         # host: \"\" means public_host.\n\
+         # host = \"{nexus_host}\"\n\
+         # port: a number, or \"https\", \"http\", \"legacy\" (that listener's port), or \"omit\".\n\
+         # port = {port}\n\
+         # path = \"{path}\"\n\
+         # extra = {extra}\n",
         ns = d.ns,
         sb = d.sb,
         http = d.http,
@@ -445,6 +502,26 @@ pub fn default_file_text() -> String {
         chl_timeout = d.chl_timeout_secs,
         ns_idle = d.ns_idle_timeout_secs,
         sb_auth = d.sb_auth_timeout_secs,
+        ticket_lifetime = p.ticket_lifetime_secs,
+        max_tickets = p.max_tickets,
+        slow_after = p.login_slow_after,
+        refuse_after = p.login_refuse_after,
+        delay = p.login_delay_secs,
+        decay = p.login_decay_secs,
+        max_tracked = p.login_max_tracked,
+        pw_plain = p.password_over_plain_http,
+        realm = p.nexus.realm,
+        scheme = p.nexus.scheme,
+        nexus_host = p.nexus.host,
+        port = match p.nexus.port {
+            DaLoginPort::Number(n) => n.to_string(),
+            DaLoginPort::Named(NamedPort::Https) => "\"https\"".to_owned(),
+            DaLoginPort::Named(NamedPort::Http) => "\"http\"".to_owned(),
+            DaLoginPort::Named(NamedPort::Legacy) => "\"legacy\"".to_owned(),
+            DaLoginPort::Named(NamedPort::Omit) => "\"omit\"".to_owned(),
+        },
+        path = p.nexus.path,
+        extra = extra,
     )
 }
 
@@ -552,14 +629,29 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
             .filter(|l| {
-                l.contains(" = ")
+                (l.contains(" = ") || l.starts_with('['))
                     && !l.starts_with("ns_referral_host")
                     && !l.starts_with("sb_public_port")
+                    && !l.starts_with("legacy_")
             })
             .map(|l| format!("{l}\n"))
             .collect();
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
-        assert_eq!(uncommented.lines().count(), 13);
+        // Every key but the examples: 13 top-level, 8 in [passport], 6 in [passport.nexus].
+        assert_eq!(
+            uncommented.lines().filter(|l| l.contains(" = ")).count(),
+            27
+        );
+        // The legacy-TLS examples are valid [passport] keys.
+        let legacy: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with("legacy_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let legacy: PassportSettings = toml::from_str(&legacy).unwrap();
+        legacy.validate().unwrap();
+        assert!(legacy.legacy_tls.is_some());
     }
 }

@@ -78,6 +78,12 @@ pub enum Error {
     /// Certificates could not be generated or loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The HTTP side could not be set up.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    /// The legacy-TLS certificates could not be generated or loaded.
+    #[error(transparent)]
+    LegacyTls(#[from] http::legacy::LegacyTlsError),
     /// A built-in demo handle is invalid (a bug).
     #[error("built-in demo data is invalid")]
     Demo,
@@ -94,10 +100,12 @@ pub struct Listeners {
     pub http: TcpListener,
     /// HTTPS.
     pub https: TcpListener,
+    /// Legacy TLS for Windows XP (`passport.legacy_tls`), if configured.
+    pub legacy_tls: Option<TcpListener>,
 }
 
 /// What every connection task shares. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     /// Validated settings.
     pub settings: Arc<Settings>,
@@ -111,23 +119,74 @@ pub struct Context {
     pub switchboards: Arc<switchboard::Switchboards>,
     /// The `host:port` of this NS as clients reach it (for `XFR NS`); set by [`run_with`].
     pub ns_address: Arc<std::sync::RwLock<relive_msnp::types::Token>>,
+    /// Passport: tickets for `USR TWN`, and the login rate limiter the NS shares.
+    pub passport: passport::PassportService,
+    /// The HTTP side (nexus, login); its `PassportURLs` is re-resolved by [`run_with`].
+    pub http: http::HttpService,
+    /// The rustls acceptor for the HTTPS listener; without it HTTPS connections are closed.
+    pub https_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The OpenSSL acceptor for the legacy listener; without it its connections are closed.
+    pub legacy_tls: Option<http::legacy::LegacyTls>,
     connections: Arc<watch::Sender<usize>>,
 }
 
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .field("passport", &self.passport)
+            .field("https_tls", &self.https_tls.is_some())
+            .field("legacy_tls", &self.legacy_tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Context {
-    /// A context over `settings` and `store`.
-    #[must_use]
-    pub fn new(settings: Settings, store: Store) -> Self {
+    /// A context over `settings` and `store`, with the Passport service on the system clock
+    /// and no TLS acceptors (set [`Self::https_tls`] and [`Self::legacy_tls`] to serve TLS).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Http`] if the `[passport]` settings are invalid (validated settings never are).
+    pub fn new(settings: Settings, store: Store) -> Result<Self, Error> {
+        let passport = passport::PassportService::new(store.clone(), &settings.passport);
+        Self::with_passport(settings, store, passport)
+    }
+
+    /// [`Self::new`] with a prepared Passport service (tests inject a clock through it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::new`].
+    pub fn with_passport(
+        settings: Settings,
+        store: Store,
+        passport: passport::PassportService,
+    ) -> Result<Self, Error> {
         let ns_address = advertised(&settings.public_host, settings.ns.port());
-        Self {
+        let http = http::HttpService::new(
+            passport.clone(),
+            &settings.passport,
+            &endpoints(
+                &settings,
+                settings.http.port(),
+                settings.https.port(),
+                settings.passport.legacy_tls.map(|a| a.port()),
+            ),
+        )?;
+        Ok(Self {
             settings: Arc::new(settings),
             store,
             hub: Arc::new(hub::Hub::new()),
             outboxes: Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY)),
             switchboards: Arc::new(switchboard::Switchboards::new()),
             ns_address: Arc::new(std::sync::RwLock::new(ns_address)),
+            passport,
+            http,
+            https_tls: None,
+            legacy_tls: None,
             connections: Arc::new(watch::Sender::new(0)),
-        }
+        })
     }
 
     /// A receiver for the number of open connections (over all listeners).
@@ -160,6 +219,33 @@ fn advertise(ctx: &Context, listeners: &Listeners) {
         .sb_public_port
         .unwrap_or_else(|| port_of(&listeners.sb, ctx.settings.sb.port()));
     ctx.switchboards.set_address(advertised(host, sb_port));
+    let endpoints = endpoints(
+        &ctx.settings,
+        port_of(&listeners.http, ctx.settings.http.port()),
+        port_of(&listeners.https, ctx.settings.https.port()),
+        listeners
+            .legacy_tls
+            .as_ref()
+            .map(|l| port_of(l, ctx.settings.passport.legacy_tls.map_or(0, |a| a.port()))),
+    );
+    if let Err(error) = ctx.http.set_endpoints(&endpoints) {
+        tracing::warn!(%error, "cannot advertise the listeners' ports in PassportURLs");
+    }
+}
+
+/// The Passport endpoints for `settings` with these listener ports.
+fn endpoints(
+    settings: &Settings,
+    http_port: u16,
+    https_port: u16,
+    legacy_port: Option<u16>,
+) -> passport::Endpoints {
+    passport::Endpoints {
+        public_host: settings.public_host.clone(),
+        http_port,
+        https_port,
+        legacy_port,
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, cancels and waits for every
@@ -167,14 +253,14 @@ fn advertise(ctx: &Context, listeners: &Listeners) {
 ///
 /// # Errors
 ///
-/// Closing the store failed.
+/// The `[passport]` settings are invalid, or closing the store failed.
 pub async fn run(
     settings: Settings,
     store: Store,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    run_with(Context::new(settings, store), listeners, shutdown).await
+    run_with(Context::new(settings, store)?, listeners, shutdown).await
 }
 
 /// [`run`] with a prepared [`Context`] (tests use it to watch the connection count).
@@ -191,12 +277,16 @@ pub async fn run_with(
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(ctx.settings.max_connections));
     let loops = TaskTracker::new();
-    for (kind, listener) in [
+    let mut all = vec![
         (Kind::Ns, listeners.ns),
         (Kind::Sb, listeners.sb),
         (Kind::Http, listeners.http),
         (Kind::Https, listeners.https),
-    ] {
+    ];
+    if let Some(legacy) = listeners.legacy_tls {
+        all.push((Kind::Legacy, legacy));
+    }
+    for (kind, listener) in all {
         loops.spawn(net::accept_loop(
             kind,
             listener,
@@ -242,29 +332,30 @@ mod tests {
             sb: bind().await,
             http: bind().await,
             https: bind().await,
+            legacy_tls: None,
         };
         let (ns, http) = (
             listeners.ns.local_addr().unwrap(),
             listeners.http.local_addr().unwrap(),
         );
-        let ctx = Context::new(settings, store.clone());
+        let ctx = Context::new(settings, store.clone()).unwrap();
         let mut open = ctx.connections();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(run_with(ctx, listeners, shutdown.clone()));
 
-        // HTTP: accepted and closed for now.
-        let mut client = TcpStream::connect(http).await.unwrap();
-        let mut buf = [0u8; 1];
-        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
-        open.wait_for(|n| *n == 0).await.unwrap();
-
-        // NS: held open until shutdown, then told OUT SSD and closed cleanly (FIN, not reset).
-        let mut ns_client = TcpStream::connect(ns).await.unwrap();
+        // An idle HTTP connection and an NS connection, both held open until shutdown.
+        let mut http_client = TcpStream::connect(http).await.unwrap();
         open.wait_for(|n| *n == 1).await.unwrap();
+        let mut ns_client = TcpStream::connect(ns).await.unwrap();
+        open.wait_for(|n| *n == 2).await.unwrap();
         shutdown.cancel();
+        // NS: told OUT SSD and closed cleanly (FIN, not reset); HTTP: closed without a word.
         let mut said = Vec::new();
         ns_client.read_to_end(&mut said).await.unwrap();
         assert_eq!(said, b"OUT SSD\r\n");
+        said.clear();
+        http_client.read_to_end(&mut said).await.unwrap();
+        assert!(said.is_empty());
         server.await.unwrap().unwrap();
         assert_eq!(*open.borrow(), 0);
         assert!(matches!(store.accounts().await, Err(StoreError::Closed)));

@@ -9,11 +9,12 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use relive_server::config::{self, DEFAULT_DATA_DIR, Overrides, Settings};
+use relive_server::http::legacy::{self, LegacyCertPaths, LegacyTls};
 use relive_server::secret::Secret;
 use relive_server::store::accounts::encode_friendly_name;
 use relive_server::store::{Account, Passport, Store, TokenId, parse_handle};
 use relive_server::tls::CertPaths;
-use relive_server::{Listeners, data_dir, demo, tls};
+use relive_server::{Context, Listeners, data_dir, demo, tls};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -183,9 +184,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             tls::export_ca(&paths, &file)
                 .context("exporting the CA certificate (has `serve` run once?)")?;
             eprintln!("wrote {}", file.display());
+            let legacy = LegacyCertPaths::in_data_dir(&cli.data_dir);
+            if legacy.ca_cert.exists() {
+                let dest = legacy_export_path(&file);
+                std::fs::copy(&legacy.ca_cert, &dest).with_context(|| {
+                    format!("writing the legacy CA certificate to {}", dest.display())
+                })?;
+                eprintln!(
+                    "wrote {} (the legacy RSA CA: Windows XP clients on the legacy TLS listener \
+                     need it)",
+                    dest.display()
+                );
+            }
             Ok(())
         }
     }
+}
+
+/// `FILE` with `-legacy` before its extension (`relive-ca.crt` → `relive-ca-legacy.crt`).
+fn legacy_export_path(file: &std::path::Path) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map_or_else(|| "relive-ca".into(), std::ffi::OsStr::to_os_string);
+    let mut name = stem;
+    name.push("-legacy");
+    if let Some(ext) = file.extension() {
+        name.push(".");
+        name.push(ext);
+    }
+    file.with_file_name(name)
 }
 
 async fn open(data_dir: PathBuf) -> anyhow::Result<Store> {
@@ -322,19 +349,35 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the {what} listener on {addr}"))
     };
+    let mut ctx = Context::new(settings.clone(), store).context("setting up Passport")?;
+    ctx.https_tls = Some(
+        relive_server::http::tls::acceptor(&CertPaths::in_data_dir(&settings.data_dir))
+            .context("loading the HTTPS certificate")?,
+    );
+    let legacy_listener = match settings.passport.legacy_tls {
+        Some(addr) => {
+            ctx.legacy_tls = Some(legacy_tls(&settings)?);
+            Some(bind(addr, "legacy TLS").await?)
+        }
+        None => None,
+    };
     let listeners = Listeners {
         ns: bind(settings.ns, "NS").await?,
         sb: bind(settings.sb, "SB").await?,
         http: bind(settings.http, "HTTP").await?,
         https: bind(settings.https, "HTTPS").await?,
+        legacy_tls: legacy_listener,
     };
     for (what, l) in [
-        ("NS", &listeners.ns),
-        ("SB", &listeners.sb),
-        ("HTTP", &listeners.http),
-        ("HTTPS", &listeners.https),
+        ("NS", Some(&listeners.ns)),
+        ("SB", Some(&listeners.sb)),
+        ("HTTP", Some(&listeners.http)),
+        ("HTTPS", Some(&listeners.https)),
+        ("legacy TLS", listeners.legacy_tls.as_ref()),
     ] {
-        println!("{what} listening on {}", l.local_addr()?);
+        if let Some(l) = l {
+            println!("{what} listening on {}", l.local_addr()?);
+        }
     }
     println!("public host {}", settings.public_host);
     let shutdown = CancellationToken::new();
@@ -346,8 +389,21 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         }
         trigger.cancel();
     });
-    relive_server::run(settings, store, listeners, shutdown).await?;
+    relive_server::run_with(ctx, listeners, shutdown).await?;
     Ok(())
+}
+
+/// The legacy listener's acceptor: the configured PEM files, or the generated RSA chain in the
+/// data directory (created on first use).
+fn legacy_tls(settings: &Settings) -> anyhow::Result<LegacyTls> {
+    let p = &settings.passport;
+    if let (Some(cert), Some(key)) = (&p.legacy_cert, &p.legacy_key) {
+        return LegacyTls::from_files(cert, key).context("loading the legacy TLS certificate");
+    }
+    let paths = LegacyCertPaths::in_data_dir(&settings.data_dir);
+    legacy::ensure_certificates(&paths, &settings.public_host)
+        .context("generating the legacy TLS certificates")?;
+    LegacyTls::from_files(&paths.chain, &paths.key).context("loading the legacy TLS certificate")
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.
@@ -398,5 +454,13 @@ mod tests {
         Cli::command().debug_assert();
         assert_eq!(format_time(0), "1970-01-01 00:00:00");
         assert_eq!(format_time(951_782_400 + 3_723), "2000-02-29 01:02:03");
+        assert_eq!(
+            legacy_export_path(std::path::Path::new("/tmp/relive-ca.crt")),
+            PathBuf::from("/tmp/relive-ca-legacy.crt")
+        );
+        assert_eq!(
+            legacy_export_path(std::path::Path::new("ca")),
+            PathBuf::from("ca-legacy")
+        );
     }
 }

@@ -27,7 +27,7 @@ pub(crate) async fn context(dir: &Path, edit: impl FnOnce(&mut Config)) -> Conte
     let mut config = Config::default();
     edit(&mut config);
     let settings = config.validate(dir.to_path_buf()).unwrap();
-    Context::new(settings, file_store(dir).await)
+    Context::new(settings, file_store(dir).await).unwrap()
 }
 
 /// Creates `handle` with friendly name `name`; returns its access token.

@@ -11,7 +11,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use super::{
-    Kind, serve_http_connection, serve_https_connection, serve_ns_connection, serve_sb_connection,
+    Kind, serve_http_connection, serve_https_connection, serve_legacy_connection,
+    serve_ns_connection, serve_sb_connection,
 };
 use crate::Context;
 
@@ -89,6 +90,7 @@ pub(crate) async fn accept_loop(
                     Kind::Sb => serve_sb_connection(stream, peer, ctx, cancel).await,
                     Kind::Http => serve_http_connection(stream, peer, ctx, cancel).await,
                     Kind::Https => serve_https_connection(stream, peer, ctx, cancel).await,
+                    Kind::Legacy => serve_legacy_connection(stream, peer, ctx, cancel).await,
                 }
                 tracing::debug!("closed");
             }

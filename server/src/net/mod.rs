@@ -9,7 +9,8 @@
 //! - [`accept`]: the accept loops.
 //! - [`conn`]: the driver that turns a socket into commands for a [`conn::Service`] and writes
 //!   its replies; the NS ([`crate::notification`]) and SB ([`crate::switchboard`]) plug in here.
-//! - [`serve_http_connection`] and [`serve_https_connection`] are the HTTP entry points.
+//! - [`serve_http_connection`], [`serve_https_connection`] and [`serve_legacy_connection`] are
+//!   the HTTP entry points (over [`crate::http`]).
 
 pub mod accept;
 pub mod conn;
@@ -36,6 +37,8 @@ pub enum Kind {
     Http,
     /// HTTPS.
     Https,
+    /// Legacy TLS (Windows XP).
+    Legacy,
 }
 
 impl Kind {
@@ -47,6 +50,7 @@ impl Kind {
             Self::Sb => "sb",
             Self::Http => "http",
             Self::Https => "https",
+            Self::Legacy => "legacy",
         }
     }
 }
@@ -79,22 +83,41 @@ pub async fn serve_sb_connection(
     conn::drive(&mut stream, &mut service, &mut events, &kill, &cancel).await;
 }
 
-/// One plain HTTP connection. Not implemented yet: closes at once.
+/// One plain HTTP connection: nexus, login and the rest of [`crate::http`].
 pub async fn serve_http_connection(
     stream: TcpStream,
-    _peer: SocketAddr,
-    _ctx: Context,
-    _cancel: CancellationToken,
+    peer: SocketAddr,
+    ctx: Context,
+    cancel: CancellationToken,
 ) {
-    drop(stream);
+    crate::http::serve_connection(stream, peer, ctx.http.clone(), cancel).await;
 }
 
-/// One HTTPS connection. Not implemented yet: closes at once (no TLS handshake).
+/// One HTTPS connection through rustls; closed at once if no acceptor is configured.
 pub async fn serve_https_connection(
     stream: TcpStream,
-    _peer: SocketAddr,
-    _ctx: Context,
-    _cancel: CancellationToken,
+    peer: SocketAddr,
+    ctx: Context,
+    cancel: CancellationToken,
 ) {
-    drop(stream);
+    let Some(acceptor) = ctx.https_tls.clone() else {
+        tracing::debug!("no HTTPS certificate configured; closing");
+        return drop(stream);
+    };
+    crate::http::tls::serve_https_connection(stream, peer, ctx.http.clone(), acceptor, cancel)
+        .await;
+}
+
+/// One legacy-TLS connection through OpenSSL; closed at once if no acceptor is configured.
+pub async fn serve_legacy_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Context,
+    cancel: CancellationToken,
+) {
+    let Some(tls) = ctx.legacy_tls.clone() else {
+        tracing::debug!("no legacy TLS certificate configured; closing");
+        return drop(stream);
+    };
+    crate::http::legacy::serve_legacy_connection(stream, peer, ctx.http.clone(), tls, cancel).await;
 }

@@ -102,6 +102,7 @@ async fn start(ctx: Context) -> Server {
         sb: bind().await.unwrap(),
         http: bind().await.unwrap(),
         https: bind().await.unwrap(),
+        legacy_tls: None,
     };
     let ns = listeners.ns.local_addr().unwrap();
     let shutdown = CancellationToken::new();

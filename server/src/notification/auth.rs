@@ -1,5 +1,5 @@
-//! Login: `VER`, `CVR`, `USR` (MD5 for MSNP2–7, CTP for MSNP2), the optional `XFR NS`
-//! referral, and what a successful login sends (`USR OK`, the profile `MSG`).
+//! Login: `VER`, `CVR`, `USR` (MD5 for MSNP2–7, CTP for MSNP2, Passport `TWN` for MSNP8+), the
+//! optional `XFR NS` referral, and what a successful login sends (`USR OK`, the profile `MSG`).
 //!
 //! ```text
 //! C: USR 6 MD5 I alice@example.com      S: USR 6 MD5 S <fresh random challenge>
@@ -13,6 +13,14 @@
 //! too and fails at `USR … S` with the same `911` after the same store round trip as a wrong
 //! answer, so neither the reply nor its timing class tells whether the account exists. A failed
 //! login closes the connection.
+//!
+//! `TWN` (PROTOCOL.md §2.3.3): `USR TWN I` is answered with the same parameters whether or not
+//! the account exists; `USR TWN S <ticket>` consumes a ticket `login2.srf` issued
+//! ([`crate::passport::PassportService::consume_ticket`]); any failure is `911` and a close.
+//!
+//! Every failed MD5, CTP or TWN attempt counts against the account and the source address in
+//! the Passport rate limiter; while either is limited, attempts are refused with the same `911`
+//! without being checked.
 
 use std::fmt::Write as _;
 
@@ -27,6 +35,7 @@ use tracing::{Span, info, warn};
 use super::{Auth, NsService, User};
 use crate::hub::ListView;
 use crate::net::conn::Replies;
+use crate::passport::tickets::t_part;
 use crate::secret::Secret as StoreSecret;
 use crate::store::{Account, AccountId};
 
@@ -43,6 +52,21 @@ fn new_challenge() -> String {
         "{}.{:09}",
         rng.random_range(1_000_000_000u32..4_000_000_000),
         rng.random_range(0..1_000_000_000u32)
+    )
+}
+
+/// The `USR TWN S` parameters: the keys libpurple re-emits (PROTOCOL.md §2.3.3), the same for
+/// every handle so the reply does not tell whether the account exists.
+fn twn_params() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let tpf: String = (0..16)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    format!(
+        "lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct={now},kpp=1,kv=5,\
+         ver=2.1.0173.1,tpf={tpf}"
     )
 }
 
@@ -109,8 +133,12 @@ impl NsService {
                         self.auth = Auth::Ctp { handle };
                     }
                     AuthMethod::Twn => {
-                        info!(trid = trid.0, "TWN login is not served by this NS yet");
-                        Self::fail(trid, out);
+                        out.push(ServerMessage::UsrChallenge {
+                            trid,
+                            method,
+                            challenge: Some(token(&twn_params(), "lc=1033,id=507,tw=40")),
+                        });
+                        self.auth = Auth::Twn { handle };
                     }
                 }
             }
@@ -120,6 +148,19 @@ impl NsService {
                 response,
             } => {
                 let auth = std::mem::replace(&mut self.auth, Auth::Idle);
+                let handle = match &auth {
+                    Auth::Md5 { handle, .. } | Auth::Ctp { handle } | Auth::Twn { handle } => {
+                        handle.clone()
+                    }
+                    Auth::Idle => return Self::fail(trid, out),
+                };
+                let limiter = std::sync::Arc::clone(self.ctx.passport.rate_limiter());
+                let ip = self.peer.ip();
+                if let Err(refused) = limiter.check(handle.as_str(), ip, self.ctx.passport.now()) {
+                    info!(trid = trid.0, %refused, "login refused by the rate limiter");
+                    return Self::fail(trid, out);
+                }
+                let mut ticket_t = None;
                 let verified = match auth {
                     Auth::Md5 { handle, challenge } => {
                         self.verify(&handle, |store, id| {
@@ -135,11 +176,20 @@ impl NsService {
                         })
                         .await
                     }
+                    Auth::Twn { handle } => {
+                        ticket_t = t_part(response.as_str()).map(str::to_owned);
+                        self.verify_ticket(&handle, response.as_str()).await
+                    }
                     Auth::Idle => Ok(None),
                 };
                 match verified {
-                    Ok(Some(account)) => self.logged_in(trid, account, caps, out).await,
+                    Ok(Some(account)) => {
+                        limiter.record_success(handle.as_str());
+                        self.logged_in(trid, account, ticket_t.as_deref(), caps, out)
+                            .await;
+                    }
                     Ok(None) => {
+                        limiter.record_failure(handle.as_str(), ip, self.ctx.passport.now());
                         info!(trid = trid.0, "login failed");
                         Self::fail(trid, out);
                     }
@@ -179,6 +229,23 @@ impl NsService {
         Ok(account.filter(|_| matched.is_some()))
     }
 
+    /// Consumes a Passport ticket for `handle` and loads the account it was issued for.
+    async fn verify_ticket(
+        &self,
+        handle: &relive_msnp::types::Passport,
+        ticket: &str,
+    ) -> Result<Option<Account>, crate::store::StoreError> {
+        let id = match self.ctx.passport.consume_ticket(ticket, handle) {
+            Ok(id) => id,
+            Err(error) => {
+                info!(%error, "ticket not accepted");
+                return Ok(None);
+            }
+        };
+        let account = self.ctx.store.account(handle).await?;
+        Ok(account.filter(|a| a.id == id))
+    }
+
     /// `XFR NS` when a separate NS host is configured (PROTOCOL.md §1.2).
     fn referral(&self, trid: TrId) -> Option<ServerMessage> {
         let s = &self.ctx.settings;
@@ -209,6 +276,7 @@ impl NsService {
         &mut self,
         trid: TrId,
         account: Account,
+        ticket_t: Option<&str>,
         caps: &Capabilities,
         out: &mut Replies,
     ) {
@@ -249,7 +317,7 @@ impl NsService {
             from: hotmail(),
             name: FriendlyName::from_display("Hotmail")
                 .unwrap_or_else(|_| FriendlyName::from(handle.clone())),
-            payload: self.profile(&account, caps),
+            payload: self.profile(&account, ticket_t, caps),
         });
         self.user = Some(User {
             id: account.id,
@@ -258,8 +326,9 @@ impl NsService {
         });
     }
 
-    /// The `text/x-msmsgsprofile` payload for the dialect (PROTOCOL.md §2.4).
-    fn profile(&self, account: &Account, caps: &Capabilities) -> Bytes {
+    /// The `text/x-msmsgsprofile` payload for the dialect (PROTOCOL.md §2.4); `MSPAuth` is the
+    /// ticket's `t` part after a Passport login, random otherwise.
+    fn profile(&self, account: &Account, ticket_t: Option<&str>, caps: &Capabilities) -> Bytes {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -269,9 +338,14 @@ impl NsService {
         let _ = write!(p, "LoginTime: {now}\r\n");
         if caps.profile >= ProfileGeneration::PassportFields {
             let id = account.member_id;
-            let auth: String = (0..16)
-                .map(|_| format!("{:02x}", rand::random::<u8>()))
-                .collect();
+            let auth: String = ticket_t.map_or_else(
+                || {
+                    (0..16)
+                        .map(|_| format!("{:02x}", rand::random::<u8>()))
+                        .collect()
+                },
+                str::to_owned,
+            );
             let _ = write!(
                 p,
                 "EmailEnabled: 1\r\nMemberIdHigh: {}\r\nMemberIdLow: {}\r\n\

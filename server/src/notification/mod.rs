@@ -2,7 +2,7 @@
 //! with handlers grouped by domain and written once for every dialect. Version differences live
 //! in [`Capabilities`] and the `relive-msnp` encoders; no handler compares version numbers.
 //!
-//! - [`auth`](self::auth): `VER`, `CVR`, `INF`, `USR` (MD5, CTP), optional `XFR NS` referral,
+//! - [`auth`](self::auth): `VER`, `CVR`, `INF`, `USR` (MD5, CTP, TWN), optional `XFR NS` referral,
 //!   the login itself and the profile message.
 //! - [`sync`](self::sync): `SYN`, client `LST`/`LSG`.
 //! - [`contacts`](self::contacts): `ADD`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`, `PRP`.
@@ -39,8 +39,7 @@ use crate::hub::Outbox;
 use crate::net::conn::{Replies, Service};
 use crate::store::{AccountId, ListError};
 
-/// The dialects the NS negotiates. MSNP8/9 are negotiated so their login-stage rules apply,
-/// but their Passport (`TWN`) login is answered `911` until the Passport service is wired in.
+/// The dialects the NS negotiates (MSNP8/9 log in through Passport `TWN`).
 pub const SUPPORTED: std::ops::RangeInclusive<ProtocolVersion> = ProtocolVersion::IMPLEMENTED;
 
 /// Where a login attempt stands.
@@ -52,6 +51,8 @@ enum Auth {
     Md5 { handle: Passport, challenge: String },
     /// `USR CTP I` answered (MSNP2).
     Ctp { handle: Passport },
+    /// `USR TWN I` answered with the Passport parameters (MSNP8+).
+    Twn { handle: Passport },
 }
 
 /// The logged-in user of a connection.

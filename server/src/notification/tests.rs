@@ -529,3 +529,218 @@ async fn ns_referral_when_a_separate_host_is_configured() {
         ["XFR 3 NS ns2.example.com:1863 0 127.0.0.1:1863"]
     );
 }
+
+/// A context whose Passport clock the test moves forward by hand.
+async fn clocked_context(
+    dir: &std::path::Path,
+) -> (
+    crate::Context,
+    std::sync::Arc<std::sync::Mutex<std::time::Duration>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let mut config = crate::config::Config::default();
+    // This test counts tickets, not failures.
+    config.passport.login_slow_after = 1000;
+    config.passport.login_refuse_after = 1000;
+    let settings = config.validate(dir.to_path_buf()).unwrap();
+    let store = crate::store::test_support::file_store(dir).await;
+    let offset = Arc::new(Mutex::new(std::time::Duration::ZERO));
+    let start = std::time::Instant::now();
+    let clock_offset = Arc::clone(&offset);
+    let clock: crate::passport::Clock = Arc::new(move || start + *clock_offset.lock().unwrap());
+    let passport =
+        crate::passport::PassportService::with_clock(store.clone(), &settings.passport, clock);
+    let ctx = crate::Context::with_passport(settings, store, passport).unwrap();
+    (ctx, offset)
+}
+
+/// A ticket from `login2.srf`'s service for `handle` with `token`.
+async fn ticket(ctx: &crate::Context, handle: &str, token: &str) -> String {
+    let credentials = crate::passport::Credentials::from_authorization(&format!(
+        "Passport1.4 OrgVerb=GET,sign-in={handle},pwd={token}"
+    ))
+    .unwrap();
+    ctx.passport
+        .login(
+            &credentials,
+            "198.51.100.7".parse().unwrap(),
+            crate::passport::Transport::Tls,
+        )
+        .await
+        .unwrap()
+        .expose()
+        .to_owned()
+}
+
+/// `VER`, `CVR`, `USR TWN I` in dialect `msnp`; returns the connection awaiting `USR TWN S`.
+async fn twn_start(ctx: &crate::Context, msnp: &str, handle: &str) -> Harness<super::NsService> {
+    let mut c = Harness::ns(ctx);
+    assert_eq!(
+        c.send(&format!("VER 1 {msnp} CVR0")).await,
+        [format!("VER 1 {msnp} CVR0")]
+    );
+    let cvr = c
+        .send(&format!(
+            "CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 6.0.0602 MSMSGS {handle}"
+        ))
+        .await;
+    assert!(
+        cvr[0].starts_with("CVR 2 6.0.0602 6.0.0602 6.0.0602 "),
+        "{cvr:?}"
+    );
+    let usr = c.send(&format!("USR 3 TWN I {handle}")).await;
+    let params = strip(&usr[0], "USR 3 TWN S ");
+    let keys: Vec<&str> = params
+        .split(',')
+        .map(|kv| kv.split_once('=').unwrap().0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "lc", "id", "tw", "fs", "ru", "ct", "kpp", "kv", "ver", "tpf"
+        ]
+    );
+    c
+}
+
+#[tokio::test]
+async fn twn_login_then_syn_chg_and_png_in_msnp8_and_msnp9() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let token = account(&ctx, "alice@example.com", "Alice").await;
+    let bob = account(&ctx, "bob@example.com", "Bob").await;
+    let mut b = Harness::login(&ctx, "MSNP7", "bob@example.com", &bob).await;
+    assert_eq!(
+        b.send("ADD 10 AL alice@example.com alice@example.com")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        b.send("ADD 11 FL alice@example.com alice@example.com")
+            .await
+            .len(),
+        1
+    );
+    b.events();
+    for msnp in ["MSNP8", "MSNP9"] {
+        let p9 = msnp == "MSNP9";
+        let mut c = twn_start(&ctx, msnp, "alice@example.com").await;
+        let ticket = ticket(&ctx, "alice%40example.com", &token).await;
+        let lines = c.send(&format!("USR 4 TWN S {ticket}")).await;
+        assert_eq!(lines[0], "USR 4 OK alice@example.com Alice 1 0");
+        let profile = &lines[2];
+        let t = crate::passport::tickets::t_part(&ticket).unwrap();
+        assert!(profile.contains(&format!("MSPAuth: {t}\r\n")), "{profile}");
+        // 51000 = 0xC738, byte-swapped 0x38C7.
+        assert!(profile.contains("ClientIP: 192.0.2.1\r\nClientPort: 14535\r\n"));
+        assert!(profile.contains("MemberIdHigh: "));
+        // SYN in the MSNP8 form: counts on the SYN line, one LST per contact with a bitmask.
+        let syn = c.send("SYN 5 0").await;
+        let head: Vec<&str> = syn[0].split(' ').collect();
+        assert_eq!((head[0], head[1], head.len()), ("SYN", "5", 5), "{syn:?}");
+        assert!(
+            syn.iter()
+                .any(|l| l.starts_with("LST bob@example.com Bob ")),
+            "{syn:?}"
+        );
+        // Client LST is gone in MSNP9 (closes), still answered in MSNP8 — checked last.
+        let chg = if p9 {
+            "CHG 6 NLN 268435492 %3Cmsnobj%20Creator%3D%22alice%40example.com%22%2F%3E"
+        } else {
+            "CHG 6 NLN 268435492"
+        };
+        assert_eq!(c.send(chg).await, [chg.to_owned()]);
+        // Bob (MSNP7) sees Alice online, without capabilities or MSNObject in his dialect.
+        let seen = b.events();
+        assert_eq!(seen, ["NLN NLN alice@example.com Alice"], "{msnp}");
+        let qng = c.send("PNG").await;
+        if p9 {
+            let secs: u32 = strip(&qng[0], "QNG ").parse().unwrap();
+            assert!(secs > 5);
+        } else {
+            assert_eq!(qng, ["QNG"]);
+        }
+        let lst = c.send("LST 7 FL").await;
+        if p9 {
+            assert!(lst.is_empty() && c.is_closed(), "{lst:?}");
+        } else {
+            assert!(!c.is_closed(), "{lst:?}");
+        }
+        c.finish();
+        b.events();
+    }
+}
+
+#[tokio::test]
+async fn bad_twn_tickets_are_911_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, clock) = clocked_context(dir.path()).await;
+    let alice = account(&ctx, "alice@example.com", "Alice").await;
+    let bob = account(&ctx, "bob@example.com", "Bob").await;
+    let fail = |msnp: &'static str, handle: &'static str, ticket: String| {
+        let ctx = ctx.clone();
+        async move {
+            let mut c = twn_start(&ctx, msnp, handle).await;
+            assert_eq!(c.send(&format!("USR 4 TWN S {ticket}")).await, ["911 4"]);
+            assert!(c.is_closed());
+        }
+    };
+    // Unknown ticket, for a known and an unknown account.
+    fail("MSNP8", "alice@example.com", "t=nope&p=nope".to_owned()).await;
+    fail("MSNP9", "nobody@example.com", "t=nope&p=nope".to_owned()).await;
+    // Bob's ticket presented for Alice.
+    let bobs = ticket(&ctx, "bob%40example.com", &bob).await;
+    fail("MSNP9", "alice@example.com", bobs).await;
+    // Reused: the first use succeeds, the second fails.
+    let t = ticket(&ctx, "alice%40example.com", &alice).await;
+    let mut c = twn_start(&ctx, "MSNP9", "alice@example.com").await;
+    assert!(c.send(&format!("USR 4 TWN S {t}")).await[0].starts_with("USR 4 OK "));
+    c.finish();
+    fail("MSNP8", "alice@example.com", t).await;
+    // Expired.
+    let t = ticket(&ctx, "alice%40example.com", &alice).await;
+    *clock.lock().unwrap() += std::time::Duration::from_secs(121);
+    fail("MSNP9", "alice@example.com", t).await;
+}
+
+#[tokio::test]
+async fn repeated_login_failures_are_refused_like_a_bad_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |c| {
+        c.passport.login_slow_after = 2;
+        c.passport.login_refuse_after = 2;
+    })
+    .await;
+    let token = account(&ctx, "alice@example.com", "Alice").await;
+    for _ in 0..2 {
+        let mut c = Harness::ns(&ctx);
+        c.send("VER 1 MSNP7").await;
+        c.challenge(2, "alice@example.com").await;
+        assert_eq!(c.send("USR 3 MD5 S 0123").await, ["911 3"]);
+    }
+    // The right answer is now refused too, for MD5 and for TWN.
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP7").await;
+    let challenge = c.challenge(2, "alice@example.com").await;
+    let answer = md5hex(&challenge, &token);
+    assert_eq!(c.send(&format!("USR 3 MD5 S {answer}")).await, ["911 3"]);
+    assert!(c.is_closed());
+    // The limiter is shared: login2.srf refuses the account now as well.
+    let credentials = crate::passport::Credentials::from_authorization(&format!(
+        "Passport1.4 sign-in=alice%40example.com,pwd={token}"
+    ))
+    .unwrap();
+    let refused = ctx
+        .passport
+        .login(
+            &credentials,
+            "198.51.100.7".parse().unwrap(),
+            crate::passport::Transport::Tls,
+        )
+        .await;
+    assert!(matches!(
+        refused,
+        Err(crate::passport::LoginError::Refused(_))
+    ));
+}

@@ -194,6 +194,10 @@ impl SbService {
             info!(trid = msg.trid.0, "MSG ack mode D before MSNP9; closing");
             return out.close();
         }
+        if msg.ack == AckMode::D && !is_p2p_message(&msg.payload) {
+            info!(trid = msg.trid.0, "malformed MSG D");
+            return out.push(ServerMessage::error(ErrorCode::P2pError, msg.trid));
+        }
         let delivery = self.ctx.switchboards.relay(
             me.room,
             self.outbox.id(),
@@ -215,6 +219,30 @@ impl SbService {
         };
         out.push(reply);
     }
+}
+
+/// Length of the binary MSNC header that starts every P2P message body (PROTOCOL.md §5.1).
+const P2P_HEADER_BYTES: usize = 48;
+
+/// Whether `payload` is an `application/x-msnmsgrp2p` MIME message whose body holds at least
+/// the 48-byte binary header (what `MSG D` must carry; anything else is answered `282`).
+fn is_p2p_message(payload: &[u8]) -> bool {
+    let Some(split) = payload.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let (head, body) = (&payload[..split], &payload[split + 4..]);
+    let p2p = head.split(|b| *b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            return false;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        name.eq_ignore_ascii_case(b"Content-Type")
+            && value
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/x-msnmsgrp2p")
+    });
+    p2p && body.len() >= P2P_HEADER_BYTES
 }
 
 impl Service for SbService {
