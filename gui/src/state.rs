@@ -706,13 +706,7 @@ mod tests {
 
     /// A synthetic MSN 6.0 client (real PE bytes from the patcher's builder).
     fn client() -> Vec<u8> {
-        synth::build(&synth::Spec {
-            is_64: false,
-            text_size: 0x200,
-            rdata: synth::msn_rdata().0,
-            version: Some([6, 0, 602, 0]),
-            cabinet: None,
-        })
+        synth::msn6_client()
     }
 
     fn with_server(server: &str) -> UiState {

@@ -228,6 +228,18 @@ pub fn build(spec: &Spec) -> Vec<u8> {
     out
 }
 
+/// A synthetic MSN Messenger 6.0 client: PE32, `0x200` bytes of `.text`, the [`msn_rdata`]
+/// endpoint strings and `FILEVERSION 6,0,602,0`.
+pub fn msn6_client() -> Vec<u8> {
+    build(&Spec {
+        is_64: false,
+        text_size: 0x200,
+        rdata: msn_rdata().0,
+        version: Some([6, 0, 602, 0]),
+        cabinet: None,
+    })
+}
+
 /// `.rdata` content with the MSN 5.x – 7.x endpoint strings, NUL-separated, ASCII and
 /// UTF-16LE, each at its own offset (returned alongside, for golden tests).
 pub fn msn_rdata() -> (Vec<u8>, Vec<(usize, &'static str)>) {

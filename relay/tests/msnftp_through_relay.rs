@@ -63,6 +63,16 @@ async fn connect_from(source: IpAddr, ip: &str, port: &str) -> TcpStream {
     socket.connect(addr).await.unwrap()
 }
 
+/// Connects from `source` to the `IP-Address` and `Port` that `message` advertises.
+async fn connect_to_advertised(source: IpAddr, message: &[u8]) -> TcpStream {
+    connect_from(
+        source,
+        &field(message, "IP-Address"),
+        &field(message, "Port"),
+    )
+    .await
+}
+
 /// The receiving side of an MSNFTP session (it always speaks first).
 async fn msnftp_receiver(stream: TcpStream, handle: &str, auth_cookie: &str) -> Vec<u8> {
     let (r, mut w) = stream.into_split();
@@ -137,30 +147,36 @@ fn peers(generation: ClientGeneration) -> (Peer, Peer) {
     )
 }
 
+/// The two directions of a two-person room: (alice to bob, bob to alice).
+fn hops<'a>(alice: &'a Peer, bob: &'a Peer) -> (Hop<'a>, Hop<'a>) {
+    let hop = |sender, recipient| Hop {
+        sender,
+        recipient,
+        room_size: 2,
+    };
+    (hop(alice, bob), hop(bob, alice))
+}
+
+/// A relay port pool on 127.0.0.1 with OS-chosen ports.
+fn loopback_pool(dial: Option<Arc<dyn Dial>>) -> PortPool {
+    PortPool::new(
+        PoolConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0..=0),
+        dial,
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn agent_forward_carries_an_msnftp_transfer() {
     let dial: Arc<dyn Dial> = Arc::new(TcpDial {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
     });
-    let pool = PortPool::new(
-        PoolConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0..=0),
-        Some(dial),
-    )
-    .unwrap();
+    let pool = loopback_pool(Some(dial));
     let policy = Policy::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let (mut alice, bob) = peers(ClientGeneration::Msn5);
     alice.facts.agent = true;
     let mut room = RoomRelay::new();
-    let to_bob = Hop {
-        sender: &alice,
-        recipient: &bob,
-        room_size: 2,
-    };
-    let to_alice = Hop {
-        sender: &bob,
-        recipient: &alice,
-        room_size: 2,
-    };
+    let (to_bob, to_alice) = hops(&alice, &bob);
     let now = Instant::now();
     // alice's MSNFTP listener, on a port only "her agent" (TcpDial) reaches.
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
@@ -198,25 +214,12 @@ async fn agent_forward_carries_an_msnftp_transfer() {
 
 #[tokio::test]
 async fn rendezvous_carries_an_msnftp_transfer_with_both_sides_dialling_out() {
-    let pool = PortPool::new(
-        PoolConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0..=0),
-        None,
-    )
-    .unwrap();
+    let pool = loopback_pool(None);
     let mut policy = Policy::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
     policy.msnftp_rendezvous = true;
     let (alice, bob) = peers(ClientGeneration::Msn5);
     let mut room = RoomRelay::new();
-    let to_bob = Hop {
-        sender: &alice,
-        recipient: &bob,
-        room_size: 2,
-    };
-    let to_alice = Hop {
-        sender: &bob,
-        recipient: &alice,
-        room_size: 2,
-    };
+    let (to_bob, to_alice) = hops(&alice, &bob);
     let now = Instant::now();
     let out = room.rewrite(&policy, &pool, &to_bob, invite().as_bytes(), now);
     assert_eq!(out.deliver, Delivery::Unchanged);
@@ -227,21 +230,11 @@ async fn rendezvous_carries_an_msnftp_transfer_with_both_sides_dialling_out() {
     let data = file();
     // alice (Sender-Connect) dials her leg and waits for the receiver to speak first.
     let sender = async {
-        let stream = connect_from(
-            SENDER_IP,
-            &field(&for_alice, "IP-Address"),
-            &field(&for_alice, "Port"),
-        )
-        .await;
+        let stream = connect_to_advertised(SENDER_IP, &for_alice).await;
         msnftp_sender(stream, &field(&for_alice, "AuthCookie"), &data).await;
     };
     let receiver = async {
-        let stream = connect_from(
-            RECEIVER_IP,
-            &field(&for_bob, "IP-Address"),
-            &field(&for_bob, "Port"),
-        )
-        .await;
+        let stream = connect_to_advertised(RECEIVER_IP, &for_bob).await;
         msnftp_receiver(stream, "bob@example.com", &field(&for_bob, "AuthCookie")).await
     };
     let (got, ()) = tokio::join!(receiver, sender);

@@ -7,13 +7,7 @@ use relive_patcher::synth;
 
 /// A synthetic MSN Messenger 6.0 executable with the usual endpoint strings.
 pub(crate) fn client() -> Vec<u8> {
-    synth::build(&synth::Spec {
-        is_64: false,
-        text_size: 0x200,
-        rdata: synth::msn_rdata().0,
-        version: Some([6, 0, 602, 0]),
-        cabinet: None,
-    })
+    synth::msn6_client()
 }
 
 /// A synthetic IExpress-style setup (PE with an `RCDATA/CABINET` holding the client).

@@ -38,6 +38,17 @@ fn spawn() -> (Worker, Arc<AtomicUsize>) {
     (worker, wakeups)
 }
 
+/// A window state whose server is `relive.test`, with `settings` otherwise.
+fn relive_test_state(settings: Settings) -> UiState {
+    UiState::new(
+        Settings {
+            server: "relive.test".into(),
+            ..settings
+        },
+        false,
+    )
+}
+
 #[test]
 fn first_time_user_patches_and_restores_a_client() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,14 +119,10 @@ fn installer_patch_reports_progress_and_skips_the_reg_file_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let path = fixture::write(dir.path(), "setup.exe", &fixture::installer());
     let (worker, _) = spawn();
-    let mut state = UiState::new(
-        Settings {
-            server: "relive.test".into(),
-            registry_file: false,
-            ..Settings::default()
-        },
-        false,
-    );
+    let mut state = relive_test_state(Settings {
+        registry_file: false,
+        ..Settings::default()
+    });
     let jobs = state.apply(Action::Open(path.clone()));
     settle(&mut state, &worker, jobs);
     let found = state.file.as_ref().unwrap().inspection.ready().unwrap();
@@ -143,13 +150,7 @@ fn a_file_that_is_not_a_client_is_explained() {
     let dir = tempfile::tempdir().unwrap();
     let path = fixture::write(dir.path(), "readme.txt", b"not a program");
     let (worker, _) = spawn();
-    let mut state = UiState::new(
-        Settings {
-            server: "relive.test".into(),
-            ..Settings::default()
-        },
-        false,
-    );
+    let mut state = relive_test_state(Settings::default());
     let jobs = state.apply(Action::Open(path));
     settle(&mut state, &worker, jobs);
     let Load::Failed(problem) = &state.file.as_ref().unwrap().inspection else {
@@ -174,13 +175,7 @@ fn a_changed_file_is_not_written() {
     let dir = tempfile::tempdir().unwrap();
     let path = fixture::write(dir.path(), "msnmsgr.exe", &fixture::client());
     let (worker, _) = spawn();
-    let mut state = UiState::new(
-        Settings {
-            server: "relive.test".into(),
-            ..Settings::default()
-        },
-        false,
-    );
+    let mut state = relive_test_state(Settings::default());
     let jobs = state.apply(Action::Open(path.clone()));
     settle(&mut state, &worker, jobs);
     // Someone replaces the file after the plan was shown.

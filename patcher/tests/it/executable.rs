@@ -4,18 +4,7 @@ use relive_patcher::scan::{Encoding, Endpoint};
 use relive_patcher::{FileKind, PatchError, Target, inspect, patch_file, plan, restore_file};
 
 use crate::fixtures;
-use crate::wine::{self, Loopback};
-
-fn target(lb: &Loopback) -> Target {
-    Target::new("127.0.0.1")
-        .unwrap()
-        .with_http_port(Some(lb.http_port))
-        .with_http_login(true)
-}
-
-fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
+use crate::wine::{self, Loopback, scratch};
 
 #[test]
 fn inspect_reports_every_endpoint() {
@@ -64,7 +53,7 @@ fn patched_pe32plus_talks_to_loopback_under_wine() {
     std::fs::copy(&fx.client64_signed, &exe).unwrap();
     let original = std::fs::read(&exe).unwrap();
 
-    let report = patch_file(&exe, &target(&lb), None, &mut |_| {}).unwrap();
+    let report = patch_file(&exe, &lb.target(), None, &mut |_| {}).unwrap();
     assert!(report.changed && report.signature_removed);
     assert_eq!(
         std::fs::read(report.backup.as_ref().unwrap()).unwrap(),
@@ -79,7 +68,7 @@ fn patched_pe32plus_talks_to_loopback_under_wine() {
     wine::assert_client_talked(&out, &lb);
 
     // Idempotent: the same server again changes nothing.
-    let again = patch_file(&exe, &target(&lb), None, &mut |_| {}).unwrap();
+    let again = patch_file(&exe, &lb.target(), None, &mut |_| {}).unwrap();
     assert!(!again.changed);
     assert!(again.plan.files[0].already_patched);
     assert_eq!(std::fs::read(&exe).unwrap(), patched);

@@ -6,25 +6,14 @@ use md5::Digest as _;
 use relive_patcher::{FileKind, Target, apply, inspect, plan};
 
 use crate::fixtures;
-use crate::wine::{self, Loopback};
-
-fn target(lb: &Loopback) -> Target {
-    Target::new("127.0.0.1")
-        .unwrap()
-        .with_http_port(Some(lb.http_port))
-        .with_http_login(true)
-}
-
-fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
+use crate::wine::{self, Loopback, scratch};
 
 #[test]
 fn patched_self_extractor_extracts_and_runs() {
     let fx = fixtures::get();
     let lb = Loopback::start();
     let data = std::fs::read(&fx.sfx).unwrap();
-    let p = plan(&data, &target(&lb)).unwrap();
+    let p = plan(&data, &lb.target()).unwrap();
     assert_eq!(p.kind, FileKind::SelfExtractor);
     assert_eq!(p.files.len(), 1);
     assert_eq!(p.files[0].path, "msmsgs.exe");
@@ -42,7 +31,7 @@ fn patched_self_extractor_extracts_and_runs() {
     assert!(report.members.iter().any(|m| m.path == "readme.txt"));
 
     // Idempotent.
-    let again = plan(&applied.bytes, &target(&lb)).unwrap();
+    let again = plan(&applied.bytes, &lb.target()).unwrap();
     assert!(again.is_noop());
 
     let dir = scratch();
@@ -58,20 +47,7 @@ fn patched_self_extractor_extracts_and_runs() {
     assert!(out.status.success(), "{out:?}");
     let extracted = std::fs::read(into.join("msmsgs.exe")).unwrap();
     assert!(inspect(&extracted).unwrap().files[0].hits.is_empty());
-    assert!(
-        lb.ns_lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l == "VER 1 MSNP8 CVR0")
-    );
-    assert!(
-        lb.http_requests
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|r| r.starts_with("GET /rdr/pprdr.asp "))
-    );
+    lb.assert_reached();
 }
 
 #[test]
@@ -120,7 +96,7 @@ fn msiinfo(args: &[&str]) -> String {
 fn patched_msi_installs_under_wine_and_the_exe_is_identical() {
     let fx = fixtures::get();
     let lb = Loopback::start();
-    let t = target(&lb);
+    let t = lb.target();
     let data = std::fs::read(&fx.msi).unwrap();
     let p = plan(&data, &t).unwrap();
     assert_eq!(p.kind, FileKind::Msi);

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use relive_patcher::Target;
+
 static PREFIX: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 fn base(cmd: &mut Command, prefix: &Path) {
@@ -123,6 +125,39 @@ impl Loopback {
             http_requests,
         }
     }
+
+    /// A target pointing at these listeners, with the HTTP login on.
+    pub fn target(&self) -> Target {
+        Target::new("127.0.0.1")
+            .unwrap()
+            .with_http_port(Some(self.http_port))
+            .with_http_login(true)
+    }
+
+    /// Checks that a client reached both listeners: `VER` on NS, the nexus on HTTP.
+    pub fn assert_reached(&self) {
+        assert!(
+            self.ns_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l == "VER 1 MSNP8 CVR0")
+        );
+        assert!(
+            self.http_requests
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|r| r.starts_with("GET /rdr/pprdr.asp ")),
+            "{:?}",
+            self.http_requests.lock().unwrap()
+        );
+    }
+}
+
+/// A scratch directory under the target dir.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
 /// Checks the fake client's output after a successful run against `lb`.
@@ -141,20 +176,5 @@ pub fn assert_client_talked(out: &Output, lb: &Loopback) {
         lb.http_port
     );
     assert!(stdout.contains(&expected), "{stdout}");
-    assert!(
-        lb.ns_lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l == "VER 1 MSNP8 CVR0")
-    );
-    assert!(
-        lb.http_requests
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|r| r.starts_with("GET /rdr/pprdr.asp ")),
-        "{:?}",
-        lb.http_requests.lock().unwrap()
-    );
+    lb.assert_reached();
 }

@@ -195,27 +195,13 @@ fn on_plain_accept(
         p1 ^ PORTX_XOR
     );
     let to_sender = [INVITATION_HEAD, body.as_bytes()].concat();
-    log_field(
-        Transport::Msnftp,
-        Mode::Rendezvous,
-        "Port",
-        "",
-        &p2.to_string(),
-    );
-    log_field(
-        Transport::Msnftp,
-        Mode::Rendezvous,
-        "Sender-Connect",
-        "",
-        "TRUE",
-    );
-    log_field(
-        Transport::Msnftp,
-        Mode::Rendezvous,
-        "IP-Address",
-        "",
-        &relay,
-    );
+    for (field, to) in [
+        ("Port", p2.to_string().as_str()),
+        ("Sender-Connect", "TRUE"),
+        ("IP-Address", relay.as_str()),
+    ] {
+        log_field(Transport::Msnftp, Mode::Rendezvous, field, "", to);
+    }
     tracing::info!(
         target: "relive_relay::rewrite",
         protocol = "msnftp",

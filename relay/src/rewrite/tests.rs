@@ -500,6 +500,26 @@ fn packets(head: &str, id: u32, text: &[u8], chunk: usize) -> Vec<Vec<u8>> {
     out
 }
 
+/// An `MSNSLP/1.0 200 OK` answer from bob carrying the transrespbody `body`.
+fn ok_transresp(body: &str) -> Vec<u8> {
+    slp(
+        "MSNSLP/1.0 200 OK",
+        "application/x-msnmsgr-transrespbody",
+        body,
+    )
+}
+
+/// [`TRANSRESP_BODY`] offering the internal addresses 10.0.1.10 to 10.0.`count`.10.
+fn many_internal_addrs(count: u32) -> String {
+    let addrs: Vec<String> = (1..=count).map(|n| format!("10.0.{n}.10")).collect();
+    TRANSRESP_BODY.replace("192.168.1.20", &addrs.join(" "))
+}
+
+/// The first (for short texts, the only) chunk of `text` as P2P session `id`.
+fn first_packet(head: &str, id: u32, text: &[u8]) -> Vec<u8> {
+    packets(head, id, text, SB_MAX_CHUNK).remove(0)
+}
+
 /// Parses a P2P payload back: header and chunk, checking the footer position.
 fn unpack(payload: &[u8]) -> (P2pHeader, Vec<u8>) {
     let env = envelope::parse(payload).unwrap();
@@ -542,12 +562,8 @@ fn slp_room(bob_facts: impl FnOnce(&mut PeerFacts)) -> Room {
 #[test]
 fn transrespbody_observed_rewrite_fixes_all_three_lengths_and_the_ack() {
     let mut room = slp_room(|b| b.reachable = true);
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        TRANSRESP_BODY,
-    );
-    let payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(TRANSRESP_BODY);
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     let out = room.bob_sends(&payload);
     let list = replaced(&out);
     assert_eq!(list.len(), 1);
@@ -570,12 +586,8 @@ fn transrespbody_observed_rewrite_fixes_all_three_lengths_and_the_ack() {
 fn transrespbody_length_change_updates_content_length_and_ack_sizes() {
     let mut room = slp_room(|b| b.reachable = true);
     let body = TRANSRESP_BODY.replace("198.51.100.7", "10.0.2.10");
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        &body,
-    );
-    let payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(&body);
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     let list = replaced(&room.bob_sends(&payload));
     let new = reassemble_checked(&list);
     // 10.0.2.10 → 203.0.113.12 is Δ = +3 (P2P.md §2.3).
@@ -615,14 +627,10 @@ fn unreachable_answerer_with_reachable_offerer_swaps_with_listening_false() {
         "application/x-msnmsgr-transreqbody",
         "Bridges: TCPv1\r\nNetID: 0\r\nConn-Type: Direct-Connect\r\nUPnPNat: false\r\nICF: false\r\n\r\n",
     );
-    let req_payload = packets(P2P_HEAD_TO_BOB, 76, &req, SB_MAX_CHUNK).remove(0);
+    let req_payload = first_packet(P2P_HEAD_TO_BOB, 76, &req);
     assert_eq!(room.alice_sends(&req_payload), Outcome::unchanged());
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        TRANSRESP_BODY,
-    );
-    let payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(TRANSRESP_BODY);
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     let new = reassemble_checked(&replaced(&room.bob_sends(&payload)));
     assert!(new.ends_with(
         "\r\n\r\nBridge: TCPv1\r\nListening: false\r\nNonce: {00000000-0000-0000-0000-000000000000}\r\n\r\n\0"
@@ -634,7 +642,7 @@ fn unreachable_answerer_with_reachable_offerer_swaps_with_listening_false() {
         "application/x-msnmsgr-transrespbody",
         &TRANSRESP_BODY.replace("198.51.100.7", "192.168.1.10"),
     );
-    let payload = packets(P2P_HEAD_TO_BOB, 78, &reverse, SB_MAX_CHUNK).remove(0);
+    let payload = first_packet(P2P_HEAD_TO_BOB, 78, &reverse);
     let new = reassemble_checked(&replaced(&room.alice_sends(&payload)));
     assert!(new.contains("IPv4External-Addrs: 203.0.113.11\r\n"));
 }
@@ -650,12 +658,8 @@ fn nobody_reachable_means_switchboard_fallback_and_no_addresses() {
         "IPv4External-Port: 1863srddA",
         "IPv4External-Port: 1863\r\nsrddA",
     );
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        &body,
-    );
-    let payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(&body);
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     let new = reassemble_checked(&replaced(&room.bob_sends(&payload)));
     assert!(new.contains("Listening: false\r\n"));
     assert!(!new.contains("IPv4"));
@@ -669,12 +673,8 @@ fn nobody_reachable_means_switchboard_fallback_and_no_addresses() {
 #[test]
 fn agent_mode_for_slp_forwards_the_internal_port() {
     let mut room = slp_room(|b| b.agent = true);
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        TRANSRESP_BODY,
-    );
-    let payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(TRANSRESP_BODY);
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     let new = reassemble_checked(&replaced(&room.bob_sends(&payload)));
     assert_eq!(
         room.ports.forwards.borrow().as_slice(),
@@ -694,13 +694,8 @@ fn agent_mode_for_slp_forwards_the_internal_port() {
 fn chunked_transrespbody_is_reassembled_rewritten_and_rechunked() {
     let mut room = slp_room(|b| b.reachable = true);
     // Many internal addresses push the message over one chunk.
-    let addrs: Vec<String> = (1..=120).map(|n| format!("10.0.{n}.10")).collect();
-    let body = TRANSRESP_BODY.replace("192.168.1.20", &addrs.join(" "));
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        &body,
-    );
+    let body = many_internal_addrs(120);
+    let text = ok_transresp(&body);
     assert!(text.len() > SB_MAX_CHUNK);
     let chunks = packets(P2P_HEAD_TO_ALICE, 90, &text, SB_MAX_CHUNK);
     assert_eq!(chunks.len(), 2);
@@ -721,14 +716,9 @@ fn chunked_transrespbody_is_reassembled_rewritten_and_rechunked() {
 #[test]
 fn chunks_with_odd_sizes_are_rechunked_at_1202() {
     let mut room = slp_room(|b| b.reachable = true);
-    let addrs: Vec<String> = (1..=60).map(|n| format!("10.0.{n}.10")).collect();
-    let body = TRANSRESP_BODY.replace("192.168.1.20", &addrs.join(" "));
+    let body = many_internal_addrs(60);
     let body = body.replace("198.51.100.7", "10.0.2.10");
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        &body,
-    );
+    let text = ok_transresp(&body);
     let chunks = packets(P2P_HEAD_TO_ALICE, 91, &text, 500);
     let n = chunks.len();
     for c in &chunks[..n - 1] {
@@ -744,12 +734,7 @@ fn chunks_with_odd_sizes_are_rechunked_at_1202() {
 fn single_chunk_that_grows_past_1202_becomes_two() {
     let mut room = slp_room(|b| b.reachable = true);
     let mut body = TRANSRESP_BODY.replace("198.51.100.7", "10.0.2.10");
-    let text_len = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        &body,
-    )
-    .len();
+    let text_len = ok_transresp(&body).len();
     // Pad with an unknown field so the original is exactly one full chunk.
     let pad = SB_MAX_CHUNK - text_len - "X-Pad: \r\n".len();
     body = body.replacen(
@@ -757,25 +742,17 @@ fn single_chunk_that_grows_past_1202_becomes_two() {
         &format!("\r\nX-Pad: {}\r\n\r\n", "p".repeat(pad)),
         1,
     );
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        &body,
-    );
+    let text = ok_transresp(&body);
     // Content-Length gains a digit when the padding crosses 1000? Keep the size exact:
     let text = if text.len() == SB_MAX_CHUNK {
         text
     } else {
         let extra = text.len() - SB_MAX_CHUNK;
         let body = body.replacen(&"p".repeat(extra), "", 1);
-        slp(
-            "MSNSLP/1.0 200 OK",
-            "application/x-msnmsgr-transrespbody",
-            &body,
-        )
+        ok_transresp(&body)
     };
     assert_eq!(text.len(), SB_MAX_CHUNK);
-    let payload = packets(P2P_HEAD_TO_ALICE, 92, &text, SB_MAX_CHUNK).remove(0);
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 92, &text);
     let list = replaced(&room.bob_sends(&payload));
     assert_eq!(list.len(), 2);
     let new = reassemble_checked(&list);
@@ -802,13 +779,8 @@ fn chunked_session_invite_passes_chunk_by_chunk() {
 #[test]
 fn out_of_order_chunks_are_flushed_unmodified() {
     let mut room = slp_room(|b| b.reachable = true);
-    let addrs: Vec<String> = (1..=120).map(|n| format!("10.0.{n}.10")).collect();
-    let body = TRANSRESP_BODY.replace("192.168.1.20", &addrs.join(" "));
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        &body,
-    );
+    let body = many_internal_addrs(120);
+    let text = ok_transresp(&body);
     let chunks = packets(P2P_HEAD_TO_ALICE, 94, &text, 600);
     assert_eq!(room.bob_sends(&chunks[0]).deliver, Delivery::Withhold);
     let list = replaced(&room.bob_sends(&chunks[2]));
@@ -826,13 +798,8 @@ fn out_of_order_chunks_are_flushed_unmodified() {
 #[test]
 fn stalled_reassembly_is_flushed_with_the_next_message() {
     let mut room = slp_room(|b| b.reachable = true);
-    let addrs: Vec<String> = (1..=120).map(|n| format!("10.0.{n}.10")).collect();
-    let body = TRANSRESP_BODY.replace("192.168.1.20", &addrs.join(" "));
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        &body,
-    );
+    let body = many_internal_addrs(120);
+    let text = ok_transresp(&body);
     let chunks = packets(P2P_HEAD_TO_ALICE, 95, &text, SB_MAX_CHUNK);
     assert_eq!(room.bob_sends(&chunks[0]).deliver, Delivery::Withhold);
     room.now += REASSEMBLY_TIMEOUT + Duration::from_millis(1);
@@ -861,12 +828,8 @@ fn data_packets_take_the_fast_path() {
     let mut room = slp_room(|b| b.reachable = true);
     assert_eq!(room.bob_sends(&data_packet()), Outcome::unchanged());
     // Even a data packet whose body looks like an offer is not parsed.
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        TRANSRESP_BODY,
-    );
-    let mut payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(TRANSRESP_BODY);
+    let mut payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     let at = P2P_HEAD_TO_ALICE.len();
     payload[at] = 9;
     assert_eq!(room.bob_sends(&payload), Outcome::unchanged());
@@ -875,12 +838,8 @@ fn data_packets_take_the_fast_path() {
 #[test]
 fn p2p_for_another_member_passes_unchanged() {
     let mut room = slp_room(|b| b.reachable = true);
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        TRANSRESP_BODY,
-    );
-    let payload = packets(P2P_HEAD_TO_BOB, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(TRANSRESP_BODY);
+    let payload = first_packet(P2P_HEAD_TO_BOB, 77, &text);
     assert_eq!(room.bob_sends(&payload), Outcome::unchanged());
 }
 
@@ -888,19 +847,11 @@ fn p2p_for_another_member_passes_unchanged() {
 fn listening_false_and_malformed_lengths_pass_unchanged() {
     let mut room = slp_room(|b| b.reachable = true);
     let body = "Bridge: TCPv1\r\nListening: false\r\nNonce: {00000000-0000-0000-0000-000000000000}\r\n\r\n";
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        body,
-    );
-    let payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(body);
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     assert_eq!(room.bob_sends(&payload), Outcome::unchanged());
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        TRANSRESP_BODY,
-    );
-    let mut payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(TRANSRESP_BODY);
+    let mut payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     payload.pop();
     assert_eq!(room.bob_sends(&payload), Outcome::unchanged());
 }
@@ -1252,12 +1203,8 @@ fn observed_address_is_added_when_only_internal_ones_were_offered() {
     let mut room = slp_room(|b| b.reachable = true);
     let body = "Bridge: TCPv1\r\nListening: true\r\nNonce: {6A8B2C1D-1111-4222-8333-A44455556666}\r\n\
         IPv4Internal-Addrs: 10.0.2.10\r\nIPv4Internal-Port: 1863\r\n\r\n";
-    let text = slp(
-        "MSNSLP/1.0 200 OK",
-        "application/x-msnmsgr-transrespbody",
-        body,
-    );
-    let payload = packets(P2P_HEAD_TO_ALICE, 77, &text, SB_MAX_CHUNK).remove(0);
+    let text = ok_transresp(body);
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &text);
     let new = reassemble_checked(&replaced(&room.bob_sends(&payload)));
     assert!(new.ends_with(
         "IPv4Internal-Port: 1863\r\nIPv4External-Addrs: 203.0.113.12\r\nIPv4External-Port: 1863\r\n\r\n\0"

@@ -103,7 +103,8 @@ fn tokens(a: &mut Args<'_>, what: &'static str) -> Result<Vec<Token>, ParseError
         .collect()
 }
 
-/// Defines a command of the shape `NAME trid <token>...` kept raw.
+/// Defines a command of the shape `NAME trid <token>...` kept raw; with `payload:`, the shape
+/// `NAME trid <token>... <len>\r\n<payload>` (the string is the payload field's doc).
 macro_rules! raw_command {
     ($(#[$meta:meta])* $name:ident, $wire:literal, $what:literal) => {
         $(#[$meta])*
@@ -126,6 +127,36 @@ macro_rules! raw_command {
                 let mut v = words!(self.trid);
                 v.extend(self.fields.iter().map(ToString::to_string));
                 Frame::new($wire, v)
+            }
+        }
+    };
+    ($(#[$meta:meta])* $name:ident, $wire:literal, $what:literal, payload: $payload:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name {
+            /// Transaction id.
+            pub trid: TrId,
+            /// The arguments between trid and length, verbatim.
+            pub fields: Vec<Token>,
+            #[doc = $payload]
+            pub payload: Bytes,
+        }
+
+        impl $name {
+            pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+                let trid = a.next_trid()?;
+                let fields = tokens(a, $what)?;
+                Ok(Self {
+                    trid,
+                    fields,
+                    payload: a.payload()?,
+                })
+            }
+
+            pub(crate) fn to_frame(&self) -> Frame {
+                let mut v = words!(self.trid);
+                v.extend(self.fields.iter().map(ToString::to_string));
+                Frame::with_payload($wire, v, self.payload.clone())
             }
         }
     };
@@ -152,75 +183,33 @@ raw_command!(
     Snd, "SND", "SND field"
 );
 
-/// `SDC`: send an invitation e-mail with a personal message (accept and ignore).
-///
-/// # Format
-/// ```text
-/// SDC trid <email|FND-index> <lcid> <library> <codebase> X X <myname> <len>\r\n<text>
-/// ```
-/// Client → NS, MSNP5+.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sdc {
-    /// Transaction id.
-    pub trid: TrId,
-    /// The arguments between trid and length, verbatim.
-    pub fields: Vec<Token>,
-    /// The message text.
-    pub payload: Bytes,
-}
+raw_command!(
+    /// `SDC`: send an invitation e-mail with a personal message (accept and ignore).
+    ///
+    /// # Format
+    /// ```text
+    /// SDC trid <email|FND-index> <lcid> <library> <codebase> X X <myname> <len>\r\n<text>
+    /// ```
+    /// Client → NS, MSNP5+.
+    Sdc,
+    "SDC",
+    "SDC field",
+    payload: " The message text."
+);
 
-impl Sdc {
-    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
-        let trid = a.next_trid()?;
-        let fields = tokens(a, "SDC field")?;
-        Ok(Self {
-            trid,
-            fields,
-            payload: a.payload()?,
-        })
-    }
-
-    pub(crate) fn to_frame(&self) -> Frame {
-        let mut v = words!(self.trid);
-        v.extend(self.fields.iter().map(ToString::to_string));
-        Frame::with_payload("SDC", v, self.payload.clone())
-    }
-}
-
-/// `PAG`: page a contact's mobile device.
-///
-/// # Format
-/// ```text
-/// PAG trid <handle> <len>\r\n<message>
-/// ```
-/// Client → NS, MSNP5–MSNP8. The arguments before the length are kept verbatim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pag {
-    /// Transaction id.
-    pub trid: TrId,
-    /// The arguments between trid and length, verbatim.
-    pub fields: Vec<Token>,
-    /// The page body.
-    pub payload: Bytes,
-}
-
-impl Pag {
-    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
-        let trid = a.next_trid()?;
-        let fields = tokens(a, "PAG field")?;
-        Ok(Self {
-            trid,
-            fields,
-            payload: a.payload()?,
-        })
-    }
-
-    pub(crate) fn to_frame(&self) -> Frame {
-        let mut v = words!(self.trid);
-        v.extend(self.fields.iter().map(ToString::to_string));
-        Frame::with_payload("PAG", v, self.payload.clone())
-    }
-}
+raw_command!(
+    /// `PAG`: page a contact's mobile device.
+    ///
+    /// # Format
+    /// ```text
+    /// PAG trid <handle> <len>\r\n<message>
+    /// ```
+    /// Client → NS, MSNP5–MSNP8. The arguments before the length are kept verbatim.
+    Pag,
+    "PAG",
+    "PAG field",
+    payload: " The page body."
+);
 
 /// `IMS`: switch instant messages on or off (WebTV).
 ///

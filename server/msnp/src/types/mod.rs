@@ -5,6 +5,19 @@
 //! and writes it back (`as_str` or [`std::fmt::Display`] for numbers), so encode∘parse is the
 //! identity on valid input.
 
+/// Implements [`std::str::FromStr`] for a type by calling its inherent
+/// `parse(&str) -> Result<Self, InvalidValue>`.
+macro_rules! from_str_via_parse {
+    ($name:ty) => {
+        impl std::str::FromStr for $name {
+            type Err = $crate::error::InvalidValue;
+            fn from_str(s: &str) -> Result<Self, $crate::error::InvalidValue> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
 mod error_code;
 mod text;
 
@@ -57,12 +70,7 @@ macro_rules! keyword_enum {
             }
         }
 
-        impl std::str::FromStr for $name {
-            type Err = InvalidValue;
-            fn from_str(s: &str) -> Result<Self, InvalidValue> {
-                Self::parse(s)
-            }
-        }
+        from_str_via_parse!($name);
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,12 +97,7 @@ macro_rules! u32_newtype {
             }
         }
 
-        impl std::str::FromStr for $name {
-            type Err = InvalidValue;
-            fn from_str(s: &str) -> Result<Self, InvalidValue> {
-                Self::parse(s)
-            }
-        }
+        from_str_via_parse!($name);
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -215,12 +218,7 @@ impl ListSet {
     }
 }
 
-impl std::str::FromStr for ListSet {
-    type Err = InvalidValue;
-    fn from_str(s: &str) -> Result<Self, InvalidValue> {
-        Self::parse(s)
-    }
-}
+from_str_via_parse!(ListSet);
 
 impl fmt::Display for ListSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

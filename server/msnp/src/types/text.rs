@@ -72,12 +72,7 @@ impl fmt::Display for Passport {
     }
 }
 
-impl std::str::FromStr for Passport {
-    type Err = InvalidValue;
-    fn from_str(s: &str) -> Result<Self, InvalidValue> {
-        Self::parse(s)
-    }
-}
+from_str_via_parse!(Passport);
 
 /// Defines a validated string newtype kept in its wire form.
 macro_rules! wire_string {
@@ -112,12 +107,7 @@ macro_rules! wire_string {
             }
         }
 
-        impl std::str::FromStr for $name {
-            type Err = InvalidValue;
-            fn from_str(s: &str) -> Result<Self, InvalidValue> {
-                Self::parse(s)
-            }
-        }
+        from_str_via_parse!($name);
     };
 }
 
