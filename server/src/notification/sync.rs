@@ -61,7 +61,9 @@ impl NsService {
         let Some(snapshot) = self.snapshot(user, syn.trid, out).await else {
             return;
         };
-        if snapshot.version == syn.version {
+        // A client that sends 0 has no cached lists at all, so it always gets the dump, even for
+        // a new account still at version 0 (transcript 01).
+        if syn.version != 0 && snapshot.version == syn.version {
             // Every generation answers a current cache with the bare `SYN trid <ver>`.
             return out.push(ServerMessage::Syn {
                 trid: syn.trid,

@@ -103,7 +103,8 @@ impl SynDump {
                             .props
                             .iter()
                             .find(|(p, _)| p == prop)
-                            .map(|(_, v)| v.clone()),
+                            .map(|(_, v)| v.clone())
+                            .or_else(|| unset_flag(*prop)),
                     }
                 }));
             }
@@ -200,6 +201,13 @@ impl SynDump {
             }
         }
     }
+}
+
+/// How the old generations (MSNP5–7) list an unset property: the mobile flags `MOB` and `MBE`
+/// are `N` until set (transcript 02), phone numbers are listed without a value.
+fn unset_flag(prop: PhoneProp) -> Option<Token> {
+    matches!(prop, PhoneProp::Mob | PhoneProp::Mbe)
+        .then(|| Token::parse("N").expect("\"N\" is a valid token"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,501 @@
+//! `TestStack`: one whole `relive-server` on `127.0.0.1:0` listeners with a temporary data
+//! directory (real SQLite file), seeded accounts and access tokens, and clean shutdown.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use relive_msnp::auth::{md5_response, qry_response};
+use relive_msnp::client::Role;
+use relive_msnp::server::ServerMessage;
+use relive_msnp::types::AuthMethod;
+use relive_msnp::version::ProtocolVersion;
+use relive_server::config::Config;
+use relive_server::relay::RelayConfig;
+use relive_server::secret::Secret;
+use relive_server::store::{Account, AccountId, Store, parse_handle};
+use relive_server::{Context, Listeners};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::MsnpClient;
+use crate::replay::QRY_CLIENT_ID;
+
+/// bcrypt cost for seeded accounts (the minimum: tests do not measure hashing).
+const TEST_BCRYPT_COST: u32 = 4;
+/// How long a clean shutdown may take.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An account to create before the server starts.
+#[derive(Debug, Clone)]
+pub struct AccountSpec {
+    /// Handle, e.g. `alice@example.com`.
+    pub handle: String,
+    /// Friendly name in wire form, e.g. `Alice`.
+    pub name: String,
+}
+
+/// What [`TestStack::start`] sets up (defaults: no accounts, challenges off, relay off).
+#[derive(Debug, Default)]
+pub struct StackOptions {
+    accounts: Vec<AccountSpec>,
+    chl: bool,
+    sb_auth_timeout_secs: Option<u64>,
+    chl_timeout_secs: Option<u64>,
+    relay: bool,
+    data: Option<DataDir>,
+}
+
+impl StackOptions {
+    /// No accounts, challenges off, a fresh data directory.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an account (with one access token) to create.
+    #[must_use]
+    pub fn account(mut self, handle: &str, name: &str) -> Self {
+        self.accounts.push(AccountSpec {
+            handle: handle.to_owned(),
+            name: name.to_owned(),
+        });
+        self
+    }
+
+    /// The usual cast: `alice@example.com` "Alice", `bob@example.com` "Bob",
+    /// `carol@example.com` "Carol".
+    #[must_use]
+    pub fn cast() -> Self {
+        Self::new()
+            .account("alice@example.com", "Alice")
+            .account("bob@example.com", "Bob")
+            .account("carol@example.com", "Carol")
+    }
+
+    /// Turns `CHL` challenges (MSNP6+) on or off.
+    #[must_use]
+    pub const fn chl(mut self, on: bool) -> Self {
+        self.chl = on;
+        self
+    }
+
+    /// Closes switchboard connections that have not authenticated after `secs` seconds.
+    #[must_use]
+    pub const fn sb_auth_timeout(mut self, secs: u64) -> Self {
+        self.sb_auth_timeout_secs = Some(secs);
+        self
+    }
+
+    /// Disconnects clients that have not answered a `CHL` after `secs` seconds.
+    #[must_use]
+    pub const fn chl_timeout(mut self, secs: u64) -> Self {
+        self.chl_timeout_secs = Some(secs);
+        self
+    }
+
+    /// Turns the embedded relay (invitation rewriting) on; it is off by default so switchboard
+    /// payloads are relayed byte for byte.
+    #[must_use]
+    pub const fn relay(mut self, on: bool) -> Self {
+        self.relay = on;
+        self
+    }
+
+    /// Starts on the data directory of a stack that was shut down (a restart).
+    #[must_use]
+    pub fn reuse(mut self, data: DataDir) -> Self {
+        self.data = Some(data);
+        self
+    }
+}
+
+/// A data directory and the tokens issued in it; survives [`TestStack::shutdown`] so a test
+/// can restart a server on the same state.
+#[derive(Debug)]
+pub struct DataDir {
+    dir: tempfile::TempDir,
+    tokens: HashMap<String, String>,
+}
+
+/// A running server on loopback ports.
+#[derive(Debug)]
+pub struct TestStack {
+    /// Dispatch / notification server address.
+    pub ns: SocketAddr,
+    /// Switchboard address.
+    pub sb: SocketAddr,
+    /// Plain HTTP address.
+    pub http: SocketAddr,
+    /// HTTPS address.
+    pub https: SocketAddr,
+    /// The server's store (shared with the server), for preparing and inspecting state.
+    pub store: Store,
+    data: Option<DataDir>,
+    open: watch::Receiver<usize>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), relive_server::Error>>>,
+}
+
+async fn bind() -> anyhow::Result<TcpListener> {
+    Ok(TcpListener::bind("127.0.0.1:0").await?)
+}
+
+impl TestStack {
+    /// Binds the four listeners on `127.0.0.1:0`, prepares the data directory (key, database,
+    /// certificates), seeds the accounts with one token each, and spawns the server.
+    ///
+    /// # Errors
+    ///
+    /// Any setup step failed.
+    pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
+        crate::init_tracing();
+        let listeners = Listeners {
+            ns: bind().await?,
+            sb: bind().await?,
+            http: bind().await?,
+            https: bind().await?,
+            legacy_tls: None,
+        };
+        let (ns, sb, http, https) = (
+            listeners.ns.local_addr()?,
+            listeners.sb.local_addr()?,
+            listeners.http.local_addr()?,
+            listeners.https.local_addr()?,
+        );
+        let mut data = match opts.data {
+            Some(d) => d,
+            None => DataDir {
+                dir: tempfile::tempdir()?,
+                tokens: HashMap::new(),
+            },
+        };
+        let defaults = Config::default();
+        let config = Config {
+            ns,
+            sb,
+            http,
+            https,
+            public_host: "127.0.0.1".to_owned(),
+            bcrypt_cost: TEST_BCRYPT_COST,
+            chl: opts.chl,
+            sb_auth_timeout_secs: opts
+                .sb_auth_timeout_secs
+                .unwrap_or(defaults.sb_auth_timeout_secs),
+            chl_timeout_secs: opts.chl_timeout_secs.unwrap_or(defaults.chl_timeout_secs),
+            // Off unless asked for: MSNP2–7 switchboards relay payloads byte for byte. When on,
+            // allocations still come from the OS (port 0) on loopback.
+            relay: RelayConfig {
+                enabled: opts.relay,
+                bind_ip: IpAddr::from([127, 0, 0, 1]),
+                port_min: 0,
+                port_max: 0,
+                ..RelayConfig::default()
+            },
+            ..defaults
+        };
+        let settings = config.validate(data.dir.path().join("data"))?;
+        let (store, _certs) = relive_server::data_dir::prepare(&settings).await?;
+        for a in &opts.accounts {
+            let email = parse_handle(&a.handle)?;
+            let account = store
+                .create_account(&email, &a.name, Secret::new("password-not-used".to_owned()))
+                .await
+                .with_context(|| format!("creating {}", a.handle))?;
+            let token = store.new_token(account.id, "e2e").await?;
+            data.tokens
+                .insert(a.handle.clone(), token.token.expose().to_owned());
+        }
+        let ctx = Context::new(settings, store.clone())?;
+        let open = ctx.connections();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(relive_server::run_with(ctx, listeners, shutdown.clone()));
+        Ok(Self {
+            ns,
+            sb,
+            http,
+            https,
+            store,
+            data: Some(data),
+            open,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    /// The access token issued for `handle` at seeding.
+    ///
+    /// # Panics
+    ///
+    /// `handle` was not seeded (a bug in the test).
+    #[must_use]
+    pub fn token(&self, handle: &str) -> &str {
+        self.data
+            .as_ref()
+            .and_then(|d| d.tokens.get(handle))
+            .map_or_else(|| panic!("{handle} was not seeded"), String::as_str)
+    }
+
+    /// The stored account of `handle`.
+    ///
+    /// # Errors
+    ///
+    /// No such account, or the store failed.
+    pub async fn account(&self, handle: &str) -> anyhow::Result<Account> {
+        self.store
+            .account(&parse_handle(handle)?)
+            .await?
+            .ok_or_else(|| anyhow!("no account {handle}"))
+    }
+
+    /// The account id of `handle`.
+    ///
+    /// # Errors
+    ///
+    /// No such account, or the store failed.
+    pub async fn id(&self, handle: &str) -> anyhow::Result<AccountId> {
+        Ok(self.account(handle).await?.id)
+    }
+
+    /// Bumps `handle`'s list version to `target` through real list changes (setting and
+    /// clearing a phone property), to reproduce a transcript's starting version.
+    ///
+    /// # Errors
+    ///
+    /// The version is already above `target`, or the store failed.
+    pub async fn bump_list_version(&self, handle: &str, target: u32) -> anyhow::Result<()> {
+        use relive_server::store::PhoneProp;
+        let id = self.id(handle).await?;
+        let mut version = self.account(handle).await?.list_version;
+        ensure!(
+            version <= target,
+            "{handle} is already at version {version}"
+        );
+        let mut set = false;
+        while version < target {
+            let value = (!set).then_some("1");
+            version = self.store.set_phone(id, PhoneProp::Phw, value).await?;
+            set = !set;
+        }
+        if set {
+            bail!("odd number of bumps for {handle}: PHW left set; pick an even distance");
+        }
+        Ok(())
+    }
+
+    /// A new connection to the NS.
+    ///
+    /// # Errors
+    ///
+    /// The connection failed.
+    pub async fn connect_ns(&self, label: &str) -> anyhow::Result<MsnpClient> {
+        MsnpClient::connect(self.ns, Role::Notification, label).await
+    }
+
+    /// A new connection to the SB listener.
+    ///
+    /// # Errors
+    ///
+    /// The connection failed.
+    pub async fn connect_sb(&self, label: &str) -> anyhow::Result<MsnpClient> {
+        MsnpClient::connect(self.sb, Role::Switchboard, label).await
+    }
+
+    /// Connects and logs `handle` in with MD5 and its token in dialect `version` (MSNP2–7);
+    /// returns the session right after the profile message.
+    ///
+    /// # Errors
+    ///
+    /// Any step of the login did not go as PROTOCOL.md §2.3.2 describes.
+    pub async fn login(&self, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
+        let mut c = self.connect_ns(&ns_label(handle)).await?;
+        login_md5(&mut c, version, handle, self.token(handle)).await?;
+        Ok(c)
+    }
+
+    /// [`TestStack::login`], then `SYN 0` (whole dump consumed) and `CHG` to `status`, with its
+    /// echo and the `ILN` burst consumed; returns the session and the `ILN`s.
+    ///
+    /// # Errors
+    ///
+    /// Any step failed.
+    pub async fn online(
+        &self,
+        version: u8,
+        handle: &str,
+        status: &str,
+    ) -> anyhow::Result<(MsnpClient, Vec<ServerMessage>)> {
+        let mut c = self.login(version, handle).await?;
+        sync_lists(&mut c).await?;
+        let ilns = change_status(&mut c, status).await?;
+        Ok((c, ilns))
+    }
+
+    /// Cancels the server, waits for it to finish and reports its result; returns the data
+    /// directory for a restart.
+    ///
+    /// # Errors
+    ///
+    /// The server task failed, panicked or did not stop in time.
+    pub async fn shutdown(mut self) -> anyhow::Result<DataDir> {
+        self.shutdown.cancel();
+        let task = self
+            .task
+            .take()
+            .ok_or_else(|| anyhow!("already shut down"))?;
+        let res = tokio::time::timeout(SHUTDOWN_TIMEOUT, task)
+            .await
+            .map_err(|_| anyhow!("server did not shut down within {SHUTDOWN_TIMEOUT:?}"))?;
+        res.context("server task panicked")?
+            .context("server returned an error")?;
+        ensure!(
+            *self.open.borrow() == 0,
+            "connections still counted after shutdown"
+        );
+        self.data
+            .take()
+            .ok_or_else(|| anyhow!("data directory already taken"))
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The usual label of `handle`'s NS connection: `alice@example.com` → `alice_ns`.
+#[must_use]
+pub fn ns_label(handle: &str) -> String {
+    format!("{}_ns", handle.split('@').next().unwrap_or(handle))
+}
+
+/// Runs `VER`, `INF`, `USR MD5 I`, `USR MD5 S` on `c` in dialect `version` with `secret` and
+/// consumes `USR OK` and the profile message. Sets the client's dialect.
+///
+/// # Errors
+///
+/// Any reply differs from PROTOCOL.md §2.2–§2.4.
+pub async fn login_md5(
+    c: &mut MsnpClient,
+    version: u8,
+    handle: &str,
+    secret: &str,
+) -> anyhow::Result<()> {
+    let v = ProtocolVersion::new(version).ok_or_else(|| anyhow!("bad version {version}"))?;
+    let t = c.trid();
+    c.send_line(&format!("VER {t} {v} CVR0")).await?;
+    c.set_version(v);
+    c.expect(&format!("VER {t} {v}"), |m| {
+        matches!(m, ServerMessage::Ver { trid, versions, .. } if *trid == t && versions.first() == Some(&v))
+    })
+    .await?;
+    let t = c.trid();
+    c.send_line(&format!("INF {t}")).await?;
+    c.expect(
+        &format!("INF {t} MD5"),
+        |m| matches!(m, ServerMessage::Inf { trid, method: AuthMethod::Md5 } if *trid == t),
+    )
+    .await?;
+    let salt = md5_challenge(c, handle).await?;
+    let t = c.trid();
+    c.send_line(&format!("USR {t} MD5 S {}", md5_response(&salt, secret)))
+        .await?;
+    let want_handle = handle.to_owned();
+    c.expect(&format!("USR {t} OK {handle}"), |m| {
+        matches!(m, ServerMessage::UsrOk { trid, handle, .. } if *trid == t && handle.as_str() == want_handle)
+    })
+    .await?;
+    c.expect("the profile MSG from Hotmail", |m| {
+        matches!(m, ServerMessage::Msg { from, payload, .. }
+            if from.as_str() == "Hotmail"
+            && payload.windows(29).any(|w| w == b"Content-Type: text/x-msmsgspr"))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Sends `USR trid MD5 I handle` and returns the challenge from `USR trid MD5 S <salt>`.
+///
+/// # Errors
+///
+/// A different reply.
+pub async fn md5_challenge(c: &mut MsnpClient, handle: &str) -> anyhow::Result<String> {
+    let t = c.trid();
+    c.send_line(&format!("USR {t} MD5 I {handle}")).await?;
+    match c.recv().await? {
+        ServerMessage::UsrChallenge {
+            trid,
+            method: AuthMethod::Md5,
+            challenge: Some(salt),
+        } if trid == t => Ok(salt.as_str().to_owned()),
+        other => bail!(
+            "{}: expected USR {t} MD5 S <salt>, got {other:?}",
+            c.label()
+        ),
+    }
+}
+
+/// Sends `SYN trid 0` and consumes the reply: the `SYN` line and whatever dump follows (the
+/// end is found with a `PNG` round trip, since a server whose version is still 0 may answer
+/// with the `SYN` line alone). Returns the list version and the lines after `SYN`.
+///
+/// # Errors
+///
+/// No `SYN` reply first.
+pub async fn sync_lists(c: &mut MsnpClient) -> anyhow::Result<(u32, Vec<ServerMessage>)> {
+    let t = c.trid();
+    c.send_line(&format!("SYN {t} 0")).await?;
+    let version = match c.recv().await? {
+        ServerMessage::Syn { trid, version, .. } if trid == t => version,
+        other => bail!("{}: expected SYN {t} <v>, got {other:?}", c.label()),
+    };
+    c.send_line("PNG").await?;
+    let mut lines = Vec::new();
+    loop {
+        match c.recv().await? {
+            ServerMessage::Qng { .. } => return Ok((version, lines)),
+            m => lines.push(m),
+        }
+    }
+}
+
+/// Sends `CHG trid status` and consumes the echo and the `ILN` burst (which ends at the next
+/// `PNG` round trip: the burst is sent before the server reads our `PNG`). A `CHL` met on the
+/// way is answered correctly.
+///
+/// # Errors
+///
+/// No echo.
+pub async fn change_status(c: &mut MsnpClient, status: &str) -> anyhow::Result<Vec<ServerMessage>> {
+    let t = c.trid();
+    c.send_line(&format!("CHG {t} {status}")).await?;
+    c.expect(&format!("CHG {t} {status}"), |m| {
+        matches!(m, ServerMessage::Chg { trid, status: s, .. } if *trid == t && s.as_str() == status)
+    })
+    .await?;
+    c.send_line("PNG").await?;
+    let mut ilns = Vec::new();
+    loop {
+        match c.recv().await? {
+            ServerMessage::Qng { .. } => return Ok(ilns),
+            m @ ServerMessage::Iln { trid, .. } if trid == t => ilns.push(m),
+            // With challenges on, answer like MSN 4.x would and take the acknowledgement.
+            ServerMessage::Chl { challenge, .. } => {
+                let answer = qry_response(challenge.as_str(), QRY_CLIENT_ID)
+                    .ok_or_else(|| anyhow!("no key for {QRY_CLIENT_ID}"))?;
+                let q = c.trid();
+                c.send_payload(&format!("QRY {q} {QRY_CLIENT_ID}"), answer.as_bytes())
+                    .await?;
+            }
+            ServerMessage::QryAck { .. } => {}
+            other => bail!(
+                "{}: expected ILN {t} lines then QNG, got {other:?}",
+                c.label()
+            ),
+        }
+    }
+}
