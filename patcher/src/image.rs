@@ -1,10 +1,11 @@
 //! Our own small view of a PE32/PE32+ image, over goblin (headers) and pelite (version info).
 //!
-//! The rest of the crate never imports goblin or pelite: it asks an [`Image`] for its sections,
-//! the client version, a resource, and the file offsets of the header fields it rewrites
-//! (CheckSum, the Security directory, NumberOfSections...). Swapping the PE library touches
-//! this file only. The editing helpers here ([`strip_signature`], [`update_checksum`],
-//! [`append_section`]) work on a `Vec<u8>` by offsets found at parse time.
+//! The rest of the crate asks an [`Image`] for its sections, the client version, a resource,
+//! and the file offsets of the header fields it rewrites (CheckSum, the Security directory,
+//! NumberOfSections...); only `rsrc` also imports goblin and pelite, to re-parse its output
+//! as an independent check. Swapping the PE library touches those two files. The editing
+//! helpers here ([`strip_signature`], [`update_checksum`]) work on a `Vec<u8>` by offsets
+//! found at parse time; rebuilding the resource section lives in `rsrc`.
 
 use serde::Serialize;
 
@@ -100,12 +101,6 @@ fn read_u32(data: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-fn write_u16(data: &mut [u8], at: usize, v: u16) -> Option<()> {
-    data.get_mut(at..at.checked_add(2)?)?
-        .copy_from_slice(&v.to_le_bytes());
-    Some(())
-}
-
 fn write_u32(data: &mut [u8], at: usize, v: u32) -> Option<()> {
     data.get_mut(at..at.checked_add(4)?)?
         .copy_from_slice(&v.to_le_bytes());
@@ -198,6 +193,26 @@ impl<'a> Image<'a> {
         &self.sections
     }
 
+    /// `(SectionAlignment, FileAlignment)` from the optional header.
+    pub(crate) fn alignments(&self) -> (u32, u32) {
+        (self.section_alignment, self.file_alignment)
+    }
+
+    /// File offset of the COFF file header (just after the `PE\0\0` signature).
+    pub(crate) fn file_header_offset(&self) -> usize {
+        self.file_header
+    }
+
+    /// File offset of the optional header.
+    pub(crate) fn optional_header_offset(&self) -> usize {
+        self.optional_header
+    }
+
+    /// File offset of the section table.
+    pub(crate) fn section_table_offset(&self) -> usize {
+        self.section_table
+    }
+
     /// File offset of the CheckSum field (same place in PE32 and PE32+).
     pub fn checksum_offset(&self) -> usize {
         self.optional_header + 64
@@ -209,7 +224,7 @@ impl<'a> Image<'a> {
     }
 
     /// File offset of data directory `index`, if the header has that many entries.
-    fn data_directory_offset(&self, index: usize) -> Option<usize> {
+    pub(crate) fn data_directory_offset(&self, index: usize) -> Option<usize> {
         let (count_at, dirs_at) = if self.is_64 { (108, 112) } else { (92, 96) };
         let count = read_u32(self.data, self.optional_header + count_at)? as usize;
         if index >= count {
@@ -389,7 +404,7 @@ impl<'a> Image<'a> {
     }
 
     /// Room for one more section header between the section table and the first raw data.
-    fn has_room_for_section(&self) -> bool {
+    pub(crate) fn has_room_for_section(&self) -> bool {
         let end = self.section_table + (self.sections.len() + 1) * 40;
         let first_raw = self
             .sections
@@ -500,72 +515,10 @@ pub(crate) fn set_resource_entry(
     write_u32(data, loc.entry_offset + 4, size).ok_or_else(|| malformed("resource entry"))
 }
 
-fn align_up(v: u64, a: u32) -> u64 {
+/// Rounds `v` up to a multiple of `a` (an alignment of 0 counts as 1).
+pub(crate) fn align_up(v: u64, a: u32) -> u64 {
     let a = u64::from(a.max(1));
     v.div_ceil(a) * a
-}
-
-/// Appends a new initialised, read-only data section holding `payload` and returns its RVA.
-///
-/// Used when a rebuilt resource no longer fits where the old one was. The signature must
-/// already be stripped (the new raw data goes at the end of the file).
-///
-/// # Errors
-/// [`PatchError::Unsupported`] when the header has no room for another section header or
-/// the image would exceed 4 GiB.
-pub(crate) fn append_section(
-    data: &mut Vec<u8>,
-    name: &[u8; 8],
-    payload: &[u8],
-) -> Result<u32, PatchError> {
-    let image = Image::parse(data)?;
-    if !image.has_room_for_section() {
-        return Err(PatchError::Unsupported {
-            reason: "no room in the PE header for another section".into(),
-        });
-    }
-    let too_big = || PatchError::Unsupported {
-        reason: "image would grow beyond 4 GiB".into(),
-    };
-    let virt_end = image
-        .sections
-        .iter()
-        .map(|s| u64::from(s.virtual_address) + u64::from(s.virtual_size.max(s.raw_size)))
-        .max()
-        .unwrap_or(u64::from(image.size_of_headers));
-    let va = align_up(virt_end, image.section_alignment);
-    let raw_at = align_up(data.len() as u64, image.file_alignment);
-    let raw_size = align_up(payload.len() as u64, image.file_alignment);
-    let size_of_image = align_up(va + payload.len() as u64, image.section_alignment);
-    let va32 = u32::try_from(va).map_err(|_| too_big())?;
-    let raw_at32 = u32::try_from(raw_at).map_err(|_| too_big())?;
-    let raw_size32 = u32::try_from(raw_size).map_err(|_| too_big())?;
-    let vsize32 = u32::try_from(payload.len()).map_err(|_| too_big())?;
-    let size_of_image32 = u32::try_from(size_of_image).map_err(|_| too_big())?;
-    let header_at = image.section_table + image.sections.len() * 40;
-    let count = u16::try_from(image.sections.len() + 1).map_err(|_| too_big())?;
-    let file_header = image.file_header;
-    let optional_header = image.optional_header;
-
-    let mut header = [0u8; 40];
-    header[..8].copy_from_slice(name);
-    header[8..12].copy_from_slice(&vsize32.to_le_bytes());
-    header[12..16].copy_from_slice(&va32.to_le_bytes());
-    header[16..20].copy_from_slice(&raw_size32.to_le_bytes());
-    header[20..24].copy_from_slice(&raw_at32.to_le_bytes());
-    // IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ
-    header[36..40].copy_from_slice(&0x4000_0040u32.to_le_bytes());
-
-    data.resize(raw_at as usize, 0);
-    data.extend_from_slice(payload);
-    data.resize((raw_at + raw_size) as usize, 0);
-    data.get_mut(header_at..header_at + 40)
-        .ok_or_else(|| malformed("section table"))?
-        .copy_from_slice(&header);
-    write_u16(data, file_header + 2, count).ok_or_else(|| malformed("file header"))?;
-    write_u32(data, optional_header + 56, size_of_image32)
-        .ok_or_else(|| malformed("SizeOfImage"))?;
-    Ok(va32)
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@
 //!
 //! # Layout
 //! - [`image`]: our wrapper over goblin/pelite (sections, version, resources, checksum,
-//!   signature stripping, section appending).
+//!   signature stripping).
+//! - `rsrc`: rebuilding the resource section when a resource outgrows its place.
 //! - [`scan`]: content search for endpoint hosts, ASCII and UTF-16LE.
 //! - [`catalog`]: known client builds as data.
 //! - [`plan`]: [`Target`], [`Plan`], [`Edit`] and the pure planner.
@@ -43,6 +44,7 @@ pub mod file;
 pub mod image;
 pub mod plan;
 pub mod registry;
+mod rsrc;
 pub mod scan;
 pub mod synth;
 
@@ -227,12 +229,16 @@ pub fn plan(data: &[u8], target: &Target) -> Result<Plan, PatchError> {
 }
 
 /// Replaces the `RCDATA/CABINET` of a self-extractor with `cab` (in place when it fits,
-/// otherwise in a new section), strips the signature and recomputes the checksum.
+/// otherwise by rebuilding the resource section: grown in place when it is the last
+/// section, moved to a new last `.rsrc` section otherwise), strips the signature and
+/// recomputes the checksum.
 /// [`apply`] does this itself; this is the building block, for tools and tests.
 ///
 /// # Errors
 /// [`PatchError::NotPe`], [`PatchError::Installer`] when there is no CABINET,
-/// [`PatchError::Unsupported`] when no section can be added.
+/// [`PatchError::Unsupported`] when no section can be added,
+/// [`PatchError::VerifyFailed`] when the rebuilt resource tree does not re-parse as the
+/// original with the new cabinet.
 pub fn replace_sfx_cabinet(data: &[u8], cab: &[u8]) -> Result<Vec<u8>, PatchError> {
     container::sfx::replace_cabinet(data, cab)
 }

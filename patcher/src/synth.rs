@@ -71,65 +71,139 @@ fn version_info(v: [u16; 4]) -> Vec<u8> {
     out
 }
 
-/// A resource section for `(type id, name, data)` entries (each type once, language 0x409).
-fn resources(rva: usize, items: &[(u32, Option<&str>, &[u8])]) -> Vec<u8> {
-    // Layout: root dir, per type: name dir, per type: lang dir, data entries, names, data.
-    let n = items.len();
-    let dir = |entries: usize| 16 + 8 * entries;
-    let root = 0;
-    let name_dirs = dir(n);
-    let lang_dirs = name_dirs + n * dir(1);
-    let data_entries = lang_dirs + n * dir(1);
-    let names = data_entries + n * 16;
-    let mut out = vec![0u8; names];
-    let mut name_offsets = Vec::new();
-    for (_, name, _) in items {
-        name_offsets.push(name.map(|s| {
-            let at = out.len();
-            let units: Vec<u16> = s.encode_utf16().collect();
-            out.extend(u16::try_from(units.len()).unwrap_or(0).to_le_bytes());
-            for u in units {
-                out.extend(u.to_le_bytes());
-            }
-            at
-        }));
-    }
-    let mut data_offsets = Vec::new();
-    for (_, _, data) in items {
-        out.resize(align(out.len(), 8), 0);
-        data_offsets.push(out.len());
-        out.extend_from_slice(data);
-    }
-    put16(&mut out, root + 14, u16::try_from(n).unwrap_or(0));
-    for (i, (type_id, _, data)) in items.iter().enumerate() {
-        let entry = root + 16 + i * 8;
-        let name_dir = name_dirs + i * dir(1);
-        let lang_dir = lang_dirs + i * dir(1);
-        let data_entry = data_entries + i * 16;
-        put32(&mut out, entry, *type_id);
-        put32(&mut out, entry + 4, 0x8000_0000 | u32_of(name_dir));
-        match name_offsets[i] {
-            Some(at) => {
-                put16(&mut out, name_dir + 12, 1);
-                put32(&mut out, name_dir + 16, 0x8000_0000 | u32_of(at));
-            }
-            None => {
-                put16(&mut out, name_dir + 14, 1);
-                put32(&mut out, name_dir + 16, 1);
-            }
+/// A resource id: a number or a name (named ids sort before numeric ones).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ResId {
+    /// A case-insensitive name, stored in UTF-16.
+    Name(String),
+    /// A numeric id.
+    Id(u32),
+}
+
+/// One extra resource: type, name, language and data.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Resource type (`ResId::Id(10)` is `RT_RCDATA`).
+    pub kind: ResId,
+    /// Resource name.
+    pub name: ResId,
+    /// Language id (0x409 is US English).
+    pub language: u16,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// More than [`Spec`] says: extra resources and a section after `.rsrc`.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Resources besides the ones [`Spec`] asks for.
+    pub resources: Vec<Resource>,
+    /// Content of a `.reloc`-like section placed after `.rsrc` (so `.rsrc` is not last).
+    pub trailing: Option<Vec<u8>>,
+}
+
+/// One type's names, each with its languages.
+type Names<'r> = Vec<(&'r ResId, Vec<(u16, &'r [u8])>)>;
+
+/// A resource section body at `rva`: directories (root, names, languages), data entries,
+/// name strings, then data (8-aligned). Entries are sorted as Windows expects.
+fn resources(rva: usize, items: &[Resource]) -> Vec<u8> {
+    let mut sorted: Vec<&Resource> = items.iter().collect();
+    sorted.sort_by(|a, b| (&a.kind, &a.name, a.language).cmp(&(&b.kind, &b.name, b.language)));
+    let mut tree: Vec<(&ResId, Names<'_>)> = Vec::new();
+    for r in sorted {
+        if tree.last().is_none_or(|(k, _)| *k != &r.kind) {
+            tree.push((&r.kind, Vec::new()));
         }
-        put32(&mut out, name_dir + 20, 0x8000_0000 | u32_of(lang_dir));
-        put16(&mut out, lang_dir + 14, 1);
-        put32(&mut out, lang_dir + 16, 0x409);
-        put32(&mut out, lang_dir + 20, u32_of(data_entry));
-        put32(&mut out, data_entry, u32_of(rva + data_offsets[i]));
-        put32(&mut out, data_entry + 4, u32_of(data.len()));
+        let Some((_, names)) = tree.last_mut() else {
+            continue;
+        };
+        if names.last().is_none_or(|(n, _)| *n != &r.name) {
+            names.push((&r.name, Vec::new()));
+        }
+        if let Some((_, langs)) = names.last_mut() {
+            langs.push((r.language, &r.data));
+        }
+    }
+    let dir = |entries: usize| 16 + 8 * entries;
+    let name_dirs = dir(tree.len());
+    let lang_dirs = name_dirs + tree.iter().map(|(_, n)| dir(n.len())).sum::<usize>();
+    let data_entries = lang_dirs
+        + tree
+            .iter()
+            .flat_map(|(_, n)| n.iter().map(|(_, l)| dir(l.len())))
+            .sum::<usize>();
+    let leaves = items.len();
+    let mut out = vec![0u8; data_entries + 16 * leaves];
+    let put_string = |out: &mut Vec<u8>, s: &str| {
+        let at = out.len();
+        let units: Vec<u16> = s.encode_utf16().collect();
+        out.extend(u16::try_from(units.len()).unwrap_or(0).to_le_bytes());
+        for u in units {
+            out.extend(u.to_le_bytes());
+        }
+        at
+    };
+    let key = |out: &mut Vec<u8>, id: &ResId| match id {
+        ResId::Id(n) => *n,
+        ResId::Name(s) => 0x8000_0000 | u32_of(put_string(out, s)),
+    };
+    let count = |out: &mut Vec<u8>, at: usize, ids: &[&ResId]| {
+        let named = ids.iter().filter(|i| matches!(i, ResId::Name(_))).count();
+        put16(out, at + 12, u16::try_from(named).unwrap_or(0));
+        put16(out, at + 14, u16::try_from(ids.len() - named).unwrap_or(0));
+    };
+    let kinds: Vec<&ResId> = tree.iter().map(|(k, _)| *k).collect();
+    count(&mut out, 0, &kinds);
+    let (mut name_dir, mut lang_dir, mut entry) = (name_dirs, lang_dirs, data_entries);
+    let mut blobs = Vec::new();
+    for (t, (kind, names)) in tree.iter().enumerate() {
+        let k = key(&mut out, kind);
+        put32(&mut out, 16 + 8 * t, k);
+        put32(&mut out, 16 + 8 * t + 4, 0x8000_0000 | u32_of(name_dir));
+        let ids: Vec<&ResId> = names.iter().map(|(n, _)| *n).collect();
+        count(&mut out, name_dir, &ids);
+        for (i, (name, langs)) in names.iter().enumerate() {
+            let k = key(&mut out, name);
+            put32(&mut out, name_dir + 16 + 8 * i, k);
+            put32(
+                &mut out,
+                name_dir + 20 + 8 * i,
+                0x8000_0000 | u32_of(lang_dir),
+            );
+            put16(
+                &mut out,
+                lang_dir + 14,
+                u16::try_from(langs.len()).unwrap_or(0),
+            );
+            for (j, (lang, data)) in langs.iter().enumerate() {
+                put32(&mut out, lang_dir + 16 + 8 * j, u32::from(*lang));
+                put32(&mut out, lang_dir + 20 + 8 * j, u32_of(entry));
+                blobs.push((entry, *data));
+                entry += 16;
+            }
+            lang_dir += dir(langs.len());
+        }
+        name_dir += dir(names.len());
+    }
+    for (entry, data) in blobs {
+        out.resize(align(out.len(), 8), 0);
+        let at = out.len();
+        put32(&mut out, entry, u32_of(rva + at));
+        put32(&mut out, entry + 4, u32_of(data.len()));
+        put32(&mut out, entry + 8, 1252);
+        out.extend_from_slice(data);
     }
     out
 }
 
 /// Builds the image.
 pub fn build(spec: &Spec) -> Vec<u8> {
+    build_with(spec, &Extras::default())
+}
+
+/// Builds the image with [`Extras`]: more resources, and maybe a section after `.rsrc`.
+pub fn build_with(spec: &Spec, extras: &Extras) -> Vec<u8> {
     let opt_size: usize = if spec.is_64 { 240 } else { 224 };
     let mut sections: Vec<(&[u8; 8], Vec<u8>, u32)> = vec![
         (
@@ -145,19 +219,36 @@ pub fn build(spec: &Spec) -> Vec<u8> {
         rvas.push(rva);
         rva += align(data.len().max(1), SECT_ALIGN);
     }
-    let mut items: Vec<(u32, Option<&str>, &[u8])> = Vec::new();
+    let mut items = extras.resources.clone();
     if let Some(cab) = &spec.cabinet {
-        items.push((10, Some("CABINET"), cab));
+        items.push(Resource {
+            kind: ResId::Id(10),
+            name: ResId::Name("CABINET".into()),
+            language: 0x409,
+            data: cab.clone(),
+        });
     }
-    let version = spec.version.map(version_info);
-    if let Some(v) = &version {
-        items.push((16, None, v));
+    if let Some(v) = spec.version {
+        items.push(Resource {
+            kind: ResId::Id(16),
+            name: ResId::Id(1),
+            language: 0x409,
+            data: version_info(v),
+        });
     }
     let rsrc_rva = rva;
+    let mut rsrc_len = 0;
     if !items.is_empty() {
-        sections.push((b".rsrc\0\0\0", resources(rsrc_rva, &items), 0x4000_0040));
+        let body = resources(rsrc_rva, &items);
+        rsrc_len = body.len();
+        sections.push((b".rsrc\0\0\0", body, 0x4000_0040));
         rvas.push(rsrc_rva);
-        rva += align(sections[2].1.len(), SECT_ALIGN);
+        rva += align(rsrc_len, SECT_ALIGN);
+    }
+    if let Some(trailing) = &extras.trailing {
+        sections.push((b".reloc\0\0", trailing.clone(), 0x4200_0040));
+        rvas.push(rva);
+        rva += align(trailing.len().max(1), SECT_ALIGN);
     }
     let size_of_image = rva;
 
@@ -200,9 +291,9 @@ pub fn build(spec: &Spec) -> Vec<u8> {
     put32(&mut out, opt + 56, u32_of(size_of_image));
     put32(&mut out, opt + 60, u32_of(HEADERS));
     put16(&mut out, opt + 68, 3); // console
-    if sections.len() > 2 {
+    if rsrc_len > 0 {
         put32(&mut out, dirs_at + 16, u32_of(rsrc_rva));
-        put32(&mut out, dirs_at + 20, u32_of(sections[2].1.len()));
+        put32(&mut out, dirs_at + 20, u32_of(rsrc_len));
     }
     let table = opt + opt_size;
     let mut raw = HEADERS;

@@ -2,17 +2,15 @@
 //!
 //! The cabinet is read, its members walked, and when one changed it is rebuilt and put
 //! back: over the old data when it fits (the resource's Size is updated and the rest of the
-//! old blob zeroed), otherwise into a new section `.rlvrsrc` appended to the image, with the
-//! resource data entry pointed at it (the old bytes stay as dead data). The other IExpress
+//! old blob zeroed), otherwise by rebuilding the whole resource section around it (see
+//! `crate::rsrc`: grown in place when it is the last section, else moved to a new last
+//! section), every other resource kept byte for byte. The other IExpress
 //! resources (RUNPROGRAM, FILESIZES...) are left as they are: FILESIZES is only a free-space
 //! hint. Finally the Authenticode signature is stripped and the checksum recomputed.
 
 use crate::PatchError;
 use crate::container::{Progress, Stage, Visitor, cabinet, join, walk_member};
 use crate::image::{self, Image};
-
-/// Name of the section added when a rebuilt cabinet outgrows its resource.
-const NEW_SECTION: &[u8; 8] = b".rlvrsrc";
 
 /// Walks a self-extractor; returns the rebuilt file if a member changed.
 pub(crate) fn walk(
@@ -76,8 +74,7 @@ pub(crate) fn replace_cabinet(data: &[u8], new_cab: &[u8]) -> Result<Vec<u8>, Pa
         region[new_cab.len()..].fill(0);
         image::set_resource_entry(&mut out, &loc, loc.data_rva, size)?;
     } else {
-        let rva = image::append_section(&mut out, NEW_SECTION, new_cab)?;
-        image::set_resource_entry(&mut out, &loc, rva, size)?;
+        out = crate::rsrc::replace_rcdata(&out, "CABINET", new_cab)?.0;
     }
     image::update_checksum(&mut out)?;
     Ok(out)

@@ -19,7 +19,7 @@ pub struct Fixtures {
     pub client64_nover: PathBuf,
     /// Self-extractor (PE32+) carrying msmsgs.exe (= client64) and readme.txt, signed.
     pub sfx: PathBuf,
-    /// The CAB inside `sfx` plus a large incompressible file (forces a new section).
+    /// The CAB inside `sfx` plus a large incompressible file (forces a resource section rebuild).
     pub big_cab: PathBuf,
     /// MSI (wixl) carrying msnmsgr.exe (= client64_nover) and readme.txt, signed.
     pub msi: PathBuf,

@@ -51,7 +51,7 @@ fn patched_self_extractor_extracts_and_runs() {
 }
 
 #[test]
-fn bigger_cabinet_goes_to_a_new_section_and_still_extracts() {
+fn bigger_cabinet_rebuilds_the_resource_section_and_still_extracts() {
     let fx = fixtures::get();
     let data = std::fs::read(&fx.sfx).unwrap();
     let big = std::fs::read(&fx.big_cab).unwrap();
@@ -59,12 +59,26 @@ fn bigger_cabinet_goes_to_a_new_section_and_still_extracts() {
     let report = inspect(&out).unwrap();
     assert_eq!(report.kind, FileKind::SelfExtractor);
     assert!(report.files[0].checksum_ok);
-    assert!(
-        report.files[0]
-            .sections
-            .iter()
-            .any(|s| s.name == ".rlvrsrc")
-    );
+    // The resource tree was rebuilt: in a new last `.rsrc` section (mingw puts `.reloc`
+    // after `.rsrc`), or grown in place when `.rsrc` was already last.
+    let sections = &report.files[0].sections;
+    let before = inspect(&data).unwrap().files[0].sections.clone();
+    assert_eq!(sections.last().unwrap().name, ".rsrc");
+    assert!(sections.iter().all(|s| s.name != ".rlvrsrc"));
+    if before.last().unwrap().name != ".rsrc" {
+        assert_eq!(sections.len(), before.len() + 1);
+        assert!(sections.iter().any(|s| s.name == ".oldrsrc"));
+    }
+    // Every other section keeps its bytes.
+    for (old, new) in before.iter().zip(sections) {
+        if old.name != ".rsrc" {
+            assert_eq!(old, new);
+            assert_eq!(
+                data[old.raw_range(data.len())],
+                out[new.raw_range(out.len())]
+            );
+        }
+    }
     assert!(
         report
             .members
