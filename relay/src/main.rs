@@ -1,9 +1,11 @@
 //! `relive-relay`: the command-line front end of the relay library.
 //!
-//! `relive-relay agent --server HOST[:PORT] --token TOKEN --ca relive-ca.crt` runs the
+//! `relive-relay agent --server HOST[:PORT] --handle ME --token TOKEN --ca relive-ca.crt` runs the
 //! companion agent: it keeps one QUIC connection to the relay (reconnecting with a backoff)
 //! and carries relayed file-transfer connections to the MSN client on this machine.
-//! The relay side runs embedded in `relive-server`.
+//! The relay side runs embedded in `relive-server`, which authenticates the agent's
+//! `<handle> <access token>` against its accounts. There is no standalone `serve`: relay
+//! ports are allocated by the switchboard's invitation rewriter, in the server process.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -38,6 +40,9 @@ enum Command {
         /// The relay: HOST or HOST:PORT (QUIC, default port 1865).
         #[arg(long, env = "RELIVE_RELAY_SERVER")]
         server: String,
+        /// Your MSN handle (e-mail address) on the server.
+        #[arg(long, env = "RELIVE_AGENT_HANDLE")]
+        handle: String,
         /// Your access token from the server's website.
         #[arg(long, env = "RELIVE_AGENT_TOKEN", hide_env_values = true)]
         token: String,
@@ -76,7 +81,8 @@ fn split_host(server: &str) -> (String, u16) {
 
 async fn agent(
     server: String,
-    token: String,
+    handle: &str,
+    token: &str,
     ca: PathBuf,
     server_name: Option<String>,
     local_host: IpAddr,
@@ -104,7 +110,9 @@ async fn agent(
         UdpSocket::bind(bind).context("binding a UDP socket")?,
     )
     .context("QUIC endpoint")?;
-    let mut config = AgentConfig::new(addr, server_name.as_deref().unwrap_or(&host), &token);
+    // What relive-server's agent authentication expects: the account, then its token.
+    let credential = format!("{handle} {token}");
+    let mut config = AgentConfig::new(addr, server_name.as_deref().unwrap_or(&host), &credential);
     config.local_host = local_host;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -133,13 +141,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Agent {
             server,
+            handle,
             token,
             ca,
             server_name,
             local_host,
         } => {
             tokio::select! {
-                result = agent(server, token, ca, server_name, local_host) => result,
+                result = agent(server, &handle, &token, ca, server_name, local_host) => result,
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
@@ -167,6 +176,8 @@ mod tests {
             "agent",
             "--server",
             "relay.example",
+            "--handle",
+            "alice@example.com",
             "--token",
             "t",
             "--ca",

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::passport::{DaLoginPort, NamedPort, PassportSettings};
+use crate::relay::{RelayConfig, RelaySettings};
 use crate::store::{ListLimits, StoreOptions};
 
 /// Name of the configuration file inside the data directory.
@@ -109,6 +110,8 @@ pub struct Config {
     pub chl_timeout_secs: u64,
     /// The `[passport]` table: nexus value, tickets, login rate limits, legacy TLS.
     pub passport: PassportSettings,
+    /// The `[relay]` table: invitation rewriting, allocation ports, companion agents.
+    pub relay: RelayConfig,
 }
 
 impl Default for Config {
@@ -132,6 +135,7 @@ impl Default for Config {
             sb_auth_timeout_secs: DEFAULT_SB_AUTH_TIMEOUT.as_secs(),
             chl_timeout_secs: DEFAULT_CHL_TIMEOUT.as_secs(),
             passport: PassportSettings::default(),
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -186,6 +190,8 @@ pub struct Settings {
     pub chl_timeout: Duration,
     /// Passport settings (validated).
     pub passport: PassportSettings,
+    /// Relay settings (validated).
+    pub relay: RelaySettings,
 }
 
 impl Settings {
@@ -357,8 +363,10 @@ impl Config {
             key: e.key,
             reason: e.reason,
         })?;
+        let relay = self.relay.validate(&self.public_host)?;
         Ok(Settings {
             data_dir,
+            relay,
             ns: self.ns,
             sb: self.sb,
             http: self.http,
@@ -411,6 +419,15 @@ pub fn default_file_text() -> String {
             .extra
             .iter()
             .map(|f| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let relay_vpn = format!(
+        "[{}]",
+        d.relay
+            .vpn_ranges
+            .iter()
+            .map(|r| format!("\"{r}\""))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -488,7 +505,37 @@ pub fn default_file_text() -> String {
          # port: a number, or \"https\", \"http\", \"legacy\" (that listener's port), or \"omit\".\n\
          # port = {port}\n\
          # path = \"{path}\"\n\
-         # extra = {extra}\n",
+         # extra = {extra}\n\
+         \n\
+         # The relay: rewrites file-transfer invitations and carries transfers across NAT.\n\
+         # [relay]\n\
+         # enabled = {relay_enabled}\n\
+         # Public IP written into invitations. Default: public_host, if it is an IP address\n\
+         # (otherwise the relay stays off until this is set).\n\
+         # public_ip = \"203.0.113.1\"\n\
+         # Address and TCP port range of relay allocations (0 and 0: the OS chooses).\n\
+         # bind_ip = \"{relay_bind}\"\n\
+         # port_min = {relay_min}\n\
+         # port_max = {relay_max}\n\
+         # VPN ranges peers reach each other on (Hamachi, Radmin).\n\
+         # vpn_ranges = {relay_vpn}\n\
+         # QUIC (UDP) address companion agents connect to.\n\
+         # quic = \"{relay_quic}\"\n\
+         # Concurrent relay allocations per user (a rendezvous holds two).\n\
+         # per_user_limit = {relay_limit}\n\
+         # MSNFTP rendezvous: both peers dial the relay, which splices them.\n\
+         # msnftp_rendezvous = {relay_rendezvous}\n\
+         # MSN 6+: send over the switchboard when no direct connection can work.\n\
+         # slp_fallback = {relay_fallback}\n",
+        relay_enabled = d.relay.enabled,
+        relay_bind = d.relay.bind_ip,
+        relay_min = d.relay.port_min,
+        relay_max = d.relay.port_max,
+        relay_vpn = relay_vpn,
+        relay_quic = d.relay.quic,
+        relay_limit = d.relay.per_user_limit,
+        relay_rendezvous = d.relay.msnftp_rendezvous,
+        relay_fallback = d.relay.slp_fallback,
         ns = d.ns,
         sb = d.sb,
         http = d.http,
@@ -633,15 +680,17 @@ mod tests {
                     && !l.starts_with("ns_referral_host")
                     && !l.starts_with("sb_public_port")
                     && !l.starts_with("legacy_")
+                    && !l.starts_with("public_ip")
             })
             .map(|l| format!("{l}\n"))
             .collect();
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
-        // Every key but the examples: 13 top-level, 8 in [passport], 6 in [passport.nexus].
+        // Every key but the examples: 13 top-level, 8 in [passport], 6 in [passport.nexus],
+        // 9 in [relay].
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
-            27
+            36
         );
         // The legacy-TLS examples are valid [passport] keys.
         let legacy: String = text

@@ -26,6 +26,7 @@ pub mod hub;
 pub mod net;
 pub mod notification;
 pub mod passport;
+pub mod relay;
 pub mod secret;
 pub mod store;
 pub mod switchboard;
@@ -81,6 +82,9 @@ pub enum Error {
     /// The HTTP side could not be set up.
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    /// The embedded relay could not start.
+    #[error(transparent)]
+    Relay(#[from] relay::RelayError),
     /// The legacy-TLS certificates could not be generated or loaded.
     #[error(transparent)]
     LegacyTls(#[from] http::legacy::LegacyTlsError),
@@ -263,18 +267,45 @@ pub async fn run(
     run_with(Context::new(settings, store)?, listeners, shutdown).await
 }
 
-/// [`run`] with a prepared [`Context`] (tests use it to watch the connection count).
+/// [`run`] with a prepared [`Context`] (tests use it to watch the connection count). The
+/// relay runs without companion agents (no QUIC socket); see [`run_with_relay`].
 ///
 /// # Errors
 ///
-/// Closing the store failed.
+/// Closing the store failed, or the relay could not start.
 pub async fn run_with(
     ctx: Context,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    run_with_relay(ctx, listeners, None, shutdown).await
+}
+
+/// [`run_with`] plus the relay's QUIC socket for companion agents (`[relay] quic`, bound by
+/// the caller like the TCP listeners). The embedded relay (port pool, rewriter policy, agent
+/// registry) starts here when `[relay]` enables it; see [`relay::Relay::start`].
+///
+/// # Errors
+///
+/// The relay could not start, or closing the store failed.
+pub async fn run_with_relay(
+    ctx: Context,
+    listeners: Listeners,
+    relay_quic: Option<std::net::UdpSocket>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     advertise(&ctx, &listeners);
     let tracker = TaskTracker::new();
+    let relay = relay::Relay::start(
+        &ctx.settings.relay,
+        &ctx.settings.data_dir,
+        &ctx.settings.public_host,
+        &ctx.store,
+        relay_quic,
+        &tracker,
+        &shutdown,
+    )?;
+    ctx.switchboards.set_relay(relay.map(Arc::new));
     let limit = Arc::new(Semaphore::new(ctx.settings.max_connections));
     let loops = TaskTracker::new();
     let mut all = vec![

@@ -379,6 +379,16 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             println!("{what} listening on {}", l.local_addr()?);
         }
     }
+    // The relay's QUIC socket for companion agents, bound like the TCP listeners.
+    let relay_quic = if settings.relay.enabled && settings.relay.public_ip.is_some() {
+        let addr = settings.relay.quic;
+        let socket = std::net::UdpSocket::bind(addr)
+            .with_context(|| format!("binding the relay QUIC socket on {addr}/udp"))?;
+        println!("relay QUIC listening on {}/udp", socket.local_addr()?);
+        Some(socket)
+    } else {
+        None
+    };
     println!("public host {}", settings.public_host);
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
@@ -389,7 +399,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         }
         trigger.cancel();
     });
-    relive_server::run_with(ctx, listeners, shutdown).await?;
+    relive_server::run_with_relay(ctx, listeners, relay_quic, shutdown).await?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod replay;
 pub mod sb;
+pub mod netns;
 pub mod stack;
 
 use std::sync::Once;

@@ -72,14 +72,14 @@ pub async fn serve_ns_connection(
 /// One switchboard connection: the switchboard service over the driver.
 pub async fn serve_sb_connection(
     mut stream: TcpStream,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     ctx: Context,
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let kill = CancellationToken::new();
     let (outbox, mut events) = ctx.outboxes.create(kill.clone());
-    let mut service = crate::switchboard::SbService::new(ctx, outbox);
+    let mut service = crate::switchboard::SbService::new(ctx, outbox).with_peer(peer);
     conn::drive(&mut stream, &mut service, &mut events, &kill, &cancel).await;
 }
 

@@ -13,7 +13,9 @@
 //!   and expire after [`COOKIE_LIFETIME`]; the cookie in `RNG` is never the one from `XFR`.
 //! * A room is a list of members, each with its connection's outbox; an empty room is removed.
 //! * [`fan_out_message`] is the one place an SB `MSG` is copied to each recipient. The relay's
-//!   invitation rewriter hooks in there ([`rewrite_for_recipient`]).
+//!   invitation rewriter hooks in there: each room keeps a [`RoomRelay`], and with the relay
+//!   on ([`Switchboards::set_relay`]) every copy goes through [`RoomRelay::rewrite`] with the
+//!   members' [`Seat`]s (observed address, client generation) and the agent registry.
 //! * [`SbService`] ([`service`]) is the per-connection protocol on top of the driver.
 
 mod service;
@@ -21,8 +23,9 @@ mod service;
 mod tests;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,9 +33,11 @@ use rand::Rng as _;
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{FriendlyName, Passport, Secret, SessionId, Token};
 use relive_msnp::version::Capabilities;
+use relive_relay::rewrite::{self, ClientGeneration, Hop, Peer, PeerFacts, RoomRelay};
 use tokio::time::Instant;
 
 use crate::hub::{ConnId, Event, Outbox};
+use crate::relay::Relay;
 
 pub use service::SbService;
 
@@ -71,12 +76,43 @@ struct Pending {
     expires: Instant,
 }
 
+/// What the relay needs to know about one SB connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seat {
+    /// The address the server sees for this switchboard connection (`None`: unknown, and
+    /// the member's invitations are never rewritten).
+    pub observed: Option<IpAddr>,
+    /// The client's generation, from its NS dialect.
+    pub generation: ClientGeneration,
+}
+
+impl Seat {
+    /// A seat for a connection from `observed` speaking `caps`' dialect.
+    #[must_use]
+    pub fn new(observed: Option<IpAddr>, caps: &Capabilities) -> Self {
+        Self {
+            observed,
+            generation: ClientGeneration::from_msnp(caps.version.number()),
+        }
+    }
+}
+
+impl Default for Seat {
+    fn default() -> Self {
+        Self {
+            observed: None,
+            generation: ClientGeneration::Legacy,
+        }
+    }
+}
+
 /// One participant of a room.
 #[derive(Debug, Clone)]
 struct Member {
     user: Passport,
     name: FriendlyName,
     outbox: Outbox,
+    seat: Seat,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +120,8 @@ struct Room {
     members: Vec<Member>,
     /// Users rung and not yet joined (a second `CAL` for them is `215`).
     invited: Vec<Passport>,
+    /// The relay rewriter's per-session state.
+    relay: RoomRelay,
 }
 
 /// Why joining a room failed.
@@ -119,6 +157,7 @@ pub struct Switchboards {
     rooms: Mutex<HashMap<SessionId, Room>>,
     next_session: AtomicU32,
     address: RwLock<Token>,
+    relay: RwLock<Option<Arc<Relay>>>,
 }
 
 impl Default for Switchboards {
@@ -143,12 +182,25 @@ impl Switchboards {
             rooms: Mutex::new(HashMap::new()),
             next_session: AtomicU32::new(rand::rng().random_range(10_000..1_000_000)),
             address: RwLock::new(address),
+            relay: RwLock::new(None),
         }
     }
 
     /// Sets the `host:port` clients are sent to in `XFR SB` and `RNG`.
     pub fn set_address(&self, address: Token) {
         *self.address.write().unwrap_or_else(PoisonError::into_inner) = address;
+    }
+
+    /// Turns invitation rewriting on with `relay` (`None`: off, messages pass untouched).
+    pub fn set_relay(&self, relay: Option<Arc<Relay>>) {
+        *self.relay.write().unwrap_or_else(PoisonError::into_inner) = relay;
+    }
+
+    fn relay_state(&self) -> Option<Arc<Relay>> {
+        self.relay
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The advertised `host:port`.
@@ -209,7 +261,13 @@ impl Switchboards {
 
     /// Creates a room with `user` as its only member.
     #[must_use]
-    pub fn create_room(&self, user: &Passport, name: &FriendlyName, outbox: Outbox) -> SessionId {
+    pub fn create_room(
+        &self,
+        user: &Passport,
+        name: &FriendlyName,
+        outbox: Outbox,
+        seat: Seat,
+    ) -> SessionId {
         let mut rooms = lock(&self.rooms);
         loop {
             let id = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
@@ -223,8 +281,10 @@ impl Switchboards {
                         user: user.clone(),
                         name: name.clone(),
                         outbox,
+                        seat,
                     }],
                     invited: Vec::new(),
+                    relay: RoomRelay::new(),
                 },
             );
             return id;
@@ -259,6 +319,7 @@ impl Switchboards {
         user: &Passport,
         name: &FriendlyName,
         outbox: Outbox,
+        seat: Seat,
     ) -> Result<Vec<(Passport, FriendlyName)>, JoinError> {
         let mut rooms = lock(&self.rooms);
         let room = rooms.get_mut(&id).ok_or(JoinError::Gone)?;
@@ -283,6 +344,7 @@ impl Switchboards {
             user: user.clone(),
             name: name.clone(),
             outbox,
+            seat,
         });
         Ok(present)
     }
@@ -328,59 +390,102 @@ impl Switchboards {
         sender_name: &FriendlyName,
         payload: &Bytes,
     ) -> Delivery {
-        let rooms = lock(&self.rooms);
-        let Some(room) = rooms.get(&id) else {
+        let relay = self.relay_state();
+        let mut rooms = lock(&self.rooms);
+        let Some(room) = rooms.get_mut(&id) else {
             return Delivery {
                 recipients: 0,
                 delivered: 0,
             };
         };
-        fan_out_message(&room.members, from, sender, sender_name, payload)
+        fan_out_message(room, relay.as_deref(), from, sender, sender_name, payload)
     }
 }
 
-/// The relay rewriter's hook: given the sender, one recipient and the payload as sent, returns a
-/// replacement payload for that recipient, or `None` to relay the original bytes unchanged.
-///
-/// Today nothing is rewritten. The relay issue replaces this body (invitation `IP-Address`/
-/// `Port` rewriting, MSNSLP transport fields; PROTOCOL.md §4.4, §5.3) and must fix every length
-/// that depends on a rewritten body; untouched payloads must stay byte-for-byte identical.
-#[must_use]
-pub fn rewrite_for_recipient(
-    _sender: &Passport,
-    _recipient: &Passport,
-    _payload: &Bytes,
-) -> Option<Bytes> {
-    None
+/// The rewriter's view of a member (`None` when its address is unknown).
+fn peer_of(member: &Member, relay: &Relay) -> Option<Peer> {
+    let mut facts = PeerFacts::new(member.seat.observed?, member.seat.generation);
+    facts.agent = relay.agent_connected(member.user.as_str());
+    Some(Peer {
+        handle: member.user.as_str().to_owned(),
+        facts,
+    })
+}
+
+fn msg(from: &Passport, name: &FriendlyName, payload: Bytes) -> Event {
+    Event::Send(ServerMessage::Msg {
+        from: Token::from(from),
+        name: name.clone(),
+        payload,
+    })
 }
 
 /// The one place an SB `MSG` is fanned out: every member except connection `from` gets
-/// `MSG <sender> <sender-name> <len>` with the payload, as returned for that recipient by
-/// [`rewrite_for_recipient`] (by default the same `Bytes`, shared by reference count, never
-/// copied per recipient).
+/// `MSG <sender> <sender-name> <len>` with the payload.
+///
+/// Without a relay (or for a message the rewriter leaves alone) every recipient gets the same
+/// `Bytes`, shared by reference count, never copied. With a relay each copy is decided by
+/// [`RoomRelay::rewrite`]: [`rewrite::Delivery::Unchanged`] delivers the original bytes,
+/// `Replace` one `MSG` per payload (the encoder writes each length), `Withhold` nothing now
+/// (it counts as delivered), and every `to_sender` payload goes back to the sender as a `MSG`
+/// from that recipient.
 fn fan_out_message(
-    members: &[Member],
+    room: &mut Room,
+    relay: Option<&Relay>,
     from: ConnId,
     sender: &Passport,
     sender_name: &FriendlyName,
     payload: &Bytes,
 ) -> Delivery {
-    let from_token = Token::from(sender);
     let mut delivery = Delivery {
         recipients: 0,
         delivered: 0,
     };
-    for m in members.iter().filter(|m| m.outbox.id() != from) {
+    let room_size = room.members.len();
+    let sending = room.members.iter().find(|m| m.outbox.id() == from).cloned();
+    let sender_peer = relay.zip(sending.as_ref()).and_then(|(r, m)| peer_of(m, r));
+    let now = std::time::Instant::now();
+    for m in room.members.iter().filter(|m| m.outbox.id() != from) {
         delivery.recipients += 1;
-        let body =
-            rewrite_for_recipient(sender, &m.user, payload).unwrap_or_else(|| payload.clone());
-        let msg = ServerMessage::Msg {
-            from: from_token.clone(),
-            name: sender_name.clone(),
-            payload: body,
+        let rewritten = relay.zip(sender_peer.as_ref()).and_then(|(r, s)| {
+            let recipient = peer_of(m, r)?;
+            let hop = Hop {
+                sender: s,
+                recipient: &recipient,
+                room_size,
+            };
+            Some(
+                room.relay
+                    .rewrite(&r.policy, r.allocator(), &hop, payload, now),
+            )
+        });
+        let Some(outcome) = rewritten else {
+            if m.outbox.deliver(msg(sender, sender_name, payload.clone())) {
+                delivery.delivered += 1;
+            }
+            continue;
         };
-        if m.outbox.deliver(Event::Send(msg)) {
+        let queued = match outcome.deliver {
+            rewrite::Delivery::Unchanged => {
+                m.outbox.deliver(msg(sender, sender_name, payload.clone()))
+            }
+            rewrite::Delivery::Replace(payloads) => {
+                // Every payload is offered even if an earlier one was refused.
+                let mut ok = true;
+                for p in payloads {
+                    ok &= m.outbox.deliver(msg(sender, sender_name, p));
+                }
+                ok
+            }
+            rewrite::Delivery::Withhold => true,
+        };
+        if queued {
             delivery.delivered += 1;
+        }
+        if let Some(back) = &sending {
+            for p in outcome.to_sender {
+                back.outbox.deliver(msg(&m.user, &m.name, p));
+            }
         }
     }
     delivery

@@ -20,7 +20,7 @@ use relive_msnp::version::{Capabilities, ProtocolVersion};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Grant, JoinError, Purpose};
+use super::{Grant, JoinError, Purpose, Seat};
 use crate::Context;
 use crate::hub::Outbox;
 use crate::net::conn::{Replies, Service};
@@ -42,6 +42,8 @@ pub struct SbService {
     caps: Capabilities,
     joined: Option<Joined>,
     auth_deadline: Instant,
+    /// The connection's peer address (what the relay calls the observed address).
+    observed: Option<std::net::IpAddr>,
 }
 
 impl SbService {
@@ -57,7 +59,16 @@ impl SbService {
             caps: Capabilities::for_version(ProtocolVersion::MSNP2),
             joined: None,
             auth_deadline,
+            observed: None,
         }
+    }
+
+    /// Records the connection's peer address, so the relay can rewrite this member's
+    /// invitations (without it they pass untouched).
+    #[must_use]
+    pub fn with_peer(mut self, peer: std::net::SocketAddr) -> Self {
+        self.observed = Some(peer.ip().to_canonical());
+        self
     }
 
     fn fail_auth(trid: TrId, out: &mut Replies) {
@@ -83,10 +94,12 @@ impl SbService {
             info!(trid = trid.0, "SB USR with an invalid cookie");
             return Self::fail_auth(trid, out);
         };
-        let room = self
-            .ctx
-            .switchboards
-            .create_room(&user, &name, self.outbox.clone());
+        let room = self.ctx.switchboards.create_room(
+            &user,
+            &name,
+            self.outbox.clone(),
+            Seat::new(self.observed, &caps),
+        );
         self.caps = caps;
         self.session.joined();
         out.push(ServerMessage::SbUsrOk {
@@ -113,11 +126,13 @@ impl SbService {
             info!(trid = ans.trid.0, "SB ANS with an invalid cookie");
             return Self::fail_auth(ans.trid, out);
         };
-        let present = match self
-            .ctx
-            .switchboards
-            .join(room, &user, &name, self.outbox.clone())
-        {
+        let present = match self.ctx.switchboards.join(
+            room,
+            &user,
+            &name,
+            self.outbox.clone(),
+            Seat::new(self.observed, &caps),
+        ) {
             Ok(present) => present,
             Err(JoinError::Gone | JoinError::Full) => return Self::fail_auth(ans.trid, out),
         };

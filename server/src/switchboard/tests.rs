@@ -157,11 +157,28 @@ async fn relayed_payload_is_the_same_allocation_for_every_recipient() {
         outboxes.push(o);
         rxs.push(rx);
     }
-    let room = sbs.create_room(&p("a@example.com"), &n("A"), outboxes[0].clone());
-    sbs.join(room, &p("b@example.com"), &n("B"), outboxes[1].clone())
-        .unwrap();
-    sbs.join(room, &p("c@example.com"), &n("C"), outboxes[2].clone())
-        .unwrap();
+    let room = sbs.create_room(
+        &p("a@example.com"),
+        &n("A"),
+        outboxes[0].clone(),
+        Seat::default(),
+    );
+    sbs.join(
+        room,
+        &p("b@example.com"),
+        &n("B"),
+        outboxes[1].clone(),
+        Seat::default(),
+    )
+    .unwrap();
+    sbs.join(
+        room,
+        &p("c@example.com"),
+        &n("C"),
+        outboxes[2].clone(),
+        Seat::default(),
+    )
+    .unwrap();
     for rx in &mut rxs {
         while rx.try_recv().is_ok() {} // the JOIs
     }
@@ -294,4 +311,127 @@ async fn unauthenticated_sb_connection_is_closed_after_the_auth_timeout() {
         "{waited:?}"
     );
     driver.await.unwrap();
+}
+
+/// Two members behind different NATs (MSN 5, public addresses), the relay on with rendezvous:
+/// a plain text message still passes as the same bytes; the file sender's INVITE passes; the
+/// receiver's plain ACCEPT becomes a `Sender-Connect` ACCEPT for the sender and a synthesized
+/// listener ACCEPT back to the receiver, naming two different relay ports.
+#[tokio::test]
+async fn relay_rewrites_an_msnftp_rendezvous_in_the_fan_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let relay_config = crate::relay::RelayConfig {
+        public_ip: Some("127.0.0.1".parse().unwrap()),
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        port_min: 0,
+        port_max: 0,
+        msnftp_rendezvous: true,
+        ..crate::relay::RelayConfig::default()
+    };
+    let settings = relay_config.validate("relay.example").unwrap();
+    let tasks = tokio_util::task::TaskTracker::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relay = crate::relay::Relay::start(
+        &settings,
+        dir.path(),
+        "relay.example",
+        &ctx.store,
+        None,
+        &tasks,
+        &stop,
+    )
+    .unwrap()
+    .unwrap();
+    let sbs = Switchboards::new();
+    sbs.set_relay(Some(std::sync::Arc::new(relay)));
+    let p = |s: &str| Passport::parse(s).unwrap();
+    let n = |s: &str| relive_msnp::types::FriendlyName::parse(s).unwrap();
+    let caps = relive_msnp::version::Capabilities::for_version(
+        relive_msnp::version::ProtocolVersion::MSNP8,
+    );
+    // Both dial the relay from loopback in this test; the server saw them at these addresses.
+    let seat = |ip: &str| Seat::new(Some(ip.parse().unwrap()), &caps);
+    let (a_out, mut a_rx) = ctx
+        .outboxes
+        .create(tokio_util::sync::CancellationToken::new());
+    let (b_out, mut b_rx) = ctx
+        .outboxes
+        .create(tokio_util::sync::CancellationToken::new());
+    let room = sbs.create_room(
+        &p("a@example.com"),
+        &n("A"),
+        a_out.clone(),
+        seat("203.0.113.11"),
+    );
+    sbs.join(
+        room,
+        &p("b@example.com"),
+        &n("B"),
+        b_out.clone(),
+        seat("198.51.100.12"),
+    )
+    .unwrap();
+    while a_rx.try_recv().is_ok() {} // the JOI
+    let next = |rx: &mut tokio::sync::mpsc::Receiver<Event>| match rx.try_recv() {
+        Ok(Event::Send(ServerMessage::Msg { from, payload, .. })) => (from.to_string(), payload),
+        other => panic!("expected a MSG, got {other:?}"),
+    };
+
+    let text = Bytes::from_static(
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi",
+    );
+    assert!(
+        sbs.relay(room, a_out.id(), &p("a@example.com"), &n("A"), &text)
+            .complete()
+    );
+    let (_, got) = next(&mut b_rx);
+    assert_eq!(
+        got.as_ptr(),
+        text.as_ptr(),
+        "untouched messages are not copied"
+    );
+
+    let head = "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\n";
+    let invite = Bytes::from(format!(
+        "{head}Application-Name: File Transfer\r\nApplication-GUID: {{5D3E02AB-6190-11d3-BBBB-00C04F795683}}\r\n\
+         Invitation-Command: INVITE\r\nInvitation-Cookie: 77\r\nApplication-File: f.bin\r\n\
+         Application-FileSize: 10\r\n\r\n"
+    ));
+    assert!(
+        sbs.relay(room, a_out.id(), &p("a@example.com"), &n("A"), &invite)
+            .complete()
+    );
+    assert_eq!(next(&mut b_rx).1, invite);
+
+    let accept = Bytes::from(format!(
+        "{head}Invitation-Command: ACCEPT\r\nInvitation-Cookie: 77\r\nLaunch-Application: FALSE\r\n\
+         Request-Data: IP-Address:\r\n\r\n"
+    ));
+    assert!(
+        sbs.relay(room, b_out.id(), &p("b@example.com"), &n("B"), &accept)
+            .complete()
+    );
+    // The sender: a Sender-Connect ACCEPT naming the relay, with a correct length (the
+    // encoder writes it from the payload it gets).
+    let (from, to_a) = next(&mut a_rx);
+    assert_eq!(from, "b@example.com");
+    let to_a = String::from_utf8(to_a.to_vec()).unwrap();
+    assert!(to_a.contains("Sender-Connect: TRUE\r\n"), "{to_a}");
+    assert!(to_a.contains("IP-Address: 127.0.0.1\r\n"), "{to_a}");
+    // The receiver: a synthesized ACCEPT "from the sender" pointing it at the other port.
+    let (from, to_b) = next(&mut b_rx);
+    assert_eq!(from, "a@example.com");
+    let to_b = String::from_utf8(to_b.to_vec()).unwrap();
+    assert!(to_b.contains("IP-Address: 127.0.0.1\r\n"), "{to_b}");
+    let port = |s: &str| -> u16 {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Port: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_ne!(port(&to_a), port(&to_b));
+    assert!(a_rx.try_recv().is_err() && b_rx.try_recv().is_err());
+    stop.cancel();
 }

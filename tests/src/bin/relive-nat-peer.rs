@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! relive-nat-peer server  <data-dir> <public-ip> <relay:on|off>
-//!     runs relive-server (all listeners on 0.0.0.0:0, relay ports 0..=0, relay QUIC on
-//!     0.0.0.0:0), creates alice@example.com and bob@example.com with access tokens in
+//!     runs relive-server (all listeners on 0.0.0.0:0, relay ports 0..=0, MSNFTP rendezvous
+//!     on, relay QUIC on 0.0.0.0:0), creates alice@example.com and bob@example.com with access tokens in
 //!     <data-dir>/tokens ("handle token" lines, mode 0600), then prints
 //!     "READY <ns-port> <http-port> <quic-port>".
 //! relive-nat-peer receive <ns> <http> <handle> <token> <out-file>
@@ -16,6 +16,9 @@
 //!     answer carries `Sender-Connect: TRUE` it dials the address given, else it listens on
 //!     <listen-port> (0: any) and advertises its own address; then serves the file (MSNFTP
 //!     server role).
+//! relive-nat-peer agent <quic-addr> <ca-file> <server-name> <handle> <token>
+//!     the companion agent (relive-relay's library, dialling 127.0.0.1); its log goes to
+//!     stdout, where "agent connected to the relay" says the relay accepted it.
 //! ```
 //!
 //! Exit status 0 means the role completed; anything else is printed to stderr. Every wait is
@@ -54,6 +57,7 @@ async fn main() -> std::process::ExitCode {
         Some("server") => server(&args[1..]).await,
         Some("receive") => receive(&args[1..]).await,
         Some("send") => send(&args[1..]).await,
+        Some("agent") => agent(&args[1..]).await,
         _ => Err(anyhow!("usage: see the module documentation")),
     };
     match result {
@@ -90,6 +94,7 @@ async fn server(args: &[String]) -> anyhow::Result<()> {
     config.relay.port_min = 0;
     config.relay.port_max = 0;
     config.relay.quic = any;
+    config.relay.msnftp_rendezvous = true;
     let settings = config.validate(data.to_path_buf())?;
     let (store, _) = relive_server::data_dir::prepare(&settings).await?;
     let mut tokens = String::new();
@@ -335,7 +340,7 @@ async fn receive(args: &[String]) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("no Port"))?
         .parse()?;
     let auth = field(&accept, "AuthCookie").unwrap_or("").to_owned();
-    println!("CONNECTING");
+    println!("CONNECTING {ip}");
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, port)))
         .await
         .map_err(|_| anyhow!("connecting to the sender timed out"))?
@@ -433,7 +438,7 @@ async fn send(args: &[String]) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow!("no Port"))?
             .parse()?;
         let auth = field(&accept, "AuthCookie").unwrap_or("").to_owned();
-        println!("DIALLING");
+        println!("DIALLING {ip}");
         let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, port)))
             .await
             .map_err(|_| anyhow!("dialling the receiver timed out"))??;
@@ -501,4 +506,27 @@ async fn msnftp_send(stream: TcpStream, auth: &str, path: &Path, size: u64) -> a
     read_line(&mut s, &mut line).await?;
     ensure!(line.starts_with("BYE"), "expected BYE");
     Ok(())
+}
+
+async fn agent(args: &[String]) -> anyhow::Result<()> {
+    use relive_server::relay::engine::{agent, quic};
+    let server: SocketAddr = arg(args, 0, "quic-addr")?.parse()?;
+    let ca = std::fs::read(arg(args, 1, "ca-file")?)?;
+    let name = arg(args, 2, "server-name")?;
+    // The server authenticates agents by "<handle> <access token>".
+    let credential = format!("{} {}", arg(args, 3, "handle")?, arg(args, 4, "token")?);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("relive_relay=info"))
+        .with_ansi(false)
+        .with_writer(std::io::stdout)
+        .try_init();
+    let trusted = relive_server::relay::trust_anchors(&ca);
+    ensure!(!trusted.is_empty(), "no certificate in the CA file");
+    let endpoint = quic::client_endpoint(
+        quic::client_config(&trusted)?,
+        std::net::UdpSocket::bind("0.0.0.0:0")?,
+    )?;
+    let config = agent::AgentConfig::new(server, name, &credential);
+    agent::run_agent(&endpoint, &config).await?;
+    bail!("the relay closed the agent connection")
 }

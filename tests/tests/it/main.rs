@@ -21,3 +21,6 @@ mod robustness;
 
 /// The Wireshark MSNMS dissector recognises our NS traffic (skipped without `tshark`).
 mod tshark;
+
+/// File transfer across NAT in network namespaces, with and without the relay (root only).
+mod nat;

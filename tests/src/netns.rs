@@ -1,0 +1,315 @@
+//! A NAT testbed built from Linux network namespaces, for the relay's end-to-end tests.
+//!
+//! ```text
+//!  client A 10.200.1.2 ── 10.200.1.1 router A 198.51.100.2 ──┐
+//!                          (nft masquerade out of "wan")      ├── 198.51.100.1 / 203.0.113.1
+//!  client B 10.200.2.2 ── 10.200.2.1 router B 203.0.113.2 ──┘     "public": the server
+//! ```
+//!
+//! Every address lives only inside namespaces this module creates (the documentation ranges
+//! stand for the public internet, so the relay's decision sees two different public IPs).
+//! The public namespace does not forward, so a client cannot reach the other side's private
+//! address, and a router accepts nothing it did not masquerade: two ordinary home NATs.
+//!
+//! Processes run in a namespace through `ip netns exec` ([`Testbed::spawn`]); the workspace
+//! forbids `unsafe`, so a thread cannot `setns` itself. [`Testbed`]'s `Drop` kills those
+//! processes and deletes the namespaces (their links and nftables tables go with them), also
+//! when a test fails. Needs root, iproute2 and nftables: [`Testbed::create`] returns `None`,
+//! saying why, when they are missing.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+
+/// The server's address on router A's side (what clients are told).
+pub const SERVER_IP: &str = "198.51.100.1";
+/// Router A's public (masquerading) address.
+pub const ROUTER_A_IP: &str = "198.51.100.2";
+/// Router B's public (masquerading) address.
+pub const ROUTER_B_IP: &str = "203.0.113.2";
+
+/// The namespaces of one testbed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// The server's network.
+    Public,
+    /// Router A (masquerades client A).
+    RouterA,
+    /// Router B (masquerades client B).
+    RouterB,
+    /// Client A, behind router A.
+    ClientA,
+    /// Client B, behind router B.
+    ClientB,
+}
+
+const NODES: [Node; 5] = [
+    Node::Public,
+    Node::RouterA,
+    Node::RouterB,
+    Node::ClientA,
+    Node::ClientB,
+];
+
+impl Node {
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Public => "pub",
+            Self::RouterA => "ra",
+            Self::RouterB => "rb",
+            Self::ClientA => "ca",
+            Self::ClientB => "cb",
+        }
+    }
+}
+
+/// A process running in a namespace, with its stdout as lines.
+#[derive(Debug)]
+pub struct Proc {
+    /// The process (killed when dropped).
+    pub child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Proc {
+    /// Waits up to `within` for an output line starting with `prefix`; returns it.
+    ///
+    /// # Errors
+    ///
+    /// Timeout, or the process ended first.
+    pub async fn line(&mut self, prefix: &str, within: Duration) -> anyhow::Result<String> {
+        self.line_where(prefix, within, |l| l.starts_with(prefix))
+            .await
+    }
+
+    /// Waits up to `within` for an output line containing `needle` (e.g. in a log line).
+    ///
+    /// # Errors
+    ///
+    /// Timeout, or the process ended first.
+    pub async fn line_containing(
+        &mut self,
+        needle: &str,
+        within: Duration,
+    ) -> anyhow::Result<String> {
+        self.line_where(needle, within, |l| l.contains(needle))
+            .await
+    }
+
+    async fn line_where(
+        &mut self,
+        prefix: &str,
+        within: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let name = self.name.clone();
+        let wait = async {
+            while let Some(line) = self.lines.next_line().await? {
+                if pred(&line) {
+                    return Ok(line);
+                }
+            }
+            bail!("{name} ended before printing {prefix:?}")
+        };
+        tokio::time::timeout(within, wait)
+            .await
+            .map_err(|_| anyhow!("{name}: no {prefix:?} within {within:?}"))?
+    }
+
+    /// Waits up to `within` for the process to exit; returns whether it succeeded.
+    ///
+    /// # Errors
+    ///
+    /// Timeout or a wait error.
+    pub async fn exit(&mut self, within: Duration) -> anyhow::Result<bool> {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .map_err(|_| anyhow!("{} did not exit within {within:?}", self.name))??;
+        Ok(status.success())
+    }
+}
+
+/// Five namespaces wired as in the module doc; removed on drop.
+#[derive(Debug)]
+pub struct Testbed {
+    prefix: String,
+    created: Vec<String>,
+}
+
+fn run(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", args[0]))?;
+    ensure!(
+        out.status.success(),
+        "{:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+impl Testbed {
+    /// Builds a testbed whose namespace names contain `tag` (unique per test). `Ok(None)`
+    /// (with the reason printed) when this machine cannot: not root, or no `ip`/`nft`.
+    ///
+    /// # Errors
+    ///
+    /// Setting up failed after the first namespace was created (it is cleaned up).
+    pub fn create(tag: &str) -> anyhow::Result<Option<Self>> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!(
+            "relive-{}-{}-{tag}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        for tool in ["ip", "nft"] {
+            if Command::new(tool)
+                .arg("-V")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_err()
+            {
+                println!("skipping the NAT test: `{tool}` is not installed");
+                return Ok(None);
+            }
+        }
+        let mut bed = Self {
+            prefix,
+            created: Vec::new(),
+        };
+        let first = bed.ns(Node::Public);
+        if let Err(e) = run(&["ip", "netns", "add", &first]) {
+            println!("skipping the NAT test: cannot create a network namespace (root needed): {e}");
+            return Ok(None);
+        }
+        bed.created.push(first);
+        bed.wire()?;
+        Ok(Some(bed))
+    }
+
+    /// The namespace name of `node`.
+    #[must_use]
+    pub fn ns(&self, node: Node) -> String {
+        format!("{}-{}", self.prefix, node.suffix())
+    }
+
+    fn exec(&self, node: Node, args: &[&str]) -> anyhow::Result<()> {
+        let ns = self.ns(node);
+        let mut all = vec!["ip", "netns", "exec", ns.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    fn veth(&self, (a, a_if): (Node, &str), (b, b_if): (Node, &str)) -> anyhow::Result<()> {
+        let (na, nb) = (self.ns(a), self.ns(b));
+        run(&[
+            "ip", "link", "add", a_if, "netns", &na, "type", "veth", "peer", "name", b_if, "netns",
+            &nb,
+        ])
+    }
+
+    fn addr(&self, node: Node, dev: &str, cidr: &str) -> anyhow::Result<()> {
+        self.exec(node, &["ip", "addr", "add", cidr, "dev", dev])?;
+        self.exec(node, &["ip", "link", "set", dev, "up"])
+    }
+
+    fn wire(&mut self) -> anyhow::Result<()> {
+        for node in &NODES[1..] {
+            let ns = self.ns(*node);
+            run(&["ip", "netns", "add", &ns])?;
+            self.created.push(ns);
+        }
+        for node in NODES {
+            self.exec(node, &["ip", "link", "set", "lo", "up"])?;
+        }
+        self.veth((Node::Public, "pa"), (Node::RouterA, "wan"))?;
+        self.veth((Node::Public, "pb"), (Node::RouterB, "wan"))?;
+        self.veth((Node::RouterA, "lan"), (Node::ClientA, "eth0"))?;
+        self.veth((Node::RouterB, "lan"), (Node::ClientB, "eth0"))?;
+        self.addr(Node::Public, "pa", "198.51.100.1/24")?;
+        self.addr(Node::Public, "pb", "203.0.113.1/24")?;
+        self.addr(Node::RouterA, "wan", "198.51.100.2/24")?;
+        self.addr(Node::RouterB, "wan", "203.0.113.2/24")?;
+        self.addr(Node::RouterA, "lan", "10.200.1.1/24")?;
+        self.addr(Node::RouterB, "lan", "10.200.2.1/24")?;
+        self.addr(Node::ClientA, "eth0", "10.200.1.2/24")?;
+        self.addr(Node::ClientB, "eth0", "10.200.2.2/24")?;
+        for (node, via) in [
+            (Node::RouterA, "198.51.100.1"),
+            (Node::RouterB, "203.0.113.1"),
+            (Node::ClientA, "10.200.1.1"),
+            (Node::ClientB, "10.200.2.1"),
+        ] {
+            self.exec(node, &["ip", "route", "add", "default", "via", via])?;
+        }
+        for router in [Node::RouterA, Node::RouterB] {
+            self.exec(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+            self.exec(
+                router,
+                &[
+                    "nft",
+                    "add table ip relive_nat; \
+                     add chain ip relive_nat post { type nat hook postrouting priority srcnat; policy accept; }; \
+                     add rule ip relive_nat post oifname \"wan\" masquerade",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Runs `program args` in `node`'s namespace with stdout piped (see [`Proc::line`]) and
+    /// stderr inherited (shown by the test harness on failure).
+    ///
+    /// # Errors
+    ///
+    /// The process could not be started.
+    pub fn spawn(
+        &self,
+        node: Node,
+        name: &str,
+        program: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Proc> {
+        let mut child = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns(node), program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("{name}: no stdout"))?;
+        Ok(Proc {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        // Processes are killed by their own `Drop` (kill_on_drop); a namespace being deleted
+        // while one still runs only disappears once that process is gone.
+        for ns in self.created.iter().rev() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
