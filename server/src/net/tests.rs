@@ -130,7 +130,9 @@ async fn login_syn_chg_and_a_switchboard_chat_over_run() {
     };
     bob.login("bob@example.com", &tb).await;
     bob.send("SYN 5 0").await;
+    // No cache (0): the whole MSNP7 dump comes back, ending with the RL list.
     assert_eq!(bob.line().await.unwrap(), "SYN 5 0");
+    while !bob.line().await.unwrap().starts_with("LST 5 RL ") {}
 
     alice.send("XFR 5 SB").await;
     let xfr = alice.line().await.unwrap();

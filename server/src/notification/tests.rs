@@ -34,20 +34,35 @@ async fn msnp2_login_profile_first_generation_syn_chg_png_out() {
     ));
     assert!(lines[2].ends_with("\r\n\r\n") && !lines[2].contains("MemberIdHigh"));
     let syn = c.send("SYN 8 0").await;
-    // An empty account has version 0, which equals the cache: only the SYN line.
-    assert_eq!(syn, ["SYN 8 0"]);
+    // A client sending 0 has no cache: even an empty account at version 0 gets the dump.
+    assert_eq!(
+        syn,
+        [
+            "SYN 8 0",
+            "GTC 8 0 A",
+            "BLP 8 0 AL",
+            "LST 8 FL 0 0 0",
+            "LST 8 AL 0 0 0",
+            "LST 8 BL 0 0 0",
+            "LST 8 RL 0 0 0"
+        ]
+    );
+    // A current, non-zero cache gets only the SYN line.
+    assert_eq!(c.send("GTC 81 N").await, ["GTC 81 1 N"]);
+    assert_eq!(c.send("SYN 82 1").await, ["SYN 82 1"]);
+    assert_eq!(c.send("GTC 83 A").await, ["GTC 83 2 A"]);
     // A change bumps the version; a stale cache gets the full first-generation dump.
-    assert_eq!(c.send("GTC 9 N").await, ["GTC 9 1 N"]);
+    assert_eq!(c.send("GTC 9 N").await, ["GTC 9 3 N"]);
     assert_eq!(
         c.send("SYN 10 0").await,
         [
-            "SYN 10 1",
-            "GTC 10 1 N",
-            "BLP 10 1 AL",
-            "LST 10 FL 1 0 0",
-            "LST 10 AL 1 0 0",
-            "LST 10 BL 1 0 0",
-            "LST 10 RL 1 0 0"
+            "SYN 10 3",
+            "GTC 10 3 N",
+            "BLP 10 3 AL",
+            "LST 10 FL 3 0 0",
+            "LST 10 AL 3 0 0",
+            "LST 10 BL 3 0 0",
+            "LST 10 RL 3 0 0"
         ]
     );
     assert_eq!(c.send("CHG 11 NLN").await, ["CHG 11 NLN"]);
@@ -111,8 +126,8 @@ async fn msnp7_login_third_generation_syn_iln_chl_and_late_cvr() {
             "PRP 12 4 PHH 555%201234",
             "PRP 12 4 PHW",
             "PRP 12 4 PHM",
-            "PRP 12 4 MOB",
-            "PRP 12 4 MBE",
+            "PRP 12 4 MOB N",
+            "PRP 12 4 MBE N",
             "LSG 12 4 1 2 0 Other%20Contacts 0",
             "LSG 12 4 2 2 1 Friends 0",
             "LST 12 FL 4 1 1 bob@example.com Bob 1",
