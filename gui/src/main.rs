@@ -47,6 +47,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, so logs written to files stay readable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut options = parse_args(std::env::args_os().skip(1))?;
     if std::env::var_os("RELIVE_GUI_READY").is_some_and(|v| v == "1") {

@@ -9,9 +9,9 @@
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
 
 pub mod client;
+pub mod netns;
 pub mod replay;
 pub mod sb;
-pub mod netns;
 pub mod stack;
 
 use std::sync::Once;
