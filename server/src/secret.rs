@@ -156,6 +156,27 @@ pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
+/// Writes `data` to `path`, creating the parent directory. A `private` file (a key) is replaced
+/// by a new file readable only by its owner: removed first, then created 0600, so it is never
+/// briefly readable by others.
+///
+/// # Errors
+///
+/// Any I/O error.
+pub fn write_file(path: &Path, data: &[u8], private: bool) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if !private {
+        return std::fs::write(path, data);
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::io::Write::write_all(&mut create_private_file(path)?, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

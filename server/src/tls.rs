@@ -18,7 +18,6 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-use crate::secret::create_private_file;
 
 /// Names besides `public_host` that the server certificate covers.
 pub const EXTRA_NAMES: [&str; 3] = ["nexus.passport.com", "login.passport.com", "localhost"];
@@ -91,24 +90,10 @@ fn read(path: &Path) -> Result<String, TlsError> {
 }
 
 fn write(path: &Path, text: &str, private: bool) -> Result<(), TlsError> {
-    let io = |source| TlsError::Io {
+    crate::secret::write_file(path, text.as_bytes(), private).map_err(|source| TlsError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
-    if private {
-        // Replace atomically enough for a key: remove, then create 0600.
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            _ => {}
-        }
-        let mut file = create_private_file(path).map_err(io)?;
-        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)
-    } else {
-        std::fs::write(path, text).map_err(io)
-    }
+    })
 }
 
 fn ca_params(common_name: &str) -> CertificateParams {

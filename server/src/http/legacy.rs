@@ -43,7 +43,6 @@ use tokio_util::sync::CancellationToken;
 use super::tls::HANDSHAKE_TIMEOUT;
 use super::{HttpService, Peer, serve_io};
 use crate::passport::Transport;
-use crate::secret::create_private_file;
 
 /// TLS 1.0–1.2 cipher list of the legacy listener (see the module docs).
 pub const LEGACY_CIPHERS: &str = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:\
@@ -109,23 +108,10 @@ fn read(path: &Path) -> Result<Vec<u8>, LegacyTlsError> {
 }
 
 fn write(path: &Path, data: &[u8], private: bool) -> Result<(), LegacyTlsError> {
-    let io = |source| LegacyTlsError::Io {
+    crate::secret::write_file(path, data, private).map_err(|source| LegacyTlsError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
-    if private {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            _ => {}
-        }
-        let mut file = create_private_file(path).map_err(io)?;
-        std::io::Write::write_all(&mut file, data).map_err(io)
-    } else {
-        std::fs::write(path, data).map_err(io)
-    }
+    })
 }
 
 /// 2020-01-01 and 2045-01-01 as Unix seconds: the validity window of the main chain too.
