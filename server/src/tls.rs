@@ -18,7 +18,6 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-
 /// Names besides `public_host` that the server certificate covers.
 pub const EXTRA_NAMES: [&str; 3] = ["nexus.passport.com", "login.passport.com", "localhost"];
 
