@@ -4,11 +4,13 @@
 //!   with a temporary data directory, seeded accounts and access tokens.
 //! - [`client`]: [`MsnpClient`], a scripted MSNP client (typed and raw, every wait bounded).
 //! - [`replay`]: the conformance transcript runner.
+//! - [`http`]: raw HTTP/1.1 over TLS 1.2 for the Passport 1.4 exchanges.
 //! - [`sb`]: switchboard helpers (open, invite, messages).
 //!
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
 
 pub mod client;
+pub mod http;
 pub mod netns;
 pub mod replay;
 pub mod sb;

@@ -14,6 +14,9 @@
 //! - `<CLOSE>` from the server: the connection must close with nothing more sent; from the
 //!   client: the runner closes it.
 //!
+//! HTTP blocks (a request line first) are sent over a new TLS 1.2 connection to the stack's
+//! HTTPS listener; the status line and each header the transcript shows (exact name) must match.
+//!
 //! Alternatives a transcript's comments allow are registered per line with
 //! [`Replay::alternative`]; tests edit blocks where a comment allows a different flow.
 
@@ -22,7 +25,7 @@ use std::collections::HashMap;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use relive_msnp::auth::{md5_response, qry_response};
 use relive_msnp::client::Role;
-use relive_msnp::transcript::{Command, Line, Side, Transcript};
+use relive_msnp::transcript::{Block, Command, Line, Side, Transcript};
 
 use crate::client::{MsnpClient, RawFrame};
 use crate::stack::TestStack;
@@ -38,6 +41,8 @@ pub const VOLATILE: &[&str] = &[
     "download_url",
     "info_url",
     "challenge",
+    // Opaque `USR TWN S` parameters; `ct=<unix>` and `tpf=<32hex>` are fresh per attempt.
+    "twn_params",
 ];
 
 /// The client id whose key answers `<qry_answer>` (the MSN 4.x/5.0 pair, PROTOCOL.md §2.5).
@@ -249,8 +254,79 @@ impl<'a> Replay<'a> {
     /// transcript's line number.
     pub async fn run(&mut self, t: &Transcript) -> anyhow::Result<()> {
         for block in &t.blocks {
+            if block.is_http() {
+                let at = format!("{} ({}) HTTP exchange", self.file, block.conn);
+                self.http_exchange(block).await.context(at)?;
+                continue;
+            }
             for line in &block.lines {
                 self.step(&block.conn, line).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One HTTP block: the client lines (request line, headers, empty line) are rendered and
+    /// sent over a new TLS 1.2 connection to the stack's HTTPS listener; the response's status
+    /// line must match the first server line, and every header line the transcript shows must
+    /// be present with exactly that name (case included) and a matching value.
+    async fn http_exchange(&mut self, block: &Block) -> anyhow::Result<()> {
+        let mut request = Vec::new();
+        let mut expected = Vec::new();
+        for line in &block.lines {
+            match line {
+                Line::Command(Side::Client, cmd) => {
+                    ensure!(expected.is_empty(), "client line after the response");
+                    let mut missing = Vec::new();
+                    let bytes = cmd.render(&mut |name: &str| {
+                        self.vars.get(name).cloned().unwrap_or_else(|| {
+                            missing.push(name.to_owned());
+                            String::new()
+                        })
+                    });
+                    ensure!(missing.is_empty(), "no value for {missing:?}");
+                    request.extend_from_slice(&bytes);
+                }
+                Line::Command(Side::Server, cmd) => expected.push(cmd),
+                Line::Close(_) => bail!("<CLOSE> inside an HTTP block"),
+            }
+        }
+        let res = self.stack.https_request_bytes(&request).await?;
+        let (status, headers) = expected
+            .split_first()
+            .ok_or_else(|| anyhow!("no response in the transcript"))?;
+        let mut caps = match_template(&status.text, &res.status_line, true)
+            .ok_or_else(|| anyhow!("line {}: status {:?}", status.line_no, res.status_line))?;
+        for want in headers.iter().filter(|h| !h.text.is_empty()) {
+            let (name, value) = want
+                .text
+                .split_once(": ")
+                .ok_or_else(|| anyhow!("line {}: not a header", want.line_no))?;
+            let got = res.header(name).ok_or_else(|| {
+                anyhow!(
+                    "line {}: no header named exactly {name:?} in {:?}",
+                    want.line_no,
+                    res.headers
+                )
+            })?;
+            caps.extend(
+                match_template(value, got, true).ok_or_else(|| {
+                    anyhow!("line {}: {name}: {got:?} does not match", want.line_no)
+                })?,
+            );
+        }
+        self.capture(caps)
+    }
+
+    fn capture(&mut self, caps: Vec<(String, String)>) -> anyhow::Result<()> {
+        for (name, value) in caps {
+            match self.vars.get(&name) {
+                Some(old) if *old != value && !VOLATILE.contains(&name.as_str()) => {
+                    bail!("<{name}> was {old:?} earlier, now {value:?}")
+                }
+                _ => {
+                    self.vars.insert(name, value);
+                }
             }
         }
         Ok(())
@@ -347,17 +423,7 @@ impl<'a> Replay<'a> {
                 }
             );
         };
-        for (name, value) in caps {
-            match self.vars.get(&name) {
-                Some(old) if *old != value && !VOLATILE.contains(&name.as_str()) => {
-                    bail!("<{name}> was {old:?} earlier, now {value:?}")
-                }
-                _ => {
-                    self.vars.insert(name, value);
-                }
-            }
-        }
-        Ok(())
+        self.capture(caps)
     }
 }
 

@@ -15,6 +15,7 @@ use relive_server::config::Config;
 use relive_server::relay::RelayConfig;
 use relive_server::secret::Secret;
 use relive_server::store::{Account, AccountId, Store, parse_handle};
+use relive_server::tls::CertPaths;
 use relive_server::{Context, Listeners};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -134,6 +135,8 @@ pub struct TestStack {
     pub https: SocketAddr,
     /// The server's store (shared with the server), for preparing and inspecting state.
     pub store: Store,
+    /// The generated CA certificate (PEM) that signed the HTTPS certificate.
+    pub ca_cert: std::path::PathBuf,
     data: Option<DataDir>,
     open: watch::Receiver<usize>,
     shutdown: CancellationToken,
@@ -209,7 +212,11 @@ impl TestStack {
             data.tokens
                 .insert(a.handle.clone(), token.token.expose().to_owned());
         }
-        let ctx = Context::new(settings, store.clone())?;
+        let cert_paths = CertPaths::in_data_dir(&settings.data_dir);
+        let ca_cert = cert_paths.ca_cert.clone();
+        let mut ctx = Context::new(settings, store.clone())?;
+        // As main.rs does: without an acceptor the HTTPS listener closes every connection.
+        ctx.https_tls = Some(relive_server::http::tls::acceptor(&cert_paths)?);
         let open = ctx.connections();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(relive_server::run_with(ctx, listeners, shutdown.clone()));
@@ -219,6 +226,7 @@ impl TestStack {
             http,
             https,
             store,
+            ca_cert,
             data: Some(data),
             open,
             shutdown,
@@ -313,6 +321,155 @@ impl TestStack {
     pub async fn login(&self, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
         let mut c = self.connect_ns(&ns_label(handle)).await?;
         login_md5(&mut c, version, handle, self.token(handle)).await?;
+        Ok(c)
+    }
+
+    /// A TLS 1.2 client trusting exactly this stack's generated CA.
+    ///
+    /// # Errors
+    ///
+    /// The CA file is unusable.
+    pub fn tls_connector(&self) -> anyhow::Result<tokio_rustls::TlsConnector> {
+        crate::http::tls12_connector(&self.ca_cert)
+    }
+
+    /// One HTTPS request (`request`: the whole head, ending in an empty line) on a new
+    /// connection to the HTTPS listener.
+    ///
+    /// # Errors
+    ///
+    /// TLS or HTTP failed.
+    pub async fn https_request(&self, request: &str) -> anyhow::Result<crate::http::Response> {
+        self.https_request_bytes(request.as_bytes()).await
+    }
+
+    /// [`TestStack::https_request`] with the request as bytes.
+    ///
+    /// # Errors
+    ///
+    /// TLS or HTTP failed.
+    pub async fn https_request_bytes(
+        &self,
+        request: &[u8],
+    ) -> anyhow::Result<crate::http::Response> {
+        let mut tls = crate::http::connect_tls(&self.tls_connector()?, self.https).await?;
+        crate::http::exchange(&mut tls, request).await
+    }
+
+    /// Asks the nexus (`GET /rdr/pprdr.asp` over HTTPS) where to log in; returns the `DALogin`
+    /// host (with port, if any) and path (without its leading `/`).
+    ///
+    /// # Errors
+    ///
+    /// TLS or HTTP failed, or the answer lacks a usable `DALogin`.
+    pub async fn da_login(&self) -> anyhow::Result<(String, String)> {
+        let nexus = self
+            .https_request("GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n")
+            .await?;
+        ensure!(
+            nexus.status_line == "HTTP/1.1 200 OK",
+            "nexus: {}",
+            nexus.status_line
+        );
+        let urls = nexus
+            .header("PassportURLs")
+            .ok_or_else(|| anyhow!("nexus: no PassportURLs header"))?;
+        let login = crate::http::da_login(urls).ok_or_else(|| anyhow!("no DALogin in {urls}"))?;
+        let login = login
+            .strip_prefix("https://")
+            .or_else(|| login.strip_prefix("http://"))
+            .unwrap_or(login);
+        let (host, path) = login
+            .split_once('/')
+            .ok_or_else(|| anyhow!("DALogin {login} has no path"))?;
+        Ok((host.to_owned(), path.to_owned()))
+    }
+
+    /// The Passport 1.4 exchange MSN 5.0–7.x does over HTTPS: `GET /rdr/pprdr.asp`, then
+    /// `GET /<DALogin path>` with `Authorization: Passport1.4 ...,pwd=<secret>,<twn_params>`.
+    /// Returns the `login2.srf` response (200 with a ticket, or 401).
+    ///
+    /// # Errors
+    ///
+    /// TLS or HTTP failed, or the nexus answer lacks `DALogin`.
+    pub async fn passport_login(
+        &self,
+        handle: &str,
+        secret: &str,
+        twn_params: &str,
+    ) -> anyhow::Result<crate::http::Response> {
+        let (host, path) = self.da_login().await?;
+        let sign_in = handle.replace('@', "%40");
+        self.https_request(&format!(
+            "GET /{path} HTTP/1.1\r\nAuthorization: Passport1.4 OrgVerb=GET,\
+             OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in={sign_in},pwd={secret},\
+             {twn_params}\r\nUser-Agent: MSMSGS\r\nHost: {host}\r\n\
+             Connection: Keep-Alive\r\nCache-Control: no-cache\r\n\r\n"
+        ))
+        .await
+    }
+
+    /// Logs `handle` in with Passport 1.4 in dialect `version` (MSNP8+): `VER` (offering
+    /// `version` and MSNP8), `CVR`, `USR TWN I`, the real HTTPS nexus and `login2.srf` exchange
+    /// with the seeded access token as `pwd`, then `USR TWN S <ticket>`; consumes `USR OK` and
+    /// the profile message.
+    ///
+    /// # Errors
+    ///
+    /// Any step of the login did not go as PROTOCOL.md §2.3.3 describes.
+    pub async fn login_twn(&self, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
+        let v = ProtocolVersion::new(version).ok_or_else(|| anyhow!("bad version {version}"))?;
+        let mut c = self.connect_ns(&ns_label(handle)).await?;
+        let t = c.trid();
+        c.send_line(&format!("VER {t} {v} MSNP8 CVR0")).await?;
+        c.set_version(v);
+        let line = c.recv_raw().await?.line();
+        ensure!(
+            line == format!("VER {t} {v}") || line == format!("VER {t} {v} CVR0"),
+            "expected VER {t} {v}, got {line:?}"
+        );
+        let t = c.trid();
+        c.send_line(&format!(
+            "CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR 6.2.0205 MSMSGS {handle}"
+        ))
+        .await?;
+        let line = c.recv_raw().await?.line();
+        ensure!(
+            line.starts_with(&format!("CVR {t} ")),
+            "expected CVR, got {line:?}"
+        );
+        let t = c.trid();
+        c.send_line(&format!("USR {t} TWN I {handle}")).await?;
+        let line = c.recv_raw().await?.line();
+        let twn_params = line
+            .strip_prefix(&format!("USR {t} TWN S "))
+            .ok_or_else(|| anyhow!("expected USR {t} TWN S, got {line:?}"))?
+            .to_owned();
+        let res = self
+            .passport_login(handle, self.token(handle), &twn_params)
+            .await?;
+        ensure!(
+            res.status_line == "HTTP/1.1 200 OK",
+            "login2.srf: {}",
+            res.status_line
+        );
+        let ticket = res
+            .header("Authentication-Info")
+            .and_then(crate::http::ticket_of)
+            .ok_or_else(|| anyhow!("login2.srf: no ticket"))?;
+        let t = c.trid();
+        c.send_line(&format!("USR {t} TWN S {ticket}")).await?;
+        let line = c.recv_raw().await?.line();
+        ensure!(
+            line.starts_with(&format!("USR {t} OK {handle} ")),
+            "expected USR {t} OK, got {line:?}"
+        );
+        let profile = c.recv_raw().await?;
+        ensure!(
+            profile.line().starts_with("MSG Hotmail Hotmail "),
+            "expected the profile, got {:?}",
+            profile.line()
+        );
         Ok(c)
     }
 

@@ -24,3 +24,6 @@ mod tshark;
 
 /// File transfer across NAT in network namespaces, with and without the relay (root only).
 mod nat;
+
+/// MSNP8/9 with Passport 1.4 over HTTPS: transcripts, MSNObjects, P2P switchboard messages.
+mod msnp8;

@@ -15,7 +15,7 @@ const BOB: &str = "bob@example.com";
 
 /// Accepts every `VER` reply with and without a trailing `CVR0`: PROTOCOL.md §2.2 allows both
 /// the plain reply and the historical echo, and transcript 02 says so for its `VER` line.
-fn allow_ver_echo_forms(r: &mut Replay<'_>, t: &Transcript) {
+pub(crate) fn allow_ver_echo_forms(r: &mut Replay<'_>, t: &Transcript) {
     for block in &t.blocks {
         for line in &block.lines {
             if let Line::Command(Side::Server, c) = line
@@ -35,7 +35,7 @@ fn allow_ver_echo_forms(r: &mut Replay<'_>, t: &Transcript) {
 /// `XFR NS` and closes. Their comment allows a combined DS+NS to answer `USR ... I` itself
 /// instead, which is what our server does by default (issue 3: "by default the first server
 /// answers USR itself"). So the DS block ends with the MD5 challenge and the client hangs up.
-fn dispatch_answers_usr_itself(t: &mut Transcript, conn: &str, challenge_line: &str) {
+pub(crate) fn dispatch_answers_usr_itself(t: &mut Transcript, conn: &str, challenge_line: &str) {
     for block in t.blocks.iter_mut().filter(|b| b.conn == conn) {
         if let Some(i) = block
             .lines
@@ -105,7 +105,7 @@ fn check_advertised_sb(r: &Replay<'_>, stack: &TestStack) -> anyhow::Result<()> 
 
 /// `OUT` from the client: the transcript expects `OUT` then a close, and its comment allows
 /// the server to just close.
-async fn out_then_close(c: &mut MsnpClient) -> anyhow::Result<()> {
+pub(crate) async fn out_then_close(c: &mut MsnpClient) -> anyhow::Result<()> {
     c.send_line("OUT").await?;
     match c.recv_raw().await {
         Ok(raw) => {
