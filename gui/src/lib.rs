@@ -18,12 +18,16 @@
 //! - [`views`]: free functions drawing `&UiState` and collecting
 //!   [`Action`](state::Action)s; they never touch the file system or the patcher.
 //!
+//! - [`companion`]: the relay library's companion agent on its own thread and tokio
+//!   runtime, started and stopped through the worker; its page shows the connection, the
+//!   granted local ports and live transfers.
+//!
 //! # What it does not do (yet)
-//! The companion agent (sign in with a token, relay state, transfers) waits for the relay
-//! library's QUIC agent; [`state::Tab`] is where its page will go. Fetching the CA certificate
+//! Fetching the CA certificate
 //! over HTTP waits for the server to publish it; a file is used for now.
 
 pub mod app;
+pub mod companion;
 pub mod state;
 pub mod trust;
 pub mod views;

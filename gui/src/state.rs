@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 use relive_patcher::{Inspection, PatchError, Plan, Progress, Stage, Target};
 use serde::{Deserialize, Serialize};
 
+mod companion;
+
+pub use companion::{AgentStatus, CompanionState, MAX_FIELD, Secret, Transfer};
+
+use crate::companion::SignIn;
 use crate::trust::{CaError, CaInfo};
 use crate::worker::{Job, Opened, Patched, Pick, WorkerEvent};
 
@@ -34,6 +39,15 @@ pub struct Settings {
     pub ca_file: Option<PathBuf>,
     /// Folder of the last file opened, where the file dialog starts.
     pub last_dir: Option<PathBuf>,
+    /// Companion: the relay, `host` or `host:port` (QUIC).
+    pub companion_server: String,
+    /// Companion: the user's handle.
+    pub companion_handle: String,
+    /// Companion: keep the token between runs.
+    pub remember_token: bool,
+    /// Companion: the token, only when `remember_token` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub companion_token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -45,6 +59,10 @@ impl Default for Settings {
             registry_file: true,
             ca_file: None,
             last_dir: None,
+            companion_server: String::new(),
+            companion_handle: String::new(),
+            remember_token: false,
+            companion_token: None,
         }
     }
 }
@@ -99,6 +117,8 @@ pub enum Tab {
     Patch,
     /// Trust the server's certificate.
     Trust,
+    /// Run the companion agent.
+    Companion,
 }
 
 /// Everything a user can do. Views emit these; [`UiState::apply`] handles them.
@@ -130,6 +150,18 @@ pub enum Action {
     OpenCa(PathBuf),
     /// Import the CA certificate into the user's trusted roots (Windows).
     TrustCa,
+    /// Companion: the relay field changed.
+    SetCompanionServer(String),
+    /// Companion: the handle field changed.
+    SetCompanionHandle(String),
+    /// Companion: the token field changed.
+    SetCompanionToken(Secret),
+    /// Companion: toggle remembering the token.
+    SetRememberToken(bool),
+    /// Companion: start the agent.
+    StartCompanion,
+    /// Companion: stop the agent.
+    StopCompanion,
 }
 
 /// A message for the user, made from an error: what happened, the details, what to do.
@@ -144,7 +176,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(title: &str, detail: impl ToString, hint: Option<&str>) -> Self {
+    pub(crate) fn new(title: &str, detail: impl ToString, hint: Option<&str>) -> Self {
         Self {
             title: title.to_string(),
             detail: detail.to_string(),
@@ -345,6 +377,8 @@ pub struct UiState {
     pub dialog_open: bool,
     /// The trust page.
     pub trust: TrustState,
+    /// The companion page.
+    pub companion: CompanionState,
     /// Counter behind every generation number.
     next_generation: u64,
 }
@@ -353,6 +387,7 @@ impl UiState {
     /// A fresh state with `settings`; `windows` says whether certificate import is offered.
     pub fn new(settings: Settings, windows: bool) -> Self {
         let target = target_of(&settings).map_err(|e| describe(&e));
+        let settings_token = settings.companion_token.clone().unwrap_or_default();
         Self {
             settings,
             tab: Tab::Patch,
@@ -363,6 +398,10 @@ impl UiState {
             plan_generation: 0,
             operation: Operation::Idle,
             dialog_open: false,
+            companion: CompanionState {
+                token: settings_token,
+                ..CompanionState::default()
+            },
             trust: TrustState::default(),
             next_generation: 0,
         }
@@ -455,6 +494,92 @@ impl UiState {
             }
             Action::OpenCa(path) => self.open_ca(path),
             Action::TrustCa => self.trust_ca(),
+            Action::SetCompanionServer(server) => {
+                self.settings.companion_server = server.chars().take(MAX_FIELD).collect();
+                Vec::new()
+            }
+            Action::SetCompanionHandle(handle) => {
+                self.settings.companion_handle = handle.chars().take(MAX_FIELD).collect();
+                Vec::new()
+            }
+            Action::SetCompanionToken(token) => {
+                self.companion.token = Secret(token.0.chars().take(MAX_FIELD).collect());
+                if self.settings.remember_token {
+                    self.settings.companion_token = Some(self.companion.token.clone());
+                }
+                Vec::new()
+            }
+            Action::SetRememberToken(on) => {
+                self.settings.remember_token = on;
+                self.settings.companion_token = on.then(|| self.companion.token.clone());
+                Vec::new()
+            }
+            Action::StartCompanion => self.start_companion(),
+            Action::StopCompanion => {
+                if !self.companion.status.is_running() {
+                    return Vec::new();
+                }
+                self.companion.status = AgentStatus::Stopping;
+                vec![Job::StopCompanion]
+            }
+        }
+    }
+
+    /// The sign-in from the fields, or what is missing.
+    pub fn sign_in(&self) -> Result<SignIn, Problem> {
+        let missing =
+            |what: &str, hint: &str| Problem::new(&format!("Fill in {what}."), what, Some(hint));
+        let server = self.settings.companion_server.trim();
+        let handle = self.settings.companion_handle.trim();
+        let token = self.companion.token.0.trim();
+        if server.is_empty() {
+            return Err(missing(
+                "the server",
+                "The Relive server's name or IP address.",
+            ));
+        }
+        if handle.is_empty() {
+            return Err(missing(
+                "your handle",
+                "The e-mail address you sign in to Messenger with.",
+            ));
+        }
+        if token.is_empty() {
+            return Err(missing(
+                "the access token",
+                "Create one on the server's website.",
+            ));
+        }
+        let Some(ca_file) = self.settings.ca_file.clone() else {
+            return Err(missing(
+                "the server's certificate",
+                "Open relive-ca.crt on the \"Trust the server\" page first.",
+            ));
+        };
+        Ok(SignIn {
+            server: server.to_owned(),
+            handle: handle.to_owned(),
+            token: token.to_owned(),
+            ca_file,
+        })
+    }
+
+    fn start_companion(&mut self) -> Vec<Job> {
+        if self.companion.status.is_running() || self.companion.status == AgentStatus::Stopping {
+            return Vec::new();
+        }
+        match self.sign_in() {
+            Ok(sign_in) => {
+                let session = self.generation();
+                self.companion.session = session;
+                self.companion.status = AgentStatus::Connecting;
+                self.companion.ports.clear();
+                vec![Job::StartCompanion { session, sign_in }]
+            }
+            Err(problem) => {
+                self.companion.status = AgentStatus::Failed(problem);
+                Vec::new()
+            }
         }
     }
 
@@ -669,6 +794,12 @@ impl UiState {
                     Ok(()) => Load::Ready(()),
                     Err(e) => Load::Failed(describe_ca(&e)),
                 };
+                Vec::new()
+            }
+            WorkerEvent::Companion { session, event } => {
+                if session == self.companion.session {
+                    self.companion.on_event(event);
+                }
                 Vec::new()
             }
         }

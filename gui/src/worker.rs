@@ -18,6 +18,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use relive_patcher::file::{REG_SUFFIX, write_atomic};
 use relive_patcher::{Inspection, PatchError, Plan, Progress, Target, backup_path};
 
+use crate::companion::{Companion, CompanionEvent, SignIn};
 use crate::trust::{self, CaError, CaInfo};
 
 /// Largest file we open. MSN installers are under 30 MB; anything much bigger is not one.
@@ -82,6 +83,15 @@ pub enum Job {
         /// The file.
         path: PathBuf,
     },
+    /// Start the companion agent (stopping one that runs).
+    StartCompanion {
+        /// Echoed back in [`WorkerEvent::Companion`].
+        session: u64,
+        /// Where and who.
+        sign_in: SignIn,
+    },
+    /// Stop the companion agent.
+    StopCompanion,
 }
 
 /// A file that was opened and inspected.
@@ -155,6 +165,13 @@ pub enum WorkerEvent {
     },
     /// The import finished.
     CaTrusted(Result<(), CaError>),
+    /// News from the companion agent.
+    Companion {
+        /// From [`Job::StartCompanion`].
+        session: u64,
+        /// What happened.
+        event: CompanionEvent,
+    },
 }
 
 /// Handle to the worker thread. Dropping it stops the thread after its current job.
@@ -196,6 +213,11 @@ impl Worker {
     pub fn recv(&self) -> Option<WorkerEvent> {
         self.events.recv().ok()
     }
+
+    /// Waits up to `timeout` for the next event (tests).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<WorkerEvent> {
+        self.events.recv_timeout(timeout).ok()
+    }
 }
 
 /// Sends events and wakes the UI.
@@ -222,6 +244,7 @@ struct Cache {
 fn run(job_rx: &Receiver<Job>, out: &Outbox) {
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut cache: Option<Cache> = None;
+    let mut companion: Option<Companion> = None;
     loop {
         if queue.is_empty() {
             match job_rx.recv() {
@@ -250,7 +273,7 @@ fn run(job_rx: &Receiver<Job>, out: &Outbox) {
             keep
         });
         if let Some(job) = queue.pop_front() {
-            handle(job, out, &mut cache);
+            handle(job, out, &mut cache, &mut companion);
         }
     }
 }
@@ -284,7 +307,7 @@ fn cached(cache: &mut Option<Cache>, path: &Path) -> Result<Arc<Vec<u8>>, PatchE
     Ok(bytes)
 }
 
-fn handle(job: Job, out: &Outbox, cache: &mut Option<Cache>) {
+fn handle(job: Job, out: &Outbox, cache: &mut Option<Cache>, companion: &mut Option<Companion>) {
     match job {
         Job::Pick { pick, start_dir } => {
             let dialog_out = out.clone();
@@ -343,6 +366,22 @@ fn handle(job: Job, out: &Outbox, cache: &mut Option<Cache>) {
         Job::TrustCa { path } => {
             out.send(WorkerEvent::CaTrusted(trust::import(&path)));
         }
+        Job::StartCompanion { session, sign_in } => {
+            // Stops the previous one (its events carry the old session and are dropped).
+            *companion = None;
+            let events = out.clone();
+            let started = Companion::start(sign_in, move |event| {
+                events.send(WorkerEvent::Companion { session, event });
+            });
+            match started {
+                Ok(c) => *companion = Some(c),
+                Err(e) => out.send(WorkerEvent::Companion {
+                    session,
+                    event: CompanionEvent::Failed(format!("cannot start the agent: {e}")),
+                }),
+            }
+        }
+        Job::StopCompanion => *companion = None,
     }
 }
 

@@ -96,7 +96,10 @@ fn main() {
     let payload = (20u64 << 20) * (20u64 << 20) / setup.len() as u64 + (1 << 20);
     let big = installer(&pe, usize::try_from(payload).unwrap());
     assert!(big.len() >= 20 << 20, "installer is {} bytes", big.len());
-    println!("installer: {} bytes ({payload} bytes uncompressed payload)", big.len());
+    println!(
+        "installer: {} bytes ({payload} bytes uncompressed payload)",
+        big.len()
+    );
     measure("plan+apply+repack 20 MB installer file", 5, || {
         let p = plan(&big, &target).unwrap();
         let out = apply(&big, &p, &mut |_| {}).unwrap();

@@ -6,6 +6,10 @@
 //! relay announced on the control stream (the port from the user's own invitation), dials
 //! `local_host:port` — its own machine only — and splices. A stream without a grant is
 //! closed. See [`crate::proto`] for the frames.
+//!
+//! A front end that shows what the agent does (the GUI's Companion page) runs it with
+//! [`run_agent_observed`] and receives [`AgentEvent`]s: connected, each grant, each relayed
+//! connection with live byte counters, and each connection's end.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -83,6 +87,49 @@ pub enum AgentError {
     Denied,
 }
 
+/// What an agent reports while it runs (see [`run_agent_observed`]). Never carries payload
+/// bytes or the token.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AgentEvent {
+    /// The relay accepted the token; `user` is the account it belongs to.
+    Connected {
+        /// The account the relay authenticated.
+        user: String,
+    },
+    /// The relay announced that allocation `id` may open the local `port` (once).
+    Granted {
+        /// The allocation.
+        id: u64,
+        /// The local port from the user's own invitation.
+        port: u16,
+    },
+    /// A relayed connection to the local `port` started; `counters` grow while it runs
+    /// (`a_to_b`: relay → local client, `b_to_a`: local client → relay).
+    TransferStarted {
+        /// The allocation.
+        id: u64,
+        /// The local port.
+        port: u16,
+        /// Live byte counters.
+        counters: Arc<Counters>,
+    },
+    /// A relayed connection ended.
+    TransferEnded {
+        /// The allocation.
+        id: u64,
+        /// Bytes carried relay → local client.
+        to_local: u64,
+        /// Bytes carried local client → relay.
+        to_relay: u64,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+}
+
+/// Receives [`AgentEvent`]s; called on the agent's tasks, so it must be quick.
+pub type AgentObserver = Arc<dyn Fn(AgentEvent) + Send + Sync>;
+
 #[derive(Default)]
 struct Grants {
     table: Mutex<HashMap<u64, (u16, Instant)>>,
@@ -137,6 +184,19 @@ impl Grants {
 ///
 /// [`AgentError::Denied`] for a rejected token; otherwise why the connection ended.
 pub async fn run_agent(endpoint: &quinn::Endpoint, config: &AgentConfig) -> Result<(), AgentError> {
+    run_agent_observed(endpoint, config, &(Arc::new(|_| {}) as AgentObserver)).await
+}
+
+/// [`run_agent`], reporting what happens to `observer`.
+///
+/// # Errors
+///
+/// As [`run_agent`].
+pub async fn run_agent_observed(
+    endpoint: &quinn::Endpoint,
+    config: &AgentConfig,
+    observer: &AgentObserver,
+) -> Result<(), AgentError> {
     let connection = endpoint
         .connect(config.server, &config.server_name)?
         .await?;
@@ -151,6 +211,7 @@ pub async fn run_agent(endpoint: &quinn::Endpoint, config: &AgentConfig) -> Resu
     match proto::read_reply(&mut recv).await? {
         Reply::Welcome(user) => {
             tracing::info!(target: "relive_relay::agent", server = %config.server, user = %user, "agent connected to the relay");
+            observer(AgentEvent::Connected { user });
         }
         Reply::Denied => {
             connection.close(0u32.into(), b"bye");
@@ -163,6 +224,10 @@ pub async fn run_agent(endpoint: &quinn::Endpoint, config: &AgentConfig) -> Resu
         async move {
             while let Ok(Some(grant)) = proto::read_grant(&mut recv).await {
                 grants.insert(grant.id, grant.port);
+                observer(AgentEvent::Granted {
+                    id: grant.id,
+                    port: grant.port,
+                });
             }
         }
     };
@@ -172,8 +237,9 @@ pub async fn run_agent(endpoint: &quinn::Endpoint, config: &AgentConfig) -> Resu
             let grants = Arc::clone(&grants);
             let host = config.local_host;
             let splice_config = config.splice;
+            let observer = Arc::clone(observer);
             tokio::spawn(async move {
-                serve_stream(send, recv, &grants, host, splice_config).await;
+                serve_stream(send, recv, &grants, host, splice_config, &observer).await;
             });
         }
     };
@@ -193,6 +259,7 @@ async fn serve_stream(
     grants: &Grants,
     host: IpAddr,
     config: SpliceConfig,
+    observer: &AgentObserver,
 ) {
     let Ok(Ok(id)) = tokio::time::timeout(GRANT_WAIT, proto::read_open(&mut recv)).await else {
         return;
@@ -212,23 +279,33 @@ async fn serve_stream(
         }
     };
     let _ = local.set_nodelay(true);
-    match splice(
-        tokio::io::join(recv, send),
-        local,
-        config,
-        &Counters::default(),
-    )
-    .await
-    {
-        Ok(stats) => tracing::info!(
-            target: "relive_relay::agent",
-            port,
-            to_local = stats.a_to_b,
-            to_relay = stats.b_to_a,
-            "relayed connection finished"
-        ),
-        Err(error) => {
-            tracing::info!(target: "relive_relay::agent", port, %error, "relayed connection failed")
+    let counters = Arc::new(Counters::default());
+    observer(AgentEvent::TransferStarted {
+        id,
+        port,
+        counters: Arc::clone(&counters),
+    });
+    let result = splice(tokio::io::join(recv, send), local, config, &counters).await;
+    let error = match result {
+        Ok(stats) => {
+            tracing::info!(
+                target: "relive_relay::agent",
+                port,
+                to_local = stats.a_to_b,
+                to_relay = stats.b_to_a,
+                "relayed connection finished"
+            );
+            None
         }
-    }
+        Err(error) => {
+            tracing::info!(target: "relive_relay::agent", port, %error, "relayed connection failed");
+            Some(error.to_string())
+        }
+    };
+    observer(AgentEvent::TransferEnded {
+        id,
+        to_local: counters.a_to_b(),
+        to_relay: counters.b_to_a(),
+        error,
+    });
 }

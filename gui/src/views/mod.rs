@@ -3,7 +3,9 @@
 //!
 //! - [`patch`]: the main page, four numbered steps (file, server, review, patch).
 //! - [`trust`]: the server's certificate.
+//! - [`companion`]: the companion agent.
 
+pub mod companion;
 pub mod patch;
 pub mod trust;
 
@@ -31,6 +33,7 @@ pub fn root(ui: &mut egui::Ui, state: &UiState, actions: &mut Vec<Action>) {
             for (tab, label) in [
                 (Tab::Patch, "Patch Messenger"),
                 (Tab::Trust, "Trust the server"),
+                (Tab::Companion, "Companion"),
             ] {
                 if ui.selectable_label(state.tab == tab, label).clicked() {
                     actions.push(Action::ShowTab(tab));
@@ -53,6 +56,7 @@ pub fn root(ui: &mut egui::Ui, state: &UiState, actions: &mut Vec<Action>) {
             .show(ui, |ui| match state.tab {
                 Tab::Patch => patch::page(ui, state, actions),
                 Tab::Trust => trust::page(ui, state, actions),
+                Tab::Companion => companion::page(ui, state, actions),
             });
     });
     let hovering = ui.ctx().input(|i| !i.raw.hovered_files.is_empty());
