@@ -4,13 +4,15 @@
 
 use anyhow::{Context as _, anyhow, ensure};
 use relive_msnp::transcript::{Line, Side, Transcript};
-use relive_server::store::{GroupId, ListKind, parse_handle};
+use relive_server::store::{ListKind, parse_handle};
 use relive_tests::http::ticket_of;
 use relive_tests::replay::{self, Replay};
 use relive_tests::stack::sync_lists;
 use relive_tests::{MsnpClient, StackOptions, TestStack};
 
-use crate::transcripts::{allow_ver_echo_forms, dispatch_answers_usr_itself, out_then_close};
+use crate::transcripts::{
+    alice_and_bob_are_friends, allow_ver_echo_forms, dispatch_answers_usr_itself, out_then_close,
+};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
@@ -76,29 +78,11 @@ async fn ticket(stack: &TestStack, handle: &str, twn_params: &str) -> anyhow::Re
 /// alice has bob on FL (group 1 "Friends"), AL; bob has alice on FL (so bob is on alice's RL);
 /// carol has alice on FL only (carol on alice's RL).
 async fn alice_bob_carol_lists(stack: &TestStack) -> anyhow::Result<()> {
-    let (alice, bob, carol) = (
-        stack.id(ALICE).await?,
-        stack.id(BOB).await?,
-        stack.id(CAROL).await?,
-    );
-    let (_, friends) = stack.store.add_group(alice, "Friends").await?;
-    ensure!(friends == GroupId(1), "first new group is {friends:?}");
-    let (alice_h, bob_h) = (parse_handle(ALICE)?, parse_handle(BOB)?);
+    alice_and_bob_are_friends(stack).await?;
+    let carol = stack.id(CAROL).await?;
     stack
         .store
-        .add_to_list(alice, ListKind::Fl, &bob_h, "Bob", Some(friends))
-        .await?;
-    stack
-        .store
-        .add_to_list(alice, ListKind::Al, &bob_h, "Bob", None)
-        .await?;
-    stack
-        .store
-        .add_to_list(bob, ListKind::Fl, &alice_h, "Alice", None)
-        .await?;
-    stack
-        .store
-        .add_to_list(carol, ListKind::Fl, &alice_h, "Alice", None)
+        .add_to_list(carol, ListKind::Fl, &parse_handle(ALICE)?, "Alice", None)
         .await?;
     Ok(())
 }

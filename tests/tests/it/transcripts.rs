@@ -5,7 +5,7 @@
 use anyhow::{Context as _, ensure};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::transcript::{Line, Side, Transcript};
-use relive_server::store::{GroupId, ListKind, PhoneProp, parse_handle};
+use relive_server::store::{AccountId, GroupId, ListKind, PhoneProp, parse_handle};
 use relive_tests::replay::{self, Replay, server_line};
 use relive_tests::stack::change_status;
 use relive_tests::{MsnpClient, StackOptions, TestStack, sb};
@@ -103,6 +103,27 @@ fn check_advertised_sb(r: &Replay<'_>, stack: &TestStack) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The state transcripts 02 and 03 start from: alice has bob on FL (in group 1 "Friends") and
+/// AL; bob has alice on FL, so bob is on alice's RL. Returns alice's account id.
+pub(crate) async fn alice_and_bob_are_friends(stack: &TestStack) -> anyhow::Result<AccountId> {
+    let (alice, bob) = (stack.id(ALICE).await?, stack.id(BOB).await?);
+    let (_, friends) = stack.store.add_group(alice, "Friends").await?;
+    ensure!(friends == GroupId(1), "first new group is {friends:?}");
+    let (alice_h, bob_h) = (parse_handle(ALICE)?, parse_handle(BOB)?);
+    let adds = [
+        (alice, ListKind::Fl, &bob_h, "Bob", Some(friends)),
+        (alice, ListKind::Al, &bob_h, "Bob", None),
+        (bob, ListKind::Fl, &alice_h, "Alice", None),
+    ];
+    for (owner, list, contact, name, group) in adds {
+        stack
+            .store
+            .add_to_list(owner, list, contact, name, group)
+            .await?;
+    }
+    Ok(alice)
+}
+
 /// `OUT` from the client: the transcript expects `OUT` then a close, and its comment allows
 /// the server to just close.
 pub(crate) async fn out_then_close(c: &mut MsnpClient) -> anyhow::Result<()> {
@@ -145,23 +166,7 @@ async fn t01_msnp2_md5_login() -> anyhow::Result<()> {
 async fn t02_msnp7_md5_login_chl() -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast().chl(true)).await?;
     // State: alice has bob on FL (group 1 "Friends"), AL and RL; PHH set; bob online BSY.
-    let (alice, bob) = (stack.id(ALICE).await?, stack.id(BOB).await?);
-    let (_, friends) = stack.store.add_group(alice, "Friends").await?;
-    ensure!(friends == GroupId(1), "first new group is {friends:?}");
-    let bob_h = parse_handle(BOB)?;
-    let alice_h = parse_handle(ALICE)?;
-    stack
-        .store
-        .add_to_list(alice, ListKind::Fl, &bob_h, "Bob", Some(friends))
-        .await?;
-    stack
-        .store
-        .add_to_list(alice, ListKind::Al, &bob_h, "Bob", None)
-        .await?;
-    stack
-        .store
-        .add_to_list(bob, ListKind::Fl, &alice_h, "Alice", None)
-        .await?;
+    let alice = alice_and_bob_are_friends(&stack).await?;
     stack
         .store
         .set_phone(alice, PhoneProp::Phh, Some("555%201234"))
