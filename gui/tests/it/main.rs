@@ -1,11 +1,13 @@
 //! Integration tests of `relive-gui`, one test binary (STYLE §2.8).
 //!
+//! - `companion`: the real worker's companion agent against a real relay hub over QUIC.
 //! - `worker`: the real worker thread and reducer on fixture files, no window.
 //! - `screenshot`: the built app under Xvfb, captured with ImageMagick.
 //! - `windows`: the Windows build of `relive-patch`, run under wine on a fixture.
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns too (STYLE §2.2)
 
+mod companion;
 mod fixture;
 mod screenshot;
 mod windows;
