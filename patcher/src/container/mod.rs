@@ -108,8 +108,11 @@ pub(crate) fn kind_of(data: &[u8]) -> Result<FileKind, PatchError> {
 /// True when the outer file carries a signature (Authenticode, or an MSI signature stream).
 pub(crate) fn is_signed(data: &[u8]) -> bool {
     if is_msi(data) {
-        return ::msi::Package::open(std::io::Cursor::new(data))
-            .is_ok_and(|p| p.has_digital_signature());
+        return msi::guarded(|| {
+            Ok(::msi::Package::open(std::io::Cursor::new(data))
+                .is_ok_and(|p| p.has_digital_signature()))
+        })
+        .unwrap_or(false);
     }
     Image::parse(data).is_ok_and(|i| i.signature_range().is_some())
 }

@@ -42,8 +42,25 @@ fn cabinet_streams(package: &mut msi::Package<Cursor<Vec<u8>>>) -> Result<Vec<St
         .collect())
 }
 
+/// Runs `f` over the `msi` crate, turning a panic inside that crate (it unwraps on some malformed
+/// packages; found by our corruption property test) into an error: bad input must never crash
+/// the patcher or the GUI.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, PatchError>) -> Result<T, PatchError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(err("malformed MSI package")))
+}
+
 /// Walks an MSI; returns the rebuilt package if a member changed.
 pub(crate) fn walk(
+    data: &[u8],
+    prefix: &str,
+    visitor: &mut dyn Visitor,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Option<Vec<u8>>, PatchError> {
+    guarded(|| walk_unguarded(data, prefix, visitor, progress))
+}
+
+fn walk_unguarded(
     data: &[u8],
     prefix: &str,
     visitor: &mut dyn Visitor,
