@@ -605,6 +605,26 @@ mod tests {
 
     use ListKind::{Al, Bl, Fl, Rl};
 
+    /// bob is online (`NLN`) with alice on his FL; alice then logs in with `alice_bits` as bob's
+    /// bits in her lists and sets `status`. Returns (bob, alice).
+    fn bob_watches_alice(
+        hub: &Hub,
+        f: &OutboxFactory,
+        alice_bits: &[ListKind],
+        status: Status,
+    ) -> (Conn, Conn) {
+        let bob = login(hub, f, "bob@example.com", &[("alice@example.com", &[Fl])]);
+        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
+        let alice = login(
+            hub,
+            f,
+            "alice@example.com",
+            &[("bob@example.com", alice_bits)],
+        );
+        hub.set_presence(&p("alice@example.com"), online(status), TrId(2));
+        (bob, alice)
+    }
+
     #[test]
     fn first_chg_gets_iln_for_visible_fl_contacts_and_watchers_get_nln() {
         let hub = Hub::new();
@@ -650,15 +670,7 @@ mod tests {
         let hub = Hub::new();
         let f = OutboxFactory::new(8);
         // alice blocks bob; bob watches alice.
-        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
-        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
-        let _alice = login(
-            &hub,
-            &f,
-            "alice@example.com",
-            &[("bob@example.com", &[Bl, Rl])],
-        );
-        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(2));
+        let (mut bob, _alice) = bob_watches_alice(&hub, &f, &[Bl, Rl], Status::Nln);
         hub.set_name(&p("alice@example.com"), name("NewName"));
         assert!(bob.drain().is_empty());
         assert!(
@@ -677,15 +689,7 @@ mod tests {
     fn bl_add_and_remove_while_online_flip_fln_and_nln() {
         let hub = Hub::new();
         let f = OutboxFactory::new(8);
-        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
-        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
-        let _alice = login(
-            &hub,
-            &f,
-            "alice@example.com",
-            &[("bob@example.com", &[Al, Rl])],
-        );
-        hub.set_presence(&p("alice@example.com"), online(Status::Awy), TrId(2));
+        let (mut bob, _alice) = bob_watches_alice(&hub, &f, &[Al, Rl], Status::Awy);
         assert_eq!(bob.drain().len(), 1);
         let block = ListSet::EMPTY.with(Bl).with(Rl);
         hub.set_contact_bits(&p("alice@example.com"), &p("bob@example.com"), block);
@@ -708,10 +712,7 @@ mod tests {
     fn blp_bl_hides_from_watchers_not_on_al() {
         let hub = Hub::new();
         let f = OutboxFactory::new(8);
-        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
-        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
-        let _alice = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
-        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(2));
+        let (mut bob, _alice) = bob_watches_alice(&hub, &f, &[Rl], Status::Nln);
         assert_eq!(bob.drain().len(), 1);
         hub.set_blp(&p("alice@example.com"), Blp::Bl);
         assert!(matches!(
@@ -729,10 +730,7 @@ mod tests {
     fn hidden_looks_offline_and_cannot_be_rung() {
         let hub = Hub::new();
         let f = OutboxFactory::new(8);
-        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
-        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
-        let _alice = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
-        hub.set_presence(&p("alice@example.com"), online(Status::Hdn), TrId(2));
+        let (mut bob, _alice) = bob_watches_alice(&hub, &f, &[Rl], Status::Hdn);
         assert!(bob.drain().is_empty(), "HDN after login sends nothing");
         hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(3));
         assert_eq!(bob.drain().len(), 1);
@@ -754,10 +752,7 @@ mod tests {
     fn duplicate_login_kicks_old_session_and_old_id_cannot_unregister_new() {
         let hub = Hub::new();
         let f = OutboxFactory::new(8);
-        let mut bob = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
-        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
-        let mut first = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
-        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(2));
+        let (mut bob, mut first) = bob_watches_alice(&hub, &f, &[Rl], Status::Nln);
         bob.drain();
         let second = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
         assert_eq!(first.drain(), vec![Event::Kick(OutReason::Oth)]);
@@ -775,10 +770,7 @@ mod tests {
     fn full_outbox_closes_only_the_slow_connection() {
         let hub = Hub::new();
         let f = OutboxFactory::new(1);
-        let slow = login(&hub, &f, "bob@example.com", &[("alice@example.com", &[Fl])]);
-        hub.set_presence(&p("bob@example.com"), online(Status::Nln), TrId(1));
-        let _alice = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
-        hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(2));
+        let (slow, _alice) = bob_watches_alice(&hub, &f, &[Rl], Status::Nln);
         assert!(!slow.close.is_cancelled());
         hub.set_presence(&p("alice@example.com"), online(Status::Awy), TrId(3));
         assert!(slow.close.is_cancelled());
