@@ -1,5 +1,6 @@
 //! Benchmark: plan + apply on a synthetic 5 MB PE and on synthetic self-extractors (20 MiB of
-//! payload, and an installer file of at least 20 MiB).
+//! payload, an installer file of at least 20 MiB, and the same with a signed client, whose
+//! shrinking would force every later block of its folder to be compressed again).
 //!
 //! Run with `cargo bench -p relive-patcher`. Prints min / median / max over repeated runs.
 //! Targets from issue 6: patch a 5 MB PE in ≤ 50 ms; repack a 20 MB installer in ≤ 2 s.
@@ -55,6 +56,24 @@ fn installer(client: &[u8], total: usize) -> Vec<u8> {
     })
 }
 
+/// Appends an 8 KiB certificate table and points the Security directory at it, like a signed
+/// client. Its content is filler (nothing checks it): what matters is that stripping it shrinks
+/// the file, so everything after the client in its cabinet folder shifts and is recompressed.
+fn with_signature_table(mut pe: Vec<u8>) -> Vec<u8> {
+    let lfanew = u32::from_le_bytes(pe[0x3c..0x40].try_into().unwrap()) as usize;
+    let opt = lfanew + 24;
+    let dirs = if pe[opt..opt + 2] == [0x0b, 0x02] {
+        opt + 112
+    } else {
+        opt + 96
+    };
+    let at = u32::try_from(pe.len()).unwrap();
+    pe.extend_from_slice(&[0x5a; 8192]);
+    pe[dirs + 32..dirs + 36].copy_from_slice(&at.to_le_bytes());
+    pe[dirs + 36..dirs + 40].copy_from_slice(&8192u32.to_le_bytes());
+    pe
+}
+
 fn measure(name: &str, runs: usize, mut f: impl FnMut()) {
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
@@ -105,4 +124,20 @@ fn main() {
         let out = apply(&big, &p, &mut |_| {}).unwrap();
         assert!(out.changed);
     });
+    // Worst case: the client is signed, stripping the signature shrinks it, and every block
+    // after it in the folder must be compressed again.
+    let signed = installer(
+        &with_signature_table(pe.clone()),
+        usize::try_from(payload).unwrap(),
+    );
+    println!("installer: {} bytes, signed client first", signed.len());
+    measure(
+        "plan+apply+repack 20 MB installer, signed client",
+        5,
+        || {
+            let p = plan(&signed, &target).unwrap();
+            let out = apply(&signed, &p, &mut |_| {}).unwrap();
+            assert!(out.changed && out.signature_removed);
+        },
+    );
 }

@@ -37,6 +37,16 @@ pub struct Applied {
 /// [`PatchError::PlanMismatch`] when the bytes are not what was planned,
 /// [`PatchError::VerifyFailed`] when the result does not check out.
 pub fn apply_image(data: &[u8], plan: &FilePlan) -> Result<(Vec<u8>, bool), PatchError> {
+    patch_image(data, plan, false)
+}
+
+/// [`apply_image`]; `keep_size` keeps the file length when removing the signature (members of
+/// cabinets, see [`image::strip_signature`]).
+fn patch_image(
+    data: &[u8],
+    plan: &FilePlan,
+    keep_size: bool,
+) -> Result<(Vec<u8>, bool), PatchError> {
     let mismatch = |reason: String| PatchError::PlanMismatch {
         path: plan.path.clone(),
         reason,
@@ -62,7 +72,7 @@ pub fn apply_image(data: &[u8], plan: &FilePlan) -> Result<(Vec<u8>, bool), Patc
         }
         region.copy_from_slice(&edit.after);
     }
-    let signed = image::strip_signature(&mut out)?;
+    let signed = image::strip_signature(&mut out, keep_size)?;
     image::update_checksum(&mut out)?;
     verify_image(&out, plan)?;
     Ok((out, signed))
@@ -116,7 +126,9 @@ impl Visitor for ApplyVisitor<'_> {
         if plan.edits.is_empty() {
             return Ok(None);
         }
-        let (out, signed) = apply_image(data, plan)?;
+        // A member of a container keeps its length (see `strip_signature`); a bare file is
+        // truncated.
+        let (out, signed) = patch_image(data, plan, !path.is_empty())?;
         self.signature_removed |= signed;
         self.done
             .insert(path.to_string(), Sha256::digest(&out).into());

@@ -458,12 +458,17 @@ pub fn pe_checksum(data: &[u8], checksum_at: usize) -> u32 {
     ((sum as u32) & 0xffff).wrapping_add(data.len() as u32)
 }
 
-/// Removes the Authenticode signature: zeroes the Security directory and truncates the file
-/// when the certificate table is its tail. Returns true when a signature was present.
+/// Removes the Authenticode signature: zeroes the Security directory and drops the
+/// certificate table. Returns true when a signature was present.
+///
+/// With `keep_size` false the file is truncated when the table is its tail; with `keep_size`
+/// true the table is overwritten with zeros instead and the length stays the same. Members of
+/// cabinets use the latter: a client whose length does not change leaves every compressed
+/// block after it in its folder (and the MSI `File.FileSize`) untouched.
 ///
 /// # Errors
 /// [`PatchError::NotPe`] when `data` does not parse.
-pub fn strip_signature(data: &mut Vec<u8>) -> Result<bool, PatchError> {
+pub fn strip_signature(data: &mut Vec<u8>, keep_size: bool) -> Result<bool, PatchError> {
     let image = Image::parse(data)?;
     let Some(dir) = image.data_directory_offset(4) else {
         return Ok(false);
@@ -477,12 +482,12 @@ pub fn strip_signature(data: &mut Vec<u8>) -> Result<bool, PatchError> {
             .map(|s| s.raw_range(data.len()).end)
             .max()
             .unwrap_or(0);
-        // The table is the tail (maybe followed by alignment padding): drop it.
+        // The table lies after every section: drop it (and any zero padding behind it).
         if range.start >= last_raw_end && range.start <= data.len() {
-            let tail_is_table = data
-                .get(range.end.min(data.len())..)
-                .is_some_and(|rest| rest.iter().all(|&b| b == 0));
-            if tail_is_table {
+            let end = range.end.min(data.len());
+            if keep_size {
+                data[range.start..end].fill(0);
+            } else if data[end..].iter().all(|&b| b == 0) {
                 data.truncate(range.start);
             }
         }
@@ -524,6 +529,37 @@ pub(crate) fn align_up(v: u64, a: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A synthetic image with a 4 KiB certificate table at its tail.
+    fn signed_image() -> Vec<u8> {
+        let mut pe = crate::synth::build(&crate::synth::Spec {
+            text_size: 0x1000,
+            ..Default::default()
+        });
+        let at = pe.len();
+        pe.extend_from_slice(&[0x5a; 4096]);
+        let dir = Image::parse(&pe).unwrap().data_directory_offset(4).unwrap();
+        write_u32(&mut pe, dir, at as u32).unwrap();
+        write_u32(&mut pe, dir + 4, 4096).unwrap();
+        assert!(Image::parse(&pe).unwrap().signature_range().is_some());
+        pe
+    }
+
+    #[test]
+    fn stripping_truncates_a_file_but_keeps_a_members_length() {
+        let signed = signed_image();
+        let mut bare = signed.clone();
+        assert!(strip_signature(&mut bare, false).unwrap());
+        assert_eq!(bare.len(), signed.len() - 4096);
+        let mut member = signed.clone();
+        assert!(strip_signature(&mut member, true).unwrap());
+        assert_eq!(member.len(), signed.len());
+        assert!(member[bare.len()..].iter().all(|&b| b == 0));
+        assert_eq!(member[..bare.len()], bare[..]);
+        for out in [&bare, &member] {
+            assert!(Image::parse(out).unwrap().signature_range().is_none());
+        }
+    }
 
     #[test]
     fn checksum_skips_its_field_and_adds_length() {

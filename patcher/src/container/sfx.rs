@@ -60,7 +60,7 @@ pub(crate) fn walk(
 /// recomputes the checksum.
 pub(crate) fn replace_cabinet(data: &[u8], new_cab: &[u8]) -> Result<Vec<u8>, PatchError> {
     let mut out = data.to_vec();
-    image::strip_signature(&mut out)?;
+    image::strip_signature(&mut out, false)?;
     let loc = Image::parse(&out)?
         .find_rcdata("CABINET")
         .ok_or_else(|| PatchError::installer("resource", "no CABINET resource"))?;
