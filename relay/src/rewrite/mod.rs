@@ -265,6 +265,7 @@ fn log_field(transport: Transport, mode: Mode, field: &str, from: &str, to: &str
             Transport::Msnslp => "msnslp",
         },
         mode = mode.name(),
+        unverified = mode.is_unverified(),
         field,
         from,
         to,

@@ -3,11 +3,12 @@
 //! in the workspace; a child process is the sound way into a namespace).
 //!
 //! ```text
-//! relive-nat-peer server  <data-dir> <public-ip> <relay:on|off>
+//! relive-nat-peer server  <data-dir> <public-ip> <relay:on|off> <rendezvous:on|off>
 //!     runs relive-server (all listeners on 0.0.0.0:0, relay ports 0..=0, MSNFTP rendezvous
-//!     on, relay QUIC on 0.0.0.0:0), creates alice@example.com and bob@example.com with access tokens in
-//!     <data-dir>/tokens ("handle token" lines, mode 0600), then prints
-//!     "READY <ns-port> <http-port> <quic-port>".
+//!     as given, relay QUIC on 0.0.0.0:0), creates alice@example.com and bob@example.com with
+//!     access tokens in <data-dir>/tokens ("handle token" lines, mode 0600), then prints
+//!     "READY <ns-port> <http-port> <quic-port>"; afterwards the relay's rewrite log
+//!     (`relive_relay::rewrite=info`) goes to stdout.
 //! relive-nat-peer receive <ns> <http> <handle> <token> <out-file>
 //!     MSNP8 (MSN 5.0) login, NLN, prints "ONLINE", answers the RNG, accepts the MSNFTP
 //!     INVITE, connects where the ACCEPT points and receives the file (MSNFTP client role).
@@ -80,6 +81,7 @@ async fn server(args: &[String]) -> anyhow::Result<()> {
     let data = Path::new(arg(args, 0, "data-dir")?);
     let public: IpAddr = arg(args, 1, "public-ip")?.parse()?;
     let relay_on = arg(args, 2, "relay")? == "on";
+    let rendezvous = arg(args, 3, "rendezvous")? == "on";
     let any: SocketAddr = "0.0.0.0:0".parse()?;
     let mut config = Config {
         ns: any,
@@ -94,7 +96,7 @@ async fn server(args: &[String]) -> anyhow::Result<()> {
     config.relay.port_min = 0;
     config.relay.port_max = 0;
     config.relay.quic = any;
-    config.relay.msnftp_rendezvous = true;
+    config.relay.msnftp_rendezvous = rendezvous;
     let settings = config.validate(data.to_path_buf())?;
     let (store, _) = relive_server::data_dir::prepare(&settings).await?;
     let mut tokens = String::new();
@@ -124,6 +126,14 @@ async fn server(args: &[String]) -> anyhow::Result<()> {
         listeners.http.local_addr()?.port(),
         quic.local_addr()?.port()
     );
+    // Only the rewriter's few lines per transfer: nothing else may fill the stdout pipe.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "warn,relive_relay::rewrite=info",
+        ))
+        .with_ansi(false)
+        .with_writer(std::io::stdout)
+        .try_init();
     let ctx = relive_server::Context::new(settings, store)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     relive_server::run_with_relay(ctx, listeners, Some(quic), shutdown).await?;

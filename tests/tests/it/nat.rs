@@ -9,6 +9,10 @@
 //! * relay on and a companion agent (QUIC, authenticated with the user's access token) on the
 //!   sender's machine: the sender listens as usual, the receiver is pointed at a relay port
 //!   that the relay forwards over the agent's connection; identical file.
+//! * relay on, rendezvous off, no agent, and router A forwards the sender's MSNFTP port 6891:
+//!   the relay has no evidence the sender is reachable, so it rewrites `IP-Address` to the
+//!   sender's observed address (mode a, logged `unverified`); the receiver dials router A's
+//!   public address and the forward carries it to the sender; identical file.
 //!
 //! Each test skips (printing why) when not run as root or without iproute2/nftables.
 
@@ -54,11 +58,17 @@ fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
 enum Mode {
     /// `[relay] enabled = false`.
     Off,
-    /// Relay on, no software besides the clients.
+    /// Relay on (MSNFTP rendezvous on), no software besides the clients.
     Plain,
     /// Relay on, and a companion agent on the sender's (listener's) machine.
     Agent,
+    /// Relay on, rendezvous off, no agent; router A forwards [`FORWARDED_PORT`] to the sender,
+    /// which listens there.
+    Forwarded,
 }
+
+/// The port a user forwards for MSN file transfers (the first of the official 6891–6900).
+const FORWARDED_PORT: u16 = 6891;
 
 /// The outcome of one transfer attempt.
 struct Outcome {
@@ -71,6 +81,8 @@ struct Outcome {
     elapsed: Duration,
     sent_sha: String,
     received_sha: Option<String>,
+    /// The server's `rewrote field` log lines (the relay's rewrites), in order.
+    rewrites: Vec<String>,
 }
 
 /// Runs the server (relay on or off) and one MSNFTP transfer from client A to client B.
@@ -96,8 +108,12 @@ async fn transfer(tag: &str, mode: Mode) -> anyhow::Result<Option<Outcome>> {
             &data_s,
             SERVER_IP,
             if relay { "on" } else { "off" },
+            if mode == Mode::Plain { "on" } else { "off" },
         ],
     )?;
+    if mode == Mode::Forwarded {
+        bed.forward_port(Node::RouterA, FORWARDED_PORT)?;
+    }
     let ready = server.line("READY", Duration::from_secs(30)).await?;
     let ports: Vec<&str> = ready.split(' ').skip(1).collect();
     let (ns, http) = (
@@ -165,7 +181,12 @@ async fn transfer(tag: &str, mode: Mode) -> anyhow::Result<Option<Outcome>> {
             &alice,
             "bob@example.com",
             &file_s,
-            "0",
+            &if mode == Mode::Forwarded {
+                FORWARDED_PORT
+            } else {
+                0
+            }
+            .to_string(),
         ],
     )?;
     let sender_mode = sender.line("", SCENARIO).await?;
@@ -178,7 +199,15 @@ async fn transfer(tag: &str, mode: Mode) -> anyhow::Result<Option<Outcome>> {
     } else {
         None
     };
+    let mut rewrites = Vec::new();
+    while let Ok(line) = server
+        .line_containing("rewrote field", Duration::from_millis(500))
+        .await
+    {
+        rewrites.push(line);
+    }
     Ok(Some(Outcome {
+        rewrites,
         sender_mode,
         receiver_dials,
         sender_ok,
@@ -242,5 +271,39 @@ async fn msnftp_across_two_nats_works_through_the_listeners_agent() -> anyhow::R
         o.elapsed
     );
     assert_eq!(o.received_sha.as_deref(), Some(o.sent_sha.as_str()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn msnftp_across_two_nats_works_to_a_forwarded_port_by_the_observed_address()
+-> anyhow::Result<()> {
+    let Some(o) = transfer("fwd", Mode::Forwarded).await? else {
+        return Ok(());
+    };
+    // Observed mode: the receiver dials router A's public address, which forwards the port.
+    assert_eq!(o.sender_mode, "LISTENING");
+    assert_eq!(
+        o.receiver_dials,
+        format!("CONNECTING {}", relive_tests::netns::ROUTER_A_IP)
+    );
+    assert!(
+        o.sender_ok && o.receiver_ok,
+        "transfer failed after {:?}",
+        o.elapsed
+    );
+    assert_eq!(o.received_sha.as_deref(), Some(o.sent_sha.as_str()));
+    // Exactly one field changed, IP-Address, private → observed, and it is logged unverified.
+    assert_eq!(o.rewrites.len(), 1, "{:?}", o.rewrites);
+    let line = &o.rewrites[0];
+    for part in [
+        "protocol=\"msnftp\"",
+        "mode=\"observed\"",
+        "unverified=true",
+        "field=\"IP-Address\"",
+        "from=\"10.200.1.2\"",
+        &format!("to=\"{}\"", relive_tests::netns::ROUTER_A_IP),
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
     Ok(())
 }
