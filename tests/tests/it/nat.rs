@@ -561,3 +561,22 @@ async fn msnslp_direct_connection_across_two_nats_through_the_relay() -> anyhow:
     }
     Ok(())
 }
+
+/// MSNFTP rendezvous is unverified against real clients (P2P.md §6.1): it must stay off unless
+/// an operator turns it on, and the commented `relive.toml` must say what the key does.
+#[test]
+fn msnftp_rendezvous_is_off_by_default_and_documented() {
+    use relive_server::config::{Config, default_file_text};
+    assert!(!Config::default().relay.msnftp_rendezvous);
+    let text = default_file_text();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "# msnftp_rendezvous = false")
+        .expect("msnftp_rendezvous in relive.toml");
+    assert!(
+        lines[at - 1].starts_with("# MSNFTP rendezvous"),
+        "undocumented: {:?}",
+        lines[at - 1]
+    );
+}
