@@ -384,6 +384,16 @@ fn rewrite_message(room: &mut RoomRelay, ctx: &Ctx<'_>, text: &[u8]) -> Option<V
             Mode::Untouched
         };
     }
+    // Logged even when nothing changes (e.g. observed mode with the observed address already
+    // advertised): the decision is what one needs to debug a real client.
+    tracing::info!(
+        target: "relive_relay::rewrite",
+        protocol = "msnslp",
+        mode = mode.name(),
+        unverified = mode.is_unverified(),
+        invite = is_invite,
+        "direct-connection offer decided"
+    );
     let mut edits = Edits::new(&block);
     let internal_port = block.get("IPv4Internal-Port").map(str::to_owned);
     match mode {

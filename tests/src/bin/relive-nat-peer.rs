@@ -17,23 +17,28 @@
 //!     answer carries `Sender-Connect: TRUE` it dials the address given, else it listens on
 //!     <listen-port> (0: any) and advertises its own address; then serves the file (MSNFTP
 //!     server role).
-//! relive-nat-peer slp-offer <ns> <https> <ca-file> <handle> <token> <to> <file>
+//! relive-nat-peer slp-offer <ns> <https> <ca-file> <handle> <token> <to> <file> <plain|upnp:PORT>
 //!     MSNP9 (MSN 6.2) login, opens a switchboard, CALs <to>; in MSG D P2P messages: SLP
 //!     INVITE sessionreqbody (file transfer), then INVITE transreqbody (direct connection,
-//!     `Conn-Type` from the profile's ClientIP/ClientPort). Checks every length of the
-//!     200 OK transrespbody (MSG, P2P Length/TotalSize, SLP Content-Length), ACKs it, prints
-//!     "ANSWER listening=.. ext=.. extport=.. int=.. intport=.. nonce=zero|set total=.. msgs=..";
-//!     with `Listening: false` prints "FALLBACK" and stops; else tries internal then external
-//!     addresses ("CONNECTED <addr>" or "DC-FAILED"), sends `foo`, the nonce handshake, the
-//!     file as P2P data packets (≤ 1352 bytes) and waits for the ACK ("SENT").
-//! relive-nat-peer slp-answer <ns> <https> <ca-file> <handle> <token> <out-file> <listen-port>
+//!     `Conn-Type` from the profile's ClientIP/ClientPort, `UPnPNat: true` with upnp:PORT).
+//!     Checks every length of the 200 OK transrespbody (MSG, P2P Length/TotalSize, SLP
+//!     Content-Length), ACKs it, prints "ANSWER listening=.. ext=.. extport=.. int=..
+//!     intport=.. nonce=zero|set total=.. msgs=..". `Listening: true`: tries internal then
+//!     external addresses ("CONNECTED <addr>" or "DC-FAILED"), sends `foo` and the nonce
+//!     handshake. `Listening: false` with upnp:PORT: sends its own INVITE transrespbody
+//!     listening on PORT ("INVITING <port>") and accepts. `Listening: false` otherwise:
+//!     prints "FALLBACK" and stops. Then sends the file as P2P data packets (≤ 1352 bytes)
+//!     and waits for the ACK ("SENT").
+//! relive-nat-peer slp-answer <ns> <https> <ca-file> <handle> <token> <out-file> <listen-port|no-listen>
 //!     MSNP9 login, prints "ONLINE", answers the RNG, accepts the session, answers the
 //!     transreqbody with `Listening: true`, its nonce, IPv4External-Addrs = ClientIP and
 //!     IPv4Internal-Addrs = its own address, port <listen-port> (0: any), prints
-//!     "LISTENING <port> <size of its 200 OK>"; checks that the offerer's ACK reports the size it sent ("ACK-OK",
-//!     so the relay mapped a resized message's ACK back), accepts the direct connection,
-//!     checks `foo` and the nonce, echoes the handshake, writes the data packets to
-//!     <out-file>, ACKs ("RECEIVED").
+//!     "LISTENING <port> <size of its 200 OK>"; checks that the offerer's ACK reports the
+//!     size it sent ("ACK-OK", so the relay mapped a resized message's ACK back), accepts the
+//!     direct connection, checks `foo` and the nonce, echoes the handshake, writes the data
+//!     packets to <out-file>, ACKs ("RECEIVED"). With no-listen it answers `Listening: false`,
+//!     waits for the offerer's INVITE transrespbody, prints "OFFER ..." (fields as in
+//!     ANSWER), connects to it ("CONNECTED <addr>") and receives the file the same way.
 //! relive-nat-peer agent <quic-addr> <ca-file> <server-name> <handle> <token>
 //!     the companion agent (relive-relay's library, dialling 127.0.0.1); its log goes to
 //!     stdout, where "agent connected to the relay" says the relay accepted it.
@@ -831,14 +836,216 @@ fn show(v: Option<&str>) -> &str {
     v.filter(|v| !v.is_empty()).unwrap_or("-")
 }
 
-/// `slp-offer <ns> <https> <ca-file> <handle> <token> <to> <file>`.
+/// Prints what a `transrespbody` carried: `<label> listening=.. ext=.. extport=.. int=..
+/// intport=.. nonce=zero|set total=.. msgs=..`.
+fn print_transresp(label: &str, slp: &p2p::Slp, header: &p2p::Header, msgs: usize) {
+    let nonce = slp.field("Nonce").unwrap_or(ZERO_GUID);
+    println!(
+        "{label} listening={} ext={} extport={} int={} intport={} nonce={} total={} msgs={msgs}",
+        show(slp.field("Listening")),
+        show(slp.field("IPv4External-Addrs")),
+        show(slp.field("IPv4External-Port")),
+        show(slp.field("IPv4Internal-Addrs")),
+        show(slp.field("IPv4Internal-Port")),
+        if nonce == ZERO_GUID { "zero" } else { "set" },
+        header.total_size,
+    );
+}
+
+fn is_listening(slp: &p2p::Slp) -> bool {
+    slp.field("Listening")
+        .is_some_and(|l| l.eq_ignore_ascii_case("true"))
+}
+
+/// A `transrespbody` saying we listen on `port` with `nonce`.
+fn listening_body(nonce: &str, external: IpAddr, own: IpAddr, port: u16) -> String {
+    format!(
+        "Bridge: TCPv1\r\nListening: true\r\nNonce: {nonce}\r\n\
+         IPv4External-Addrs: {external}\r\nIPv4External-Port: {port}\r\n\
+         IPv4Internal-Addrs: {own}\r\nIPv4Internal-Port: {port}\r\n\r\n"
+    )
+}
+
+/// Connecting side of a direct connection: tries the internal addresses of `offer` (a
+/// listening `transrespbody`), then the external ones (pidgin's order); on the first that
+/// answers sends `foo` and the nonce handshake and checks the echo. Prints "CONNECTED <addr>"
+/// or "DC-FAILED".
+async fn dc_connect(offer: &p2p::Slp, handshake_id: u32) -> anyhow::Result<BufReader<TcpStream>> {
+    let nonce = p2p::guid_bytes(offer.field("Nonce").unwrap_or(ZERO_GUID))?;
+    let mut candidates = Vec::new();
+    for (addrs, port) in [
+        ("IPv4Internal-Addrs", "IPv4Internal-Port"),
+        ("IPv4External-Addrs", "IPv4External-Port"),
+    ] {
+        let Some(port) = offer.field(port).and_then(|p| p.parse::<u16>().ok()) else {
+            continue;
+        };
+        for ip in offer
+            .field(addrs)
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+            .filter_map(|a| a.parse::<IpAddr>().ok())
+        {
+            candidates.push(SocketAddr::new(ip, port));
+        }
+    }
+    let mut stream = None;
+    for addr in candidates {
+        if let Ok(Ok(s)) = tokio::time::timeout(DC_CONNECT_TIMEOUT, TcpStream::connect(addr)).await
+        {
+            println!("CONNECTED {addr}");
+            stream = Some(s);
+            break;
+        }
+    }
+    let Some(mut s) = stream else {
+        println!("DC-FAILED");
+        bail!("no direct connection to any advertised address");
+    };
+    dc_write(&mut s, &[b"foo\0"]).await?;
+    dc_write(
+        &mut s,
+        &[&p2p::Header::handshake(handshake_id, &nonce).encode()],
+    )
+    .await?;
+    let mut r = BufReader::new(s);
+    let mut buf = Vec::new();
+    dc_read(&mut r, &mut buf).await?;
+    let echo = p2p::Header::decode(&buf)?;
+    ensure!(
+        echo.flags == p2p::FLAG_HANDSHAKE && echo.nonce() == nonce,
+        "bad handshake echo"
+    );
+    Ok(r)
+}
+
+/// Listening side of a direct connection: accepts one connection, checks `foo` and that the
+/// handshake carries `nonce`, echoes it.
+async fn dc_accept(
+    listener: TcpListener,
+    nonce: &[u8; 16],
+    handshake_id: u32,
+) -> anyhow::Result<BufReader<TcpStream>> {
+    let (s, _) = tokio::time::timeout(DC_ACCEPT_TIMEOUT, listener.accept())
+        .await
+        .map_err(|_| anyhow!("nobody connected for the direct connection"))??;
+    let mut r = BufReader::new(s);
+    let mut buf = Vec::new();
+    dc_read(&mut r, &mut buf).await?;
+    ensure!(buf == b"foo\0", "expected foo");
+    dc_read(&mut r, &mut buf).await?;
+    let hs = p2p::Header::decode(&buf)?;
+    ensure!(
+        hs.flags == p2p::FLAG_HANDSHAKE && hs.nonce() == *nonce,
+        "handshake with a wrong nonce"
+    );
+    dc_write(
+        r.get_mut(),
+        &[&p2p::Header::handshake(handshake_id, nonce).encode()],
+    )
+    .await?;
+    Ok(r)
+}
+
+/// Sends the file as P2P data packets (≤ 1352 bytes) of message `id` in `session_id` and
+/// waits for the receiver's ACK.
+async fn p2p_send_file(
+    mut r: BufReader<TcpStream>,
+    session_id: u32,
+    id: u32,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let size = std::fs::metadata(path)?.len();
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut chunk = vec![0u8; p2p::DC_CHUNK];
+    let mut offset = 0u64;
+    let mut out = tokio::io::BufWriter::new(r.get_mut());
+    while offset < size {
+        let n = file.read(&mut chunk).await?;
+        ensure!(n > 0, "file shorter than its size");
+        let h = p2p::Header {
+            session_id,
+            id,
+            offset,
+            total_size: size,
+            length: u32::try_from(n)?,
+            flags: p2p::FLAG_FILE_DATA,
+            ack_id: rand::random(),
+            ..p2p::Header::default()
+        };
+        out.write_all(&u32::try_from(p2p::HEADER_LEN + n)?.to_le_bytes())
+            .await?;
+        out.write_all(&h.encode()).await?;
+        out.write_all(&chunk[..n]).await?;
+        offset += n as u64;
+    }
+    out.flush().await?;
+    let mut buf = Vec::new();
+    dc_read(&mut r, &mut buf).await?;
+    let ack = p2p::Header::decode(&buf)?;
+    ensure!(
+        ack.flags == p2p::FLAG_ACK && ack.ack_uid == id && ack.ack_size == size,
+        "no ACK for the file"
+    );
+    Ok(())
+}
+
+/// Receives P2P data packets of `session_id` into `out` until the message is complete, then
+/// ACKs it.
+async fn p2p_receive_file(
+    mut r: BufReader<TcpStream>,
+    session_id: u32,
+    ack_id: u32,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(out).await?);
+    let mut buf = Vec::new();
+    let mut got = 0u64;
+    let last = loop {
+        dc_read(&mut r, &mut buf).await?;
+        let h = p2p::Header::decode(&buf)?;
+        let data = &buf[p2p::HEADER_LEN..];
+        ensure!(
+            h.session_id == session_id
+                && h.flags == p2p::FLAG_FILE_DATA
+                && h.offset == got
+                && h.length as usize == data.len()
+                && h.total_size <= MAX_FILE
+                && got + data.len() as u64 <= h.total_size,
+            "unexpected data packet"
+        );
+        file.write_all(data).await?;
+        got += data.len() as u64;
+        if got == h.total_size {
+            break h;
+        }
+    };
+    file.flush().await?;
+    let ack = p2p::Header {
+        id: ack_id,
+        total_size: last.total_size,
+        flags: p2p::FLAG_ACK,
+        ack_id: last.ack_id,
+        ack_uid: last.id,
+        ack_size: last.total_size,
+        ..p2p::Header::default()
+    };
+    dc_write(r.get_mut(), &[&ack.encode()]).await?;
+    r.get_mut().flush().await?;
+    Ok(())
+}
+
+/// `slp-offer <ns> <https> <ca-file> <handle> <token> <to> <file> <plain|upnp:PORT>`.
 async fn slp_offer(args: &[String]) -> anyhow::Result<()> {
     let at = Login::from_args(args, 0)?;
     let handle = arg(args, 3, "handle")?;
     let token = arg(args, 4, "token")?;
     let to = arg(args, 5, "to")?;
     let path = Path::new(arg(args, 6, "file")?);
-    let size = std::fs::metadata(path)?.len();
+    let upnp: Option<u16> = arg(args, 7, "plain|upnp:PORT")?
+        .strip_prefix("upnp:")
+        .map(str::parse)
+        .transpose()?;
     let mut online = login(&at, 9, handle, token).await?;
     let local = online.ns.local_addr()?;
     let mut sbc = sb::open(&mut online.ns, handle, "offer_sb").await?;
@@ -872,9 +1079,10 @@ async fn slp_offer(args: &[String]) -> anyhow::Result<()> {
         &p2p::random_guid(),
         TRANSREQ,
         &format!(
-            "Bridges: TCPv1\r\nNetID: 0\r\nConn-Type: {}\r\nUPnPNat: false\r\nICF: false\r\n\
+            "Bridges: TCPv1\r\nNetID: 0\r\nConn-Type: {}\r\nUPnPNat: {}\r\nICF: false\r\n\
              Nonce: {}\r\nSessionID: {session_id}\r\n\r\n",
             conn_type(local, online.client_addr),
+            upnp.is_some(),
             p2p::random_guid()
         ),
     );
@@ -886,119 +1094,52 @@ async fn slp_offer(args: &[String]) -> anyhow::Result<()> {
             .is_some_and(|c| c.eq_ignore_ascii_case(TRANSRESP)),
         "expected a transrespbody"
     );
-    let nonce = answer.field("Nonce").unwrap_or(ZERO_GUID);
-    println!(
-        "ANSWER listening={} ext={} extport={} int={} intport={} nonce={} total={} msgs={msgs}",
-        show(answer.field("Listening")),
-        show(answer.field("IPv4External-Addrs")),
-        show(answer.field("IPv4External-Port")),
-        show(answer.field("IPv4Internal-Addrs")),
-        show(answer.field("IPv4Internal-Port")),
-        if nonce == ZERO_GUID { "zero" } else { "set" },
-        header.total_size,
-    );
-    if !answer
-        .field("Listening")
-        .is_some_and(|l| l.eq_ignore_ascii_case("true"))
-    {
+    print_transresp("ANSWER", &answer, &header, msgs);
+    let stream = if is_listening(&answer) {
+        dc_connect(&answer, p.next_id).await?
+    } else if let Some(port) = upnp {
+        // The answerer cannot listen and we can (a UPnP mapping of `port`): our own listening
+        // transrespbody INVITE (pidgin `msn_dc_send_invite`).
+        let listener = TcpListener::bind(("0.0.0.0", port)).await?;
+        let own = local.ip();
+        let external = online.client_addr.map_or(own, |a| a.ip());
+        let nonce_text = p2p::random_guid();
+        let nonce = p2p::guid_bytes(&nonce_text)?;
+        let invite = p.invite(
+            &call_id,
+            &p2p::random_guid(),
+            TRANSRESP,
+            &listening_body(&nonce_text, external, own, port),
+        );
+        p.send_slp(&invite).await?;
+        println!("INVITING {port}");
+        dc_accept(listener, &nonce, p.next_id).await?
+    } else {
         // The peers would now send the file as P2P data over the switchboard.
         println!("FALLBACK");
         return Ok(());
-    }
-    let nonce = p2p::guid_bytes(nonce)?;
-
-    // 5: internal addresses first, then external (pidgin's order).
-    let mut candidates = Vec::new();
-    for (addrs, port) in [
-        ("IPv4Internal-Addrs", "IPv4Internal-Port"),
-        ("IPv4External-Addrs", "IPv4External-Port"),
-    ] {
-        let Some(port) = answer.field(port).and_then(|p| p.parse::<u16>().ok()) else {
-            continue;
-        };
-        for ip in answer
-            .field(addrs)
-            .unwrap_or_default()
-            .split_ascii_whitespace()
-            .filter_map(|a| a.parse::<IpAddr>().ok())
-        {
-            candidates.push(SocketAddr::new(ip, port));
-        }
-    }
-    let mut stream = None;
-    for addr in candidates {
-        if let Ok(Ok(s)) = tokio::time::timeout(DC_CONNECT_TIMEOUT, TcpStream::connect(addr)).await
-        {
-            println!("CONNECTED {addr}");
-            stream = Some(s);
-            break;
-        }
-    }
-    let Some(mut s) = stream else {
-        println!("DC-FAILED");
-        bail!("no direct connection to any advertised address");
     };
-    tokio::time::timeout(TRANSFER_TIMEOUT, async {
-        dc_write(&mut s, &[b"foo\0"]).await?;
-        dc_write(
-            &mut s,
-            &[&p2p::Header::handshake(p.next_id, &nonce).encode()],
-        )
-        .await?;
-        let mut r = BufReader::new(s);
-        let mut buf = Vec::new();
-        dc_read(&mut r, &mut buf).await?;
-        let echo = p2p::Header::decode(&buf)?;
-        ensure!(
-            echo.flags == p2p::FLAG_HANDSHAKE && echo.nonce() == nonce,
-            "bad handshake echo"
-        );
-        let mut file = tokio::fs::File::open(path).await?;
-        let mut chunk = vec![0u8; p2p::DC_CHUNK];
-        let id = p.next_id.wrapping_add(1);
-        let mut offset = 0u64;
-        let mut out = tokio::io::BufWriter::new(r.get_mut());
-        while offset < size {
-            let n = file.read(&mut chunk).await?;
-            ensure!(n > 0, "file shorter than its size");
-            let h = p2p::Header {
-                session_id,
-                id,
-                offset,
-                total_size: size,
-                length: u32::try_from(n)?,
-                flags: p2p::FLAG_FILE_DATA,
-                ack_id: rand::random(),
-                ..p2p::Header::default()
-            };
-            out.write_all(&u32::try_from(p2p::HEADER_LEN + n)?.to_le_bytes())
-                .await?;
-            out.write_all(&h.encode()).await?;
-            out.write_all(&chunk[..n]).await?;
-            offset += n as u64;
-        }
-        out.flush().await?;
-        dc_read(&mut r, &mut buf).await?;
-        let ack = p2p::Header::decode(&buf)?;
-        ensure!(
-            ack.flags == p2p::FLAG_ACK && ack.ack_uid == id && ack.ack_size == size,
-            "no ACK for the file"
-        );
-        anyhow::Ok(())
-    })
+    let id = p.next_id.wrapping_add(1);
+    tokio::time::timeout(
+        TRANSFER_TIMEOUT,
+        p2p_send_file(stream, session_id, id, path),
+    )
     .await
     .map_err(|_| anyhow!("transfer timed out"))??;
     println!("SENT");
     Ok(())
 }
 
-/// `slp-answer <ns> <https> <ca-file> <handle> <token> <out-file> <listen-port>`.
+/// `slp-answer <ns> <https> <ca-file> <handle> <token> <out-file> <listen-port|no-listen>`.
 async fn slp_answer(args: &[String]) -> anyhow::Result<()> {
     let at = Login::from_args(args, 0)?;
     let handle = arg(args, 3, "handle")?;
     let token = arg(args, 4, "token")?;
     let out = Path::new(arg(args, 5, "out-file")?);
-    let listen_port: u16 = arg(args, 6, "listen-port")?.parse()?;
+    let listen = arg(args, 6, "listen-port")?;
+    let listen_port: Option<u16> = (listen != "no-listen")
+        .then(|| listen.parse())
+        .transpose()?;
     let mut online = login(&at, 9, handle, token).await?;
     println!("ONLINE");
     let sbc = answer_ring(&mut online.ns, handle).await?;
@@ -1024,6 +1165,35 @@ async fn slp_answer(args: &[String]) -> anyhow::Result<()> {
             .is_some_and(|c| c.eq_ignore_ascii_case(TRANSREQ)),
         "expected a transreqbody"
     );
+    let Some(listen_port) = listen_port else {
+        // Cannot listen: `Listening: false`, then connect to the offerer's own offer.
+        let answer = p.ok(
+            &offer,
+            TRANSRESP,
+            &format!("Bridge: TCPv1\r\nListening: false\r\nNonce: {ZERO_GUID}\r\n\r\n"),
+        );
+        p.send_slp(&answer).await?;
+        let (their, header, msgs) = p.recv_slp().await?;
+        ensure!(
+            their.start.starts_with("INVITE ")
+                && their
+                    .header("Content-Type")
+                    .is_some_and(|c| c.eq_ignore_ascii_case(TRANSRESP)),
+            "expected the offerer's transrespbody INVITE"
+        );
+        print_transresp("OFFER", &their, &header, msgs);
+        ensure!(is_listening(&their), "the offerer does not listen either");
+        let stream = dc_connect(&their, p.next_id).await?;
+        let ack_id = p.next_id.wrapping_add(2);
+        tokio::time::timeout(
+            TRANSFER_TIMEOUT,
+            p2p_receive_file(stream, session_id, ack_id, out),
+        )
+        .await
+        .map_err(|_| anyhow!("transfer timed out"))??;
+        println!("RECEIVED");
+        return Ok(());
+    };
     let listener = TcpListener::bind(("0.0.0.0", listen_port)).await?;
     let port = listener.local_addr()?.port();
     let nonce_text = p2p::random_guid();
@@ -1032,11 +1202,7 @@ async fn slp_answer(args: &[String]) -> anyhow::Result<()> {
     let answer = p.ok(
         &offer,
         TRANSRESP,
-        &format!(
-            "Bridge: TCPv1\r\nListening: true\r\nNonce: {nonce_text}\r\n\
-             IPv4External-Addrs: {external}\r\nIPv4External-Port: {port}\r\n\
-             IPv4Internal-Addrs: {own}\r\nIPv4Internal-Port: {port}\r\n\r\n"
-        ),
+        &listening_body(&nonce_text, external, own, port),
     );
     let sent = p.send_slp(&answer).await?;
     println!("LISTENING {port} {}", sent.total_size);
@@ -1052,60 +1218,12 @@ async fn slp_answer(args: &[String]) -> anyhow::Result<()> {
         sent.total_size
     );
     println!("ACK-OK");
-    let (s, _) = tokio::time::timeout(DC_ACCEPT_TIMEOUT, listener.accept())
-        .await
-        .map_err(|_| anyhow!("nobody connected for the direct connection"))??;
-    tokio::time::timeout(TRANSFER_TIMEOUT, async {
-        let mut r = BufReader::new(s);
-        let mut buf = Vec::new();
-        dc_read(&mut r, &mut buf).await?;
-        ensure!(buf == b"foo\0", "expected foo");
-        dc_read(&mut r, &mut buf).await?;
-        let hs = p2p::Header::decode(&buf)?;
-        ensure!(
-            hs.flags == p2p::FLAG_HANDSHAKE && hs.nonce() == nonce,
-            "handshake with a wrong nonce"
-        );
-        dc_write(
-            r.get_mut(),
-            &[&p2p::Header::handshake(p.next_id, &nonce).encode()],
-        )
-        .await?;
-        let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(out).await?);
-        let mut got = 0u64;
-        let last = loop {
-            dc_read(&mut r, &mut buf).await?;
-            let h = p2p::Header::decode(&buf)?;
-            let data = &buf[p2p::HEADER_LEN..];
-            ensure!(
-                h.session_id == session_id
-                    && h.flags == p2p::FLAG_FILE_DATA
-                    && h.offset == got
-                    && h.length as usize == data.len()
-                    && h.total_size <= MAX_FILE
-                    && got + data.len() as u64 <= h.total_size,
-                "unexpected data packet"
-            );
-            file.write_all(data).await?;
-            got += data.len() as u64;
-            if got == h.total_size {
-                break h;
-            }
-        };
-        file.flush().await?;
-        let ack = p2p::Header {
-            id: p.next_id.wrapping_add(2),
-            total_size: last.total_size,
-            flags: p2p::FLAG_ACK,
-            ack_id: last.ack_id,
-            ack_uid: last.id,
-            ack_size: last.total_size,
-            ..p2p::Header::default()
-        };
-        dc_write(r.get_mut(), &[&ack.encode()]).await?;
-        r.get_mut().flush().await?;
-        anyhow::Ok(())
-    })
+    let stream = dc_accept(listener, &nonce, p.next_id).await?;
+    let ack_id = p.next_id.wrapping_add(2);
+    tokio::time::timeout(
+        TRANSFER_TIMEOUT,
+        p2p_receive_file(stream, session_id, ack_id, out),
+    )
     .await
     .map_err(|_| anyhow!("transfer timed out"))??;
     println!("RECEIVED");

@@ -17,7 +17,10 @@
 //! MSNSLP (MSN 6.x, MSNP9, P2P messages in `MSG D`): without the relay the offerer cannot reach
 //! the listening answerer; with the relay and nothing else the answer arrives rewritten to the
 //! switchboard fallback; with the answerer's agent the offerer connects to a relay port, does the
-//! `foo` + nonce handshake and sends the file as P2P data packets (identical file).
+//! `foo` + nonce handshake and sends the file as P2P data packets (identical file); when the
+//! offerer's router forwards the port it mapped (`UPnPNat: true`) and the answerer cannot
+//! listen, the offerer's own listening INVITE passes in observed mode and the answerer
+//! connects through the forward (identical file).
 //!
 //! Each test skips (printing why) when not run as root or without iproute2/nftables.
 
@@ -179,10 +182,19 @@ impl Server {
 
     /// The server's `rewrote field` log lines printed so far (waits briefly for more).
     async fn rewrites(&mut self) -> Vec<String> {
+        self.log_lines("rewrote field").await
+    }
+
+    /// The server's MSNSLP `direct-connection offer` decision log lines printed so far.
+    async fn decisions(&mut self) -> Vec<String> {
+        self.log_lines("direct-connection offer").await
+    }
+
+    async fn log_lines(&mut self, needle: &str) -> Vec<String> {
         let mut lines = Vec::new();
         while let Ok(line) = self
             .proc
-            .line_containing("rewrote field", Duration::from_millis(500))
+            .line_containing(needle, Duration::from_millis(500))
             .await
         {
             lines.push(line);
@@ -378,14 +390,18 @@ struct SlpRun {
     received_sha: Option<String>,
 }
 
-/// One MSNSLP negotiation and, if the answer says `Listening: true`, a direct connection and
-/// a P2P transfer of the test file.
-async fn slp_negotiation(
+/// The two MSNSLP clients of one round: bob answers on client B (`answer_listen`: a port,
+/// `0` for any, or `no-listen`), then alice offers the test file from client A
+/// (`offer_mode`: `plain` or `upnp:PORT`). Returns (offerer, answerer, sent file, received
+/// file).
+async fn spawn_slp_pair(
     bed: &Testbed,
     server: &Server,
     dir: &std::path::Path,
     round: &str,
-) -> anyhow::Result<SlpRun> {
+    offer_mode: &str,
+    answer_listen: &str,
+) -> anyhow::Result<(Proc, Proc, std::path::PathBuf, std::path::PathBuf)> {
     let file = dir.join(format!("slp-sent-{round}.bin"));
     let out = dir.join(format!("slp-received-{round}.bin"));
     test_file(&file)?;
@@ -406,11 +422,11 @@ async fn slp_negotiation(
             "bob@example.com",
             bob,
             &out_s,
-            "0",
+            answer_listen,
         ],
     )?;
     answerer.line("ONLINE", Duration::from_secs(20)).await?;
-    let mut offerer = bed.spawn(
+    let offerer = bed.spawn(
         Node::ClientA,
         "slp-offerer",
         PEER,
@@ -423,15 +439,32 @@ async fn slp_negotiation(
             alice,
             "bob@example.com",
             &file_s,
+            offer_mode,
         ],
     )?;
-    let answer_line = offerer.line("ANSWER ", Duration::from_secs(30)).await?;
-    let answer = answer_line
-        .split(' ')
+    Ok((offerer, answerer, file, out))
+}
+
+/// The `key=value` fields of a peer's `ANSWER`/`OFFER` line.
+fn fields_of(line: &str) -> std::collections::HashMap<String, String> {
+    line.split(' ')
         .skip(1)
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        .collect()
+}
+
+/// One MSNSLP negotiation and, if the answer says `Listening: true`, a direct connection and
+/// a P2P transfer of the test file.
+async fn slp_negotiation(
+    bed: &Testbed,
+    server: &Server,
+    dir: &std::path::Path,
+    round: &str,
+) -> anyhow::Result<SlpRun> {
+    let (mut offerer, mut answerer, file, out) =
+        spawn_slp_pair(bed, server, dir, round, "plain", "0").await?;
+    let answer = fields_of(&offerer.line("ANSWER ", Duration::from_secs(30)).await?);
     let listening_line = answerer.line("LISTENING ", Duration::from_secs(5)).await?;
     let mut parts = listening_line.split(' ').skip(1);
     let listening = parts.next().unwrap_or_default().parse()?;
@@ -579,4 +612,56 @@ fn msnftp_rendezvous_is_off_by_default_and_documented() {
         "undocumented: {:?}",
         lines[at - 1]
     );
+}
+
+#[tokio::test]
+async fn msnslp_direct_connection_to_a_forwarded_port_by_the_observed_address() -> anyhow::Result<()>
+{
+    relive_tests::init_tracing();
+    let Some(bed) = Testbed::create("slp-fwd")? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(&bed, dir.path(), true, false).await?;
+    // Alice's router forwards the port her client mapped (UPnP); her offer says
+    // `UPnPNat: true`. Bob cannot listen (`Listening: false`), so alice sends her own
+    // listening transrespbody INVITE, and the relay — with her hint as evidence — lets it
+    // through in observed mode instead of turning it into the switchboard fallback.
+    bed.forward_port(Node::RouterA, FORWARDED_PORT)?;
+    let (mut offerer, mut answerer, file, out) = spawn_slp_pair(
+        &bed,
+        &server,
+        dir.path(),
+        "fwd",
+        &format!("upnp:{FORWARDED_PORT}"),
+        "no-listen",
+    )
+    .await?;
+    let answer = fields_of(&offerer.line("ANSWER ", Duration::from_secs(30)).await?);
+    assert_eq!(answer.get("listening").map(String::as_str), Some("false"));
+    offerer.line("INVITING ", Duration::from_secs(5)).await?;
+    let offer = fields_of(&answerer.line("OFFER ", Duration::from_secs(10)).await?);
+    let get = |k: &str| offer.get(k).map_or("", String::as_str);
+    assert_eq!(get("listening"), "true");
+    assert_eq!(get("nonce"), "set");
+    assert_eq!(get("ext"), ROUTER_A_IP);
+    assert_eq!(get("extport"), FORWARDED_PORT.to_string());
+    assert_eq!(get("int"), "10.200.1.2");
+    // Alice's private address is unreachable; her router's forwarded port is not.
+    assert_eq!(
+        answerer.line("CONNECTED ", Duration::from_secs(10)).await?,
+        format!("CONNECTED {ROUTER_A_IP}:{FORWARDED_PORT}")
+    );
+    let answerer_ok = answerer.exit(SCENARIO).await?;
+    let offerer_ok = offerer.exit(SCENARIO).await?;
+    assert!(answerer_ok && offerer_ok, "the P2P transfer failed");
+    assert_eq!(sha256(&out)?, sha256(&file)?);
+    let decisions = server.decisions().await;
+    assert!(
+        decisions
+            .iter()
+            .any(|l| l.contains("mode=\"observed\"") && l.contains("unverified=false")),
+        "{decisions:?}"
+    );
+    Ok(())
 }
