@@ -9,8 +9,8 @@
 //! either              CANCEL  Cancel-Code
 //! ```
 //!
-//! Only the listener's address-bearing `ACCEPT` is rewritten (modes LAN, VPN, observed,
-//! agent); a role swap adds `Connectivity: N` to the `INVITE`; a rendezvous turns the
+//! Only the listener's address-bearing `ACCEPT` is rewritten (modes LAN, VPN, observed —
+//! verified, or unverified as the last resort, see [`super::decision`] —, agent); a role swap adds `Connectivity: N` to the `INVITE`; a rendezvous turns the
 //! receiver's plain `ACCEPT` into a `Sender-Connect` one pointing the sender at relay port P2
 //! and answers the receiver with a synthesized `ACCEPT` pointing it at relay port P1.
 //! `PortX` is `Port ^ 0x3141` and is recomputed whenever `Port` changes. Unknown fields,

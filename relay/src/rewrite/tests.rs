@@ -739,6 +739,26 @@ fn nobody_reachable_means_switchboard_fallback_and_no_addresses() {
 }
 
 #[test]
+fn slp_listener_without_nat_is_reachable_and_its_offer_passes() {
+    // Bob's interface address is the address the server sees: no NAT, so the observed mode
+    // (verified) wins over his agent and over the fallback, and nothing needs changing.
+    let mut room = slp_room(|b| b.agent = true);
+    let body = TRANSRESP_BODY
+        .replace("192.168.1.20", "203.0.113.12")
+        .replace("198.51.100.7", "203.0.113.12");
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &ok_transresp(&body));
+    assert_eq!(room.bob_sends(&payload), Outcome::unchanged());
+    assert!(room.ports.forwards.borrow().is_empty());
+    // Only his external address equal to the observed one (MSNP8+ clients copy `ClientIP`)
+    // is no evidence: the agent is used.
+    let mut room = slp_room(|b| b.agent = true);
+    let body = TRANSRESP_BODY.replace("198.51.100.7", "203.0.113.12");
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &ok_transresp(&body));
+    assert_ne!(room.bob_sends(&payload), Outcome::unchanged());
+    assert_eq!(room.ports.forwards.borrow().len(), 1);
+}
+
+#[test]
 fn agent_mode_for_slp_forwards_the_internal_port() {
     let mut room = slp_room(|b| b.agent = true);
     let text = ok_transresp(TRANSRESP_BODY);
