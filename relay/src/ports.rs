@@ -8,9 +8,25 @@
 //! open proxy: a forward only reaches the port that appeared in the listener's own invitation,
 //! on that listener's machine (through a [`Dial`]); a rendezvous only splices its own two legs.
 //!
-//! [`accept_one`], [`serve_forward`] and [`serve_rendezvous`] take already-bound listeners;
-//! [`PortPool`] binds ports from the range and runs them as tasks. [`PortPool`] implements
-//! the rewriter's [`Allocate`].
+//! Every allocation listens on its port `P` **and on `P ^ 0x3141`** (P2P.md §1.3, §4.3 step 1):
+//! the rewriter advertises `PortX = P ^ 0x3141` and some MSNFTP clients connect there (or try
+//! both at once); the first connection from the expected peer on either port wins and both
+//! close. How `P` is chosen:
+//!
+//! * OS-chosen ports (`0..=0`, tests): the OS picks `P`; if `P ^ 0x3141` is busy, `P` is
+//!   given back and another is tried, at most [`MAX_PAIR_ATTEMPTS`] times.
+//! * A configured range: only ports whose partner `P ^ 0x3141` is also in the range are
+//!   candidates (the operator opened the range in the firewall, nothing else); a candidate
+//!   whose partner is busy is skipped, at most [`MAX_PAIR_ATTEMPTS`] partner failures per
+//!   allocation before it is refused as [`AllocError::Exhausted`].
+//! * A range with no such pair at all (XOR 0x3141 flips bits 12 and 13, so e.g. the default
+//!   6891–6990 has none; 49152–65535 pairs every port): allocations use `P` alone and a
+//!   warning at start says so — `PortX` is still advertised as `P ^ 0x3141` (clients that
+//!   only read `Port` are unaffected; one that tries `PortX` falls back to `Port`).
+//!
+//! [`accept_one`], [`serve_forward`] and [`serve_rendezvous`] take already-bound
+//! [`Listeners`]; [`PortPool`] binds ports from the range and runs them as tasks. [`PortPool`]
+//! implements the rewriter's [`Allocate`].
 
 use std::collections::HashMap;
 use std::io;
@@ -26,13 +42,42 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::dial::Dial;
-use crate::rewrite::{Allocate, Allocated, AllocationId};
+use crate::rewrite::{Allocate, Allocated, AllocationId, PORTX_XOR};
 use crate::splice::{Counters, SpliceConfig, SpliceError, SpliceStats, splice};
 
 /// Default lifetime of an allocation nobody connects to.
 pub const DEFAULT_UNUSED_TTL: Duration = Duration::from_secs(60);
 /// Default number of concurrent allocations per user.
 pub const DEFAULT_PER_USER_LIMIT: usize = 4;
+/// How many times one allocation may find `P ^ 0x3141` busy before it is refused.
+pub const MAX_PAIR_ATTEMPTS: usize = 32;
+
+/// The listening sockets of one allocation: `P`, and `P ^ 0x3141` when it could be bound.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The advertised `Port`.
+    pub port: TcpListener,
+    /// The advertised `PortX` (`port ^ 0x3141`).
+    pub portx: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Just `port` (no `PortX` listener).
+    pub fn single(port: TcpListener) -> Self {
+        Self { port, portx: None }
+    }
+
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        match &self.portx {
+            None => self.port.accept().await,
+            // `accept` is cancel-safe: the losing branch loses no connection.
+            Some(portx) => tokio::select! {
+                accepted = self.port.accept() => accepted,
+                accepted = portx.accept() => accepted,
+            },
+        }
+    }
+}
 
 /// Settings of a [`PortPool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,19 +156,20 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
-/// Accepts connections on `listener` until one comes from `expected_peer` or `deadline`
-/// passes. Connections from other addresses are closed at once.
+/// Accepts connections on `listeners` (`P` or `P ^ 0x3141`, whichever is dialled first) until
+/// one comes from `expected_peer` or `deadline` passes. Connections from other addresses are
+/// closed at once.
 ///
 /// # Errors
 ///
 /// [`RelayError::Expired`] at the deadline, [`RelayError::Accept`] if accepting fails.
 pub async fn accept_one(
-    listener: &TcpListener,
+    listeners: &Listeners,
     expected_peer: IpAddr,
     deadline: Instant,
 ) -> Result<TcpStream, RelayError> {
     loop {
-        let (stream, peer) = match tokio::time::timeout_at(deadline, listener.accept()).await {
+        let (stream, peer) = match tokio::time::timeout_at(deadline, listeners.accept()).await {
             Err(_) => return Err(RelayError::Expired),
             Ok(Err(e)) => return Err(RelayError::Accept(e)),
             Ok(Ok(accepted)) => accepted,
@@ -150,7 +196,7 @@ pub async fn accept_one(
 ///
 /// See [`RelayError`].
 pub async fn serve_forward(
-    listener: TcpListener,
+    listener: Listeners,
     expected_peer: IpAddr,
     deadline: Instant,
     dial: &dyn Dial,
@@ -171,7 +217,7 @@ pub async fn serve_forward(
 ///
 /// See [`RelayError`]; if one leg expires the other is closed.
 pub async fn serve_rendezvous(
-    legs: [TcpListener; 2],
+    legs: [Listeners; 2],
     expected: [IpAddr; 2],
     deadline: Instant,
     config: SpliceConfig,
@@ -201,6 +247,8 @@ impl std::fmt::Debug for PortPool {
 
 struct Inner {
     config: PoolConfig,
+    /// The range has ports whose `P ^ 0x3141` is in it too (or the OS chooses).
+    pairs: bool,
     dial: Option<Arc<dyn Dial>>,
     runtime: Handle,
     next_id: AtomicU64,
@@ -266,8 +314,23 @@ impl PortPool {
             return Err(PoolError::Config("per-user limit is zero"));
         }
         let runtime = Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
+        let pairs = *config.ports.start() == 0
+            || config
+                .ports
+                .clone()
+                .any(|p| config.ports.contains(&(p ^ PORTX_XOR)));
+        if !pairs {
+            tracing::warn!(
+                target: "relive_relay::ports",
+                min = config.ports.start(),
+                max = config.ports.end(),
+                "no port P in the relay range has P ^ 0x3141 in it too: allocations will not \
+                 listen on PortX (a range such as 49152-65535 pairs every port)"
+            );
+        }
         Ok(Self {
             inner: Arc::new(Inner {
+                pairs,
                 config,
                 dial,
                 runtime,
@@ -305,7 +368,7 @@ impl PortPool {
             return Err(AllocError::Unreachable);
         };
         let (lease, mut bound, mut cancels) = self.reserve(listener, 1)?;
-        let (id, socket, port) = bound.remove(0);
+        let (id, sockets, port) = bound.remove(0);
         if !dial.announce(listener, id, target_port) {
             return Err(AllocError::Unreachable);
         }
@@ -314,7 +377,8 @@ impl PortPool {
         let deadline = Instant::now() + self.inner.config.unused_ttl;
         let user = listener.to_owned();
         let _guard = self.inner.runtime.enter();
-        let listener = TcpListener::from_std(socket).map_err(|_| AllocError::Exhausted)?;
+        let portx = sockets.portx.is_some();
+        let listener = sockets.into_tokio()?;
         self.inner.runtime.spawn(async move {
             let _lease = lease;
             let serve = serve_forward(
@@ -334,6 +398,7 @@ impl PortPool {
         tracing::info!(
             target: "relive_relay::ports",
             port,
+            portx,
             expected = %expected_peer,
             "relay port allocated for an agent forward"
         );
@@ -354,12 +419,12 @@ impl PortPool {
         let _guard = self.inner.runtime.enter();
         let mut listeners = Vec::with_capacity(2);
         let mut out = Vec::with_capacity(2);
-        for (id, socket, port) in bound {
-            listeners.push(TcpListener::from_std(socket).map_err(|_| AllocError::Exhausted)?);
+        for (id, sockets, port) in bound {
+            listeners.push(sockets.into_tokio()?);
             out.push(Allocated { id, port });
         }
         let (Ok([la, lb]), Ok([ca, cb]), Ok(allocated)) = (
-            <[TcpListener; 2]>::try_from(listeners),
+            <[Listeners; 2]>::try_from(listeners),
             <[oneshot::Receiver<()>; 2]>::try_from(cancels),
             <[Allocated; 2]>::try_from(out),
         ) else {
@@ -395,7 +460,7 @@ impl PortPool {
     ) -> Result<
         (
             Lease,
-            Vec<(AllocationId, std::net::TcpListener, u16)>,
+            Vec<(AllocationId, Bound, u16)>,
             Vec<oneshot::Receiver<()>>,
         ),
         AllocError,
@@ -408,8 +473,9 @@ impl PortPool {
         }
         let mut bound = Vec::with_capacity(count);
         for _ in 0..count {
-            let socket = bind_from_range(&inner.config, &mut state.cursor)?;
+            let socket = bind_pair(&inner.config, inner.pairs, &mut state.cursor)?;
             let port = socket
+                .port
                 .local_addr()
                 .map_err(|_| AllocError::Exhausted)?
                 .port();
@@ -433,25 +499,75 @@ impl PortPool {
     }
 }
 
-/// Binds the next free port of the range (or an OS-chosen one for `0..=0`).
-fn bind_from_range(
-    config: &PoolConfig,
-    cursor: &mut u32,
-) -> Result<std::net::TcpListener, AllocError> {
+/// The bound (not yet registered with tokio) sockets of one allocation.
+struct Bound {
+    port: std::net::TcpListener,
+    portx: Option<std::net::TcpListener>,
+}
+
+impl Bound {
+    fn into_tokio(self) -> Result<Listeners, AllocError> {
+        let tokio = |s| TcpListener::from_std(s).map_err(|_| AllocError::Exhausted);
+        Ok(Listeners {
+            port: tokio(self.port)?,
+            portx: self.portx.map(tokio).transpose()?,
+        })
+    }
+}
+
+fn bind(ip: IpAddr, port: u16) -> Option<std::net::TcpListener> {
+    let socket = std::net::TcpListener::bind(SocketAddr::new(ip, port)).ok()?;
+    socket.set_nonblocking(true).ok()?;
+    Some(socket)
+}
+
+/// Binds `P` and `P ^ 0x3141` (see the module doc for how `P` is chosen); `pairs == false`:
+/// `P` alone.
+fn bind_pair(config: &PoolConfig, pairs: bool, cursor: &mut u32) -> Result<Bound, AllocError> {
+    let ip = config.bind_ip;
     let start = u32::from(*config.ports.start());
+    if start == 0 {
+        for _ in 0..MAX_PAIR_ATTEMPTS {
+            let port = bind(ip, 0).ok_or(AllocError::Exhausted)?;
+            let p = port.local_addr().map_err(|_| AllocError::Exhausted)?.port();
+            if p ^ PORTX_XOR == 0 {
+                continue;
+            }
+            if let Some(portx) = bind(ip, p ^ PORTX_XOR) {
+                return Ok(Bound {
+                    port,
+                    portx: Some(portx),
+                });
+            }
+        }
+        return Err(AllocError::Exhausted);
+    }
     let len = u32::from(*config.ports.end()) - start + 1;
+    let mut partner_failures = 0;
     for step in 0..len {
         let offset = (*cursor + step) % len;
         // start + offset ≤ end ≤ u16::MAX.
-        let port = u16::try_from(start + offset).unwrap_or(u16::MAX);
-        let Ok(socket) = std::net::TcpListener::bind(SocketAddr::new(config.bind_ip, port)) else {
-            continue;
-        };
-        if socket.set_nonblocking(true).is_err() {
+        let p = u16::try_from(start + offset).unwrap_or(u16::MAX);
+        if pairs && !config.ports.contains(&(p ^ PORTX_XOR)) {
             continue;
         }
+        let Some(port) = bind(ip, p) else {
+            continue;
+        };
+        let portx = if pairs {
+            let Some(portx) = bind(ip, p ^ PORTX_XOR) else {
+                partner_failures += 1;
+                if partner_failures >= MAX_PAIR_ATTEMPTS {
+                    break;
+                }
+                continue;
+            };
+            Some(portx)
+        } else {
+            None
+        };
         *cursor = (offset + 1) % len;
-        return Ok(socket);
+        return Ok(Bound { port, portx });
     }
     Err(AllocError::Exhausted)
 }
@@ -644,5 +760,97 @@ mod tests {
         assert_eq!(back, b"VER MSNFTP\r\n");
         drop(receiver);
         pool.wait_idle().await;
+    }
+
+    #[tokio::test]
+    async fn allocation_listens_on_port_and_portx_and_takes_the_first_connection() {
+        let pool = pool(4, true);
+        let target = echo_server().await;
+        let allocated = pool
+            .try_forward("alice@example.com", LOCAL, target)
+            .unwrap();
+        let portx = allocated.port ^ PORTX_XOR;
+        // A stranger on PortX is closed, like on Port.
+        let mut stranger = connect_from(OTHER, portx).await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(stranger.read(&mut buf).await.unwrap(), 0);
+        // The expected peer dials PortX (as a client reading `PortX` does) and is forwarded.
+        let mut peer = connect_from(LOCAL, portx).await.unwrap();
+        peer.write_all(b"VER MSNFTP\r\n").await.unwrap();
+        let mut line = [0u8; 12];
+        peer.read_exact(&mut line).await.unwrap();
+        assert_eq!(&line, b"VER MSNFTP\r\n");
+        // One connection per allocation: both ports are closed now.
+        assert!(connect_from(LOCAL, allocated.port).await.is_err());
+        assert!(connect_from(LOCAL, portx).await.is_err());
+        drop(peer);
+        pool.wait_idle().await;
+    }
+
+    #[tokio::test]
+    async fn rendezvous_legs_accept_on_portx_too() {
+        let pool = pool(4, false);
+        let [p1, p2] = pool
+            .try_rendezvous("alice@example.com", [LOCAL, OTHER])
+            .unwrap();
+        let mut receiver = connect_from(LOCAL, p1.port ^ PORTX_XOR).await.unwrap();
+        let mut sender = connect_from(OTHER, p2.port).await.unwrap();
+        receiver.write_all(b"VER MSNFTP\r\n").await.unwrap();
+        let mut line = [0u8; 12];
+        sender.read_exact(&mut line).await.unwrap();
+        assert_eq!(&line, b"VER MSNFTP\r\n");
+        drop((receiver, sender));
+        pool.wait_idle().await;
+    }
+
+    /// In 20777..=24577 only 20800↔24577 and 20801↔24576 are pairs (XOR 0x3141 flips bits
+    /// 12 and 13, so pairs are at least ~3.8k ports apart).
+    #[tokio::test]
+    async fn range_allocation_pairs_port_and_portx_and_skips_a_busy_partner() {
+        let range = 20777..=24577;
+        let pairable: Vec<u16> = range
+            .clone()
+            .filter(|p| range.contains(&(p ^ PORTX_XOR)))
+            .collect();
+        assert_eq!(pairable, [20800, 20801, 24576, 24577]);
+        // The first candidate's partner is busy (held here, or by someone else).
+        let _busy = std::net::TcpListener::bind((LOCAL, 24577));
+        let dial: Arc<dyn Dial> = Arc::new(TcpDial { host: LOCAL });
+        let pool = PortPool::new(PoolConfig::new(LOCAL, range.clone()), Some(dial)).unwrap();
+        let leg = match pool.try_forward("bob@example.com", LOCAL, 9) {
+            Ok(leg) => leg,
+            Err(AllocError::Exhausted) => {
+                println!("skipping: ports 20801/24576 are taken by another process");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        // 20800 was skipped (its partner is busy); the pair 20801/24576 was taken whole.
+        assert_eq!(leg.port, 20801);
+        let portx = leg.port ^ PORTX_XOR;
+        assert!(range.contains(&portx));
+        assert!(std::net::TcpListener::bind((LOCAL, leg.port)).is_err());
+        assert!(std::net::TcpListener::bind((LOCAL, portx)).is_err());
+        // What is left: 24577 (busy), 20800 (partner busy), 24576 (held as a partner).
+        assert_eq!(
+            pool.try_forward("bob@example.com", LOCAL, 9),
+            Err(AllocError::Exhausted)
+        );
+    }
+
+    #[tokio::test]
+    async fn range_without_pairs_allocates_port_alone() {
+        // 100 ports: no P has P ^ 0x3141 in the range.
+        let pool = PortPool::new(PoolConfig::new(LOCAL, 21000..=21099), None).unwrap();
+        let Ok([a, b]) = pool.try_rendezvous("bob@example.com", [LOCAL, LOCAL]) else {
+            println!("skipping: ports 21000-21099 are taken by another process");
+            return;
+        };
+        for leg in [a, b] {
+            assert!((21000..=21099).contains(&leg.port));
+            assert!(std::net::TcpListener::bind((LOCAL, leg.port)).is_err());
+            // PortX is not listened on (it is outside the operator's range).
+            assert!(std::net::TcpListener::bind((LOCAL, leg.port ^ PORTX_XOR)).is_ok());
+        }
     }
 }

@@ -6,12 +6,14 @@
 //! - [`replay`]: the conformance transcript runner.
 //! - [`http`]: raw HTTP/1.1 over TLS 1.2 for the Passport 1.4 exchanges.
 //! - [`sb`]: switchboard helpers (open, invite, messages).
+//! - [`netns`]: the NAT testbed; [`p2p`]: MSN P2P/MSNSLP framing for its scripted clients.
 //!
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
 
 pub mod client;
 pub mod http;
 pub mod netns;
+pub mod p2p;
 pub mod replay;
 pub mod sb;
 pub mod stack;

@@ -8,8 +8,10 @@
 //!
 //! Every address lives only inside namespaces this module creates (the documentation ranges
 //! stand for the public internet, so the relay's decision sees two different public IPs).
-//! The public namespace does not forward, so a client cannot reach the other side's private
-//! address, and a router accepts nothing it did not masquerade: two ordinary home NATs.
+//! The public namespace routes between the two public networks (it is the internet) but has
+//! no route to the private ones, so a client cannot reach the other side's private address
+//! (it gets "network unreachable" at once), and a router accepts nothing it did not
+//! masquerade: two ordinary home NATs. [`Testbed::forward_port`] adds a user's port forward.
 //!
 //! Processes run in a namespace through `ip netns exec` ([`Testbed::spawn`]); the workspace
 //! forbids `unsafe`, so a thread cannot `setns` itself. [`Testbed`]'s `Drop` kills those
@@ -252,6 +254,7 @@ impl Testbed {
         ] {
             self.exec(node, &["ip", "route", "add", "default", "via", via])?;
         }
+        self.exec(Node::Public, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         for router in [Node::RouterA, Node::RouterB] {
             self.exec(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
             self.exec(
@@ -265,6 +268,31 @@ impl Testbed {
             )?;
         }
         Ok(())
+    }
+
+    /// Makes `router` forward TCP `port` on its public address to its client, as a user does
+    /// for MSN file transfers (a DNAT rule; the client's replies go back through the
+    /// router's connection tracking). The client keeps its private address.
+    ///
+    /// # Errors
+    ///
+    /// `router` is not a router, or `nft` failed.
+    pub fn forward_port(&self, router: Node, port: u16) -> anyhow::Result<()> {
+        let client = match router {
+            Node::RouterA => "10.200.1.2",
+            Node::RouterB => "10.200.2.2",
+            _ => bail!("{router:?} is not a router"),
+        };
+        self.exec(
+            router,
+            &[
+                "nft",
+                &format!(
+                    "add chain ip relive_nat pre {{ type nat hook prerouting priority dstnat; policy accept; }}; \
+                     add rule ip relive_nat pre iifname \"wan\" tcp dport {port} dnat to {client}"
+                ),
+            ],
+        )
     }
 
     /// Runs `program args` in `node`'s namespace with stdout piped (see [`Proc::line`]) and

@@ -7,15 +7,55 @@
 //!    address); both reach the server from private addresses (server on their LAN) →
 //!    [`Mode::Lan`] with the listener's observed address; both have an address in the same
 //!    configured VPN range → [`Mode::Vpn`].
-//! 2. The listener is known to be reachable → [`Mode::Observed`].
+//! 2. The listener is known to be reachable → [`Mode::Observed`] (verified).
 //! 3. The listener runs a companion agent → [`Mode::Agent`].
 //! 4. The connector is reachable or has an agent, and both clients honour role swaps →
 //!    [`Mode::RoleSwap`].
 //! 5. MSNFTP with a 5.0+ sender (the listener when the `INVITE` passes) and rendezvous
 //!    enabled → [`Mode::Rendezvous`].
-//! 6. MSNSLP → [`Mode::SwitchboardFallback`] (if enabled); MSNFTP → [`Mode::Untouched`].
+//! 6. MSNSLP → [`Mode::SwitchboardFallback`] (if enabled, else [`Mode::Untouched`]); MSNFTP →
+//!    [`Mode::Observed`] *unverified*.
 //!
 //! This module is a pure function of the facts; it never looks at a payload.
+//!
+//! # Reachability without a probe
+//!
+//! P2P.md §4.1 lists a connect-back probe of `observed_ip:advertised_port` as one source of
+//! [`PeerFacts::reachable`]. The relay does not probe: an MSNFTP listener accepts exactly one
+//! connection, so a probe would consume the accept meant for the receiver (and an MSNSLP
+//! listener would see a connection without the `foo` handshake and may give up). Reachability
+//! is only taken from evidence the listener's own messages carry (collected by the rewriter,
+//! see [`PeerFacts::reachable`]):
+//!
+//! * an advertised *internal* address (`IP-Address-Internal`, `IPv4Internal-Addrs`) equal to
+//!   the observed address: there is no NAT between the listener and the server;
+//! * an MSN 1.x–4.x listener whose `IP-Address` is its observed address: those clients never
+//!   get `ClientIP` from the server, so they can only know that address from their own
+//!   interface (public IP) or from UPnP/manual configuration;
+//! * the listener's own MSNSLP `transreqbody` earlier in the room saying
+//!   `Conn-Type: Direct-Connect` without `ICF: true`, or `UPnPNat: true`.
+//!
+//! An MSN 5+ listener advertising its observed address is *not* evidence: the server hands
+//! every MSNP8+ client that address in the profile (`ClientIP`) and clients such as Miranda
+//! copy it into `IP-Address` whether or not anything is forwarded. Treating it as proof would
+//! put step 2 before a working agent (step 3) and break the transfer; instead such a listener
+//! goes down the list and, if nothing else applies, ends at step 6.
+//!
+//! # Step 6: observed address, unverified
+//!
+//! For MSNFTP the last resort rewrites `IP-Address` to the listener's observed address
+//! ([`Mode::Observed`] with `verified: false`, logged as `unverified`) instead of leaving the
+//! invitation alone. The connector dials whatever it is sent; a private address behind another
+//! NAT can never work, so nothing is lost, and a listener behind a forwarded port (or DMZ) —
+//! typically an MSN 3.x/4.x client advertising its LAN address — now gets its transfer.
+//!
+//! MSNSLP keeps the switchboard fallback (c3) at step 6: MSN 6+ clients always have a working
+//! (slower) path over the switchboard, and an unverified direct attempt would cost every user
+//! without a forward 5–17 s of connect timeouts (P2P.md §2.2 step 5) before each transfer to
+//! help the few with one. Those few are caught earlier with evidence (a `UPnPNat: true` or
+//! `Conn-Type: Direct-Connect` hint, or no NAT at all), which is what MSN 6+ clients report
+//! when a forward or UPnP mapping exists. With `slp_fallback` off, step 6 leaves the offer
+//! untouched.
 
 use std::net::IpAddr;
 
@@ -66,7 +106,10 @@ pub struct PeerFacts {
     pub observed: IpAddr,
     /// Addresses the participant reported (LAN or VPN interface addresses), in order.
     pub addresses: Vec<IpAddr>,
-    /// Known reachable from the outside (public IP, verified forward, UPnP, probe).
+    /// Known reachable from the outside: evidence from the listener's own messages (no NAT in
+    /// between, an MSN 1.x–4.x client advertising its observed address, an MSNSLP
+    /// `UPnPNat`/`Conn-Type: Direct-Connect` hint); see the module documentation. Never a
+    /// probe.
     pub reachable: bool,
     /// A companion agent of this user is connected to the relay.
     pub agent: bool,
@@ -133,8 +176,13 @@ pub enum Mode {
         /// The listener's VPN address.
         address: IpAddr,
     },
-    /// (a) The listener is reachable at its observed address.
-    Observed,
+    /// (a) Point the connector at the listener's observed address.
+    Observed {
+        /// `true` at step 2 (evidence that the listener is reachable); `false` at step 6
+        /// (MSNFTP last resort: it works only if a port is forwarded, and costs nothing when
+        /// it is not).
+        verified: bool,
+    },
     /// (b) Relay port forwarded over the listener's companion agent.
     Agent,
     /// (c1) Make the other side listen.
@@ -148,12 +196,17 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// `true` for a rewrite made without evidence that it works ([`Mode::Observed`] at step 6).
+    pub fn is_unverified(&self) -> bool {
+        matches!(self, Self::Observed { verified: false })
+    }
+
     /// A short stable name for logs.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Lan { .. } => "lan",
             Self::Vpn { .. } => "vpn",
-            Self::Observed => "observed",
+            Self::Observed { .. } => "observed",
             Self::Agent => "agent",
             Self::RoleSwap => "role-swap",
             Self::Rendezvous => "rendezvous",
@@ -213,7 +266,7 @@ pub fn decide(
     }
     // 2. Reachable listener.
     if listener.reachable {
-        return Mode::Observed;
+        return Mode::Observed { verified: true };
     }
     // 3. Companion agent on the listener's machine.
     if listener.agent {
@@ -237,10 +290,11 @@ pub fn decide(
     {
         return Mode::Rendezvous;
     }
-    // 6. Last resort.
+    // 6. Last resort: MSNSLP has the switchboard; MSNFTP has nothing to lose.
     match transport {
         Transport::Msnslp if policy.slp_fallback => Mode::SwitchboardFallback,
-        _ => Mode::Untouched,
+        Transport::Msnslp => Mode::Untouched,
+        Transport::Msnftp => Mode::Observed { verified: false },
     }
 }
 
@@ -385,16 +439,16 @@ mod tests {
                 expect: "rendezvous",
                 ..base
             },
-            // ...and an MSN 4.x sender gets nothing.
+            // ...and an MSN 4.x sender only gets its observed address (unverified).
             Row {
                 listener: (PUB_A, &[], false, false, Legacy),
                 connector: (PUB_B, &[], true, false, Msn5),
-                expect: "untouched",
+                expect: "observed-unverified",
                 ..base
             },
             Row {
                 rendezvous: false,
-                expect: "untouched",
+                expect: "observed-unverified",
                 ..base
             },
             Row {
@@ -434,7 +488,12 @@ mod tests {
                 &facts(row.connector),
                 &policy,
             );
-            assert_eq!(mode.name(), row.expect, "row {n}");
+            let name = if mode.is_unverified() {
+                format!("{}-unverified", mode.name())
+            } else {
+                mode.name().to_owned()
+            };
+            assert_eq!(name, row.expect, "row {n}");
             let address = match mode {
                 Mode::Lan { address } => address,
                 Mode::Vpn { address } => Some(address),

@@ -139,7 +139,9 @@ pub struct Allocated {
 /// [`crate::ports::PortPool`]; [`NoRelay`] refuses everything.
 pub trait Allocate {
     /// A port that accepts one connection, only from `expected_peer`, and carries it to
-    /// `target_port` on the machine of `listener` (through its companion agent).
+    /// `target_port` on the machine of `listener` (through its companion agent). The port
+    /// `P ^ 0x3141` (the advertised `PortX`) accepts it too where the relay range allows
+    /// ([`crate::ports`]).
     fn forward(&self, listener: &str, expected_peer: IpAddr, target_port: u16)
     -> Option<Allocated>;
     /// Two ports for a rendezvous on behalf of `owner`: the first accepts one connection from
@@ -265,6 +267,7 @@ fn log_field(transport: Transport, mode: Mode, field: &str, from: &str, to: &str
             Transport::Msnslp => "msnslp",
         },
         mode = mode.name(),
+        unverified = mode.is_unverified(),
         field,
         from,
         to,

@@ -9,8 +9,8 @@
 //! either              CANCEL  Cancel-Code
 //! ```
 //!
-//! Only the listener's address-bearing `ACCEPT` is rewritten (modes LAN, VPN, observed,
-//! agent); a role swap adds `Connectivity: N` to the `INVITE`; a rendezvous turns the
+//! Only the listener's address-bearing `ACCEPT` is rewritten (modes LAN, VPN, observed —
+//! verified, or unverified as the last resort, see [`super::decision`] —, agent); a role swap adds `Connectivity: N` to the `INVITE`; a rendezvous turns the
 //! receiver's plain `ACCEPT` into a `Sender-Connect` one pointing the sender at relay port P2
 //! and answers the receiver with a synthesized `ACCEPT` pointing it at relay port P1.
 //! `PortX` is `Port ^ 0x3141` and is recomputed whenever `Port` changes. Unknown fields,
@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::decision::{Mode, PeerFacts, Transport, decide};
+use super::decision::{ClientGeneration, Mode, PeerFacts, Transport, decide};
 use super::envelope::{Envelope, INVITATION_HEAD};
 use super::fields::{Block, Edits};
 use super::{AllocationId, Ctx, MAX_TRANSFERS, Outcome, PORTX_XOR, Peer, RoomRelay, log_field};
@@ -278,12 +278,24 @@ fn on_listener_accept(
                 set_ports(&mut edits, mode, p);
             }
         }
-        Mode::Observed => set(
-            &mut edits,
-            mode,
-            "IP-Address",
-            hop.sender.facts.observed.to_string(),
-        ),
+        Mode::Observed { verified } => {
+            if !verified {
+                tracing::info!(
+                    target: "relive_relay::rewrite",
+                    protocol = "msnftp",
+                    mode = mode.name(),
+                    unverified = true,
+                    "no evidence the listener is reachable; advertising its observed address \
+                     (works if a port is forwarded)"
+                );
+            }
+            set(
+                &mut edits,
+                mode,
+                "IP-Address",
+                hop.sender.facts.observed.to_string(),
+            );
+        }
         Mode::Agent => {
             let Some(target) = internal_port.or(port) else {
                 return Outcome::unchanged();
@@ -334,14 +346,28 @@ fn on_listener_accept(
     }
 }
 
-/// The sender's facts plus the addresses its ACCEPT advertises.
+/// The sender's facts plus the addresses its ACCEPT advertises, and whether they are evidence
+/// that it is reachable (see [`super::decision`]): its internal address is the observed one
+/// (no NAT), or an MSN 1.x–4.x client (which never gets `ClientIP`) advertises the observed
+/// address.
 fn with_advertised(peer: &Peer, block: &Block<'_>) -> PeerFacts {
     let mut facts = peer.facts.clone();
     for key in ["IP-Address-Internal", "IP-Address"] {
-        if let Some(ip) = block.get(key).and_then(|v| v.parse().ok())
-            && !facts.addresses.contains(&ip)
-        {
-            facts.addresses.push(ip);
+        if let Some(ip) = block.get(key).and_then(|v| v.parse().ok()) {
+            let evidence = ip == facts.observed
+                && (key == "IP-Address-Internal" || facts.generation == ClientGeneration::Legacy);
+            if evidence && !facts.reachable {
+                tracing::debug!(
+                    target: "relive_relay::rewrite",
+                    protocol = "msnftp",
+                    field = key,
+                    "listener advertises its observed address: taken as reachable"
+                );
+                facts.reachable = true;
+            }
+            if !facts.addresses.contains(&ip) {
+                facts.addresses.push(ip);
+            }
         }
     }
     facts

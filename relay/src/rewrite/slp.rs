@@ -363,6 +363,11 @@ fn rewrite_message(room: &mut RoomRelay, ctx: &Ctx<'_>, text: &[u8]) -> Option<V
             .split_ascii_whitespace()
             .filter_map(|a| a.parse().ok())
         {
+            // An interface address equal to the observed one: no NAT in between. (The
+            // external address is no evidence: MSNP8+ clients copy it from `ClientIP`.)
+            if key == "IPv4Internal-Addrs" && ip == listener.observed {
+                listener.reachable = true;
+            }
             if !listener.addresses.contains(&ip) {
                 listener.addresses.push(ip);
             }
@@ -379,6 +384,16 @@ fn rewrite_message(room: &mut RoomRelay, ctx: &Ctx<'_>, text: &[u8]) -> Option<V
             Mode::Untouched
         };
     }
+    // Logged even when nothing changes (e.g. observed mode with the observed address already
+    // advertised): the decision is what one needs to debug a real client.
+    tracing::info!(
+        target: "relive_relay::rewrite",
+        protocol = "msnslp",
+        mode = mode.name(),
+        unverified = mode.is_unverified(),
+        invite = is_invite,
+        "direct-connection offer decided"
+    );
     let mut edits = Edits::new(&block);
     let internal_port = block.get("IPv4Internal-Port").map(str::to_owned);
     match mode {
@@ -395,7 +410,7 @@ fn rewrite_message(room: &mut RoomRelay, ctx: &Ctx<'_>, text: &[u8]) -> Option<V
                 set(&mut edits, mode, "IPv4External-Port", port);
             }
         }
-        Mode::Observed => {
+        Mode::Observed { .. } => {
             let observed = hop.sender.facts.observed.to_string();
             if block.find("IPv4External-Addrs").is_some() {
                 set(&mut edits, mode, "IPv4External-Addrs", &observed);

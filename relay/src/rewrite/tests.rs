@@ -213,17 +213,85 @@ fn transcript_13_lengths_match_and_relayed_copies_are_identical() {
 }
 
 #[test]
-fn transcript_13_passes_unchanged_when_nothing_can_help() {
+fn transcript_13_gets_the_unverified_observed_address_when_nothing_else_helps() {
     let (alice, bob) = nat_pair(ClientGeneration::Msn5);
     let mut room = Room::new(alice, bob);
     let p = t13_client_payloads();
     assert_eq!(room.alice_sends(&p[0]), Outcome::unchanged());
     assert_eq!(room.bob_sends(&p[1]), Outcome::unchanged());
-    // alice unreachable, no agent, rendezvous off: her ACCEPT is left as it is.
-    assert_eq!(room.alice_sends(&p[2]), Outcome::unchanged());
+    // alice unreachable, no agent, rendezvous off: step 6 points bob at her observed address
+    // (it works if she forwarded the port; her advertised address could never work).
+    let out = one_replaced(&room.alice_sends(&p[2]));
+    let expected = String::from_utf8(p[2].clone()).unwrap().replace(
+        "IP-Address: 203.0.113.5\r\n",
+        "IP-Address: 203.0.113.11\r\n",
+    );
+    assert_eq!(out, expected);
     assert_eq!(room.alice_sends(&p[3]), Outcome::unchanged());
     assert_eq!(room.bob_sends(&p[4]), Outcome::unchanged());
     assert!(room.ports.forwards.borrow().is_empty());
+}
+
+/// An ACCEPT from alice (listening on 6891) advertising `ip` and `internal`.
+fn listener_accept(ip: &str, internal: &str) -> Vec<u8> {
+    format!(
+        "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\n\
+         Invitation-Command: ACCEPT\r\nInvitation-Cookie: 123456\r\nIP-Address: {ip}\r\n\
+         IP-Address-Internal: {internal}\r\nPort: 6891\r\nPortX: 11178\r\n\
+         AuthCookie: 98765\r\nLaunch-Application: FALSE\r\nRequest-Data: IP-Address:\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn reachability_evidence_comes_from_the_listeners_own_accept() {
+    let p = t13_client_payloads();
+    // (listener generation, IP-Address, IP-Address-Internal, agent, expect an agent forward)
+    let cases = [
+        // No NAT: the interface address is the observed one → observed (verified) beats the
+        // agent, nothing to forward.
+        (
+            ClientGeneration::Msn5,
+            "203.0.113.11",
+            "203.0.113.11",
+            true,
+            false,
+        ),
+        // MSN 4.x knows its observed address only from its own interface or UPnP → verified.
+        (
+            ClientGeneration::Legacy,
+            "203.0.113.11",
+            "192.168.1.10",
+            true,
+            false,
+        ),
+        // MSN 5.0 got the observed address from the profile (`ClientIP`): no evidence, the
+        // agent is used.
+        (
+            ClientGeneration::Msn5,
+            "203.0.113.11",
+            "192.168.1.10",
+            true,
+            true,
+        ),
+    ];
+    for (n, (generation, advertised, internal, agent, forwarded)) in cases.into_iter().enumerate() {
+        let (mut alice, bob) = nat_pair(generation);
+        alice.facts.agent = agent;
+        let mut room = Room::new(alice, bob);
+        room.alice_sends(&p[0]);
+        room.bob_sends(&p[1]);
+        let out = room.alice_sends(&listener_accept(advertised, internal));
+        assert_eq!(
+            !room.ports.forwards.borrow().is_empty(),
+            forwarded,
+            "case {n}"
+        );
+        if !forwarded {
+            // Already the observed address: nothing to change.
+            assert_eq!(out, Outcome::unchanged(), "case {n}");
+        }
+    }
 }
 
 #[test]
@@ -668,6 +736,26 @@ fn nobody_reachable_means_switchboard_fallback_and_no_addresses() {
     let mut room = slp_room(|_| {});
     room.policy.slp_fallback = false;
     assert_eq!(room.bob_sends(&payload), Outcome::unchanged());
+}
+
+#[test]
+fn slp_listener_without_nat_is_reachable_and_its_offer_passes() {
+    // Bob's interface address is the address the server sees: no NAT, so the observed mode
+    // (verified) wins over his agent and over the fallback, and nothing needs changing.
+    let mut room = slp_room(|b| b.agent = true);
+    let body = TRANSRESP_BODY
+        .replace("192.168.1.20", "203.0.113.12")
+        .replace("198.51.100.7", "203.0.113.12");
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &ok_transresp(&body));
+    assert_eq!(room.bob_sends(&payload), Outcome::unchanged());
+    assert!(room.ports.forwards.borrow().is_empty());
+    // Only his external address equal to the observed one (MSNP8+ clients copy `ClientIP`)
+    // is no evidence: the agent is used.
+    let mut room = slp_room(|b| b.agent = true);
+    let body = TRANSRESP_BODY.replace("198.51.100.7", "203.0.113.12");
+    let payload = first_packet(P2P_HEAD_TO_ALICE, 77, &ok_transresp(&body));
+    assert_ne!(room.bob_sends(&payload), Outcome::unchanged());
+    assert_eq!(room.ports.forwards.borrow().len(), 1);
 }
 
 #[test]

@@ -402,7 +402,10 @@ impl Switchboards {
     }
 }
 
-/// The rewriter's view of a member (`None` when its address is unknown).
+/// The rewriter's view of a member (`None` when its address is unknown). `reachable` stays
+/// `false` here: the relay never probes (it would use up an MSNFTP listener's one accept);
+/// the rewriter takes reachability from the listener's own messages
+/// (`relive_relay::rewrite` decision docs).
 fn peer_of(member: &Member, relay: &Relay) -> Option<Peer> {
     let mut facts = PeerFacts::new(member.seat.observed?, member.seat.generation);
     facts.agent = relay.agent_connected(member.user.as_str());
