@@ -301,10 +301,20 @@ impl PortPool {
         expected_peer: IpAddr,
         target_port: u16,
     ) -> Result<Allocated, AllocError> {
+        self.forward_on(Vec::new(), listener, expected_peer, target_port)
+    }
+
+    fn forward_on(
+        &self,
+        prebound: Vec<std::net::TcpListener>,
+        listener: &str,
+        expected_peer: IpAddr,
+        target_port: u16,
+    ) -> Result<Allocated, AllocError> {
         let Some(dial) = self.inner.dial.clone() else {
             return Err(AllocError::Unreachable);
         };
-        let (lease, mut bound, mut cancels) = self.reserve(listener, 1)?;
+        let (lease, mut bound, mut cancels) = self.reserve(listener, 1, prebound)?;
         let (id, socket, port) = bound.remove(0);
         if !dial.announce(listener, id, target_port) {
             return Err(AllocError::Unreachable);
@@ -350,7 +360,16 @@ impl PortPool {
         owner: &str,
         peers: [IpAddr; 2],
     ) -> Result<[Allocated; 2], AllocError> {
-        let (lease, bound, cancels) = self.reserve(owner, 2)?;
+        self.rendezvous_on(Vec::new(), owner, peers)
+    }
+
+    fn rendezvous_on(
+        &self,
+        prebound: Vec<std::net::TcpListener>,
+        owner: &str,
+        peers: [IpAddr; 2],
+    ) -> Result<[Allocated; 2], AllocError> {
+        let (lease, bound, cancels) = self.reserve(owner, 2, prebound)?;
         let _guard = self.inner.runtime.enter();
         let mut listeners = Vec::with_capacity(2);
         let mut out = Vec::with_capacity(2);
@@ -386,12 +405,14 @@ impl PortPool {
         Ok(allocated)
     }
 
-    /// Checks the user limit, binds `count` ports and registers their cancel handles.
+    /// Checks the user limit, binds `count` ports (taking `prebound` ones first) and
+    /// registers their cancel handles.
     #[allow(clippy::type_complexity)]
     fn reserve(
         &self,
         owner: &str,
         count: usize,
+        prebound: Vec<std::net::TcpListener>,
     ) -> Result<
         (
             Lease,
@@ -407,8 +428,12 @@ impl PortPool {
             return Err(AllocError::UserLimit);
         }
         let mut bound = Vec::with_capacity(count);
+        let mut prebound = prebound.into_iter();
         for _ in 0..count {
-            let socket = bind_from_range(&inner.config, &mut state.cursor)?;
+            let socket = match prebound.next() {
+                Some(socket) => socket,
+                None => bind_from_range(&inner.config, &mut state.cursor)?,
+            };
             let port = socket
                 .local_addr()
                 .map_err(|_| AllocError::Exhausted)?
@@ -430,6 +455,54 @@ impl PortPool {
             ids: bound.iter().map(|(id, _, _)| *id).collect(),
         };
         Ok((lease, bound, cancels))
+    }
+}
+
+/// Leased ports, for a standalone relay driven by a server (`crate::serve`): the server
+/// is handed bound ports ahead of time ([`PortPool::bind_spare`]) so that its synchronous
+/// allocator can advertise one at once; arming a leased port later goes through the same
+/// limits, dialer, expiry and tasks as [`PortPool::try_forward`] / [`PortPool::try_rendezvous`].
+/// A connection that arrives between the lease and the arm waits in the socket's accept
+/// backlog and is judged (expected peer or not) when the allocation is armed.
+impl PortPool {
+    /// Binds one free port of the range without allocating it (it counts against no user
+    /// until armed).
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError::Exhausted`].
+    pub fn bind_spare(&self) -> Result<std::net::TcpListener, AllocError> {
+        let mut state = self.inner.state();
+        bind_from_range(&self.inner.config, &mut state.cursor)
+    }
+
+    /// [`PortPool::try_forward`] on a port from [`PortPool::bind_spare`].
+    ///
+    /// # Errors
+    ///
+    /// See [`AllocError`]; the socket is closed on error.
+    pub fn try_forward_on(
+        &self,
+        socket: std::net::TcpListener,
+        listener: &str,
+        expected_peer: IpAddr,
+        target_port: u16,
+    ) -> Result<Allocated, AllocError> {
+        self.forward_on(vec![socket], listener, expected_peer, target_port)
+    }
+
+    /// [`PortPool::try_rendezvous`] on two ports from [`PortPool::bind_spare`].
+    ///
+    /// # Errors
+    ///
+    /// See [`AllocError`]; the sockets are closed on error.
+    pub fn try_rendezvous_on(
+        &self,
+        sockets: [std::net::TcpListener; 2],
+        owner: &str,
+        peers: [IpAddr; 2],
+    ) -> Result<[Allocated; 2], AllocError> {
+        self.rendezvous_on(sockets.into(), owner, peers)
     }
 }
 
