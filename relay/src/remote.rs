@@ -56,8 +56,6 @@ pub struct RemoteConfig {
     pub server_name: String,
     /// The shared control secret.
     pub secret: Vec<u8>,
-    /// Leased ports to keep in stock.
-    pub stock: usize,
 }
 
 impl std::fmt::Debug for RemoteConfig {
@@ -67,7 +65,6 @@ impl std::fmt::Debug for RemoteConfig {
             .field("port", &self.port)
             .field("server_name", &self.server_name)
             .field("secret", &"***")
-            .field("stock", &self.stock)
             .finish()
     }
 }

@@ -107,7 +107,6 @@ fn start_server_side(
         port: relay.addr.port(),
         server_name: "localhost".into(),
         secret,
-        stock: 4,
     };
     tokio::spawn({
         let (remote, endpoint, tokens, stop) = (
