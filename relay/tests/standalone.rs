@@ -309,3 +309,121 @@ async fn a_wrong_agent_token_is_refused_by_the_servers_verification() {
     assert_eq!(*tokens.asked.lock().unwrap(), 1);
     assert!(!remote.connected(ALICE));
 }
+
+/// A raw control connection: the real protocol, spoken by the test itself.
+async fn raw_control(
+    relay: &Relay,
+) -> (
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+    quinn::Endpoint,
+) {
+    let endpoint = control_endpoint(relay);
+    let connection = endpoint
+        .connect(relay.addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    let hello = Hello {
+        secret: relay.secret.clone(),
+    };
+    send.write_all(&hello.encode().unwrap()).await.unwrap();
+    assert_eq!(
+        control::read_frame(&mut recv).await.unwrap(),
+        Some(Frame::Welcome)
+    );
+    (connection, send, recv, endpoint)
+}
+
+#[tokio::test]
+async fn a_connection_before_the_arm_waits_and_is_judged_when_armed() {
+    let relay = start_relay().await;
+    let (_connection, mut send, mut recv, _endpoint) = raw_control(&relay).await;
+    send.write_all(&Frame::Lease { count: 2 }.encode().unwrap())
+        .await
+        .unwrap();
+    let Some(Frame::Leased { ports }) = control::read_frame(&mut recv).await.unwrap() else {
+        panic!("no lease");
+    };
+    assert_eq!(ports.len(), 2);
+    let stranger_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let connect_from = |source: IpAddr, port: u16| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        socket.connect(SocketAddr::new(LOCAL, port)).await
+    };
+    // Both arrive before the arm: a stranger on leg 2, then the first peer on leg 1.
+    let mut stranger = connect_from(stranger_ip, ports[1]).await.unwrap();
+    let mut first = connect_from(LOCAL, ports[0]).await.unwrap();
+    first.write_all(b"VER MSNFTP\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Armed as a rendezvous: leg 1 admits 127.0.0.1, leg 2 admits 127.0.0.1 as well.
+    let arm = Frame::Rendezvous {
+        legs: [(10, ports[0], LOCAL), (11, ports[1], LOCAL)],
+        owner: ALICE.into(),
+    };
+    send.write_all(&arm.encode().unwrap()).await.unwrap();
+    // The stranger, held in the backlog, is closed unheard once the arm says who may come.
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, stranger.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let mut second = connect_from(LOCAL, ports[1]).await.unwrap();
+    let mut line = [0u8; 12];
+    tokio::time::timeout(WAIT, second.read_exact(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&line, b"VER MSNFTP\r\n");
+    // An arm for a port that was never leased is refused.
+    let bogus = Frame::Forward {
+        id: 12,
+        port: 1,
+        peer: LOCAL,
+        target: 9,
+        user: ALICE.into(),
+    };
+    send.write_all(&bogus.encode().unwrap()).await.unwrap();
+    assert_eq!(
+        control::read_frame(&mut recv).await.unwrap(),
+        Some(Frame::Refused { id: 12 })
+    );
+    // Frames only the relay sends end the connection as a protocol error.
+    send.write_all(&Frame::Welcome.encode().unwrap())
+        .await
+        .unwrap();
+    assert!(!matches!(
+        tokio::time::timeout(WAIT, control::read_frame(&mut recv))
+            .await
+            .unwrap(),
+        Ok(Some(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_server_side_reconnects_after_losing_the_control_connection() {
+    let relay = start_relay().await;
+    let (remote, _, _stop) = start_server_side(&relay, relay.secret.clone());
+    tokio::time::timeout(WAIT, remote.wait_until(|r| r.is_up() && r.stock() > 0))
+        .await
+        .unwrap();
+    // Another control connection replaces the server's (as a restarted server would).
+    let (intruder, _send, _recv, _endpoint) = raw_control(&relay).await;
+    tokio::time::timeout(WAIT, remote.wait_until(|r| !r.is_up()))
+        .await
+        .expect("the replaced connection is noticed");
+    assert_eq!(remote.stock(), 0);
+    // After the backoff the server side is back, with fresh leases; the other one is out.
+    tokio::time::timeout(WAIT, remote.wait_until(|r| r.is_up() && r.stock() > 0))
+        .await
+        .expect("reconnected");
+    let reason = tokio::time::timeout(WAIT, intruder.closed()).await.unwrap();
+    assert!(
+        matches!(reason, quinn::ConnectionError::ApplicationClosed(ref c)
+            if c.error_code == control::CLOSE_REPLACED.into()),
+        "{reason:?}"
+    );
+}
