@@ -138,6 +138,38 @@ impl AgentHub {
         let _ = rx.wait_for(|_| self.connected(user)).await;
     }
 
+    /// The users whose agents are connected now.
+    pub fn users(&self) -> Vec<String> {
+        self.inner.agents().keys().cloned().collect()
+    }
+
+    /// A receiver that changes whenever an agent connects or disconnects (a standalone
+    /// relay reports presence to its server from it; see [`AgentHub::users`]).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Serves one agent on a connection already established on an endpoint shared with
+    /// other protocols (a standalone relay dispatches by ALPN), until it ends.
+    pub async fn serve(&self, connection: quinn::Connection) {
+        let remote = connection.remote_address();
+        let hello = async {
+            let (send, mut recv) = connection.accept_bi().await?;
+            let hello = proto::read_hello(&mut recv).await?;
+            Ok::<_, HubError>((send, recv, hello))
+        };
+        let result = match tokio::time::timeout(HELLO_TIMEOUT, hello).await {
+            Err(_) => Err(HubError::Timeout),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok((send, recv, hello))) => {
+                serve_hello(Arc::clone(&self.inner), connection, send, recv, hello).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::info!(target: "relive_relay::agent", %remote, %error, "agent connection ended");
+        }
+    }
+
     /// Accepts agent connections on `endpoint` until it is closed.
     pub async fn run(&self, endpoint: quinn::Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
@@ -171,16 +203,26 @@ pub enum HubError {
 }
 
 async fn serve_agent(inner: Arc<HubInner>, incoming: quinn::Incoming) -> Result<(), HubError> {
-    let remote = incoming.remote_address();
     let handshake = async {
         let connection = incoming.await?;
         let (send, mut recv) = connection.accept_bi().await?;
         let hello = proto::read_hello(&mut recv).await?;
         Ok::<_, HubError>((connection, send, recv, hello))
     };
-    let (connection, mut send, _recv, hello) = tokio::time::timeout(HELLO_TIMEOUT, handshake)
+    let (connection, send, recv, hello) = tokio::time::timeout(HELLO_TIMEOUT, handshake)
         .await
         .map_err(|_| HubError::Timeout)??;
+    serve_hello(inner, connection, send, recv, hello).await
+}
+
+async fn serve_hello(
+    inner: Arc<HubInner>,
+    connection: quinn::Connection,
+    mut send: quinn::SendStream,
+    _recv: quinn::RecvStream,
+    hello: proto::Hello,
+) -> Result<(), HubError> {
+    let remote = connection.remote_address();
     let Some(user) = inner.auth.authenticate(&hello.token).await else {
         tracing::warn!(target: "relive_relay::agent", %remote, "agent token rejected");
         let _ = send.write_all(&Reply::Denied.encode()).await;

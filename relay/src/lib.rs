@@ -15,6 +15,10 @@
 //! * [`quic`], [`proto`], [`agent_hub`], [`agent`]: the companion agent over QUIC — endpoint
 //!   configuration (rustls + ring), the sans-IO frames, the relay-side registry that
 //!   authenticates agents and implements [`dial::Dial`], and the agent itself.
+//! * [`serve`], [`control`], [`remote`]: the relay as its own process (`relive-relay serve`)
+//!   driven by `relive-server` — the standalone relay, the control protocol between the two,
+//!   and the server's side ([`remote::RemoteRelay`], an [`rewrite::Allocate`] over leased
+//!   ports).
 //!
 //! # Embedding (what `relive-server` does)
 //!
@@ -45,9 +49,12 @@
 
 pub mod agent;
 pub mod agent_hub;
+pub mod control;
 pub mod dial;
 pub mod ports;
 pub mod proto;
 pub mod quic;
+pub mod remote;
 pub mod rewrite;
+pub mod serve;
 pub mod splice;

@@ -3,9 +3,16 @@
 //! `relive-relay agent --server HOST[:PORT] --handle ME --token TOKEN --ca relive-ca.crt` runs the
 //! companion agent: it keeps one QUIC connection to the relay (reconnecting with a backoff)
 //! and carries relayed file-transfer connections to the MSN client on this machine.
-//! The relay side runs embedded in `relive-server`, which authenticates the agent's
-//! `<handle> <access token>` against its accounts. There is no standalone `serve`: relay
-//! ports are allocated by the switchboard's invitation rewriter, in the server process.
+//!
+//! `relive-relay serve --dir DIR --name relay.example` runs the relay's data plane as its own
+//! process (the library's [`relive_relay::serve`]): one QUIC endpoint (default UDP 1865) for
+//! companion agents and for `relive-server`'s control connection, and the TCP allocation
+//! ports (default 6891–6990). On first start it writes `DIR/relay-cert.pem` (give it to the
+//! server as `[relay] remote_ca` and to agents as `--ca`), `DIR/relay-key.pem` and
+//! `DIR/control-secret` (copy it to the server, `[relay] remote_secret_file`) and prints
+//! where they are. The server still rewrites invitations and authenticates agents against
+//! its accounts; it drives this relay when `[relay] remote = "host:port"` is set. By default
+//! the relay runs embedded in `relive-server` and this command is not needed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -14,7 +21,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use relive_relay::agent::{AgentConfig, AgentError, run_agent};
-use relive_relay::quic::{client_config, client_endpoint};
+use relive_relay::ports::{DEFAULT_PER_USER_LIMIT, PoolConfig};
+use relive_relay::quic::{client_config, client_endpoint, server_endpoint};
+use relive_relay::serve::{self, RelayFiles, ServeConfig};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -56,6 +65,75 @@ enum Command {
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
         local_host: IpAddr,
     },
+    /// Run the relay's data plane for a relive-server (`[relay] remote` on the server).
+    Serve {
+        /// Directory of the relay's certificate, key and control secret (created if missing).
+        #[arg(long, env = "RELIVE_RELAY_DIR", default_value = "relive-relay")]
+        dir: PathBuf,
+        /// Host name or IP address agents and the server reach the relay by (repeatable;
+        /// written into the certificate generated on first start).
+        #[arg(long = "name", default_value = "localhost")]
+        names: Vec<String>,
+        /// UDP address of the QUIC endpoint (agents and the server's control connection).
+        #[arg(long, default_value = "0.0.0.0:1865")]
+        quic: SocketAddr,
+        /// Address the TCP allocation ports bind on.
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+        bind_ip: IpAddr,
+        /// First TCP allocation port.
+        #[arg(long, default_value_t = 6891)]
+        port_min: u16,
+        /// Last TCP allocation port.
+        #[arg(long, default_value_t = 6990)]
+        port_max: u16,
+        /// Concurrent allocations per user (a rendezvous holds two).
+        #[arg(long, default_value_t = DEFAULT_PER_USER_LIMIT)]
+        per_user_limit: usize,
+    },
+}
+
+/// The settings of `relive-relay serve`.
+struct ServeArgs {
+    dir: PathBuf,
+    names: Vec<String>,
+    quic: SocketAddr,
+    bind_ip: IpAddr,
+    ports: std::ops::RangeInclusive<u16>,
+    per_user_limit: usize,
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let files = RelayFiles::in_dir(&args.dir);
+    let (identity, new_identity) = serve::load_or_create_identity(&files, &args.names)?;
+    let (secret, new_secret) = serve::load_or_create_secret(&files.secret)?;
+    let what = |new: bool| if new { "created" } else { "loaded" };
+    println!(
+        "certificate {} ({}): give it to relive-server ([relay] remote_ca) and to agents (--ca)",
+        files.cert.display(),
+        what(new_identity)
+    );
+    println!(
+        "control secret {} ({}): copy it to relive-server ([relay] remote_secret_file)",
+        files.secret.display(),
+        what(new_secret)
+    );
+    let socket = UdpSocket::bind(args.quic)
+        .with_context(|| format!("binding the QUIC socket on {}/udp", args.quic))?;
+    println!("relay QUIC listening on {}/udp", socket.local_addr()?);
+    let endpoint = server_endpoint(serve::endpoint_config(identity)?, socket)?;
+    let mut pool = PoolConfig::new(args.bind_ip, args.ports);
+    pool.per_user_limit = args.per_user_limit;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        trigger.cancel();
+    });
+    serve::run(endpoint, ServeConfig { pool, secret }, shutdown).await?;
+    Ok(())
 }
 
 fn init_tracing(verbose: u8) {
@@ -157,6 +235,25 @@ async fn main() -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
+        Command::Serve {
+            dir,
+            names,
+            quic,
+            bind_ip,
+            port_min,
+            port_max,
+            per_user_limit,
+        } => {
+            serve(ServeArgs {
+                dir,
+                names,
+                quic,
+                bind_ip,
+                ports: port_min..=port_max,
+                per_user_limit,
+            })
+            .await
+        }
     }
 }
 
@@ -189,5 +286,36 @@ mod tests {
             "ca.pem",
         ]);
         assert!(cli.is_ok());
+    }
+
+    #[test]
+    fn cli_parses_the_serve_command() {
+        let cli = Cli::try_parse_from([
+            "relive-relay",
+            "serve",
+            "--dir",
+            "/tmp/r",
+            "--name",
+            "relay.example",
+            "--name",
+            "203.0.113.9",
+            "--port-min",
+            "7000",
+            "--port-max",
+            "7010",
+        ])
+        .unwrap();
+        let Command::Serve {
+            names,
+            port_min,
+            quic,
+            ..
+        } = cli.command
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(names, ["relay.example", "203.0.113.9"]);
+        assert_eq!(port_min, 7000);
+        assert_eq!(quic.port(), 1865);
     }
 }

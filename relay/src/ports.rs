@@ -364,10 +364,20 @@ impl PortPool {
         expected_peer: IpAddr,
         target_port: u16,
     ) -> Result<Allocated, AllocError> {
+        self.forward_on(Vec::new(), listener, expected_peer, target_port)
+    }
+
+    fn forward_on(
+        &self,
+        prebound: Vec<Bound>,
+        listener: &str,
+        expected_peer: IpAddr,
+        target_port: u16,
+    ) -> Result<Allocated, AllocError> {
         let Some(dial) = self.inner.dial.clone() else {
             return Err(AllocError::Unreachable);
         };
-        let (lease, mut bound, mut cancels) = self.reserve(listener, 1)?;
+        let (lease, mut bound, mut cancels) = self.reserve(listener, 1, prebound)?;
         let (id, sockets, port) = bound.remove(0);
         if !dial.announce(listener, id, target_port) {
             return Err(AllocError::Unreachable);
@@ -415,7 +425,16 @@ impl PortPool {
         owner: &str,
         peers: [IpAddr; 2],
     ) -> Result<[Allocated; 2], AllocError> {
-        let (lease, bound, cancels) = self.reserve(owner, 2)?;
+        self.rendezvous_on(Vec::new(), owner, peers)
+    }
+
+    fn rendezvous_on(
+        &self,
+        prebound: Vec<Bound>,
+        owner: &str,
+        peers: [IpAddr; 2],
+    ) -> Result<[Allocated; 2], AllocError> {
+        let (lease, bound, cancels) = self.reserve(owner, 2, prebound)?;
         let _guard = self.inner.runtime.enter();
         let mut listeners = Vec::with_capacity(2);
         let mut out = Vec::with_capacity(2);
@@ -451,12 +470,14 @@ impl PortPool {
         Ok(allocated)
     }
 
-    /// Checks the user limit, binds `count` ports and registers their cancel handles.
+    /// Checks the user limit, binds `count` ports (taking `prebound` ones first) and
+    /// registers their cancel handles.
     #[allow(clippy::type_complexity)]
     fn reserve(
         &self,
         owner: &str,
         count: usize,
+        prebound: Vec<Bound>,
     ) -> Result<
         (
             Lease,
@@ -472,8 +493,12 @@ impl PortPool {
             return Err(AllocError::UserLimit);
         }
         let mut bound = Vec::with_capacity(count);
+        let mut prebound = prebound.into_iter();
         for _ in 0..count {
-            let socket = bind_pair(&inner.config, inner.pairs, &mut state.cursor)?;
+            let socket = match prebound.next() {
+                Some(socket) => socket,
+                None => bind_pair(&inner.config, inner.pairs, &mut state.cursor)?,
+            };
             let port = socket
                 .port
                 .local_addr()
@@ -499,13 +524,72 @@ impl PortPool {
     }
 }
 
-/// The bound (not yet registered with tokio) sockets of one allocation.
-struct Bound {
+/// Leased ports, for a standalone relay driven by a server (`crate::serve`): the server
+/// is handed bound ports ahead of time ([`PortPool::bind_spare`]) so that its synchronous
+/// allocator can advertise one at once; arming a leased port later goes through the same
+/// limits, dialer, expiry and tasks as [`PortPool::try_forward`] / [`PortPool::try_rendezvous`].
+/// A connection that arrives between the lease and the arm waits in the socket's accept
+/// backlog and is judged (expected peer or not) when the allocation is armed.
+impl PortPool {
+    /// Binds one free port of the range (with its `P ^ 0x3141` partner, as every allocation)
+    /// without allocating it (it counts against no user until armed).
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError::Exhausted`].
+    pub fn bind_spare(&self) -> Result<Bound, AllocError> {
+        let mut state = self.inner.state();
+        bind_pair(&self.inner.config, self.inner.pairs, &mut state.cursor)
+    }
+
+    /// [`PortPool::try_forward`] on a port from [`PortPool::bind_spare`].
+    ///
+    /// # Errors
+    ///
+    /// See [`AllocError`]; the sockets are closed on error.
+    pub fn try_forward_on(
+        &self,
+        socket: Bound,
+        listener: &str,
+        expected_peer: IpAddr,
+        target_port: u16,
+    ) -> Result<Allocated, AllocError> {
+        self.forward_on(vec![socket], listener, expected_peer, target_port)
+    }
+
+    /// [`PortPool::try_rendezvous`] on two ports from [`PortPool::bind_spare`].
+    ///
+    /// # Errors
+    ///
+    /// See [`AllocError`]; the sockets are closed on error.
+    pub fn try_rendezvous_on(
+        &self,
+        sockets: [Bound; 2],
+        owner: &str,
+        peers: [IpAddr; 2],
+    ) -> Result<[Allocated; 2], AllocError> {
+        self.rendezvous_on(sockets.into(), owner, peers)
+    }
+}
+
+/// The bound (not yet registered with tokio) sockets of one allocation: `P`, and
+/// `P ^ 0x3141` when the range pairs ports.
+#[derive(Debug)]
+pub struct Bound {
     port: std::net::TcpListener,
     portx: Option<std::net::TcpListener>,
 }
 
 impl Bound {
+    /// The advertised port `P`.
+    ///
+    /// # Errors
+    ///
+    /// The socket's address cannot be read.
+    pub fn port(&self) -> io::Result<u16> {
+        Ok(self.port.local_addr()?.port())
+    }
+
     fn into_tokio(self) -> Result<Listeners, AllocError> {
         let tokio = |s| TcpListener::from_std(s).map_err(|_| AllocError::Exhausted);
         Ok(Listeners {

@@ -102,11 +102,24 @@ fn transport(keep_alive: Option<Duration>) -> Arc<quinn::TransportConfig> {
 ///
 /// [`QuicError::Tls`] for an unusable key, [`QuicError::NoInitialCipherSuite`].
 pub fn server_config(identity: Identity) -> Result<quinn::ServerConfig, QuicError> {
+    server_config_with_alpn(identity, &[ALPN])
+}
+
+/// [`server_config`] offering the application protocols `alpn` (a standalone relay offers
+/// [`ALPN`] and [`crate::control::ALPN`] on one endpoint; see [`negotiated_alpn`]).
+///
+/// # Errors
+///
+/// As [`server_config`].
+pub fn server_config_with_alpn(
+    identity: Identity,
+    alpn: &[&[u8]],
+) -> Result<quinn::ServerConfig, QuicError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(identity.certs, identity.key)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let crypto = QuicServerConfig::try_from(tls).map_err(|_| QuicError::NoInitialCipherSuite)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config
@@ -123,6 +136,18 @@ pub fn server_config(identity: Identity) -> Result<quinn::ServerConfig, QuicErro
 pub fn client_config(
     trusted: &[CertificateDer<'static>],
 ) -> Result<quinn::ClientConfig, QuicError> {
+    client_config_with_alpn(trusted, ALPN)
+}
+
+/// [`client_config`] for the application protocol `alpn`.
+///
+/// # Errors
+///
+/// As [`client_config`].
+pub fn client_config_with_alpn(
+    trusted: &[CertificateDer<'static>],
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, QuicError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in trusted {
         roots.add(cert.clone())?;
@@ -131,11 +156,20 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = QuicClientConfig::try_from(tls).map_err(|_| QuicError::NoInitialCipherSuite)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(transport(Some(KEEP_ALIVE)));
     Ok(config)
+}
+
+/// The application protocol negotiated on `connection` (`None` if there was none).
+pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    connection
+        .handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
 }
 
 /// A relay endpoint on an already-bound UDP socket.

@@ -526,7 +526,18 @@ pub fn default_file_text() -> String {
          # MSNFTP rendezvous: both peers dial the relay, which splices them.\n\
          # msnftp_rendezvous = {relay_rendezvous}\n\
          # MSN 6+: send over the switchboard when no direct connection can work.\n\
-         # slp_fallback = {relay_fallback}\n",
+         # slp_fallback = {relay_fallback}\n\
+         # Use a standalone relay (`relive-relay serve` on another host) instead of the\n\
+         # embedded one: its QUIC address, the control-secret and relay-cert.pem files it wrote\n\
+         # on first start (copied here; relative paths are in the data directory), and the name\n\
+         # its certificate carries (default: the host of `remote`). Set public_ip to the relay\n\
+         # host's public IP; bind_ip, port_min/max and per_user_limit are then the relay's own\n\
+         # flags, and quic is the local address of the control connection (default: any).\n\
+         # Agents then connect to the standalone relay (with --ca relay-cert.pem).\n\
+         # remote = \"relay.example:1865\"\n\
+         # remote_secret_file = \"relay-control-secret\"\n\
+         # remote_ca = \"relay-cert.pem\"\n\
+         # remote_name = \"relay.example\"\n",
         relay_enabled = d.relay.enabled,
         relay_bind = d.relay.bind_ip,
         relay_min = d.relay.port_min,
@@ -681,6 +692,7 @@ mod tests {
                     && !l.starts_with("sb_public_port")
                     && !l.starts_with("legacy_")
                     && !l.starts_with("public_ip")
+                    && !l.starts_with("remote")
             })
             .map(|l| format!("{l}\n"))
             .collect();
@@ -702,5 +714,18 @@ mod tests {
         let legacy: PassportSettings = toml::from_str(&legacy).unwrap();
         legacy.validate().unwrap();
         assert!(legacy.legacy_tls.is_some());
+        // The standalone-relay examples are valid [relay] keys.
+        let remote: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with("remote"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let remote: RelayConfig = toml::from_str(&remote).unwrap();
+        let remote = remote.validate("203.0.113.1").unwrap();
+        assert_eq!(
+            remote.remote.map(|r| (r.host, r.port, r.server_name)),
+            Some(("relay.example".to_owned(), 1865, "relay.example".to_owned()))
+        );
     }
 }

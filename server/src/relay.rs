@@ -11,9 +11,32 @@
 //!
 //! The relay is on by default. Its public address is `[relay] public_ip`, else `public_host`
 //! when that is an IP address; with neither, the relay is off (logged once at start).
+//!
+//! # A standalone relay
+//!
+//! With `[relay] remote = "host:port"` the data plane runs in another process,
+//! `relive-relay serve` (usually on another host), and this server drives it over the control
+//! protocol (`relive_relay::control`): the rewriter still runs here, in the switchboard
+//! fan-out, with a [`RemoteRelay`] as its allocator (ports leased ahead of time, armed
+//! asynchronously); agents connect to the standalone relay, which asks this server to verify
+//! their `<handle> <token>` ([`StoreAuth`], so tokens never leave the store) and reports
+//! their presence. The connection is re-established with a backoff when it drops.
+//!
+//! ```text
+//! [relay] remote = "relay.example:1865"          the relay's QUIC address
+//!         remote_secret_file = "relay-control-secret"  its DIR/control-secret, copied here
+//!         remote_ca = "relay-cert.pem"            its DIR/relay-cert.pem, copied here
+//!         remote_name = "relay.example"           name in that certificate (default: host)
+//!         public_ip = "203.0.113.9"               the relay host's public IP (invitations)
+//! ```
+//!
+//! Relative file paths are taken in the data directory. In remote mode `quic` is the local
+//! UDP address of the control connection (the default `0.0.0.0:1865` becomes any port), and
+//! `bind_ip`, `port_min`/`port_max`, `per_user_limit` are set on the relay's command line.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -22,6 +45,7 @@ use relive_relay::agent_hub::{AgentHub, AuthFuture, Authenticate};
 use relive_relay::dial::Dial;
 use relive_relay::ports::{PoolConfig, PortPool};
 use relive_relay::quic;
+use relive_relay::remote::{RemoteConfig, RemoteRelay};
 use relive_relay::rewrite::{Allocate, Policy};
 use serde::Deserialize;
 
@@ -52,6 +76,8 @@ pub const DEFAULT_QUIC: &str = "0.0.0.0:1865";
 const MAX_VPN_RANGES: usize = 64;
 /// Longest `handle token` string an agent may present (handles are short, tokens shorter).
 const MAX_AGENT_CREDENTIAL: usize = 512;
+/// Default UDP port of a standalone relay (`relive-relay serve`).
+pub const DEFAULT_REMOTE_PORT: u16 = 1865;
 
 /// The raw `[relay]` table of `relive.toml`. Every key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -77,6 +103,14 @@ pub struct RelayConfig {
     pub msnftp_rendezvous: bool,
     /// Make MSN 6+ clients use the switchboard when no direct connection can work.
     pub slp_fallback: bool,
+    /// A standalone relay (`relive-relay serve`) at `host:port` instead of the embedded one.
+    pub remote: Option<String>,
+    /// The standalone relay's control secret file (required with `remote`).
+    pub remote_secret_file: Option<PathBuf>,
+    /// The standalone relay's certificate, PEM (required with `remote`).
+    pub remote_ca: Option<PathBuf>,
+    /// The name the standalone relay's certificate is checked against (default: its host).
+    pub remote_name: Option<String>,
 }
 
 impl Default for RelayConfig {
@@ -93,8 +127,46 @@ impl Default for RelayConfig {
             // Experimental upstream (unverified against real MSN 5.0 clients): opt-in.
             msnftp_rendezvous: false,
             slp_fallback: true,
+            remote: None,
+            remote_secret_file: None,
+            remote_ca: None,
+            remote_name: None,
         }
     }
+}
+
+/// Validated `remote*` keys: where the standalone relay is and how to trust it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSettings {
+    /// Host name or IP address.
+    pub host: String,
+    /// UDP port.
+    pub port: u16,
+    /// Name its certificate is checked against.
+    pub server_name: String,
+    /// Control secret file (relative: in the data directory).
+    pub secret_file: PathBuf,
+    /// Its certificate (relative: in the data directory).
+    pub ca: PathBuf,
+}
+
+/// Splits `host:port`, `[v6]:port`, `host` or a bare IPv6 address.
+fn split_remote(remote: &str) -> Option<(String, u16)> {
+    let remote = remote.trim();
+    if let Some(rest) = remote.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None if after.is_empty() => DEFAULT_REMOTE_PORT,
+            None => return None,
+        };
+        return Some((host.to_owned(), port));
+    }
+    match remote.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host.to_owned(), port.parse().ok()?)),
+        _ => Some((remote.to_owned(), DEFAULT_REMOTE_PORT)),
+    }
+    .filter(|(host, _)| !host.is_empty() && !host.contains(char::is_whitespace))
 }
 
 /// Validated relay settings.
@@ -118,6 +190,8 @@ pub struct RelaySettings {
     pub msnftp_rendezvous: bool,
     /// MSNSLP switchboard fallback.
     pub slp_fallback: bool,
+    /// A standalone relay instead of the embedded data plane.
+    pub remote: Option<RemoteSettings>,
 }
 
 impl RelayConfig {
@@ -152,16 +226,55 @@ impl RelayConfig {
                 )
             })?;
         let public_ip = self.public_ip.or_else(|| public_host.parse().ok());
+        let remote = match self.remote.as_deref() {
+            None => None,
+            Some(remote) => {
+                let (host, port) = split_remote(remote).ok_or_else(|| {
+                    invalid(
+                        "relay.remote",
+                        "must be host:port, e.g. \"relay.example:1865\"",
+                    )
+                })?;
+                let secret_file = self.remote_secret_file.clone().ok_or_else(|| {
+                    invalid(
+                        "relay.remote_secret_file",
+                        "required with remote: the relay's control-secret file",
+                    )
+                })?;
+                let ca = self.remote_ca.clone().ok_or_else(|| {
+                    invalid(
+                        "relay.remote_ca",
+                        "required with remote: the relay's relay-cert.pem",
+                    )
+                })?;
+                let server_name = self.remote_name.clone().unwrap_or_else(|| host.clone());
+                Some(RemoteSettings {
+                    host,
+                    port,
+                    server_name,
+                    secret_file,
+                    ca,
+                })
+            }
+        };
+        // Remote mode: `quic` is only the control connection's local address; the default
+        // agent port would clash with a relay on the same host.
+        let quic = if remote.is_some() && self.quic == Self::default().quic {
+            SocketAddr::new(self.quic.ip(), 0)
+        } else {
+            self.quic
+        };
         Ok(RelaySettings {
             enabled: self.enabled,
             public_ip,
             bind_ip: self.bind_ip,
             ports: self.port_min..=self.port_max,
             vpn_ranges,
-            quic: self.quic,
+            quic,
             per_user_limit: self.per_user_limit,
             msnftp_rendezvous: self.msnftp_rendezvous,
             slp_fallback: self.slp_fallback,
+            remote,
         })
     }
 }
@@ -176,6 +289,29 @@ pub enum RelayError {
     /// The QUIC endpoint could not be set up.
     #[error("relay QUIC endpoint")]
     Quic(#[from] quic::QuicError),
+    /// The standalone relay's secret or certificate file is unusable.
+    #[error("standalone relay: {0}")]
+    Remote(#[from] relive_relay::serve::ServeError),
+    /// The standalone relay's certificate file holds no certificate.
+    #[error("standalone relay: no certificate in {0}")]
+    NoCertificate(PathBuf),
+    /// Binding the control connection's UDP socket failed.
+    #[error("standalone relay: binding the control socket")]
+    Bind(#[source] std::io::Error),
+}
+
+/// Where the relay's data plane runs.
+#[derive(Debug, Clone)]
+pub enum DataPlane {
+    /// In this process (the default).
+    Embedded {
+        /// The allocation ports.
+        pool: PortPool,
+        /// Connected companion agents (none without a QUIC socket).
+        agents: Option<AgentHub>,
+    },
+    /// In a standalone relay (`[relay] remote`).
+    Remote(RemoteRelay),
 }
 
 /// The running relay as the switchboard uses it.
@@ -183,10 +319,8 @@ pub enum RelayError {
 pub struct Relay {
     /// Operator policy for the rewriter.
     pub policy: Policy,
-    /// The allocation ports.
-    pub pool: PortPool,
-    /// Connected companion agents (none without a QUIC socket).
-    pub agents: Option<AgentHub>,
+    /// The ports and agents.
+    pub data_plane: DataPlane,
 }
 
 impl Relay {
@@ -195,6 +329,9 @@ impl Relay {
     /// The endpoint presents the server certificate of `data_dir` (so agents trust
     /// `relive-ca.crt`), or a self-signed one for `public_host` when there is none.
     /// `Ok(None)` when the relay is disabled or has no public IP.
+    ///
+    /// With `[relay] remote` nothing is bound here: the control connection to the standalone
+    /// relay runs from `quic_socket` (or an ephemeral UDP socket) as a task of `tasks`.
     ///
     /// # Errors
     ///
@@ -216,6 +353,18 @@ impl Relay {
             tracing::warn!("relay off: set [relay] public_ip (public_host is not an IP address)");
             return Ok(None);
         };
+        let mut policy = Policy::new(public_ip);
+        policy.vpn_ranges.clone_from(&settings.vpn_ranges);
+        policy.msnftp_rendezvous = settings.msnftp_rendezvous;
+        policy.slp_fallback = settings.slp_fallback;
+        if let Some(remote) = &settings.remote {
+            let relay = start_remote(remote, data_dir, store, quic_socket, tasks, shutdown)?;
+            tracing::info!(%public_ip, relay = %remote.host, port = remote.port, "relay on (standalone)");
+            return Ok(Some(Self {
+                policy,
+                data_plane: DataPlane::Remote(relay),
+            }));
+        }
         let agents = match quic_socket {
             Some(socket) => {
                 let identity = identity(data_dir, public_host)?;
@@ -238,29 +387,84 @@ impl Relay {
         let mut pool_config = PoolConfig::new(settings.bind_ip, settings.ports.clone());
         pool_config.per_user_limit = settings.per_user_limit;
         let pool = PortPool::new(pool_config, dial)?;
-        let mut policy = Policy::new(public_ip);
-        policy.vpn_ranges.clone_from(&settings.vpn_ranges);
-        policy.msnftp_rendezvous = settings.msnftp_rendezvous;
-        policy.slp_fallback = settings.slp_fallback;
         tracing::info!(%public_ip, agents = agents.is_some(), "relay on");
         Ok(Some(Self {
             policy,
-            pool,
-            agents,
+            data_plane: DataPlane::Embedded { pool, agents },
         }))
     }
 
-    /// Whether `handle`'s companion agent is connected.
+    /// Whether `handle`'s companion agent is connected (to this server, or to the
+    /// standalone relay as it last reported).
     #[must_use]
     pub fn agent_connected(&self, handle: &str) -> bool {
-        self.agents.as_ref().is_some_and(|a| a.connected(handle))
+        match &self.data_plane {
+            DataPlane::Embedded { agents, .. } => {
+                agents.as_ref().is_some_and(|a| a.connected(handle))
+            }
+            DataPlane::Remote(remote) => remote.connected(handle),
+        }
     }
 
     /// The allocator the rewriter uses.
     #[must_use]
     pub fn allocator(&self) -> &dyn Allocate {
-        &self.pool
+        match &self.data_plane {
+            DataPlane::Embedded { pool, .. } => pool,
+            DataPlane::Remote(remote) => remote,
+        }
     }
+}
+
+/// `path`, or `data_dir/path` when relative.
+fn in_data_dir(data_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        data_dir.join(path)
+    }
+}
+
+/// Reads the standalone relay's secret and certificate and starts the control connection.
+fn start_remote(
+    remote: &RemoteSettings,
+    data_dir: &Path,
+    store: &Store,
+    quic_socket: Option<std::net::UdpSocket>,
+    tasks: &tokio_util::task::TaskTracker,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<RemoteRelay, RelayError> {
+    let secret = relive_relay::serve::read_secret(&in_data_dir(data_dir, &remote.secret_file))?;
+    let ca_path = in_data_dir(data_dir, &remote.ca);
+    let pem = std::fs::read(&ca_path).map_err(|source| relive_relay::serve::ServeError::File {
+        path: ca_path.clone(),
+        source,
+    })?;
+    let trusted = trust_anchors(&pem);
+    if trusted.is_empty() {
+        return Err(RelayError::NoCertificate(ca_path));
+    }
+    let socket = match quic_socket {
+        Some(socket) => socket,
+        None => std::net::UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, 0))
+            .or_else(|_| std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)))
+            .map_err(RelayError::Bind)?,
+    };
+    let endpoint = quic::client_endpoint(
+        quic::client_config_with_alpn(&trusted, relive_relay::control::ALPN)?,
+        socket,
+    )?;
+    let relay = RemoteRelay::new(relive_relay::remote::DEFAULT_STOCK);
+    let config = RemoteConfig {
+        host: remote.host.clone(),
+        port: remote.port,
+        server_name: remote.server_name.clone(),
+        secret,
+    };
+    let verifier: Arc<dyn Authenticate> = Arc::new(StoreAuth::new(store.clone()));
+    let (run, stop) = (relay.clone(), shutdown.clone());
+    tasks.spawn(async move { run.run(endpoint, config, verifier, stop).await });
+    Ok(relay)
 }
 
 /// The server's certificate chain and key from `data_dir` (see [`crate::tls::CertPaths`]),
@@ -352,6 +556,166 @@ mod tests {
         assert!(bad_range.validate("msn.example").is_err());
         let parsed: RelayConfig = toml::from_str("port_min = 0\nport_max = 0\n").unwrap();
         assert_eq!(parsed.validate("127.0.0.1").unwrap().ports, 0..=0);
+    }
+
+    #[test]
+    fn remote_keys_are_validated() {
+        let remote = |r: &str| RelayConfig {
+            remote: Some(r.to_owned()),
+            remote_secret_file: Some("secret".into()),
+            remote_ca: Some("/etc/relay-cert.pem".into()),
+            ..RelayConfig::default()
+        };
+        let s = remote("relay.example:4433")
+            .validate("msn.example")
+            .unwrap();
+        let r = s.remote.unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("relay.example", 4433));
+        assert_eq!(r.server_name, "relay.example");
+        // The default agent port is not bound by a server that drives a standalone relay.
+        assert_eq!(s.quic.port(), 0);
+        for (text, host, port) in [
+            ("relay.example", "relay.example", 1865),
+            ("[2001:db8::1]:7000", "2001:db8::1", 7000),
+            ("2001:db8::1", "2001:db8::1", 1865),
+            ("198.51.100.4:1866", "198.51.100.4", 1866),
+        ] {
+            let r = remote(text)
+                .validate("msn.example")
+                .unwrap()
+                .remote
+                .unwrap();
+            assert_eq!((r.host.as_str(), r.port), (host, port), "{text}");
+        }
+        for bad in [
+            "relay.example:x",
+            ":1865",
+            "[::1]x",
+            "a b:1",
+            "relay.example:70000",
+        ] {
+            assert!(remote(bad).validate("msn.example").is_err(), "{bad}");
+        }
+        let no_secret = RelayConfig {
+            remote_secret_file: None,
+            ..remote("relay.example")
+        };
+        assert!(no_secret.validate("msn.example").is_err());
+        let no_ca = RelayConfig {
+            remote_ca: None,
+            ..remote("relay.example")
+        };
+        assert!(no_ca.validate("msn.example").is_err());
+        // Without `remote` nothing changes.
+        assert_eq!(
+            RelayConfig::default()
+                .validate("msn.example")
+                .unwrap()
+                .remote,
+            None
+        );
+    }
+
+    /// The server drives a real standalone relay (`relive_relay::serve`) on loopback: an agent
+    /// that connects to the relay is verified against this server's store.
+    #[tokio::test]
+    async fn remote_mode_verifies_agents_against_the_store() {
+        use relive_relay::serve::{self, RelayFiles, ServeConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path(), |_| {}).await;
+        let token = account(&ctx, "alice@example.com", "Alice").await;
+        // The standalone relay, with its files in its own directory.
+        let relay_dir = tempfile::tempdir().unwrap();
+        let files = RelayFiles::in_dir(relay_dir.path());
+        let (identity, _) = serve::load_or_create_identity(&files, &["localhost".into()]).unwrap();
+        let (secret, _) = serve::load_or_create_secret(&files.secret).unwrap();
+        let certs = identity.certs.clone();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let relay_addr = socket.local_addr().unwrap();
+        let endpoint =
+            quic::server_endpoint(serve::endpoint_config(identity).unwrap(), socket).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let pool = PoolConfig::new("127.0.0.1".parse().unwrap(), 0..=0);
+        tokio::spawn(serve::run(
+            endpoint,
+            ServeConfig { pool, secret },
+            stop.clone(),
+        ));
+        // The server: secret copied into its data directory (relative path), CA absolute.
+        std::fs::copy(&files.secret, dir.path().join("relay-secret")).unwrap();
+        let settings = RelayConfig {
+            public_ip: Some("127.0.0.1".parse().unwrap()),
+            remote: Some(relay_addr.to_string()),
+            remote_secret_file: Some("relay-secret".into()),
+            remote_ca: Some(files.cert.clone()),
+            remote_name: Some("localhost".into()),
+            ..RelayConfig::default()
+        }
+        .validate("msn.example")
+        .unwrap();
+        let tasks = tokio_util::task::TaskTracker::new();
+        let relay = Relay::start(
+            &settings,
+            dir.path(),
+            "msn.example",
+            &ctx.store,
+            None,
+            &tasks,
+            &stop,
+        )
+        .unwrap()
+        .unwrap();
+        let DataPlane::Remote(remote) = relay.data_plane.clone() else {
+            panic!("not remote");
+        };
+        let within = std::time::Duration::from_secs(20);
+        tokio::time::timeout(within, remote.wait_until(|r| r.is_up() && r.stock() > 0))
+            .await
+            .unwrap();
+        // An agent with alice's access token, connecting to the standalone relay.
+        let agent_endpoint = quic::client_endpoint(
+            quic::client_config(&certs).unwrap(),
+            std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        )
+        .unwrap();
+        let bad = relive_relay::agent::AgentConfig::new(
+            relay_addr,
+            "localhost",
+            "alice@example.com not-the-token",
+        );
+        let denied = relive_relay::agent::run_agent(&agent_endpoint, &bad).await;
+        assert!(matches!(
+            denied,
+            Err(relive_relay::agent::AgentError::Denied)
+        ));
+        let good = relive_relay::agent::AgentConfig::new(
+            relay_addr,
+            "localhost",
+            &format!("alice@example.com {token}"),
+        );
+        let agent =
+            tokio::spawn(
+                async move { relive_relay::agent::run_agent(&agent_endpoint, &good).await },
+            );
+        tokio::time::timeout(
+            within,
+            remote.wait_until(|r| r.connected("alice@example.com")),
+        )
+        .await
+        .unwrap();
+        assert!(relay.agent_connected("alice@example.com"));
+        assert!(!relay.agent_connected("bob@example.com"));
+        // The allocator is the standalone relay's: a forward to alice's agent gets a leased port.
+        let allocated = relay
+            .allocator()
+            .forward("alice@example.com", "127.0.0.1".parse().unwrap(), 9)
+            .unwrap();
+        assert_ne!(allocated.port, 0);
+        relay.allocator().release(allocated.id);
+        stop.cancel();
+        agent.abort();
+        tasks.close();
+        tokio::time::timeout(within, tasks.wait()).await.unwrap();
     }
 
     #[tokio::test]

@@ -341,3 +341,75 @@ impl Drop for Testbed {
         }
     }
 }
+
+/// The server side shared by the testbed's server processes (`relive-nat-peer server`,
+/// `relive-relay-node server`): prepares the data directory of `settings`, creates
+/// alice@example.com and bob@example.com with access tokens written to `<data dir>/tokens`
+/// ("handle token" lines, mode 0600, never printed), binds every listener on `0.0.0.0:0` and
+/// builds the server context with its HTTPS acceptor, as `relive-server serve` does.
+///
+/// # Errors
+/// The data directory, the store, the certificates or a listener fails.
+pub async fn prepare_server(
+    settings: relive_server::config::Settings,
+) -> anyhow::Result<(relive_server::Context, relive_server::Listeners)> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (store, _) = relive_server::data_dir::prepare(&settings).await?;
+    let data = settings.data_dir.clone();
+    let mut tokens = String::new();
+    for (handle, name) in [("alice@example.com", "Alice"), ("bob@example.com", "Bob")] {
+        let account = store
+            .create_account(
+                &relive_msnp::types::Passport::parse(handle)?,
+                name,
+                relive_server::secret::Secret::new("unused password".to_owned()),
+            )
+            .await?;
+        let token = store.new_token(account.id, "nat test").await?;
+        tokens.push_str(&format!("{handle} {}\n", token.token.expose()));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(data.join("tokens"))?
+        .write_all(tokens.as_bytes())?;
+    let bind = || tokio::net::TcpListener::bind(("0.0.0.0", 0));
+    let listeners = relive_server::Listeners {
+        ns: bind().await?,
+        sb: bind().await?,
+        http: bind().await?,
+        https: bind().await?,
+        legacy_tls: None,
+    };
+    let certs = relive_server::tls::CertPaths::in_data_dir(&settings.data_dir);
+    let mut ctx = relive_server::Context::new(settings, store)?;
+    // Without an acceptor the HTTPS listener closes every connection.
+    ctx.https_tls = Some(relive_server::http::tls::acceptor(&certs)?);
+    Ok((ctx, listeners))
+}
+
+/// The access tokens [`prepare_server`] wrote for alice@example.com and bob@example.com.
+///
+/// # Errors
+/// The tokens file is missing or lacks one of them.
+pub fn read_tokens(data: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let tokens = std::fs::read_to_string(data.join("tokens")).context("tokens")?;
+    let token = |handle: &str| {
+        tokens
+            .lines()
+            .find_map(|l| l.strip_prefix(handle)?.strip_prefix(' '))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no token for {handle}"))
+    };
+    Ok((token("alice@example.com")?, token("bob@example.com")?))
+}
+
+/// The server's CA certificate in data directory `data` (what the scripted clients trust).
+pub fn ca_file(data: &std::path::Path) -> String {
+    data.join("tls")
+        .join("relive-ca.crt")
+        .to_string_lossy()
+        .into_owned()
+}

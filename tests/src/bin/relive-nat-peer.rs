@@ -122,27 +122,7 @@ async fn server(args: &[String]) -> anyhow::Result<()> {
     config.relay.quic = any;
     config.relay.msnftp_rendezvous = rendezvous;
     let settings = config.validate(data.to_path_buf())?;
-    let (store, _) = relive_server::data_dir::prepare(&settings).await?;
-    let mut tokens = String::new();
-    for (handle, name) in [("alice@example.com", "Alice"), ("bob@example.com", "Bob")] {
-        let account = store
-            .create_account(
-                &relive_msnp::types::Passport::parse(handle)?,
-                name,
-                relive_server::secret::Secret::new("unused password".to_owned()),
-            )
-            .await?;
-        let token = store.new_token(account.id, "nat test").await?;
-        tokens.push_str(&format!("{handle} {}\n", token.token.expose()));
-    }
-    write_private(&data.join("tokens"), tokens.as_bytes())?;
-    let listeners = relive_server::Listeners {
-        ns: TcpListener::bind(any).await?,
-        sb: TcpListener::bind(any).await?,
-        http: TcpListener::bind(any).await?,
-        https: TcpListener::bind(any).await?,
-        legacy_tls: None,
-    };
+    let (ctx, listeners) = relive_tests::netns::prepare_server(settings).await?;
     let quic = std::net::UdpSocket::bind(any)?;
     println!(
         "READY {} {} {}",
@@ -158,24 +138,8 @@ async fn server(args: &[String]) -> anyhow::Result<()> {
         .with_ansi(false)
         .with_writer(std::io::stdout)
         .try_init();
-    let certs = relive_server::tls::CertPaths::in_data_dir(&settings.data_dir);
-    let mut ctx = relive_server::Context::new(settings, store)?;
-    // As main.rs does: without an acceptor the HTTPS listener closes every connection.
-    ctx.https_tls = Some(relive_server::http::tls::acceptor(&certs)?);
     let shutdown = tokio_util::sync::CancellationToken::new();
     relive_server::run_with_relay(ctx, listeners, Some(quic), shutdown).await?;
-    Ok(())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
     Ok(())
 }
 

@@ -27,3 +27,6 @@ mod nat;
 
 /// MSNP8/9 with Passport 1.4 over HTTPS: transcripts, MSNObjects, P2P switchboard messages.
 mod msnp8;
+
+/// A standalone relay driven by the server (`[relay] remote`) carries a transfer (root only).
+mod remote_relay;

@@ -26,8 +26,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, ensure};
-use relive_tests::netns::{Node, Proc, ROUTER_A_IP, ROUTER_B_IP, SERVER_IP, Testbed};
+use anyhow::{anyhow, ensure};
+use relive_tests::netns::{self, Node, Proc, ROUTER_A_IP, ROUTER_B_IP, SERVER_IP, Testbed};
 
 const PEER: &str = env!("CARGO_BIN_EXE_relive-nat-peer");
 /// Size of the transferred file.
@@ -138,24 +138,12 @@ impl Server {
                 .map(|p| format!("{SERVER_IP}:{p}"))
                 .ok_or_else(|| anyhow!("READY without port {i}"))
         };
-        let tokens = std::fs::read_to_string(data.join("tokens")).context("tokens")?;
-        let token = |handle: &str| {
-            tokens
-                .lines()
-                .find_map(|l| l.strip_prefix(handle)?.strip_prefix(' '))
-                .map(str::to_owned)
-                .ok_or_else(|| anyhow!("no token for {handle}"))
-        };
         Ok(Self {
             ns: addr(0)?,
             https: addr(1)?,
             quic: addr(2)?,
-            ca: data
-                .join("tls")
-                .join("relive-ca.crt")
-                .to_string_lossy()
-                .into_owned(),
-            tokens: (token("alice@example.com")?, token("bob@example.com")?),
+            ca: netns::ca_file(&data),
+            tokens: netns::read_tokens(&data)?,
             proc,
         })
     }
