@@ -513,7 +513,8 @@ pub fn default_file_text() -> String {
          # Public IP written into invitations. Default: public_host, if it is an IP address\n\
          # (otherwise the relay stays off until this is set).\n\
          # public_ip = \"203.0.113.1\"\n\
-         # Address and TCP port range of relay allocations (0 and 0: the OS chooses).\n\
+         # Address and TCP port range of relay allocations (0 and 0: the OS chooses). Each\n\
+         # allocation also listens on port XOR 0x3141 (MSNFTP PortX) when that is in range.\n\
          # bind_ip = \"{relay_bind}\"\n\
          # port_min = {relay_min}\n\
          # port_max = {relay_max}\n\
@@ -523,7 +524,8 @@ pub fn default_file_text() -> String {
          # quic = \"{relay_quic}\"\n\
          # Concurrent relay allocations per user (a rendezvous holds two).\n\
          # per_user_limit = {relay_limit}\n\
-         # MSNFTP rendezvous: both peers dial the relay, which splices them.\n\
+         # MSNFTP rendezvous: both peers dial the relay, which splices them. Experimental:\n\
+         # unverified against real MSN 5.0+ senders (Sender-Connect), hence off.\n\
          # msnftp_rendezvous = {relay_rendezvous}\n\
          # MSN 6+: send over the switchboard when no direct connection can work.\n\
          # slp_fallback = {relay_fallback}\n\

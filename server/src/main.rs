@@ -386,7 +386,11 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         let addr = settings.relay.quic;
         let socket = std::net::UdpSocket::bind(addr)
             .with_context(|| format!("binding the relay QUIC socket on {addr}/udp"))?;
-        println!("relay QUIC listening on {}/udp", socket.local_addr()?);
+        if settings.relay.remote.is_some() {
+            println!("relay control connection from {}/udp", socket.local_addr()?);
+        } else {
+            println!("relay QUIC listening on {}/udp", socket.local_addr()?);
+        }
         Some(socket)
     } else {
         None
