@@ -413,3 +413,36 @@ pub fn ca_file(data: &std::path::Path) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// Writes `size` bytes of deterministic, incompressible-looking data (xorshift64 from `seed`)
+/// to `path`: the file the transfer tests send.
+///
+/// # Errors
+/// Writing fails.
+pub fn write_test_file(path: &std::path::Path, size: usize, seed: u64) -> anyhow::Result<()> {
+    let mut x = seed | 1;
+    let mut data = Vec::with_capacity(size + 8);
+    while data.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(size);
+    std::fs::write(path, data)?;
+    Ok(())
+}
+
+/// SHA-256 of a file, with coreutils' `sha256sum` (what both ends of a transfer compare).
+///
+/// # Errors
+/// `sha256sum` is missing or fails.
+pub fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
+    let out = Command::new("sha256sum").arg(path).output()?;
+    ensure!(out.status.success(), "sha256sum failed");
+    String::from_utf8(out.stdout)?
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no sha256sum output"))
+}

@@ -26,7 +26,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, ensure};
+use anyhow::anyhow;
 use relive_tests::netns::{self, Node, Proc, ROUTER_A_IP, ROUTER_B_IP, SERVER_IP, Testbed};
 
 const PEER: &str = env!("CARGO_BIN_EXE_relive-nat-peer");
@@ -34,32 +34,6 @@ const PEER: &str = env!("CARGO_BIN_EXE_relive-nat-peer");
 const FILE_SIZE: usize = 10 * 1024 * 1024 + 12_345;
 /// Upper bound for one whole scenario's processes.
 const SCENARIO: Duration = Duration::from_secs(90);
-
-/// Deterministic, incompressible-looking test data (xorshift64).
-fn test_file(path: &std::path::Path) -> anyhow::Result<()> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut data = Vec::with_capacity(FILE_SIZE + 8);
-    while data.len() < FILE_SIZE {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(FILE_SIZE);
-    std::fs::write(path, data)?;
-    Ok(())
-}
-
-/// SHA-256 of a file with coreutils' `sha256sum`.
-fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
-    let out = std::process::Command::new("sha256sum").arg(path).output()?;
-    ensure!(out.status.success(), "sha256sum failed");
-    String::from_utf8(out.stdout)?
-        .split_whitespace()
-        .next()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("no sha256sum output"))
-}
 
 /// How the server and clients are set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +174,7 @@ async fn transfer(tag: &str, mode: Mode) -> anyhow::Result<Option<Outcome>> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("sent.bin");
     let out = dir.path().join("received.bin");
-    test_file(&file)?;
+    netns::write_test_file(&file, FILE_SIZE, 0x9E37_79B9_7F4A_7C15)?;
     let mut server =
         Server::start(&bed, dir.path(), mode != Mode::Off, mode == Mode::Plain).await?;
     if mode == Mode::Forwarded {
@@ -255,7 +229,7 @@ async fn transfer(tag: &str, mode: Mode) -> anyhow::Result<Option<Outcome>> {
     let sender_ok = sender.exit(SCENARIO).await?;
     let elapsed = start.elapsed();
     let received_sha = if out.exists() {
-        Some(sha256(&out)?)
+        Some(netns::sha256(&out)?)
     } else {
         None
     };
@@ -267,7 +241,7 @@ async fn transfer(tag: &str, mode: Mode) -> anyhow::Result<Option<Outcome>> {
         sender_ok,
         receiver_ok,
         elapsed,
-        sent_sha: sha256(&file)?,
+        sent_sha: netns::sha256(&file)?,
         received_sha,
     }))
 }
@@ -392,7 +366,7 @@ async fn spawn_slp_pair(
 ) -> anyhow::Result<(Proc, Proc, std::path::PathBuf, std::path::PathBuf)> {
     let file = dir.join(format!("slp-sent-{round}.bin"));
     let out = dir.join(format!("slp-received-{round}.bin"));
-    test_file(&file)?;
+    netns::write_test_file(&file, FILE_SIZE, 0x9E37_79B9_7F4A_7C15)?;
     let (alice, bob) = &server.tokens;
     let (file_s, out_s) = (
         file.to_string_lossy().into_owned(),
@@ -470,7 +444,7 @@ async fn slp_negotiation(
         false
     };
     let received_sha = if transferred {
-        Some(sha256(&out)?)
+        Some(netns::sha256(&out)?)
     } else {
         None
     };
@@ -481,7 +455,7 @@ async fn slp_negotiation(
         ack_ok,
         outcome,
         transferred,
-        sent_sha: sha256(&file)?,
+        sent_sha: netns::sha256(&file)?,
         received_sha,
     })
 }
@@ -643,7 +617,7 @@ async fn msnslp_direct_connection_to_a_forwarded_port_by_the_observed_address() 
     let answerer_ok = answerer.exit(SCENARIO).await?;
     let offerer_ok = offerer.exit(SCENARIO).await?;
     assert!(answerer_ok && offerer_ok, "the P2P transfer failed");
-    assert_eq!(sha256(&out)?, sha256(&file)?);
+    assert_eq!(netns::sha256(&out)?, netns::sha256(&file)?);
     let decisions = server.decisions().await;
     assert!(
         decisions

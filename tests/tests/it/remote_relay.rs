@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure};
+use anyhow::anyhow;
 use relive_tests::netns::{self, Node, SERVER_IP, Testbed};
 
 const PEER: &str = env!("CARGO_BIN_EXE_relive-nat-peer");
@@ -21,32 +21,6 @@ const NODE: &str = env!("CARGO_BIN_EXE_relive-relay-node");
 const FILE_SIZE: usize = 10 * 1024 * 1024 + 4321;
 /// Upper bound for the whole scenario's steps.
 const SCENARIO: Duration = Duration::from_secs(90);
-
-/// Incompressible-looking test data (xorshift64) and its SHA-256.
-fn write_test_file(path: &std::path::Path) -> anyhow::Result<()> {
-    let mut x: u64 = 0x0DDB_1A5E_5BAD_5EED;
-    let mut data = Vec::with_capacity(FILE_SIZE + 8);
-    while data.len() < FILE_SIZE {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(FILE_SIZE);
-    std::fs::write(path, data)?;
-    Ok(())
-}
-
-/// SHA-256 of a file with coreutils' `sha256sum`.
-fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
-    let out = std::process::Command::new("sha256sum").arg(path).output()?;
-    ensure!(out.status.success(), "sha256sum failed");
-    String::from_utf8(out.stdout)?
-        .split_whitespace()
-        .next()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("no sha256sum output"))
-}
 
 #[tokio::test]
 async fn msnftp_through_a_standalone_relay_and_the_listeners_agent() -> anyhow::Result<()> {
@@ -58,7 +32,7 @@ async fn msnftp_through_a_standalone_relay_and_the_listeners_agent() -> anyhow::
     let (relay_dir, data) = (dir.path().join("relay"), dir.path().join("server"));
     std::fs::create_dir(&data)?;
     let (file, out) = (dir.path().join("sent.bin"), dir.path().join("received.bin"));
-    write_test_file(&file)?;
+    netns::write_test_file(&file, FILE_SIZE, 0x0DDB_1A5E_5BAD_5EED)?;
     let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
 
     // The standalone relay, then the server driving it.
@@ -169,6 +143,6 @@ async fn msnftp_through_a_standalone_relay_and_the_listeners_agent() -> anyhow::
         .line_containing("relayed connection finished", Duration::from_secs(10))
         .await?;
     assert!(finished.contains("forward"), "{finished}");
-    assert_eq!(sha256(&out)?, sha256(&file)?);
+    assert_eq!(netns::sha256(&out)?, netns::sha256(&file)?);
     Ok(())
 }
