@@ -569,10 +569,16 @@ fn msnftp_rendezvous_is_off_by_default_and_documented() {
         .iter()
         .position(|l| *l == "# msnftp_rendezvous = false")
         .expect("msnftp_rendezvous in relive.toml");
+    let comment = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|l| !l.contains(" = "))
+        .last()
+        .copied()
+        .unwrap_or_default();
     assert!(
-        lines[at - 1].starts_with("# MSNFTP rendezvous"),
-        "undocumented: {:?}",
-        lines[at - 1]
+        comment.starts_with("# MSNFTP rendezvous"),
+        "undocumented: {comment:?}"
     );
 }
 
