@@ -21,10 +21,13 @@
 //! - [`accounts`]: create, look up, delete accounts; passwords.
 //! - [`lists`]: the FL/AL/BL/RL data model, groups, GTC/BLP/phones, the SYN snapshot.
 //! - [`tokens`]: access tokens encrypted at rest, MD5 and plain verification.
+//! - [`seed`]: bulk creation of many accounts, tokens and contacts in one transaction
+//!   (benchmarks, imports).
 
 pub mod accounts;
 pub mod lists;
 pub mod migrations;
+pub mod seed;
 pub mod tokens;
 pub mod types;
 

@@ -82,7 +82,7 @@ fn aead_key(key: &ServerKey) -> Result<LessSafeKey, StoreError> {
     Ok(LessSafeKey::new(unbound))
 }
 
-fn generate_token() -> Result<Secret, StoreError> {
+pub(super) fn generate_token() -> Result<Secret, StoreError> {
     let mut bytes = [0u8; 10];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -98,7 +98,7 @@ fn generate_token() -> Result<Secret, StoreError> {
     Ok(Secret::new(token))
 }
 
-fn seal(
+pub(super) fn seal(
     key: &ServerKey,
     account: AccountId,
     token: &Secret,
