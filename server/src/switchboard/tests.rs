@@ -373,7 +373,7 @@ async fn relay_rewrites_an_msnftp_rendezvous_in_the_fan_out() {
     )
     .unwrap();
     while a_rx.try_recv().is_ok() {} // the JOI
-    let next = |rx: &mut tokio::sync::mpsc::Receiver<Event>| match rx.try_recv() {
+    let next = |rx: &mut crate::hub::Inbox| match rx.try_recv() {
         Ok(Event::Send(ServerMessage::Msg { from, payload, .. })) => (from.to_string(), payload),
         other => panic!("expected a MSG, got {other:?}"),
     };

@@ -45,8 +45,8 @@ pub(crate) struct Args {
     /// Seconds measured per path.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
-    /// Logins in progress at once.
-    #[arg(long, default_value_t = 32)]
+    /// Logins in progress at once (many clients logging in together, as after a restart).
+    #[arg(long, default_value_t = 128)]
     concurrency: usize,
     /// Accounts logged in round-robin (more than `concurrency`, so no login replaces another).
     #[arg(long, default_value_t = 2000)]

@@ -275,6 +275,16 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A scenario that failed half-way must not leave its server running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The hidden `__serve` mode: what `relive-server serve` does (same library calls, same
 /// multi-threaded runtime), on `127.0.0.1` port-0 listeners, printing the same address lines.
 pub(crate) fn child_main(data_dir: PathBuf) -> anyhow::Result<()> {
