@@ -232,6 +232,9 @@ impl Store {
 fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Room for every statement of the login path (account, token, list snapshot) and the list
+    // edits, so none is parsed again per login.
+    conn.set_prepared_statement_cache_capacity(64);
     migrations::migrate(conn)?;
     Ok(())
 }

@@ -77,20 +77,19 @@ fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp
 fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, ListError> {
     // A read transaction so the pieces agree with each other.
     let tx = conn.transaction()?;
+    // Cached statements throughout: a snapshot is taken at every login.
     let (version, gtc, blp): (u32, String, String) = tx
-        .query_row(
-            "SELECT list_version, gtc, blp FROM accounts WHERE id = ?1",
-            [owner.0],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .prepare_cached("SELECT list_version, gtc, blp FROM accounts WHERE id = ?1")?
+        .query_row([owner.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .map_err(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => ListError::NoSuchAccount,
             e => e.into(),
         })?;
     let phones = phones_of(&tx, owner.0)?;
     let groups = {
-        let mut stmt = tx
-            .prepare("SELECT group_id, name FROM groups WHERE account_id = ?1 ORDER BY group_id")?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT group_id, name FROM groups WHERE account_id = ?1 ORDER BY group_id",
+        )?;
         let rows = stmt.query_map([owner.0], |r| {
             Ok((GroupId(r.get(0)?), r.get::<_, String>(1)?))
         })?;
@@ -107,7 +106,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
     };
     let mut memberships: HashMap<i64, Vec<GroupId>> = HashMap::new();
     {
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.prepare_cached(
             "SELECT contact_id, group_id FROM contact_groups WHERE owner_id = ?1
              ORDER BY contact_id, group_id",
         )?;
@@ -118,7 +117,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
         }
     }
     let rows: Vec<(i64, String, String, u8)> = {
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.prepare_cached(
             "SELECT a.id, a.email, c.friendly_name, c.lists
              FROM contacts c JOIN accounts a ON a.id = c.contact_id
              WHERE c.owner_id = ?1 ORDER BY a.email",
