@@ -212,24 +212,29 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
 
     // The phases.
     let mut rates = [0.0f64; 2];
+    let mut cpu = [0.0f64; 2];
     if args.rate > 0 {
         phase(
             &shared,
+            &server,
             Phase::RateWarmup,
             args.warmup,
             "fixed rate, warm-up",
         )
-        .await;
-        rates[0] = phase(&shared, Phase::Rate, args.duration, "fixed rate").await;
+        .await?;
+        (rates[0], cpu[0]) =
+            phase(&shared, &server, Phase::Rate, args.duration, "fixed rate").await?;
     }
-    phase(
+    let warm = "saturation, warm-up";
+    phase(&shared, &server, Phase::SaturationWarmup, args.warmup, warm).await?;
+    (rates[1], cpu[1]) = phase(
         &shared,
-        Phase::SaturationWarmup,
-        args.warmup,
-        "saturation, warm-up",
+        &server,
+        Phase::Saturation,
+        args.duration,
+        "saturation",
     )
-    .await;
-    rates[1] = phase(&shared, Phase::Saturation, args.duration, "saturation").await;
+    .await?;
     shared.phase.set(Phase::Drain);
     let drain_deadline = Instant::now() + Duration::from_secs(5);
     while shared.drained.get() < senders && Instant::now() < drain_deadline {
@@ -270,6 +275,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
             latency[0].quantile_ms(0.999),
             "ms",
         );
+        report.info("fixed rate: server CPU per message", cpu[0], "µs");
     }
     report.check(
         "saturation: delivered",
@@ -277,6 +283,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         "msgs/s",
         Target::AtLeast(TARGET_SATURATION),
     );
+    report.info("saturation: server CPU per message", cpu[1], "µs");
     report.info(
         "saturation: p50 latency",
         latency[1].quantile_ms(0.50),
@@ -335,11 +342,18 @@ impl server::Server {
     }
 }
 
-/// Runs `p` for `secs` seconds with a progress line per second; returns delivered msgs/s
-/// (for measured phases).
-async fn phase(shared: &Shared, p: Phase, secs: f64, what: &str) -> f64 {
+/// Runs `p` for `secs` seconds with a progress line per second; for measured phases returns
+/// delivered msgs/s and the server's CPU time per delivered message (µs).
+async fn phase(
+    shared: &Shared,
+    server: &server::Server,
+    p: Phase,
+    secs: f64,
+    what: &str,
+) -> anyhow::Result<(f64, f64)> {
     shared.phase.set(p);
     let start = Instant::now();
+    let cpu_before = server.cpu_seconds()?;
     let before = p.measured().map_or(0, |i| shared.delivered[i].get());
     let end = start + Duration::from_secs_f64(secs);
     let mut last = (start, shared.total_delivered.get());
@@ -358,9 +372,11 @@ async fn phase(shared: &Shared, p: Phase, secs: f64, what: &str) -> f64 {
         );
         last = (now, total);
     }
-    p.measured().map_or(0.0, |i| {
-        (shared.delivered[i].get() - before) as f64 / start.elapsed().as_secs_f64()
-    })
+    let cpu = server.cpu_seconds()? - cpu_before;
+    Ok(p.measured().map_or((0.0, 0.0), |i| {
+        let n = (shared.delivered[i].get() - before) as f64;
+        (n / start.elapsed().as_secs_f64(), cpu * 1e6 / n.max(1.0))
+    }))
 }
 
 /// Notes a server-side close of an NS connection as a dropped user.

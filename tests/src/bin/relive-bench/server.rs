@@ -236,6 +236,25 @@ impl Server {
             .ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", self.pid))
     }
 
+    /// CPU time the server process has used so far (user + system), in seconds.
+    pub(crate) fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // Fields after the command name (which is in parentheses and may contain spaces).
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .ok_or_else(|| anyhow!("unexpected /proc/{}/stat", self.pid))?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+        let ticks: u64 = fields
+            .get(11..13)
+            .ok_or_else(|| anyhow!("short /proc/{}/stat", self.pid))?
+            .iter()
+            .map(|f| f.parse::<u64>())
+            .sum::<Result<u64, _>>()?;
+        Ok(ticks as f64 / f64::from(rustix::param::clock_ticks_per_second() as u32))
+    }
+
     /// Whether the process is still running.
     pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
