@@ -85,25 +85,27 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     let users = Rc::new(users);
     let mut failures = 0;
     if matches!(args.mode, Mode::Md5 | Mode::Both) {
-        let (rate, mut lat, failed) = measure("md5", &args, &server, &users).await?;
+        let (rate, mut lat, failed, cpu) = measure("md5", &args, &server, &users).await?;
         report.check(
             "MD5 (MSNP7) logins",
             rate,
             "logins/s",
             Target::AtLeast(TARGET_MD5),
         );
+        report.info("MD5 login: server CPU per login", cpu, "µs");
         report.info("MD5 login p50 latency", lat.quantile_ms(0.5), "ms");
         report.info("MD5 login p99 latency", lat.quantile_ms(0.99), "ms");
         failures += failed;
     }
     if matches!(args.mode, Mode::Passport | Mode::Both) {
-        let (rate, mut lat, failed) = measure("passport", &args, &server, &users).await?;
+        let (rate, mut lat, failed, cpu) = measure("passport", &args, &server, &users).await?;
         report.check(
             "Passport (HTTPS + MSNP9) logins",
             rate,
             "logins/s",
             Target::AtLeast(TARGET_PASSPORT),
         );
+        report.info("Passport login: server CPU per login", cpu, "µs");
         report.info("Passport login p50 latency", lat.quantile_ms(0.5), "ms");
         report.info("Passport login p99 latency", lat.quantile_ms(0.99), "ms");
         failures += failed;
@@ -148,19 +150,21 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Runs `concurrency` login loops for `duration`; returns logins/s, latencies and failures.
+/// Runs `concurrency` login loops for `duration`; returns logins/s, latencies, failures and
+/// the server's CPU time per login (µs).
 async fn measure(
     mode: &'static str,
     args: &Args,
     server: &server::Server,
     users: &Rc<Vec<User>>,
-) -> anyhow::Result<(f64, Samples, usize)> {
+) -> anyhow::Result<(f64, Samples, usize, f64)> {
     let connector = tls12_connector(&server.ca_cert)?;
     let (da_host, da_path) = da_login_at(&connector, server.https).await?;
     let da = Rc::new((da_host, da_path, connector));
     let next = Rc::new(Cell::new(0usize));
     let done = Rc::new(Cell::new(0u64));
     let failed = Rc::new(Cell::new(0usize));
+    let cpu_before = server.cpu_seconds()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
     let workers: Vec<_> = (0..args.concurrency)
@@ -219,7 +223,8 @@ async fn measure(
         lat.extend(&w.await.context("login worker")?);
     }
     let rate = done.get() as f64 / started.elapsed().as_secs_f64();
-    Ok((rate, lat, failed.get()))
+    let cpu = (server.cpu_seconds()? - cpu_before) * 1e6 / done.get().max(1) as f64;
+    Ok((rate, lat, failed.get(), cpu))
 }
 
 async fn md5_login(ns: std::net::SocketAddr, u: &User) -> anyhow::Result<()> {
