@@ -152,6 +152,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
 
     let mut per_change = Samples::default();
     let mut timeouts = 0;
+    let mut cpu_before = server.cpu_seconds()?;
     // Round 0 (first CHG NLN) warms up and is not counted.
     for round in 0..=args.repeats {
         let status = if round % 2 == 0 { "NLN" } else { "AWY" };
@@ -177,6 +178,9 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         }
         if round > 0 {
             per_change.push(shared.last.get() - now);
+        } else {
+            // CPU is counted from the end of the warm-up round.
+            cpu_before = server.cpu_seconds()?;
         }
         if round % 10 == 0 {
             eprintln!(
@@ -187,6 +191,8 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
     }
+    let cpu_per_change =
+        (server.cpu_seconds()? - cpu_before) * 1e3 / per_change.len().max(1) as f64;
     shared.stop.set(true);
     drain.abort();
     server.stop(common.keep).await?;
@@ -201,6 +207,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         Target::AtMost(TARGET_P99_MS),
     );
     report.info("all notified: max", per_change.quantile_ms(1.0), "ms");
+    report.info("server CPU per status change", cpu_per_change, "ms");
     let mut each = shared.per_watcher.borrow().clone();
     report.info("single watcher: p50", each.quantile_ms(0.5), "ms");
     report.info("single watcher: p99", each.quantile_ms(0.99), "ms");
