@@ -28,7 +28,7 @@ use clap::{Parser, Subcommand};
 
 /// Load generator and benchmarks for the Relive server.
 #[derive(Debug, Parser)]
-#[command(name = "relive-bench", about)]
+#[command(name = "relive-bench")]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
