@@ -17,6 +17,7 @@
 //!
 //! The hub never holds its lock across an `.await`; every method is synchronous and short.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -48,11 +49,37 @@ pub enum Event {
 pub struct ConnId(pub u64);
 
 /// The sending side of a connection: its outbox and the token that closes it.
+///
+/// Events travel boxed: tokio's bounded channel allocates its first block of 32 slots when
+/// it is created, so the slot size is paid by every idle connection (32 × 128 bytes for an
+/// unboxed [`Event`], 32 × 8 boxed); an event costs one small allocation instead.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     id: ConnId,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Box<Event>>,
     close: CancellationToken,
+}
+
+/// The receiving side of a connection's outbox.
+#[derive(Debug)]
+pub struct Inbox {
+    rx: mpsc::Receiver<Box<Event>>,
+}
+
+impl Inbox {
+    /// The next event; `None` once every [`Outbox`] is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await.map(|e| *e)
+    }
+
+    /// The next event if one is queued.
+    ///
+    /// # Errors
+    ///
+    /// Nothing is queued, or every [`Outbox`] is gone.
+    pub fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
+        self.rx.try_recv().map(|e| *e)
+    }
 }
 
 impl Outbox {
@@ -71,7 +98,7 @@ impl Outbox {
     /// Queues `event` without waiting. A full outbox closes the connection: the reader is too
     /// slow, and waiting for it would stall the sender. Returns whether the event was queued.
     pub fn deliver(&self, event: Event) -> bool {
-        match self.tx.try_send(event) {
+        match self.tx.try_send(Box::new(event)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 warn!(conn = self.id.0, "outbox full; closing slow connection");
@@ -102,10 +129,10 @@ impl OutboxFactory {
 
     /// A new outbox and its receiving end; `close` is the connection's own cancellation token.
     #[must_use]
-    pub fn create(&self, close: CancellationToken) -> (Outbox, mpsc::Receiver<Event>) {
+    pub fn create(&self, close: CancellationToken) -> (Outbox, Inbox) {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.capacity);
-        (Outbox { id, tx, close }, rx)
+        (Outbox { id, tx, close }, Inbox { rx })
     }
 }
 
@@ -134,31 +161,57 @@ pub struct ListView {
     /// The user's privacy default.
     pub blp: Blp,
     /// List membership of each contact in this user's lists (FL/AL/BL/RL bits).
-    pub contacts: HashMap<Passport, ListSet>,
+    contacts: ContactBits,
 }
 
 impl Default for ListView {
     fn default() -> Self {
         Self {
             blp: Blp::Al,
-            contacts: HashMap::new(),
+            contacts: ContactBits::default(),
         }
     }
 }
 
 impl ListView {
+    /// Lists with privacy default `blp` and `contacts` (later entries for the same handle
+    /// replace earlier ones; empty sets are left out).
+    #[must_use]
+    pub fn new<'a>(blp: Blp, contacts: impl IntoIterator<Item = (&'a Passport, ListSet)>) -> Self {
+        let mut all: Vec<(&str, ListSet)> =
+            contacts.into_iter().map(|(p, b)| (p.as_str(), b)).collect();
+        // Stable sort, then keep the last entry of each handle.
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        let mut unique: Vec<(&str, ListSet)> = Vec::with_capacity(all.len());
+        for (handle, bits) in all {
+            match unique.last_mut() {
+                Some(last) if last.0 == handle => last.1 = bits,
+                _ => unique.push((handle, bits)),
+            }
+        }
+        unique.retain(|(_, b)| *b != ListSet::EMPTY);
+        Self {
+            blp,
+            contacts: ContactBits::from_sorted(&unique),
+        }
+    }
+
     /// The bits `contact` has in these lists.
     #[must_use]
-    pub fn bits(&self, contact: &Passport) -> ListSet {
+    pub fn bits<Q: Borrow<str> + ?Sized>(&self, contact: &Q) -> ListSet {
         self.contacts
-            .get(contact)
-            .copied()
+            .get(contact.borrow())
             .unwrap_or(ListSet::EMPTY)
+    }
+
+    /// Every contact with its bits, in handle order.
+    pub fn contacts(&self) -> impl Iterator<Item = (&str, ListSet)> {
+        self.contacts.iter()
     }
 
     /// Whether the owner of these lists blocks `viewer` (PROTOCOL.md §2.8).
     #[must_use]
-    pub fn blocks(&self, viewer: &Passport) -> bool {
+    pub fn blocks<Q: Borrow<str> + ?Sized>(&self, viewer: &Q) -> bool {
         let bits = self.bits(viewer);
         if bits.contains(ListKind::Bl) {
             true
@@ -170,11 +223,71 @@ impl ListView {
     }
 
     fn set_bits(&mut self, contact: &Passport, bits: ListSet) {
-        if bits == ListSet::EMPTY {
-            self.contacts.remove(contact);
-        } else {
-            self.contacts.insert(contact.clone(), bits);
+        let mut all: Vec<(&str, ListSet)> = self
+            .contacts
+            .iter()
+            .filter(|(h, _)| *h != contact.as_str())
+            .collect();
+        if bits != ListSet::EMPTY {
+            let at = all.partition_point(|(h, _)| *h < contact.as_str());
+            all.insert(at, (contact.as_str(), bits));
         }
+        self.contacts = ContactBits::from_sorted(&all);
+    }
+}
+
+/// A user's contacts and their list bits, packed for memory: every online user holds one, of
+/// up to a few hundred entries, for as long as they are online. The handles are sorted and
+/// concatenated into one string; each entry is the end offset of its handle and its bits
+/// (8 bytes). Lookups are binary searches; changes (rare: `ADD`/`REM`/RL updates) rebuild it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct ContactBits {
+    names: Box<str>,
+    entries: Box<[(u32, ListSet)]>,
+}
+
+impl ContactBits {
+    /// From entries sorted by handle, without duplicates.
+    fn from_sorted(sorted: &[(&str, ListSet)]) -> Self {
+        let mut names = String::with_capacity(sorted.iter().map(|(h, _)| h.len()).sum());
+        let mut entries = Vec::with_capacity(sorted.len());
+        for (handle, bits) in sorted {
+            names.push_str(handle);
+            // Handles are at most 129 bytes and lists a few thousand entries long.
+            entries.push((u32::try_from(names.len()).unwrap_or(u32::MAX), *bits));
+        }
+        Self {
+            names: names.into_boxed_str(),
+            entries: entries.into_boxed_slice(),
+        }
+    }
+
+    fn handle(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].0 as usize
+        };
+        self.names
+            .get(start..self.entries[i].0 as usize)
+            .unwrap_or("")
+    }
+
+    fn get(&self, contact: &str) -> Option<ListSet> {
+        let (mut lo, mut hi) = (0, self.entries.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.handle(mid).cmp(contact) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.entries[mid].1),
+            }
+        }
+        None
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, ListSet)> {
+        (0..self.entries.len()).map(|i| (self.handle(i), self.entries[i].1))
     }
 }
 
@@ -361,12 +474,11 @@ impl Hub {
         }
         entry
             .lists
-            .contacts
-            .iter()
+            .contacts()
             .filter(|(_, bits)| bits.contains(ListKind::Fl))
             .filter_map(|(contact, _)| {
-                let other = users.get(contact)?;
-                if other.lists.blocks(user) {
+                let (contact, other) = users.get_key_value(contact)?;
+                if other.lists.blocks(user.as_str()) {
                     return None;
                 }
                 other.iln(contact, trid)
@@ -450,10 +562,9 @@ impl Hub {
             return;
         };
         // Only watchers (RL before or after) can notice; compare their visibility.
-        let mut watchers: Vec<&Passport> = before
-            .contacts
-            .iter()
-            .chain(entry.lists.contacts.iter())
+        let mut watchers: Vec<&str> = before
+            .contacts()
+            .chain(entry.lists.contacts())
             .filter(|(_, bits)| bits.contains(ListKind::Rl))
             .map(|(c, _)| c)
             .collect();
@@ -539,8 +650,8 @@ fn fan_out(
     entry: &Entry,
     message: &ServerMessage,
 ) {
-    for (watcher, bits) in &entry.lists.contacts {
-        if !bits.contains(ListKind::Rl) || entry.lists.blocks(watcher) || watcher == user {
+    for (watcher, bits) in entry.lists.contacts() {
+        if !bits.contains(ListKind::Rl) || entry.lists.blocks(watcher) || watcher == user.as_str() {
             continue;
         }
         if let Some(w) = users.get(watcher).filter(|w| w.wants_presence()) {
@@ -569,8 +680,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn list_views_pack_look_up_and_change_contacts() {
+        let fl = ListSet::EMPTY.with(ListKind::Fl);
+        let bl = ListSet::EMPTY.with(ListKind::Bl);
+        let al = ListSet::EMPTY.with(ListKind::Al);
+        let (c, a, b) = (p("carol@x.com"), p("alice@x.com"), p("bob@x.com"));
+        // Unsorted input, a duplicate (the later wins) and an empty set (left out).
+        let mut v = ListView::new(
+            Blp::Bl,
+            [(&c, fl), (&a, fl), (&c, al), (&b, ListSet::EMPTY)],
+        );
+        let all: Vec<_> = v.contacts().collect();
+        assert_eq!(all, vec![("alice@x.com", fl), ("carol@x.com", al)]);
+        assert_eq!(v.bits(&a), fl);
+        assert_eq!(v.bits("carol@x.com"), al);
+        assert_eq!(v.bits(&b), ListSet::EMPTY);
+        // BLP BL: blocked unless on AL.
+        assert!(v.blocks(&a) && !v.blocks(&c) && v.blocks("nobody@x.com"));
+        v.set_bits(&b, bl);
+        v.set_bits(&a, ListSet::EMPTY);
+        v.set_bits(&c, al.with(ListKind::Rl));
+        let all: Vec<_> = v.contacts().collect();
+        assert_eq!(
+            all,
+            vec![("bob@x.com", bl), ("carol@x.com", al.with(ListKind::Rl))]
+        );
+        assert!(v.blocks(&b));
+        assert_eq!(ListView::default().contacts().count(), 0);
+    }
+
     struct Conn {
-        rx: mpsc::Receiver<Event>,
+        rx: Inbox,
         close: CancellationToken,
         id: ConnId,
     }
@@ -592,7 +733,7 @@ mod tests {
         let mut lists = ListView::default();
         for (c, kinds) in contacts {
             let bits = kinds.iter().fold(ListSet::EMPTY, |s, k| s.with(*k));
-            lists.contacts.insert(p(c), bits);
+            lists.set_bits(&p(c), bits);
         }
         hub.register(
             &p(user),

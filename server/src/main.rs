@@ -334,6 +334,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         public_host: args.public_host,
     };
     let settings = settings(data_dir, &overrides)?;
+    raise_fd_limit(settings.max_connections);
     let (store, certs) = data_dir::prepare(&settings)
         .await
         .context("setting up the data directory")?;
@@ -407,6 +408,40 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     });
     relive_server::run_with_relay(ctx, listeners, relay_quic, shutdown).await?;
     Ok(())
+}
+
+/// Descriptors the server needs besides its client connections (listeners, database, relay,
+/// epoll, log).
+const FD_RESERVE: u64 = 64;
+
+/// Raises the open-file soft limit to the hard limit (every connection is a descriptor; the
+/// usual soft limit of 1024 would cap the server near 1000 users whatever `max_connections`
+/// says), and warns when `max_connections` still does not fit.
+fn raise_fd_limit(max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(FD_RESERVE);
+    if now < wanted {
+        tracing::warn!(
+            limit = now,
+            max_connections,
+            "the open-file limit is below max_connections + {FD_RESERVE}: connections beyond \
+             about {} will fail to be accepted (raise `ulimit -Hn`)",
+            now.saturating_sub(FD_RESERVE)
+        );
+    }
 }
 
 /// The legacy listener's acceptor: the configured PEM files, or the generated RSA chain in the

@@ -10,7 +10,6 @@ use md5::{Digest as _, Md5};
 use relive_msnp::client::ClientCommand;
 use relive_msnp::frame::{Direction, decode};
 use relive_msnp::types::Passport;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
@@ -58,11 +57,11 @@ pub(crate) fn md5hex(challenge: &str, secret: &str) -> String {
 /// A service with its outbox receiver; lines in, lines out.
 pub(crate) struct Harness<S> {
     pub(crate) svc: S,
-    rx: mpsc::Receiver<Event>,
+    rx: crate::hub::Inbox,
     closed: bool,
 }
 
-fn outbox(ctx: &Context) -> (Outbox, mpsc::Receiver<Event>) {
+fn outbox(ctx: &Context) -> (Outbox, crate::hub::Inbox) {
     ctx.outboxes.create(CancellationToken::new())
 }
 
@@ -108,7 +107,7 @@ impl Harness<SbService> {
 }
 
 impl<S: Service> Harness<S> {
-    fn wrap(svc: S, rx: mpsc::Receiver<Event>) -> Self {
+    fn wrap(svc: S, rx: crate::hub::Inbox) -> Self {
         Self {
             svc,
             rx,

@@ -130,6 +130,13 @@ impl MsnpClient {
         }
     }
 
+    /// Takes the connection apart: the stream and the bytes already read but not yet
+    /// consumed (a load generator continues on the raw socket after a scripted login).
+    #[must_use]
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.buf)
+    }
+
     /// The connection's label.
     #[must_use]
     pub fn label(&self) -> &str {

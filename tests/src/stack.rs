@@ -363,26 +363,7 @@ impl TestStack {
     ///
     /// TLS or HTTP failed, or the answer lacks a usable `DALogin`.
     pub async fn da_login(&self) -> anyhow::Result<(String, String)> {
-        let nexus = self
-            .https_request("GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n")
-            .await?;
-        ensure!(
-            nexus.status_line == "HTTP/1.1 200 OK",
-            "nexus: {}",
-            nexus.status_line
-        );
-        let urls = nexus
-            .header("PassportURLs")
-            .ok_or_else(|| anyhow!("nexus: no PassportURLs header"))?;
-        let login = crate::http::da_login(urls).ok_or_else(|| anyhow!("no DALogin in {urls}"))?;
-        let login = login
-            .strip_prefix("https://")
-            .or_else(|| login.strip_prefix("http://"))
-            .unwrap_or(login);
-        let (host, path) = login
-            .split_once('/')
-            .ok_or_else(|| anyhow!("DALogin {login} has no path"))?;
-        Ok((host.to_owned(), path.to_owned()))
+        da_login_at(&self.tls_connector()?, self.https).await
     }
 
     /// The Passport 1.4 exchange MSN 5.0–7.x does over HTTPS: `GET /rdr/pprdr.asp`, then
@@ -399,14 +380,8 @@ impl TestStack {
         twn_params: &str,
     ) -> anyhow::Result<crate::http::Response> {
         let (host, path) = self.da_login().await?;
-        let sign_in = handle.replace('@', "%40");
-        self.https_request(&format!(
-            "GET /{path} HTTP/1.1\r\nAuthorization: Passport1.4 OrgVerb=GET,\
-             OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in={sign_in},pwd={secret},\
-             {twn_params}\r\nUser-Agent: MSMSGS\r\nHost: {host}\r\n\
-             Connection: Keep-Alive\r\nCache-Control: no-cache\r\n\r\n"
-        ))
-        .await
+        self.https_request(&login2_request(&host, &path, handle, secret, twn_params))
+            .await
     }
 
     /// Logs `handle` in with Passport 1.4 in dialect `version` (MSNP8+): `VER` (offering
@@ -418,58 +393,12 @@ impl TestStack {
     ///
     /// Any step of the login did not go as PROTOCOL.md §2.3.3 describes.
     pub async fn login_twn(&self, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
-        let v = ProtocolVersion::new(version).ok_or_else(|| anyhow!("bad version {version}"))?;
         let mut c = self.connect_ns(&ns_label(handle)).await?;
-        let t = c.trid();
-        c.send_line(&format!("VER {t} {v} MSNP8 CVR0")).await?;
-        c.set_version(v);
-        let line = c.recv_raw().await?.line();
-        ensure!(
-            line == format!("VER {t} {v}") || line == format!("VER {t} {v} CVR0"),
-            "expected VER {t} {v}, got {line:?}"
-        );
-        let t = c.trid();
-        c.send_line(&format!(
-            "CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR 6.2.0205 MSMSGS {handle}"
-        ))
+        login_twn_with(&mut c, version, handle, |twn_params| async move {
+            self.passport_login(handle, self.token(handle), &twn_params)
+                .await
+        })
         .await?;
-        let line = c.recv_raw().await?.line();
-        ensure!(
-            line.starts_with(&format!("CVR {t} ")),
-            "expected CVR, got {line:?}"
-        );
-        let t = c.trid();
-        c.send_line(&format!("USR {t} TWN I {handle}")).await?;
-        let line = c.recv_raw().await?.line();
-        let twn_params = line
-            .strip_prefix(&format!("USR {t} TWN S "))
-            .ok_or_else(|| anyhow!("expected USR {t} TWN S, got {line:?}"))?
-            .to_owned();
-        let res = self
-            .passport_login(handle, self.token(handle), &twn_params)
-            .await?;
-        ensure!(
-            res.status_line == "HTTP/1.1 200 OK",
-            "login2.srf: {}",
-            res.status_line
-        );
-        let ticket = res
-            .header("Authentication-Info")
-            .and_then(crate::http::ticket_of)
-            .ok_or_else(|| anyhow!("login2.srf: no ticket"))?;
-        let t = c.trid();
-        c.send_line(&format!("USR {t} TWN S {ticket}")).await?;
-        let line = c.recv_raw().await?.line();
-        ensure!(
-            line.starts_with(&format!("USR {t} OK {handle} ")),
-            "expected USR {t} OK, got {line:?}"
-        );
-        let profile = c.recv_raw().await?;
-        ensure!(
-            profile.line().starts_with("MSG Hotmail Hotmail "),
-            "expected the profile, got {:?}",
-            profile.line()
-        );
         Ok(c)
     }
 
@@ -572,6 +501,130 @@ pub async fn login_md5(
             && payload.windows(29).any(|w| w == b"Content-Type: text/x-msmsgspr"))
     })
     .await?;
+    Ok(())
+}
+
+/// Asks the nexus at `https` (`GET /rdr/pprdr.asp`, trusting what `connector` trusts) where to
+/// log in; returns the `DALogin` host (with port, if any) and path (without its leading `/`).
+///
+/// # Errors
+///
+/// TLS or HTTP failed, or the answer lacks a usable `DALogin`.
+pub async fn da_login_at(
+    connector: &tokio_rustls::TlsConnector,
+    https: SocketAddr,
+) -> anyhow::Result<(String, String)> {
+    let mut tls = crate::http::connect_tls(connector, https).await?;
+    let nexus = crate::http::exchange(
+        &mut tls,
+        b"GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n",
+    )
+    .await?;
+    ensure!(
+        nexus.status_line == "HTTP/1.1 200 OK",
+        "nexus: {}",
+        nexus.status_line
+    );
+    let urls = nexus
+        .header("PassportURLs")
+        .ok_or_else(|| anyhow!("nexus: no PassportURLs header"))?;
+    let login = crate::http::da_login(urls).ok_or_else(|| anyhow!("no DALogin in {urls}"))?;
+    let login = login
+        .strip_prefix("https://")
+        .or_else(|| login.strip_prefix("http://"))
+        .unwrap_or(login);
+    let (host, path) = login
+        .split_once('/')
+        .ok_or_else(|| anyhow!("DALogin {login} has no path"))?;
+    Ok((host.to_owned(), path.to_owned()))
+}
+
+/// The `login2.srf` request of the Passport 1.4 exchange: `GET /<path>` on `host` with
+/// `Authorization: Passport1.4 ...,sign-in=<handle>,pwd=<secret>,<twn_params>`.
+#[must_use]
+pub fn login2_request(
+    host: &str,
+    path: &str,
+    handle: &str,
+    secret: &str,
+    twn_params: &str,
+) -> String {
+    let sign_in = handle.replace('@', "%40");
+    format!(
+        "GET /{path} HTTP/1.1\r\nAuthorization: Passport1.4 OrgVerb=GET,\
+         OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in={sign_in},pwd={secret},\
+         {twn_params}\r\nUser-Agent: MSMSGS\r\nHost: {host}\r\n\
+         Connection: Keep-Alive\r\nCache-Control: no-cache\r\n\r\n"
+    )
+}
+
+/// Logs `handle` in with Passport 1.4 in dialect `version` (MSNP8+) on the NS connection `c`:
+/// `VER` (offering `version` and MSNP8), `CVR`, `USR TWN I`, then `passport` with the `TWN S`
+/// parameters (it does the HTTPS `login2.srf` exchange and returns the response), then
+/// `USR TWN S <ticket>`; consumes `USR OK` and the profile message.
+///
+/// # Errors
+///
+/// Any step of the login did not go as PROTOCOL.md §2.3.3 describes.
+pub async fn login_twn_with<F, Fut>(
+    c: &mut MsnpClient,
+    version: u8,
+    handle: &str,
+    passport: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<crate::http::Response>>,
+{
+    let v = ProtocolVersion::new(version).ok_or_else(|| anyhow!("bad version {version}"))?;
+    let t = c.trid();
+    c.send_line(&format!("VER {t} {v} MSNP8 CVR0")).await?;
+    c.set_version(v);
+    let line = c.recv_raw().await?.line();
+    ensure!(
+        line == format!("VER {t} {v}") || line == format!("VER {t} {v} CVR0"),
+        "expected VER {t} {v}, got {line:?}"
+    );
+    let t = c.trid();
+    c.send_line(&format!(
+        "CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR 6.2.0205 MSMSGS {handle}"
+    ))
+    .await?;
+    let line = c.recv_raw().await?.line();
+    ensure!(
+        line.starts_with(&format!("CVR {t} ")),
+        "expected CVR, got {line:?}"
+    );
+    let t = c.trid();
+    c.send_line(&format!("USR {t} TWN I {handle}")).await?;
+    let line = c.recv_raw().await?.line();
+    let twn_params = line
+        .strip_prefix(&format!("USR {t} TWN S "))
+        .ok_or_else(|| anyhow!("expected USR {t} TWN S, got {line:?}"))?
+        .to_owned();
+    let res = passport(twn_params).await?;
+    ensure!(
+        res.status_line == "HTTP/1.1 200 OK",
+        "login2.srf: {}",
+        res.status_line
+    );
+    let ticket = res
+        .header("Authentication-Info")
+        .and_then(crate::http::ticket_of)
+        .ok_or_else(|| anyhow!("login2.srf: no ticket"))?;
+    let t = c.trid();
+    c.send_line(&format!("USR {t} TWN S {ticket}")).await?;
+    let line = c.recv_raw().await?.line();
+    ensure!(
+        line.starts_with(&format!("USR {t} OK {handle} ")),
+        "expected USR {t} OK, got {line:?}"
+    );
+    let profile = c.recv_raw().await?;
+    ensure!(
+        profile.line().starts_with("MSG Hotmail Hotmail "),
+        "expected the profile, got {:?}",
+        profile.line()
+    );
     Ok(())
 }
 

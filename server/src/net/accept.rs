@@ -1,6 +1,8 @@
 //! Accept loops: one per listener, each spawning a task per connection with a span, a child
 //! cancellation token and a connection-cap permit.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,13 +87,16 @@ pub(crate) async fn accept_loop(
                 let _gauge = Gauge::new(ctx.clone());
                 let _permit = permit;
                 tracing::debug!("accepted");
-                match kind {
-                    Kind::Ns => serve_ns_connection(stream, peer, ctx, cancel).await,
-                    Kind::Sb => serve_sb_connection(stream, peer, ctx, cancel).await,
-                    Kind::Http => serve_http_connection(stream, peer, ctx, cancel).await,
-                    Kind::Https => serve_https_connection(stream, peer, ctx, cancel).await,
-                    Kind::Legacy => serve_legacy_connection(stream, peer, ctx, cancel).await,
-                }
+                // Each kind's future is boxed at its own size: inline, every task would be as
+                // large as the largest of them (a TLS handshake's), idle NS connections too.
+                let serve: Pin<Box<dyn Future<Output = ()> + Send>> = match kind {
+                    Kind::Ns => Box::pin(serve_ns_connection(stream, peer, ctx, cancel)),
+                    Kind::Sb => Box::pin(serve_sb_connection(stream, peer, ctx, cancel)),
+                    Kind::Http => Box::pin(serve_http_connection(stream, peer, ctx, cancel)),
+                    Kind::Https => Box::pin(serve_https_connection(stream, peer, ctx, cancel)),
+                    Kind::Legacy => Box::pin(serve_legacy_connection(stream, peer, ctx, cancel)),
+                };
+                serve.await;
                 tracing::debug!("closed");
             }
             .instrument(span),

@@ -3,7 +3,9 @@
 //! One loop per connection `select!`s over four inputs and hands everything protocol-shaped to a
 //! [`Service`]:
 //!
-//! * socket reads: bytes go into a `BytesMut`; every complete frame is cut out with
+//! * socket reads: bytes are read into a scratch buffer on the stack of the poll and appended to
+//!   a `BytesMut` that is freed whenever it is empty, so an idle connection holds no read
+//!   buffer (nor a large write buffer); every complete frame is cut out with
 //!   [`relive_msnp::frame::decode`] (so split and coalesced reads are the same), parsed into a
 //!   [`ClientCommand`] and passed to [`Service::handle`];
 //! * the connection's hub outbox ([`Event`]): `Send` is written, `Kick` writes `OUT <reason>`
@@ -26,8 +28,7 @@ use relive_msnp::error::ParseError;
 use relive_msnp::frame::{Direction, decode};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::version::Capabilities;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -38,8 +39,10 @@ use crate::hub::Event;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the final write on shutdown (`OUT SSD`) may take.
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Read buffer growth step.
-const READ_CHUNK: usize = 4096;
+/// Most bytes one read takes from the socket (into a buffer on the stack of the poll).
+const READ_CHUNK: usize = 16 * 1024;
+/// A write buffer larger than this is freed after its write instead of being kept.
+const KEEP_WRITE_BUFFER: usize = 1024;
 
 /// What a service produced for one input: messages in order, and whether to close after them.
 #[derive(Debug, Default)]
@@ -157,7 +160,7 @@ enum End {
 pub async fn drive<S, IO>(
     io: &mut IO,
     service: &mut S,
-    events: &mut mpsc::Receiver<Event>,
+    events: &mut crate::hub::Inbox,
     kill: &CancellationToken,
     shutdown: &CancellationToken,
 ) where
@@ -173,7 +176,7 @@ pub async fn drive<S, IO>(
 async fn run_loop<S, IO>(
     io: &mut IO,
     service: &mut S,
-    events: &mut mpsc::Receiver<Event>,
+    events: &mut crate::hub::Inbox,
     kill: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> End
@@ -181,12 +184,11 @@ where
     S: Service,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     let mut out = Replies::new();
     let mut shutting_down = false;
     loop {
-        rbuf.reserve(READ_CHUNK);
         let deadline = service.deadline();
         tokio::select! {
             biased;
@@ -201,11 +203,15 @@ where
                 None => return End::Service,
             },
             () = sleep_until(deadline) => service.timeout(Instant::now(), &mut out),
-            read = io.read_buf(&mut rbuf) => match read {
+            read = std::future::poll_fn(|cx| poll_read_into(io, &mut rbuf, cx)) => match read {
                 Ok(0) => return End::PeerClosed,
                 Ok(_) => {
                     service.activity(Instant::now());
                     process_frames(&mut rbuf, service, &mut out).await;
+                    if rbuf.is_empty() {
+                        // Free the buffer (payloads still in use keep their own reference).
+                        rbuf = BytesMut::new();
+                    }
                 }
                 Err(error) => {
                     debug!(%error, "read failed");
@@ -236,6 +242,7 @@ where
                 r = tokio::time::timeout(limit, io.write_all(&wbuf)) => r,
             };
             match written {
+                Ok(Ok(())) if wbuf.capacity() > KEEP_WRITE_BUFFER => wbuf = BytesMut::new(),
                 Ok(Ok(())) => wbuf.clear(),
                 Ok(Err(error)) => {
                     debug!(%error, "write failed");
@@ -250,6 +257,26 @@ where
         if out.is_closing() || shutting_down {
             return End::Service;
         }
+    }
+}
+
+/// Reads what the socket has (at most [`READ_CHUNK`] bytes) into a scratch buffer on the stack
+/// and appends it to `rbuf`; `Ok(0)` at EOF. The scratch buffer lives only during the poll, so
+/// it neither enlarges the connection's future nor stays allocated while the peer is idle.
+fn poll_read_into<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    rbuf: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<usize>> {
+    let mut scratch = [const { std::mem::MaybeUninit::<u8>::uninit() }; READ_CHUNK];
+    let mut buf = tokio::io::ReadBuf::uninit(&mut scratch);
+    match std::pin::Pin::new(io).poll_read(cx, &mut buf) {
+        std::task::Poll::Ready(Ok(())) => {
+            rbuf.extend_from_slice(buf.filled());
+            std::task::Poll::Ready(Ok(buf.filled().len()))
+        }
+        std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+        std::task::Poll::Pending => std::task::Poll::Pending,
     }
 }
 
@@ -275,7 +302,9 @@ async fn process_frames<S: Service>(rbuf: &mut BytesMut, service: &mut S, out: &
                     payload,
                     "command"
                 );
-                service.handle(cmd, out).await;
+                // Boxed: the handler's future (store queries and all) is large, and inline it
+                // would be part of every connection's future for the connection's whole life.
+                Box::pin(service.handle(cmd, out)).await;
             }
             Err(error) => {
                 debug!(

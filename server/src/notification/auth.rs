@@ -287,14 +287,10 @@ impl NsService {
                 return Self::fail(trid, out);
             }
         };
-        let lists = ListView {
-            blp: snapshot.blp,
-            contacts: snapshot
-                .contacts
-                .iter()
-                .map(|c| (c.email.clone(), c.lists))
-                .collect(),
-        };
+        let lists = ListView::new(
+            snapshot.blp,
+            snapshot.contacts.iter().map(|c| (&c.email, c.lists)),
+        );
         let handle = account.email.clone();
         Span::current().record("user", handle.as_str());
         info!(user = handle.as_str(), "logged in");

@@ -136,11 +136,11 @@ pub(crate) fn account_by_email(
     conn: &Connection,
     email: &Passport,
 ) -> rusqlite::Result<Option<Account>> {
-    conn.query_row(
-        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"),
-        [email.as_str()],
-        account_from_row,
-    )
+    // Cached statements: this runs on every login (the SQL text is the same every time).
+    conn.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"
+    ))?
+    .query_row([email.as_str()], account_from_row)
     .optional()
 }
 
@@ -228,11 +228,10 @@ impl Store {
     pub async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         self.call(move |conn| {
             Ok(conn
-                .query_row(
-                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
-                    [id.0],
-                    account_from_row,
-                )
+                .prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+                ))?
+                .query_row([id.0], account_from_row)
                 .optional()?)
         })
         .await

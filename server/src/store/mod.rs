@@ -21,10 +21,13 @@
 //! - [`accounts`]: create, look up, delete accounts; passwords.
 //! - [`lists`]: the FL/AL/BL/RL data model, groups, GTC/BLP/phones, the SYN snapshot.
 //! - [`tokens`]: access tokens encrypted at rest, MD5 and plain verification.
+//! - [`seed`]: bulk creation of many accounts, tokens and contacts in one transaction
+//!   (benchmarks, imports).
 
 pub mod accounts;
 pub mod lists;
 pub mod migrations;
+pub mod seed;
 pub mod tokens;
 pub mod types;
 
@@ -229,6 +232,9 @@ impl Store {
 fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Room for every statement of the login path (account, token, list snapshot) and the list
+    // edits, so none is parsed again per login.
+    conn.set_prepared_statement_cache_capacity(64);
     migrations::migrate(conn)?;
     Ok(())
 }

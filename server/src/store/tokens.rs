@@ -82,7 +82,7 @@ fn aead_key(key: &ServerKey) -> Result<LessSafeKey, StoreError> {
     Ok(LessSafeKey::new(unbound))
 }
 
-fn generate_token() -> Result<Secret, StoreError> {
+pub(super) fn generate_token() -> Result<Secret, StoreError> {
     let mut bytes = [0u8; 10];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -98,7 +98,7 @@ fn generate_token() -> Result<Secret, StoreError> {
     Ok(Secret::new(token))
 }
 
-fn seal(
+pub(super) fn seal(
     key: &ServerKey,
     account: AccountId,
     token: &Secret,
@@ -139,7 +139,7 @@ where
     F: FnMut(&Secret) -> bool,
 {
     let key = aead_key(key)?;
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, nonce, ciphertext FROM tokens WHERE account_id = ?1 AND revoked_at IS NULL",
     )?;
     let rows = stmt.query_map([account.0], |r| {
@@ -163,10 +163,8 @@ where
         }
     }
     if let Some(id) = found {
-        conn.execute(
-            "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
-            params![id.0, now_unix()],
-        )?;
+        conn.prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")?
+            .execute(params![id.0, now_unix()])?;
     }
     Ok(found)
 }

@@ -390,7 +390,8 @@ impl Switchboards {
         sender_name: &FriendlyName,
         payload: &Bytes,
     ) -> Delivery {
-        let relay = self.relay_state();
+        // Plain messages skip the rewriter (and the per-recipient peer lookups) altogether.
+        let relay = self.relay_state().filter(|_| may_need_rewriting(payload));
         let mut rooms = lock(&self.rooms);
         let Some(room) = rooms.get_mut(&id) else {
             return Delivery {
@@ -400,6 +401,33 @@ impl Switchboards {
         };
         fan_out_message(room, relay.as_deref(), from, sender, sender_name, payload)
     }
+}
+
+/// How far into a payload a content type the rewriter acts on can appear: its head must end
+/// within the first 1024 + 4 bytes (`relive_relay`'s envelope parser looks no further).
+const REWRITE_HEAD_WINDOW: usize = 1028;
+
+/// Whether the rewriter could change `payload`: it only acts on `text/x-msmsgsinvite` and
+/// `application/x-msnmsgrp2p` messages, whose heads name those types. A payload whose first
+/// [`REWRITE_HEAD_WINDOW`] bytes contain neither name (in any case) is relayed unchanged by it
+/// (`ContentKind::Other`), so it need not be offered to it; typing notifications and text,
+/// nearly all traffic, are answered here without parsing their heads.
+fn may_need_rewriting(payload: &[u8]) -> bool {
+    if payload.len() > rewrite::MAX_INSPECTED_PAYLOAD {
+        return false;
+    }
+    let window = &payload[..payload.len().min(REWRITE_HEAD_WINDOW)];
+    let starts_with = |at: usize, name: &[u8]| {
+        window
+            .get(at..at + name.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(name))
+    };
+    // Both names are `x-` + a rest: look at the few hyphens instead of every offset.
+    (1..window.len()).any(|i| {
+        window[i] == b'-'
+            && window[i - 1].eq_ignore_ascii_case(&b'x')
+            && (starts_with(i + 1, b"msmsgsinvite") || starts_with(i + 1, b"msnmsgrp2p"))
+    })
 }
 
 /// The rewriter's view of a member (`None` when its address is unknown). `reachable` stays

@@ -373,7 +373,7 @@ async fn relay_rewrites_an_msnftp_rendezvous_in_the_fan_out() {
     )
     .unwrap();
     while a_rx.try_recv().is_ok() {} // the JOI
-    let next = |rx: &mut tokio::sync::mpsc::Receiver<Event>| match rx.try_recv() {
+    let next = |rx: &mut crate::hub::Inbox| match rx.try_recv() {
         Ok(Event::Send(ServerMessage::Msg { from, payload, .. })) => (from.to_string(), payload),
         other => panic!("expected a MSG, got {other:?}"),
     };
@@ -434,4 +434,28 @@ async fn relay_rewrites_an_msnftp_rendezvous_in_the_fan_out() {
     assert_ne!(port(&to_a), port(&to_b));
     assert!(a_rx.try_recv().is_err() && b_rx.try_recv().is_err());
     stop.cancel();
+}
+
+#[test]
+fn only_invitations_and_p2p_messages_are_offered_to_the_rewriter() {
+    use super::may_need_rewriting;
+    let text = b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\
+                 X-MMS-IM-Format: FN=MS%20Sans%20Serif; EF=; CO=0; CS=0; PF=0\r\n\r\nhi";
+    let typing =
+        b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgscontrol\r\nTypingUser: a@b.c\r\n\r\n\r\n";
+    assert!(!may_need_rewriting(text));
+    assert!(!may_need_rewriting(typing));
+    assert!(may_need_rewriting(
+        b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\nInvitation-Command: INVITE\r\n"
+    ));
+    assert!(may_need_rewriting(
+        b"MIME-Version: 1.0\r\ncontent-type: APPLICATION/X-MSNMSGRP2P\r\nP2P-Dest: a@b.c\r\n\r\n"
+    ));
+    // Beyond the head window, or a payload too large to inspect: not offered.
+    let mut late = vec![b'a'; 2000];
+    late.extend_from_slice(b"Content-Type: text/x-msmsgsinvite\r\n\r\n");
+    assert!(!may_need_rewriting(&late));
+    let mut huge = b"Content-Type: text/x-msmsgsinvite\r\n\r\n".to_vec();
+    huge.resize(relive_relay::rewrite::MAX_INSPECTED_PAYLOAD + 1, b'x');
+    assert!(!may_need_rewriting(&huge));
 }

@@ -35,6 +35,14 @@ fn is_token(s: &str, max: usize) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Passport(String);
 
+/// Lets maps keyed by `Passport` be searched with a `&str` (hashing and ordering agree: both
+/// are those of the string).
+impl std::borrow::Borrow<str> for Passport {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Passport {
     /// Parses and normalises (lower-cases) a handle.
     ///

@@ -54,6 +54,38 @@ pub struct ListSnapshot {
     pub contacts: Vec<Contact>,
 }
 
+/// The phone properties of every contact of `owner`, by contact id, in one query (a query per
+/// contact made the snapshot at login the largest cost of a login).
+fn contact_phones(
+    conn: &Connection,
+    owner: i64,
+) -> rusqlite::Result<HashMap<i64, Vec<(PhoneProp, Token)>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.account_id, p.prop, p.value
+         FROM contacts c JOIN account_phones p ON p.account_id = c.contact_id
+         WHERE c.owner_id = ?1",
+    )?;
+    let rows = stmt.query_map([owner], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut by_contact: HashMap<i64, Vec<(PhoneProp, Token)>> = HashMap::new();
+    for row in rows {
+        let (id, prop, value) = row?;
+        // Values were validated on the way in; a row that no longer parses is left out.
+        if let (Ok(prop), Ok(value)) = (PhoneProp::parse(&prop), Token::parse(&value)) {
+            by_contact.entry(id).or_default().push((prop, value));
+        }
+    }
+    for phones in by_contact.values_mut() {
+        phones.sort_by_key(|(p, _)| phone_prop_rank(*p));
+    }
+    Ok(by_contact)
+}
+
 fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp, Token)>> {
     let mut stmt =
         conn.prepare_cached("SELECT prop, value FROM account_phones WHERE account_id = ?1")?;
@@ -77,20 +109,19 @@ fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp
 fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, ListError> {
     // A read transaction so the pieces agree with each other.
     let tx = conn.transaction()?;
+    // Cached statements throughout: a snapshot is taken at every login.
     let (version, gtc, blp): (u32, String, String) = tx
-        .query_row(
-            "SELECT list_version, gtc, blp FROM accounts WHERE id = ?1",
-            [owner.0],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .prepare_cached("SELECT list_version, gtc, blp FROM accounts WHERE id = ?1")?
+        .query_row([owner.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .map_err(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => ListError::NoSuchAccount,
             e => e.into(),
         })?;
     let phones = phones_of(&tx, owner.0)?;
     let groups = {
-        let mut stmt = tx
-            .prepare("SELECT group_id, name FROM groups WHERE account_id = ?1 ORDER BY group_id")?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT group_id, name FROM groups WHERE account_id = ?1 ORDER BY group_id",
+        )?;
         let rows = stmt.query_map([owner.0], |r| {
             Ok((GroupId(r.get(0)?), r.get::<_, String>(1)?))
         })?;
@@ -107,7 +138,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
     };
     let mut memberships: HashMap<i64, Vec<GroupId>> = HashMap::new();
     {
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.prepare_cached(
             "SELECT contact_id, group_id FROM contact_groups WHERE owner_id = ?1
              ORDER BY contact_id, group_id",
         )?;
@@ -118,7 +149,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
         }
     }
     let rows: Vec<(i64, String, String, u8)> = {
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.prepare_cached(
             "SELECT a.id, a.email, c.friendly_name, c.lists
              FROM contacts c JOIN accounts a ON a.id = c.contact_id
              WHERE c.owner_id = ?1 ORDER BY a.email",
@@ -128,6 +159,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
         })?;
         rows.collect::<Result<_, _>>()?
     };
+    let mut phones_by_contact = contact_phones(&tx, owner.0)?;
     let mut contacts = Vec::with_capacity(rows.len());
     for (id, email, friendly_name, lists) in rows {
         // Handles were validated on the way in; a row that no longer parses is skipped
@@ -146,7 +178,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
             friendly_name,
             lists: bits_from_db(lists),
             groups: memberships.remove(&id).unwrap_or_default(),
-            phones: phones_of(&tx, id)?,
+            phones: phones_by_contact.remove(&id).unwrap_or_default(),
         });
     }
     tx.finish()?;

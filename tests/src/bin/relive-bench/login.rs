@@ -1,0 +1,253 @@
+//! `login`: complete logins per second and their latency, with a fixed number of logins in
+//! progress at once, each on a new connection:
+//!
+//! - `md5`: MSNP7 `VER`/`INF`/`USR MD5 I`/`USR MD5 S md5(challenge ‖ token)` until `USR OK` and
+//!   the profile message;
+//! - `passport`: MSNP9 `VER`/`CVR`/`USR TWN I`, then a new TLS connection to the HTTPS
+//!   listener for `login2.srf` with the token as password, then `USR TWN S <ticket>` until
+//!   `USR OK` and the profile (the nexus is asked once, as clients cache it).
+//!
+//! Password logins are bounded by bcrypt: the scenario times the configured cost's hash and
+//! reports the rate one core can verify.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use relive_msnp::client::Role;
+use relive_tests::MsnpClient;
+use relive_tests::http::{connect_tls, exchange, tls12_connector};
+use relive_tests::stack::{da_login_at, login_md5, login_twn_with, login2_request};
+
+use crate::Common;
+use crate::report::{Report, Target};
+use crate::server::{self, ServerOpts, User};
+use crate::stats::Samples;
+
+/// Which login path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// MSNP7 MD5 with tokens.
+    Md5,
+    /// MSNP9 through Passport (HTTPS `login2.srf` + NS `USR TWN`).
+    Passport,
+    /// Both, one after the other.
+    Both,
+}
+
+/// `login` options.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Args {
+    /// Login path(s) to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    mode: Mode,
+    /// Seconds measured per path.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Logins in progress at once (many clients logging in together, as after a restart).
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// Accounts logged in round-robin (more than `concurrency`, so no login replaces another).
+    #[arg(long, default_value_t = 2000)]
+    accounts: usize,
+    /// Contacts per account (loaded at every login).
+    #[arg(long, default_value_t = 50)]
+    contacts: usize,
+}
+
+/// Targets of issue #8.
+const TARGET_MD5: f64 = 5_000.0;
+const TARGET_PASSPORT: f64 = 2_000.0;
+
+pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        args.accounts > args.concurrency,
+        "--accounts must exceed --concurrency (a second login of an account closes the first)"
+    );
+    let mut report = Report::new(
+        "login",
+        serde_json::json!({
+            "mode": format!("{:?}", args.mode).to_lowercase(), "duration_s": args.duration,
+            "concurrency": args.concurrency, "accounts": args.accounts,
+            "contacts": args.contacts,
+        }),
+    );
+    let (server, users) = server::start(
+        common,
+        &ServerOpts {
+            max_connections: args.concurrency * 4 + 100,
+        },
+        server::accounts(args.accounts)?,
+        server::ring_contacts(args.accounts, args.contacts),
+    )
+    .await?;
+    let users = Rc::new(users);
+    let mut failures = 0;
+    if matches!(args.mode, Mode::Md5 | Mode::Both) {
+        let (rate, mut lat, failed, cpu) = measure("md5", &args, &server, &users).await?;
+        report.check(
+            "MD5 (MSNP7) logins",
+            rate,
+            "logins/s",
+            Target::AtLeast(TARGET_MD5),
+        );
+        report.info("MD5 login: server CPU per login", cpu, "µs");
+        report.info("MD5 login p50 latency", lat.quantile_ms(0.5), "ms");
+        report.info("MD5 login p99 latency", lat.quantile_ms(0.99), "ms");
+        failures += failed;
+    }
+    if matches!(args.mode, Mode::Passport | Mode::Both) {
+        let (rate, mut lat, failed, cpu) = measure("passport", &args, &server, &users).await?;
+        report.check(
+            "Passport (HTTPS + MSNP9) logins",
+            rate,
+            "logins/s",
+            Target::AtLeast(TARGET_PASSPORT),
+        );
+        report.info("Passport login: server CPU per login", cpu, "µs");
+        report.info("Passport login p50 latency", lat.quantile_ms(0.5), "ms");
+        report.info("Passport login p99 latency", lat.quantile_ms(0.99), "ms");
+        failures += failed;
+        report.note(
+            "Passport: one new TLS 1.2 connection per login2.srf request (rustls session \
+             resumption as a client that keeps its session cache); the nexus is asked once",
+        );
+    }
+    server.stop(common.keep).await?;
+    report.check(
+        "failed logins",
+        failures as f64,
+        "logins",
+        Target::AtMost(0.0),
+    );
+
+    // Password logins: bcrypt at the configured default cost.
+    let cost = relive_server::store::DEFAULT_BCRYPT_COST;
+    let hash = bcrypt::hash("bench-password", cost)?;
+    let rounds = 5;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        anyhow::ensure!(
+            bcrypt::verify("bench-password", &hash)?,
+            "bcrypt verify failed"
+        );
+    }
+    let per_hash = started.elapsed().as_secs_f64() / f64::from(rounds);
+    report.info("bcrypt cost (default bcrypt_cost)", f64::from(cost), "");
+    report.info("bcrypt verify time", per_hash * 1000.0, "ms");
+    report.info(
+        "password logins per core (bcrypt bound)",
+        1.0 / per_hash,
+        "logins/s",
+    );
+    report.note(format!(
+        "password logins (accounts that allow them) cost one bcrypt verify each: at cost {cost} \
+         about {:.0}/s per core; the token logins above involve no bcrypt",
+        1.0 / per_hash
+    ));
+    report.finish();
+    Ok(report)
+}
+
+/// Runs `concurrency` login loops for `duration`; returns logins/s, latencies, failures and
+/// the server's CPU time per login (µs).
+async fn measure(
+    mode: &'static str,
+    args: &Args,
+    server: &server::Server,
+    users: &Rc<Vec<User>>,
+) -> anyhow::Result<(f64, Samples, usize, f64)> {
+    let connector = tls12_connector(&server.ca_cert)?;
+    let (da_host, da_path) = da_login_at(&connector, server.https).await?;
+    let da = Rc::new((da_host, da_path, connector));
+    let next = Rc::new(Cell::new(0usize));
+    let done = Rc::new(Cell::new(0u64));
+    let failed = Rc::new(Cell::new(0usize));
+    let cpu_before = server.cpu_seconds()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.duration);
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (users, next, done, failed, da) = (
+                Rc::clone(users),
+                Rc::clone(&next),
+                Rc::clone(&done),
+                Rc::clone(&failed),
+                Rc::clone(&da),
+            );
+            let (ns, https) = (server.ns, server.https);
+            tokio::task::spawn_local(async move {
+                let mut lat = Samples::default();
+                while Instant::now() < deadline {
+                    let i = next.get();
+                    next.set((i + 1) % users.len());
+                    let u = &users[i];
+                    let t = Instant::now();
+                    let result = if mode == "md5" {
+                        md5_login(ns, u).await
+                    } else {
+                        passport_login(ns, https, &da, u).await
+                    };
+                    match result {
+                        Ok(()) => {
+                            lat.push(t.elapsed());
+                            done.set(done.get() + 1);
+                        }
+                        Err(error) => {
+                            if failed.get() < 5 {
+                                eprintln!("{mode} login of {} failed: {error:#}", u.handle);
+                            }
+                            failed.set(failed.get() + 1);
+                        }
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut last = (started, 0);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        eprintln!(
+            "[login] {mode:<8} t={:>4.1}s  {:>7.0} logins/s  {} failed",
+            (now - started).as_secs_f64(),
+            (done.get() - last.1) as f64 / (now - last.0).as_secs_f64(),
+            failed.get()
+        );
+        last = (now, done.get());
+    }
+    let mut lat = Samples::default();
+    for w in workers {
+        lat.extend(&w.await.context("login worker")?);
+    }
+    let rate = done.get() as f64 / started.elapsed().as_secs_f64();
+    let cpu = (server.cpu_seconds()? - cpu_before) * 1e6 / done.get().max(1) as f64;
+    Ok((rate, lat, failed.get(), cpu))
+}
+
+async fn md5_login(ns: std::net::SocketAddr, u: &User) -> anyhow::Result<()> {
+    let mut c = MsnpClient::connect(ns, Role::Notification, &u.handle).await?;
+    login_md5(&mut c, 7, &u.handle, &u.token).await?;
+    c.send_line("OUT").await?;
+    Ok(())
+}
+
+async fn passport_login(
+    ns: std::net::SocketAddr,
+    https: std::net::SocketAddr,
+    da: &(String, String, tokio_rustls::TlsConnector),
+    u: &User,
+) -> anyhow::Result<()> {
+    let (host, path, connector) = da;
+    let mut c = MsnpClient::connect(ns, Role::Notification, &u.handle).await?;
+    login_twn_with(&mut c, 9, &u.handle, |twn_params| async move {
+        let mut tls = connect_tls(connector, https).await?;
+        let request = login2_request(host, path, &u.handle, &u.token, &twn_params);
+        exchange(&mut tls, request.as_bytes()).await
+    })
+    .await?;
+    c.send_line("OUT").await?;
+    Ok(())
+}

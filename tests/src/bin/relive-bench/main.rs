@@ -1,0 +1,120 @@
+//! `relive-bench`: the load generator and benchmarks of issue #8.
+//!
+//! Every scenario seeds a fresh temporary data directory through the server library
+//! ([`relive_server::store::Store::seed`]: accounts, tokens and contact lists in one
+//! transaction), starts the server as a separate process on `127.0.0.1` port-0 listeners (this
+//! binary re-executed in its hidden `__serve` mode, which runs the same library code as
+//! `relive-server serve`, or the binary given with `--server-bin`), drives it from one
+//! single-threaded runtime (so the server keeps the other core), prints progress to standard
+//! error, and ends with a table (targets next to the figures, ✓/✗) and, with `--json FILE`,
+//! the same figures as JSON. The exit status is 1 when a target is missed.
+//!
+//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`].
+
+mod chat;
+mod idle;
+mod login;
+mod presence;
+mod report;
+mod server;
+mod stats;
+mod wire;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+/// Load generator and benchmarks for the Relive server.
+#[derive(Debug, Parser)]
+#[command(name = "relive-bench")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Common {
+    /// Also write the results as JSON to FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Run this `relive-server` binary instead of the server library in a child process of
+    /// this binary (both are the same code; this is for measuring a particular build).
+    #[arg(long, global = true, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+    /// Keep the temporary data directory and the server log, and print where they are.
+    #[arg(long, global = true)]
+    keep: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Chat: rooms of two users exchanging `MSG A` with a window of messages in flight; a
+    /// fixed offered rate, then saturation.
+    Chat(chat::Args),
+    /// Idle: N logged-in users with contact lists, `PNG` every 50 s; the server's RSS per
+    /// connection.
+    Idle(idle::Args),
+    /// Login: token logins per second on MSNP7 MD5 and through Passport (HTTPS + MSNP9 TWN).
+    Login(login::Args),
+    /// Presence: one user with K online watchers changes status; time until all K have the NLN.
+    Presence(presence::Args),
+    /// Internal: run the server on a prepared data directory (what the scenarios start).
+    #[command(name = "__serve", hide = true)]
+    Serve {
+        /// The data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Scenario::Serve { data_dir } = &cli.scenario {
+        return match server::child_main(data_dir.clone()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the scenario; `Ok(false)` when a target was missed.
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let fds = server::raise_fd_limit()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let local = tokio::task::LocalSet::new();
+    let common = cli.common.clone();
+    let report = local.block_on(&rt, async move {
+        match cli.scenario {
+            Scenario::Chat(args) => chat::run(&common, args).await,
+            Scenario::Idle(args) => idle::run(&common, args, fds).await,
+            Scenario::Login(args) => login::run(&common, args).await,
+            Scenario::Presence(args) => presence::run(&common, args).await,
+            Scenario::Serve { .. } => unreachable!("handled in main"),
+        }
+    })?;
+    report.print();
+    if let Some(path) = &cli.common.json {
+        report.write_json(path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(report.passed())
+}
