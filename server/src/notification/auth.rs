@@ -37,7 +37,8 @@ use crate::hub::ListView;
 use crate::net::conn::Replies;
 use crate::passport::tickets::t_part;
 use crate::secret::Secret as StoreSecret;
-use crate::store::{Account, AccountId};
+use crate::store::Account;
+use crate::store::tokens::TokenCheck;
 
 /// `Hotmail`, the sender of the profile message.
 fn hotmail() -> Token {
@@ -163,18 +164,16 @@ impl NsService {
                 let mut ticket_t = None;
                 let verified = match auth {
                     Auth::Md5 { handle, challenge } => {
-                        self.verify(&handle, |store, id| {
-                            let (challenge, response) = (challenge.clone(), response.clone());
-                            async move { store.verify_md5(id, &challenge, response.as_str()).await }
-                        })
-                        .await
+                        let check = TokenCheck::Md5 {
+                            challenge,
+                            response: response.as_str().to_owned(),
+                        };
+                        self.verify(&handle, check).await
                     }
                     Auth::Ctp { handle } => {
-                        self.verify(&handle, |store, id| {
-                            let secret = StoreSecret::new(response.as_str().to_owned());
-                            async move { store.verify_plain(id, &secret).await }
-                        })
-                        .await
+                        let check =
+                            TokenCheck::Plain(StoreSecret::new(response.as_str().to_owned()));
+                        self.verify(&handle, check).await
                     }
                     Auth::Twn { handle } => {
                         ticket_t = t_part(response.as_str()).map(str::to_owned);
@@ -209,24 +208,16 @@ impl NsService {
         out.close();
     }
 
-    /// Looks the account up and runs `check` against its tokens. For an unknown account the
-    /// same check runs against an id no token belongs to, so the work done is the same.
-    async fn verify<F, Fut>(
+    /// Looks the account up and runs `check` against its tokens, in one store round trip. For
+    /// an unknown account the same check runs against an id no token belongs to, so the work
+    /// done is the same.
+    async fn verify(
         &self,
         handle: &relive_msnp::types::Passport,
-        check: F,
-    ) -> Result<Option<Account>, crate::store::StoreError>
-    where
-        F: Fn(crate::store::Store, AccountId) -> Fut,
-        Fut: std::future::Future<
-                Output = Result<Option<crate::store::TokenId>, crate::store::StoreError>,
-            >,
-    {
-        let store = self.ctx.store.clone();
-        let account = store.account(handle).await?;
-        let id = account.as_ref().map_or(AccountId(0), |a| a.id);
-        let matched = check(store, id).await?;
-        Ok(account.filter(|_| matched.is_some()))
+        check: TokenCheck,
+    ) -> Result<Option<Account>, crate::store::StoreError> {
+        let found = self.ctx.store.token_login(handle, check).await?;
+        Ok(found.and_then(|(account, token)| token.map(|_| account)))
     }
 
     /// Consumes a Passport ticket for `handle` and loads the account it was issued for.

@@ -136,11 +136,10 @@ pub(crate) fn account_by_email(
     conn: &Connection,
     email: &Passport,
 ) -> rusqlite::Result<Option<Account>> {
-    conn.query_row(
-        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"),
-        [email.as_str()],
-        account_from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"
+    ))?
+    .query_row([email.as_str()], account_from_row)
     .optional()
 }
 

@@ -35,7 +35,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ring::aead::LessSafeKey;
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 
 use crate::secret::ServerKey;
 
@@ -112,6 +114,8 @@ impl Default for StoreOptions {
 struct Inner {
     conn: Mutex<Option<Connection>>,
     key: ServerKey,
+    /// The token cipher under `key`, set up once rather than per login.
+    aead: LessSafeKey,
     options: StoreOptions,
 }
 
@@ -149,7 +153,7 @@ impl Store {
             Ok::<_, StoreError>(conn)
         })
         .await??;
-        Ok(Self::from_connection(conn, key, options))
+        Self::from_connection(conn, key, options)
     }
 
     /// A fresh in-memory database (unit tests; nothing survives the handle).
@@ -164,17 +168,22 @@ impl Store {
             Ok::<_, StoreError>(conn)
         })
         .await??;
-        Ok(Self::from_connection(conn, key, options))
+        Self::from_connection(conn, key, options)
     }
 
-    fn from_connection(conn: Connection, key: ServerKey, options: StoreOptions) -> Self {
-        Self {
+    fn from_connection(
+        conn: Connection,
+        key: ServerKey,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(Some(conn)),
+                aead: tokens::aead_key(&key)?,
                 key,
                 options,
             }),
-        }
+        })
     }
 
     /// The options this store was opened with.
@@ -185,6 +194,11 @@ impl Store {
 
     pub(crate) fn key(&self) -> &ServerKey {
         &self.inner.key
+    }
+
+    /// The token cipher (ChaCha20-Poly1305 under the server key).
+    pub(crate) fn aead(&self) -> &LessSafeKey {
+        &self.inner.aead
     }
 
     /// Runs `f` on the connection in a blocking task.
@@ -228,8 +242,18 @@ impl Store {
     }
 }
 
+/// Prepared statements kept per connection: room for every statement of the hot paths (login,
+/// list changes, presence) so none is evicted and re-prepared.
+const STATEMENT_CACHE: usize = 64;
+
 /// Pragmas every connection needs, then migrations.
 fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // The query planner stability guarantee: a plan never depends on the values bound. Without
+    // it SQLite re-prepares (re-parses and re-plans) a cached statement whenever a parameter it
+    // looked at while planning gets a new value, which is every login; that cost as much as not
+    // caching statements at all.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     migrations::migrate(conn)?;

@@ -13,7 +13,8 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use rusqlite::{Connection, params};
 use subtle::ConstantTimeEq as _;
 
-use super::types::{AccountId, TokenId};
+use super::accounts::{Account, account_by_email};
+use super::types::{AccountId, Passport, TokenId};
 use super::{Store, StoreError, now_unix};
 use crate::secret::{Secret, ServerKey};
 
@@ -25,6 +26,10 @@ pub const MAX_LABEL_BYTES: usize = 64;
 
 /// Most active (unrevoked) tokens per account.
 pub const MAX_ACTIVE_TOKENS: usize = 50;
+
+/// How stale a token's `last_used_at` may get before a login writes it again. A login that
+/// finds it newer than this writes nothing, so repeated logins stay read-only transactions.
+pub const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -70,13 +75,14 @@ pub struct TokenInfo {
     pub label: String,
     /// Unix seconds.
     pub created_at: i64,
-    /// Unix seconds of the last successful login with it.
+    /// Unix seconds of the last successful login with it, to within
+    /// [`LAST_USED_RESOLUTION_SECS`].
     pub last_used_at: Option<i64>,
     /// Unix seconds of revocation.
     pub revoked_at: Option<i64>,
 }
 
-fn aead_key(key: &ServerKey) -> Result<LessSafeKey, StoreError> {
+pub(super) fn aead_key(key: &ServerKey) -> Result<LessSafeKey, StoreError> {
     let unbound =
         UnboundKey::new(&CHACHA20_POLY1305, key.as_bytes()).map_err(|_| StoreError::Crypto)?;
     Ok(LessSafeKey::new(unbound))
@@ -121,57 +127,135 @@ pub(super) fn seal(
 fn open(key: &LessSafeKey, account: AccountId, nonce: &[u8], ciphertext: &[u8]) -> Option<Secret> {
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut data = ciphertext.to_vec();
-    let plain = key
+    let len = key
         .open_in_place(nonce, Aad::from(account.0.to_be_bytes()), &mut data)
-        .ok()?;
-    String::from_utf8(plain.to_vec()).ok().map(Secret::new)
+        .ok()?
+        .len();
+    data.truncate(len);
+    String::from_utf8(data).ok().map(Secret::new)
 }
 
 /// Decrypts every active token of `account` and returns the id of the first `matches` accepts,
-/// marking it used.
-fn find_active<F>(
+/// marking it used (unless it was marked less than [`LAST_USED_RESOLUTION_SECS`] ago).
+///
+/// Revocation needs no cache invalidation: every call reads the rows as they are now.
+pub(super) fn find_active<F>(
     conn: &Connection,
-    key: &ServerKey,
+    key: &LessSafeKey,
     account: AccountId,
     mut matches: F,
 ) -> Result<Option<TokenId>, StoreError>
 where
     F: FnMut(&Secret) -> bool,
 {
-    let key = aead_key(key)?;
-    let mut stmt = conn.prepare(
-        "SELECT id, nonce, ciphertext FROM tokens WHERE account_id = ?1 AND revoked_at IS NULL",
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, nonce, ciphertext, last_used_at FROM tokens
+         WHERE account_id = ?1 AND revoked_at IS NULL",
     )?;
-    let rows = stmt.query_map([account.0], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
-    })?;
+    let mut rows = stmt.query([account.0])?;
     let mut found = None;
-    for row in rows {
-        let (id, nonce, ciphertext) = row?;
-        match open(&key, account, &nonce, &ciphertext) {
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        // Borrowed straight from SQLite's row buffer; `open` copies into its own buffer.
+        let nonce = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+        let ciphertext = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        match open(key, account, nonce, ciphertext) {
             // Keep looping after a match so the time taken does not depend on which token it was.
             Some(token) => {
                 if matches(&token) && found.is_none() {
-                    found = Some(TokenId(id));
+                    found = Some((TokenId(id), row.get::<_, Option<i64>>(3)?));
                 }
             }
             None => tracing::warn!(token = id, "token does not decrypt under the server key"),
         }
     }
-    if let Some(id) = found {
-        conn.execute(
-            "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
-            params![id.0, now_unix()],
-        )?;
+    let Some((id, last_used)) = found else {
+        return Ok(None);
+    };
+    let now = now_unix();
+    if last_used.is_none_or(|t| now.saturating_sub(t) >= LAST_USED_RESOLUTION_SECS || t > now) {
+        conn.prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")?
+            .execute(params![id.0, now])?;
     }
-    Ok(found)
+    Ok(Some(id))
+}
+
+/// What a token login proves knowledge of.
+#[derive(Debug, Clone)]
+pub enum TokenCheck {
+    /// MD5 (MSNP2–7): `response` must be `md5hex(challenge ‖ token)` (any case).
+    Md5 {
+        /// The challenge the server sent.
+        challenge: String,
+        /// The client's answer.
+        response: String,
+    },
+    /// The token itself, as sent over TLS (Passport) or by CTP.
+    Plain(Secret),
+}
+
+impl TokenCheck {
+    /// Whether `token` satisfies this check, compared in constant time.
+    fn matches(&self, token: &Secret) -> bool {
+        match self {
+            Self::Md5 {
+                challenge,
+                response,
+            } => {
+                let mut md5 = Md5::new();
+                md5.update(challenge.as_bytes());
+                md5.update(token.expose().as_bytes());
+                let expected = hex::encode(md5.finalize());
+                bool::from(
+                    expected
+                        .as_bytes()
+                        .ct_eq(response.to_ascii_lowercase().as_bytes()),
+                )
+            }
+            Self::Plain(secret) => {
+                bool::from(token.expose().as_bytes().ct_eq(secret.expose().as_bytes()))
+            }
+        }
+    }
+
+    /// Whether the answer has the shape a token could satisfy at all.
+    fn plausible(&self) -> bool {
+        match self {
+            Self::Md5 { response, .. } => response.len() == 32,
+            Self::Plain(secret) => secret.expose().len() == TOKEN_CHARS,
+        }
+    }
 }
 
 impl Store {
+    /// A token login in one database round trip: looks `handle` up and runs `check` against
+    /// its active tokens, marking the matching one used. Returns the account (if it exists)
+    /// and the matching token (if any). For an unknown handle the same token query runs
+    /// against an id no token belongs to, so the work done is the same.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn token_login(
+        &self,
+        handle: &Passport,
+        check: TokenCheck,
+    ) -> Result<Option<(Account, Option<TokenId>)>, StoreError> {
+        let handle = handle.clone();
+        let store = self.clone();
+        self.call(move |conn| {
+            let account = account_by_email(conn, &handle)?;
+            let id = account.as_ref().map_or(AccountId(0), |a| a.id);
+            let token = if check.plausible() {
+                find_active(conn, store.aead(), id, |t| check.matches(t))?
+            } else {
+                None
+            };
+            Ok(account.map(|a| (a, token)))
+        })
+        .await
+    }
+
     /// Creates a token for `account` labelled `label` (e.g. the device name).
     ///
     /// # Errors
@@ -266,21 +350,16 @@ impl Store {
         challenge: &str,
         response: &str,
     ) -> Result<Option<TokenId>, StoreError> {
-        if response.len() != 32 {
+        let check = TokenCheck::Md5 {
+            challenge: challenge.to_owned(),
+            response: response.to_owned(),
+        };
+        if !check.plausible() {
             return Ok(None);
         }
-        let (challenge, response) = (challenge.to_owned(), response.to_ascii_lowercase());
-        let key = self.key().clone();
-        self.call(move |conn| {
-            find_active(conn, &key, account, |token| {
-                let mut md5 = Md5::new();
-                md5.update(challenge.as_bytes());
-                md5.update(token.expose().as_bytes());
-                let expected = hex::encode(md5.finalize());
-                bool::from(expected.as_bytes().ct_eq(response.as_bytes()))
-            })
-        })
-        .await
+        let store = self.clone();
+        self.call(move |conn| find_active(conn, store.aead(), account, |t| check.matches(t)))
+            .await
     }
 
     /// Plain login (Passport over TLS): returns the id of the active token of `account` equal to
@@ -294,17 +373,13 @@ impl Store {
         account: AccountId,
         secret: &Secret,
     ) -> Result<Option<TokenId>, StoreError> {
-        if secret.expose().len() != TOKEN_CHARS {
+        let check = TokenCheck::Plain(secret.clone());
+        if !check.plausible() {
             return Ok(None);
         }
-        let secret = secret.clone();
-        let key = self.key().clone();
-        self.call(move |conn| {
-            find_active(conn, &key, account, |token| {
-                bool::from(token.expose().as_bytes().ct_eq(secret.expose().as_bytes()))
-            })
-        })
-        .await
+        let store = self.clone();
+        self.call(move |conn| find_active(conn, store.aead(), account, |t| check.matches(t)))
+            .await
     }
 }
 
