@@ -23,7 +23,7 @@ use super::rate_limit::{RateLimiter, Refused};
 use super::settings::PassportSettings;
 use super::tickets::{Ticket, TicketError, TicketStore};
 use crate::secret::Secret;
-use crate::store::tokens::TokenCheck;
+use crate::store::tokens::{TokenCheck, TokenLogin};
 use crate::store::{AccountId, Store, StoreError};
 
 /// Longest `Authorization` value parsed.
@@ -246,7 +246,10 @@ impl PassportService {
         transport: Transport,
     ) -> Result<Option<AccountId>, StoreError> {
         let check = TokenCheck::Plain(credentials.secret.clone());
-        let Some((account, token)) = self.store.token_login(&credentials.handle, check).await?
+        let Some(TokenLogin { account, token, .. }) = self
+            .store
+            .token_login(&credentials.handle, check, false)
+            .await?
         else {
             return Ok(None);
         };

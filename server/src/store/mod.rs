@@ -42,7 +42,9 @@ use rusqlite::config::DbConfig;
 use crate::secret::ServerKey;
 
 pub use accounts::{Account, AccountError};
-pub use lists::{Contact, Group, ListError, ListLimits, ListSnapshot, Outcome, ReverseChange};
+pub use lists::{
+    Contact, Group, ListError, ListLimits, ListSnapshot, LoginState, Outcome, ReverseChange,
+};
 pub use tokens::{NewToken, TokenError, TokenInfo};
 pub use types::{
     AccountId, Blp, EmailError, FriendlyName, GroupId, GroupName, Gtc, ListKind, ListSet, Passport,

@@ -14,7 +14,8 @@ use rusqlite::{Connection, params};
 use subtle::ConstantTimeEq as _;
 
 use super::accounts::{Account, account_by_email};
-use super::types::{AccountId, Passport, TokenId};
+use super::lists::login_contacts;
+use super::types::{AccountId, ListSet, Passport, TokenId};
 use super::{Store, StoreError, now_unix};
 use crate::secret::{Secret, ServerKey};
 
@@ -194,6 +195,18 @@ pub enum TokenCheck {
     Plain(Secret),
 }
 
+/// The outcome of [`Store::token_login`] for an existing account.
+#[derive(Debug, Clone)]
+pub struct TokenLogin {
+    /// The account.
+    pub account: Account,
+    /// The active token that matched, if any.
+    pub token: Option<TokenId>,
+    /// The contacts with the lists each is on, if a token matched and they were asked for;
+    /// empty otherwise.
+    pub contacts: Vec<(Passport, ListSet)>,
+}
+
 impl TokenCheck {
     /// Whether `token` satisfies this check, compared in constant time.
     fn matches(&self, token: &Secret) -> bool {
@@ -229,9 +242,10 @@ impl TokenCheck {
 
 impl Store {
     /// A token login in one database round trip: looks `handle` up and runs `check` against
-    /// its active tokens, marking the matching one used. Returns the account (if it exists)
-    /// and the matching token (if any). For an unknown handle the same token query runs
-    /// against an id no token belongs to, so the work done is the same.
+    /// its active tokens, marking the matching one used; with `load_contacts`, an accepted
+    /// login also reads the contacts' list bits (what the NS gives the hub). `None` if there
+    /// is no such account; for an unknown handle the same token query runs against an id no
+    /// token belongs to, so the work done is the same.
     ///
     /// # Errors
     ///
@@ -240,7 +254,8 @@ impl Store {
         &self,
         handle: &Passport,
         check: TokenCheck,
-    ) -> Result<Option<(Account, Option<TokenId>)>, StoreError> {
+        load_contacts: bool,
+    ) -> Result<Option<TokenLogin>, StoreError> {
         let handle = handle.clone();
         let store = self.clone();
         self.call(move |conn| {
@@ -251,7 +266,18 @@ impl Store {
             } else {
                 None
             };
-            Ok(account.map(|a| (a, token)))
+            let Some(account) = account else {
+                return Ok(None);
+            };
+            let contacts = match token {
+                Some(_) if load_contacts => login_contacts(conn, account.id)?,
+                _ => Vec::new(),
+            };
+            Ok(Some(TokenLogin {
+                account,
+                token,
+                contacts,
+            }))
         })
         .await
     }
@@ -387,7 +413,7 @@ impl Store {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::store::types::Passport as Email;
+    use crate::store::types::{ListKind, Passport as Email};
 
     fn md5hex(challenge: &str, token: &str) -> String {
         hex::encode(Md5::digest(format!("{challenge}{token}").as_bytes()))
@@ -523,5 +549,122 @@ mod tests {
             other_key.verify_plain(bob.id, &bobs_plain).await.unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn token_login_reads_contacts_and_sees_revocation_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(dir.path()).await;
+        let email = |s: &str| Email::parse(s).unwrap();
+        let alice = store
+            .create_account(
+                &email("alice@example.com"),
+                "Alice",
+                Secret::new("pw".into()),
+            )
+            .await
+            .unwrap();
+        store
+            .create_account(&email("bob@example.com"), "Bob", Secret::new("pw".into()))
+            .await
+            .unwrap();
+        store
+            .add_to_list(
+                alice.id,
+                ListKind::Fl,
+                &email("bob@example.com"),
+                "Bob",
+                None,
+            )
+            .await
+            .unwrap();
+        let new = store.new_token(alice.id, "laptop").await.unwrap();
+        let challenge = "29409134351025259292";
+        let md5 = |token: &Secret| TokenCheck::Md5 {
+            challenge: challenge.to_owned(),
+            response: md5hex(challenge, token.expose()).to_ascii_uppercase(),
+        };
+
+        let login = store
+            .token_login(&alice.email, md5(&new.token), true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((login.account.id, login.token), (alice.id, Some(new.id)));
+        let bob = email("bob@example.com");
+        assert_eq!(
+            login.contacts,
+            vec![(bob, ListSet::EMPTY.with(ListKind::Fl))]
+        );
+        // The Passport side does not ask for the contacts.
+        let plain = TokenCheck::Plain(new.token.clone());
+        let login = store
+            .token_login(&alice.email, plain.clone(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.token, Some(new.id));
+        assert!(login.contacts.is_empty());
+
+        // A wrong answer and an unknown account: no token, no contacts.
+        let wrong = TokenCheck::Plain(Secret::new("a".repeat(TOKEN_CHARS)));
+        let login = store
+            .token_login(&alice.email, wrong, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.token, None);
+        assert!(login.contacts.is_empty());
+        assert!(
+            store
+                .token_login(&email("nobody@example.com"), plain.clone(), true)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // last_used_at is written once per resolution window, not at every login.
+        let used =
+            |store: Store| async move { store.tokens(alice.id).await.unwrap()[0].last_used_at };
+        let first = used(store.clone()).await.unwrap();
+        let old = first - LAST_USED_RESOLUTION_SECS - 5;
+        store
+            .call(move |c| {
+                c.execute("UPDATE tokens SET last_used_at = ?1", [old])
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        store
+            .token_login(&alice.email, plain.clone(), false)
+            .await
+            .unwrap();
+        let refreshed = used(store.clone()).await.unwrap();
+        assert!(refreshed >= first);
+        let recent = refreshed - 1;
+        store
+            .call(move |c| {
+                c.execute("UPDATE tokens SET last_used_at = ?1", [recent])
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        store
+            .token_login(&alice.email, plain.clone(), false)
+            .await
+            .unwrap();
+        assert_eq!(used(store.clone()).await, Some(recent));
+
+        // Revocation takes effect at the next login: nothing about the token is cached.
+        store.revoke_token(alice.id, new.id).await.unwrap();
+        for check in [md5(&new.token), plain] {
+            let login = store
+                .token_login(&alice.email, check, true)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(login.token, None);
+            assert!(login.contacts.is_empty());
+        }
     }
 }

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 use super::{ListError, bits_from_db};
-use crate::store::Store;
+use crate::store::accounts::{Account, account_by_email};
 use crate::store::types::{
     AccountId, Blp, FriendlyName, GroupId, GroupName, Gtc, ListSet, Passport, PhoneProp, Token,
     phone_prop_rank,
 };
+use crate::store::{Store, StoreError};
 
 /// A contact group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +182,62 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
     })
 }
 
+/// The contacts of `owner` with the lists each is on: all a login needs of the lists (the hub
+/// keeps only these bits; names, groups and phones are read at `SYN`). One query.
+pub(crate) fn login_contacts(
+    conn: &Connection,
+    owner: AccountId,
+) -> rusqlite::Result<Vec<(Passport, ListSet)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.id, a.email, c.lists
+         FROM contacts c JOIN accounts a ON a.id = c.contact_id
+         WHERE c.owner_id = ?1",
+    )?;
+    let mut rows = stmt.query([owner.0])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        // As in the snapshot: a stored handle that no longer parses is skipped.
+        let Ok(email) = Passport::parse(r.get_ref(1)?.as_str()?) else {
+            let id: i64 = r.get(0)?;
+            tracing::warn!(
+                contact = id,
+                "skipping contact with an invalid stored handle"
+            );
+            continue;
+        };
+        out.push((email, bits_from_db(r.get(2)?)));
+    }
+    Ok(out)
+}
+
+/// An account and its contacts' list bits, as a login needs them.
+#[derive(Debug, Clone)]
+pub struct LoginState {
+    /// The account.
+    pub account: Account,
+    /// Its contacts with the lists each is on (unordered).
+    pub contacts: Vec<(Passport, ListSet)>,
+}
+
 impl Store {
+    /// The account `handle` and its contacts' list bits, in one round trip (the Passport `TWN`
+    /// login, whose ticket was already checked). `None` if there is no such account.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn login_state(&self, handle: &Passport) -> Result<Option<LoginState>, StoreError> {
+        let handle = handle.clone();
+        self.call(move |conn| {
+            let Some(account) = account_by_email(conn, &handle)? else {
+                return Ok(None);
+            };
+            let contacts = login_contacts(conn, account.id)?;
+            Ok(Some(LoginState { account, contacts }))
+        })
+        .await
+    }
+
     /// The full list state of `owner`, read in one transaction.
     ///
     /// # Errors
