@@ -436,7 +436,7 @@ async fn https_connect(server: &Server) -> tokio_rustls::client::TlsStream<TcpSt
 }
 
 #[tokio::test]
-async fn https_clients_resume_their_tls_session_on_the_next_login() {
+async fn https_clients_resume_their_tls_session_and_get_a_sha256_suite() {
     use rustls::HandshakeKind::{Full, Resumed};
     let server = Server::start(PassportSettings::default()).await;
     let login = login_request("alice@example.com", server.alice_token.expose());
@@ -447,6 +447,16 @@ async fn https_clients_resume_their_tls_session_on_the_next_login() {
             // One connection per login, as the clients do; each login still gets its ticket.
             let mut tls = https_connect_with(&server, &connector).await;
             kinds.push(tls.get_ref().1.handshake_kind());
+            // The server picks a SHA-256 suite although rustls clients list AES-256 first.
+            let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+            assert!(
+                [
+                    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                    rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                ]
+                .contains(&suite),
+                "{suite:?}"
+            );
             ticket_of(&exchange(&mut tls, &login).await);
         }
         assert_eq!(
