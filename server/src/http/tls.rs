@@ -27,11 +27,19 @@ pub fn acceptor(paths: &CertPaths) -> Result<TlsAcceptor, TlsError> {
     Ok(acceptor_from_config(&config))
 }
 
-/// The acceptor for an existing rustls configuration, with ALPN `http/1.1` added.
+/// TLS sessions the HTTPS listener keeps for resumption (TLS 1.2 session ids, TLS 1.3
+/// tickets), a few hundred bytes each. Every Passport login opens a new connection; a client
+/// that resumes skips the key exchange and the certificate signature, so after a restart the
+/// server can serve thousands of clients that each resume (rustls keeps 256 by default).
+pub const SESSION_CACHE: usize = 8192;
+
+/// The acceptor for an existing rustls configuration, with ALPN `http/1.1` added and a
+/// [`SESSION_CACHE`]-entry session cache.
 #[must_use]
 pub fn acceptor_from_config(config: &Arc<rustls::ServerConfig>) -> TlsAcceptor {
     let mut config = rustls::ServerConfig::clone(config);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
     TlsAcceptor::from(Arc::new(config))
 }
 

@@ -37,7 +37,8 @@ use crate::hub::ListView;
 use crate::net::conn::Replies;
 use crate::passport::tickets::t_part;
 use crate::secret::Secret as StoreSecret;
-use crate::store::{Account, AccountId};
+use crate::store::tokens::TokenCheck;
+use crate::store::{Account, LoginState};
 
 /// `Hotmail`, the sender of the profile message.
 fn hotmail() -> Token {
@@ -163,18 +164,16 @@ impl NsService {
                 let mut ticket_t = None;
                 let verified = match auth {
                     Auth::Md5 { handle, challenge } => {
-                        self.verify(&handle, |store, id| {
-                            let (challenge, response) = (challenge.clone(), response.clone());
-                            async move { store.verify_md5(id, &challenge, response.as_str()).await }
-                        })
-                        .await
+                        let check = TokenCheck::Md5 {
+                            challenge,
+                            response: response.as_str().to_owned(),
+                        };
+                        self.verify(&handle, check).await
                     }
                     Auth::Ctp { handle } => {
-                        self.verify(&handle, |store, id| {
-                            let secret = StoreSecret::new(response.as_str().to_owned());
-                            async move { store.verify_plain(id, &secret).await }
-                        })
-                        .await
+                        let check =
+                            TokenCheck::Plain(StoreSecret::new(response.as_str().to_owned()));
+                        self.verify(&handle, check).await
                     }
                     Auth::Twn { handle } => {
                         ticket_t = t_part(response.as_str()).map(str::to_owned);
@@ -183,10 +182,9 @@ impl NsService {
                     Auth::Idle => Ok(None),
                 };
                 match verified {
-                    Ok(Some(account)) => {
+                    Ok(Some(state)) => {
                         limiter.record_success(handle.as_str());
-                        self.logged_in(trid, account, ticket_t.as_deref(), caps, out)
-                            .await;
+                        self.logged_in(trid, state, ticket_t.as_deref(), caps, out);
                     }
                     Ok(None) => {
                         limiter.record_failure(handle.as_str(), ip, self.ctx.passport.now());
@@ -209,24 +207,21 @@ impl NsService {
         out.close();
     }
 
-    /// Looks the account up and runs `check` against its tokens. For an unknown account the
-    /// same check runs against an id no token belongs to, so the work done is the same.
-    async fn verify<F, Fut>(
+    /// Looks the account up, runs `check` against its tokens and, if one matches, reads the
+    /// contacts' list bits, in one store round trip. For an unknown account the same check
+    /// runs against an id no token belongs to, so the work done is the same.
+    async fn verify(
         &self,
         handle: &relive_msnp::types::Passport,
-        check: F,
-    ) -> Result<Option<Account>, crate::store::StoreError>
-    where
-        F: Fn(crate::store::Store, AccountId) -> Fut,
-        Fut: std::future::Future<
-                Output = Result<Option<crate::store::TokenId>, crate::store::StoreError>,
-            >,
-    {
-        let store = self.ctx.store.clone();
-        let account = store.account(handle).await?;
-        let id = account.as_ref().map_or(AccountId(0), |a| a.id);
-        let matched = check(store, id).await?;
-        Ok(account.filter(|_| matched.is_some()))
+        check: TokenCheck,
+    ) -> Result<Option<LoginState>, crate::store::StoreError> {
+        let found = self.ctx.store.token_login(handle, check, true).await?;
+        Ok(found.and_then(|login| {
+            login.token.map(|_| LoginState {
+                account: login.account,
+                contacts: login.contacts,
+            })
+        }))
     }
 
     /// Consumes a Passport ticket for `handle` and loads the account it was issued for.
@@ -234,7 +229,7 @@ impl NsService {
         &self,
         handle: &relive_msnp::types::Passport,
         ticket: &str,
-    ) -> Result<Option<Account>, crate::store::StoreError> {
+    ) -> Result<Option<LoginState>, crate::store::StoreError> {
         let id = match self.ctx.passport.consume_ticket(ticket, handle) {
             Ok(id) => id,
             Err(error) => {
@@ -242,8 +237,8 @@ impl NsService {
                 return Ok(None);
             }
         };
-        let account = self.ctx.store.account(handle).await?;
-        Ok(account.filter(|a| a.id == id))
+        let state = self.ctx.store.login_state(handle).await?;
+        Ok(state.filter(|s| s.account.id == id))
     }
 
     /// `XFR NS` when a separate NS host is configured (PROTOCOL.md §1.2).
@@ -272,24 +267,18 @@ impl NsService {
 
     /// The credentials were right: register with the hub (an older session gets `OUT OTH`),
     /// answer `USR OK` and send the profile.
-    async fn logged_in(
+    fn logged_in(
         &mut self,
         trid: TrId,
-        account: Account,
+        state: LoginState,
         ticket_t: Option<&str>,
         caps: &Capabilities,
         out: &mut Replies,
     ) {
-        let snapshot = match self.ctx.store.list_snapshot(account.id).await {
-            Ok(s) => s,
-            Err(error) => {
-                warn!(%error, "loading lists at login failed");
-                return Self::fail(trid, out);
-            }
-        };
+        let LoginState { account, contacts } = state;
         let lists = ListView::new(
-            snapshot.blp,
-            snapshot.contacts.iter().map(|c| (&c.email, c.lists)),
+            account.blp,
+            contacts.iter().map(|(email, bits)| (email, *bits)),
         );
         let handle = account.email.clone();
         Span::current().record("user", handle.as_str());

@@ -23,6 +23,7 @@ use super::rate_limit::{RateLimiter, Refused};
 use super::settings::PassportSettings;
 use super::tickets::{Ticket, TicketError, TicketStore};
 use crate::secret::Secret;
+use crate::store::tokens::{TokenCheck, TokenLogin};
 use crate::store::{AccountId, Store, StoreError};
 
 /// Longest `Authorization` value parsed.
@@ -244,15 +245,15 @@ impl PassportService {
         credentials: &Credentials,
         transport: Transport,
     ) -> Result<Option<AccountId>, StoreError> {
-        let Some(account) = self.store.account(&credentials.handle).await? else {
+        let check = TokenCheck::Plain(credentials.secret.clone());
+        let Some(TokenLogin { account, token, .. }) = self
+            .store
+            .token_login(&credentials.handle, check, false)
+            .await?
+        else {
             return Ok(None);
         };
-        if self
-            .store
-            .verify_plain(account.id, &credentials.secret)
-            .await?
-            .is_some()
-        {
+        if token.is_some() {
             return Ok(Some(account.id));
         }
         if !account.allow_password_login

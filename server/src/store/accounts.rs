@@ -136,7 +136,6 @@ pub(crate) fn account_by_email(
     conn: &Connection,
     email: &Passport,
 ) -> rusqlite::Result<Option<Account>> {
-    // Cached statements: this runs on every login (the SQL text is the same every time).
     conn.prepare_cached(&format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"
     ))?
@@ -228,10 +227,11 @@ impl Store {
     pub async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         self.call(move |conn| {
             Ok(conn
-                .prepare_cached(&format!(
-                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
-                ))?
-                .query_row([id.0], account_from_row)
+                .query_row(
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                    [id.0],
+                    account_from_row,
+                )
                 .optional()?)
         })
         .await

@@ -2,15 +2,21 @@
 //!
 //! # Design
 //!
-//! One `rusqlite::Connection` sits in a `std::sync::Mutex` inside an `Arc`. Every operation runs
-//! in `tokio::task::spawn_blocking`, takes the mutex, does its work (one transaction for anything
-//! that writes) and returns. So SQLite never blocks a runtime thread, there is exactly one writer,
-//! and a write that has started finishes even if the task awaiting it is cancelled: blocking
-//! tasks run to completion. bcrypt runs in `spawn_blocking` too but *outside* the mutex, so a slow
-//! hash does not stall other queries.
+//! One `rusqlite::Connection` is owned by one dedicated thread (`relive-store`). Every operation
+//! is a closure sent to that thread over a channel; the thread runs the closures one after the
+//! other (one transaction for anything that writes) and sends each result back over a oneshot.
+//! So SQLite never blocks a runtime thread, there is exactly one writer, and a write that has
+//! been queued finishes even if the task awaiting it is cancelled. bcrypt runs in
+//! `spawn_blocking`, *outside* the store thread, so a slow hash does not stall other queries.
 //!
-//! [`Store::close`] takes the connection out of the mutex once the operation in flight (if any)
-//! has released it, and closes it; later calls fail with [`StoreError::Closed`].
+//! (The operations used to run in `spawn_blocking` around a mutex: under a burst of logins that
+//! put ~128 blocking threads to sleep and wake on the one mutex, and the context switches cost
+//! more CPU than the queries. The store thread instead drains its queue without sleeping while
+//! there is work.)
+//!
+//! [`Store::close`] queues the close behind the operations already queued; later calls fail with
+//! [`StoreError::Closed`]. The thread ends, dropping the connection, when the last handle is
+//! dropped.
 //!
 //! The connection runs in WAL mode with `foreign_keys=ON` and a busy timeout (the CLI may open the
 //! same file while a server runs). Schema changes are numbered migrations (see [`migrations`]).
@@ -31,16 +37,21 @@ pub mod seed;
 pub mod tokens;
 pub mod types;
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ring::aead::LessSafeKey;
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 
 use crate::secret::ServerKey;
 
 pub use accounts::{Account, AccountError};
-pub use lists::{Contact, Group, ListError, ListLimits, ListSnapshot, Outcome, ReverseChange};
+pub use lists::{
+    Contact, Group, ListError, ListLimits, ListSnapshot, LoginState, Outcome, ReverseChange,
+};
 pub use tokens::{NewToken, TokenError, TokenInfo};
 pub use types::{
     AccountId, Blp, EmailError, FriendlyName, GroupId, GroupName, Gtc, ListKind, ListSet, Passport,
@@ -83,9 +94,16 @@ pub enum StoreError {
     /// A blocking task panicked or was aborted.
     #[error("store worker task failed")]
     Join(#[from] tokio::task::JoinError),
+    /// An operation panicked on the store thread (a bug). Its transaction was rolled back and
+    /// the store stays usable.
+    #[error("store operation panicked")]
+    Panicked,
     /// bcrypt failed.
     #[error("password hashing failed")]
     Bcrypt(#[from] bcrypt::BcryptError),
+    /// The store thread could not be started.
+    #[error("could not start the store thread")]
+    Thread,
     /// Encryption, decryption or the random generator failed.
     #[error("cryptographic operation failed")]
     Crypto,
@@ -109,9 +127,15 @@ impl Default for StoreOptions {
     }
 }
 
+/// An operation for the store thread: gets the connection (`None` once closed).
+type Job = Box<dyn FnOnce(&mut Option<Connection>) + Send>;
+
 struct Inner {
-    conn: Mutex<Option<Connection>>,
+    /// The queue of the store thread, which owns the connection.
+    jobs: mpsc::Sender<Job>,
     key: ServerKey,
+    /// The token cipher under `key`, set up once rather than per login.
+    aead: LessSafeKey,
     options: StoreOptions,
 }
 
@@ -149,7 +173,7 @@ impl Store {
             Ok::<_, StoreError>(conn)
         })
         .await??;
-        Ok(Self::from_connection(conn, key, options))
+        Self::from_connection(conn, key, options)
     }
 
     /// A fresh in-memory database (unit tests; nothing survives the handle).
@@ -164,17 +188,33 @@ impl Store {
             Ok::<_, StoreError>(conn)
         })
         .await??;
-        Ok(Self::from_connection(conn, key, options))
+        Self::from_connection(conn, key, options)
     }
 
-    fn from_connection(conn: Connection, key: ServerKey, options: StoreOptions) -> Self {
-        Self {
+    fn from_connection(
+        conn: Connection,
+        key: ServerKey,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("relive-store".into())
+            .spawn(move || {
+                let mut conn = Some(conn);
+                // Ends when every handle (every sender) is gone; the connection drops with it.
+                while let Ok(job) = queue.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|_| StoreError::Thread)?;
+        Ok(Self {
             inner: Arc::new(Inner {
-                conn: Mutex::new(Some(conn)),
+                jobs,
+                aead: tokens::aead_key(&key)?,
                 key,
                 options,
             }),
-        }
+        })
     }
 
     /// The options this store was opened with.
@@ -187,54 +227,76 @@ impl Store {
         &self.inner.key
     }
 
-    /// Runs `f` on the connection in a blocking task.
+    /// The token cipher (ChaCha20-Poly1305 under the server key).
+    pub(crate) fn aead(&self) -> &LessSafeKey {
+        &self.inner.aead
+    }
+
+    /// Runs `job` on the store thread; `Closed` if the thread is gone.
+    fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.inner.jobs.send(job).map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `f` on the connection, on the store thread.
     pub(crate) async fn call<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            // A panic inside `f` poisons the mutex; SQLite has rolled the transaction back by
-            // then (it is dropped during unwinding), so the connection is still consistent.
-            let mut guard = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let conn = guard.as_mut().ok_or(StoreError::Closed)?;
-            f(conn)
-        })
-        .await
-        .map_err(|e| E::from(StoreError::Join(e)))?
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.submit(Box::new(move |conn: &mut Option<Connection>| {
+            let Some(conn) = conn.as_mut() else {
+                let _ = reply.send(Err(E::from(StoreError::Closed)));
+                return;
+            };
+            // A panic inside `f` unwinds through its transaction, which rolls back as it is
+            // dropped, so the connection is still consistent and the thread carries on.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
+            // The caller may have stopped waiting; the work is done either way.
+            let _ = reply.send(outcome);
+        }))?;
+        result.await.map_err(|_| E::from(StoreError::Panicked))?
     }
 
-    /// Waits for the operation in flight to finish, then closes the database. Idempotent.
+    /// Waits for the operations queued before it to finish, then closes the database.
+    /// Idempotent.
     ///
     /// # Errors
     ///
     /// The SQLite error from closing (the WAL checkpoint).
     pub async fn close(&self) -> Result<(), StoreError> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .conn
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            match conn {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: &mut Option<Connection>| {
+            let closed = match conn.take() {
                 Some(conn) => conn.close().map_err(|(_, e)| StoreError::Sqlite(e)),
                 None => Ok(()),
-            }
-        })
-        .await?
+            };
+            let _ = reply.send(closed);
+        });
+        match self.submit(job) {
+            Ok(()) => result.await.map_err(|_| StoreError::Panicked)?,
+            // No thread, no connection: nothing left to close.
+            Err(_) => Ok(()),
+        }
     }
 }
 
+/// Prepared statements kept per connection: room for every statement of the hot paths (login,
+/// list changes, presence) so none is evicted and re-prepared.
+const STATEMENT_CACHE: usize = 64;
+
 /// Pragmas every connection needs, then migrations.
 fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // The query planner stability guarantee: a plan never depends on the values bound. Without
+    // it SQLite re-prepares (re-parses and re-plans) a cached statement whenever a parameter it
+    // looked at while planning gets a new value, which is every login; that cost as much as not
+    // caching statements at all.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // Room for every statement of the login path (account, token, list snapshot) and the list
-    // edits, so none is parsed again per login.
-    conn.set_prepared_statement_cache_capacity(64);
     migrations::migrate(conn)?;
     Ok(())
 }

@@ -13,7 +13,9 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use rusqlite::{Connection, params};
 use subtle::ConstantTimeEq as _;
 
-use super::types::{AccountId, TokenId};
+use super::accounts::{Account, account_by_email};
+use super::lists::login_contacts;
+use super::types::{AccountId, ListSet, Passport, TokenId};
 use super::{Store, StoreError, now_unix};
 use crate::secret::{Secret, ServerKey};
 
@@ -25,6 +27,10 @@ pub const MAX_LABEL_BYTES: usize = 64;
 
 /// Most active (unrevoked) tokens per account.
 pub const MAX_ACTIVE_TOKENS: usize = 50;
+
+/// How stale a token's `last_used_at` may get before a login writes it again. A login that
+/// finds it newer than this writes nothing, so repeated logins stay read-only transactions.
+pub const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -70,13 +76,14 @@ pub struct TokenInfo {
     pub label: String,
     /// Unix seconds.
     pub created_at: i64,
-    /// Unix seconds of the last successful login with it.
+    /// Unix seconds of the last successful login with it, to within
+    /// [`LAST_USED_RESOLUTION_SECS`].
     pub last_used_at: Option<i64>,
     /// Unix seconds of revocation.
     pub revoked_at: Option<i64>,
 }
 
-fn aead_key(key: &ServerKey) -> Result<LessSafeKey, StoreError> {
+pub(super) fn aead_key(key: &ServerKey) -> Result<LessSafeKey, StoreError> {
     let unbound =
         UnboundKey::new(&CHACHA20_POLY1305, key.as_bytes()).map_err(|_| StoreError::Crypto)?;
     Ok(LessSafeKey::new(unbound))
@@ -121,55 +128,160 @@ pub(super) fn seal(
 fn open(key: &LessSafeKey, account: AccountId, nonce: &[u8], ciphertext: &[u8]) -> Option<Secret> {
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut data = ciphertext.to_vec();
-    let plain = key
+    let len = key
         .open_in_place(nonce, Aad::from(account.0.to_be_bytes()), &mut data)
-        .ok()?;
-    String::from_utf8(plain.to_vec()).ok().map(Secret::new)
+        .ok()?
+        .len();
+    data.truncate(len);
+    String::from_utf8(data).ok().map(Secret::new)
 }
 
 /// Decrypts every active token of `account` and returns the id of the first `matches` accepts,
-/// marking it used.
-fn find_active<F>(
+/// marking it used (unless it was marked less than [`LAST_USED_RESOLUTION_SECS`] ago).
+///
+/// Revocation needs no cache invalidation: every call reads the rows as they are now.
+pub(super) fn find_active<F>(
     conn: &Connection,
-    key: &ServerKey,
+    key: &LessSafeKey,
     account: AccountId,
     mut matches: F,
 ) -> Result<Option<TokenId>, StoreError>
 where
     F: FnMut(&Secret) -> bool,
 {
-    let key = aead_key(key)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT id, nonce, ciphertext FROM tokens WHERE account_id = ?1 AND revoked_at IS NULL",
+        "SELECT id, nonce, ciphertext, last_used_at FROM tokens
+         WHERE account_id = ?1 AND revoked_at IS NULL",
     )?;
-    let rows = stmt.query_map([account.0], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
-    })?;
+    let mut rows = stmt.query([account.0])?;
     let mut found = None;
-    for row in rows {
-        let (id, nonce, ciphertext) = row?;
-        match open(&key, account, &nonce, &ciphertext) {
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        // Borrowed straight from SQLite's row buffer; `open` copies into its own buffer.
+        let nonce = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+        let ciphertext = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        match open(key, account, nonce, ciphertext) {
             // Keep looping after a match so the time taken does not depend on which token it was.
             Some(token) => {
                 if matches(&token) && found.is_none() {
-                    found = Some(TokenId(id));
+                    found = Some((TokenId(id), row.get::<_, Option<i64>>(3)?));
                 }
             }
             None => tracing::warn!(token = id, "token does not decrypt under the server key"),
         }
     }
-    if let Some(id) = found {
+    let Some((id, last_used)) = found else {
+        return Ok(None);
+    };
+    let now = now_unix();
+    if last_used.is_none_or(|t| now.saturating_sub(t) >= LAST_USED_RESOLUTION_SECS || t > now) {
         conn.prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")?
-            .execute(params![id.0, now_unix()])?;
+            .execute(params![id.0, now])?;
     }
-    Ok(found)
+    Ok(Some(id))
+}
+
+/// What a token login proves knowledge of.
+#[derive(Debug, Clone)]
+pub enum TokenCheck {
+    /// MD5 (MSNP2–7): `response` must be `md5hex(challenge ‖ token)` (any case).
+    Md5 {
+        /// The challenge the server sent.
+        challenge: String,
+        /// The client's answer.
+        response: String,
+    },
+    /// The token itself, as sent over TLS (Passport) or by CTP.
+    Plain(Secret),
+}
+
+/// The outcome of [`Store::token_login`] for an existing account.
+#[derive(Debug, Clone)]
+pub struct TokenLogin {
+    /// The account.
+    pub account: Account,
+    /// The active token that matched, if any.
+    pub token: Option<TokenId>,
+    /// The contacts with the lists each is on, if a token matched and they were asked for;
+    /// empty otherwise.
+    pub contacts: Vec<(Passport, ListSet)>,
+}
+
+impl TokenCheck {
+    /// Whether `token` satisfies this check, compared in constant time.
+    fn matches(&self, token: &Secret) -> bool {
+        match self {
+            Self::Md5 {
+                challenge,
+                response,
+            } => {
+                let mut md5 = Md5::new();
+                md5.update(challenge.as_bytes());
+                md5.update(token.expose().as_bytes());
+                let expected = hex::encode(md5.finalize());
+                bool::from(
+                    expected
+                        .as_bytes()
+                        .ct_eq(response.to_ascii_lowercase().as_bytes()),
+                )
+            }
+            Self::Plain(secret) => {
+                bool::from(token.expose().as_bytes().ct_eq(secret.expose().as_bytes()))
+            }
+        }
+    }
+
+    /// Whether the answer has the shape a token could satisfy at all.
+    fn plausible(&self) -> bool {
+        match self {
+            Self::Md5 { response, .. } => response.len() == 32,
+            Self::Plain(secret) => secret.expose().len() == TOKEN_CHARS,
+        }
+    }
 }
 
 impl Store {
+    /// A token login in one database round trip: looks `handle` up and runs `check` against
+    /// its active tokens, marking the matching one used; with `load_contacts`, an accepted
+    /// login also reads the contacts' list bits (what the NS gives the hub). `None` if there
+    /// is no such account; for an unknown handle the same token query runs against an id no
+    /// token belongs to, so the work done is the same.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn token_login(
+        &self,
+        handle: &Passport,
+        check: TokenCheck,
+        load_contacts: bool,
+    ) -> Result<Option<TokenLogin>, StoreError> {
+        let handle = handle.clone();
+        let store = self.clone();
+        self.call(move |conn| {
+            let account = account_by_email(conn, &handle)?;
+            let id = account.as_ref().map_or(AccountId(0), |a| a.id);
+            let token = if check.plausible() {
+                find_active(conn, store.aead(), id, |t| check.matches(t))?
+            } else {
+                None
+            };
+            let Some(account) = account else {
+                return Ok(None);
+            };
+            let contacts = match token {
+                Some(_) if load_contacts => login_contacts(conn, account.id)?,
+                _ => Vec::new(),
+            };
+            Ok(Some(TokenLogin {
+                account,
+                token,
+                contacts,
+            }))
+        })
+        .await
+    }
+
     /// Creates a token for `account` labelled `label` (e.g. the device name).
     ///
     /// # Errors
@@ -264,21 +376,16 @@ impl Store {
         challenge: &str,
         response: &str,
     ) -> Result<Option<TokenId>, StoreError> {
-        if response.len() != 32 {
+        let check = TokenCheck::Md5 {
+            challenge: challenge.to_owned(),
+            response: response.to_owned(),
+        };
+        if !check.plausible() {
             return Ok(None);
         }
-        let (challenge, response) = (challenge.to_owned(), response.to_ascii_lowercase());
-        let key = self.key().clone();
-        self.call(move |conn| {
-            find_active(conn, &key, account, |token| {
-                let mut md5 = Md5::new();
-                md5.update(challenge.as_bytes());
-                md5.update(token.expose().as_bytes());
-                let expected = hex::encode(md5.finalize());
-                bool::from(expected.as_bytes().ct_eq(response.as_bytes()))
-            })
-        })
-        .await
+        let store = self.clone();
+        self.call(move |conn| find_active(conn, store.aead(), account, |t| check.matches(t)))
+            .await
     }
 
     /// Plain login (Passport over TLS): returns the id of the active token of `account` equal to
@@ -292,17 +399,13 @@ impl Store {
         account: AccountId,
         secret: &Secret,
     ) -> Result<Option<TokenId>, StoreError> {
-        if secret.expose().len() != TOKEN_CHARS {
+        let check = TokenCheck::Plain(secret.clone());
+        if !check.plausible() {
             return Ok(None);
         }
-        let secret = secret.clone();
-        let key = self.key().clone();
-        self.call(move |conn| {
-            find_active(conn, &key, account, |token| {
-                bool::from(token.expose().as_bytes().ct_eq(secret.expose().as_bytes()))
-            })
-        })
-        .await
+        let store = self.clone();
+        self.call(move |conn| find_active(conn, store.aead(), account, |t| check.matches(t)))
+            .await
     }
 }
 
@@ -310,7 +413,7 @@ impl Store {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::store::types::Passport as Email;
+    use crate::store::types::{ListKind, Passport as Email};
 
     fn md5hex(challenge: &str, token: &str) -> String {
         hex::encode(Md5::digest(format!("{challenge}{token}").as_bytes()))
@@ -446,5 +549,122 @@ mod tests {
             other_key.verify_plain(bob.id, &bobs_plain).await.unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn token_login_reads_contacts_and_sees_revocation_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(dir.path()).await;
+        let email = |s: &str| Email::parse(s).unwrap();
+        let alice = store
+            .create_account(
+                &email("alice@example.com"),
+                "Alice",
+                Secret::new("pw".into()),
+            )
+            .await
+            .unwrap();
+        store
+            .create_account(&email("bob@example.com"), "Bob", Secret::new("pw".into()))
+            .await
+            .unwrap();
+        store
+            .add_to_list(
+                alice.id,
+                ListKind::Fl,
+                &email("bob@example.com"),
+                "Bob",
+                None,
+            )
+            .await
+            .unwrap();
+        let new = store.new_token(alice.id, "laptop").await.unwrap();
+        let challenge = "29409134351025259292";
+        let md5 = |token: &Secret| TokenCheck::Md5 {
+            challenge: challenge.to_owned(),
+            response: md5hex(challenge, token.expose()).to_ascii_uppercase(),
+        };
+
+        let login = store
+            .token_login(&alice.email, md5(&new.token), true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((login.account.id, login.token), (alice.id, Some(new.id)));
+        let bob = email("bob@example.com");
+        assert_eq!(
+            login.contacts,
+            vec![(bob, ListSet::EMPTY.with(ListKind::Fl))]
+        );
+        // The Passport side does not ask for the contacts.
+        let plain = TokenCheck::Plain(new.token.clone());
+        let login = store
+            .token_login(&alice.email, plain.clone(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.token, Some(new.id));
+        assert!(login.contacts.is_empty());
+
+        // A wrong answer and an unknown account: no token, no contacts.
+        let wrong = TokenCheck::Plain(Secret::new("a".repeat(TOKEN_CHARS)));
+        let login = store
+            .token_login(&alice.email, wrong, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.token, None);
+        assert!(login.contacts.is_empty());
+        assert!(
+            store
+                .token_login(&email("nobody@example.com"), plain.clone(), true)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // last_used_at is written once per resolution window, not at every login.
+        let used =
+            |store: Store| async move { store.tokens(alice.id).await.unwrap()[0].last_used_at };
+        let first = used(store.clone()).await.unwrap();
+        let old = first - LAST_USED_RESOLUTION_SECS - 5;
+        store
+            .call(move |c| {
+                c.execute("UPDATE tokens SET last_used_at = ?1", [old])
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        store
+            .token_login(&alice.email, plain.clone(), false)
+            .await
+            .unwrap();
+        let refreshed = used(store.clone()).await.unwrap();
+        assert!(refreshed >= first);
+        let recent = refreshed - 1;
+        store
+            .call(move |c| {
+                c.execute("UPDATE tokens SET last_used_at = ?1", [recent])
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        store
+            .token_login(&alice.email, plain.clone(), false)
+            .await
+            .unwrap();
+        assert_eq!(used(store.clone()).await, Some(recent));
+
+        // Revocation takes effect at the next login: nothing about the token is cached.
+        store.revoke_token(alice.id, new.id).await.unwrap();
+        for check in [md5(&new.token), plain] {
+            let login = store
+                .token_login(&alice.email, check, true)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(login.token, None);
+            assert!(login.contacts.is_empty());
+        }
     }
 }

@@ -30,7 +30,8 @@ use super::{Store, StoreError};
 
 pub use groups::{MAX_GROUP_NAME_BYTES, MAX_GROUPS};
 pub use props::MAX_PHONE_BYTES;
-pub use snapshot::{Contact, Group, ListSnapshot};
+pub(crate) use snapshot::login_contacts;
+pub use snapshot::{Contact, Group, ListSnapshot, LoginState};
 
 /// Violations of the list model. [`ListError::code`] gives the MSNP error code for each.
 #[derive(Debug, thiserror::Error)]

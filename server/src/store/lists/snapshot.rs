@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 use super::{ListError, bits_from_db};
-use crate::store::Store;
+use crate::store::accounts::{Account, account_by_email};
 use crate::store::types::{
     AccountId, Blp, FriendlyName, GroupId, GroupName, Gtc, ListSet, Passport, PhoneProp, Token,
     phone_prop_rank,
 };
+use crate::store::{Store, StoreError};
 
 /// A contact group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +55,26 @@ pub struct ListSnapshot {
     pub contacts: Vec<Contact>,
 }
 
-/// The phone properties of every contact of `owner`, by contact id, in one query (a query per
-/// contact made the snapshot at login the largest cost of a login).
+/// One stored phone property, or `None` for a row that no longer parses (values were validated
+/// on the way in; such a row is left out).
+fn phone_row(prop: &str, value: &str) -> Option<(PhoneProp, Token)> {
+    PhoneProp::parse(prop).ok().zip(Token::parse(value).ok())
+}
+
+fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp, Token)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT prop, value FROM account_phones WHERE account_id = ?1")?;
+    let mut rows = stmt.query([account])?;
+    let mut phones = Vec::new();
+    while let Some(r) = rows.next()? {
+        phones.extend(phone_row(r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?));
+    }
+    phones.sort_by_key(|(p, _)| phone_prop_rank(*p));
+    Ok(phones)
+}
+
+/// The phone properties of every contact of `owner`, by contact id, each in `SYN` order: one
+/// query instead of one per contact (most contacts have none).
 fn contact_phones(
     conn: &Connection,
     owner: i64,
@@ -65,51 +84,22 @@ fn contact_phones(
          FROM contacts c JOIN account_phones p ON p.account_id = c.contact_id
          WHERE c.owner_id = ?1",
     )?;
-    let rows = stmt.query_map([owner], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    let mut by_contact: HashMap<i64, Vec<(PhoneProp, Token)>> = HashMap::new();
-    for row in rows {
-        let (id, prop, value) = row?;
-        // Values were validated on the way in; a row that no longer parses is left out.
-        if let (Ok(prop), Ok(value)) = (PhoneProp::parse(&prop), Token::parse(&value)) {
-            by_contact.entry(id).or_default().push((prop, value));
+    let mut rows = stmt.query([owner])?;
+    let mut out: HashMap<i64, Vec<(PhoneProp, Token)>> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        if let Some(phone) = phone_row(r.get_ref(1)?.as_str()?, r.get_ref(2)?.as_str()?) {
+            out.entry(r.get(0)?).or_default().push(phone);
         }
     }
-    for phones in by_contact.values_mut() {
+    for phones in out.values_mut() {
         phones.sort_by_key(|(p, _)| phone_prop_rank(*p));
     }
-    Ok(by_contact)
-}
-
-fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp, Token)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT prop, value FROM account_phones WHERE account_id = ?1")?;
-    let rows = stmt.query_map([account], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    // Values were validated on the way in; a row that no longer parses is left out.
-    let mut phones: Vec<(PhoneProp, Token)> = rows
-        .filter_map(|row| match row {
-            Ok((prop, value)) => PhoneProp::parse(&prop)
-                .ok()
-                .zip(Token::parse(&value).ok())
-                .map(Ok),
-            Err(e) => Some(Err(e)),
-        })
-        .collect::<Result<_, _>>()?;
-    phones.sort_by_key(|(p, _)| phone_prop_rank(*p));
-    Ok(phones)
+    Ok(out)
 }
 
 fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, ListError> {
     // A read transaction so the pieces agree with each other.
     let tx = conn.transaction()?;
-    // Cached statements throughout: a snapshot is taken at every login.
     let (version, gtc, blp): (u32, String, String) = tx
         .prepare_cached("SELECT list_version, gtc, blp FROM accounts WHERE id = ?1")?
         .query_row([owner.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -192,7 +182,62 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
     })
 }
 
+/// The contacts of `owner` with the lists each is on: all a login needs of the lists (the hub
+/// keeps only these bits; names, groups and phones are read at `SYN`). One query.
+pub(crate) fn login_contacts(
+    conn: &Connection,
+    owner: AccountId,
+) -> rusqlite::Result<Vec<(Passport, ListSet)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.id, a.email, c.lists
+         FROM contacts c JOIN accounts a ON a.id = c.contact_id
+         WHERE c.owner_id = ?1",
+    )?;
+    let mut rows = stmt.query([owner.0])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        // As in the snapshot: a stored handle that no longer parses is skipped.
+        let Ok(email) = Passport::parse(r.get_ref(1)?.as_str()?) else {
+            let id: i64 = r.get(0)?;
+            tracing::warn!(
+                contact = id,
+                "skipping contact with an invalid stored handle"
+            );
+            continue;
+        };
+        out.push((email, bits_from_db(r.get(2)?)));
+    }
+    Ok(out)
+}
+
+/// An account and its contacts' list bits, as a login needs them.
+#[derive(Debug, Clone)]
+pub struct LoginState {
+    /// The account.
+    pub account: Account,
+    /// Its contacts with the lists each is on (unordered).
+    pub contacts: Vec<(Passport, ListSet)>,
+}
+
 impl Store {
+    /// The account `handle` and its contacts' list bits, in one round trip (the Passport `TWN`
+    /// login, whose ticket was already checked). `None` if there is no such account.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn login_state(&self, handle: &Passport) -> Result<Option<LoginState>, StoreError> {
+        let handle = handle.clone();
+        self.call(move |conn| {
+            let Some(account) = account_by_email(conn, &handle)? else {
+                return Ok(None);
+            };
+            let contacts = login_contacts(conn, account.id)?;
+            Ok(Some(LoginState { account, contacts }))
+        })
+        .await
+    }
+
     /// The full list state of `owner`, read in one transaction.
     ///
     /// # Errors
