@@ -18,7 +18,11 @@
 //! * A configured range: only ports whose partner `P ^ 0x3141` is also in the range are
 //!   candidates (the operator opened the range in the firewall, nothing else); a candidate
 //!   whose partner is busy is skipped, at most [`MAX_PAIR_ATTEMPTS`] partner failures per
-//!   allocation before it is refused as [`AllocError::Exhausted`].
+//!   allocation.
+//! * When no pair can be had either way, `P` alone: `PortX` is a client's second chance, and
+//!   a refused allocation would fail the transfer. (Seen with OS-chosen ports while 20,000
+//!   connections held the even ephemeral ports that `connect` prefers: every odd `P` from
+//!   `bind` had a busy even partner.) [`AllocError::Exhausted`] only when no port is free.
 //! * A range with no such pair at all (XOR 0x3141 flips bits 12 and 13, so e.g. the default
 //!   6891–6990 has none; 49152–65535 pairs every port): allocations use `P` alone and a
 //!   warning at start says so — `PortX` is still advertised as `P ^ 0x3141` (clients that
@@ -606,52 +610,69 @@ fn bind(ip: IpAddr, port: u16) -> Option<std::net::TcpListener> {
 }
 
 /// Binds `P` and `P ^ 0x3141` (see the module doc for how `P` is chosen); `pairs == false`:
-/// `P` alone.
+/// `P` alone. When no pair can be had (every partner busy), `P` alone rather than no port:
+/// `PortX` is only a client's second chance, a refused allocation fails the transfer.
 fn bind_pair(config: &PoolConfig, pairs: bool, cursor: &mut u32) -> Result<Bound, AllocError> {
     let ip = config.bind_ip;
     let start = u32::from(*config.ports.start());
+    let alone = |port| {
+        tracing::debug!(target: "relive_relay::ports", "no free P ^ 0x3141 partner: P alone");
+        Ok(Bound { port, portx: None })
+    };
     if start == 0 {
+        let mut first = None;
         for _ in 0..MAX_PAIR_ATTEMPTS {
             let port = bind(ip, 0).ok_or(AllocError::Exhausted)?;
             let p = port.local_addr().map_err(|_| AllocError::Exhausted)?.port();
-            if p ^ PORTX_XOR == 0 {
-                continue;
-            }
-            if let Some(portx) = bind(ip, p ^ PORTX_XOR) {
+            if p ^ PORTX_XOR != 0
+                && let Some(portx) = bind(ip, p ^ PORTX_XOR)
+            {
                 return Ok(Bound {
                     port,
                     portx: Some(portx),
                 });
             }
+            first.get_or_insert(port);
         }
-        return Err(AllocError::Exhausted);
+        return first.map_or(Err(AllocError::Exhausted), alone);
     }
     let len = u32::from(*config.ports.end()) - start + 1;
-    let mut partner_failures = 0;
+    let port_at = |offset: u32| u16::try_from(start + offset).unwrap_or(u16::MAX);
+    if pairs {
+        let mut partner_failures = 0;
+        for step in 0..len {
+            let offset = (*cursor + step) % len;
+            let p = port_at(offset);
+            if !config.ports.contains(&(p ^ PORTX_XOR)) {
+                continue;
+            }
+            let Some(port) = bind(ip, p) else {
+                continue;
+            };
+            if let Some(portx) = bind(ip, p ^ PORTX_XOR) {
+                *cursor = (offset + 1) % len;
+                return Ok(Bound {
+                    port,
+                    portx: Some(portx),
+                });
+            }
+            partner_failures += 1;
+            if partner_failures >= MAX_PAIR_ATTEMPTS {
+                break;
+            }
+        }
+    }
     for step in 0..len {
         let offset = (*cursor + step) % len;
         // start + offset ≤ end ≤ u16::MAX.
-        let p = u16::try_from(start + offset).unwrap_or(u16::MAX);
-        if pairs && !config.ports.contains(&(p ^ PORTX_XOR)) {
-            continue;
-        }
-        let Some(port) = bind(ip, p) else {
-            continue;
-        };
-        let portx = if pairs {
-            let Some(portx) = bind(ip, p ^ PORTX_XOR) else {
-                partner_failures += 1;
-                if partner_failures >= MAX_PAIR_ATTEMPTS {
-                    break;
-                }
-                continue;
+        if let Some(port) = bind(ip, port_at(offset)) {
+            *cursor = (offset + 1) % len;
+            return if pairs {
+                alone(port)
+            } else {
+                Ok(Bound { port, portx: None })
             };
-            Some(portx)
-        } else {
-            None
-        };
-        *cursor = (offset + 1) % len;
-        return Ok(Bound { port, portx });
+        }
     }
     Err(AllocError::Exhausted)
 }
@@ -915,11 +936,13 @@ mod tests {
         assert!(range.contains(&portx));
         assert!(std::net::TcpListener::bind((LOCAL, leg.port)).is_err());
         assert!(std::net::TcpListener::bind((LOCAL, portx)).is_err());
-        // What is left: 24577 (busy), 20800 (partner busy), 24576 (held as a partner).
-        assert_eq!(
-            pool.try_forward("bob@example.com", LOCAL, 9),
-            Err(AllocError::Exhausted)
-        );
+        // No pair is left (24577 busy, 20800's partner busy, 24576 held as a partner): the next
+        // allocation takes a port alone rather than failing the transfer.
+        let alone = pool.try_forward("bob@example.com", LOCAL, 9).unwrap();
+        assert!(range.contains(&alone.port) && alone.port != leg.port);
+        assert!(std::net::TcpListener::bind((LOCAL, alone.port)).is_err());
+        let partner = alone.port ^ PORTX_XOR;
+        assert!(partner == 24577 || std::net::TcpListener::bind((LOCAL, partner)).is_ok());
     }
 
     #[tokio::test]
