@@ -343,7 +343,7 @@ impl Drop for Testbed {
 }
 
 /// The server side shared by the testbed's server processes (`relive-nat-peer server`,
-/// `relive-relay-node server`): prepares the data directory of `settings`, creates
+/// `relive-nat-peer remote-server`): prepares the data directory of `settings`, creates
 /// alice@example.com and bob@example.com with access tokens written to `<data dir>/tokens`
 /// ("handle token" lines, mode 0600, never printed), binds every listener on `0.0.0.0:0` and
 /// builds the server context with its HTTPS acceptor, as `relive-server serve` does.

@@ -1,4 +1,5 @@
-//! `relive-nat-peer`: one participant of the NAT end-to-end tests (`tests/it/nat.rs`), run
+//! `relive-nat-peer`: one participant of the NAT end-to-end tests (`tests/it/nat.rs`,
+//! `tests/it/remote_relay.rs`), run
 //! inside a network namespace with `ip netns exec` (unsafe code, and so `setns`, is forbidden
 //! in the workspace; a child process is the sound way into a namespace).
 //!
@@ -39,6 +40,16 @@
 //!     packets to <out-file>, ACKs ("RECEIVED"). With no-listen it answers `Listening: false`,
 //!     waits for the offerer's INVITE transrespbody, prints "OFFER ..." (fields as in
 //!     ANSWER), connects to it ("CONNECTED <addr>") and receives the file the same way.
+//! relive-nat-peer relay <dir> <name>
+//!     the standalone relay (`relive-relay serve`'s library): certificate, key and control
+//!     secret generated in <dir> for <name> and 127.0.0.1, QUIC on 0.0.0.0:0, allocation
+//!     ports chosen by the OS; prints "READY <quic-port>", then its log (relive_relay=info).
+//! relive-nat-peer remote-server <data-dir> <public-ip> <relay-addr> <relay-dir>
+//!     relive-server (listeners on 0.0.0.0:0) with `[relay] remote = <relay-addr>` and the
+//!     relay's secret and certificate from <relay-dir>, MSNFTP rendezvous off; creates
+//!     alice@example.com and bob@example.com with access tokens in <data-dir>/tokens
+//!     ("handle token" lines, mode 0600); prints "READY <ns-port> <https-port>", then its
+//!     relay log, where "standalone relay connected" says the control connection is up.
 //! relive-nat-peer agent <quic-addr> <ca-file> <server-name> <handle> <token>
 //!     the companion agent (relive-relay's library, dialling 127.0.0.1); its log goes to
 //!     stdout, where "agent connected to the relay" says the relay accepted it.
@@ -47,7 +58,7 @@
 //! Exit status 0 means the role completed; anything else is printed to stderr. Every wait is
 //! bounded. Tokens, file names and file contents are never printed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -78,6 +89,8 @@ async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("server") => server(&args[1..]).await,
+        Some("relay") => relay(&args[1..]).await,
+        Some("remote-server") => remote_server(&args[1..]).await,
         Some("receive") => receive(&args[1..]).await,
         Some("send") => send(&args[1..]).await,
         Some("agent") => agent(&args[1..]).await,
@@ -1234,4 +1247,87 @@ impl P2pSb {
         .await?;
         Ok(slp)
     }
+}
+
+/// The relay's own log on stdout (`relive_relay=info`): the standalone-relay test waits for
+/// its lines.
+fn relay_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("relive_relay=info"))
+        .with_ansi(false)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
+
+/// `relay <dir> <name>`: the standalone relay.
+async fn relay(args: &[String]) -> anyhow::Result<()> {
+    let dir = Path::new(arg(args, 0, "dir")?);
+    let name = arg(args, 1, "name")?;
+    relay_log();
+    std::fs::create_dir_all(dir)?;
+    let files = relive_server::relay::engine::serve::RelayFiles::in_dir(dir);
+    let names = [name.to_owned(), "127.0.0.1".to_owned()];
+    let (identity, _) =
+        relive_server::relay::engine::serve::load_or_create_identity(&files, &names)?;
+    let (secret, _) = relive_server::relay::engine::serve::load_or_create_secret(&files.secret)?;
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    println!("READY {}", socket.local_addr()?.port());
+    let endpoint = relive_server::relay::engine::quic::server_endpoint(
+        relive_server::relay::engine::serve::endpoint_config(identity)?,
+        socket,
+    )?;
+    let pool = relive_server::relay::engine::ports::PoolConfig::new(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        0..=0,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    relive_server::relay::engine::serve::run(
+        endpoint,
+        relive_server::relay::engine::serve::ServeConfig { pool, secret },
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `remote-server <data-dir> <public-ip> <relay-addr> <relay-dir>`: relive-server driving the
+/// standalone relay.
+async fn remote_server(args: &[String]) -> anyhow::Result<()> {
+    use relive_server::config::Config;
+    let data = Path::new(arg(args, 0, "data-dir")?);
+    let public: IpAddr = arg(args, 1, "public-ip")?.parse()?;
+    let relay_addr = arg(args, 2, "relay-addr")?;
+    let relay_files = relive_server::relay::engine::serve::RelayFiles::in_dir(Path::new(arg(
+        args,
+        3,
+        "relay-dir",
+    )?));
+    let any: SocketAddr = "0.0.0.0:0".parse()?;
+    let mut config = Config {
+        ns: any,
+        sb: any,
+        http: any,
+        https: any,
+        public_host: public.to_string(),
+        bcrypt_cost: 4,
+        ..Config::default()
+    };
+    config.relay.public_ip = Some(public);
+    config.relay.remote = Some(relay_addr.to_owned());
+    config.relay.remote_secret_file = Some(relay_files.secret);
+    config.relay.remote_ca = Some(relay_files.cert);
+    let settings = config.validate(data.to_path_buf())?;
+    relay_log();
+    // The control connection's local socket (remote mode binds no agent port).
+    let control = std::net::UdpSocket::bind(settings.relay.quic)
+        .with_context(|| format!("binding {}", settings.relay.quic))?;
+    let (ctx, listeners) = relive_tests::netns::prepare_server(settings).await?;
+    println!(
+        "READY {} {}",
+        listeners.ns.local_addr()?.port(),
+        listeners.https.local_addr()?.port()
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    relive_server::run_with_relay(ctx, listeners, Some(control), shutdown).await?;
+    Ok(())
 }

@@ -5,9 +5,9 @@
 //! Why namespaces and not plain loopback: two clients on 127.0.0.1 share one observed
 //! address, so the rewriter rightly chooses the same-LAN mode and no relay is involved. The
 //! testbed of [`relive_tests::netns`] gives each client its own public address. The
-//! server and the relay are two processes (`relive-relay-node`) in the public namespace,
-//! talking over the control protocol on QUIC; the scripted MSN 5.0 clients and the agent are
-//! `relive-nat-peer`'s (the same as `nat.rs`). The test skips (printing why) when not run as
+//! server and the relay are two processes (`relive-nat-peer remote-server` and `relay`) in the
+//! public namespace, talking over the control protocol on QUIC; the scripted MSN 5.0 clients
+//! and the agent are `relive-nat-peer`'s too (the same as `nat.rs`). The test skips (printing why) when not run as
 //! root or without iproute2/nftables.
 
 use std::time::Duration;
@@ -16,7 +16,6 @@ use anyhow::anyhow;
 use relive_tests::netns::{self, Node, SERVER_IP, Testbed};
 
 const PEER: &str = env!("CARGO_BIN_EXE_relive-nat-peer");
-const NODE: &str = env!("CARGO_BIN_EXE_relive-relay-node");
 /// Size of the transferred file.
 const FILE_SIZE: usize = 10 * 1024 * 1024 + 4321;
 /// Upper bound for the whole scenario's steps.
@@ -39,7 +38,7 @@ async fn msnftp_through_a_standalone_relay_and_the_listeners_agent() -> anyhow::
     let mut relay = bed.spawn(
         Node::Public,
         "relay",
-        NODE,
+        PEER,
         &["relay", &path(&relay_dir), SERVER_IP],
     )?;
     let ready = relay.line("READY", Duration::from_secs(30)).await?;
@@ -51,9 +50,9 @@ async fn msnftp_through_a_standalone_relay_and_the_listeners_agent() -> anyhow::
     let mut server = bed.spawn(
         Node::Public,
         "server",
-        NODE,
+        PEER,
         &[
-            "server",
+            "remote-server",
             &path(&data),
             SERVER_IP,
             &format!("127.0.0.1:{quic_port}"),
