@@ -128,7 +128,9 @@ impl Default for Config {
             bcrypt_cost: crate::store::DEFAULT_BCRYPT_COST,
             max_fl: limits.forward,
             max_al_bl: limits.allow_block,
-            max_connections: 1000,
+            // An idle user costs about 7 KiB: 10,000 connections fit a small host. The server
+            // raises its open-file limit to match at start and warns when it cannot.
+            max_connections: 10_000,
             chl: false,
             sb_public_port: None,
             ns_idle_timeout_secs: DEFAULT_NS_IDLE_TIMEOUT.as_secs(),
@@ -457,7 +459,9 @@ pub fn default_file_text() -> String {
          # Env: RELIVE_MAX_FL, RELIVE_MAX_AL_BL.\n\
          # max_fl = {fl}\n\
          # max_al_bl = {albl}\n\
-         # Maximum simultaneous client connections. Env: RELIVE_MAX_CONNECTIONS.\n\
+         # Maximum simultaneous client connections (each user holds one, plus one per open\n\
+         # chat). The server raises its open-file limit to fit, if the system allows.\n\
+         # Env: RELIVE_MAX_CONNECTIONS.\n\
          # max_connections = {conns}\n\
          # Send CHL challenges to MSNP6+ clients. Env: RELIVE_CHL.\n\
          # chl = {chl}\n\
