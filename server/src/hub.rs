@@ -80,6 +80,12 @@ impl Inbox {
     pub fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
         self.rx.try_recv().map(|e| *e)
     }
+
+    /// Whether nothing is queued right now.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
 }
 
 impl Outbox {

@@ -41,7 +41,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most bytes one read takes from the socket (into a buffer on the stack of the poll).
 const READ_CHUNK: usize = 16 * 1024;
-/// A write buffer larger than this is freed after its write instead of being kept.
+/// A write buffer larger than this is freed after its write even while events are queued (with
+/// none queued it is always freed).
 const KEEP_WRITE_BUFFER: usize = 1024;
 
 /// What a service produced for one input: messages in order, and whether to close after them.
@@ -242,7 +243,11 @@ where
                 r = tokio::time::timeout(limit, io.write_all(&wbuf)) => r,
             };
             match written {
-                Ok(Ok(())) if wbuf.capacity() > KEEP_WRITE_BUFFER => wbuf = BytesMut::new(),
+                // A connection with nothing queued may stay idle for hours: give the buffer back
+                // (an allocation per write batch costs far less than the write itself).
+                Ok(Ok(())) if wbuf.capacity() > KEEP_WRITE_BUFFER || events.is_empty() => {
+                    wbuf = BytesMut::new();
+                }
                 Ok(Ok(())) => wbuf.clear(),
                 Ok(Err(error)) => {
                     debug!(%error, "write failed");
