@@ -18,9 +18,9 @@
 //! The hub never holds its lock across an `.await`; every method is synchronous and short.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{
@@ -28,7 +28,7 @@ use relive_msnp::types::{
     Status, TrId,
 };
 use relive_msnp::version::Capabilities;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -50,41 +50,131 @@ pub struct ConnId(pub u64);
 
 /// The sending side of a connection: its outbox and the token that closes it.
 ///
-/// Events travel boxed: tokio's bounded channel allocates its first block of 32 slots when
-/// it is created, so the slot size is paid by every idle connection (32 × 128 bytes for an
-/// unboxed [`Event`], 32 × 8 boxed); an event costs one small allocation instead.
-#[derive(Debug, Clone)]
+/// The queue is ours rather than tokio's bounded channel, for idle memory: every logged-in user
+/// holds one for as long as they are online, and tokio's channel costs about 500 bytes before
+/// anything is sent (its first block of 32 slots is allocated up front). This one is a
+/// `VecDeque` behind a short lock plus a [`Notify`] (about 120 bytes), allocates only while
+/// events wait, and gives that memory back once drained.
+#[derive(Debug)]
 pub struct Outbox {
     id: ConnId,
-    tx: mpsc::Sender<Box<Event>>,
+    queue: Arc<Queue>,
     close: CancellationToken,
 }
 
 /// The receiving side of a connection's outbox.
 #[derive(Debug)]
 pub struct Inbox {
-    rx: mpsc::Receiver<Box<Event>>,
+    queue: Arc<Queue>,
+}
+
+/// The shared state of one outbox.
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the receiver; `notify_one` keeps a permit when nobody waits, so a wake-up between
+    /// the receiver's check and its wait is never lost.
+    ready: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct QueueState {
+    events: VecDeque<Event>,
+    /// Live [`Outbox`] clones.
+    senders: usize,
+    /// The [`Inbox`] still exists.
+    receiving: bool,
+}
+
+impl Queue {
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Why [`Inbox::try_recv`] returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvError {
+    /// Nothing is queued.
+    #[error("nothing queued")]
+    Empty,
+    /// Nothing is queued and every [`Outbox`] is gone.
+    #[error("every sender is gone")]
+    Disconnected,
 }
 
 impl Inbox {
-    /// The next event; `None` once every [`Outbox`] is gone.
+    /// The next event; `None` once nothing is queued and every [`Outbox`] is gone.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await.map(|e| *e)
+        loop {
+            match self.try_recv() {
+                Ok(event) => return Some(event),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => self.queue.ready.notified().await,
+            }
+        }
     }
 
     /// The next event if one is queued.
     ///
     /// # Errors
     ///
-    /// Nothing is queued, or every [`Outbox`] is gone.
-    pub fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
-        self.rx.try_recv().map(|e| *e)
+    /// Nothing is queued ([`TryRecvError::Empty`]), or nothing is and every [`Outbox`] is gone.
+    pub fn try_recv(&mut self) -> Result<Event, TryRecvError> {
+        let mut state = self.queue.state();
+        match state.events.pop_front() {
+            Some(event) => {
+                if state.events.is_empty() {
+                    // Drained: an idle connection keeps no event memory.
+                    state.events = VecDeque::new();
+                }
+                Ok(event)
+            }
+            None if state.senders == 0 => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
     }
 
     /// Whether nothing is queued right now.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.queue.state().events.is_empty()
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut state = self.queue.state();
+        state.receiving = false;
+        state.events = VecDeque::new();
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.queue.state().senders += 1;
+        Self {
+            id: self.id,
+            queue: Arc::clone(&self.queue),
+            close: self.close.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut state = self.queue.state();
+            state.senders -= 1;
+            state.senders == 0
+        };
+        if last {
+            // The receiver learns that nothing more will come.
+            self.queue.ready.notify_one();
+        }
     }
 }
 
@@ -104,15 +194,21 @@ impl Outbox {
     /// Queues `event` without waiting. A full outbox closes the connection: the reader is too
     /// slow, and waiting for it would stall the sender. Returns whether the event was queued.
     pub fn deliver(&self, event: Event) -> bool {
-        match self.tx.try_send(Box::new(event)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        {
+            let mut state = self.queue.state();
+            if !state.receiving {
+                return false;
+            }
+            if state.events.len() >= self.queue.capacity {
+                drop(state);
                 warn!(conn = self.id.0, "outbox full; closing slow connection");
                 self.close.cancel();
-                false
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            state.events.push_back(event);
         }
+        self.queue.ready.notify_one();
+        true
     }
 }
 
@@ -137,8 +233,23 @@ impl OutboxFactory {
     #[must_use]
     pub fn create(&self, close: CancellationToken) -> (Outbox, Inbox) {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = mpsc::channel(self.capacity);
-        (Outbox { id, tx, close }, Inbox { rx })
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                events: VecDeque::new(),
+                senders: 1,
+                receiving: true,
+            }),
+            ready: Notify::new(),
+            capacity: self.capacity,
+        });
+        (
+            Outbox {
+                id,
+                queue: Arc::clone(&queue),
+                close,
+            },
+            Inbox { queue },
+        )
     }
 }
 
@@ -669,6 +780,51 @@ fn fan_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kick() -> Event {
+        Event::Kick(OutReason::Oth)
+    }
+
+    #[tokio::test]
+    async fn an_outbox_delivers_in_order_and_wakes_a_waiting_receiver() {
+        let f = OutboxFactory::new(8);
+        let (tx, mut rx) = f.create(CancellationToken::new());
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        let waiting = tokio::spawn(async move {
+            let first = rx.recv().await;
+            let second = rx.recv().await;
+            (first, second, rx)
+        });
+        tokio::task::yield_now().await;
+        let other = tx.clone();
+        assert!(tx.deliver(kick()));
+        assert!(other.deliver(Event::Kick(OutReason::Ssd)));
+        let (first, second, mut rx) = waiting.await.unwrap();
+        assert_eq!(first, Some(kick()));
+        assert_eq!(second, Some(Event::Kick(OutReason::Ssd)));
+        assert!(rx.is_empty());
+        // Every sender gone: what is queued still arrives, then the end.
+        assert!(tx.deliver(kick()));
+        drop((tx, other));
+        assert_eq!(rx.recv().await, Some(kick()));
+        assert_eq!(rx.recv().await, None);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn a_full_outbox_closes_its_connection_and_a_dropped_inbox_refuses() {
+        let f = OutboxFactory::new(2);
+        let close = CancellationToken::new();
+        let (tx, rx) = f.create(close.clone());
+        assert!(tx.deliver(kick()) && tx.deliver(kick()));
+        assert!(!close.is_cancelled());
+        assert!(!tx.deliver(kick()), "the third event does not fit");
+        assert!(close.is_cancelled());
+        drop(rx);
+        let (tx, rx) = f.create(CancellationToken::new());
+        drop(rx);
+        assert!(!tx.deliver(kick()));
+    }
 
     fn p(s: &str) -> Passport {
         Passport::parse(s).unwrap()
