@@ -446,3 +446,86 @@ pub fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("no sha256sum output"))
 }
+
+/// Where the scripted clients reach the server: the NS `ip:port`, the HTTPS (Passport)
+/// `ip:port` and the CA file to trust.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerAt<'a> {
+    /// NS address.
+    pub ns: &'a str,
+    /// HTTPS address.
+    pub https: &'a str,
+    /// The server's CA certificate file.
+    pub ca: &'a str,
+}
+
+/// What one scripted MSNFTP transfer printed ([`msnftp_transfer`]).
+#[derive(Debug)]
+pub struct MsnftpRun {
+    /// The sender's `LISTENING` or `DIALLING <ip>`.
+    pub sender_mode: String,
+    /// The receiver's `CONNECTING <ip>`.
+    pub receiver_dials: String,
+    /// The sender finished its role.
+    pub sender_ok: bool,
+    /// The receiver finished its role.
+    pub receiver_ok: bool,
+    /// From the receiver being online to both ending.
+    pub elapsed: Duration,
+}
+
+/// One MSNFTP transfer with `peer` (the `relive-nat-peer` binary): bob@example.com on client
+/// B receives into `out`, then alice@example.com on client A sends `file` (listening on
+/// `listen_port`, 0: any, unless the ACCEPT tells it to dial). The tokens are alice's and
+/// bob's; every step is bounded by `within`.
+///
+/// # Errors
+/// A process cannot be started or does not print what its role promises in time.
+pub async fn msnftp_transfer(
+    bed: &Testbed,
+    peer: &str,
+    at: ServerAt<'_>,
+    (alice, bob): (&str, &str),
+    (file, out): (&std::path::Path, &std::path::Path),
+    listen_port: u16,
+    within: Duration,
+) -> anyhow::Result<MsnftpRun> {
+    let (file, out) = (file.to_string_lossy(), out.to_string_lossy());
+    let ServerAt { ns, https, ca } = at;
+    let mut receiver = bed.spawn(
+        Node::ClientB,
+        "receiver",
+        peer,
+        &["receive", ns, https, ca, "bob@example.com", bob, &out],
+    )?;
+    receiver.line("ONLINE", Duration::from_secs(20)).await?;
+    let start = std::time::Instant::now();
+    let port = listen_port.to_string();
+    let mut sender = bed.spawn(
+        Node::ClientA,
+        "sender",
+        peer,
+        &[
+            "send",
+            ns,
+            https,
+            ca,
+            "alice@example.com",
+            alice,
+            "bob@example.com",
+            &file,
+            &port,
+        ],
+    )?;
+    let sender_mode = sender.line("", within).await?;
+    let receiver_dials = receiver.line("CONNECTING", within).await?;
+    let receiver_ok = receiver.exit(within).await?;
+    let sender_ok = sender.exit(within).await?;
+    Ok(MsnftpRun {
+        sender_mode,
+        receiver_dials,
+        sender_ok,
+        receiver_ok,
+        elapsed: start.elapsed(),
+    })
+}

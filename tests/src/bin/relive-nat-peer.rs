@@ -396,18 +396,7 @@ async fn receive(args: &[String]) -> anyhow::Result<()> {
     )
     .await?;
     let accept = wait_invitation(&mut sbc, "ACCEPT").await?;
-    let ip: IpAddr = field(&accept, "IP-Address")
-        .ok_or_else(|| anyhow!("ACCEPT without IP-Address"))?
-        .parse()?;
-    let port: u16 = field(&accept, "Port")
-        .ok_or_else(|| anyhow!("no Port"))?
-        .parse()?;
-    let auth = field(&accept, "AuthCookie").unwrap_or("").to_owned();
-    println!("CONNECTING {ip}");
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, port)))
-        .await
-        .map_err(|_| anyhow!("connecting to the sender timed out"))?
-        .context("connecting to the sender")?;
+    let (stream, auth) = dial_accept(&accept, "CONNECTING", "the sender").await?;
     tokio::time::timeout(
         TRANSFER_TIMEOUT,
         msnftp_receive(stream, handle, &auth, size, Path::new(out)),
@@ -468,6 +457,28 @@ async fn read_line(s: &mut BufReader<TcpStream>, line: &mut String) -> anyhow::R
     Ok(())
 }
 
+/// Connects where an MSNFTP `ACCEPT` points (`IP-Address`, `Port`), printing `<label> <ip>`
+/// first; returns the connection and the `AuthCookie` to present.
+async fn dial_accept(
+    accept: &[(String, String)],
+    label: &str,
+    whom: &str,
+) -> anyhow::Result<(TcpStream, String)> {
+    let ip: IpAddr = field(accept, "IP-Address")
+        .ok_or_else(|| anyhow!("ACCEPT without IP-Address"))?
+        .parse()?;
+    let port: u16 = field(accept, "Port")
+        .ok_or_else(|| anyhow!("ACCEPT without Port"))?
+        .parse()?;
+    let auth = field(accept, "AuthCookie").unwrap_or("").to_owned();
+    println!("{label} {ip}");
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, port)))
+        .await
+        .map_err(|_| anyhow!("connecting to {whom} timed out"))?
+        .with_context(|| format!("connecting to {whom}"))?;
+    Ok((stream, auth))
+}
+
 async fn send(args: &[String]) -> anyhow::Result<()> {
     let at = Login::from_args(args, 0)?;
     let handle = arg(args, 3, "handle")?;
@@ -493,18 +504,7 @@ async fn send(args: &[String]) -> anyhow::Result<()> {
     let accept = wait_invitation(&mut sbc, "ACCEPT").await?;
     let stream = if field(&accept, "Sender-Connect").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"))
     {
-        let ip: IpAddr = field(&accept, "IP-Address")
-            .ok_or_else(|| anyhow!("Sender-Connect without IP-Address"))?
-            .parse()?;
-        let port: u16 = field(&accept, "Port")
-            .ok_or_else(|| anyhow!("no Port"))?
-            .parse()?;
-        let auth = field(&accept, "AuthCookie").unwrap_or("").to_owned();
-        println!("DIALLING {ip}");
-        let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, port)))
-            .await
-            .map_err(|_| anyhow!("dialling the receiver timed out"))??;
-        (s, auth)
+        dial_accept(&accept, "DIALLING", "the receiver").await?
     } else {
         let listener = TcpListener::bind(("0.0.0.0", listen_port)).await?;
         let port = listener.local_addr()?.port();

@@ -24,7 +24,7 @@
 //!
 //! Each test skips (printing why) when not run as root or without iproute2/nftables.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use relive_tests::netns::{self, Node, Proc, ROUTER_A_IP, ROUTER_B_IP, SERVER_IP, Testbed};
@@ -192,42 +192,26 @@ async fn transfer(tag: &str, mode: Mode) -> anyhow::Result<Option<Outcome>> {
     } else {
         None
     };
-    let out_s = out.to_string_lossy().into_owned();
-    let file_s = file.to_string_lossy().into_owned();
-    let mut receiver = bed.spawn(
-        Node::ClientB,
-        "receiver",
+    let at = netns::ServerAt {
+        ns: &ns,
+        https: &https,
+        ca: &ca,
+    };
+    let listen_port = if mode == Mode::Forwarded {
+        FORWARDED_PORT
+    } else {
+        0
+    };
+    let run = netns::msnftp_transfer(
+        &bed,
         PEER,
-        &["receive", &ns, &https, &ca, "bob@example.com", &bob, &out_s],
-    )?;
-    receiver.line("ONLINE", Duration::from_secs(20)).await?;
-    let start = Instant::now();
-    let mut sender = bed.spawn(
-        Node::ClientA,
-        "sender",
-        PEER,
-        &[
-            "send",
-            &ns,
-            &https,
-            &ca,
-            "alice@example.com",
-            &alice,
-            "bob@example.com",
-            &file_s,
-            &if mode == Mode::Forwarded {
-                FORWARDED_PORT
-            } else {
-                0
-            }
-            .to_string(),
-        ],
-    )?;
-    let sender_mode = sender.line("", SCENARIO).await?;
-    let receiver_dials = receiver.line("CONNECTING", SCENARIO).await?;
-    let receiver_ok = receiver.exit(SCENARIO).await?;
-    let sender_ok = sender.exit(SCENARIO).await?;
-    let elapsed = start.elapsed();
+        at,
+        (&alice, &bob),
+        (&file, &out),
+        listen_port,
+        SCENARIO,
+    )
+    .await?;
     let received_sha = if out.exists() {
         Some(netns::sha256(&out)?)
     } else {
@@ -236,11 +220,11 @@ async fn transfer(tag: &str, mode: Mode) -> anyhow::Result<Option<Outcome>> {
     let rewrites = server.rewrites().await;
     Ok(Some(Outcome {
         rewrites,
-        sender_mode,
-        receiver_dials,
-        sender_ok,
-        receiver_ok,
-        elapsed,
+        sender_mode: run.sender_mode,
+        receiver_dials: run.receiver_dials,
+        sender_ok: run.sender_ok,
+        receiver_ok: run.receiver_ok,
+        elapsed: run.elapsed,
         sent_sha: netns::sha256(&file)?,
         received_sha,
     }))

@@ -98,45 +98,17 @@ async fn msnftp_through_a_standalone_relay_and_the_listeners_agent() -> anyhow::
         .line_containing("agent connected to the relay", Duration::from_secs(20))
         .await?;
 
-    let mut receiver = bed.spawn(
-        Node::ClientB,
-        "receiver",
-        PEER,
-        &[
-            "receive",
-            &ns,
-            &https,
-            &ca,
-            "bob@example.com",
-            &bob,
-            &path(&out),
-        ],
-    )?;
-    receiver.line("ONLINE", Duration::from_secs(20)).await?;
-    let mut sender = bed.spawn(
-        Node::ClientA,
-        "sender",
-        PEER,
-        &[
-            "send",
-            &ns,
-            &https,
-            &ca,
-            "alice@example.com",
-            &alice,
-            "bob@example.com",
-            &path(&file),
-            "0",
-        ],
-    )?;
     // Agent mode: the sender listens on its own machine, the receiver dials the relay.
-    let sender_mode = sender.line("", SCENARIO).await?;
-    let receiver_dials = receiver.line("CONNECTING", SCENARIO).await?;
-    let receiver_ok = receiver.exit(SCENARIO).await?;
-    let sender_ok = sender.exit(SCENARIO).await?;
-    assert_eq!(sender_mode, "LISTENING");
-    assert_eq!(receiver_dials, format!("CONNECTING {SERVER_IP}"));
-    assert!(sender_ok && receiver_ok, "the transfer failed");
+    let at = netns::ServerAt {
+        ns: &ns,
+        https: &https,
+        ca: &ca,
+    };
+    let run =
+        netns::msnftp_transfer(&bed, PEER, at, (&alice, &bob), (&file, &out), 0, SCENARIO).await?;
+    assert_eq!(run.sender_mode, "LISTENING");
+    assert_eq!(run.receiver_dials, format!("CONNECTING {SERVER_IP}"));
+    assert!(run.sender_ok && run.receiver_ok, "the transfer failed");
     // The standalone relay carried it: its port allocation saw the whole file go through.
     let finished = relay
         .line_containing("relayed connection finished", Duration::from_secs(10))
