@@ -213,3 +213,22 @@ pub async fn expect_msg(sb: &mut MsnpClient, from: &str, payload: &[u8]) -> anyh
         other => bail!("{label}: expected MSG {from} ..., got {other:?}"),
     }
 }
+
+/// Sends `payload` as `MSG A` from `sender` (signed in as `from`), requires every one of
+/// `others` to receive it unchanged, then the sender's `ACK`.
+///
+/// # Errors
+///
+/// A write failed, or a message or payload differs.
+pub async fn send_acked(
+    sender: &mut MsnpClient,
+    from: &str,
+    others: &mut [&mut MsnpClient],
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let t = send_msg(sender, "A", payload).await?;
+    for other in others.iter_mut() {
+        expect_msg(other, from, payload).await?;
+    }
+    sender.expect_line(&format!("ACK {t}")).await
+}

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, ensure};
 use relive_msnp::server::ServerMessage;
-use relive_tests::sb::{self, expect_msg, send_msg, text_payload};
+use relive_tests::sb::{self, expect_msg, send_acked, send_msg, text_payload};
 use relive_tests::{MsnpClient, StackOptions, TestStack};
 
 const ALICE: &str = "alice@example.com";
@@ -87,10 +87,7 @@ async fn a_group_chat_of_three_with_bye_and_nak() -> anyhow::Result<()> {
     } = room_of_three().await?;
     // Mode A: both others get the identical payload; alice gets ACK.
     let hello = text_payload("Hello both");
-    let t = send_msg(&mut alice, "A", &hello).await?;
-    expect_msg(&mut bob, ALICE, &hello).await?;
-    expect_msg(&mut carol, ALICE, &hello).await?;
-    alice.expect_line(&format!("ACK {t}")).await?;
+    send_acked(&mut alice, ALICE, &mut [&mut bob, &mut carol], &hello).await?;
     // Mode N and U: no reply to the sender; relayed to the others.
     let hi = text_payload("Hi from bob");
     send_msg(&mut bob, "N", &hi).await?;
@@ -107,9 +104,7 @@ async fn a_group_chat_of_three_with_bye_and_nak() -> anyhow::Result<()> {
     alice.expect("BYE carol", |m| is_bye(m, CAROL)).await?;
     bob.expect("BYE carol", |m| is_bye(m, CAROL)).await?;
     // Two left: still a conversation.
-    let t = send_msg(&mut bob, "A", &text_payload("just us")).await?;
-    expect_msg(&mut alice, BOB, &text_payload("just us")).await?;
-    bob.expect_line(&format!("ACK {t}")).await?;
+    send_acked(&mut bob, BOB, &mut [&mut alice], &text_payload("just us")).await?;
     // bob drops the connection without OUT: alice is told.
     drop(bob);
     alice.expect("BYE bob", |m| is_bye(m, BOB)).await?;
@@ -134,10 +129,7 @@ async fn an_oversize_message_closes_only_its_sender() -> anyhow::Result<()> {
     // 1664 bytes is the largest allowed payload.
     let mut max = text_payload("");
     max.resize(1664, b'x');
-    let t = send_msg(&mut alice, "A", &max).await?;
-    expect_msg(&mut bob, ALICE, &max).await?;
-    expect_msg(&mut carol, ALICE, &max).await?;
-    alice.expect_line(&format!("ACK {t}")).await?;
+    send_acked(&mut alice, ALICE, &mut [&mut bob, &mut carol], &max).await?;
     // 1665 closes alice's connection without relaying anything.
     let mut over = max.clone();
     over.push(b'y');
@@ -146,9 +138,13 @@ async fn an_oversize_message_closes_only_its_sender() -> anyhow::Result<()> {
     bob.expect("BYE alice", |m| is_bye(m, ALICE)).await?;
     carol.expect("BYE alice", |m| is_bye(m, ALICE)).await?;
     // bob and carol carry on.
-    let t = send_msg(&mut bob, "A", &text_payload("still here")).await?;
-    expect_msg(&mut carol, BOB, &text_payload("still here")).await?;
-    bob.expect_line(&format!("ACK {t}")).await?;
+    send_acked(
+        &mut bob,
+        BOB,
+        &mut [&mut carol],
+        &text_payload("still here"),
+    )
+    .await?;
     stack.shutdown().await?;
     Ok(())
 }
