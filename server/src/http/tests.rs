@@ -252,6 +252,38 @@ fn ticket_of(raw: &Raw) -> String {
         .to_owned()
 }
 
+/// The nexus answers on `stream` with `PassportURLs`.
+async fn assert_nexus_answers<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    let raw = exchange(
+        stream,
+        "GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n",
+    )
+    .await;
+    assert!(raw.header("PassportURLs").is_some(), "{}", raw.head);
+}
+
+/// Once alice's account allows passwords, her password gets a ticket on `stream` that the
+/// Passport service accepts for her.
+async fn assert_password_login_once_allowed<S: AsyncRead + AsyncWrite + Unpin>(
+    server: &Server,
+    stream: &mut S,
+) {
+    server
+        .store
+        .set_allow_password_login(&server.alice, true)
+        .await
+        .unwrap();
+    let ticket =
+        ticket_of(&exchange(stream, &login_request("alice@example.com", "secret123")).await);
+    assert!(
+        server
+            .service
+            .passport()
+            .consume_ticket(&ticket, &server.alice)
+            .is_ok()
+    );
+}
+
 fn assert_failed(raw: &Raw) {
     assert_eq!(raw.status(), "HTTP/1.1 401 Unauthorized", "{}", raw.head);
     assert_eq!(
@@ -489,29 +521,11 @@ async fn https_clients_resume_their_tls_session_and_get_a_sha256_suite() {
 async fn https_serves_tls12_and_passwords_only_where_the_account_allows_them() {
     let server = Server::start(PassportSettings::default()).await;
     let mut tls = https_connect(&server).await;
-    let raw = exchange(
-        &mut tls,
-        "GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n",
-    )
-    .await;
-    assert!(raw.header("PassportURLs").is_some(), "{}", raw.head);
+    assert_nexus_answers(&mut tls).await;
 
     // Password logins are off by default for the account.
     assert_failed(&exchange(&mut tls, &login_request("alice@example.com", "secret123")).await);
-    server
-        .store
-        .set_allow_password_login(&server.alice, true)
-        .await
-        .unwrap();
-    let ticket =
-        ticket_of(&exchange(&mut tls, &login_request("alice@example.com", "secret123")).await);
-    assert!(
-        server
-            .service
-            .passport()
-            .consume_ticket(&ticket, &server.alice)
-            .is_ok()
-    );
+    assert_password_login_once_allowed(&server, &mut tls).await;
     // Tokens work over HTTPS too.
     ticket_of(
         &exchange(
@@ -650,27 +664,9 @@ async fn the_legacy_listener_speaks_tls10_with_3des_and_rsa_key_exchange() {
         Some("TLS_RSA_WITH_3DES_EDE_CBC_SHA")
     );
 
-    let raw = exchange(
-        &mut tls,
-        "GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n",
-    )
-    .await;
-    assert!(raw.header("PassportURLs").is_some(), "{}", raw.head);
+    assert_nexus_answers(&mut tls).await;
     // Passwords count as encrypted here: the account allows them, the listener is TLS.
-    server
-        .store
-        .set_allow_password_login(&server.alice, true)
-        .await
-        .unwrap();
-    let ticket =
-        ticket_of(&exchange(&mut tls, &login_request("alice@example.com", "secret123")).await);
-    assert!(
-        server
-            .service
-            .passport()
-            .consume_ticket(&ticket, &server.alice)
-            .is_ok()
-    );
+    assert_password_login_once_allowed(&server, &mut tls).await;
     server.stop().await;
 }
 
