@@ -627,32 +627,25 @@ mod tests {
         let used =
             |store: Store| async move { store.tokens(alice.id).await.unwrap()[0].last_used_at };
         let first = used(store.clone()).await.unwrap();
-        let old = first - LAST_USED_RESOLUTION_SECS - 5;
-        store
-            .call(move |c| {
-                c.execute("UPDATE tokens SET last_used_at = ?1", [old])
-                    .map_err(StoreError::from)
-            })
-            .await
-            .unwrap();
-        store
-            .token_login(&alice.email, plain.clone(), false)
-            .await
-            .unwrap();
+        // Sets last_used_at to `at`, then logs in once more with the token.
+        let login_after = |at: i64| {
+            let (store, email, plain) = (store.clone(), alice.email.clone(), plain.clone());
+            async move {
+                store
+                    .call(move |c| {
+                        c.execute("UPDATE tokens SET last_used_at = ?1", [at])
+                            .map_err(StoreError::from)
+                    })
+                    .await
+                    .unwrap();
+                store.token_login(&email, plain, false).await.unwrap();
+            }
+        };
+        login_after(first - LAST_USED_RESOLUTION_SECS - 5).await;
         let refreshed = used(store.clone()).await.unwrap();
         assert!(refreshed >= first);
         let recent = refreshed - 1;
-        store
-            .call(move |c| {
-                c.execute("UPDATE tokens SET last_used_at = ?1", [recent])
-                    .map_err(StoreError::from)
-            })
-            .await
-            .unwrap();
-        store
-            .token_login(&alice.email, plain.clone(), false)
-            .await
-            .unwrap();
+        login_after(recent).await;
         assert_eq!(used(store.clone()).await, Some(recent));
 
         // Revocation takes effect at the next login: nothing about the token is cached.
