@@ -295,21 +295,25 @@ impl ListView {
     /// replace earlier ones; empty sets are left out).
     #[must_use]
     pub fn new<'a>(blp: Blp, contacts: impl IntoIterator<Item = (&'a Passport, ListSet)>) -> Self {
-        let mut all: Vec<(&str, ListSet)> =
-            contacts.into_iter().map(|(p, b)| (p.as_str(), b)).collect();
+        let mut all: Vec<(u32, ListSet)> = contacts
+            .into_iter()
+            .map(|(p, b)| (intern(p.as_str()), b))
+            .collect();
         // Stable sort, then keep the last entry of each handle.
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        let mut unique: Vec<(&str, ListSet)> = Vec::with_capacity(all.len());
-        for (handle, bits) in all {
+        all.sort_by_key(|&(id, _)| id);
+        let mut unique: Vec<(u32, ListSet)> = Vec::with_capacity(all.len());
+        for (id, bits) in all {
             match unique.last_mut() {
-                Some(last) if last.0 == handle => last.1 = bits,
-                _ => unique.push((handle, bits)),
+                Some(last) if last.0 == id => last.1 = bits,
+                _ => unique.push((id, bits)),
             }
         }
         unique.retain(|(_, b)| *b != ListSet::EMPTY);
         Self {
             blp,
-            contacts: ContactBits::from_sorted(&unique),
+            contacts: ContactBits {
+                entries: unique.into_boxed_slice(),
+            },
         }
     }
 
@@ -340,16 +344,7 @@ impl ListView {
     }
 
     fn set_bits(&mut self, contact: &Passport, bits: ListSet) {
-        let mut all: Vec<(&str, ListSet)> = self
-            .contacts
-            .iter()
-            .filter(|(h, _)| *h != contact.as_str())
-            .collect();
-        if bits != ListSet::EMPTY {
-            let at = all.partition_point(|(h, _)| *h < contact.as_str());
-            all.insert(at, (contact.as_str(), bits));
-        }
-        self.contacts = ContactBits::from_sorted(&all);
+        self.contacts.set(contact.as_str(), bits);
     }
 }
 
@@ -402,14 +397,27 @@ struct ContactBits {
 }
 
 impl ContactBits {
-    /// From entries without duplicate handles.
-    fn from_sorted(sorted: &[(&str, ListSet)]) -> Self {
-        let mut entries: Vec<(u32, ListSet)> =
-            sorted.iter().map(|&(h, bits)| (intern(h), bits)).collect();
-        entries.sort_unstable_by_key(|&(id, _)| id);
-        Self {
-            entries: entries.into_boxed_slice(),
+    /// Sets the bits of `contact` (`EMPTY`: removes it).
+    fn set(&mut self, contact: &str, bits: ListSet) {
+        let id = if bits == ListSet::EMPTY {
+            match handles().ids.get(contact) {
+                Some(&id) => id,
+                // Never numbered, so on nobody's lists.
+                None => return,
+            }
+        } else {
+            intern(contact)
+        };
+        let mut entries = std::mem::take(&mut self.entries).into_vec();
+        match entries.binary_search_by_key(&id, |&(i, _)| i) {
+            Ok(at) if bits == ListSet::EMPTY => {
+                entries.remove(at);
+            }
+            Ok(at) => entries[at].1 = bits,
+            Err(_) if bits == ListSet::EMPTY => {}
+            Err(at) => entries.insert(at, (id, bits)),
         }
+        self.entries = entries.into_boxed_slice();
     }
 
     fn get(&self, contact: &str) -> Option<ListSet> {
