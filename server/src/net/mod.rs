@@ -57,29 +57,41 @@ impl Kind {
 
 /// One NS (dispatch/notification) connection: the notification service over the driver.
 pub async fn serve_ns_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     ctx: Context,
     cancel: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let kill = CancellationToken::new();
-    let (outbox, mut events) = ctx.outboxes.create(kill.clone());
-    let mut service = crate::notification::NsService::new(ctx, peer, outbox);
-    conn::drive(&mut stream, &mut service, &mut events, &kill, &cancel).await;
+    serve_msnp(stream, ctx, cancel, |ctx, outbox| {
+        crate::notification::NsService::new(ctx, peer, outbox)
+    })
+    .await;
 }
 
 /// One switchboard connection: the switchboard service over the driver.
 pub async fn serve_sb_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     ctx: Context,
     cancel: CancellationToken,
 ) {
+    serve_msnp(stream, ctx, cancel, |ctx, outbox| {
+        crate::switchboard::SbService::new(ctx, outbox).with_peer(peer)
+    })
+    .await;
+}
+
+/// An MSNP connection: its outbox, the service `make` builds around it, and the driver.
+async fn serve_msnp<S: conn::Service>(
+    mut stream: TcpStream,
+    ctx: Context,
+    cancel: CancellationToken,
+    make: impl FnOnce(Context, crate::hub::Outbox) -> S,
+) {
     let _ = stream.set_nodelay(true);
     let kill = CancellationToken::new();
     let (outbox, mut events) = ctx.outboxes.create(kill.clone());
-    let mut service = crate::switchboard::SbService::new(ctx, outbox).with_peer(peer);
+    let mut service = make(ctx, outbox);
     conn::drive(&mut stream, &mut service, &mut events, &kill, &cancel).await;
 }
 
