@@ -20,16 +20,17 @@
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
 
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{
     Blp, ClientCaps, ErrorCode, FriendlyName, ListKind, ListSet, MsnObject, OutReason, Passport,
     Status, TrId,
 };
-use relive_msnp::version::Capabilities;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use relive_msnp::version::{Capabilities, ProtocolVersion};
 use tracing::{debug, warn};
 
 /// Default number of events an outbox holds before its connection counts as too slow.
@@ -40,51 +41,115 @@ pub const DEFAULT_OUTBOX_CAPACITY: usize = 1024;
 pub enum Event {
     /// Write this message, encoded in the connection's dialect.
     Send(ServerMessage),
-    /// Write `OUT <reason>` and close the connection (duplicate login, shutdown).
+    /// Write this message, which many connections receive (presence fan-out): it is encoded
+    /// once per dialect, not once per recipient.
+    Broadcast(Arc<Broadcast>),
+    /// Write `OUT <reason>` and close the connection (duplicate login).
     Kick(OutReason),
+    /// The server is shutting down: the connection says its goodbye (`OUT SSD` on the NS) and
+    /// closes. Sent by [`OutboxFactory::shutdown`], never by [`Outbox::deliver`].
+    Shutdown,
+    /// The reader was too slow and its outbox overflowed: close at once without writing.
+    /// Returned by [`Inbox`] ahead of anything still queued.
+    TooSlow,
 }
+
+/// One message for many connections, with its encodings cached per dialect.
+#[derive(Debug)]
+pub struct Broadcast {
+    message: ServerMessage,
+    /// `(dialect, encoded bytes)` for every dialect asked so far (a handful at most).
+    encoded: Mutex<Vec<(ProtocolVersion, Bytes)>>,
+}
+
+impl Broadcast {
+    /// `message`, not yet encoded.
+    #[must_use]
+    pub fn new(message: ServerMessage) -> Self {
+        Self {
+            message,
+            encoded: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The message.
+    #[must_use]
+    pub const fn message(&self) -> &ServerMessage {
+        &self.message
+    }
+
+    /// The message's wire form in dialect `caps`, encoded by the first recipient that asks.
+    #[must_use]
+    pub fn encoded(&self, caps: &Capabilities) -> Bytes {
+        let mut cache = self
+            .encoded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, bytes)) = cache.iter().find(|(v, _)| *v == caps.version) {
+            return bytes.clone();
+        }
+        let mut buf = BytesMut::new();
+        self.message.encode(caps, &mut buf);
+        let bytes = buf.freeze();
+        cache.push((caps.version, bytes.clone()));
+        bytes
+    }
+}
+
+impl PartialEq for Broadcast {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Broadcast {}
 
 /// Identifies one connection, so a stale connection cannot unregister its successor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// The sending side of a connection: its outbox and the token that closes it.
+/// The sending side of a connection: its outbox.
 ///
-/// The queue is ours rather than tokio's bounded channel, for idle memory: every logged-in user
-/// holds one for as long as they are online, and tokio's channel costs about 500 bytes before
-/// anything is sent (its first block of 32 slots is allocated up front). This one is a
-/// `VecDeque` behind a short lock plus a [`Notify`] (about 120 bytes), allocates only while
-/// events wait, and gives that memory back once drained.
+/// The queue is ours rather than tokio's bounded channel, for idle memory and for the cost of a
+/// wake-up: every logged-in user holds one for as long as they are online, and tokio's channel
+/// costs about 500 bytes before anything is sent (its first block of 32 slots is allocated up
+/// front). This one is a `VecDeque` and the receiver's waker behind a short lock, allocates only
+/// while events wait, and gives that memory back once drained. The same lock carries the two
+/// signals that end a connection from outside (too slow, server shutdown), so a connection
+/// waits on one waker for all of them.
 #[derive(Debug)]
 pub struct Outbox {
-    id: ConnId,
     queue: Arc<Queue>,
-    close: CancellationToken,
 }
 
 /// The receiving side of a connection's outbox.
 #[derive(Debug)]
 pub struct Inbox {
     queue: Arc<Queue>,
+    factory: Arc<OutboxFactory>,
 }
 
 /// The shared state of one outbox.
 #[derive(Debug)]
 struct Queue {
+    id: ConnId,
     state: Mutex<QueueState>,
-    /// Wakes the receiver; `notify_one` keeps a permit when nobody waits, so a wake-up between
-    /// the receiver's check and its wait is never lost.
-    ready: Notify,
     capacity: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct QueueState {
     events: VecDeque<Event>,
     /// Live [`Outbox`] clones.
     senders: usize,
     /// The [`Inbox`] still exists.
     receiving: bool,
+    /// The receiver to wake when something arrives.
+    waker: Option<Waker>,
+    /// The outbox overflowed: the receiver gets [`Event::TooSlow`].
+    too_slow: bool,
+    /// The server is shutting down: the receiver gets [`Event::Shutdown`] (once).
+    shutdown: bool,
 }
 
 impl Queue {
@@ -92,6 +157,18 @@ impl Queue {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tells the receiver that the server is shutting down.
+    fn shut_down(&self) {
+        let waker = {
+            let mut state = self.state();
+            state.shutdown = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 
@@ -107,14 +184,40 @@ pub enum TryRecvError {
 }
 
 impl Inbox {
-    /// The next event; `None` once nothing is queued and every [`Outbox`] is gone.
+    /// The connection this inbox belongs to.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.queue.id
+    }
+
+    /// The next event, waiting for one; `None` once nothing is queued and every [`Outbox`] is
+    /// gone. [`Event::TooSlow`] comes first once the outbox overflowed, and again on every call.
     pub async fn recv(&mut self) -> Option<Event> {
-        loop {
-            match self.try_recv() {
-                Ok(event) => return Some(event),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => self.queue.ready.notified().await,
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`Self::recv`] as a poll: `Pending` registers `cx`'s waker.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let mut state = self.queue.state();
+        match take(&mut state) {
+            Ok(event) => Poll::Ready(Some(event)),
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => {
+                register(&mut state.waker, cx);
+                Poll::Pending
             }
+        }
+    }
+
+    /// Ready once the outbox overflowed (the connection must close without writing); `Pending`
+    /// registers `cx`'s waker and leaves every event queued (for a connection busy writing).
+    pub fn poll_too_slow(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.queue.state();
+        if state.too_slow {
+            Poll::Ready(())
+        } else {
+            register(&mut state.waker, cx);
+            Poll::Pending
         }
     }
 
@@ -124,18 +227,7 @@ impl Inbox {
     ///
     /// Nothing is queued ([`TryRecvError::Empty`]), or nothing is and every [`Outbox`] is gone.
     pub fn try_recv(&mut self) -> Result<Event, TryRecvError> {
-        let mut state = self.queue.state();
-        match state.events.pop_front() {
-            Some(event) => {
-                if state.events.is_empty() {
-                    // Drained: an idle connection keeps no event memory.
-                    state.events = VecDeque::new();
-                }
-                Ok(event)
-            }
-            None if state.senders == 0 => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
-        }
+        take(&mut self.queue.state())
     }
 
     /// Whether nothing is queued right now.
@@ -145,11 +237,45 @@ impl Inbox {
     }
 }
 
+/// Takes the next event (the signals first).
+fn take(state: &mut QueueState) -> Result<Event, TryRecvError> {
+    if state.too_slow {
+        return Ok(Event::TooSlow);
+    }
+    if state.shutdown {
+        state.shutdown = false;
+        return Ok(Event::Shutdown);
+    }
+    match state.events.pop_front() {
+        Some(event) => {
+            if state.events.is_empty() {
+                // Drained: an idle connection keeps no event memory.
+                state.events = VecDeque::new();
+            }
+            Ok(event)
+        }
+        None if state.senders == 0 => Err(TryRecvError::Disconnected),
+        None => Err(TryRecvError::Empty),
+    }
+}
+
+/// Stores `cx`'s waker unless the same one is already stored.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
 impl Drop for Inbox {
     fn drop(&mut self) {
-        let mut state = self.queue.state();
-        state.receiving = false;
-        state.events = VecDeque::new();
+        {
+            let mut state = self.queue.state();
+            state.receiving = false;
+            state.events = VecDeque::new();
+            state.waker = None;
+        }
+        self.factory.live().queues.remove(&self.queue.id);
     }
 }
 
@@ -157,23 +283,25 @@ impl Clone for Outbox {
     fn clone(&self) -> Self {
         self.queue.state().senders += 1;
         Self {
-            id: self.id,
             queue: Arc::clone(&self.queue),
-            close: self.close.clone(),
         }
     }
 }
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        let last = {
+        let waker = {
             let mut state = self.queue.state();
             state.senders -= 1;
-            state.senders == 0
+            // The last sender gone: the receiver learns that nothing more will come.
+            if state.senders == 0 {
+                state.waker.take()
+            } else {
+                None
+            }
         };
-        if last {
-            // The receiver learns that nothing more will come.
-            self.queue.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 }
@@ -181,42 +309,58 @@ impl Drop for Outbox {
 impl Outbox {
     /// The connection this outbox belongs to.
     #[must_use]
-    pub const fn id(&self) -> ConnId {
-        self.id
+    pub fn id(&self) -> ConnId {
+        self.queue.id
     }
 
-    /// The token that closes the connection (cancelled when its reader is too slow).
+    /// Whether the connection was found too slow (its outbox overflowed).
     #[must_use]
-    pub const fn close_token(&self) -> &CancellationToken {
-        &self.close
+    pub fn is_too_slow(&self) -> bool {
+        self.queue.state().too_slow
     }
 
     /// Queues `event` without waiting. A full outbox closes the connection: the reader is too
     /// slow, and waiting for it would stall the sender. Returns whether the event was queued.
     pub fn deliver(&self, event: Event) -> bool {
-        {
+        let (waker, queued) = {
             let mut state = self.queue.state();
-            if !state.receiving {
+            if !state.receiving || state.too_slow {
                 return false;
             }
             if state.events.len() >= self.queue.capacity {
-                drop(state);
-                warn!(conn = self.id.0, "outbox full; closing slow connection");
-                self.close.cancel();
-                return false;
+                warn!(
+                    conn = self.queue.id.0,
+                    "outbox full; closing slow connection"
+                );
+                state.too_slow = true;
+                state.events = VecDeque::new();
+                (state.waker.take(), false)
+            } else {
+                state.events.push_back(event);
+                (state.waker.take(), true)
             }
-            state.events.push_back(event);
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        self.queue.ready.notify_one();
-        true
+        queued
     }
 }
 
-/// Creates connection ids and their outboxes.
+/// Creates connection ids and their outboxes, and knows every live one (to shut them down).
 #[derive(Debug)]
 pub struct OutboxFactory {
     next_id: AtomicU64,
     capacity: usize,
+    live: Mutex<Live>,
+}
+
+/// The receiving ends that exist, by connection.
+#[derive(Debug, Default)]
+struct Live {
+    queues: HashMap<ConnId, Weak<Queue>>,
+    /// [`OutboxFactory::shutdown`] ran: later outboxes start shut down.
+    shutdown: bool,
 }
 
 impl OutboxFactory {
@@ -226,30 +370,55 @@ impl OutboxFactory {
         Self {
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
+            live: Mutex::default(),
         }
     }
 
-    /// A new outbox and its receiving end; `close` is the connection's own cancellation token.
+    fn live(&self) -> MutexGuard<'_, Live> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new outbox and its receiving end.
     #[must_use]
-    pub fn create(&self, close: CancellationToken) -> (Outbox, Inbox) {
+    pub fn create(self: &Arc<Self>) -> (Outbox, Inbox) {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut live = self.live();
         let queue = Arc::new(Queue {
+            id,
             state: Mutex::new(QueueState {
-                events: VecDeque::new(),
                 senders: 1,
                 receiving: true,
+                shutdown: live.shutdown,
+                ..QueueState::default()
             }),
-            ready: Notify::new(),
             capacity: self.capacity,
         });
+        live.queues.insert(id, Arc::downgrade(&queue));
+        drop(live);
         (
             Outbox {
-                id,
                 queue: Arc::clone(&queue),
-                close,
             },
-            Inbox { queue },
+            Inbox {
+                queue,
+                factory: Arc::clone(self),
+            },
         )
+    }
+
+    /// Tells every connection, and every one created later, that the server is shutting down
+    /// ([`Event::Shutdown`]).
+    pub fn shutdown(&self) {
+        let queues: Vec<Arc<Queue>> = {
+            let mut live = self.live();
+            live.shutdown = true;
+            live.queues.values().filter_map(Weak::upgrade).collect()
+        };
+        for queue in queues {
+            queue.shut_down();
+        }
     }
 }
 
@@ -567,7 +736,7 @@ impl Hub {
     /// people who saw it online that it went offline.
     pub fn unregister(&self, user: &Passport, id: ConnId) {
         let mut users = self.lock();
-        if users.get(user).is_none_or(|e| e.outbox.id != id) {
+        if users.get(user).is_none_or(|e| e.outbox.id() != id) {
             return;
         }
         if let Some(entry) = users.remove(user)
@@ -782,13 +951,6 @@ impl Hub {
             .get(user)
             .is_some_and(|e| e.visible_presence().is_some())
     }
-
-    /// Tells every session `OUT <reason>` and closes it (server shutdown: `OUT SSD`).
-    pub fn kick_all(&self, reason: OutReason) {
-        for entry in self.lock().values() {
-            entry.outbox.deliver(Event::Kick(reason));
-        }
-    }
 }
 
 /// Sends `message` about `user` (whose hub entry is `entry`) to every online watcher that
@@ -799,12 +961,15 @@ fn fan_out(
     entry: &Entry,
     message: &ServerMessage,
 ) {
+    // Encoded once per dialect however many watchers get it.
+    let mut shared: Option<Arc<Broadcast>> = None;
     for (watcher, bits) in entry.lists.contacts() {
         if !bits.contains(ListKind::Rl) || entry.lists.blocks(watcher) || watcher == user.as_str() {
             continue;
         }
         if let Some(w) = users.get(watcher).filter(|w| w.wants_presence()) {
-            w.outbox.deliver(Event::Send(message.clone()));
+            let message = shared.get_or_insert_with(|| Arc::new(Broadcast::new(message.clone())));
+            w.outbox.deliver(Event::Broadcast(Arc::clone(message)));
         }
     }
 }
@@ -819,8 +984,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_outbox_delivers_in_order_and_wakes_a_waiting_receiver() {
-        let f = OutboxFactory::new(8);
-        let (tx, mut rx) = f.create(CancellationToken::new());
+        let f = Arc::new(OutboxFactory::new(8));
+        let (tx, mut rx) = f.create();
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
         let waiting = tokio::spawn(async move {
             let first = rx.recv().await;
@@ -845,17 +1010,59 @@ mod tests {
 
     #[test]
     fn a_full_outbox_closes_its_connection_and_a_dropped_inbox_refuses() {
-        let f = OutboxFactory::new(2);
-        let close = CancellationToken::new();
-        let (tx, rx) = f.create(close.clone());
+        let f = Arc::new(OutboxFactory::new(2));
+        let (tx, mut rx) = f.create();
         assert!(tx.deliver(kick()) && tx.deliver(kick()));
-        assert!(!close.is_cancelled());
+        assert!(!tx.is_too_slow());
         assert!(!tx.deliver(kick()), "the third event does not fit");
-        assert!(close.is_cancelled());
+        assert!(tx.is_too_slow());
+        // The receiver is told at once, and again (nothing queued is written any more).
+        assert_eq!(rx.try_recv(), Ok(Event::TooSlow));
+        assert_eq!(rx.try_recv(), Ok(Event::TooSlow));
+        assert!(!tx.deliver(kick()));
         drop(rx);
-        let (tx, rx) = f.create(CancellationToken::new());
+        let (tx, rx) = f.create();
         drop(rx);
         assert!(!tx.deliver(kick()));
+    }
+
+    #[tokio::test]
+    async fn shutdown_reaches_every_live_inbox_once_and_later_ones_too() {
+        let f = Arc::new(OutboxFactory::new(4));
+        let (tx, mut rx) = f.create();
+        let (_gone_tx, gone_rx) = f.create();
+        drop(gone_rx);
+        assert_eq!(
+            f.live().queues.len(),
+            1,
+            "a dropped inbox leaves the registry"
+        );
+        let waiting = tokio::spawn(async move {
+            let first = rx.recv().await;
+            (first, rx)
+        });
+        tokio::task::yield_now().await;
+        f.shutdown();
+        let (first, mut rx) = waiting.await.unwrap();
+        assert_eq!(first, Some(Event::Shutdown));
+        // Queued events still arrive after it; the signal is not repeated.
+        assert!(tx.deliver(kick()));
+        assert_eq!(rx.try_recv(), Ok(kick()));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        let (_late_tx, mut late) = f.create();
+        assert_eq!(late.try_recv(), Ok(Event::Shutdown));
+    }
+
+    #[test]
+    fn a_broadcast_is_encoded_once_per_dialect() {
+        let b = Broadcast::new(ServerMessage::Fln {
+            handle: p("alice@x.com"),
+        });
+        let v7 = Capabilities::for_version(ProtocolVersion::MSNP7);
+        let v9 = Capabilities::for_version(ProtocolVersion::MSNP9);
+        assert_eq!(&b.encoded(&v7)[..], b"FLN alice@x.com\r\n");
+        assert_eq!(b.encoded(&v9), b.encoded(&v9));
+        assert_eq!(b.encoded.lock().unwrap().len(), 2);
     }
 
     fn p(s: &str) -> Passport {
@@ -906,23 +1113,34 @@ mod tests {
 
     struct Conn {
         rx: Inbox,
-        close: CancellationToken,
         id: ConnId,
     }
 
     impl Conn {
+        /// Everything queued, with broadcasts as plain sends.
         fn drain(&mut self) -> Vec<Event> {
             let mut out = Vec::new();
             while let Ok(e) = self.rx.try_recv() {
-                out.push(e);
+                out.push(match e {
+                    Event::Broadcast(b) => Event::Send(b.message().clone()),
+                    e => e,
+                });
             }
             out
         }
+
+        fn is_too_slow(&self) -> bool {
+            self.rx.queue.state().too_slow
+        }
     }
 
-    fn login(hub: &Hub, f: &OutboxFactory, user: &str, contacts: &[(&str, &[ListKind])]) -> Conn {
-        let close = CancellationToken::new();
-        let (outbox, rx) = f.create(close.clone());
+    fn login(
+        hub: &Hub,
+        f: &Arc<OutboxFactory>,
+        user: &str,
+        contacts: &[(&str, &[ListKind])],
+    ) -> Conn {
+        let (outbox, rx) = f.create();
         let id = outbox.id();
         let mut lists = ListView::default();
         for (c, kinds) in contacts {
@@ -935,7 +1153,7 @@ mod tests {
             name(user.split('@').next().unwrap()),
             lists,
         );
-        Conn { rx, close, id }
+        Conn { rx, id }
     }
 
     use ListKind::{Al, Bl, Fl, Rl};
@@ -944,7 +1162,7 @@ mod tests {
     /// bits in her lists and sets `status`. Returns (bob, alice).
     fn bob_watches_alice(
         hub: &Hub,
-        f: &OutboxFactory,
+        f: &Arc<OutboxFactory>,
         alice_bits: &[ListKind],
         status: Status,
     ) -> (Conn, Conn) {
@@ -963,7 +1181,7 @@ mod tests {
     #[test]
     fn first_chg_gets_iln_for_visible_fl_contacts_and_watchers_get_nln() {
         let hub = Hub::new();
-        let f = OutboxFactory::new(8);
+        let f = Arc::new(OutboxFactory::new(8));
         let mut bob = login(
             &hub,
             &f,
@@ -1003,7 +1221,7 @@ mod tests {
     #[test]
     fn blocked_watcher_never_learns_presence_or_name() {
         let hub = Hub::new();
-        let f = OutboxFactory::new(8);
+        let f = Arc::new(OutboxFactory::new(8));
         // alice blocks bob; bob watches alice.
         let (mut bob, _alice) = bob_watches_alice(&hub, &f, &[Bl, Rl], Status::Nln);
         hub.set_name(&p("alice@example.com"), name("NewName"));
@@ -1023,7 +1241,7 @@ mod tests {
     #[test]
     fn bl_add_and_remove_while_online_flip_fln_and_nln() {
         let hub = Hub::new();
-        let f = OutboxFactory::new(8);
+        let f = Arc::new(OutboxFactory::new(8));
         let (mut bob, _alice) = bob_watches_alice(&hub, &f, &[Al, Rl], Status::Awy);
         assert_eq!(bob.drain().len(), 1);
         let block = ListSet::EMPTY.with(Bl).with(Rl);
@@ -1046,7 +1264,7 @@ mod tests {
     #[test]
     fn blp_bl_hides_from_watchers_not_on_al() {
         let hub = Hub::new();
-        let f = OutboxFactory::new(8);
+        let f = Arc::new(OutboxFactory::new(8));
         let (mut bob, _alice) = bob_watches_alice(&hub, &f, &[Rl], Status::Nln);
         assert_eq!(bob.drain().len(), 1);
         hub.set_blp(&p("alice@example.com"), Blp::Bl);
@@ -1064,7 +1282,7 @@ mod tests {
     #[test]
     fn hidden_looks_offline_and_cannot_be_rung() {
         let hub = Hub::new();
-        let f = OutboxFactory::new(8);
+        let f = Arc::new(OutboxFactory::new(8));
         let (mut bob, _alice) = bob_watches_alice(&hub, &f, &[Rl], Status::Hdn);
         assert!(bob.drain().is_empty(), "HDN after login sends nothing");
         hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(3));
@@ -1086,7 +1304,7 @@ mod tests {
     #[test]
     fn duplicate_login_kicks_old_session_and_old_id_cannot_unregister_new() {
         let hub = Hub::new();
-        let f = OutboxFactory::new(8);
+        let f = Arc::new(OutboxFactory::new(8));
         let (mut bob, mut first) = bob_watches_alice(&hub, &f, &[Rl], Status::Nln);
         bob.drain();
         let second = login(&hub, &f, "alice@example.com", &[("bob@example.com", &[Rl])]);
@@ -1104,17 +1322,17 @@ mod tests {
     #[test]
     fn full_outbox_closes_only_the_slow_connection() {
         let hub = Hub::new();
-        let f = OutboxFactory::new(1);
+        let f = Arc::new(OutboxFactory::new(1));
         let (slow, _alice) = bob_watches_alice(&hub, &f, &[Rl], Status::Nln);
-        assert!(!slow.close.is_cancelled());
+        assert!(!slow.is_too_slow());
         hub.set_presence(&p("alice@example.com"), online(Status::Awy), TrId(3));
-        assert!(slow.close.is_cancelled());
+        assert!(slow.is_too_slow());
     }
 
     #[test]
     fn rl_notification_updates_lists_so_later_presence_reaches_the_new_watcher() {
         let hub = Hub::new();
-        let f = OutboxFactory::new(8);
+        let f = Arc::new(OutboxFactory::new(8));
         let mut alice = login(&hub, &f, "alice@example.com", &[]);
         hub.set_presence(&p("alice@example.com"), online(Status::Nln), TrId(1));
         let mut bob = login(&hub, &f, "bob@example.com", &[]);

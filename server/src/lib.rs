@@ -295,6 +295,7 @@ pub async fn run_with_relay(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     advertise(&ctx, &listeners);
+    let ctx = Arc::new(ctx);
     let tracker = TaskTracker::new();
     let relay = relay::Relay::start(
         &ctx.settings.relay,
@@ -321,7 +322,7 @@ pub async fn run_with_relay(
         loops.spawn(net::accept_loop(
             kind,
             listener,
-            ctx.clone(),
+            Arc::clone(&ctx),
             Arc::clone(&limit),
             tracker.clone(),
             shutdown.clone(),
@@ -329,7 +330,9 @@ pub async fn run_with_relay(
     }
     loops.close();
     loops.wait().await;
-    // The accept loops only end on shutdown; every connection token is a child of it.
+    // The accept loops only end on shutdown; HTTP connection tokens are children of it, NS
+    // and SB connections are told through their outboxes.
+    ctx.outboxes.shutdown();
     let open = *ctx.connections.borrow();
     tracing::info!(open, "shutting down: waiting for connections to close");
     tracker.close();

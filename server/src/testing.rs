@@ -10,7 +10,6 @@ use md5::{Digest as _, Md5};
 use relive_msnp::client::ClientCommand;
 use relive_msnp::frame::{Direction, decode};
 use relive_msnp::types::Passport;
-use tokio_util::sync::CancellationToken;
 
 use crate::Context;
 use crate::config::Config;
@@ -62,7 +61,7 @@ pub(crate) struct Harness<S> {
 }
 
 fn outbox(ctx: &Context) -> (Outbox, crate::hub::Inbox) {
-    ctx.outboxes.create(CancellationToken::new())
+    ctx.outboxes.create()
 }
 
 impl Harness<NsService> {
@@ -70,7 +69,10 @@ impl Harness<NsService> {
     pub(crate) fn ns(ctx: &Context) -> Self {
         let (outbox, rx) = outbox(ctx);
         let peer: SocketAddr = "192.0.2.1:51000".parse().unwrap();
-        Self::wrap(NsService::new(ctx.clone(), peer, outbox), rx)
+        Self::wrap(
+            NsService::new(std::sync::Arc::new(ctx.clone()), peer, outbox),
+            rx,
+        )
     }
 
     /// Logs in over MD5 as `handle` with `token` in dialect `msnp` (e.g. `"MSNP7"`), then
@@ -102,7 +104,7 @@ impl Harness<SbService> {
     /// A fresh SB connection.
     pub(crate) fn sb(ctx: &Context) -> Self {
         let (outbox, rx) = outbox(ctx);
-        Self::wrap(SbService::new(ctx.clone(), outbox), rx)
+        Self::wrap(SbService::new(std::sync::Arc::new(ctx.clone()), outbox), rx)
     }
 }
 
@@ -155,12 +157,15 @@ impl<S: Service> Harness<S> {
         while let Ok(event) = self.rx.try_recv() {
             match event {
                 Event::Send(m) => out.push(m),
+                Event::Broadcast(m) => out.push(m.message().clone()),
                 Event::Kick(reason) => {
                     out.push(relive_msnp::server::ServerMessage::Out {
                         reason: Some(reason),
                     });
                     out.close();
                 }
+                Event::Shutdown => self.svc.shutdown(&mut out),
+                Event::TooSlow => out.close(),
             }
         }
         if out.is_closing() {

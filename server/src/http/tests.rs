@@ -694,10 +694,13 @@ async fn logins_never_log_the_password_the_token_or_the_ticket() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests log the same events at the same time on threads without a subscriber; one
-    // that registers a callsite while this thread's subscriber is being added can leave the
-    // callsite cached as "never enabled" (seen once in ~5 full runs). Recompute the cache now
-    // that this subscriber is in place.
+    // Other tests log the same events at the same time on threads without a subscriber. While
+    // only one dispatcher exists, tracing computes a callsite's cached interest from the
+    // *registering thread's* default, so a callsite first hit by another test during this one
+    // was cached as "never" and this test missed its line (seen in ~1 of 5 full runs). With a
+    // second live dispatcher every callsite's interest is computed from all of them ("sometimes":
+    // each event then asks its own thread's subscriber).
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::callsite::rebuild_interest_cache();
 
     let server = Server::start(PassportSettings::default()).await;

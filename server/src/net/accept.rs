@@ -1,19 +1,20 @@
-//! Accept loops: one per listener, each spawning a task per connection with a span, a child
-//! cancellation token and a connection-cap permit.
+//! Accept loops: one per listener, each spawning a task per connection with a span and a
+//! connection-cap permit (and, for HTTP, a child cancellation token).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use super::{
-    Kind, serve_http_connection, serve_https_connection, serve_legacy_connection,
+    Kind, Serve, serve_http_connection, serve_https_connection, serve_legacy_connection,
     serve_ns_connection, serve_sb_connection,
 };
 use crate::Context;
@@ -21,19 +22,39 @@ use crate::Context;
 /// Longest pause after a failing `accept` (e.g. out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Decrements the open-connection gauge when a connection task ends, however it ends.
-struct Gauge(Context);
+/// A connection's future with what it holds for its whole life: the open-connection gauge
+/// (decremented however the task ends) and its connection-cap permit. Built before the task is
+/// spawned, so the task holds no `async` wrapper with copies of its arguments.
+struct Guarded {
+    serve: Serve,
+    gauge: Arc<watch::Sender<usize>>,
+    _permit: OwnedSemaphorePermit,
+}
 
-impl Gauge {
-    fn new(ctx: Context) -> Self {
-        ctx.connections.send_modify(|n| *n += 1);
-        Self(ctx)
+impl Guarded {
+    fn new(serve: Serve, gauge: &Arc<watch::Sender<usize>>, permit: OwnedSemaphorePermit) -> Self {
+        gauge.send_modify(|n| *n += 1);
+        Self {
+            serve,
+            gauge: Arc::clone(gauge),
+            _permit: permit,
+        }
     }
 }
 
-impl Drop for Gauge {
+impl Future for Guarded {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        ready!(self.serve.as_mut().poll(cx));
+        tracing::debug!("closed");
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Guarded {
     fn drop(&mut self) {
-        self.0.connections.send_modify(|n| *n = n.saturating_sub(1));
+        self.gauge.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -41,7 +62,7 @@ impl Drop for Gauge {
 pub(crate) async fn accept_loop(
     kind: Kind,
     listener: TcpListener,
-    ctx: Context,
+    ctx: Arc<Context>,
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -80,27 +101,18 @@ pub(crate) async fn accept_loop(
             id = next_id,
             user = tracing::field::Empty
         );
-        let cancel = shutdown.child_token();
-        let ctx = ctx.clone();
-        tracker.spawn(
-            async move {
-                let _gauge = Gauge::new(ctx.clone());
-                let _permit = permit;
-                tracing::debug!("accepted");
-                // Each kind's future is boxed at its own size: inline, every task would be as
-                // large as the largest of them (a TLS handshake's), idle NS connections too.
-                let serve: Pin<Box<dyn Future<Output = ()> + Send>> = match kind {
-                    Kind::Ns => Box::pin(serve_ns_connection(stream, peer, ctx, cancel)),
-                    Kind::Sb => Box::pin(serve_sb_connection(stream, peer, ctx, cancel)),
-                    Kind::Http => Box::pin(serve_http_connection(stream, peer, ctx, cancel)),
-                    Kind::Https => Box::pin(serve_https_connection(stream, peer, ctx, cancel)),
-                    Kind::Legacy => Box::pin(serve_legacy_connection(stream, peer, ctx, cancel)),
-                };
-                serve.await;
-                tracing::debug!("closed");
-            }
-            .instrument(span),
-        );
+        span.in_scope(|| tracing::debug!("accepted"));
+        // Each kind's future is boxed at its own size: inline, every task would be as large
+        // as the largest of them (a TLS handshake's), idle NS connections too. NS and SB
+        // connections learn of a shutdown through their outboxes; HTTP ones get a child token.
+        let serve: Serve = match kind {
+            Kind::Ns => Box::pin(serve_ns_connection(stream, peer, &ctx)),
+            Kind::Sb => Box::pin(serve_sb_connection(stream, peer, &ctx)),
+            Kind::Http => serve_http_connection(stream, peer, &ctx, shutdown.child_token()),
+            Kind::Https => serve_https_connection(stream, peer, &ctx, shutdown.child_token()),
+            Kind::Legacy => serve_legacy_connection(stream, peer, &ctx, shutdown.child_token()),
+        };
+        tracker.spawn(Guarded::new(serve, &ctx.connections, permit).instrument(span));
     }
     tracing::debug!(listener = kind.as_str(), "stopped accepting");
 }

@@ -2,9 +2,10 @@
 //! connection kind.
 //!
 //! Every connection runs in a task on a shared [`TaskTracker`](tokio_util::task::TaskTracker)
-//! with a child [`CancellationToken`] and a connection-cap permit ([`accept`]). On shutdown the
-//! accept loops stop, connection tokens are cancelled, and [`crate::run`] waits for every task
-//! before closing the store.
+//! with a connection-cap permit ([`accept`]). On shutdown the accept loops stop, HTTP
+//! connections' child [`CancellationToken`]s are cancelled, NS and SB connections get
+//! [`crate::hub::Event::Shutdown`] through their outboxes, and [`crate::run`] waits for every
+//! task before closing the store.
 //!
 //! - [`accept`]: the accept loops.
 //! - [`conn`]: the driver that turns a socket into commands for a [`conn::Service`] and writes
@@ -18,6 +19,7 @@ pub mod conn;
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -55,83 +57,94 @@ impl Kind {
     }
 }
 
-// The two below return `serve_msnp`'s future itself rather than awaiting it in an `async fn`:
-// a wrapping state machine would keep its own copy of the arguments beside the inner future,
-// about 0.3 KiB more for every idle user.
+// The two below are plain functions returning the driver itself: an `async fn` wrapper would
+// keep its own copy of the arguments beside the driver in every idle user's task.
 
-/// One NS (dispatch/notification) connection: the notification service over the driver.
+/// Serves one NS (dispatch/notification) connection until it ends.
 pub fn serve_ns_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    ctx: Context,
-    cancel: CancellationToken,
-) -> impl Future<Output = ()> + Send {
-    serve_msnp(stream, ctx, cancel, move |ctx, outbox| {
-        crate::notification::NsService::new(ctx, peer, outbox)
-    })
+    ctx: &Arc<Context>,
+) -> impl Future<Output = ()> + Send + use<> {
+    let (outbox, inbox) = ctx.outboxes.create();
+    let service = crate::notification::NsService::new(Arc::clone(ctx), peer, outbox);
+    serve_msnp(stream, service, inbox)
 }
 
-/// One switchboard connection: the switchboard service over the driver.
+/// Serves one SB connection until it ends.
 pub fn serve_sb_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    ctx: Context,
-    cancel: CancellationToken,
-) -> impl Future<Output = ()> + Send {
-    serve_msnp(stream, ctx, cancel, move |ctx, outbox| {
-        crate::switchboard::SbService::new(ctx, outbox).with_peer(peer)
-    })
+    ctx: &Arc<Context>,
+) -> impl Future<Output = ()> + Send + use<> {
+    let (outbox, inbox) = ctx.outboxes.create();
+    let service = crate::switchboard::SbService::new(Arc::clone(ctx), outbox).with_peer(peer);
+    serve_msnp(stream, service, inbox)
 }
 
-/// An MSNP connection: its outbox, the service `make` builds around it, and the driver.
-async fn serve_msnp<S: conn::Service>(
-    mut stream: TcpStream,
-    ctx: Context,
-    cancel: CancellationToken,
-    make: impl FnOnce(Context, crate::hub::Outbox) -> S + Send,
-) {
+fn serve_msnp<S: conn::Service>(
+    stream: TcpStream,
+    service: S,
+    inbox: crate::hub::Inbox,
+) -> conn::Connection<S, TcpStream> {
     let _ = stream.set_nodelay(true);
-    let kill = CancellationToken::new();
-    let (outbox, mut events) = ctx.outboxes.create(kill.clone());
-    let mut service = make(ctx, outbox);
-    conn::drive(&mut stream, &mut service, &mut events, &kill, &cancel).await;
+    conn::Connection::new(stream, service, inbox)
 }
+
+/// A connection's future, boxed at its own size.
+pub type Serve = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// One plain HTTP connection: nexus, login and the rest of [`crate::http`].
-pub async fn serve_http_connection(
+pub fn serve_http_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    ctx: Context,
+    ctx: &Context,
     cancel: CancellationToken,
-) {
-    crate::http::serve_connection(stream, peer, ctx.http.clone(), cancel).await;
+) -> Serve {
+    Box::pin(crate::http::serve_connection(
+        stream,
+        peer,
+        ctx.http.clone(),
+        cancel,
+    ))
 }
 
 /// One HTTPS connection through rustls; closed at once if no acceptor is configured.
-pub async fn serve_https_connection(
+pub fn serve_https_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    ctx: Context,
+    ctx: &Context,
     cancel: CancellationToken,
-) {
+) -> Serve {
     let Some(acceptor) = ctx.https_tls.clone() else {
         tracing::debug!("no HTTPS certificate configured; closing");
-        return drop(stream);
+        return Box::pin(std::future::ready(()));
     };
-    crate::http::tls::serve_https_connection(stream, peer, ctx.http.clone(), acceptor, cancel)
-        .await;
+    Box::pin(crate::http::tls::serve_https_connection(
+        stream,
+        peer,
+        ctx.http.clone(),
+        acceptor,
+        cancel,
+    ))
 }
 
 /// One legacy-TLS connection through OpenSSL; closed at once if no acceptor is configured.
-pub async fn serve_legacy_connection(
+pub fn serve_legacy_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    ctx: Context,
+    ctx: &Context,
     cancel: CancellationToken,
-) {
+) -> Serve {
     let Some(tls) = ctx.legacy_tls.clone() else {
         tracing::debug!("no legacy TLS certificate configured; closing");
-        return drop(stream);
+        return Box::pin(std::future::ready(()));
     };
-    crate::http::legacy::serve_legacy_connection(stream, peer, ctx.http.clone(), tls, cancel).await;
+    Box::pin(crate::http::legacy::serve_legacy_connection(
+        stream,
+        peer,
+        ctx.http.clone(),
+        tls,
+        cancel,
+    ))
 }

@@ -279,18 +279,12 @@ async fn a_watcher_whose_pipe_is_full_is_cut_off_while_others_carry_on() {
     let ta = account(&ctx, "alice@example.com", "Alice").await;
     let tb = account(&ctx, "bob@example.com", "Bob").await;
     // Bob runs over the real driver on a 256-byte pipe.
-    let (client, mut server) = tokio::io::duplex(256);
-    let kill = CancellationToken::new();
-    let shutdown = CancellationToken::new();
-    let (outbox, mut events) = ctx.outboxes.create(kill.clone());
+    let (client, server) = tokio::io::duplex(256);
+    let (outbox, events) = ctx.outboxes.create();
+    let bob_outbox = outbox.clone();
     let peer = "192.0.2.2:40000".parse().unwrap();
-    let mut svc = crate::notification::NsService::new(ctx.clone(), peer, outbox);
-    let driver = {
-        let kill = kill.clone();
-        tokio::spawn(async move {
-            super::conn::drive(&mut server, &mut svc, &mut events, &kill, &shutdown).await;
-        })
-    };
+    let svc = crate::notification::NsService::new(std::sync::Arc::new(ctx.clone()), peer, outbox);
+    let driver = tokio::spawn(super::conn::Connection::new(server, svc, events));
     let (r, mut w) = tokio::io::split(client);
     let mut r = BufReader::new(r);
     let mut line = String::new();
@@ -330,10 +324,99 @@ async fn a_watcher_whose_pipe_is_full_is_cut_off_while_others_carry_on() {
         );
     }
     // Bob's pipe filled, his outbox overflowed, and the hub cut him off.
-    assert!(kill.is_cancelled());
+    assert!(bob_outbox.is_too_slow());
+    drop(bob_outbox);
     tokio::time::timeout(LINE_TIMEOUT, driver)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(ctx.hub.len(), 1, "only Alice is still online");
+}
+
+/// An NS driver over an in-memory pipe of `pipe` bytes; returns the client end, the
+/// connection's outbox and the driver task.
+fn piped_ns(
+    ctx: &Context,
+    pipe: usize,
+) -> (
+    tokio::io::DuplexStream,
+    crate::hub::Outbox,
+    tokio::task::JoinHandle<()>,
+) {
+    let (client, server) = tokio::io::duplex(pipe);
+    let (outbox, inbox) = ctx.outboxes.create();
+    let peer = "192.0.2.3:40000".parse().unwrap();
+    let svc =
+        crate::notification::NsService::new(std::sync::Arc::new(ctx.clone()), peer, outbox.clone());
+    let driver = tokio::spawn(super::conn::Connection::new(server, svc, inbox));
+    (client, outbox, driver)
+}
+
+#[tokio::test]
+async fn events_queued_while_a_write_is_stuck_all_arrive_once_the_peer_reads() {
+    use relive_msnp::server::ServerMessage;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let (client, outbox, driver) = piped_ns(&ctx, 64);
+    let fln = |i: u32| ServerMessage::Fln {
+        handle: format!("user{i}@example.com").parse().unwrap(),
+    };
+    // The first events fill the 64-byte pipe and the write gets stuck; the rest wait in the
+    // outbox (nobody is reading yet).
+    for i in 0..100 {
+        assert!(outbox.deliver(crate::hub::Event::Send(fln(i))));
+        tokio::task::yield_now().await;
+    }
+    // Now read: every line arrives in order with nothing else happening.
+    let mut r = BufReader::new(client);
+    for i in 0..100 {
+        let mut line = String::new();
+        tokio::time::timeout(LINE_TIMEOUT, r.read_line(&mut line))
+            .await
+            .expect("an event stayed queued")
+            .unwrap();
+        assert_eq!(line, format!("FLN user{i}@example.com\r\n"));
+    }
+    drop((r, outbox));
+    tokio::time::timeout(LINE_TIMEOUT, driver)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_counts_from_the_last_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let idle = ctx.settings.ns_idle_timeout;
+    let (client, outbox, driver) = piped_ns(&ctx, 1024);
+    drop(outbox);
+    let (r, mut w) = tokio::io::split(client);
+    let mut r = BufReader::new(r);
+    w.write_all(b"VER 1 MSNP7 CVR0\r\n").await.unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "VER 1 MSNP7\r\n");
+    let start = tokio::time::Instant::now();
+    // A PNG shortly before each deadline keeps the connection open well past one timeout.
+    for _ in 0..3 {
+        tokio::time::sleep(idle - Duration::from_secs(5)).await;
+        w.write_all(b"PNG\r\n").await.unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("QNG"), "{line:?}");
+    }
+    let last = tokio::time::Instant::now();
+    assert!(last - start > idle * 2);
+    // Then silence: closed one timeout after the last read, not earlier.
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).await.unwrap();
+    let closed = tokio::time::Instant::now();
+    assert!(rest.is_empty());
+    assert!(
+        closed - last >= idle && closed - last < idle + Duration::from_secs(1),
+        "{:?}",
+        closed - last
+    );
+    driver.await.unwrap();
 }

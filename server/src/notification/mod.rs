@@ -24,6 +24,7 @@ mod tests;
 pub use misc::{MAX_FND_RESULTS, PING_INTERVAL_SECS};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use relive_msnp::client::{ClientCommand as C, Role};
 use relive_msnp::error::{ParseError, ParseErrorKind};
@@ -75,7 +76,7 @@ struct Challenge {
 /// The notification protocol of one connection.
 #[derive(Debug)]
 pub struct NsService {
-    ctx: Context,
+    ctx: Arc<Context>,
     peer: SocketAddr,
     outbox: Outbox,
     session: NsSession,
@@ -89,7 +90,7 @@ pub struct NsService {
 impl NsService {
     /// A new connection from `peer` whose hub outbox is `outbox`.
     #[must_use]
-    pub fn new(ctx: Context, peer: SocketAddr, outbox: Outbox) -> Self {
+    pub fn new(ctx: Arc<Context>, peer: SocketAddr, outbox: Outbox) -> Self {
         Self {
             ctx,
             peer,

@@ -11,6 +11,8 @@
 //!
 //! A connection that has not authenticated within `Settings::sb_auth_timeout` is closed.
 
+use std::sync::Arc;
+
 use relive_msnp::client::{Ans, Cal, ClientCommand, Msg, Role, Usr};
 use relive_msnp::error::{ParseError, ParseErrorKind};
 use relive_msnp::server::ServerMessage;
@@ -36,7 +38,7 @@ struct Joined {
 /// The switchboard protocol of one connection.
 #[derive(Debug)]
 pub struct SbService {
-    ctx: Context,
+    ctx: Arc<Context>,
     outbox: Outbox,
     session: SbSession,
     caps: Capabilities,
@@ -49,7 +51,7 @@ pub struct SbService {
 impl SbService {
     /// A new, unauthenticated connection whose hub outbox is `outbox`.
     #[must_use]
-    pub fn new(ctx: Context, outbox: Outbox) -> Self {
+    pub fn new(ctx: Arc<Context>, outbox: Outbox) -> Self {
         let auth_deadline = Instant::now() + ctx.settings.sb_auth_timeout;
         Self {
             ctx,

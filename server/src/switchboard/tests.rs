@@ -151,9 +151,7 @@ async fn relayed_payload_is_the_same_allocation_for_every_recipient() {
     let mut rxs = Vec::new();
     let mut outboxes = Vec::new();
     for _ in 0..3 {
-        let (o, rx) = ctx
-            .outboxes
-            .create(tokio_util::sync::CancellationToken::new());
+        let (o, rx) = ctx.outboxes.create();
         outboxes.push(o);
         rxs.push(rx);
     }
@@ -290,15 +288,11 @@ async fn group_chat_of_three() {
 async fn unauthenticated_sb_connection_is_closed_after_the_auth_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), |_| {}).await;
-    let (mut client, mut server) = tokio::io::duplex(64);
-    let kill = tokio_util::sync::CancellationToken::new();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (outbox, mut events) = ctx.outboxes.create(kill.clone());
-    let mut svc = SbService::new(ctx.clone(), outbox);
+    let (mut client, server) = tokio::io::duplex(64);
+    let (outbox, events) = ctx.outboxes.create();
+    let svc = SbService::new(std::sync::Arc::new(ctx.clone()), outbox);
     let start = tokio::time::Instant::now();
-    let driver = tokio::spawn(async move {
-        crate::net::conn::drive(&mut server, &mut svc, &mut events, &kill, &shutdown).await;
-    });
+    let driver = tokio::spawn(crate::net::conn::Connection::new(server, svc, events));
     let mut buf = [0u8; 16];
     let n = tokio::io::AsyncReadExt::read(&mut client, &mut buf)
         .await
@@ -352,12 +346,8 @@ async fn relay_rewrites_an_msnftp_rendezvous_in_the_fan_out() {
     );
     // Both dial the relay from loopback in this test; the server saw them at these addresses.
     let seat = |ip: &str| Seat::new(Some(ip.parse().unwrap()), &caps);
-    let (a_out, mut a_rx) = ctx
-        .outboxes
-        .create(tokio_util::sync::CancellationToken::new());
-    let (b_out, mut b_rx) = ctx
-        .outboxes
-        .create(tokio_util::sync::CancellationToken::new());
+    let (a_out, mut a_rx) = ctx.outboxes.create();
+    let (b_out, mut b_rx) = ctx.outboxes.create();
     let room = sbs.create_room(
         &p("a@example.com"),
         &n("A"),
