@@ -116,17 +116,12 @@ pub fn serve_https_connection(
     ctx: &Context,
     cancel: CancellationToken,
 ) -> Serve {
-    let Some(acceptor) = ctx.https_tls.clone() else {
-        tracing::debug!("no HTTPS certificate configured; closing");
-        return Box::pin(std::future::ready(()));
-    };
-    Box::pin(crate::http::tls::serve_https_connection(
-        stream,
-        peer,
-        ctx.http.clone(),
-        acceptor,
-        cancel,
-    ))
+    with_acceptor(ctx.https_tls.as_ref(), "https", |acceptor| {
+        let http = ctx.http.clone();
+        Box::pin(crate::http::tls::serve_https_connection(
+            stream, peer, http, acceptor, cancel,
+        ))
+    })
 }
 
 /// One legacy-TLS connection through OpenSSL; closed at once if no acceptor is configured.
@@ -136,15 +131,25 @@ pub fn serve_legacy_connection(
     ctx: &Context,
     cancel: CancellationToken,
 ) -> Serve {
-    let Some(tls) = ctx.legacy_tls.clone() else {
-        tracing::debug!("no legacy TLS certificate configured; closing");
-        return Box::pin(std::future::ready(()));
-    };
-    Box::pin(crate::http::legacy::serve_legacy_connection(
-        stream,
-        peer,
-        ctx.http.clone(),
-        tls,
-        cancel,
-    ))
+    with_acceptor(ctx.legacy_tls.as_ref(), "legacy", |tls| {
+        let http = ctx.http.clone();
+        Box::pin(crate::http::legacy::serve_legacy_connection(
+            stream, peer, http, tls, cancel,
+        ))
+    })
+}
+
+/// `serve` with the listener's TLS acceptor, or, without one, a connection closed at once.
+fn with_acceptor<T: Clone>(
+    acceptor: Option<&T>,
+    listener: &'static str,
+    serve: impl FnOnce(T) -> Serve,
+) -> Serve {
+    match acceptor {
+        Some(acceptor) => serve(acceptor.clone()),
+        None => {
+            tracing::debug!(listener, "no certificate configured; closing");
+            Box::pin(std::future::ready(()))
+        }
+    }
 }
