@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use bytes::BytesMut;
-use relive_msnp::client::Role;
 use relive_server::store::seed::SeedContact;
-use relive_tests::stack::{change_status, login_md5};
-use relive_tests::{MsnpClient, sb};
+use relive_tests::sb;
+use relive_tests::stack::change_status;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::Common;
+use crate::logon::Logon;
 use crate::report::{Report, Target};
 use crate::server::{self, FL_AL, ServerOpts};
 use crate::stats::Samples;
@@ -117,7 +117,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         serde_json::json!({
             "rooms": args.rooms, "users": users, "window": args.window,
             "offered_rate": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
-            "ack_mode": "A", "text_bytes": args.text,
+            "ack_mode": "A", "text_bytes": args.text, "login": common.login.describe(),
         }),
     );
     // Room partners are each other's contacts.
@@ -141,14 +141,13 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     .await?;
 
     // Log everybody in and open the rooms (sequentially: 100 users take well under a second).
+    let logon = Logon::new(common.login, &server).await?;
     let mut ns_conns = Vec::with_capacity(users);
     let mut sb_conns = Vec::with_capacity(users);
     for pair in seeded.chunks(2) {
         let [a, b] = pair else { continue };
-        let mut a_ns = MsnpClient::connect(server.ns, Role::Notification, &a.handle).await?;
-        login_md5(&mut a_ns, 7, &a.handle, &a.token).await?;
-        let mut b_ns = MsnpClient::connect(server.ns, Role::Notification, &b.handle).await?;
-        login_md5(&mut b_ns, 7, &b.handle, &b.token).await?;
+        let mut a_ns = logon.login(&a.handle, &a.token).await?;
+        let mut b_ns = logon.login(&b.handle, &b.token).await?;
         // b first: a gets b in its ILN burst; b's NLN of a is skipped by `invite`.
         change_status(&mut b_ns, "NLN").await?;
         change_status(&mut a_ns, "NLN").await?;

@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::BytesMut;
-use relive_msnp::client::Role;
-use relive_tests::MsnpClient;
-use relive_tests::stack::{login_md5, sync_lists};
+use relive_tests::stack::sync_lists;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::Common;
+use crate::logon::Logon;
 use crate::report::{Report, Target};
 use crate::server::{self, ServerOpts};
 use crate::wire;
@@ -78,7 +77,8 @@ pub(crate) async fn run(common: &Common, args: Args, fd_limit: u64) -> anyhow::R
         serde_json::json!({
             "users": users, "requested_users": args.users.unwrap_or(TARGET_USERS),
             "contacts": args.contacts, "ping_s": args.ping, "hold_s": args.hold,
-            "fd_limit": fd_limit, "protocol": "MSNP7 MD5 token login, SYN, CHG NLN",
+            "fd_limit": fd_limit,
+            "protocol": format!("{}, SYN, CHG NLN", common.login.describe()),
         }),
     );
     report.notes = notes;
@@ -104,13 +104,14 @@ pub(crate) async fn run(common: &Common, args: Args, fd_limit: u64) -> anyhow::R
         failed: Cell::new(0),
     });
     let seeded = Rc::new(seeded);
+    let logon = Rc::new(Logon::new(common.login, &server).await?);
     let next = Rc::new(Cell::new(0usize));
     let started = Instant::now();
     let ping = Duration::from_secs(args.ping.max(1));
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|_| {
             let (seeded, next, shared) = (Rc::clone(&seeded), Rc::clone(&next), Rc::clone(&shared));
-            let ns = server.ns;
+            let logon = Rc::clone(&logon);
             tokio::task::spawn_local(async move {
                 loop {
                     let i = next.get();
@@ -119,7 +120,7 @@ pub(crate) async fn run(common: &Common, args: Args, fd_limit: u64) -> anyhow::R
                     }
                     next.set(i + 1);
                     let u = &seeded[i];
-                    match login(ns, &u.handle, &u.token).await {
+                    match login(&logon, &u.handle, &u.token).await {
                         Ok((stream, buf)) => {
                             let offset = ping.mul_f64(i as f64 / seeded.len() as f64);
                             tokio::task::spawn_local(hold(
@@ -227,13 +228,8 @@ pub(crate) async fn run(common: &Common, args: Args, fd_limit: u64) -> anyhow::R
 
 /// Logs `handle` in, dumps its lists, and sends `CHG NLN` (its echo and the presence traffic
 /// that follows are read by [`hold`]).
-async fn login(
-    ns: std::net::SocketAddr,
-    handle: &str,
-    token: &str,
-) -> anyhow::Result<(TcpStream, BytesMut)> {
-    let mut c = MsnpClient::connect(ns, Role::Notification, handle).await?;
-    login_md5(&mut c, 7, handle, token).await?;
+async fn login(logon: &Logon, handle: &str, token: &str) -> anyhow::Result<(TcpStream, BytesMut)> {
+    let mut c = logon.login(handle, token).await?;
     sync_lists(&mut c).await?;
     let t = c.trid();
     c.send_line(&format!("CHG {t} NLN")).await?;

@@ -15,12 +15,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use relive_msnp::client::Role;
-use relive_tests::MsnpClient;
-use relive_tests::http::{connect_tls, exchange, tls12_connector};
-use relive_tests::stack::{da_login_at, login_md5, login_twn_with, login2_request};
 
 use crate::Common;
+use crate::logon::{Logon, Method};
 use crate::report::{Report, Target};
 use crate::server::{self, ServerOpts, User};
 use crate::stats::Samples;
@@ -85,7 +82,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     let users = Rc::new(users);
     let mut failures = 0;
     if matches!(args.mode, Mode::Md5 | Mode::Both) {
-        let (rate, mut lat, failed, cpu) = measure("md5", &args, &server, &users).await?;
+        let (rate, mut lat, failed, cpu) = measure(Method::Md5, &args, &server, &users).await?;
         report.check(
             "MD5 (MSNP7) logins",
             rate,
@@ -98,7 +95,8 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         failures += failed;
     }
     if matches!(args.mode, Mode::Passport | Mode::Both) {
-        let (rate, mut lat, failed, cpu) = measure("passport", &args, &server, &users).await?;
+        let (rate, mut lat, failed, cpu) =
+            measure(Method::Passport, &args, &server, &users).await?;
         report.check(
             "Passport (HTTPS + MSNP9) logins",
             rate,
@@ -153,14 +151,13 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
 /// Runs `concurrency` login loops for `duration`; returns logins/s, latencies, failures and
 /// the server's CPU time per login (µs).
 async fn measure(
-    mode: &'static str,
+    method: Method,
     args: &Args,
     server: &server::Server,
     users: &Rc<Vec<User>>,
 ) -> anyhow::Result<(f64, Samples, usize, f64)> {
-    let connector = tls12_connector(&server.ca_cert)?;
-    let (da_host, da_path) = da_login_at(&connector, server.https).await?;
-    let da = Rc::new((da_host, da_path, connector));
+    let mode = format!("{method:?}").to_lowercase();
+    let logon = Rc::new(Logon::new(method, server).await?);
     let next = Rc::new(Cell::new(0usize));
     let done = Rc::new(Cell::new(0u64));
     let failed = Rc::new(Cell::new(0usize));
@@ -169,14 +166,14 @@ async fn measure(
     let deadline = started + Duration::from_secs_f64(args.duration);
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (users, next, done, failed, da) = (
+            let (users, next, done, failed, logon) = (
                 Rc::clone(users),
                 Rc::clone(&next),
                 Rc::clone(&done),
                 Rc::clone(&failed),
-                Rc::clone(&da),
+                Rc::clone(&logon),
             );
-            let (ns, https) = (server.ns, server.https);
+            let mode = mode.clone();
             tokio::task::spawn_local(async move {
                 let mut lat = Samples::default();
                 while Instant::now() < deadline {
@@ -184,11 +181,7 @@ async fn measure(
                     next.set((i + 1) % users.len());
                     let u = &users[i];
                     let t = Instant::now();
-                    let result = if mode == "md5" {
-                        md5_login(ns, u).await
-                    } else {
-                        passport_login(ns, https, &da, u).await
-                    };
+                    let result = login_and_out(&logon, u).await;
                     match result {
                         Ok(()) => {
                             lat.push(t.elapsed());
@@ -227,27 +220,9 @@ async fn measure(
     Ok((rate, lat, failed.get(), cpu))
 }
 
-async fn md5_login(ns: std::net::SocketAddr, u: &User) -> anyhow::Result<()> {
-    let mut c = MsnpClient::connect(ns, Role::Notification, &u.handle).await?;
-    login_md5(&mut c, 7, &u.handle, &u.token).await?;
-    c.send_line("OUT").await?;
-    Ok(())
-}
-
-async fn passport_login(
-    ns: std::net::SocketAddr,
-    https: std::net::SocketAddr,
-    da: &(String, String, tokio_rustls::TlsConnector),
-    u: &User,
-) -> anyhow::Result<()> {
-    let (host, path, connector) = da;
-    let mut c = MsnpClient::connect(ns, Role::Notification, &u.handle).await?;
-    login_twn_with(&mut c, 9, &u.handle, |twn_params| async move {
-        let mut tls = connect_tls(connector, https).await?;
-        let request = login2_request(host, path, &u.handle, &u.token, &twn_params);
-        exchange(&mut tls, request.as_bytes()).await
-    })
-    .await?;
+/// One complete login, then `OUT`.
+async fn login_and_out(logon: &Logon, u: &User) -> anyhow::Result<()> {
+    let mut c = logon.login(&u.handle, &u.token).await?;
     c.send_line("OUT").await?;
     Ok(())
 }

@@ -9,11 +9,13 @@
 //! error, and ends with a table (targets next to the figures, ✓/✗) and, with `--json FILE`,
 //! the same figures as JSON. The exit status is 1 when a target is missed.
 //!
-//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`].
+//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`]; users log in as [`logon`] says
+//! (`--login md5`, MSNP7, or `--login passport`, MSNP9 through HTTPS `login2.srf`).
 
 mod chat;
 mod idle;
 mod login;
+mod logon;
 mod presence;
 mod report;
 mod server;
@@ -49,6 +51,10 @@ pub(crate) struct Common {
     /// Keep the temporary data directory and the server log, and print where they are.
     #[arg(long, global = true)]
     keep: bool,
+    /// How `chat`, `idle` and `presence` log their users in (`login` measures both paths; see
+    /// its `--mode`).
+    #[arg(long, global = true, value_enum, default_value_t = logon::Method::Md5)]
+    login: logon::Method,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,17 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use bytes::BytesMut;
-use relive_msnp::client::Role;
 use relive_server::store::seed::SeedContact;
 use relive_server::store::{ListKind, ListSet};
-use relive_tests::MsnpClient;
-use relive_tests::stack::{change_status, login_md5, sync_lists};
+use relive_tests::stack::{change_status, sync_lists};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::Notify;
 
 use crate::Common;
+use crate::logon::Logon;
 use crate::report::{Report, Target};
 use crate::server::{self, FL_AL, ServerOpts};
 use crate::stats::Samples;
@@ -68,7 +67,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         "presence",
         serde_json::json!({
             "watchers": k, "repeats": args.repeats, "pause_ms": args.pause_ms,
-            "protocol": "MSNP7, CHG AWY/NLN alternating",
+            "protocol": format!("{}, CHG AWY/NLN alternating", common.login.describe()),
         }),
     );
     // User 0 is watched; users 1..=K have it on FL and AL, and it has them on AL.
@@ -108,12 +107,13 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
 
     // Watchers: log in and go online (the watched user is still offline: no NLN races).
     let users = Rc::new(users);
+    let logon = Rc::new(Logon::new(common.login, &server).await?);
     let next = Rc::new(Cell::new(1usize));
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|_| {
             let (users, next, shared) = (Rc::clone(&users), Rc::clone(&next), Rc::clone(&shared));
-            let ns = server.ns;
+            let logon = Rc::clone(&logon);
             tokio::task::spawn_local(async move {
                 loop {
                     let i = next.get();
@@ -122,8 +122,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
                     }
                     next.set(i + 1);
                     let u = &users[i];
-                    let mut c = MsnpClient::connect(ns, Role::Notification, &u.handle).await?;
-                    login_md5(&mut c, 7, &u.handle, &u.token).await?;
+                    let mut c = logon.login(&u.handle, &u.token).await?;
                     sync_lists(&mut c).await?;
                     change_status(&mut c, "NLN").await?;
                     let (stream, buf) = c.into_parts();
@@ -142,8 +141,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
 
     // The watched user.
     let target = &users[0];
-    let mut c = MsnpClient::connect(server.ns, Role::Notification, &target.handle).await?;
-    login_md5(&mut c, 7, &target.handle, &target.token).await?;
+    let mut c = logon.login(&target.handle, &target.token).await?;
     sync_lists(&mut c).await?;
     let (stream, buf) = c.into_parts();
     let _ = stream.set_nodelay(true);
