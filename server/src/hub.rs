@@ -159,16 +159,18 @@ impl Queue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Tells the receiver that the server is shutting down.
-    fn shut_down(&self) {
-        let waker = {
+    /// Applies `change` under the lock; when it says `(true, _)`, wakes the receiver once the
+    /// lock is released. Returns the change's own result.
+    fn update<R>(&self, change: impl FnOnce(&mut QueueState) -> (bool, R)) -> R {
+        let (waker, result) = {
             let mut state = self.state();
-            state.shutdown = true;
-            state.waker.take()
+            let (wake, result) = change(&mut state);
+            (wake.then(|| state.waker.take()).flatten(), result)
         };
         if let Some(waker) = waker {
             waker.wake();
         }
+        result
     }
 }
 
@@ -290,19 +292,11 @@ impl Clone for Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        let waker = {
-            let mut state = self.queue.state();
+        self.queue.update(|state| {
             state.senders -= 1;
             // The last sender gone: the receiver learns that nothing more will come.
-            if state.senders == 0 {
-                state.waker.take()
-            } else {
-                None
-            }
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+            (state.senders == 0, ())
+        });
     }
 }
 
@@ -322,28 +316,22 @@ impl Outbox {
     /// Queues `event` without waiting. A full outbox closes the connection: the reader is too
     /// slow, and waiting for it would stall the sender. Returns whether the event was queued.
     pub fn deliver(&self, event: Event) -> bool {
-        let (waker, queued) = {
-            let mut state = self.queue.state();
+        self.queue.update(|state| {
             if !state.receiving || state.too_slow {
-                return false;
-            }
-            if state.events.len() >= self.queue.capacity {
+                (false, false)
+            } else if state.events.len() >= self.queue.capacity {
                 warn!(
                     conn = self.queue.id.0,
                     "outbox full; closing slow connection"
                 );
                 state.too_slow = true;
                 state.events = VecDeque::new();
-                (state.waker.take(), false)
+                (true, false)
             } else {
                 state.events.push_back(event);
-                (state.waker.take(), true)
+                (true, true)
             }
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        queued
+        })
     }
 }
 
@@ -417,7 +405,10 @@ impl OutboxFactory {
             live.queues.values().filter_map(Weak::upgrade).collect()
         };
         for queue in queues {
-            queue.shut_down();
+            queue.update(|state| {
+                state.shutdown = true;
+                (true, ())
+            });
         }
     }
 }

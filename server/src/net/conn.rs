@@ -275,15 +275,10 @@ where
             };
             let caps = service.caps();
             // Whatever the service produced goes out first, in order.
-            if !this.out.messages().is_empty() || this.out.is_closing() {
-                for message in this.out.take() {
-                    message.encode(&caps, this.wbuf);
-                }
-                if std::mem::take(&mut this.out.close) && *this.state == State::Open {
-                    *this.state = State::Closing {
-                        limit: WRITE_TIMEOUT,
-                    };
-                }
+            if encode_replies(this.out, &caps, this.wbuf) && *this.state == State::Open {
+                *this.state = State::Closing {
+                    limit: WRITE_TIMEOUT,
+                };
             }
 
             // The hub's events: only while nothing waits to be written (a reader who does not
@@ -314,11 +309,9 @@ where
                             };
                         }
                         Some(Event::Shutdown) => {
+                            // Closing whether or not the goodbye asks to.
                             service.shutdown(this.out);
-                            for message in this.out.take() {
-                                message.encode(&caps, this.wbuf);
-                            }
-                            this.out.close = false;
+                            encode_replies(this.out, &caps, this.wbuf);
                             *this.state = State::Closing {
                                 limit: SHUTDOWN_WRITE_TIMEOUT,
                             };
@@ -444,6 +437,15 @@ where
             // Otherwise the deadline moved later since the timer was set: set it again.
         }
     }
+}
+
+/// Encodes the service's queued replies into `wbuf` and clears the batch; returns whether it
+/// asked to close.
+fn encode_replies(out: &mut Replies, caps: &Capabilities, wbuf: &mut BytesMut) -> bool {
+    for message in out.take() {
+        message.encode(caps, wbuf);
+    }
+    std::mem::take(&mut out.close)
 }
 
 /// Runs every complete command in `rbuf`, owning the service meanwhile.

@@ -98,6 +98,11 @@ impl Report {
         });
     }
 
+    /// Adds a count that must be zero (failures, drops): a check with target ≤ 0.
+    pub(crate) fn none(&mut self, name: impl Into<String>, count: f64, unit: &'static str) {
+        self.check(name, count, unit, Target::AtMost(0.0));
+    }
+
     /// Adds a figure with a target.
     pub(crate) fn check(
         &mut self,
