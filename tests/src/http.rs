@@ -98,9 +98,28 @@ pub async fn exchange<S>(io: &mut S, request: &[u8]) -> anyhow::Result<Response>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    exchange_in_writes(io, request, request.len().max(1)).await
+}
+
+/// [`exchange`], writing (and flushing) the request `write_len` bytes at a time: over TLS, one
+/// record per write, so `1` splits the request into one-byte records.
+///
+/// # Errors
+///
+/// As [`exchange`].
+pub async fn exchange_in_writes<S>(
+    io: &mut S,
+    request: &[u8],
+    write_len: usize,
+) -> anyhow::Result<Response>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     within("HTTP exchange", async {
-        io.write_all(request).await?;
-        io.flush().await?;
+        for part in request.chunks(write_len.max(1)) {
+            io.write_all(part).await?;
+            io.flush().await?;
+        }
         let mut buf = Vec::new();
         let head_end = loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {

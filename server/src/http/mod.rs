@@ -3,7 +3,10 @@
 //! listener (OpenSSL) for Windows XP.
 //!
 //! Requests go through an axum [`Router`] ([`routes`]) inside a hyper HTTP/1.1 connection with
-//! keep-alive, a header-read timeout and graceful shutdown on cancel. Every response's header
+//! keep-alive, a header-read timeout and graceful shutdown on cancel. The first request of each
+//! connection passes [`lenient`] first, which rewrites the Passport request forms of the era's
+//! clients (HTTP/0.9 lines, HTTP/1.0) into HTTP/1.1 and leaves every other request to hyper's
+//! strict parser. Every response's header
 //! names are written in the case old clients expect ([`case`]): `PassportURLs` exactly,
 //! `WWW-Authenticate`, and title case for the rest.
 //!
@@ -12,12 +15,14 @@
 //! # Layout
 //!
 //! - [`routes`]: the handlers.
+//! - [`lenient`]: the Passport request forms of old clients, normalised.
 //! - [`case`]: exact header-name case on the wire.
 //! - [`tls`]: HTTPS through rustls.
 //! - [`legacy`]: TLS 1.0 / 3DES through OpenSSL, and its RSA certificates.
 
 pub mod case;
 pub mod legacy;
+pub mod lenient;
 pub mod routes;
 pub mod tls;
 
@@ -78,6 +83,7 @@ pub struct HttpService {
     passport: PassportService,
     nexus: Arc<NexusSettings>,
     passport_urls: Arc<RwLock<HeaderValue>>,
+    lenient: Arc<lenient::PassportPaths>,
 }
 
 impl HttpService {
@@ -102,6 +108,7 @@ impl HttpService {
             passport,
             nexus: Arc::new(settings.nexus.clone()),
             passport_urls,
+            lenient: Arc::new(routes::passport_paths(&settings.nexus.path)),
         })
     }
 
@@ -162,11 +169,22 @@ pub async fn serve_connection(
     serve_io(stream, peer, service, cancel).await;
 }
 
-/// Serves HTTP/1.1 over any byte stream (plain TCP, or a TLS stream after its handshake).
+/// Serves HTTP/1.1 over any byte stream (plain TCP, or a TLS stream after its handshake), the
+/// first request normalised by [`lenient`].
 pub(crate) async fn serve_io<I>(io: I, peer: Peer, service: HttpService, cancel: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let io = tokio::select! {
+        () = cancel.cancelled() => return,
+        result = lenient::normalise(io, &service.lenient) => match result {
+            Ok(io) => io,
+            Err(error) => {
+                tracing::debug!(%error, "http connection closed before its first request");
+                return;
+            }
+        },
+    };
     let cases = case::response_cases().await;
     let tower = TowerToHyperService::new(service.router);
     let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {

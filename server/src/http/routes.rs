@@ -19,7 +19,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Peer;
+use super::lenient::PassportPaths;
 use crate::passport::{Credentials, LoginError, PassportService};
+
+/// The nexus path (`PassportURLs`).
+pub const NEXUS_PATH: &str = "/rdr/pprdr.asp";
+
+/// The Passport 1.4 login path.
+pub const LOGIN_PATH: &str = "/login2.srf";
+
+const MSGR_CONFIG_PATH: &str = "/Config/MsgrConfig.asmx";
 
 /// The nexus header name, spelled as the clients look it up (see [`super::case`]).
 pub const PASSPORT_URLS: HeaderName = HeaderName::from_static("passporturls");
@@ -68,23 +77,34 @@ impl RouteState {
 /// The router. `login_path` is the configured `DALogin` path (served besides `/login2.srf`).
 pub fn router(state: RouteState, login_path: &str) -> Router {
     let mut router = Router::new()
-        .route("/rdr/pprdr.asp", get(nexus))
-        .route("/login2.srf", get(login))
+        .route(NEXUS_PATH, get(nexus))
+        .route(LOGIN_PATH, get(login))
         .route(
-            "/Config/MsgrConfig.asmx",
+            MSGR_CONFIG_PATH,
             get(msgr_config_get).post(msgr_config_post),
         );
-    // Only plain literal paths (axum would treat `{x}`, `*x` or `:x` segments specially, and
-    // panics on a route that is already taken).
+    if is_extra_login_path(login_path) {
+        router = router.route(login_path, get(login));
+    }
+    router.fallback(not_found).with_state(state)
+}
+
+/// The Passport paths [`router`] serves for `login_path`: the ones whose requests
+/// [`super::lenient`] normalises.
+#[must_use]
+pub fn passport_paths(login_path: &str) -> PassportPaths {
+    let extra = is_extra_login_path(login_path).then_some(login_path);
+    PassportPaths::new([NEXUS_PATH, LOGIN_PATH].into_iter().chain(extra))
+}
+
+/// Whether `login_path` gets a route of its own: only plain literal paths (axum would treat
+/// `{x}`, `*x` or `:x` segments specially, and panics on a route that is already taken).
+fn is_extra_login_path(login_path: &str) -> bool {
     let literal = login_path.starts_with('/')
         && login_path
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._~-".contains(&b));
-    let taken = ["/rdr/pprdr.asp", "/login2.srf", "/Config/MsgrConfig.asmx"];
-    if literal && !taken.contains(&login_path) {
-        router = router.route(login_path, get(login));
-    }
-    router.fallback(not_found).with_state(state)
+    literal && ![NEXUS_PATH, LOGIN_PATH, MSGR_CONFIG_PATH].contains(&login_path)
 }
 
 async fn nexus(State(state): State<RouteState>) -> Response {

@@ -583,6 +583,149 @@ async fn repeated_failures_get_503_and_the_user_gets_back_in_after_the_decay() {
     server.stop().await;
 }
 
+/// Reads until the peer closes; panics if it sends anything more first.
+async fn assert_closed<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server did not close the connection")
+        .ok();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}
+
+/// Writes `bytes` one per write (one TLS record each over TLS), flushing after each.
+async fn write_bytewise<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
+    for b in bytes {
+        stream.write_all(std::slice::from_ref(b)).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+}
+
+/// Reads one response after the request was written.
+async fn read_response<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Raw {
+    exchange(stream, "").await
+}
+
+#[tokio::test]
+async fn the_request_forms_of_old_clients_reach_the_passport_routes() {
+    let server = Server::start(PassportSettings::default()).await;
+    let expected_urls = format!(
+        "DARealm=Passport.Net,DALogin=127.0.0.1:{}/login2.srf,ConfigVersion=1",
+        server.https.port()
+    );
+    // (request, whether the server closes after answering)
+    let forms: [(&str, bool); 8] = [
+        ("GET /rdr/pprdr.asp\r\n\r\n", true),
+        ("GET /rdr/pprdr.asp\n\n", true),
+        ("GET /rdr/pprdr.asp\r\n", true),
+        ("GET /rdr/pprdr.asp HTTP/1.0\r\n\r\n\r\n\r\n", true),
+        (
+            "GET /rdr/pprdr.asp HTTP/1.0\nConnection: Keep-Alive\n\n",
+            true,
+        ),
+        (
+            "GET /rdr/pprdr.asp HTTP/1.1\nhost: nexus.passport.com\n\n",
+            false,
+        ),
+        (
+            "GET /rdr/pprdr.asp HTTP/1.1\r\nHOST: nexus.passport.com\r\nUSER-AGENT: MSMSGS\r\n\r\n",
+            false,
+        ),
+        (
+            "get /RDR/pprdr.asp http/1.1\r\nHost: nexus.passport.com\r\n\r\n",
+            false,
+        ),
+    ];
+    for (request, closes) in forms {
+        let mut conn = TcpStream::connect(server.http).await.unwrap();
+        let raw = exchange(&mut conn, request).await;
+        assert_eq!(raw.status(), "HTTP/1.1 200 OK", "{request:?}");
+        assert_eq!(
+            raw.header("PassportURLs"),
+            Some(expected_urls.as_str()),
+            "{request:?}"
+        );
+        if closes {
+            assert_closed(&mut conn).await;
+        } else {
+            // Keep-alive as before: a second request on the same connection.
+            let raw = exchange(&mut conn, "GET /rdr/pprdr.asp HTTP/1.1\r\nHost: x\r\n\r\n").await;
+            assert_eq!(raw.status(), "HTTP/1.1 200 OK", "{request:?}");
+        }
+    }
+
+    // An HTTP/1.0 login without Host and with lowercase header names and bare LFs.
+    let login = login_request("alice@example.com", server.alice_token.expose())
+        .replace("GET /login2.srf HTTP/1.1", "GET /login2.srf HTTP/1.0")
+        .replace("Authorization:", "authorization:")
+        .replace("Host: login.passport.com\r\n", "")
+        .replace("\r\n", "\n");
+    let mut conn = TcpStream::connect(server.http).await.unwrap();
+    ticket_of(&exchange(&mut conn, &login).await);
+    assert_closed(&mut conn).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_passport_paths_are_lenient() {
+    let server = Server::start(PassportSettings::default()).await;
+    for request in [
+        "GET /\r\n\r\n",
+        "GET /Config/MsgrConfig.asmx\r\n\r\n",
+        "GET /rdr/pprdr.asp HTTP/1.1 trailing\r\n\r\n",
+        "POST /login2.srf\r\n\r\n",
+    ] {
+        let mut conn = TcpStream::connect(server.http).await.unwrap();
+        let raw = exchange(&mut conn, request).await;
+        assert_eq!(raw.status(), "HTTP/1.1 400 Bad Request", "{request:?}");
+    }
+    // Other paths keep hyper's HTTP/1.0 handling: an HTTP/1.0 answer.
+    let mut conn = TcpStream::connect(server.http).await.unwrap();
+    let raw = exchange(&mut conn, "GET /Config/MsgrConfig.asmx HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw.status(), "HTTP/1.0 200 OK");
+    // A head larger than the bound is refused as before.
+    let mut conn = TcpStream::connect(server.http).await.unwrap();
+    let huge = format!(
+        "GET /rdr/pprdr.asp HTTP/1.0\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(super::MAX_HEAD_BYTES)
+    );
+    conn.write_all(huge.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 431"),
+        "{reply}"
+    );
+    assert!(!reply.contains("PassportURLs"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_http09_nexus_line_and_an_http10_login_split_into_one_byte_tls_records() {
+    let server = Server::start(PassportSettings::default()).await;
+    let mut tls = https_connect(&server).await;
+    write_bytewise(&mut tls, b"GET /rdr/pprdr.asp\r\n\r\n").await;
+    let raw = read_response(&mut tls).await;
+    assert_eq!(raw.status(), "HTTP/1.1 200 OK");
+    assert!(raw.header("PassportURLs").is_some(), "{}", raw.head);
+    assert_closed(&mut tls).await;
+
+    let mut tls = https_connect(&server).await;
+    let login = login_request("alice@example.com", server.alice_token.expose())
+        .replace(" HTTP/1.1\r\n", " HTTP/1.0\n");
+    write_bytewise(&mut tls, login.as_bytes()).await;
+    let ticket = ticket_of(&read_response(&mut tls).await);
+    assert!(
+        server
+            .service
+            .passport()
+            .consume_ticket(&ticket, &server.alice)
+            .is_ok()
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn msgr_config_answers_get_with_the_document_and_post_with_soap() {
     let server = Server::start(PassportSettings::default()).await;
@@ -648,8 +791,8 @@ async fn the_legacy_listener_speaks_tls10_with_3des_and_rsa_key_exchange() {
     b.set_max_proto_version(Some(SslVersion::TLS1)).unwrap();
     b.set_cipher_list("DES-CBC3-SHA@SECLEVEL=0").unwrap();
     b.set_ca_file(&paths.ca_cert).unwrap();
-    let ssl = b
-        .build()
+    let connector = b.build();
+    let ssl = connector
         .configure()
         .unwrap()
         .into_ssl("login.passport.com")
@@ -667,6 +810,19 @@ async fn the_legacy_listener_speaks_tls10_with_3des_and_rsa_key_exchange() {
     assert_nexus_answers(&mut tls).await;
     // Passwords count as encrypted here: the account allows them, the listener is TLS.
     assert_password_login_once_allowed(&server, &mut tls).await;
+
+    // The version-less nexus line of libpurple-era clients, on a connection of its own.
+    let ssl = connector
+        .configure()
+        .unwrap()
+        .into_ssl("login.passport.com")
+        .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut tls).connect().await.unwrap();
+    let raw = exchange(&mut tls, "GET /rdr/pprdr.asp\r\n\r\n").await;
+    assert_eq!(raw.status(), "HTTP/1.1 200 OK");
+    assert!(raw.header("PassportURLs").is_some(), "{}", raw.head);
     server.stop().await;
 }
 

@@ -30,3 +30,6 @@ mod msnp8;
 
 /// A standalone relay driven by the server (`[relay] remote`) carries a transfer (root only).
 mod remote_relay;
+
+/// What each client generation sends to the Passport endpoints, replayed byte for byte.
+mod real_clients;
