@@ -183,6 +183,47 @@ pub fn da_login(passport_urls: &str) -> Option<&str> {
         .find_map(|kv| kv.strip_prefix("DALogin="))
 }
 
+/// Sends the nexus `request` on `io` (in writes of `write_len` bytes, see
+/// [`exchange_in_writes`]) and returns the `DALogin` host (with port, if any) and path (without
+/// its leading `/`) from the `HTTP/1.1 200 OK` answer.
+///
+/// # Errors
+///
+/// The exchange failed, or the answer is not a `200` with a usable `DALogin`.
+pub async fn ask_nexus<S>(
+    io: &mut S,
+    request: &[u8],
+    write_len: usize,
+) -> anyhow::Result<(String, String)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let nexus = exchange_in_writes(io, request, write_len).await?;
+    ensure!(
+        nexus.status_line == "HTTP/1.1 200 OK",
+        "nexus: {}",
+        nexus.status_line
+    );
+    let urls = nexus
+        .header("PassportURLs")
+        .ok_or_else(|| anyhow!("nexus: no PassportURLs header"))?;
+    let login = da_login(urls).ok_or_else(|| anyhow!("no DALogin in {urls}"))?;
+    let (host, path) =
+        split_da_login(login).ok_or_else(|| anyhow!("DALogin {login} has no path"))?;
+    Ok((host.to_owned(), path.to_owned()))
+}
+
+/// Splits a `DALogin` value into host (with port, if any) and path (without its leading `/`),
+/// dropping a scheme.
+#[must_use]
+pub fn split_da_login(login: &str) -> Option<(&str, &str)> {
+    let login = login
+        .strip_prefix("https://")
+        .or_else(|| login.strip_prefix("http://"))
+        .unwrap_or(login);
+    login.split_once('/')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +239,11 @@ mod tests {
             da_login("DARealm=Passport.Net,DALogin=h:1/login2.srf,ConfigVersion=1"),
             Some("h:1/login2.srf")
         );
+        assert_eq!(
+            split_da_login("https://h:1/login2.srf"),
+            Some(("h:1", "login2.srf"))
+        );
+        assert_eq!(split_da_login("h/a/b"), Some(("h", "a/b")));
+        assert_eq!(split_da_login("h"), None);
     }
 }

@@ -515,28 +515,8 @@ pub async fn da_login_at(
     https: SocketAddr,
 ) -> anyhow::Result<(String, String)> {
     let mut tls = crate::http::connect_tls(connector, https).await?;
-    let nexus = crate::http::exchange(
-        &mut tls,
-        b"GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n",
-    )
-    .await?;
-    ensure!(
-        nexus.status_line == "HTTP/1.1 200 OK",
-        "nexus: {}",
-        nexus.status_line
-    );
-    let urls = nexus
-        .header("PassportURLs")
-        .ok_or_else(|| anyhow!("nexus: no PassportURLs header"))?;
-    let login = crate::http::da_login(urls).ok_or_else(|| anyhow!("no DALogin in {urls}"))?;
-    let login = login
-        .strip_prefix("https://")
-        .or_else(|| login.strip_prefix("http://"))
-        .unwrap_or(login);
-    let (host, path) = login
-        .split_once('/')
-        .ok_or_else(|| anyhow!("DALogin {login} has no path"))?;
-    Ok((host.to_owned(), path.to_owned()))
+    let request = b"GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n";
+    crate::http::ask_nexus(&mut tls, request, request.len()).await
 }
 
 /// The `login2.srf` request of the Passport 1.4 exchange: `GET /<path>` on `host` with

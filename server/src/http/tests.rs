@@ -273,8 +273,13 @@ async fn assert_password_login_once_allowed<S: AsyncRead + AsyncWrite + Unpin>(
         .set_allow_password_login(&server.alice, true)
         .await
         .unwrap();
-    let ticket =
-        ticket_of(&exchange(stream, &login_request("alice@example.com", "secret123")).await);
+    let raw = exchange(stream, &login_request("alice@example.com", "secret123")).await;
+    assert_ticket_for_alice(server, &raw);
+}
+
+/// `raw` carries a ticket the Passport service accepts (once) for alice.
+fn assert_ticket_for_alice(server: &Server, raw: &Raw) {
+    let ticket = ticket_of(raw);
     assert!(
         server
             .service
@@ -715,14 +720,7 @@ async fn the_http09_nexus_line_and_an_http10_login_split_into_one_byte_tls_recor
     let login = login_request("alice@example.com", server.alice_token.expose())
         .replace(" HTTP/1.1\r\n", " HTTP/1.0\n");
     write_bytewise(&mut tls, login.as_bytes()).await;
-    let ticket = ticket_of(&read_response(&mut tls).await);
-    assert!(
-        server
-            .service
-            .passport()
-            .consume_ticket(&ticket, &server.alice)
-            .is_ok()
-    );
+    assert_ticket_for_alice(&server, &read_response(&mut tls).await);
     server.stop().await;
 }
 
@@ -792,14 +790,18 @@ async fn the_legacy_listener_speaks_tls10_with_3des_and_rsa_key_exchange() {
     b.set_cipher_list("DES-CBC3-SHA@SECLEVEL=0").unwrap();
     b.set_ca_file(&paths.ca_cert).unwrap();
     let connector = b.build();
-    let ssl = connector
-        .configure()
-        .unwrap()
-        .into_ssl("login.passport.com")
-        .unwrap();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-    std::pin::Pin::new(&mut tls).connect().await.unwrap();
+    let connect = async || {
+        let ssl = connector
+            .configure()
+            .unwrap()
+            .into_ssl("login.passport.com")
+            .unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+        std::pin::Pin::new(&mut tls).connect().await.unwrap();
+        tls
+    };
+    let mut tls = connect().await;
     assert_eq!(tls.ssl().version_str(), "TLSv1");
     let cipher = tls.ssl().current_cipher().unwrap();
     assert_eq!(
@@ -812,14 +814,7 @@ async fn the_legacy_listener_speaks_tls10_with_3des_and_rsa_key_exchange() {
     assert_password_login_once_allowed(&server, &mut tls).await;
 
     // The version-less nexus line of libpurple-era clients, on a connection of its own.
-    let ssl = connector
-        .configure()
-        .unwrap()
-        .into_ssl("login.passport.com")
-        .unwrap();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-    std::pin::Pin::new(&mut tls).connect().await.unwrap();
+    let mut tls = connect().await;
     let raw = exchange(&mut tls, "GET /rdr/pprdr.asp\r\n\r\n").await;
     assert_eq!(raw.status(), "HTTP/1.1 200 OK");
     assert!(raw.header("PassportURLs").is_some(), "{}", raw.head);

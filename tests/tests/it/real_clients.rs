@@ -19,8 +19,8 @@
 //!   the handle and the secret unencoded. (Its NS side speaks MSNP11, which Relive does not yet;
 //!   the NS part here is MSNP9.)
 
-use anyhow::{anyhow, ensure};
-use relive_tests::http::{Response, connect_tls, da_login, exchange_in_writes};
+use anyhow::anyhow;
+use relive_tests::http::{Response, ask_nexus, connect_tls, exchange_in_writes};
 use relive_tests::stack::login_twn_with;
 use relive_tests::{StackOptions, TestStack};
 
@@ -143,19 +143,7 @@ async fn passport(
 ) -> anyhow::Result<Response> {
     let connector = stack.tls_connector()?;
     let mut tls = connect_tls(&connector, stack.https).await?;
-    let nexus = exchange_in_writes(&mut tls, client.nexus.as_bytes(), write_len).await?;
-    ensure!(
-        nexus.status_line == "HTTP/1.1 200 OK",
-        "nexus: {}",
-        nexus.status_line
-    );
-    let urls = nexus
-        .header("PassportURLs")
-        .ok_or_else(|| anyhow!("nexus: no PassportURLs"))?;
-    let login = da_login(urls).ok_or_else(|| anyhow!("no DALogin in {urls}"))?;
-    let (host, path) = login
-        .split_once('/')
-        .ok_or_else(|| anyhow!("DALogin {login} has no path"))?;
+    let (host, path) = ask_nexus(&mut tls, client.nexus.as_bytes(), write_len).await?;
     if !client.reuse_connection {
         tls = connect_tls(&connector, stack.https).await?;
     }
@@ -166,8 +154,8 @@ async fn passport(
     };
     let request = client
         .login
-        .replace("{path}", path)
-        .replace("{host}", host)
+        .replace("{path}", &path)
+        .replace("{host}", &host)
         .replace("{sign_in}", &sign_in)
         .replace("{pwd}", stack.token(ALICE))
         .replace("{params}", twn_params);
