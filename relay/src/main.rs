@@ -52,7 +52,7 @@ enum Command {
         /// Your MSN handle (e-mail address) on the server.
         #[arg(long, env = "RELIVE_AGENT_HANDLE")]
         handle: String,
-        /// Your access token from the server's website.
+        /// One of your access tokens (the server's operator creates them: `relive-server token new`).
         #[arg(long, env = "RELIVE_AGENT_TOKEN", hide_env_values = true)]
         token: String,
         /// PEM file with the certificate(s) to trust (the server's relive-ca.crt).

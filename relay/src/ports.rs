@@ -324,7 +324,9 @@ impl PortPool {
                 .clone()
                 .any(|p| config.ports.contains(&(p ^ PORTX_XOR)));
         if !pairs {
-            tracing::warn!(
+            // Not a warning: the default range does not pair (no small range can) and MSNFTP
+            // works without PortX, which only serves as the receiver's second try.
+            tracing::debug!(
                 target: "relive_relay::ports",
                 min = config.ports.start(),
                 max = config.ports.end(),

@@ -441,7 +441,7 @@ pub fn default_file_text() -> String {
          # ns = \"{ns}\"\n\
          # Where the switchboard listens. Env: RELIVE_SB, flag: --sb.\n\
          # sb = \"{sb}\"\n\
-         # Plain HTTP (nexus, login, website). Env: RELIVE_HTTP, flag: --http.\n\
+         # Plain HTTP (nexus, login, the pages the client's links open). Env: RELIVE_HTTP, flag: --http.\n\
          # http = \"{http}\"\n\
          # HTTPS (rustls). Env: RELIVE_HTTPS, flag: --https.\n\
          # https = \"{https}\"\n\

@@ -338,14 +338,24 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let (store, certs) = data_dir::prepare(&settings)
         .await
         .context("setting up the data directory")?;
-    println!(
-        "data directory {} (certificates: {certs:?})",
-        settings.data_dir.display()
-    );
+    println!("data directory {}", settings.data_dir.display());
+    let ca = CertPaths::in_data_dir(&settings.data_dir).ca_cert;
+    match certs {
+        tls::CertStatus::Created => println!(
+            "created a local certificate authority and a certificate for {}; clients must trust \
+             {} (`relive-server cert export FILE` copies it)",
+            settings.public_host,
+            ca.display()
+        ),
+        tls::CertStatus::Reissued => println!(
+            "the public host changed: issued a new server certificate for {} (same CA, \
+             clients need nothing new)",
+            settings.public_host
+        ),
+        tls::CertStatus::Loaded => {}
+    }
     if args.demo {
-        for (email, new) in demo::seed(&store).await? {
-            println!("demo account {email} token {}", new.token.expose());
-        }
+        demo_accounts(&store).await?;
     }
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
@@ -396,7 +406,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    println!("public host {}", settings.public_host);
+    println!("{}", public_host_line(&settings.public_host));
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
@@ -408,6 +418,44 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     });
     relive_server::run_with_relay(ctx, listeners, relay_quic, shutdown).await?;
     Ok(())
+}
+
+/// `serve --demo`: creates the demo accounts that are missing and prints their tokens; says
+/// which ones already existed (their tokens were printed when they were made).
+async fn demo_accounts(store: &Store) -> anyhow::Result<()> {
+    let created = demo::seed(store).await?;
+    for (email, new) in &created {
+        println!("demo account {email} token {}", new.token.expose());
+    }
+    let existing: Vec<&str> = demo::DEMO_ACCOUNTS
+        .iter()
+        .map(|(handle, _)| *handle)
+        .filter(|handle| !created.iter().any(|(email, _)| email.as_str() == *handle))
+        .collect();
+    if !existing.is_empty() {
+        println!(
+            "demo accounts {} already exist, with the tokens printed when they were created \
+             (`relive-server token new EMAIL` makes another)",
+            existing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The start-up line naming the public host, with what it means for who can connect.
+fn public_host_line(host: &str) -> String {
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        format!(
+            "public host {host}: only clients on this machine can connect; give the name or \
+             address other machines reach this one by with --public-host"
+        )
+    } else {
+        format!("public host {host}")
+    }
 }
 
 /// Descriptors the server needs besides its client connections (listeners, database, relay,
@@ -499,6 +547,21 @@ mod tests {
     use clap::CommandFactory as _;
 
     use super::*;
+
+    #[test]
+    fn a_loopback_public_host_is_flagged() {
+        for host in ["127.0.0.1", "localhost", "::1", "127.0.0.2"] {
+            assert!(
+                public_host_line(host).contains("only clients on this machine"),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            public_host_line("msn.example.net"),
+            "public host msn.example.net"
+        );
+        assert_eq!(public_host_line("192.168.1.5"), "public host 192.168.1.5");
+    }
 
     #[test]
     fn cli_is_well_formed_and_times_format() {

@@ -1,6 +1,6 @@
 //! Test helpers shared by the service tests: a context over a real temp-file store, accounts
 //! with tokens, and a harness that feeds text lines to a [`Service`] and renders its replies
-//! and outbox events back to text (no sockets).
+//! and outbox events back to text (no sockets); and a capture of this thread's log output.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -212,5 +212,67 @@ impl<S: Service> Harness<S> {
             }
         }
         lines
+    }
+}
+
+/// Collects the formatted log output of the current thread (every level) while alive.
+pub(crate) struct LogCapture {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+    _second: tracing::Dispatch,
+}
+
+/// One writer into a [`LogCapture`].
+#[derive(Clone)]
+struct CaptureWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Starts capturing on this thread (a `#[tokio::test]` runs its tasks on it).
+    pub(crate) fn start() -> Self {
+        let buf = std::sync::Arc::default();
+        let writer = CaptureWriter(std::sync::Arc::clone(&buf));
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Other tests log the same events at the same time on threads without a subscriber.
+        // While only one dispatcher exists, tracing computes a callsite's cached interest from
+        // the *registering thread's* default, so a callsite first hit by another test during
+        // this one was cached as "never" and this test missed its line (seen in ~1 of 5 full
+        // runs). With a second live dispatcher every callsite's interest is computed from all
+        // of them ("sometimes": each event then asks its own thread's subscriber).
+        let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+        tracing::callsite::rebuild_interest_cache();
+        Self {
+            buf,
+            _guard: guard,
+            _second: second,
+        }
+    }
+
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        let bytes = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }

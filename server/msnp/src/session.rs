@@ -146,7 +146,11 @@ impl NsSession {
                 self.cvr_seen = true;
                 return Decision::Dispatch;
             }
-            C::Png | C::Out => return Decision::Dispatch,
+            // Before login only VER/CVR/INF/USR have a meaning (PROTOCOL.md §9a.3); `OUT` is the
+            // client leaving, which the server honours at any point.
+            C::Out => return Decision::Dispatch,
+            C::Png if self.phase != NsPhase::Online => return not_expected,
+            C::Png => return Decision::Dispatch,
             C::Inf(_) if !caps.md5_allowed => return Decision::Close(CloseReason::NotInDialect),
             C::Cal(_) | C::Ans(_) | C::Msg(_) => return Decision::Close(CloseReason::WrongRole),
             _ => {}
@@ -315,6 +319,30 @@ mod tests {
             run(&mut s, "XYZ 12 foo"),
             Decision::Close(CloseReason::UnknownCommand)
         );
+    }
+
+    #[test]
+    fn ping_is_for_logged_in_clients_and_out_for_anyone() {
+        let mut s = ns();
+        assert_eq!(run(&mut s, "VER 1 MSNP8 CVR0"), Decision::Dispatch);
+        assert_eq!(
+            run(&mut s, "PNG"),
+            Decision::Close(CloseReason::NotExpected)
+        );
+        let mut s = ns();
+        run(&mut s, "VER 1 MSNP8 CVR0");
+        run(
+            &mut s,
+            "CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 6.0.0602 MSMSGS a@b.c",
+        );
+        run(&mut s, "USR 3 TWN I a@b.c");
+        assert_eq!(
+            run(&mut s, "PNG"),
+            Decision::Close(CloseReason::NotExpected)
+        );
+        assert_eq!(run(&mut s, "OUT"), Decision::Dispatch);
+        s.login_succeeded();
+        assert_eq!(run(&mut s, "PNG"), Decision::Dispatch);
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub struct HttpService {
     passport: PassportService,
     nexus: Arc<NexusSettings>,
     passport_urls: Arc<RwLock<HeaderValue>>,
+    website: Arc<RwLock<String>>,
     lenient: Arc<lenient::PassportPaths>,
 }
 
@@ -108,11 +109,12 @@ impl HttpService {
             passport,
             nexus: Arc::new(settings.nexus.clone()),
             passport_urls,
+            website: Arc::new(RwLock::new(endpoints.website())),
             lenient: Arc::new(routes::passport_paths(&settings.nexus.path)),
         })
     }
 
-    /// Re-resolves the `PassportURLs` value against `endpoints`, e.g. once the listeners are
+    /// Re-resolves the `PassportURLs` value and the website URL against `endpoints`, e.g. once the listeners are
     /// bound and their real ports are known (all clones of this service see the change).
     ///
     /// # Errors
@@ -124,7 +126,17 @@ impl HttpService {
             .passport_urls
             .write()
             .unwrap_or_else(PoisonError::into_inner) = urls;
+        *self.website.write().unwrap_or_else(PoisonError::into_inner) = endpoints.website();
         Ok(())
+    }
+
+    /// This server's plain-HTTP base URL ([`Endpoints::website`]) as last set.
+    #[must_use]
+    pub fn website(&self) -> String {
+        self.website
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The current `PassportURLs` value.

@@ -5,7 +5,11 @@
 //! GET  /login2.srf               → 200 Authentication-Info (ticket) | 401 WWW-Authenticate | 503
 //! GET  /Config/MsgrConfig.asmx   → 200 text/xml <MsgrConfig> document
 //! POST /Config/MsgrConfig.asmx   → 200 text/xml SOAP GetClientConfigResponse wrapping it
+//! GET  / /mail /profile /download → 200 text/html: what this server offers there today
 //! ```
+//!
+//! The last four are where the NS's `URL` and `CVR` links point (the client opens them in a
+//! browser); they say plainly what exists, until the website replaces them.
 //!
 //! The login route is also served at the configured `nexus.path` when that differs.
 
@@ -29,6 +33,9 @@ pub const NEXUS_PATH: &str = "/rdr/pprdr.asp";
 pub const LOGIN_PATH: &str = "/login2.srf";
 
 const MSGR_CONFIG_PATH: &str = "/Config/MsgrConfig.asmx";
+
+/// The pages the NS links to: `CVR`'s info and download links, `URL`'s mail and profile links.
+pub const LINKED_PAGES: [&str; 4] = ["/", "/mail", "/profile", "/download"];
 
 /// The nexus header name, spelled as the clients look it up (see [`super::case`]).
 pub const PASSPORT_URLS: HeaderName = HeaderName::from_static("passporturls");
@@ -83,6 +90,9 @@ pub fn router(state: RouteState, login_path: &str) -> Router {
             MSGR_CONFIG_PATH,
             get(msgr_config_get).post(msgr_config_post),
         );
+    for path in LINKED_PAGES {
+        router = router.route(path, get(linked_page));
+    }
     if is_extra_login_path(login_path) {
         router = router.route(login_path, get(login));
     }
@@ -104,7 +114,9 @@ fn is_extra_login_path(login_path: &str) -> bool {
         && login_path
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._~-".contains(&b));
-    literal && ![NEXUS_PATH, LOGIN_PATH, MSGR_CONFIG_PATH].contains(&login_path)
+    literal
+        && ![NEXUS_PATH, LOGIN_PATH, MSGR_CONFIG_PATH].contains(&login_path)
+        && !LINKED_PAGES.contains(&login_path)
 }
 
 async fn nexus(State(state): State<RouteState>) -> Response {
@@ -216,6 +228,35 @@ async fn msgr_config_post() -> Response {
          </soap:Body>\
          </soap:Envelope>"
     ))
+}
+
+/// A page the client's buttons open ([`LINKED_PAGES`]): what this server has there today.
+async fn linked_page(uri: axum::http::Uri) -> Response {
+    let dialects = relive_msnp::version::ProtocolVersion::IMPLEMENTED;
+    let what = match uri.path() {
+        "/mail" => "There is no mail service on this server.".to_owned(),
+        "/profile" => "Profiles are not kept on this server.".to_owned(),
+        "/download" => format!(
+            "Keep the MSN Messenger you have: this server speaks {} to {} and never asks a \
+             client to upgrade. relive-patch or relive-gui points a client at this server.",
+            dialects.start(),
+            dialects.end()
+        ),
+        _ => "Sign in with MSN Messenger: your e-mail address, and an access token as the \
+              password. The operator of this server creates accounts and tokens."
+            .to_owned(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Relive</title></head>\
+             <body><h1>Relive</h1><p>{what}</p></body></html>\n"
+        ),
+    )
+        .into_response()
 }
 
 async fn not_found() -> StatusCode {

@@ -821,38 +821,9 @@ async fn the_legacy_listener_speaks_tls10_with_3des_and_rsa_key_exchange() {
     server.stop().await;
 }
 
-/// Collects formatted log output in memory.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logins_never_log_the_password_the_token_or_the_ticket() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests log the same events at the same time on threads without a subscriber. While
-    // only one dispatcher exists, tracing computes a callsite's cached interest from the
-    // *registering thread's* default, so a callsite first hit by another test during this one
-    // was cached as "never" and this test missed its line (seen in ~1 of 5 full runs). With a
-    // second live dispatcher every callsite's interest is computed from all of them ("sometimes":
-    // each event then asks its own thread's subscriber).
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    tracing::callsite::rebuild_interest_cache();
+    let capture = crate::testing::LogCapture::start();
 
     let server = Server::start(PassportSettings::default()).await;
     let mut conn = TcpStream::connect(server.http).await.unwrap();
@@ -871,7 +842,7 @@ async fn logins_never_log_the_password_the_token_or_the_ticket() {
     let token = server.alice_token.expose().to_owned();
     server.stop().await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The capture works: the outcomes are logged, with the handle.
     assert!(logs.contains("passport login failed"), "{logs}");
     assert!(logs.contains("passport login succeeded"), "{logs}");

@@ -91,7 +91,7 @@ impl NsService {
     }
 
     pub(super) fn handle_cvr(&mut self, cvr: &Cvr, out: &mut Replies) {
-        let host = &self.ctx.settings.public_host;
+        let base = self.ctx.http.website();
         let v = cvr.client_version.clone();
         out.push(ServerMessage::Cvr {
             trid: cvr.trid,
@@ -99,8 +99,8 @@ impl NsService {
             latest: v.clone(),
             recommended: v.clone(),
             minimum: v,
-            download_url: token(&format!("http://{host}/download"), "http://127.0.0.1/"),
-            info_url: token(&format!("http://{host}/"), "http://127.0.0.1/"),
+            download_url: token(&format!("{base}/download"), "http://127.0.0.1/"),
+            info_url: token(&format!("{base}/"), "http://127.0.0.1/"),
         });
     }
 

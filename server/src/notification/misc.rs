@@ -3,7 +3,7 @@
 //! * `PNG` → `QNG` (with the seconds until the next ping from MSNP9).
 //! * `XFR SB` → a fresh single-use cookie bound to the user (`913` while hidden or before the
 //!   first `CHG` is decided by the session rules).
-//! * `URL` → links into this server's website (the Hotmail pages are gone).
+//! * `URL` → links into this server's website, with its HTTP port (the Hotmail pages are gone).
 //! * `FND` searches only accounts whose owner opted in (`searchable`, off by default): a result
 //!   is an account whose friendly name contains the given first and last name (case-insensitive;
 //!   `*` matches anything). Locations are not stored, so `city`/`state`/`country` must be `*` or
@@ -71,15 +71,14 @@ impl NsService {
     }
 
     pub(super) fn handle_url(&mut self, url: &Url, out: &mut Replies) {
-        let host = &self.ctx.settings.public_host;
+        let base = self.ctx.http.website();
         let path = match url.service.as_str() {
             "INBOX" | "FOLDERS" | "COMPOSE" => "mail",
             "PROFILE" | "PERSON" => "profile",
             _ => "",
         };
-        let link = |p: &str| {
-            Token::parse(&format!("http://{host}/{p}")).unwrap_or_else(|_| url.service.clone())
-        };
+        let link =
+            |p: &str| Token::parse(&format!("{base}/{p}")).unwrap_or_else(|_| url.service.clone());
         out.push(ServerMessage::Url {
             trid: url.trid,
             url: link(path),

@@ -30,7 +30,7 @@ use relive_msnp::client::{ClientCommand as C, Role};
 use relive_msnp::error::{ParseError, ParseErrorKind};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::session::{Decision, NsSession};
-use relive_msnp::types::{ErrorCode, FriendlyName, OutReason, Passport, TrId};
+use relive_msnp::types::{ErrorCode, FriendlyName, OutReason, Passport, Token, TrId};
 use relive_msnp::version::{Capabilities, ProtocolVersion};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -42,6 +42,24 @@ use crate::store::{AccountId, ListError};
 
 /// The dialects the NS negotiates (MSNP8/9 log in through Passport `TWN`).
 pub const SUPPORTED: std::ops::RangeInclusive<ProtocolVersion> = ProtocolVersion::IMPLEMENTED;
+
+/// Most dialect tokens of a `VER` that a log line repeats.
+const LOGGED_DIALECTS: usize = 12;
+
+/// The dialects a `VER` offered, for the log (the first [`LOGGED_DIALECTS`], `CVR0` left out).
+fn offered_dialects(ver: &relive_msnp::client::Ver) -> String {
+    let mut shown: Vec<&str> = ver
+        .dialects
+        .iter()
+        .map(Token::as_str)
+        .filter(|d| !d.eq_ignore_ascii_case("CVR0"))
+        .collect();
+    if shown.len() > LOGGED_DIALECTS {
+        shown.truncate(LOGGED_DIALECTS);
+        shown.push("…");
+    }
+    shown.join(" ")
+}
 
 /// Where a login attempt stands.
 #[derive(Debug)]
@@ -212,7 +230,15 @@ impl Service for NsService {
             Decision::Dispatch => self.dispatch(cmd, out).await,
             Decision::Reply(code, trid) => out.push(ServerMessage::error(code, trid)),
             Decision::ReplyAndClose(message) => {
-                info!("login-stage violation; replying and closing");
+                match (&cmd, &message) {
+                    (C::Ver(ver), ServerMessage::Ver { .. }) => info!(
+                        offered = %offered_dialects(ver),
+                        supported = %format_args!("{}-{}", SUPPORTED.start(), SUPPORTED.end()),
+                        "VER: none of the offered dialects is supported; answering VER 0 and \
+                         closing"
+                    ),
+                    _ => info!(trid = ?cmd.trid(), "login-stage violation; replying and closing"),
+                }
                 out.push(message);
                 out.close();
             }

@@ -87,11 +87,17 @@ impl NsService {
             return;
         };
         let list = lst.list;
+        // A `BPR` belongs to the `LST` line before it (§2.6): it goes out only after its own
+        // contact's line, and only in the forward list.
+        let mut contact_kept = false;
         for m in dump(lst.trid, snapshot).to_messages(caps) {
             let keep = match &m {
                 ServerMessage::LstEntry { list: l, .. } => *l == list,
-                ServerMessage::LstContact { lists, .. } => lists.contains(list),
-                ServerMessage::Bpr { .. } => list == ListKind::Fl,
+                ServerMessage::LstContact { lists, .. } => {
+                    contact_kept = lists.contains(list);
+                    contact_kept
+                }
+                ServerMessage::Bpr { .. } => contact_kept && list == ListKind::Fl,
                 _ => false,
             };
             if keep {

@@ -148,7 +148,7 @@ async fn msnp7_login_third_generation_syn_iln_chl_and_late_cvr() {
     assert_eq!(
         a.send("CVR 15 0x0409 win 4.10 i386 MSMSGS 4.6.0083 MSMSGS")
             .await[0],
-        "CVR 15 4.6.0083 4.6.0083 4.6.0083 http://127.0.0.1/download http://127.0.0.1/"
+        "CVR 15 4.6.0083 4.6.0083 4.6.0083 http://127.0.0.1:8080/download http://127.0.0.1:8080/"
     );
     // Bob never answered his challenge: past the deadline he is told OUT and closed.
     assert!(b.svc_deadline_passes(&ctx));
@@ -515,7 +515,7 @@ async fn fnd_searches_only_opted_in_accounts_and_misc_commands_answer() {
     assert_eq!(a.send("IMS 23 OFF").await, ["IMS 23 0 OFF"]);
     assert_eq!(
         a.send("URL 24 INBOX").await,
-        ["URL 24 http://127.0.0.1/mail http://127.0.0.1/ 2"]
+        ["URL 24 http://127.0.0.1:8080/mail http://127.0.0.1:8080/ 2"]
     );
     assert_eq!(
         a.send_payload("PAG 25 bob@example.com", "hi").await,
@@ -758,4 +758,31 @@ async fn repeated_login_failures_are_refused_like_a_bad_secret() {
         refused,
         Err(crate::passport::LoginError::Refused(_))
     ));
+}
+
+#[tokio::test]
+async fn a_ver_with_only_newer_dialects_is_logged_with_what_was_offered() {
+    let capture = crate::testing::LogCapture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let mut c = Harness::ns(&ctx);
+    assert_eq!(c.send("VER 1 MSNP11 MSNP10 CVR0").await, ["VER 1 0"]);
+    assert!(c.is_closed());
+    let logs = capture.text();
+    assert!(
+        logs.contains("none of the offered dialects is supported")
+            && logs.contains("offered=MSNP11 MSNP10")
+            && logs.contains("supported=MSNP2-MSNP9"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn png_before_login_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let mut c = Harness::ns(&ctx);
+    assert_eq!(c.send("VER 1 MSNP8 CVR0").await, ["VER 1 MSNP8 CVR0"]);
+    assert!(c.send("PNG").await.is_empty());
+    assert!(c.is_closed());
 }

@@ -98,6 +98,18 @@ pub struct Endpoints {
     pub legacy_port: Option<u16>,
 }
 
+impl Endpoints {
+    /// The plain-HTTP base URL of this server (`http://host` or `http://host:port`, no trailing
+    /// slash): where the links the NS hands out (`URL`, `CVR`) point.
+    #[must_use]
+    pub fn website(&self) -> String {
+        match self.http_port {
+            80 => format!("http://{}", self.public_host),
+            port => format!("http://{}:{port}", self.public_host),
+        }
+    }
+}
+
 /// A header-safe component: printable ASCII without commas, quotes or spaces.
 fn is_component(s: &str) -> bool {
     s.bytes()

@@ -16,6 +16,10 @@ mod presence;
 /// Switchboard sessions: group chat, BYE, NAK, limits, cookies.
 mod switchboard;
 
+/// What a newcomer and a conformance probe tripped over: PNG before login, orphan BPRs, links
+/// without the HTTP port, too-new dialects.
+mod fit;
+
 /// Hostile or awkward clients: split writes, garbage, a reader that never reads.
 mod robustness;
 
