@@ -10,9 +10,9 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use relive_server::config::{self, DEFAULT_DATA_DIR, Overrides, Settings};
 use relive_server::http::legacy::{self, LegacyCertPaths, LegacyTls};
-use relive_server::secret::Secret;
+use relive_server::secret::{Secret, ServerKey};
 use relive_server::store::accounts::encode_friendly_name;
-use relive_server::store::{Account, Passport, Store, TokenId, parse_handle};
+use relive_server::store::{Account, Passport, Store, TokenId, backup, parse_handle};
 use relive_server::tls::CertPaths;
 use relive_server::{Context, Listeners, data_dir, demo, tls};
 use tokio::net::TcpListener;
@@ -25,8 +25,20 @@ struct Cli {
     /// Data directory (database, keys, certificates, relive.toml).
     #[arg(long, global = true, env = "RELIVE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// Log line format on standard error: text for people, json for log shippers.
+    #[arg(long, global = true, env = "RELIVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, spans).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +54,17 @@ enum Command {
     /// Certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Write a consistent copy of the database to FILE (safe while the server runs).
+    Backup {
+        /// Destination file (replaced only once the copy is complete and checked).
+        file: PathBuf,
+    },
+    /// Replace the database with the backup FILE (the server must be stopped; the current
+    /// database is kept as relive.db.before-restore).
+    Restore {
+        /// A file written by `backup`.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,15 +160,19 @@ enum CertCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colour codes only on a terminal, so logs written to files stay readable.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
         .and_then(|rt| rt.block_on(dispatch(cli)));
@@ -181,6 +208,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             store.close().await?;
             result
         }
+        Command::Backup { file } => {
+            let settings = settings(cli.data_dir, &Overrides::default())?;
+            let db = settings.database_path();
+            let dest = file.clone();
+            let summary = tokio::task::spawn_blocking(move || backup::backup(&db, &dest))
+                .await?
+                .with_context(|| format!("backing up to {}", file.display()))?;
+            eprintln!(
+                "wrote {} ({} bytes: {} accounts, {} list entries, {} tokens); keep secret.key \
+                 with it: the tokens only decrypt with that key",
+                file.display(),
+                summary.bytes,
+                summary.accounts,
+                summary.contacts,
+                summary.tokens
+            );
+            Ok(())
+        }
+        Command::Restore { file } => restore(cli.data_dir, file).await,
         Command::Cert(CertCommand::Export { file }) => {
             let paths = CertPaths::in_data_dir(&cli.data_dir);
             tls::export_ca(&paths, &file)
@@ -215,6 +261,30 @@ fn legacy_export_path(file: &std::path::Path) -> PathBuf {
         name.push(ext);
     }
     file.with_file_name(name)
+}
+
+/// `restore FILE`: under the data directory's lock, with its key.
+async fn restore(data_dir: PathBuf, file: PathBuf) -> anyhow::Result<()> {
+    let settings = settings(data_dir, &Overrides::default())?;
+    data_dir::create_dir(&settings.data_dir)?;
+    let lock =
+        backup::DataDirLock::acquire(&settings.data_dir).context("locking the data directory")?;
+    let key = ServerKey::load_or_create(&settings.data_dir.join(data_dir::KEY_FILE))
+        .context("loading secret.key")?;
+    let db = settings.database_path();
+    let src = file.clone();
+    let summary = tokio::task::spawn_blocking(move || backup::restore(&src, &db, &key, &lock))
+        .await?
+        .with_context(|| format!("restoring {}", file.display()))?;
+    eprintln!(
+        "restored {} ({} accounts, {} list entries, {} tokens); the previous database is \
+         relive.db.before-restore",
+        file.display(),
+        summary.accounts,
+        summary.contacts,
+        summary.tokens
+    );
+    Ok(())
 }
 
 async fn open(data_dir: PathBuf) -> anyhow::Result<Store> {
@@ -334,6 +404,10 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         public_host: args.public_host,
     };
     let settings = settings(data_dir, &overrides)?;
+    data_dir::create_dir(&settings.data_dir)?;
+    // Held until the server exits: `restore` refuses to run under a live server.
+    let _lock = backup::DataDirLock::acquire(&settings.data_dir)
+        .context("locking the data directory (is another server running on it?)")?;
     raise_fd_limit(settings.max_connections);
     let (store, certs) = data_dir::prepare(&settings)
         .await

@@ -213,3 +213,172 @@ fn first_start_and_demo_rerun_say_what_happened_in_plain_words() {
         "{again}"
     );
 }
+
+/// Runs the binary on `data_dir` with `args`; its status and standard error.
+fn run_status(data_dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_relive-server"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A store on `data_dir`, as the server opens it (same key file, same database file).
+async fn open_store(data_dir: &Path) -> relive_server::store::Store {
+    use relive_server::secret::ServerKey;
+    use relive_server::store::{Store, StoreOptions};
+    std::fs::create_dir_all(data_dir).expect("creating the data directory");
+    let key = ServerKey::load_or_create(&data_dir.join("secret.key")).expect("the key");
+    let options = StoreOptions {
+        bcrypt_cost: 4,
+        ..StoreOptions::default()
+    };
+    Store::open(&data_dir.join("relive.db"), key, options)
+        .await
+        .expect("the store opens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_under_write_load_restores_to_the_same_lists() {
+    use relive_server::store::seed::SeedAccount;
+    use relive_server::store::{ListKind, parse_handle};
+
+    // Within the default forward-list limit (300).
+    const CONTACTS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = open_store(&data).await;
+    let accounts = (0..=CONTACTS)
+        .map(|i| SeedAccount {
+            email: parse_handle(&format!("user{i}@example.com")).unwrap(),
+            friendly_name: format!("User{i}"),
+        })
+        .collect();
+    let seeded = store.seed(accounts, Vec::new(), "seed").await.unwrap();
+    let owner = seeded[0].id;
+
+    // The writer: user0 adds user1, user2, ... one acknowledged change after another.
+    let writer = tokio::spawn({
+        let store = store.clone();
+        async move {
+            for i in 1..=CONTACTS {
+                let contact = parse_handle(&format!("user{i}@example.com")).unwrap();
+                store
+                    .add_to_list(owner, ListKind::Fl, &contact, "x", None)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    while store.list_snapshot(owner).await.unwrap().contacts.len() < CONTACTS / 4 {
+        tokio::task::yield_now().await;
+    }
+    let acked_before = store.list_snapshot(owner).await.unwrap().contacts.len();
+    let loaded = dir.path().join("under-load.db");
+    let (ok, err) = tokio::task::spawn_blocking({
+        let (data, loaded) = (data.clone(), loaded.clone());
+        move || run_status(&data, &["backup", loaded.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let acked_after = store.list_snapshot(owner).await.unwrap().contacts.len();
+    writer.await.unwrap();
+    let final_lists = store.list_snapshot(owner).await.unwrap();
+    assert_eq!(final_lists.contacts.len(), CONTACTS);
+    store.close().await.unwrap();
+
+    // A quiet backup of the final state, and one taken while the writer ran.
+    let quiet = dir.path().join("quiet.db");
+    let (ok, err) = run_status(&data, &["backup", quiet.to_str().unwrap()]);
+    assert!(
+        ok && err.contains("301 accounts, 600 list entries, 301 tokens"),
+        "{err}"
+    );
+
+    // Restore the one taken under load: a snapshot of one moment, every change acknowledged
+    // before the backup started is in it, and the list version counts exactly its changes.
+    let (ok, err) = run_status(&data, &["restore", loaded.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let store = open_store(&data).await;
+    let restored = store.list_snapshot(owner).await.unwrap();
+    let n = restored.contacts.len();
+    eprintln!("backup under load: {acked_before} ≤ {n} ≤ {acked_after} of {CONTACTS}");
+    assert!(
+        (acked_before..=acked_after).contains(&n),
+        "{acked_before} ≤ {n} ≤ {acked_after}"
+    );
+    let expected: Vec<String> = (1..=n).map(|i| format!("user{i}@example.com")).collect();
+    let mut got: Vec<String> = restored
+        .contacts
+        .iter()
+        .map(|c| c.email.as_str().to_owned())
+        .collect();
+    got.sort_by_key(|h| h[4..h.find('@').unwrap()].parse::<usize>().unwrap());
+    assert_eq!(
+        got, expected,
+        "the restored list is not a prefix of the writes"
+    );
+    assert_eq!(restored.version, u32::try_from(n).unwrap());
+    store.close().await.unwrap();
+
+    // While a server holds the data directory, restore refuses and changes nothing.
+    let lock = relive_server::store::backup::DataDirLock::acquire(&data).unwrap();
+    let (ok, err) = run_status(&data, &["restore", quiet.to_str().unwrap()]);
+    assert!(!ok && err.contains("a server is running"), "{err}");
+    drop(lock);
+
+    // Restoring the quiet backup gives back exactly the final lists.
+    let (ok, err) = run_status(&data, &["restore", quiet.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let store = open_store(&data).await;
+    assert_eq!(store.list_snapshot(owner).await.unwrap(), final_lists);
+    store.close().await.unwrap();
+    assert!(data.join("relive.db.before-restore").exists());
+
+    // Under another data directory's key the tokens would not decrypt: refused.
+    let elsewhere = dir.path().join("elsewhere");
+    open_store(&elsewhere).await.close().await.unwrap();
+    let (ok, err) = run_status(&elsewhere, &["restore", quiet.to_str().unwrap()]);
+    assert!(!ok && err.contains("secret.key"), "{err}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_carry_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("relive.toml"),
+        "[relay]\nquic = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let (printed, logged) = serve_until_ready(&data, &["--demo", "--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = logged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    // The start-up events are there, as objects with a level and a message.
+    assert!(
+        lines.iter().any(|v| v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("generated local CA"))),
+        "{logged}"
+    );
+    assert!(lines.iter().all(|v| v["level"].is_string()));
+    // The demo tokens went to standard output only.
+    let tokens: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.split_once(" token ").map(|(_, t)| t))
+        .collect();
+    assert_eq!(tokens.len(), 3, "{printed}");
+    for token in tokens {
+        assert!(!logged.contains(token), "a token is in the logs");
+    }
+}

@@ -29,8 +29,10 @@
 //! - [`tokens`]: access tokens encrypted at rest, MD5 and plain verification.
 //! - [`seed`]: bulk creation of many accounts, tokens and contacts in one transaction
 //!   (benchmarks, imports).
+//! - [`backup`]: consistent backups while serving, and restoring one (with the key check).
 
 pub mod accounts;
+pub mod backup;
 pub mod lists;
 pub mod migrations;
 pub mod seed;

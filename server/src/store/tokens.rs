@@ -125,7 +125,12 @@ pub(super) fn seal(
     Ok((nonce.to_vec(), data))
 }
 
-fn open(key: &LessSafeKey, account: AccountId, nonce: &[u8], ciphertext: &[u8]) -> Option<Secret> {
+pub(super) fn open(
+    key: &LessSafeKey,
+    account: AccountId,
+    nonce: &[u8],
+    ciphertext: &[u8],
+) -> Option<Secret> {
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut data = ciphertext.to_vec();
     let len = key
