@@ -10,6 +10,7 @@
 //! - [`tls`]: local CA, server certificate, rustls configuration.
 //! - [`net`]: accept loops and the per-connection entry points.
 //! - [`demo`]: `serve --demo` accounts.
+//! - [`doctor`]: `relive-server doctor`, the host-side checks of what stops clients connecting.
 //! - [`hub`]: the in-memory registry of online users, presence fan-out and privacy checks.
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod data_dir;
 pub mod demo;
+pub mod doctor;
 pub mod http;
 pub mod hub;
 pub mod net;

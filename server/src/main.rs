@@ -54,6 +54,9 @@ enum Command {
     /// Certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Check, from this host, what usually stops clients from connecting (run it while the
+    /// server runs, with the same flags).
+    Doctor(ListenArgs),
     /// Write a consistent copy of the database to FILE (safe while the server runs).
     Backup {
         /// Destination file (replaced only once the copy is complete and checked).
@@ -72,6 +75,13 @@ struct ServeArgs {
     /// Create alice@, bob@ and carol@example.com with a token each (if missing) and print them.
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+/// The listener addresses and public host, as `serve` takes them (and `doctor` checks them).
+#[derive(Debug, clap::Args)]
+struct ListenArgs {
     /// NS bind address.
     #[arg(long, value_name = "ADDR")]
     ns: Option<SocketAddr>,
@@ -227,6 +237,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { file } => restore(cli.data_dir, file).await,
+        Command::Doctor(listen) => {
+            let settings = settings(cli.data_dir, &listen.overrides())?;
+            let checks = relive_server::doctor::run(&settings).await;
+            for check in &checks {
+                println!("{check}");
+            }
+            let problems = checks.iter().filter(|c| !c.is_ok()).count();
+            if problems > 0 {
+                bail!("{problems} problem(s) found");
+            }
+            println!("no problems found");
+            Ok(())
+        }
         Command::Cert(CertCommand::Export { file }) => {
             let paths = CertPaths::in_data_dir(&cli.data_dir);
             tls::export_ca(&paths, &file)
@@ -261,6 +284,18 @@ fn legacy_export_path(file: &std::path::Path) -> PathBuf {
         name.push(ext);
     }
     file.with_file_name(name)
+}
+
+impl ListenArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            ns: self.ns,
+            sb: self.sb,
+            http: self.http,
+            https: self.https,
+            public_host: self.public_host.clone(),
+        }
+    }
 }
 
 /// `restore FILE`: under the data directory's lock, with its key.
@@ -396,14 +431,7 @@ async fn token(store: &Store, cmd: TokenCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides {
-        ns: args.ns,
-        sb: args.sb,
-        http: args.http,
-        https: args.https,
-        public_host: args.public_host,
-    };
-    let settings = settings(data_dir, &overrides)?;
+    let settings = settings(data_dir, &args.listen.overrides())?;
     data_dir::create_dir(&settings.data_dir)?;
     // Held until the server exits: `restore` refuses to run under a live server.
     let _lock = backup::DataDirLock::acquire(&settings.data_dir)
@@ -480,11 +508,13 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Registered before the ready line: a supervisor may signal as soon as it sees it.
+    let signals = Signals::register();
     println!("{}", public_host_line(&settings.public_host));
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        match wait_for_signal().await {
+        match signals.wait().await {
             Ok(()) => tracing::info!("signal received, shutting down"),
             Err(error) => tracing::error!(%error, "cannot listen for signals; shutting down"),
         }
@@ -579,19 +609,45 @@ fn legacy_tls(settings: &Settings) -> anyhow::Result<LegacyTls> {
     LegacyTls::from_files(&paths.chain, &paths.key).context("loading the legacy TLS certificate")
 }
 
-/// Resolves on Ctrl-C, or SIGTERM on Unix.
-async fn wait_for_signal() -> std::io::Result<()> {
+/// The shutdown signals, registered at once (a signal that arrives before the handler exists
+/// would kill the process with the default action instead of a clean shutdown).
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
+    term: std::io::Result<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: std::io::Result<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                term: signal(SignalKind::terminate()),
+                int: signal(SignalKind::interrupt()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
+
+    /// Resolves on SIGTERM or SIGINT (Ctrl-C elsewhere).
+    async fn wait(self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            let (mut term, mut int) = (self.term?, self.int?);
+            tokio::select! {
+                _ = term.recv() => Ok(()),
+                _ = int.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await
+        }
     }
 }
 

@@ -102,49 +102,76 @@ fn user_and_token_commands() {
     assert_eq!(stdout(&run(&data, &["user", "list"], None)), "");
 }
 
-/// Runs `serve` on loopback port-0 listeners until it prints its public host, then stops it;
-/// returns what it printed (stdout) and logged (stderr, at info level).
-fn serve_until_ready(data_dir: &Path, args: &[&str]) -> (String, String) {
-    use std::io::{BufRead as _, BufReader, Read as _};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relive-server"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["serve", "--ns", "127.0.0.1:0", "--sb", "127.0.0.1:0"])
-        .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("RELIVE_BCRYPT_COST", "4")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-    let mut printed = String::new();
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).expect("reading stdout") == 0 {
-            break;
+/// A `serve` process on loopback port-0 listeners.
+struct Serving {
+    child: std::process::Child,
+}
+
+impl Serving {
+    /// Starts `serve` and waits until it prints its public host; returns what it printed.
+    fn start(data_dir: &Path, args: &[&str]) -> (Self, String) {
+        use std::io::{BufRead as _, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relive-server"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--ns", "127.0.0.1:0", "--sb", "127.0.0.1:0"])
+            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("RELIVE_BCRYPT_COST", "4")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut printed = String::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).expect("reading stdout") == 0 {
+                break;
+            }
+            printed.push_str(&line);
+            if line.starts_with("public host") {
+                break;
+            }
         }
-        printed.push_str(&line);
-        if line.starts_with("public host") {
-            break;
-        }
+        (Self { child }, printed)
     }
-    let stopped = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(stopped.success());
-    let mut logged = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr is piped")
-        .read_to_string(&mut logged)
-        .expect("reading stderr");
-    let status = child.wait().expect("the server exits");
-    assert!(status.success(), "serve failed: {printed}\n{logged}");
-    (printed, logged)
+
+    /// The address a listener printed it listens on (`NS listening on ADDR`).
+    fn address(printed: &str, what: &str) -> String {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{what} listening on ")))
+            .unwrap_or_else(|| panic!("no {what} address in {printed}"))
+            .to_owned()
+    }
+
+    /// Stops the server with SIGTERM; what it logged (standard error).
+    fn stop(mut self) -> String {
+        use std::io::Read as _;
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .expect("SIGTERM is sent");
+        let mut logged = String::new();
+        self.child
+            .stderr
+            .take()
+            .expect("stderr is piped")
+            .read_to_string(&mut logged)
+            .expect("reading stderr");
+        let status = self.child.wait().expect("the server exits");
+        assert!(status.success(), "serve failed: {logged}");
+        logged
+    }
+}
+
+/// Runs `serve` until it is ready, then stops it; what it printed and logged.
+fn serve_until_ready(data_dir: &Path, args: &[&str]) -> (String, String) {
+    let (server, printed) = Serving::start(data_dir, args);
+    (printed, server.stop())
 }
 
 #[test]
@@ -381,4 +408,72 @@ fn json_logs_are_one_object_per_line_and_carry_no_secret() {
     for token in tokens {
         assert!(!logged.contains(token), "a token is in the logs");
     }
+}
+
+#[test]
+fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("relive.toml"),
+        "[relay]\nquic = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let (server, printed) = Serving::start(&data, &[]);
+    let flag = |what: &str| Serving::address(&printed, what);
+    let (ns, sb, http, https) = (flag("NS"), flag("SB"), flag("HTTP"), flag("HTTPS"));
+    let doctor = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_relive-server"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "doctor", "--ns", &ns, "--sb", &sb, "--http", &http, "--https", &https,
+            ])
+            .args(extra)
+            .output()
+            .expect("doctor runs")
+    };
+    let output = doctor(&[]);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    for seen in [
+        "ok       notification server (MSNP): ",
+        "answers VER: VER 1 MSNP8",
+        "ok       switchboard: ",
+        "ok       HTTP (Passport nexus): ",
+        "ok       HTTPS (Passport login): ",
+        "certificate valid for 127.0.0.1",
+        "ok       secret.key: mode 600",
+        "ok       disk space: ",
+        "ok       open-file limit: ",
+    ] {
+        assert!(report.contains(seen), "{seen:?} missing from\n{report}");
+    }
+    // The default public host and relay IP are loopback: two problems, each with its fix.
+    assert!(
+        report.contains("PROBLEM  public host: 127.0.0.1 is this machine only")
+            && report.contains("PROBLEM  relay: ")
+            && report.contains("fix: set public_host"),
+        "{report}"
+    );
+    assert!(!output.status.success());
+
+    // A host the certificate does not name, and a listener that is gone.
+    let output = doctor(&["--public-host", "127.0.0.2"]);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        report.contains("PROBLEM  HTTPS (Passport login): ")
+            && report
+                .contains("PROBLEM  certificate names: the server certificate is for 127.0.0.1"),
+        "{report}"
+    );
+    let logged = server.stop();
+    assert!(!logged.contains("panicked"), "{logged}");
+    let output = doctor(&[]);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        report.contains("PROBLEM  notification server (MSNP): nothing answers on 127.0.0.1:")
+            && report.contains("fix: start the server"),
+        "{report}"
+    );
 }

@@ -398,13 +398,16 @@ async fn the_idle_timeout_counts_from_the_last_read() {
     r.read_line(&mut line).await.unwrap();
     assert_eq!(line, "VER 1 MSNP7\r\n");
     let start = tokio::time::Instant::now();
-    // A PNG shortly before each deadline keeps the connection open well past one timeout.
-    for _ in 0..3 {
+    // A command shortly before each deadline keeps the connection open well past one timeout
+    // (`INF`: before login, `PNG` closes).
+    for trid in 2..5 {
         tokio::time::sleep(idle - Duration::from_secs(5)).await;
-        w.write_all(b"PNG\r\n").await.unwrap();
+        w.write_all(format!("INF {trid}\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut line = String::new();
         r.read_line(&mut line).await.unwrap();
-        assert!(line.starts_with("QNG"), "{line:?}");
+        assert_eq!(line, format!("INF {trid} MD5\r\n"));
     }
     let last = tokio::time::Instant::now();
     assert!(last - start > idle * 2);
