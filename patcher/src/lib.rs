@@ -47,6 +47,12 @@ pub mod registry;
 mod rsrc;
 pub mod scan;
 pub mod synth;
+/// The rule for tests that need a system tool (fail in CI, skip elsewhere), shared with the
+/// other crates' tests.
+#[cfg(test)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/src/tool.rs"]
+mod tool;
 
 pub use apply::{Applied, apply};
 pub use container::{Progress, Stage};

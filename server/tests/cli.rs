@@ -4,6 +4,12 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+/// The rule for tests that need a system tool (fail in CI, skip elsewhere), shared with the
+/// other crates' tests.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/src/tool.rs"]
+mod tool;
+
 fn run(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_relive-server"))
         .arg("--data-dir")
@@ -492,12 +498,7 @@ fn the_systemd_unit_verifies_and_runs_the_server_as_installed() {
     for key in ["DynamicUser=yes", "StateDirectory=relive", "Restart=on-failure"] {
         assert!(unit.contains(key), "{key}");
     }
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "systemd-analyze is missing (Debian package systemd)"
-        );
-        eprintln!("skipping the systemd-analyze check: systemd-analyze is not installed");
+    if !tool::require(&[("systemd-analyze", "--version", "systemd")]) {
         return;
     }
     // Verified with ExecStart pointing at the binary just built (verify checks it exists).

@@ -7,6 +7,7 @@
 //! - [`http`]: raw HTTP/1.1 over TLS 1.2 for the Passport 1.4 exchanges.
 //! - [`sb`]: switchboard helpers (open, invite, messages).
 //! - [`netns`]: the NAT testbed; [`p2p`]: MSN P2P/MSNSLP framing for its scripted clients.
+//! - [`tool`]: the one rule for tests that need a system tool (fail in CI, skip elsewhere).
 //!
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
 
@@ -17,6 +18,7 @@ pub mod p2p;
 pub mod replay;
 pub mod sb;
 pub mod stack;
+pub mod tool;
 
 use std::sync::Once;
 

@@ -16,8 +16,9 @@
 //! Processes run in a namespace through `ip netns exec` ([`Testbed::spawn`]); the workspace
 //! forbids `unsafe`, so a thread cannot `setns` itself. [`Testbed`]'s `Drop` kills those
 //! processes and deletes the namespaces (their links and nftables tables go with them), also
-//! when a test fails. Needs root, iproute2 and nftables: [`Testbed::create`] returns `None`,
-//! saying why, when they are missing.
+//! when a test fails. Needs root, iproute2 and nftables: without them [`Testbed::create`]
+//! follows [`crate::tool`]'s rule (the test fails in CI, elsewhere it returns `None` and the
+//! test is skipped with the reason printed).
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -166,6 +167,10 @@ impl Testbed {
     /// # Errors
     ///
     /// Setting up failed after the first namespace was created (it is cleaned up).
+    ///
+    /// # Panics
+    ///
+    /// With `CI=true`, when this machine cannot ([`crate::tool::skip`]).
     pub fn create(tag: &str) -> anyhow::Result<Option<Self>> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
@@ -173,17 +178,8 @@ impl Testbed {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        for tool in ["ip", "nft"] {
-            if Command::new(tool)
-                .arg("-V")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_err()
-            {
-                println!("skipping the NAT test: `{tool}` is not installed");
-                return Ok(None);
-            }
+        if !crate::tool::require(&[("ip", "-V", "iproute2"), ("nft", "-V", "nftables")]) {
+            return Ok(None);
         }
         let mut bed = Self {
             prefix,
@@ -191,7 +187,9 @@ impl Testbed {
         };
         let first = bed.ns(Node::Public);
         if let Err(e) = run(&["ip", "netns", "add", &first]) {
-            println!("skipping the NAT test: cannot create a network namespace (root needed): {e}");
+            crate::tool::skip(&format!(
+                "cannot create a network namespace (root needed): {e}"
+            ));
             return Ok(None);
         }
         bed.created.push(first);

@@ -43,13 +43,3 @@ pub(crate) fn target_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().map_or(tmp.clone(), Path::to_path_buf)
 }
-
-/// Is `program` on the PATH and runnable?
-pub(crate) fn have(program: &str, arg: &str) -> bool {
-    std::process::Command::new(program)
-        .arg(arg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok()
-}

@@ -4,11 +4,16 @@
 //! - `worker`: the real worker thread and reducer on fixture files, no window.
 //! - `screenshot`: the built app under Xvfb, captured with ImageMagick.
 //! - `windows`: the Windows build of `relive-patch`, run under wine on a fixture.
+//! - `tool`: the rule for tests that need a system tool (fail in CI, skip elsewhere), shared
+//!   with the other crates' tests.
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns too (STYLE §2.2)
 
 mod companion;
 mod fixture;
 mod screenshot;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../../tests/src/tool.rs"]
+mod tool;
 mod windows;
 mod worker;

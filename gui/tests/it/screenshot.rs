@@ -3,8 +3,8 @@
 //! window with ImageMagick's `import` into `<target>/screenshots/` (kept as a CI artifact).
 //!
 //! Needs `Xvfb` (xvfb), `xwininfo` and `xprop` (x11-utils), `import` and `identify`
-//! (imagemagick), and Mesa's software OpenGL (libgl1-mesa-dri). Without them the test says
-//! what is missing and passes.
+//! (imagemagick), and Mesa's software OpenGL (libgl1-mesa-dri). Without them the test fails in
+//! CI and is skipped elsewhere ([`crate::tool`]).
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::time::Duration;
 use relive_gui::WINDOW_TITLE;
 
 use crate::fixture;
+use crate::tool::{self, Tool};
 
 /// How long the app may take to start and load under a software renderer on a busy machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -161,27 +162,18 @@ fn describe_png(png: &Path) -> (u64, String) {
     (colours.parse().unwrap(), size.to_string())
 }
 
-fn missing_tools() -> Vec<&'static str> {
-    [
-        ("Xvfb", "-help"),
-        ("xwininfo", "-version"),
-        ("xprop", "-version"),
-        ("import", "-version"),
-        ("identify", "-version"),
-    ]
-    .into_iter()
-    .filter(|(p, a)| !fixture::have(p, a))
-    .map(|(p, _)| p)
-    .collect()
-}
+/// What the test runs besides the app.
+const TOOLS: [Tool; 5] = [
+    ("Xvfb", "-help", "xvfb"),
+    ("xwininfo", "-version", "x11-utils"),
+    ("xprop", "-version", "x11-utils"),
+    ("import", "-version", "imagemagick"),
+    ("identify", "-version", "imagemagick"),
+];
 
 #[test]
 fn window_shows_a_fixture_client_ready_to_patch() {
-    let missing = missing_tools();
-    if !missing.is_empty() {
-        eprintln!(
-            "skipping the screenshot test: {missing:?} not installed (xvfb, x11-utils, imagemagick)"
-        );
+    if !tool::require(&TOOLS) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,8 @@
 //! The cross build is heavy, so it runs once per test binary ([`exe`]) into its own target
 //! directory (`<target>/wincross`, so it never waits on the lock of the build running these
 //! tests), and wine gets a private prefix under the target directory.
-//! Without the Windows target, mingw-w64 or wine the test says what is missing and passes.
+//! Without the Windows target, mingw-w64 or wine the test fails in CI and is skipped elsewhere
+//! ([`crate::tool`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,7 +14,7 @@ use std::sync::OnceLock;
 
 use relive_patcher::{Target, backup_path};
 
-use crate::fixture;
+use crate::{fixture, tool};
 
 const TARGET: &str = "x86_64-pc-windows-gnu";
 
@@ -29,13 +30,10 @@ fn missing() -> Option<String> {
             "the {TARGET} target is not installed (rustup target add {TARGET})"
         ));
     }
-    if !fixture::have("x86_64-w64-mingw32-gcc", "--version") {
-        return Some("mingw-w64 is not installed (gcc-mingw-w64-x86-64)".into());
-    }
-    if !fixture::have("wine", "--version") {
-        return Some("wine is not installed (wine64)".into());
-    }
-    None
+    tool::missing(&[
+        ("x86_64-w64-mingw32-gcc", "--version", "gcc-mingw-w64-x86-64"),
+        ("wine", "--version", "wine64"),
+    ])
 }
 
 /// Builds `relive-patch.exe` once for all tests of this binary.
@@ -155,7 +153,7 @@ fn windows_relive_patch_plans_and_applies_a_fixture_under_wine() {
     let exe = match exe() {
         Ok(exe) => exe,
         Err(why) => {
-            eprintln!("skipping the Windows test: {why}");
+            tool::skip(why);
             return;
         }
     };

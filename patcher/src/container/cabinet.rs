@@ -769,12 +769,7 @@ mod tests {
     #[test]
     fn cabextract_accepts_a_partly_reused_cabinet() {
         // libmspack (cabextract) is a third implementation, with its own checksum and MSZIP code.
-        if std::process::Command::new("cabextract")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            println!("skipped: cabextract is not installed (apt-get install cabextract)");
+        if !crate::tool::require(&[("cabextract", "--version", "cabextract")]) {
             return;
         }
         let mut contents = read(

@@ -1,12 +1,15 @@
 //! Builds the fixtures from `patcher/fixtures/` into the target dir, once per test binary.
 //!
-//! Tools (Debian packages): gcc-mingw-w64-x86-64, gcc-mingw-w64-i686 (with binutils-mingw-w64
-//! for windres), gcab, wixl, osslsigncode, openssl. Missing tools fail the build with the
-//! package name: every one of them installs on Debian 12.
+//! Tools ([`TOOLS`], Debian packages): gcc-mingw-w64-x86-64, gcc-mingw-w64-i686 (with
+//! binutils-mingw-w64 for windres), gcab, wixl, osslsigncode, openssl. Without them [`get`]
+//! follows the crate-wide rule ([`crate::tool`]): the test fails in CI and is skipped
+//! elsewhere. With them, a failing build fails the test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use crate::tool::{self, Tool};
 
 pub struct Fixtures {
     /// PE32+ fake client with version resource 0.9.1.
@@ -27,13 +30,36 @@ pub struct Fixtures {
     pub sfx_msi: PathBuf,
 }
 
+/// What building the fixtures runs.
+const TOOLS: [Tool; 8] = [
+    ("x86_64-w64-mingw32-gcc", "--version", "gcc-mingw-w64-x86-64"),
+    ("i686-w64-mingw32-gcc", "--version", "gcc-mingw-w64-i686"),
+    ("x86_64-w64-mingw32-windres", "--version", "binutils-mingw-w64-x86-64"),
+    ("i686-w64-mingw32-windres", "--version", "binutils-mingw-w64-i686"),
+    ("gcab", "--version", "gcab"),
+    ("wixl", "--version", "wixl"),
+    ("osslsigncode", "--version", "osslsigncode"),
+    ("openssl", "version", "openssl"),
+];
+
 static FIXTURES: OnceLock<Result<Fixtures, String>> = OnceLock::new();
 
-pub fn get() -> &'static Fixtures {
+/// The fixtures, built on first use; `None` (the test returns) when the tools are missing
+/// outside CI.
+pub fn get() -> Option<&'static Fixtures> {
+    if !tool::require(&TOOLS) {
+        return None;
+    }
     match FIXTURES.get_or_init(build) {
-        Ok(f) => f,
+        Ok(f) => Some(f),
         Err(e) => panic!("building fixtures failed: {e}"),
     }
+}
+
+/// [`get`], and wine64 to run them.
+pub fn with_wine() -> Option<&'static Fixtures> {
+    let fixtures = get()?;
+    tool::require(&[crate::wine::WINE]).then_some(fixtures)
 }
 
 pub fn source_dir() -> PathBuf {

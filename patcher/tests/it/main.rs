@@ -16,5 +16,10 @@ mod fixtures;
 mod installer;
 /// Random and truncated inputs never panic.
 mod props;
+/// The rule for tests that need a system tool (fail in CI, skip elsewhere), shared with the
+/// other crates' tests.
+#[allow(dead_code)]
+#[path = "../../../tests/src/tool.rs"]
+mod tool;
 /// Wine prefix and runner, plus the loopback NS/HTTP listeners the fake client talks to.
 mod wine;

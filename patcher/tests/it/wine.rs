@@ -1,8 +1,9 @@
 //! A private wine prefix under the target dir (created once), a runner with a timeout, and
 //! the loopback listeners the fake client connects to.
 //!
-//! Debian packages: wine, wine64. 32-bit wine (wine32:i386) is optional: PE32 fixtures run
-//! only when it is there.
+//! Debian packages: wine, wine64 ([`WINE`]; tests ask for it through
+//! [`crate::fixtures::with_wine`]). 32-bit wine (wine32:i386) is not in CI: the one test that
+//! runs a PE32 fixture is `#[ignore]`d.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -11,6 +12,9 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use relive_patcher::Target;
+
+/// wine64 runs the PE32+ fixtures.
+pub const WINE: crate::tool::Tool = ("wine", "--version", "wine64");
 
 static PREFIX: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 

@@ -23,16 +23,16 @@ mod fit;
 /// Hostile or awkward clients: split writes, garbage, a reader that never reads.
 mod robustness;
 
-/// The Wireshark MSNMS dissector recognises our NS traffic (skipped without `tshark`).
+/// The Wireshark MSNMS dissector recognises our NS traffic (needs `tshark`).
 mod tshark;
 
-/// File transfer across NAT in network namespaces, with and without the relay (root only).
+/// File transfer across NAT in network namespaces, with and without the relay (needs root).
 mod nat;
 
 /// MSNP8/9 with Passport 1.4 over HTTPS: transcripts, MSNObjects, P2P switchboard messages.
 mod msnp8;
 
-/// A standalone relay driven by the server (`[relay] remote`) carries a transfer (root only).
+/// A standalone relay driven by the server (`[relay] remote`) carries a transfer (needs root).
 mod remote_relay;
 
 /// What each client generation sends to the Passport endpoints, replayed byte for byte.

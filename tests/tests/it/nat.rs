@@ -22,7 +22,8 @@
 //! listen, the offerer's own listening INVITE passes in observed mode and the answerer
 //! connects through the forward (identical file).
 //!
-//! Each test skips (printing why) when not run as root or without iproute2/nftables.
+//! Each test needs root, iproute2 and nftables: without them it fails in CI and is skipped
+//! elsewhere ([`relive_tests::tool`]).
 
 use std::time::Duration;
 

@@ -7,8 +7,8 @@
 //! testbed of [`relive_tests::netns`] gives each client its own public address. The
 //! server and the relay are two processes (`relive-nat-peer remote-server` and `relay`) in the
 //! public namespace, talking over the control protocol on QUIC; the scripted MSN 5.0 clients
-//! and the agent are `relive-nat-peer`'s too (the same as `nat.rs`). The test skips (printing why) when not run as
-//! root or without iproute2/nftables.
+//! and the agent are `relive-nat-peer`'s too (the same as `nat.rs`). It needs root, iproute2
+//! and nftables: without them it fails in CI and is skipped elsewhere ([`relive_tests::tool`]).
 
 use std::time::Duration;
 

@@ -1,11 +1,12 @@
-//! Wireshark's MSNMS dissector decodes a login captured from our NS (Debian's `tshark`; the
-//! test prints why and passes when `tshark` is missing or may not capture here).
+//! Wireshark's MSNMS dissector decodes a login captured from our NS (Debian's `tshark`).
+//! Without `tshark`, or when it may not capture here, the test fails in CI and is skipped
+//! elsewhere ([`relive_tests::tool`]).
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use relive_tests::{StackOptions, TestStack};
+use relive_tests::{StackOptions, TestStack, tool};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
@@ -14,8 +15,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_captured_login_is_dissected_as_msnms() -> anyhow::Result<()> {
-    if Command::new("tshark").arg("-v").output().await.is_err() {
-        eprintln!("tshark is not installed (Debian: apt-get install tshark); skipping");
+    if !tool::require(&[("tshark", "-v", "tshark")]) {
         return Ok(());
     }
     let stack = TestStack::start(StackOptions::new().account("alice@example.com", "Alice")).await?;
@@ -67,7 +67,7 @@ async fn a_captured_login_is_dissected_as_msnms() -> anyhow::Result<()> {
     if !started {
         let text = said.join("\n");
         if text.contains("ermission") || text.contains("not permitted") {
-            eprintln!("tshark may not capture on lo here; skipping: {text}");
+            tool::skip(&format!("tshark may not capture on lo here: {text}"));
             return Ok(());
         }
         bail!("tshark failed: {text}");
