@@ -25,7 +25,7 @@
 //!   `bind` had a busy even partner.) [`AllocError::Exhausted`] only when no port is free.
 //! * A range with no such pair at all (XOR 0x3141 flips bits 12 and 13, so e.g. the default
 //!   6891–6990 has none; 49152–65535 pairs every port): allocations use `P` alone and a
-//!   warning at start says so — `PortX` is still advertised as `P ^ 0x3141` (clients that
+//!   debug line at start says so — `PortX` is still advertised as `P ^ 0x3141` (clients that
 //!   only read `Port` are unaffected; one that tries `PortX` falls back to `Port`).
 //!
 //! [`accept_one`], [`serve_forward`] and [`serve_rendezvous`] take already-bound
@@ -910,56 +910,86 @@ mod tests {
         pool.wait_idle().await;
     }
 
-    /// In 20777..=24577 only 20800↔24577 and 20801↔24576 are pairs (XOR 0x3141 flips bits
-    /// 12 and 13, so pairs are at least ~3.8k ports apart).
+    /// Whether nothing listens on `port` of the loopback address right now.
+    fn free(port: u16) -> bool {
+        std::net::TcpListener::bind((LOCAL, port)).is_ok()
+    }
+
+    /// A range with exactly two `P ^ 0x3141` pairs, `a`↔`b` and `a+1`↔`b-1` (`a` < `b`), and
+    /// `a`, `a+1` and `b-1` free right now: `(a - 23)..=b`, like 20777..=24577 (pairs
+    /// 20800↔24577, 20801↔24576). Chosen at run time among the bases whose bits 13, 12, 8, 6
+    /// and 0 are 0, 1, 1, 1, 0 (so `a ^ 0x3141` = `a + 0xEC1` and `a+1` pairs with `b-1`).
+    fn two_pair_range() -> (RangeInclusive<u16>, u16) {
+        let mut candidates: Vec<u16> = (0u16..=0xffff)
+            .filter(|p| p & 0x3141 == 0x1140 && (10_000..=60_000).contains(p))
+            .collect();
+        // Start somewhere else on every run, so parallel runs rarely pick the same range.
+        let skew = usize::try_from(std::process::id()).unwrap_or(0) % candidates.len();
+        candidates.rotate_left(skew);
+        for a in candidates {
+            let b = a ^ PORTX_XOR;
+            let range = (a - 23)..=b;
+            let pairable: Vec<u16> = range
+                .clone()
+                .filter(|p| range.contains(&(p ^ PORTX_XOR)))
+                .collect();
+            if pairable == [a, a + 1, b - 1, b] && [a, a + 1, b - 1].into_iter().all(free) {
+                return (range, a);
+            }
+        }
+        panic!("no range with two free port pairs on 127.0.0.1");
+    }
+
+    /// A range of 100 ports starting at one the OS just handed out (no range this small has a
+    /// `P ^ 0x3141` pair: the XOR moves a port at least ~3.8k away).
+    fn hundred_ports() -> RangeInclusive<u16> {
+        let probe = std::net::TcpListener::bind((LOCAL, 0)).unwrap();
+        let start = probe.local_addr().unwrap().port().min(u16::MAX - 99);
+        start..=start + 99
+    }
+
     #[tokio::test]
     async fn range_allocation_pairs_port_and_portx_and_skips_a_busy_partner() {
-        let range = 20777..=24577;
-        let pairable: Vec<u16> = range
-            .clone()
-            .filter(|p| range.contains(&(p ^ PORTX_XOR)))
-            .collect();
-        assert_eq!(pairable, [20800, 20801, 24576, 24577]);
+        let (range, a) = two_pair_range();
+        let b = a ^ PORTX_XOR;
         // The first candidate's partner is busy (held here, or by someone else).
-        let _busy = std::net::TcpListener::bind((LOCAL, 24577));
+        let _busy = std::net::TcpListener::bind((LOCAL, b));
         let dial: Arc<dyn Dial> = Arc::new(TcpDial { host: LOCAL });
         let pool = PortPool::new(PoolConfig::new(LOCAL, range.clone()), Some(dial)).unwrap();
-        let leg = match pool.try_forward("bob@example.com", LOCAL, 9) {
-            Ok(leg) => leg,
-            Err(AllocError::Exhausted) => {
-                println!("skipping: ports 20801/24576 are taken by another process");
-                return;
-            }
-            Err(e) => panic!("{e}"),
-        };
-        // 20800 was skipped (its partner is busy); the pair 20801/24576 was taken whole.
-        assert_eq!(leg.port, 20801);
+        let leg = pool.try_forward("bob@example.com", LOCAL, 9).unwrap();
+        // `a` was skipped (its partner is busy); the pair a+1 / b-1 was taken whole.
+        assert_eq!(leg.port, a + 1);
         let portx = leg.port ^ PORTX_XOR;
-        assert!(range.contains(&portx));
-        assert!(std::net::TcpListener::bind((LOCAL, leg.port)).is_err());
-        assert!(std::net::TcpListener::bind((LOCAL, portx)).is_err());
-        // No pair is left (24577 busy, 20800's partner busy, 24576 held as a partner): the next
+        assert_eq!(portx, b - 1);
+        assert!(!free(leg.port) && !free(portx));
+        // No pair is left (b busy, a's partner busy, b-1 held as a partner): the next
         // allocation takes a port alone rather than failing the transfer.
         let alone = pool.try_forward("bob@example.com", LOCAL, 9).unwrap();
         assert!(range.contains(&alone.port) && alone.port != leg.port);
-        assert!(std::net::TcpListener::bind((LOCAL, alone.port)).is_err());
+        assert!(!free(alone.port));
         let partner = alone.port ^ PORTX_XOR;
-        assert!(partner == 24577 || std::net::TcpListener::bind((LOCAL, partner)).is_ok());
+        assert!(partner == b || !range.contains(&partner) || free(partner));
     }
 
     #[tokio::test]
     async fn range_without_pairs_allocates_port_alone() {
-        // 100 ports: no P has P ^ 0x3141 in the range.
-        let pool = PortPool::new(PoolConfig::new(LOCAL, 21000..=21099), None).unwrap();
-        let Ok([a, b]) = pool.try_rendezvous("bob@example.com", [LOCAL, LOCAL]) else {
-            println!("skipping: ports 21000-21099 are taken by another process");
-            return;
-        };
+        let range = hundred_ports();
+        // Which partners nobody else holds, so a held one below is the pool's doing.
+        let partner_free: HashMap<u16, bool> = range
+            .clone()
+            .map(|p| (p ^ PORTX_XOR, free(p ^ PORTX_XOR)))
+            .collect();
+        let pool = PortPool::new(PoolConfig::new(LOCAL, range.clone()), None).unwrap();
+        assert!(!pool.inner.pairs);
+        let [a, b] = pool
+            .try_rendezvous("bob@example.com", [LOCAL, LOCAL])
+            .unwrap();
         for leg in [a, b] {
-            assert!((21000..=21099).contains(&leg.port));
-            assert!(std::net::TcpListener::bind((LOCAL, leg.port)).is_err());
+            assert!(range.contains(&leg.port));
+            assert!(!free(leg.port));
             // PortX is not listened on (it is outside the operator's range).
-            assert!(std::net::TcpListener::bind((LOCAL, leg.port ^ PORTX_XOR)).is_ok());
+            let partner = leg.port ^ PORTX_XOR;
+            assert!(!partner_free[&partner] || free(partner));
         }
     }
 }
