@@ -175,8 +175,8 @@ async fn login(
                 Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
             }
         }
-        Err(LoginError::Failed) => {
-            tracing::info!(handle = %credentials.handle, "passport login failed");
+        Err(LoginError::Failed(why)) => {
+            tracing::info!(handle = %credentials.handle, reason = %why, "passport login failed");
             failed()
         }
         Err(LoginError::Refused(refused)) => {

@@ -843,8 +843,11 @@ async fn logins_never_log_the_password_the_token_or_the_ticket() {
     server.stop().await;
 
     let logs = capture.text();
-    // The capture works: the outcomes are logged, with the handle.
-    assert!(logs.contains("passport login failed"), "{logs}");
+    // The capture works: the outcomes are logged, with the handle and why.
+    assert!(
+        logs.contains("passport login failed handle=alice@example.com reason=wrong secret"),
+        "{logs}"
+    );
     assert!(logs.contains("passport login succeeded"), "{logs}");
     assert!(logs.contains("alice@example.com"));
     for secret in [password, &token, &t_part, "Passport1.4"] {

@@ -20,7 +20,9 @@
 //!
 //! Every failed MD5, CTP or TWN attempt counts against the account and the source address in
 //! the Passport rate limiter; while either is limited, attempts are refused with the same `911`
-//! without being checked.
+//! without being checked. The log says at info level which account failed and why
+//! ([`LoginFailure`]: unknown account, wrong secret, revoked token, ticket not accepted; or
+//! rate-limited), never the secret.
 
 use std::fmt::Write as _;
 
@@ -35,7 +37,8 @@ use tracing::{Span, info, warn};
 use super::{Auth, NsService, User};
 use crate::hub::ListView;
 use crate::net::conn::Replies;
-use crate::passport::tickets::t_part;
+use crate::passport::LoginFailure;
+use crate::passport::tickets::{TicketError, t_part};
 use crate::secret::Secret as StoreSecret;
 use crate::store::tokens::TokenCheck;
 use crate::store::{Account, LoginState};
@@ -158,7 +161,12 @@ impl NsService {
                 let limiter = std::sync::Arc::clone(self.ctx.passport.rate_limiter());
                 let ip = self.peer.ip();
                 if let Err(refused) = limiter.check(handle.as_str(), ip, self.ctx.passport.now()) {
-                    info!(trid = trid.0, %refused, "login refused by the rate limiter");
+                    info!(
+                        handle = handle.as_str(),
+                        reason = %"rate-limited",
+                        %refused,
+                        "login failed"
+                    );
                     return Self::fail(trid, out);
                 }
                 let mut ticket_t = None;
@@ -179,16 +187,16 @@ impl NsService {
                         ticket_t = t_part(response.as_str()).map(str::to_owned);
                         self.verify_ticket(&handle, response.as_str()).await
                     }
-                    Auth::Idle => Ok(None),
+                    Auth::Idle => Ok(Err(LoginFailure::WrongSecret)),
                 };
                 match verified {
-                    Ok(Some(state)) => {
+                    Ok(Ok(state)) => {
                         limiter.record_success(handle.as_str());
                         self.logged_in(trid, state, ticket_t.as_deref(), caps, out);
                     }
-                    Ok(None) => {
+                    Ok(Err(why)) => {
                         limiter.record_failure(handle.as_str(), ip, self.ctx.passport.now());
-                        info!(trid = trid.0, "login failed");
+                        info!(handle = handle.as_str(), reason = %why, "login failed");
                         Self::fail(trid, out);
                     }
                     Err(error) => {
@@ -214,14 +222,17 @@ impl NsService {
         &self,
         handle: &relive_msnp::types::Passport,
         check: TokenCheck,
-    ) -> Result<Option<LoginState>, crate::store::StoreError> {
+    ) -> Result<Result<LoginState, LoginFailure>, crate::store::StoreError> {
         let found = self.ctx.store.token_login(handle, check, true).await?;
-        Ok(found.and_then(|login| {
-            login.token.map(|_| LoginState {
+        Ok(match found {
+            None => Err(LoginFailure::UnknownAccount),
+            Some(login) if login.token.is_some() => Ok(LoginState {
                 account: login.account,
                 contacts: login.contacts,
-            })
-        }))
+            }),
+            Some(login) if login.revoked => Err(LoginFailure::RevokedToken),
+            Some(_) => Err(LoginFailure::WrongSecret),
+        })
     }
 
     /// Consumes a Passport ticket for `handle` and loads the account it was issued for.
@@ -229,16 +240,16 @@ impl NsService {
         &self,
         handle: &relive_msnp::types::Passport,
         ticket: &str,
-    ) -> Result<Option<LoginState>, crate::store::StoreError> {
+    ) -> Result<Result<LoginState, LoginFailure>, crate::store::StoreError> {
         let id = match self.ctx.passport.consume_ticket(ticket, handle) {
             Ok(id) => id,
-            Err(error) => {
-                info!(%error, "ticket not accepted");
-                return Ok(None);
-            }
+            Err(error) => return Ok(Err(error.into())),
         };
-        let state = self.ctx.store.login_state(handle).await?;
-        Ok(state.filter(|s| s.account.id == id))
+        Ok(match self.ctx.store.login_state(handle).await? {
+            None => Err(LoginFailure::UnknownAccount),
+            Some(state) if state.account.id == id => Ok(state),
+            Some(_) => Err(TicketError::WrongAccount.into()),
+        })
     }
 
     /// `XFR NS` when a separate NS host is configured (PROTOCOL.md §1.2).

@@ -719,14 +719,19 @@ async fn bad_twn_tickets_are_911_and_close() {
     fail("MSNP9", "alice@example.com", t).await;
 }
 
+/// A context whose rate limiter refuses an account or address after `failures` failures.
+async fn refusing_after(dir: &std::path::Path, failures: u32) -> crate::Context {
+    context(dir, |c| {
+        c.passport.login_slow_after = failures;
+        c.passport.login_refuse_after = failures;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn repeated_login_failures_are_refused_like_a_bad_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = context(dir.path(), |c| {
-        c.passport.login_slow_after = 2;
-        c.passport.login_refuse_after = 2;
-    })
-    .await;
+    let ctx = refusing_after(dir.path(), 2).await;
     let token = account(&ctx, "alice@example.com", "Alice").await;
     for _ in 0..2 {
         let mut c = Harness::ns(&ctx);
@@ -785,4 +790,72 @@ async fn png_before_login_closes() {
     assert_eq!(c.send("VER 1 MSNP8 CVR0").await, ["VER 1 MSNP8 CVR0"]);
     assert!(c.send("PNG").await.is_empty());
     assert!(c.is_closed());
+}
+
+#[tokio::test]
+async fn a_failed_login_is_logged_with_the_account_and_why_but_never_the_secret() {
+    let capture = crate::testing::LogCapture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = refusing_after(dir.path(), 4).await;
+    let token = account(&ctx, "alice@example.com", "Alice").await;
+    let bob_token = account(&ctx, "bob@example.com", "Bob").await;
+    let bob = ctx
+        .store
+        .account(&crate::store::parse_handle("bob@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let bob_token_id = ctx.store.tokens(bob.id).await.unwrap()[0].id;
+    ctx.store.revoke_token(bob.id, bob_token_id).await.unwrap();
+    // One MD5 attempt with `secret` as the token; its answer.
+    let attempt = |handle: &'static str, secret: String| {
+        let ctx = ctx.clone();
+        async move {
+            let mut c = Harness::ns(&ctx);
+            c.send("VER 1 MSNP7").await;
+            let challenge = c.challenge(2, handle).await;
+            let answer = md5hex(&challenge, &secret);
+            let reply = c.send(&format!("USR 3 MD5 S {answer}")).await;
+            (reply, answer)
+        }
+    };
+    let mut answers = Vec::new();
+    for (handle, secret, reason) in [
+        ("nobody@example.com", token.clone(), "unknown account"),
+        ("alice@example.com", "a".repeat(16), "wrong secret"),
+        ("bob@example.com", bob_token.clone(), "revoked token"),
+    ] {
+        let (reply, answer) = attempt(handle, secret).await;
+        assert_eq!(reply, ["911 3"], "{handle}");
+        answers.push(answer);
+        let line = format!("login failed handle=\"{handle}\" reason={reason}");
+        assert!(capture.text().contains(&line), "{line}\n{}", capture.text());
+    }
+    // A TWN ticket that was never issued.
+    let mut c = Harness::ns(&ctx);
+    c.send("VER 1 MSNP8 CVR0").await;
+    c.send("CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 6.0.0602 MSMSGS alice@example.com")
+        .await;
+    c.send("USR 3 TWN I alice@example.com").await;
+    assert_eq!(c.send("USR 4 TWN S t=forged&p=forged").await, ["911 4"]);
+    assert!(capture.text().contains(
+        "login failed handle=\"alice@example.com\" reason=ticket not accepted: unknown or \
+         already used ticket"
+    ));
+    // Alice has 2 failures and the address 4 now: the right token is refused unchecked.
+    let (reply, answer) = attempt("alice@example.com", token.clone()).await;
+    assert_eq!(reply, ["911 3"]);
+    answers.push(answer);
+    let logs = capture.text();
+    assert!(
+        logs.contains("login failed handle=\"alice@example.com\" reason=rate-limited"),
+        "{logs}"
+    );
+    for secret in [&token, &bob_token].into_iter().chain(&answers) {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret in the log:\n{logs}"
+        );
+    }
+    assert!(!logs.contains("forged"), "{logs}");
 }

@@ -131,6 +131,26 @@ impl Credentials {
     }
 }
 
+/// Why the credentials of a login were refused: for the server's log only (NS and Passport
+/// log it at info level with the handle, never the secret). Every client is told the same
+/// (`911`, HTTP 401), so nobody learns whether an account exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginFailure {
+    /// No account has this handle.
+    #[error("unknown account")]
+    UnknownAccount,
+    /// No active token matches (nor the password, where passwords are allowed).
+    #[error("wrong secret")]
+    WrongSecret,
+    /// The secret is one of the account's revoked tokens.
+    #[error("revoked token")]
+    RevokedToken,
+    /// `USR TWN S`: the ticket was not accepted.
+    #[error("ticket not accepted: {0}")]
+    Ticket(#[from] TicketError),
+}
+
 /// Why a login did not produce a ticket.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -139,8 +159,8 @@ pub enum LoginError {
     #[error(transparent)]
     Refused(#[from] Refused),
     /// Unknown account, wrong secret, or a password where only tokens are allowed (HTTP 401).
-    #[error("authentication failed")]
-    Failed,
+    #[error("authentication failed: {0}")]
+    Failed(LoginFailure),
     /// The store failed (HTTP 500).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -229,13 +249,13 @@ impl PassportService {
         let handle = credentials.handle.as_str();
         self.limiter.check(handle, from, self.now())?;
         match self.verify(credentials, transport).await? {
-            Some(account) => {
+            Ok(account) => {
                 self.limiter.record_success(handle);
                 Ok(self.tickets.issue(account, &credentials.handle, self.now()))
             }
-            None => {
+            Err(why) => {
                 self.limiter.record_failure(handle, from, self.now());
-                Err(LoginError::Failed)
+                Err(LoginError::Failed(why))
             }
         }
     }
@@ -244,28 +264,42 @@ impl PassportService {
         &self,
         credentials: &Credentials,
         transport: Transport,
-    ) -> Result<Option<AccountId>, StoreError> {
+    ) -> Result<Result<AccountId, LoginFailure>, StoreError> {
         let check = TokenCheck::Plain(credentials.secret.clone());
-        let Some(TokenLogin { account, token, .. }) = self
+        let Some(TokenLogin {
+            account,
+            token,
+            revoked,
+            ..
+        }) = self
             .store
             .token_login(&credentials.handle, check, false)
             .await?
         else {
-            return Ok(None);
+            return Ok(Err(LoginFailure::UnknownAccount));
         };
         if token.is_some() {
-            return Ok(Some(account.id));
+            return Ok(Ok(account.id));
         }
-        if !account.allow_password_login
+        let refused = if revoked {
+            LoginFailure::RevokedToken
+        } else {
+            LoginFailure::WrongSecret
+        };
+        if revoked
+            || !account.allow_password_login
             || !(transport.is_encrypted() || self.password_over_plain_http)
         {
-            return Ok(None);
+            return Ok(Err(refused));
         }
         let checked = self
             .store
             .verify_password(&credentials.handle, &credentials.secret)
             .await?;
-        Ok(checked.filter(|a| a.id == account.id).map(|a| a.id))
+        Ok(checked
+            .filter(|a| a.id == account.id)
+            .map(|a| a.id)
+            .ok_or(refused))
     }
 }
 

@@ -26,7 +26,8 @@ pub mod settings;
 pub mod tickets;
 
 pub use login::{
-    AuthorizationError, Clock, Credentials, LoginError, PassportService, Transport, system_clock,
+    AuthorizationError, Clock, Credentials, LoginError, LoginFailure, PassportService, Transport,
+    system_clock,
 };
 pub use rate_limit::{RateLimitSettings, RateLimiter, Refused};
 pub use settings::{DaLoginPort, Endpoints, NamedPort, NexusSettings, PassportSettings};

@@ -141,23 +141,23 @@ pub(super) fn open(
     String::from_utf8(data).ok().map(Secret::new)
 }
 
-/// Decrypts every active token of `account` and returns the id of the first `matches` accepts,
-/// marking it used (unless it was marked less than [`LAST_USED_RESOLUTION_SECS`] ago).
-///
-/// Revocation needs no cache invalidation: every call reads the rows as they are now.
-pub(super) fn find_active<F>(
+/// Most revoked tokens a failed login compares against (the latest revoked), to tell a
+/// revoked token from a wrong one in the log.
+pub const MAX_REVOKED_CHECKED: usize = MAX_ACTIVE_TOKENS;
+
+/// Decrypts the tokens `sql` selects for `account` (`id, nonce, ciphertext, last_used_at`,
+/// bound to `?1`) and returns the first one `matches` accepts, with its `last_used_at`.
+fn first_match<F>(
     conn: &Connection,
     key: &LessSafeKey,
     account: AccountId,
+    sql: &str,
     mut matches: F,
-) -> Result<Option<TokenId>, StoreError>
+) -> Result<Option<(TokenId, Option<i64>)>, StoreError>
 where
     F: FnMut(&Secret) -> bool,
 {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, nonce, ciphertext, last_used_at FROM tokens
-         WHERE account_id = ?1 AND revoked_at IS NULL",
-    )?;
+    let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query([account.0])?;
     let mut found = None;
     while let Some(row) = rows.next()? {
@@ -175,6 +175,30 @@ where
             None => tracing::warn!(token = id, "token does not decrypt under the server key"),
         }
     }
+    Ok(found)
+}
+
+/// Decrypts every active token of `account` and returns the id of the first `matches` accepts,
+/// marking it used (unless it was marked less than [`LAST_USED_RESOLUTION_SECS`] ago).
+///
+/// Revocation needs no cache invalidation: every call reads the rows as they are now.
+pub(super) fn find_active<F>(
+    conn: &Connection,
+    key: &LessSafeKey,
+    account: AccountId,
+    matches: F,
+) -> Result<Option<TokenId>, StoreError>
+where
+    F: FnMut(&Secret) -> bool,
+{
+    let found = first_match(
+        conn,
+        key,
+        account,
+        "SELECT id, nonce, ciphertext, last_used_at FROM tokens
+         WHERE account_id = ?1 AND revoked_at IS NULL",
+        matches,
+    )?;
     let Some((id, last_used)) = found else {
         return Ok(None);
     };
@@ -184,6 +208,25 @@ where
             .execute(params![id.0, now])?;
     }
     Ok(Some(id))
+}
+
+/// Whether one of the [`MAX_REVOKED_CHECKED`] most recently revoked tokens of `account`
+/// satisfies `matches`: a device still using a token that was revoked.
+fn matches_revoked<F>(
+    conn: &Connection,
+    key: &LessSafeKey,
+    account: AccountId,
+    matches: F,
+) -> Result<bool, StoreError>
+where
+    F: FnMut(&Secret) -> bool,
+{
+    let sql = format!(
+        "SELECT id, nonce, ciphertext, last_used_at FROM tokens
+         WHERE account_id = ?1 AND revoked_at IS NOT NULL
+         ORDER BY revoked_at DESC, id DESC LIMIT {MAX_REVOKED_CHECKED}"
+    );
+    Ok(first_match(conn, key, account, &sql, matches)?.is_some())
 }
 
 /// What a token login proves knowledge of.
@@ -207,6 +250,9 @@ pub struct TokenLogin {
     pub account: Account,
     /// The active token that matched, if any.
     pub token: Option<TokenId>,
+    /// No active token matched, but a recently revoked one would have (for the log: the
+    /// client is told the same as for a wrong token).
+    pub revoked: bool,
     /// The contacts with the lists each is on, if a token matched and they were asked for;
     /// empty otherwise.
     pub contacts: Vec<(Passport, ListSet)>,
@@ -250,7 +296,8 @@ impl Store {
     /// its active tokens, marking the matching one used; with `load_contacts`, an accepted
     /// login also reads the contacts' list bits (what the NS gives the hub). `None` if there
     /// is no such account; for an unknown handle the same token query runs against an id no
-    /// token belongs to, so the work done is the same.
+    /// token belongs to, so the work done is the same. A refused login also tells whether a
+    /// revoked token matched ([`TokenLogin::revoked`]).
     ///
     /// # Errors
     ///
@@ -274,6 +321,9 @@ impl Store {
             let Some(account) = account else {
                 return Ok(None);
             };
+            let revoked = token.is_none()
+                && check.plausible()
+                && matches_revoked(conn, store.aead(), account.id, |t| check.matches(t))?;
             let contacts = match token {
                 Some(_) if load_contacts => login_contacts(conn, account.id)?,
                 _ => Vec::new(),
@@ -281,6 +331,7 @@ impl Store {
             Ok(Some(TokenLogin {
                 account,
                 token,
+                revoked,
                 contacts,
             }))
         })
@@ -618,7 +669,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(login.token, None);
+        assert_eq!((login.token, login.revoked), (None, false));
         assert!(login.contacts.is_empty());
         assert!(
             store
@@ -655,13 +706,14 @@ mod tests {
 
         // Revocation takes effect at the next login: nothing about the token is cached.
         store.revoke_token(alice.id, new.id).await.unwrap();
+        // The log can say why (the client is told the same as for a wrong token).
         for check in [md5(&new.token), plain] {
             let login = store
                 .token_login(&alice.email, check, true)
                 .await
                 .unwrap()
                 .unwrap();
-            assert_eq!(login.token, None);
+            assert_eq!((login.token, login.revoked), (None, true));
             assert!(login.contacts.is_empty());
         }
     }
