@@ -225,6 +225,10 @@ fn first_start_and_demo_rerun_say_what_happened_in_plain_words() {
         "relive.toml",
         "secret.key",
         "tls/relive-ca.crt",
+        "tls/ca.key",
+        "tls/server.crt",
+        "tls/server.key",
+        "relive.lock",
     ] {
         assert!(data.join(file).exists(), "{file} missing");
     }
@@ -495,7 +499,11 @@ fn the_systemd_unit_verifies_and_runs_the_server_as_installed() {
     assert!(unit.contains(&format!(
         "ExecStart={installed} --data-dir /var/lib/relive serve"
     )));
-    for key in ["DynamicUser=yes", "StateDirectory=relive", "Restart=on-failure"] {
+    for key in [
+        "DynamicUser=yes",
+        "StateDirectory=relive",
+        "Restart=on-failure",
+    ] {
         assert!(unit.contains(key), "{key}");
     }
     if !tool::require(&[("systemd-analyze", "--version", "systemd")]) {
@@ -522,4 +530,30 @@ fn the_systemd_unit_verifies_and_runs_the_server_as_installed() {
         .filter(|l| l.contains("relive-server.service"))
         .collect();
     assert!(about_unit.is_empty(), "{complaints}");
+}
+
+#[test]
+fn release_binaries_carry_no_debug_sections() {
+    // Shipped binaries were 94 MB, 75 of it debug sections (issue 13): the release profile
+    // builds without debug info and strips what the standard library brings.
+    let manifest: toml::Table = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml")
+        .parse::<std::path::PathBuf>()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let release = &manifest["profile"]["release"];
+    assert!(
+        release.get("debug").is_none_or(|d| {
+            d.as_bool() == Some(false) || d.as_str() == Some("none") || d.as_integer() == Some(0)
+        }),
+        "{release}"
+    );
+    let strip = release.get("strip");
+    assert!(
+        strip.is_some_and(|s| {
+            s.as_bool() == Some(true) || matches!(s.as_str(), Some("debuginfo" | "symbols"))
+        }),
+        "{release}"
+    );
 }
