@@ -441,7 +441,8 @@ pub fn default_file_text() -> String {
          # ns = \"{ns}\"\n\
          # Where the switchboard listens. Env: RELIVE_SB, flag: --sb.\n\
          # sb = \"{sb}\"\n\
-         # Plain HTTP (nexus, login, the pages the client's links open). Env: RELIVE_HTTP, flag: --http.\n\
+         # Plain HTTP (nexus, login, MsgrConfig, the pages the client's links open, the CA\n\
+         # certificate at /relive-ca.crt). Env: RELIVE_HTTP, flag: --http.\n\
          # http = \"{http}\"\n\
          # HTTPS (rustls). Env: RELIVE_HTTPS, flag: --https.\n\
          # https = \"{https}\"\n\
@@ -500,6 +501,10 @@ pub fn default_file_text() -> String {
          # legacy_key = \"/path/to/key.pem\"\n\
          \n\
          # The nexus PassportURLs value: DARealm=<realm>,DALogin=[<scheme>://]<host>[:<port>]<path>.\n\
+         # With the default scheme and port the login follows the listener the nexus was asked\n\
+         # on: bare host:<https port> over HTTPS, the legacy port over legacy TLS, and\n\
+         # http://host:<http port> over plain HTTP (clients patched with --http-login). Any\n\
+         # other scheme or port is the one answer on every listener.\n\
          # [passport.nexus]\n\
          # realm = \"{realm}\"\n\
          # scheme: \"\" (bare host/path, as the official service), \"http\" or \"https\".\n\

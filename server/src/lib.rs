@@ -179,7 +179,8 @@ impl Context {
                 settings.https.port(),
                 settings.passport.legacy_tls.map(|a| a.port()),
             ),
-        )?;
+        )?
+        .merge(http::routes::certificates(&settings.data_dir));
         Ok(Self {
             settings: Arc::new(settings),
             store,

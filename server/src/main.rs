@@ -254,7 +254,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let paths = CertPaths::in_data_dir(&cli.data_dir);
             tls::export_ca(&paths, &file)
                 .context("exporting the CA certificate (has `serve` run once?)")?;
-            eprintln!("wrote {}", file.display());
+            eprintln!(
+                "wrote {} (SHA-256 {})",
+                file.display(),
+                tls::fingerprint(&file).context("reading the CA certificate")?
+            );
             let legacy = LegacyCertPaths::in_data_dir(&cli.data_dir);
             if legacy.ca_cert.exists() {
                 let dest = legacy_export_path(&file);
@@ -494,6 +498,19 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             println!("{what} listening on {}", l.local_addr()?);
         }
     }
+    let website = relive_server::passport::Endpoints {
+        public_host: settings.public_host.clone(),
+        http_port: listeners.http.local_addr()?.port(),
+        https_port: listeners.https.local_addr()?.port(),
+        legacy_port: None,
+    }
+    .website();
+    println!(
+        "certificate authority {} (SHA-256 {}), also at {website}{}",
+        ca.display(),
+        tls::fingerprint(&ca).context("reading the CA certificate")?,
+        relive_server::http::routes::CA_PATH
+    );
     // The relay's QUIC socket for companion agents, bound like the TCP listeners.
     let relay_quic = if settings.relay.enabled && settings.relay.public_ip.is_some() {
         let addr = settings.relay.quic;

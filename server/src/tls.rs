@@ -5,7 +5,8 @@
 //! `nexus.passport.com`, `login.passport.com` and `localhost`. PEM files live in
 //! `<data-dir>/tls/` (keys mode 0600). Later starts load them. If `public_host` changed, only the
 //! server certificate is re-issued, by the same CA (rebuilt from its key and name), so clients
-//! that already trust the CA keep working. `cert export` hands out `ca.crt`.
+//! that already trust the CA keep working. `cert export` hands out `relive-ca.crt`, the HTTP
+//! listener publishes it at `/relive-ca.crt`, and [`fingerprint`] is what users compare.
 //!
 //! The rustls config is built with the ring provider explicitly: the workspace has exactly one.
 
@@ -265,6 +266,25 @@ fn sha256_first() -> rustls::crypto::CryptoProvider {
 pub fn export_ca(paths: &CertPaths, dest: &Path) -> Result<(), TlsError> {
     let pem = read(&paths.ca_cert)?;
     write(dest, &pem, false)
+}
+
+/// The SHA-256 fingerprint of the (first) certificate in the PEM file at `path`, as
+/// certificate viewers show it (`AB:CD:…`): what a user compares before trusting the CA.
+///
+/// # Errors
+///
+/// [`TlsError::Io`] if it cannot be read, [`TlsError::Pem`] if it holds no certificate.
+pub fn fingerprint(path: &Path) -> Result<String, TlsError> {
+    let pem = read(path)?;
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| TlsError::Pem {
+            path: path.to_path_buf(),
+        })?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    let pairs: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    Ok(pairs.join(":"))
 }
 
 #[cfg(test)]

@@ -210,6 +210,28 @@ fn first_start_and_demo_rerun_say_what_happened_in_plain_words() {
             "{first}"
         );
     }
+    // Every start names the CA with the fingerprint a user compares before trusting it, and
+    // the URL it is published at (the desktop app downloads it from there).
+    let pem = std::fs::read(&ca).unwrap();
+    let der = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    let fingerprint: Vec<String> = ring::digest::digest(&ring::digest::SHA256, der.as_ref())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let ca_line = first
+        .lines()
+        .find(|l| l.starts_with("certificate authority "))
+        .unwrap_or_else(|| panic!("{first}"));
+    assert!(
+        ca_line.contains(&format!("(SHA-256 {})", fingerprint.join(":")))
+            && ca_line.contains("also at http://127.0.0.1:")
+            && ca_line.ends_with("/relive-ca.crt"),
+        "{ca_line}"
+    );
     assert!(
         first.contains("public host 127.0.0.1: only clients on this machine can connect"),
         "{first}"

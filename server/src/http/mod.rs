@@ -82,7 +82,7 @@ pub struct HttpService {
     router: Router,
     passport: PassportService,
     nexus: Arc<NexusSettings>,
-    passport_urls: Arc<RwLock<HeaderValue>>,
+    passport_urls: Arc<RwLock<routes::NexusAnswers>>,
     website: Arc<RwLock<String>>,
     lenient: Arc<lenient::PassportPaths>,
 }
@@ -139,12 +139,13 @@ impl HttpService {
             .clone()
     }
 
-    /// The current `PassportURLs` value.
+    /// The current `PassportURLs` value, as the HTTPS listener answers it.
     #[must_use]
     pub fn passport_urls(&self) -> HeaderValue {
         self.passport_urls
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .tls
             .clone()
     }
 
@@ -162,8 +163,19 @@ impl HttpService {
     }
 }
 
-fn passport_urls(nexus: &NexusSettings, endpoints: &Endpoints) -> Result<HeaderValue, HttpError> {
-    HeaderValue::from_str(&nexus.passport_urls(endpoints)).map_err(|_| HttpError::HeaderValue)
+fn passport_urls(
+    nexus: &NexusSettings,
+    endpoints: &Endpoints,
+) -> Result<routes::NexusAnswers, HttpError> {
+    let value = |transport| {
+        HeaderValue::from_str(&nexus.passport_urls_for(endpoints, transport))
+            .map_err(|_| HttpError::HeaderValue)
+    };
+    Ok(routes::NexusAnswers {
+        tls: value(Transport::Tls)?,
+        legacy: value(Transport::LegacyTls)?,
+        plain: value(Transport::Plain)?,
+    })
 }
 
 /// One plain-HTTP connection: serves requests until the client closes, a timeout hits, or

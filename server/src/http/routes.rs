@@ -6,13 +6,22 @@
 //! GET  /Config/MsgrConfig.asmx   → 200 text/xml <MsgrConfig> document
 //! POST /Config/MsgrConfig.asmx   → 200 text/xml SOAP GetClientConfigResponse wrapping it
 //! GET  / /mail /profile /download → 200 text/html: what this server offers there today
+//! GET  /relive-ca.crt            → 200 the CA certificate clients trust (PEM) | 404
+//! GET  /relive-ca-legacy.crt     → 200 the legacy-TLS (RSA) CA for Windows XP | 404
 //! ```
+//!
+//! `/nexus` and `/config` answer like the nexus and MsgrConfig: relive-patch writes these
+//! shorter paths into a client when the original URL would not fit with the host and port.
+//! The certificates ([`certificates`]) are public (a client must trust them anyway): the
+//! desktop app fetches `relive-ca.crt` over plain HTTP and shows its fingerprint to compare
+//! with the one `relive-server` prints.
 //!
 //! The last four are where the NS's `URL` and `CVR` links point (the client opens them in a
 //! browser); they say plainly what exists, until the website replaces them.
 //!
 //! The login route is also served at the configured `nexus.path` when that differs.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::Router;
@@ -23,8 +32,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Peer;
+use super::legacy::LegacyCertPaths;
 use super::lenient::PassportPaths;
-use crate::passport::{Credentials, LoginError, PassportService};
+use crate::passport::{Credentials, LoginError, PassportService, Transport};
+use crate::tls::CertPaths;
 
 /// The nexus path (`PassportURLs`).
 pub const NEXUS_PATH: &str = "/rdr/pprdr.asp";
@@ -33,6 +44,18 @@ pub const NEXUS_PATH: &str = "/rdr/pprdr.asp";
 pub const LOGIN_PATH: &str = "/login2.srf";
 
 const MSGR_CONFIG_PATH: &str = "/Config/MsgrConfig.asmx";
+
+/// The shorter nexus path (relive-patch's `SHORT_PATHS`).
+pub const SHORT_NEXUS_PATH: &str = "/nexus";
+
+/// The shorter MsgrConfig path (relive-patch's `SHORT_PATHS`).
+pub const SHORT_MSGR_CONFIG_PATH: &str = "/config";
+
+/// Where the CA certificate clients trust is published (the file `cert export` writes).
+pub const CA_PATH: &str = "/relive-ca.crt";
+
+/// Where the legacy-TLS CA certificate is published, when there is one.
+pub const LEGACY_CA_PATH: &str = "/relive-ca-legacy.crt";
 
 /// The pages the NS links to: `CVR`'s info and download links, `URL`'s mail and profile links.
 pub const LINKED_PAGES: [&str; 4] = ["/", "/mail", "/profile", "/download"];
@@ -63,17 +86,29 @@ pub const MSGR_CONFIG: &str = "<MsgrConfig>\
 </Simple>\
 </MsgrConfig>";
 
+/// The nexus's `PassportURLs` value for each kind of listener
+/// ([`crate::passport::NexusSettings::passport_urls_for`]).
+#[derive(Debug, Clone)]
+pub struct NexusAnswers {
+    /// Over HTTPS (rustls).
+    pub tls: HeaderValue,
+    /// Over the legacy-TLS listener.
+    pub legacy: HeaderValue,
+    /// Over plain HTTP.
+    pub plain: HeaderValue,
+}
+
 /// State of the routes.
 #[derive(Debug, Clone)]
 pub struct RouteState {
     passport: PassportService,
-    passport_urls: Arc<RwLock<HeaderValue>>,
+    passport_urls: Arc<RwLock<NexusAnswers>>,
 }
 
 impl RouteState {
     /// State answering the nexus with the current value of `passport_urls`.
     #[must_use]
-    pub const fn new(passport: PassportService, passport_urls: Arc<RwLock<HeaderValue>>) -> Self {
+    pub const fn new(passport: PassportService, passport_urls: Arc<RwLock<NexusAnswers>>) -> Self {
         Self {
             passport,
             passport_urls,
@@ -85,11 +120,11 @@ impl RouteState {
 pub fn router(state: RouteState, login_path: &str) -> Router {
     let mut router = Router::new()
         .route(NEXUS_PATH, get(nexus))
-        .route(LOGIN_PATH, get(login))
-        .route(
-            MSGR_CONFIG_PATH,
-            get(msgr_config_get).post(msgr_config_post),
-        );
+        .route(SHORT_NEXUS_PATH, get(nexus))
+        .route(LOGIN_PATH, get(login));
+    for path in [MSGR_CONFIG_PATH, SHORT_MSGR_CONFIG_PATH] {
+        router = router.route(path, get(msgr_config_get).post(msgr_config_post));
+    }
     for path in LINKED_PAGES {
         router = router.route(path, get(linked_page));
     }
@@ -104,7 +139,11 @@ pub fn router(state: RouteState, login_path: &str) -> Router {
 #[must_use]
 pub fn passport_paths(login_path: &str) -> PassportPaths {
     let extra = is_extra_login_path(login_path).then_some(login_path);
-    PassportPaths::new([NEXUS_PATH, LOGIN_PATH].into_iter().chain(extra))
+    PassportPaths::new(
+        [NEXUS_PATH, SHORT_NEXUS_PATH, LOGIN_PATH]
+            .into_iter()
+            .chain(extra),
+    )
 }
 
 /// Whether `login_path` gets a route of its own: only plain literal paths (axum would treat
@@ -115,16 +154,31 @@ fn is_extra_login_path(login_path: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._~-".contains(&b));
     literal
-        && ![NEXUS_PATH, LOGIN_PATH, MSGR_CONFIG_PATH].contains(&login_path)
+        && ![
+            NEXUS_PATH,
+            SHORT_NEXUS_PATH,
+            LOGIN_PATH,
+            MSGR_CONFIG_PATH,
+            SHORT_MSGR_CONFIG_PATH,
+            CA_PATH,
+            LEGACY_CA_PATH,
+        ]
+        .contains(&login_path)
         && !LINKED_PAGES.contains(&login_path)
 }
 
-async fn nexus(State(state): State<RouteState>) -> Response {
-    let urls = state
-        .passport_urls
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+async fn nexus(State(state): State<RouteState>, Extension(peer): Extension<Peer>) -> Response {
+    let urls = {
+        let answers = state
+            .passport_urls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match peer.transport {
+            Transport::Tls => answers.tls.clone(),
+            Transport::LegacyTls => answers.legacy.clone(),
+            Transport::Plain => answers.plain.clone(),
+        }
+    };
     ([(PASSPORT_URLS, urls)], Body::empty()).into_response()
 }
 
@@ -242,9 +296,12 @@ async fn linked_page(uri: axum::http::Uri) -> Response {
             dialects.start(),
             dialects.end()
         ),
-        _ => "Sign in with MSN Messenger: your e-mail address, and an access token as the \
-              password. The operator of this server creates accounts and tokens."
-            .to_owned(),
+        _ => format!(
+            "Sign in with MSN Messenger: your e-mail address, and an access token as the \
+             password. The operator of this server creates accounts and tokens. Sign-in over \
+             HTTPS needs this server's certificate authority trusted: \
+             <a href=\"{CA_PATH}\">relive-ca.crt</a>."
+        ),
     };
     (
         [(
@@ -257,6 +314,48 @@ async fn linked_page(uri: axum::http::Uri) -> Response {
         ),
     )
         .into_response()
+}
+
+/// The routes publishing the CA certificates from `data_dir` ([`CA_PATH`],
+/// [`LEGACY_CA_PATH`]). Each request reads the file, so a new CA is served at once, and a
+/// missing one is a 404.
+pub fn certificates(data_dir: &Path) -> Router {
+    let ca = CertPaths::in_data_dir(data_dir).ca_cert;
+    let legacy = LegacyCertPaths::in_data_dir(data_dir).ca_cert;
+    Router::new()
+        .route(
+            CA_PATH,
+            get(move || certificate(ca.clone(), "relive-ca.crt")),
+        )
+        .route(
+            LEGACY_CA_PATH,
+            get(move || certificate(legacy.clone(), "relive-ca-legacy.crt")),
+        )
+}
+
+/// A PEM certificate file, as browsers offer to install it (`application/x-x509-ca-cert`).
+async fn certificate(path: PathBuf, name: &'static str) -> Response {
+    match tokio::fs::read(&path).await {
+        Ok(pem) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-x509-ca-cert"),
+                ),
+                (
+                    header::CONTENT_DISPOSITION,
+                    HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+                        .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+                ),
+            ],
+            pem,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::debug!(path = %path.display(), %error, "certificate not served");
+            StatusCode::NOT_FOUND.into_response()
+        }
+    }
 }
 
 async fn not_found() -> StatusCode {

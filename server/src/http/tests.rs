@@ -304,14 +304,28 @@ fn assert_failed(raw: &Raw) {
 #[tokio::test]
 async fn nexus_sends_passport_urls_with_exact_header_bytes_and_keeps_the_connection() {
     let server = Server::start(PassportSettings::default()).await;
-    let mut conn = TcpStream::connect(server.http).await.unwrap();
     let request = "GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n";
+    // Over HTTPS: the official bare form, on the HTTPS port.
+    let mut tls = https_connect(&server).await;
+    let raw = exchange(&mut tls, request).await;
+    assert_eq!(
+        raw.header("PassportURLs"),
+        Some(
+            format!(
+                "DARealm=Passport.Net,DALogin=127.0.0.1:{}/login2.srf,ConfigVersion=1",
+                server.https.port()
+            )
+            .as_str()
+        )
+    );
+    // Over plain HTTP (a client patched with --http-login): the login over plain HTTP too.
+    let mut conn = TcpStream::connect(server.http).await.unwrap();
     for _ in 0..2 {
         let raw = exchange(&mut conn, request).await;
         assert_eq!(raw.status(), "HTTP/1.1 200 OK");
         let expected = format!(
-            "\r\nPassportURLs: DARealm=Passport.Net,DALogin=127.0.0.1:{}/login2.srf,ConfigVersion=1\r\n",
-            server.https.port()
+            "\r\nPassportURLs: DARealm=Passport.Net,DALogin=http://127.0.0.1:{}/login2.srf,ConfigVersion=1\r\n",
+            server.http.port()
         );
         assert!(
             format!("{}\r\n", raw.head).contains(&expected),
@@ -332,6 +346,17 @@ async fn nexus_sends_passport_urls_with_exact_header_bytes_and_keeps_the_connect
         })
         .unwrap();
     let raw = exchange(&mut conn, request).await;
+    assert_eq!(
+        raw.header("PassportURLs"),
+        Some("DARealm=Passport.Net,DALogin=http://chat.example.org:80/login2.srf,ConfigVersion=1")
+    );
+    let raw = exchange(&mut tls, request).await;
+    assert_eq!(
+        raw.header("PassportURLs"),
+        Some("DARealm=Passport.Net,DALogin=chat.example.org:443/login2.srf,ConfigVersion=1")
+    );
+    // The shorter path relive-patch uses when the original does not fit answers the same.
+    let raw = exchange(&mut tls, "GET /nexus HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(
         raw.header("PassportURLs"),
         Some("DARealm=Passport.Net,DALogin=chat.example.org:443/login2.srf,ConfigVersion=1")
@@ -615,8 +640,8 @@ async fn read_response<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Raw
 async fn the_request_forms_of_old_clients_reach_the_passport_routes() {
     let server = Server::start(PassportSettings::default()).await;
     let expected_urls = format!(
-        "DARealm=Passport.Net,DALogin=127.0.0.1:{}/login2.srf,ConfigVersion=1",
-        server.https.port()
+        "DARealm=Passport.Net,DALogin=http://127.0.0.1:{}/login2.srf,ConfigVersion=1",
+        server.http.port()
     );
     // (request, whether the server closes after answering)
     let forms: [(&str, bool); 8] = [
@@ -739,6 +764,10 @@ async fn msgr_config_answers_get_with_the_document_and_post_with_soap() {
     assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<MsgrConfig>"));
     assert!(body.ends_with("</MsgrConfig>"));
     assert!(body.contains("<Simple>") && body.contains("</Simple>"));
+    // The shorter path relive-patch uses when the original does not fit.
+    let short = exchange(&mut conn, "GET /config HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(short.status(), "HTTP/1.1 200 OK");
+    assert_eq!(String::from_utf8(short.body).unwrap(), body);
 
     let soap = "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><GetClientConfig xmlns=\"http://www.msn.com/webservices/Messenger/Client\"/></soap:Body></soap:Envelope>";
     let request = format!(

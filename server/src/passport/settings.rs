@@ -7,6 +7,13 @@
 //! ```text
 //! PassportURLs: DARealm=<realm>,DALogin=[<scheme>://]<host>[:<port>]<path>[,<extra>...]
 //! ```
+//!
+//! With the default parts (scheme `""`, port `https`) the login follows the listener the nexus
+//! was asked on ([`NexusSettings::passport_urls_for`]): over HTTPS the official bare
+//! `host:<https port>/login2.srf`; over the legacy-TLS listener its port; over plain HTTP
+//! `http://host:<http port>/login2.srf`, for clients patched to sign in over plain HTTP
+//! (`relive-patch --http-login`), which then need no certificate. Any other scheme or port
+//! gives every listener the same answer.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::login::Transport;
 use super::rate_limit::RateLimitSettings;
 use super::tickets::{MAX_TICKET_LIFETIME, TicketSettings};
 
@@ -204,6 +212,32 @@ impl NexusSettings {
         out
     }
 
+    /// Whether the login named in the answer follows the listener the nexus was asked on:
+    /// the default parts (scheme `""`, port `https`); see the module doc.
+    #[must_use]
+    pub fn follows_listener(&self) -> bool {
+        self.scheme.is_empty() && self.port == DaLoginPort::Named(NamedPort::Https)
+    }
+
+    /// The `PassportURLs` value for a nexus request that came in over `transport`.
+    #[must_use]
+    pub fn passport_urls_for(&self, endpoints: &Endpoints, transport: Transport) -> String {
+        if !self.follows_listener() {
+            return self.passport_urls(endpoints);
+        }
+        let (scheme, port) = match transport {
+            Transport::Tls => return self.passport_urls(endpoints),
+            Transport::LegacyTls => ("", NamedPort::Legacy),
+            Transport::Plain => ("http", NamedPort::Http),
+        };
+        Self {
+            scheme: scheme.to_owned(),
+            port: DaLoginPort::Named(port),
+            ..self.clone()
+        }
+        .passport_urls(endpoints)
+    }
+
     /// The whole `PassportURLs` header value for `endpoints`.
     #[must_use]
     pub fn passport_urls(&self, endpoints: &Endpoints) -> String {
@@ -352,6 +386,35 @@ mod tests {
             s.nexus.passport_urls(&endpoints()),
             "DARealm=Passport.Net,DALogin=chat.example.org:8443/login2.srf,ConfigVersion=1"
         );
+    }
+
+    #[test]
+    fn by_default_the_login_follows_the_listener_the_nexus_was_asked_on() {
+        let nexus = PassportSettings::default().nexus;
+        assert!(nexus.follows_listener());
+        let urls = |transport| nexus.passport_urls_for(&endpoints(), transport);
+        assert_eq!(
+            urls(Transport::Tls),
+            "DARealm=Passport.Net,DALogin=chat.example.org:8443/login2.srf,ConfigVersion=1"
+        );
+        assert_eq!(
+            urls(Transport::LegacyTls),
+            "DARealm=Passport.Net,DALogin=chat.example.org:8444/login2.srf,ConfigVersion=1"
+        );
+        assert_eq!(
+            urls(Transport::Plain),
+            "DARealm=Passport.Net,DALogin=http://chat.example.org:8080/login2.srf,\
+             ConfigVersion=1"
+        );
+        // A configured scheme or port is the one answer everywhere.
+        let pinned: PassportSettings = toml::from_str("[nexus]\nport = 443").unwrap();
+        assert!(!pinned.nexus.follows_listener());
+        for transport in [Transport::Tls, Transport::LegacyTls, Transport::Plain] {
+            assert_eq!(
+                pinned.nexus.passport_urls_for(&endpoints(), transport),
+                "DARealm=Passport.Net,DALogin=chat.example.org:443/login2.srf,ConfigVersion=1"
+            );
+        }
     }
 
     #[test]
