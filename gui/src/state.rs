@@ -103,7 +103,7 @@ pub fn target_of(settings: &Settings) -> Result<Target, PatchError> {
         _ => (input, None),
     };
     Ok(Target::new(host)?
-        .with_http_port(port)
+        .with_http_port(port.unwrap_or(relive_patcher::DEFAULT_HTTP_PORT))
         .with_http_login(settings.http_login)
         .with_multiple_instances(settings.multiple_instances))
 }
@@ -1023,7 +1023,7 @@ mod tests {
         };
         assert_eq!(
             (target.host.as_str(), target.http_port),
-            ("relive.test", Some(8080))
+            ("relive.test", 8080)
         );
 
         for bad in [

@@ -119,7 +119,8 @@ struct ApplyVisitor<'p> {
 }
 
 impl Visitor for ApplyVisitor<'_> {
-    fn pe(&mut self, path: &str, data: &[u8]) -> Result<Option<Vec<u8>>, PatchError> {
+    fn pe(&mut self, path: &str, image: &Image<'_>) -> Result<Option<Vec<u8>>, PatchError> {
+        let data = image.data();
         let Some(plan) = self.plans.get(path) else {
             return Ok(None);
         };
@@ -144,10 +145,10 @@ struct VerifyVisitor<'a> {
 }
 
 impl Visitor for VerifyVisitor<'_> {
-    fn pe(&mut self, path: &str, data: &[u8]) -> Result<Option<Vec<u8>>, PatchError> {
+    fn pe(&mut self, path: &str, image: &Image<'_>) -> Result<Option<Vec<u8>>, PatchError> {
         if let Some(hash) = self.expected.get(path) {
             self.seen += 1;
-            if <[u8; 32]>::from(Sha256::digest(data)) != *hash && self.error.is_none() {
+            if <[u8; 32]>::from(Sha256::digest(image.data())) != *hash && self.error.is_none() {
                 self.error = Some(format!("{path} differs after repacking"));
             }
         }

@@ -34,6 +34,18 @@ pub enum PatchError {
         /// The member path inside the file ("" for the file itself).
         path: String,
     },
+    /// No MSN server address is left: the file was patched to point at another server.
+    #[error(
+        "{} already points at {host} (patched earlier); restore the original (relive-patch \
+         restore) and patch that",
+        if path.is_empty() { "the file".to_owned() } else { path.clone() }
+    )]
+    PatchedForAnotherServer {
+        /// The member path inside the file ("" for the file itself).
+        path: String,
+        /// The server it points at.
+        host: String,
+    },
     /// The new string would be longer than the one it replaces.
     #[error(
         "the new value {replacement:?} ({new_len} characters) does not fit in place of \

@@ -124,13 +124,15 @@ impl<'a> Image<'a> {
                 reason: "no MZ header".into(),
             });
         }
-        let opts = goblin::pe::options::ParseOptions::default()
+        // RVAs are resolved through the section table, as for any file on disk: read as file
+        // offsets (`resolve_rva = false`, meant for images mapped by a loader), goblin misread
+        // the data directories it walks and warned about each (base relocations "exceeding
+        // the bytes") on every parse.
+        let mut opts = goblin::pe::options::ParseOptions::default()
             .with_parse_mode(goblin::pe::options::ParseMode::Permissive)
             .with_parse_imports(false)
             .with_parse_resources(false)
             .with_parse_tls_data(false);
-        let mut opts = opts;
-        opts.resolve_rva = false;
         opts.parse_attribute_certificates = false;
         let pe = goblin::pe::PE::parse_with_opts(data, &opts).map_err(|e| PatchError::NotPe {
             reason: e.to_string(),

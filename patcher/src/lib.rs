@@ -58,13 +58,16 @@ pub use apply::{Applied, apply};
 pub use container::{Progress, Stage};
 pub use error::PatchError;
 pub use file::{Report, backup_path, patch_file, restore_file};
-pub use plan::{Edit, FileKind, FilePlan, Plan, Reason, Target, Warning};
+pub use plan::{
+    DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, Destination, Edit, FileKind, FilePlan, MSNP_PORT, Plan,
+    Reason, SHORT_PATHS, Target, Warning,
+};
 
 use serde::Serialize;
 
 use crate::container::Visitor;
 use crate::image::{FileVersion, Image, Section};
-use crate::scan::Hit;
+use crate::scan::{Hit, Redirected};
 
 /// What [`inspect`] found in one PE (the file itself or an installer member).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,6 +94,26 @@ pub struct PeReport {
     pub sections: Vec<Section>,
     /// Every endpoint hit.
     pub hits: Vec<Hit>,
+    /// When no hit is left: where the file points after an earlier patch (empty for a file
+    /// that was never patched, or that is not a client).
+    pub points_to: Vec<Redirected>,
+}
+
+impl PeReport {
+    /// The server an already patched file points at (the host of its first rewritten URL,
+    /// else its first rewritten host string).
+    pub fn patched_for(&self) -> Option<&str> {
+        let first = self
+            .points_to
+            .iter()
+            .find(|r| r.string.contains("://"))
+            .or_else(|| self.points_to.first())?;
+        let host = plan::origin_of(&first.string).map_or(first.string.as_str(), |origin| {
+            let host_port = &origin[origin.find("://").map_or(0, |p| p + 3)..];
+            host_port.split(':').next().unwrap_or(host_port)
+        });
+        Some(host)
+    }
 }
 
 /// A container member.
@@ -120,17 +143,23 @@ impl Inspection {
     }
 }
 
+#[derive(Default)]
 struct InspectVisitor {
     files: Vec<PeReport>,
     members: Vec<Member>,
 }
 
-fn pe_report(path: &str, data: &[u8]) -> Result<PeReport, PatchError> {
-    let image = Image::parse(data)?;
+fn pe_report(path: &str, image: &Image<'_>) -> PeReport {
     let version = image.file_version();
-    Ok(PeReport {
+    let hits = scan::scan(image);
+    let points_to = if hits.is_empty() {
+        scan::redirected(image)
+    } else {
+        Vec::new()
+    };
+    PeReport {
         path: path.to_string(),
-        size: data.len() as u64,
+        size: image.data().len() as u64,
         is_64: image.is_64(),
         machine: image.machine(),
         version,
@@ -139,14 +168,20 @@ fn pe_report(path: &str, data: &[u8]) -> Result<PeReport, PatchError> {
         checksum_ok: image.compute_checksum() == image.stored_checksum(),
         packer: image.packer(),
         sections: image.sections().to_vec(),
-        hits: scan::scan(&image),
-    })
+        hits,
+        points_to,
+    }
 }
 
 impl Visitor for InspectVisitor {
-    fn pe(&mut self, path: &str, data: &[u8]) -> Result<Option<Vec<u8>>, PatchError> {
-        self.files.push(pe_report(path, data)?);
+    fn pe(&mut self, path: &str, image: &Image<'_>) -> Result<Option<Vec<u8>>, PatchError> {
+        self.files.push(pe_report(path, image));
         Ok(None)
+    }
+
+    fn extractor(&mut self, image: &Image<'_>) {
+        // The extractor itself: signature and checksum matter for it too.
+        self.files.push(pe_report("", image));
     }
 
     fn member(&mut self, path: &str, size: u64) {
@@ -157,44 +192,101 @@ impl Visitor for InspectVisitor {
     }
 }
 
-/// Inspects a file: its kind, installer members, and every PE with its endpoint hits.
+impl InspectVisitor {
+    fn finish(self, kind: FileKind) -> Inspection {
+        Inspection {
+            kind,
+            members: self.members,
+            files: self.files,
+        }
+    }
+}
+
+/// Inspects a file: its kind, installer members, and every PE with its endpoint hits (or,
+/// once patched, where it points).
 ///
 /// # Errors
 /// [`PatchError::NotPe`] for files that are neither PE nor MSI, [`PatchError::Installer`]
 /// for broken installers.
 pub fn inspect(data: &[u8]) -> Result<Inspection, PatchError> {
-    let mut visitor = InspectVisitor {
-        files: Vec::new(),
-        members: Vec::new(),
-    };
+    let mut visitor = InspectVisitor::default();
     let (kind, _) = container::walk(data, &mut visitor, &mut |_| {})?;
-    if kind == FileKind::SelfExtractor {
-        // The extractor itself: signature and checksum matter for it too.
-        visitor.files.insert(0, pe_report("", data)?);
-    }
-    Ok(Inspection {
-        kind,
-        members: visitor.members,
-        files: visitor.files,
-    })
+    Ok(visitor.finish(kind))
 }
 
 struct PlanVisitor<'t> {
     target: &'t Target,
     files: Vec<FilePlan>,
     warnings: Vec<Warning>,
+    /// The self-extractor around the members is signed.
+    extractor_signed: bool,
+    /// A member with no MSN address left points at this other server.
+    patched_for: Option<String>,
+}
+
+impl<'t> PlanVisitor<'t> {
+    fn new(target: &'t Target) -> Self {
+        Self {
+            target,
+            files: Vec::new(),
+            warnings: Vec::new(),
+            extractor_signed: false,
+            patched_for: None,
+        }
+    }
+
+    /// The plan from what the walk saw of `data`.
+    fn finish(mut self, data: &[u8], kind: FileKind) -> Result<Plan, PatchError> {
+        if self.files.is_empty() {
+            return Err(match self.patched_for {
+                Some(host) => PatchError::PatchedForAnotherServer {
+                    path: String::new(),
+                    host,
+                },
+                None => PatchError::NoEndpoints {
+                    path: String::new(),
+                },
+            });
+        }
+        let signed = match kind {
+            FileKind::Executable => false,
+            FileKind::SelfExtractor => self.extractor_signed,
+            FileKind::Msi => container::is_signed(data),
+        };
+        if signed {
+            self.warnings.push(Warning::SignatureRemoved {
+                path: String::new(),
+            });
+        }
+        let client_version = self
+            .files
+            .iter()
+            .find_map(|f| f.version.filter(|v| catalog::is_msn_range(*v)));
+        Ok(Plan {
+            target: self.target.clone(),
+            kind,
+            registry: plan::registry_changes(client_version, self.target),
+            files: self.files,
+            warnings: self.warnings,
+        })
+    }
 }
 
 impl Visitor for PlanVisitor<'_> {
-    fn pe(&mut self, path: &str, data: &[u8]) -> Result<Option<Vec<u8>>, PatchError> {
-        let image = Image::parse(data)?;
+    fn pe(&mut self, path: &str, image: &Image<'_>) -> Result<Option<Vec<u8>>, PatchError> {
         let mut warnings = Vec::new();
-        let file = plan::plan_image(&image, path, self.target, &mut warnings)?;
+        let file = plan::plan_image(image, path, self.target, &mut warnings)?;
         if file.hits > 0 || file.already_patched || !file.edits.is_empty() {
             self.files.push(file);
             self.warnings.extend(warnings);
+        } else if self.patched_for.is_none() {
+            self.patched_for = pe_report(path, image).patched_for().map(str::to_owned);
         }
         Ok(None)
+    }
+
+    fn extractor(&mut self, image: &Image<'_>) {
+        self.extractor_signed = image.signature_range().is_some();
     }
 }
 
@@ -202,36 +294,41 @@ impl Visitor for PlanVisitor<'_> {
 ///
 /// # Errors
 /// [`PatchError::NoEndpoints`] when nothing to patch was found and the file does not
-/// already point at the target; [`PatchError::DoesNotFit`] when a string would grow;
+/// already point at the target; [`PatchError::PatchedForAnotherServer`] when it points at
+/// another server already; [`PatchError::DoesNotFit`] when a string would grow;
 /// [`PatchError::Packed`], [`PatchError::NotPe`], [`PatchError::Installer`].
 pub fn plan(data: &[u8], target: &Target) -> Result<Plan, PatchError> {
-    let mut visitor = PlanVisitor {
-        target,
-        files: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut visitor = PlanVisitor::new(target);
     let (kind, _) = container::walk(data, &mut visitor, &mut |_| {})?;
-    if visitor.files.is_empty() {
-        return Err(PatchError::NoEndpoints {
-            path: String::new(),
-        });
-    }
-    if container::is_signed(data) && kind != FileKind::Executable {
-        visitor.warnings.push(Warning::SignatureRemoved {
-            path: String::new(),
-        });
-    }
-    let client_version = visitor
-        .files
-        .iter()
-        .find_map(|f| f.version.filter(|v| catalog::is_msn_range(*v)));
-    Ok(Plan {
-        target: target.clone(),
-        kind,
-        registry: plan::registry_changes(client_version, target),
-        files: visitor.files,
-        warnings: visitor.warnings,
-    })
+    visitor.finish(data, kind)
+}
+
+/// [`inspect`] and, with a target, [`plan`] in one walk: every PE is parsed once (what a
+/// front end does when a file is opened). The plan's own errors come back in its slot.
+///
+/// # Errors
+/// As [`inspect`].
+pub fn inspect_and_plan(
+    data: &[u8],
+    target: Option<&Target>,
+) -> Result<(Inspection, Option<Result<Plan, PatchError>>), PatchError> {
+    let mut inspect = InspectVisitor::default();
+    let Some(target) = target else {
+        let (kind, _) = container::walk(data, &mut inspect, &mut |_| {})?;
+        return Ok((inspect.finish(kind), None));
+    };
+    let mut planner = PlanVisitor::new(target);
+    let mut both = container::Both {
+        first: &mut inspect,
+        second: &mut planner,
+        second_error: None,
+    };
+    let (kind, _) = container::walk(data, &mut both, &mut |_| {})?;
+    let plan = match both.second_error.take() {
+        Some(error) => Err(error),
+        None => planner.finish(data, kind),
+    };
+    Ok((inspect.finish(kind), Some(plan)))
 }
 
 /// Replaces the `RCDATA/CABINET` of a self-extractor with `cab` (in place when it fits,
@@ -253,7 +350,7 @@ pub fn replace_sfx_cabinet(data: &[u8], cab: &[u8]) -> Result<Vec<u8>, PatchErro
 mod tests {
     use super::*;
     use crate::registry::RegistryChange;
-    use crate::scan::Encoding;
+    use crate::scan::{Encoding, Endpoint};
 
     fn synthetic(
         version: Option<[u16; 4]>,
@@ -309,22 +406,87 @@ mod tests {
                     (rdata + at[2].0) as u64,
                     Some(Encoding::Ascii),
                     "https://nexus.passport.com/rdr/pprdr.asp",
-                    "https://relive.test/rdr/pprdr.asp"
+                    "https://relive.test:8443/rdr/pprdr.asp"
                 ),
                 (
                     (rdata + at[4].0) as u64,
                     Some(Encoding::Utf16Le),
                     "http://config.messenger.msn.com/Config/MsgrConfig.asmx",
-                    "http://relive.test/Config/MsgrConfig.asmx"
+                    "http://relive.test:8080/Config/MsgrConfig.asmx"
                 ),
             ]
         );
         let e = &p.files[0].edits[0];
         assert_eq!(e.after, b"relive.test\0\0\0\0\0\0\0\0\0\0".to_vec());
         assert!(p.registry.is_empty(), "0.1 is not an MSN version");
+        assert_eq!(
+            p.destinations()
+                .iter()
+                .map(|d| (d.endpoint, d.address.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (Endpoint::NotificationServer, "relive.test:1863"),
+                (Endpoint::Nexus, "https://relive.test:8443"),
+                (Endpoint::Config, "http://relive.test:8080"),
+            ]
+        );
         let applied = apply(&data, &p, &mut |_| {}).unwrap();
         assert_eq!(applied.bytes.len(), data.len());
         assert!(plan(&applied.bytes, &t).unwrap().is_noop());
+
+        // Patched, the file says where it points; planned for another server, it says so.
+        let report = inspect(&applied.bytes).unwrap();
+        let pe = &report.files[0];
+        assert!(pe.hits.is_empty());
+        assert_eq!(pe.patched_for(), Some("relive.test"));
+        let points: Vec<(Endpoint, Encoding, &str)> = pe
+            .points_to
+            .iter()
+            .map(|r| (r.endpoint, r.encoding, r.string.as_str()))
+            .collect();
+        assert_eq!(
+            points,
+            [
+                (Endpoint::NotificationServer, Encoding::Ascii, "relive.test"),
+                (Endpoint::NotificationServer, Encoding::Ascii, "relive.test"),
+                (
+                    Endpoint::Nexus,
+                    Encoding::Ascii,
+                    "https://relive.test:8443/rdr/pprdr.asp"
+                ),
+                (
+                    Endpoint::Config,
+                    Encoding::Utf16Le,
+                    "http://relive.test:8080/Config/MsgrConfig.asmx"
+                ),
+            ]
+        );
+        assert!(matches!(
+            plan(&applied.bytes, &Target::new("other.test").unwrap()),
+            Err(PatchError::PatchedForAnotherServer { host, .. }) if host == "relive.test"
+        ));
+        // An unpatched file points nowhere yet.
+        assert!(inspect(&data).unwrap().files[0].points_to.is_empty());
+    }
+
+    #[test]
+    fn opening_inspects_and_plans_in_one_walk() {
+        let (data, _) = synthetic(Some([6, 0, 602, 0]), 0x200);
+        let t = Target::new("relive.test").unwrap();
+        let (inspection, planned) = inspect_and_plan(&data, Some(&t)).unwrap();
+        assert_eq!(inspection, inspect(&data).unwrap());
+        assert_eq!(planned.unwrap().unwrap(), plan(&data, &t).unwrap());
+        let (alone, none) = inspect_and_plan(&data, None).unwrap();
+        assert_eq!((alone, none.is_none()), (inspection, true));
+        // A plan that fails leaves the inspection whole.
+        let long = Target::new(&"x".repeat(40)).unwrap();
+        let (inspection, planned) = inspect_and_plan(&data, Some(&long)).unwrap();
+        assert!(!inspection.files[0].hits.is_empty());
+        assert!(matches!(planned, Some(Err(PatchError::DoesNotFit { .. }))));
+        assert!(matches!(
+            inspect_and_plan(b"not a pe", Some(&t)),
+            Err(PatchError::NotPe { .. })
+        ));
     }
 
     #[test]

@@ -2,10 +2,21 @@
 //! [`FilePlan`] out, nothing written.
 //!
 //! Every hit of the content scan is grouped by its enclosing string and the *whole* string is
-//! rewritten: host tokens are replaced by the server host (URLs keep their path, and get
-//! `:port` when the target has an HTTP port), optionally `https://` becomes `http://` in the
-//! nexus URL, and the tail is NUL-filled when the new string is shorter. A longer string is
-//! refused ([`PatchError::DoesNotFit`]): growing a string would overwrite its neighbour.
+//! rewritten: host tokens are replaced by the server host, optionally `https://` becomes
+//! `http://` in the nexus URL, and the tail is NUL-filled when the new string is shorter. A
+//! longer string is refused ([`PatchError::DoesNotFit`]): growing a string would overwrite its
+//! neighbour.
+//!
+//! # The port plan
+//!
+//! URLs get the port of relive-server's listener for their scheme: `https://` URLs (the nexus)
+//! the HTTPS port, [`DEFAULT_HTTPS_PORT`] unless the target says otherwise; `http://` URLs
+//! (MsgrConfig, the nexus with `http_login`) the HTTP port, [`DEFAULT_HTTP_PORT`]; 443 and 80
+//! are left out. The MSNP port ([`MSNP_PORT`]) is built into the clients, not a string. A URL
+//! that does not fit with the host and port keeps its length budget by taking the shorter path
+//! the server also answers on ([`SHORT_PATHS`]): `https://nexus.passport.com/rdr/pprdr.asp`
+//! (40 characters) leaves 13 for the host with `:8443` and the original path, 21 with
+//! `/nexus`, as many as the notification server's `messenger.hotmail.com`.
 
 use serde::{Serialize, Serializer};
 
@@ -18,15 +29,38 @@ use crate::scan::{self, Encoding, Endpoint, Hit};
 /// Longest host name accepted (DNS limit).
 const MAX_HOST_LEN: usize = 253;
 
+/// relive-server's default HTTPS listener (`--https 0.0.0.0:8443`): the port patched
+/// `https://` URLs (the nexus) carry unless the target says otherwise.
+pub const DEFAULT_HTTPS_PORT: u16 = 8443;
+
+/// relive-server's default plain-HTTP listener (`--http 0.0.0.0:8080`): the port patched
+/// `http://` URLs (MsgrConfig; the nexus with `http_login`) carry unless the target says
+/// otherwise.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
+/// The MSNP port the clients dial. It is built into them (not a string), so the server's
+/// notification listener must be on it (relive-server's default `--ns 0.0.0.0:1863`).
+pub const MSNP_PORT: u16 = 1863;
+
+/// The shorter paths relive-server also answers on, for URLs that do not fit with the host
+/// and port: `(service, original path, short path)`.
+pub const SHORT_PATHS: [(Endpoint, &str, &str); 2] = [
+    (Endpoint::Nexus, "/rdr/pprdr.asp", "/nexus"),
+    (Endpoint::Config, "/Config/MsgrConfig.asmx", "/config"),
+];
+
 /// What the user wants: the server to point at and the optional patches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Target {
     /// Host name or IPv4 address of the Relive server (no port, no scheme).
     pub host: String,
-    /// Port to put into rewritten URLs (nexus, MsgrConfig); `None` keeps the default port of
-    /// the scheme. The MSNP port (1863) is not a string in the clients and cannot change.
-    pub http_port: Option<u16>,
+    /// Port of the server's HTTPS listener, put into `https://` URLs (the nexus); 443 is left
+    /// out. Default [`DEFAULT_HTTPS_PORT`].
+    pub https_port: u16,
+    /// Port of the server's plain HTTP listener, put into `http://` URLs (MsgrConfig, and the
+    /// nexus with [`Target::http_login`]); 80 is left out. Default [`DEFAULT_HTTP_PORT`].
+    pub http_port: u16,
     /// Rewrite `https://` to `http://` in the nexus URL (login without TLS).
     pub http_login: bool,
     /// Apply the "allow several instances" byte patch for builds in the catalog.
@@ -54,7 +88,9 @@ impl Target {
             return Err(invalid("give a host name only, without scheme or path"));
         }
         if host.contains(':') {
-            return Err(invalid("give the port with --http-port, not in the host"));
+            return Err(invalid(
+                "give the host only (ports: --https-port, --http-port)",
+            ));
         }
         if !host
             .bytes()
@@ -67,17 +103,65 @@ impl Target {
         }
         Ok(Self {
             host: host.to_ascii_lowercase(),
-            http_port: None,
+            https_port: DEFAULT_HTTPS_PORT,
+            http_port: DEFAULT_HTTP_PORT,
             http_login: false,
             multiple_instances: false,
         })
     }
 
-    /// Sets the port used in rewritten URLs.
+    /// Sets the port of the server's HTTPS listener (for `https://` URLs).
     #[must_use]
-    pub fn with_http_port(mut self, port: Option<u16>) -> Self {
+    pub fn with_https_port(mut self, port: u16) -> Self {
+        self.https_port = port;
+        self
+    }
+
+    /// Sets the port of the server's plain HTTP listener (for `http://` URLs).
+    #[must_use]
+    pub fn with_http_port(mut self, port: u16) -> Self {
         self.http_port = port;
         self
+    }
+
+    /// `https://host[:port]` or `http://host[:port]` as patched URLs carry it (the port of
+    /// the server's listener for that scheme, left out when it is the scheme's default).
+    #[must_use]
+    pub fn origin(&self, https: bool) -> String {
+        let (scheme, port, default) = if https {
+            ("https", self.https_port, 443)
+        } else {
+            ("http", self.http_port, 80)
+        };
+        if port == default {
+            format!("{scheme}://{}", self.host)
+        } else {
+            format!("{scheme}://{}:{port}", self.host)
+        }
+    }
+
+    /// Where a patched client fetches the Passport nexus: [`Self::origin`] over HTTPS, or
+    /// over HTTP with [`Self::http_login`].
+    #[must_use]
+    pub fn nexus_origin(&self) -> String {
+        self.origin(!self.http_login)
+    }
+
+    /// Where a client patched for this target connects, in words, one line per service (for
+    /// front ends to show before anything is patched).
+    #[must_use]
+    pub fn summary(&self) -> Vec<String> {
+        vec![
+            format!(
+                "{}:{MSNP_PORT} for messaging (MSNP; the port is built into the client)",
+                self.host
+            ),
+            format!(
+                "{} to sign in (Passport nexus; the server then names its login URL)",
+                self.nexus_origin()
+            ),
+            format!("{} for MsgrConfig (MSN 6 and later)", self.origin(false)),
+        ]
     }
 
     /// Enables or disables the `https://` → `http://` nexus rewrite.
@@ -108,6 +192,12 @@ pub enum Reason {
     },
     /// `https://` becomes `http://` in the nexus URL.
     HttpLogin,
+    /// The URL took the shorter path the server also answers on, to fit with the host and
+    /// port ([`SHORT_PATHS`]).
+    ShortPath {
+        /// The new path.
+        path: &'static str,
+    },
     /// The "allow several instances" byte of a catalog build.
     MultipleInstances {
         /// The catalog build.
@@ -120,6 +210,7 @@ impl std::fmt::Display for Reason {
         match self {
             Self::Redirect { endpoint, host } => write!(f, "{endpoint} ({host})"),
             Self::HttpLogin => f.write_str("nexus over http"),
+            Self::ShortPath { path } => write!(f, "short path {path}"),
             Self::MultipleInstances { build } => write!(f, "several instances ({build})"),
         }
     }
@@ -295,6 +386,24 @@ pub struct FilePlan {
     pub edits: Vec<Edit>,
 }
 
+/// A service a patched client reaches, and where ([`Plan::destinations`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Destination {
+    /// The service.
+    pub endpoint: Endpoint,
+    /// `host:port` for MSNP, `scheme://host[:port]` for the HTTP services.
+    pub address: String,
+}
+
+/// `scheme://host[:port]` of a URL, if `text` is one.
+pub(crate) fn origin_of(text: &str) -> Option<&str> {
+    let after_scheme = text.find("://")? + 3;
+    let end = text[after_scheme..]
+        .find('/')
+        .map_or(text.len(), |p| after_scheme + p);
+    Some(&text[..end])
+}
+
 /// A whole plan: per-file edits, registry changes and warnings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -326,12 +435,57 @@ impl Plan {
     pub fn registry_file(&self) -> Option<String> {
         (!self.registry.is_empty()).then(|| crate::registry::reg_file(&self.registry))
     }
+
+    /// Where the client connects once the plan is applied, one entry per service and
+    /// address, in file order: what the rewritten strings and the registry say. (The HTTP
+    /// gateway, which Relive does not serve, is left out; the login URL comes from the
+    /// server's nexus answer, not from the client.)
+    pub fn destinations(&self) -> Vec<Destination> {
+        let mut out: Vec<Destination> = Vec::new();
+        let mut add = |endpoint, address: String| {
+            if !out
+                .iter()
+                .any(|d| d.endpoint == endpoint && d.address == address)
+            {
+                out.push(Destination { endpoint, address });
+            }
+        };
+        let msnp = |host: &str| format!("{host}:{MSNP_PORT}");
+        for edit in self.files.iter().flat_map(|f| &f.edits) {
+            for reason in &edit.reasons {
+                let Reason::Redirect { endpoint, .. } = reason else {
+                    continue;
+                };
+                match (endpoint, origin_of(&edit.after_text)) {
+                    (Endpoint::Gateway, _) => {}
+                    (_, Some(origin)) => add(*endpoint, origin.to_owned()),
+                    (Endpoint::NotificationServer, None) => {
+                        add(*endpoint, msnp(&edit.after_text));
+                    }
+                    (_, None) => add(*endpoint, edit.after_text.clone()),
+                }
+            }
+        }
+        for change in &self.registry {
+            if let RegistryChange::SetString { value, .. } = change {
+                add(Endpoint::NotificationServer, msnp(value));
+            }
+        }
+        out
+    }
 }
 
 impl std::fmt::Display for Plan {
     /// A table: one line per edit, then registry changes and warnings.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{} → {}", self.kind, self.target.host)?;
+        let destinations = self.destinations();
+        if !destinations.is_empty() {
+            writeln!(f, "\nthe patched client will use:")?;
+            for d in &destinations {
+                writeln!(f, "  {:<36}  {}", d.address, d.endpoint)?;
+            }
+        }
         for file in &self.files {
             let build = file.build.map_or_else(
                 || {
@@ -391,6 +545,15 @@ impl std::fmt::Display for Plan {
     }
 }
 
+/// The scheme of a URL whose host starts right after `before` (`…https://`), if it is one.
+fn scheme_before(before: &str) -> Option<&str> {
+    let scheme = before.strip_suffix("://")?;
+    let start = scheme
+        .rfind(|c: char| !c.is_ascii_alphabetic())
+        .map_or(0, |p| p + 1);
+    Some(&scheme[start..])
+}
+
 /// Rewrites one enclosing string for `target`. Returns the new text and the reasons.
 pub(crate) fn rewrite_string(text: &str, target: &Target) -> (String, Vec<Reason>) {
     let mut out = String::with_capacity(text.len());
@@ -411,13 +574,28 @@ pub(crate) fn rewrite_string(text: &str, target: &Target) -> (String, Vec<Reason
             .flatten();
         if let Some(&(host, endpoint)) = found {
             out.push_str(&target.host);
-            let in_url = text[..i].ends_with("://");
+            let scheme = scheme_before(&text[..i]);
             let has_port = bytes.get(i + host.len()) == Some(&b':');
-            if let (true, false, Some(port)) = (in_url, has_port, target.http_port) {
+            // The nexus URL becomes `http://` below (it starts the string, as in every client).
+            let login_over_http = endpoint == Endpoint::Nexus
+                && target.http_login
+                && text[..i].eq_ignore_ascii_case("https://");
+            let port = match scheme {
+                Some(s) if s.eq_ignore_ascii_case("https") && !login_over_http => {
+                    Some((target.https_port, 443))
+                }
+                Some(s) if s.eq_ignore_ascii_case("http") || login_over_http => {
+                    Some((target.http_port, 80))
+                }
+                _ => None,
+            };
+            if let (Some((port, default)), false) = (port, has_port)
+                && port != default
+            {
                 out.push(':');
                 out.push_str(&port.to_string());
             }
-            nexus |= endpoint == Endpoint::Nexus && in_url;
+            nexus |= endpoint == Endpoint::Nexus && scheme.is_some();
             reasons.push(Reason::Redirect { endpoint, host });
             i += host.len();
         } else {
@@ -435,6 +613,21 @@ pub(crate) fn rewrite_string(text: &str, target: &Target) -> (String, Vec<Reason
 
 fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'
+}
+
+/// `url` with its path replaced by the shorter one the server also answers on, if it ends
+/// with one of [`SHORT_PATHS`].
+fn shorten_path(url: &str) -> Option<(String, Reason)> {
+    SHORT_PATHS.iter().find_map(|&(_, long, short)| {
+        let cut = url.len().checked_sub(long.len())?;
+        let (origin, path) = (url.get(..cut)?, url.get(cut..)?);
+        (origin.contains("://") && path.eq_ignore_ascii_case(long)).then(|| {
+            (
+                format!("{origin}{short}"),
+                Reason::ShortPath { path: short },
+            )
+        })
+    })
 }
 
 /// Plans the edits for one PE image. `path` names it in reports (`""` for the file itself).
@@ -521,8 +714,14 @@ fn group_edits(
         if !seen.insert((hit.string_offset, hit.encoding)) {
             continue;
         }
-        let (after_text, reasons) = rewrite_string(&hit.string, target);
+        let (mut after_text, mut reasons) = rewrite_string(&hit.string, target);
         let old_len = hit.string.len();
+        if after_text.len() > old_len
+            && let Some((shorter, why)) = shorten_path(&after_text)
+        {
+            after_text = shorter;
+            reasons.push(why);
+        }
         let new_len = after_text.len();
         if new_len > old_len {
             return Err(PatchError::DoesNotFit {
@@ -691,23 +890,66 @@ mod tests {
     }
 
     #[test]
-    fn url_keeps_path_and_gets_port() {
-        let target = t("10.0.0.1").with_http_port(Some(8080));
+    fn urls_get_the_port_of_their_scheme_and_keep_their_path() {
+        let target = t("10.0.0.1");
         let (s, r) = rewrite_string("https://nexus.passport.com/rdr/pprdr.asp", &target);
-        assert_eq!(s, "https://10.0.0.1:8080/rdr/pprdr.asp");
+        assert_eq!(s, "https://10.0.0.1:8443/rdr/pprdr.asp");
         assert_eq!(r.len(), 1);
+        let (s, _) = rewrite_string(
+            "http://config.messenger.msn.com/Config/MsgrConfig.asmx",
+            &target,
+        );
+        assert_eq!(s, "http://10.0.0.1:8080/Config/MsgrConfig.asmx");
         let (s, _) = rewrite_string("messenger.hotmail.com", &target);
-        assert_eq!(s, "10.0.0.1", "bare hosts never get the HTTP port");
+        assert_eq!(s, "10.0.0.1", "bare hosts never get a port");
+        // The schemes' own ports are left out.
+        let standard = t("10.0.0.1").with_https_port(443).with_http_port(80);
+        let (s, _) = rewrite_string("https://nexus.passport.com/rdr/pprdr.asp", &standard);
+        assert_eq!(s, "https://10.0.0.1/rdr/pprdr.asp");
+        assert_eq!(
+            standard.summary()[..2],
+            [
+                "10.0.0.1:1863 for messaging (MSNP; the port is built into the client)",
+                "https://10.0.0.1 to sign in (Passport nexus; the server then names its login URL)"
+            ]
+        );
     }
 
     #[test]
-    fn http_login_only_for_nexus() {
+    fn http_login_only_for_nexus_and_on_the_http_port() {
         let target = t("h.test").with_http_login(true);
         let (s, r) = rewrite_string("https://nexus.passport.com/rdr/pprdr.asp", &target);
-        assert_eq!(s, "http://h.test/rdr/pprdr.asp");
+        assert_eq!(s, "http://h.test:8080/rdr/pprdr.asp");
         assert!(r.contains(&Reason::HttpLogin));
+        assert_eq!(target.nexus_origin(), "http://h.test:8080");
         let (s, _) = rewrite_string("https://loginnet.passport.com/RST.srf", &target);
-        assert_eq!(s, "https://h.test/RST.srf");
+        assert_eq!(s, "https://h.test:8443/RST.srf");
+    }
+
+    #[test]
+    fn a_url_too_long_with_host_and_port_takes_the_short_path() {
+        let nexus = "https://nexus.passport.com/rdr/pprdr.asp";
+        // 13 characters still fit with :8443 and the original path (40 characters).
+        let (s, _) = rewrite_string(nexus, &t("a.example.org"));
+        assert_eq!(s.len(), 40);
+        // 14 do not: /nexus instead, as far as the notification server's 21 characters.
+        let (long, _) = rewrite_string(nexus, &t("relive.example"));
+        assert_eq!(long, "https://relive.example:8443/rdr/pprdr.asp");
+        assert_eq!(
+            shorten_path(&long),
+            Some((
+                "https://relive.example:8443/nexus".to_owned(),
+                Reason::ShortPath { path: "/nexus" }
+            ))
+        );
+        let config = "http://config.messenger.msn.com/Config/MsgrConfig.asmx";
+        let (long, _) = rewrite_string(config, &t("a-twenty-char-host.x"));
+        assert_eq!(
+            shorten_path(&long).map(|(s, _)| s).as_deref(),
+            Some("http://a-twenty-char-host.x:8080/config")
+        );
+        assert_eq!(shorten_path("relive.example"), None);
+        assert_eq!(shorten_path("https://h/other.asp"), None);
     }
 
     #[test]

@@ -232,6 +232,97 @@ pub fn scan_hosts(image: &Image<'_>, hosts: &[(&'static str, Endpoint)]) -> Vec<
     hits
 }
 
+/// A string a patch wrote: part of where an already patched client points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Redirected {
+    /// File offset of the string.
+    pub offset: u64,
+    /// How it is stored.
+    pub encoding: Encoding,
+    /// The service: a URL's path says which; a string that is only the host is the
+    /// notification server's (or the HTTP gateway's).
+    pub endpoint: Endpoint,
+    /// The string.
+    pub string: String,
+}
+
+/// The URL paths of the services a patch rewrites, the original and the short one each.
+fn endpoint_of_path(path: &str) -> Option<Endpoint> {
+    crate::plan::SHORT_PATHS
+        .iter()
+        .find(|(_, long, short)| {
+            path.eq_ignore_ascii_case(long) || path.eq_ignore_ascii_case(short)
+        })
+        .map(|(endpoint, _, _)| *endpoint)
+}
+
+/// Where an already patched client points: the nexus and MsgrConfig URLs that no longer name
+/// a Microsoft host, and the strings that are exactly their host (the notification server).
+/// Meant for images [`scan`] finds nothing in; file order.
+pub fn redirected(image: &Image<'_>) -> Vec<Redirected> {
+    let data = image.data();
+    let mut found: Vec<Redirected> = Vec::new();
+    let mut hosts: Vec<String> = Vec::new();
+    for section in image.sections() {
+        let range = section.raw_range(data.len());
+        for enc in [Encoding::Ascii, Encoding::Utf16Le] {
+            let pattern = enc.encode("://");
+            for rel in memchr::memmem::find_iter(&data[range.clone()], &pattern) {
+                let at = range.start + rel;
+                if enc == Encoding::Utf16Le && !at.is_multiple_of(2) {
+                    continue;
+                }
+                let (start, string) = enclosing_string(data, &range, at, pattern.len(), enc);
+                let Some(origin) = crate::plan::origin_of(&string) else {
+                    continue;
+                };
+                let host = origin[origin.find("://").map_or(0, |p| p + 3)..]
+                    .split(':')
+                    .next()
+                    .unwrap_or_default();
+                let known = HOSTS.iter().any(|(h, _)| h.eq_ignore_ascii_case(host));
+                let Some(endpoint) = endpoint_of_path(&string[origin.len()..]) else {
+                    continue;
+                };
+                if host.is_empty() || known || found.iter().any(|r| r.offset == start as u64) {
+                    continue;
+                }
+                if !hosts.iter().any(|h| h == host) {
+                    hosts.push(host.to_owned());
+                }
+                found.push(Redirected {
+                    offset: start as u64,
+                    encoding: enc,
+                    endpoint,
+                    string,
+                });
+            }
+        }
+    }
+    for section in image.sections() {
+        let range = section.raw_range(data.len());
+        for enc in [Encoding::Ascii, Encoding::Utf16Le] {
+            for host in &hosts {
+                let mut at = Vec::new();
+                find_in_range(data, &range, host, enc, &mut at);
+                for (at, len) in at {
+                    let (start, string) = enclosing_string(data, &range, at, len, enc);
+                    if string == *host {
+                        found.push(Redirected {
+                            offset: start as u64,
+                            encoding: enc,
+                            endpoint: Endpoint::NotificationServer,
+                            string,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    found.sort_by_key(|r| r.offset);
+    found
+}
+
 /// True when `host` occurs as a whole token (ASCII or UTF-16LE) in section data.
 pub fn contains_host(image: &Image<'_>, host: &str) -> bool {
     let data = image.data();

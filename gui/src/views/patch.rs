@@ -138,9 +138,7 @@ fn server(ui: &mut egui::Ui, state: &UiState, actions: &mut Vec<Action>) {
     });
     match &state.target {
         Ok(target) => {
-            let port = target
-                .http_port
-                .map_or_else(String::new, |p| format!(" (website on port {p})"));
+            let port = format!(" (website on port {})", target.http_port);
             ui.label(
                 RichText::new(format!("Messenger will connect to {}{port}.", target.host)).weak(),
             );
@@ -285,6 +283,7 @@ fn reason(reason: &Reason) -> String {
     match reason {
         Reason::Redirect { endpoint, .. } => endpoint.to_string(),
         Reason::HttpLogin => "sign in over http".into(),
+        Reason::ShortPath { path } => format!("shorter path {path}"),
         Reason::MultipleInstances { .. } => "several windows".into(),
     }
 }

@@ -31,7 +31,11 @@ fn missing() -> Option<String> {
         ));
     }
     tool::missing(&[
-        ("x86_64-w64-mingw32-gcc", "--version", "gcc-mingw-w64-x86-64"),
+        (
+            "x86_64-w64-mingw32-gcc",
+            "--version",
+            "gcc-mingw-w64-x86-64",
+        ),
         ("wine", "--version", "wine64"),
     ])
 }
@@ -176,6 +180,17 @@ fn windows_relive_patch_plans_and_applies_a_fixture_under_wine() {
         stdout.contains("\"messenger.hotmail.com\" → \"relive.test\""),
         "{stdout}"
     );
+    // It says where the patched client will connect: the server's default ports.
+    for address in [
+        "relive.test:1863",
+        "https://relive.test:8443",
+        "http://relive.test:8080",
+    ] {
+        assert!(
+            stdout.contains(&format!("\n  {address} ")),
+            "{address}: {stdout}"
+        );
+    }
     assert_eq!(
         std::fs::read(&path).unwrap(),
         original,
@@ -203,6 +218,15 @@ fn windows_relive_patch_plans_and_applies_a_fixture_under_wine() {
         .collect();
     assert!(hosts.is_empty(), "no MSN host left: {hosts:?}");
     assert_eq!(std::fs::read(backup_path(&path)).unwrap(), original);
+    // `inspect` on the patched file says where it points now.
+    let out = wine(exe, dir.path(), &["inspect", "msnmsgr.exe"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("patched: points at relive.test")
+            && stdout.contains("\"https://relive.test:8443/rdr/pprdr.asp\"")
+            && !stdout.contains("(no MSN server addresses)"),
+        "{stdout}"
+    );
 
     // A wrong input gives the documented exit code (5: no MSN server address).
     fixture::write(

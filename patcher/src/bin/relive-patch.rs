@@ -14,6 +14,13 @@
 //! | 7 | file system error (missing file, no write permission...) |
 //! | 8 | the file changed since planning, or verification failed |
 //! | 9 | nothing to restore |
+//! | 10 | the file already points at another server (restore it first) |
+//!
+//! The port plan (README "Ports"): the patched client dials the server's host on 1863
+//! (MSNP; built into the clients), fetches the Passport nexus from `https://HOST:8443` (or
+//! `http://HOST:8080` with `--http-login`) and MsgrConfig from `http://HOST:8080`: the ports
+//! relive-server listens on by default. `--https-port`/`--http-port` follow a server started
+//! with other ports. `plan` and `apply` print where the patched client will connect.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -21,6 +28,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use relive_patcher::scan::{Encoding, Endpoint};
 use relive_patcher::{PatchError, Progress, Target};
 
 /// Points MSN Messenger 1.x – 7.x clients and installers at a Relive server.
@@ -76,9 +84,13 @@ struct TargetArgs {
     /// Host name or IPv4 address of the Relive server (no port, no scheme).
     #[arg(long, short, env = "RELIVE_SERVER")]
     server: String,
-    /// Port of the server's HTTP(S) endpoints, written into the nexus/config URLs.
-    #[arg(long)]
-    http_port: Option<u16>,
+    /// The server's HTTPS port (relive-server --https), written into the nexus URL.
+    #[arg(long, default_value_t = relive_patcher::DEFAULT_HTTPS_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    https_port: u16,
+    /// The server's plain HTTP port (relive-server --http), written into the MsgrConfig URL
+    /// and, with --http-login, the nexus URL.
+    #[arg(long, default_value_t = relive_patcher::DEFAULT_HTTP_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    http_port: u16,
     /// Log in over plain http (rewrite https:// to http:// in the nexus URL).
     #[arg(long)]
     http_login: bool,
@@ -90,6 +102,7 @@ struct TargetArgs {
 impl TargetArgs {
     fn target(&self) -> Result<Target, PatchError> {
         Ok(Target::new(&self.server)?
+            .with_https_port(self.https_port)
             .with_http_port(self.http_port)
             .with_http_login(self.http_login)
             .with_multiple_instances(self.multiple_instances))
@@ -155,15 +168,14 @@ fn run(cli: Cli) -> Result<(), PatchError> {
                         .map_or_else(String::new, |p| format!(", packed with {p}")),
                 );
                 for h in &f.hits {
-                    println!(
-                        "  {:>#10x}  {:<8}  {:<20}  {:?}",
-                        h.offset,
-                        h.encoding.to_string(),
-                        h.endpoint.to_string(),
-                        h.string
-                    );
+                    print_string(h.offset, h.encoding, h.endpoint, &h.string);
                 }
-                if f.hits.is_empty() {
+                if let Some(host) = f.patched_for() {
+                    println!("  patched: points at {host}");
+                    for r in &f.points_to {
+                        print_string(r.offset, r.encoding, r.endpoint, &r.string);
+                    }
+                } else if f.hits.is_empty() {
                     println!("  (no MSN server addresses)");
                 }
             }
@@ -227,8 +239,38 @@ fn run(cli: Cli) -> Result<(), PatchError> {
     Ok(())
 }
 
-/// Exit code and a hint for an error.
-fn classify(err: &PatchError) -> (u8, Option<&'static str>) {
+/// One line of `inspect`'s table: offset, encoding, service, the string.
+fn print_string(offset: u64, encoding: Encoding, endpoint: Endpoint, string: &str) {
+    println!(
+        "  {offset:>#10x}  {:<8}  {:<20}  {string:?}",
+        encoding.to_string(),
+        endpoint.to_string()
+    );
+}
+
+/// Exit code and a hint for an error; `host` is the server asked for, if any.
+fn classify(err: &PatchError, host: Option<&str>) -> (u8, Option<String>) {
+    let (code, hint) = classify_static(err);
+    let hint = match (err, host) {
+        (
+            PatchError::DoesNotFit {
+                new_len, max_len, ..
+            },
+            Some(host),
+        ) => {
+            let room = max_len.saturating_sub(new_len.saturating_sub(host.len()));
+            Some(format!(
+                "at most {room} characters of server name fit there (an IP address or a \
+                 shorter alias?); serving HTTPS on 443 and HTTP on 80 (--https-port 443 \
+                 --http-port 80) leaves room for 5 more"
+            ))
+        }
+        _ => hint.map(str::to_owned),
+    };
+    (code, hint)
+}
+
+fn classify_static(err: &PatchError) -> (u8, Option<&'static str>) {
     match err {
         PatchError::NotPe { .. }
         | PatchError::Unsupported { .. }
@@ -256,16 +298,21 @@ fn classify(err: &PatchError) -> (u8, Option<&'static str>) {
         PatchError::NoBackup { .. } => {
             (9, Some("the file was not patched in place by relive-patch"))
         }
+        PatchError::PatchedForAnotherServer { .. } => (10, None),
         _ => (1, None),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let host = match &cli.command {
+        Command::Plan { target, .. } | Command::Apply { target, .. } => Some(target.server.clone()),
+        Command::Inspect { .. } | Command::Restore { .. } => None,
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let (code, hint) = classify(&err);
+            let (code, hint) = classify(&err, host.as_deref());
             eprintln!("relive-patch: {err}");
             if let Some(hint) = hint {
                 eprintln!("  hint: {hint}");

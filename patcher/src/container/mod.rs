@@ -66,13 +66,49 @@ pub struct Progress {
     pub total: u64,
 }
 
-/// Sees every PE leaf of a file.
+/// Sees every PE leaf of a file. Each PE is parsed once, by the walk, and handed over parsed.
 pub(crate) trait Visitor {
     /// Called for each PE leaf; returns replacement bytes to rebuild containers with.
-    fn pe(&mut self, path: &str, data: &[u8]) -> Result<Option<Vec<u8>>, PatchError>;
+    fn pe(&mut self, path: &str, image: &Image<'_>) -> Result<Option<Vec<u8>>, PatchError>;
+
+    /// Called first for a self-extractor, with its own image (the PE around the cabinet).
+    fn extractor(&mut self, _image: &Image<'_>) {}
 
     /// Called for every member of a container (PE or not).
     fn member(&mut self, _path: &str, _size: u64) {}
+}
+
+/// Two visitors in one walk (inspect and plan on opening a file). The second one's error is
+/// kept aside so that the first still sees every PE.
+pub(crate) struct Both<'a> {
+    /// Sees everything; its error ends the walk.
+    pub first: &'a mut dyn Visitor,
+    /// Sees every PE until its first error.
+    pub second: &'a mut dyn Visitor,
+    /// The second visitor's first error.
+    pub second_error: Option<PatchError>,
+}
+
+impl Visitor for Both<'_> {
+    fn pe(&mut self, path: &str, image: &Image<'_>) -> Result<Option<Vec<u8>>, PatchError> {
+        self.first.pe(path, image)?;
+        if self.second_error.is_none()
+            && let Err(error) = self.second.pe(path, image)
+        {
+            self.second_error = Some(error);
+        }
+        Ok(None)
+    }
+
+    fn extractor(&mut self, image: &Image<'_>) {
+        self.first.extractor(image);
+        self.second.extractor(image);
+    }
+
+    fn member(&mut self, path: &str, size: u64) {
+        self.first.member(path, size);
+        self.second.member(path, size);
+    }
 }
 
 /// Joins a container path and a member name.
@@ -89,22 +125,6 @@ pub(crate) fn is_msi(data: &[u8]) -> bool {
     data.starts_with(CFB_MAGIC)
 }
 
-/// Sniffs the file kind.
-///
-/// # Errors
-/// [`PatchError::NotPe`] when it is neither an MSI nor a PE.
-pub(crate) fn kind_of(data: &[u8]) -> Result<FileKind, PatchError> {
-    if is_msi(data) {
-        return Ok(FileKind::Msi);
-    }
-    let image = Image::parse(data)?;
-    Ok(if image.find_rcdata("CABINET").is_some() {
-        FileKind::SelfExtractor
-    } else {
-        FileKind::Executable
-    })
-}
-
 /// True when the outer file carries a signature (Authenticode, or an MSI signature stream).
 pub(crate) fn is_signed(data: &[u8]) -> bool {
     if is_msi(data) {
@@ -118,18 +138,26 @@ pub(crate) fn is_signed(data: &[u8]) -> bool {
 }
 
 /// Walks a whole file. Returns its kind and the rebuilt bytes if anything changed.
+///
+/// # Errors
+/// [`PatchError::NotPe`] when it is neither an MSI nor a PE; the visitor's and the
+/// containers' errors.
 pub(crate) fn walk(
     data: &[u8],
     visitor: &mut dyn Visitor,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(FileKind, Option<Vec<u8>>), PatchError> {
-    let kind = kind_of(data)?;
-    let out = match kind {
-        FileKind::Msi => msi::walk(data, "", visitor, progress)?,
-        FileKind::SelfExtractor => sfx::walk(data, "", visitor, progress)?,
-        FileKind::Executable => visitor.pe("", data)?,
-    };
-    Ok((kind, out))
+    if is_msi(data) {
+        return Ok((FileKind::Msi, msi::walk(data, "", visitor, progress)?));
+    }
+    let image = Image::parse(data)?;
+    if image.find_rcdata("CABINET").is_some() {
+        visitor.extractor(&image);
+        let out = sfx::walk(&image, "", visitor, progress)?;
+        Ok((FileKind::SelfExtractor, out))
+    } else {
+        Ok((FileKind::Executable, visitor.pe("", &image)?))
+    }
 }
 
 /// Walks one member of a container: a nested MSI, a PE, or something we leave alone.
@@ -143,8 +171,10 @@ pub(crate) fn walk_member(
     if is_msi(data) {
         return msi::walk(data, path, visitor, progress);
     }
-    if data.starts_with(b"MZ") && Image::parse(data).is_ok() {
-        return visitor.pe(path, data);
+    if data.starts_with(b"MZ")
+        && let Ok(image) = Image::parse(data)
+    {
+        return visitor.pe(path, &image);
     }
     Ok(None)
 }

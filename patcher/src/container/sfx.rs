@@ -14,12 +14,12 @@ use crate::image::{self, Image};
 
 /// Walks a self-extractor; returns the rebuilt file if a member changed.
 pub(crate) fn walk(
-    data: &[u8],
+    image: &Image<'_>,
     prefix: &str,
     visitor: &mut dyn Visitor,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Option<Vec<u8>>, PatchError> {
-    let image = Image::parse(data)?;
+    let data = image.data();
     let loc = image
         .find_rcdata("CABINET")
         .ok_or_else(|| PatchError::installer("resource", "no CABINET resource"))?;

@@ -93,9 +93,7 @@ fn pe32_is_patched_and_checked_statically() {
         return;
     };
     let data = std::fs::read(&fx.client32).unwrap();
-    let t = Target::new("relive.test")
-        .unwrap()
-        .with_http_port(Some(8080));
+    let t = Target::new("relive.test").unwrap();
     let p = plan(&data, &t).unwrap();
     assert!(!p.files[0].is_64);
     let applied = relive_patcher::apply(&data, &p, &mut |_| {}).unwrap();
@@ -103,14 +101,13 @@ fn pe32_is_patched_and_checked_statically() {
     assert!(report.files[0].hits.is_empty());
     assert!(report.files[0].checksum_ok);
     let text = String::from_utf8_lossy(&applied.bytes);
-    assert!(text.contains("https://relive.test:8080/rdr/pprdr.asp\0"));
+    assert!(text.contains("https://relive.test:8443/rdr/pprdr.asp\0"));
     assert!(text.contains("\0relive.test\0"));
     assert_eq!(
         applied.bytes.len(),
         data.len(),
         "unsigned input keeps its size"
     );
-
 }
 
 /// The same PE32 run under wine. 32-bit wine (wine32:i386) needs the i386 architecture on
@@ -122,9 +119,7 @@ fn pe32_fixture_runs_under_32_bit_wine() {
         return;
     };
     let data = std::fs::read(&fx.client32).unwrap();
-    let t = Target::new("relive.test")
-        .unwrap()
-        .with_http_port(Some(8080));
+    let t = Target::new("relive.test").unwrap();
     let applied = relive_patcher::apply(&data, &plan(&data, &t).unwrap(), &mut |_| {}).unwrap();
     let dir = scratch();
     let exe = dir.path().join("msmsgs.exe");
@@ -144,7 +139,7 @@ fn pe32_fixture_runs_under_32_bit_wine() {
     }
     assert!(out.status.success(), "{out:?}");
     assert!(
-        stdout.contains("https://relive.test:8080/rdr/pprdr.asp"),
+        stdout.contains("https://relive.test:8443/rdr/pprdr.asp"),
         "{stdout}"
     );
 }
@@ -191,7 +186,7 @@ fn plan_is_printable_and_json() {
     let table = p.to_string();
     assert!(
         table.contains(
-            "\"https://nexus.passport.com/rdr/pprdr.asp\" → \"https://relive.test/rdr/pprdr.asp\""
+            "\"https://nexus.passport.com/rdr/pprdr.asp\" → \"https://relive.test:8443/rdr/pprdr.asp\""
         ),
         "{table}"
     );

@@ -32,10 +32,22 @@ pub struct Fixtures {
 
 /// What building the fixtures runs.
 const TOOLS: [Tool; 8] = [
-    ("x86_64-w64-mingw32-gcc", "--version", "gcc-mingw-w64-x86-64"),
+    (
+        "x86_64-w64-mingw32-gcc",
+        "--version",
+        "gcc-mingw-w64-x86-64",
+    ),
     ("i686-w64-mingw32-gcc", "--version", "gcc-mingw-w64-i686"),
-    ("x86_64-w64-mingw32-windres", "--version", "binutils-mingw-w64-x86-64"),
-    ("i686-w64-mingw32-windres", "--version", "binutils-mingw-w64-i686"),
+    (
+        "x86_64-w64-mingw32-windres",
+        "--version",
+        "binutils-mingw-w64-x86-64",
+    ),
+    (
+        "i686-w64-mingw32-windres",
+        "--version",
+        "binutils-mingw-w64-i686",
+    ),
     ("gcab", "--version", "gcab"),
     ("wixl", "--version", "wixl"),
     ("osslsigncode", "--version", "osslsigncode"),

@@ -5,8 +5,8 @@ use std::process::Command;
 use md5::Digest as _;
 use relive_patcher::{FileKind, Target, apply, inspect, plan};
 
-use crate::{fixtures, tool};
 use crate::wine::{self, Loopback, scratch};
+use crate::{fixtures, tool};
 
 #[test]
 fn patched_self_extractor_extracts_and_runs() {

@@ -14,6 +14,8 @@ mod executable;
 mod fixtures;
 /// Installers: IExpress-like self-extractor and MSI.
 mod installer;
+/// Opening a file as the GUI does: every PE parsed once, nothing logged.
+mod open;
 /// Random and truncated inputs never panic.
 mod props;
 /// The rule for tests that need a system tool (fail in CI, skip elsewhere), shared with the

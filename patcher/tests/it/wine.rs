@@ -134,7 +134,7 @@ impl Loopback {
     pub fn target(&self) -> Target {
         Target::new("127.0.0.1")
             .unwrap()
-            .with_http_port(Some(self.http_port))
+            .with_http_port(self.http_port)
             .with_http_login(true)
     }
 

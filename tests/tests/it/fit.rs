@@ -1,13 +1,20 @@
 //! The rough edges a newcomer and a conformance probe tripped over (issue 13), each over real
-//! sockets: `PNG` before login, `BPR` lines without their `LST`, links without the HTTP port, and
-//! a client whose dialects are all too new.
+//! sockets: `PNG` before login, `BPR` lines without their `LST`, links without the HTTP port, a
+//! client whose dialects are all too new, the CA certificate published over HTTP, and the port
+//! plan: a client patched with relive-patch's defaults finds a server started with its
+//! defaults, signs in through the URL the patch wrote (HTTPS, or plain HTTP with
+//! `--http-login`), and fetches MsgrConfig.
+
+use std::net::SocketAddr;
 
 use anyhow::{Context as _, bail, ensure};
 use relive_msnp::server::ServerMessage;
+use relive_patcher::Target;
+use relive_patcher::scan::Endpoint;
 use relive_server::store::{ListKind, PhoneProp, parse_handle};
-use relive_tests::http::exchange;
-use relive_tests::stack::sync_lists;
-use relive_tests::{StackOptions, TestStack};
+use relive_tests::http::{self, Response, exchange};
+use relive_tests::stack::{login_twn_with, sync_lists};
+use relive_tests::{MsnpClient, StackOptions, TestStack};
 use tokio::net::TcpStream;
 
 use crate::transcripts::alice_and_bob_are_friends;
@@ -144,14 +151,187 @@ async fn url_and_cvr_links_carry_the_http_port_and_open() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The log line naming the offered dialects is checked where the log can be captured:
+/// `relive_server`'s `notification::tests::a_ver_with_only_newer_dialects_is_logged_with_what_was_offered`.
 #[tokio::test]
-async fn a_client_offering_only_newer_dialects_gets_ver_0_and_a_log_line_naming_them()
--> anyhow::Result<()> {
+async fn a_client_offering_only_newer_dialects_gets_ver_0_and_is_closed() -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
     let mut c = stack.connect_ns("msnp11").await?;
     c.send_line("VER 1 MSNP11 MSNP10 CVR0").await?;
     c.expect_line("VER 1 0").await?;
     c.expect_closed().await?;
+    stack.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_ca_certificate_is_published_on_the_http_listener() -> anyhow::Result<()> {
+    let stack = TestStack::start(StackOptions::cast()).await?;
+    let mut io = TcpStream::connect(stack.http).await?;
+    let res = exchange(
+        &mut io,
+        b"GET /relive-ca.crt HTTP/1.1\r\nHost: relive\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    ensure!(res.status_line == "HTTP/1.1 200 OK", "{}", res.status_line);
+    ensure!(res.header("Content-Type") == Some("application/x-x509-ca-cert"));
+    ensure!(
+        res.body == std::fs::read(&stack.ca_cert)?,
+        "not the CA the HTTPS certificate chains to"
+    );
+    // No legacy-TLS listener here, so no legacy CA either.
+    let mut io = TcpStream::connect(stack.http).await?;
+    let res = exchange(
+        &mut io,
+        b"GET /relive-ca-legacy.crt HTTP/1.1\r\nHost: relive\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    ensure!(
+        res.status_line == "HTTP/1.1 404 Not Found",
+        "{}",
+        res.status_line
+    );
+    stack.shutdown().await?;
+    Ok(())
+}
+
+#[test]
+fn the_patcher_defaults_are_the_server_defaults() -> anyhow::Result<()> {
+    let server = relive_server::config::Config::default();
+    let target = Target::new("relive.example")?;
+    ensure!(target.https_port == server.https.port());
+    ensure!(target.http_port == server.http.port());
+    ensure!(relive_patcher::MSNP_PORT == server.ns.port());
+    let plan = relive_patcher::plan(&relive_patcher::synth::msn6_client(), &target)?;
+    let used: Vec<String> = plan.destinations().into_iter().map(|d| d.address).collect();
+    let expected = [
+        format!("relive.example:{}", server.ns.port()),
+        format!("https://relive.example:{}", server.https.port()),
+        format!("http://relive.example:{}", server.http.port()),
+    ];
+    ensure!(used == expected, "{used:?}");
+    ensure!(
+        plan.to_string().contains("the patched client will use:"),
+        "{plan}"
+    );
+    Ok(())
+}
+
+/// A request for `url`'s path on the stack's listener for its scheme (the patched client's
+/// host is the stack's, whatever name it was patched with): over TLS, trusting the stack's
+/// CA, for `https://`.
+async fn fetch(stack: &TestStack, url: &str, extra: &str) -> anyhow::Result<Response> {
+    let (scheme, rest) = url.split_once("://").context("a URL")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let port: u16 = authority
+        .rsplit_once(':')
+        .context("a port in the URL")?
+        .1
+        .parse()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    if scheme == "https" {
+        ensure!(
+            port == stack.https.port(),
+            "{url} is not the HTTPS listener"
+        );
+        let mut tls = http::connect_tls(&stack.tls_connector()?, addr).await?;
+        http::exchange(&mut tls, request.as_bytes()).await
+    } else {
+        ensure!(port == stack.http.port(), "{url} is not the HTTP listener");
+        let mut io = TcpStream::connect(addr).await?;
+        http::exchange(&mut io, request.as_bytes()).await
+    }
+}
+
+/// What a patched MSN 5–7 client does with the URLs its patch wrote: the nexus, then the login
+/// `DALogin` names (`https://` when it names no scheme, as the clients prepend), with `handle`'s
+/// token, then `USR TWN S` with the ticket; and the MsgrConfig document.
+async fn sign_in_as_patched(
+    stack: &TestStack,
+    patched: &[u8],
+    handle: &str,
+) -> anyhow::Result<MsnpClient> {
+    let points_to = &relive_patcher::inspect(patched)?.files[0].points_to;
+    let url = |endpoint| {
+        points_to
+            .iter()
+            .find(|r| r.endpoint == endpoint && r.string.contains("://"))
+            .map(|r| r.string.clone())
+            .with_context(|| format!("no {endpoint} URL in {points_to:?}"))
+    };
+    let (nexus, config) = (url(Endpoint::Nexus)?, url(Endpoint::Config)?);
+    let res = fetch(stack, &config, "").await?;
+    ensure!(
+        res.status_line == "HTTP/1.1 200 OK",
+        "{config}: {}",
+        res.status_line
+    );
+    ensure!(String::from_utf8_lossy(&res.body).contains("<MsgrConfig>"));
+    let res = fetch(stack, &nexus, "").await?;
+    let urls = res
+        .header("PassportURLs")
+        .context("nexus: no PassportURLs")?;
+    let login = http::da_login(urls).context("no DALogin")?;
+    let login = if login.contains("://") {
+        login.to_owned()
+    } else {
+        format!("https://{login}")
+    };
+    let token = stack.token(handle).to_owned();
+    let mut c = stack.connect_ns(handle).await?;
+    login_twn_with(&mut c, 9, handle, |twn_params| async move {
+        let authorization = format!(
+            "Authorization: Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,\
+             sign-in={},pwd={token},{twn_params}\r\n",
+            handle.replace('@', "%40")
+        );
+        fetch(stack, &login, &authorization).await
+    })
+    .await?;
+    Ok(c)
+}
+
+#[tokio::test]
+async fn a_client_patched_for_the_servers_ports_signs_in_through_the_urls_the_patch_wrote()
+-> anyhow::Result<()> {
+    let stack = TestStack::start(StackOptions::cast()).await?;
+    let client = relive_patcher::synth::msn6_client();
+    let ports = |host: &str| -> anyhow::Result<Target> {
+        Ok(Target::new(host)?
+            .with_https_port(stack.https.port())
+            .with_http_port(stack.http.port()))
+    };
+    // A short name keeps the original paths; a longer one (`https://msn.relive.example:PORT`
+    // leaves no room for /rdr/pprdr.asp in 40 characters) takes the short paths the server
+    // also answers on. Either way the URLs lead to the server's listeners.
+    for (host, nexus_path) in [
+        ("127.0.0.1", "/rdr/pprdr.asp"),
+        ("msn.relive.example", "/nexus"),
+    ] {
+        let target = ports(host)?;
+        let plan = relive_patcher::plan(&client, &target)?;
+        let patched = relive_patcher::apply(&client, &plan, &mut |_| {})?.bytes;
+        let report = relive_patcher::inspect(&patched)?;
+        ensure!(report.files[0].patched_for() == Some(host), "{report:?}");
+        let nexus = format!("https://{host}:{}{nexus_path}", stack.https.port());
+        ensure!(
+            report.files[0].points_to.iter().any(|r| r.string == nexus),
+            "{nexus} not in {:?}",
+            report.files[0].points_to
+        );
+        let mut alice = sign_in_as_patched(&stack, &patched, ALICE).await?;
+        alice.send_line("PNG").await?;
+        ensure!(matches!(alice.recv().await?, ServerMessage::Qng { .. }));
+    }
+    // Signing in over plain HTTP: the nexus on the HTTP listener names the login there too,
+    // so no certificate is involved at all.
+    let target = ports("127.0.0.1")?.with_http_login(true);
+    let plan = relive_patcher::plan(&client, &target)?;
+    let patched = relive_patcher::apply(&client, &plan, &mut |_| {})?.bytes;
+    let mut bob = sign_in_as_patched(&stack, &patched, BOB).await?;
+    bob.send_line("PNG").await?;
+    ensure!(matches!(bob.recv().await?, ServerMessage::Qng { .. }));
     stack.shutdown().await?;
     Ok(())
 }

@@ -17,7 +17,7 @@ mod presence;
 mod switchboard;
 
 /// What a newcomer and a conformance probe tripped over: PNG before login, orphan BPRs, links
-/// without the HTTP port, too-new dialects.
+/// without the HTTP port, too-new dialects, the CA over HTTP, the port plan end to end.
 mod fit;
 
 /// Hostile or awkward clients: split writes, garbage, a reader that never reads.
