@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use eframe::egui;
 
-use crate::SETTINGS_KEY;
 use crate::state::{Action, Settings, Tab, UiState};
 use crate::views;
 use crate::worker::{Job, Worker};
+use crate::{APP_NAME, SETTINGS_KEY};
 
 /// What the command line asks for at start.
 #[derive(Default)]
@@ -62,8 +62,13 @@ impl ReliveApp {
             .unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
         let worker = Worker::spawn(move || ctx.request_repaint())?;
+        let mut state = UiState::new(settings, cfg!(windows));
+        // Downloaded certificates live next to the settings (the app name names the folder).
+        if let Some(dir) = eframe::storage_dir(APP_NAME) {
+            state.files_dir = dir;
+        }
         let mut app = Self {
-            state: UiState::new(settings, cfg!(windows)),
+            state,
             worker,
             on_ready: options.on_ready,
             idle_frames: 0,

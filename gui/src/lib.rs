@@ -13,18 +13,15 @@
 //!   without a window.
 //! - [`worker`]: a background thread that owns every blocking call (reading, inspecting,
 //!   planning, patching with progress, restoring, file dialogs, certificate import).
-//! - [`trust`]: reading the server's CA certificate and trusting it (Windows: the system's
-//!   own `certutil` dialog; elsewhere: steps in words).
+//! - [`trust`]: downloading the server's CA certificate from its HTTP listener (or reading a
+//!   file) and trusting it (Windows: the system's own `certutil` dialog; elsewhere: steps in
+//!   words).
 //! - [`views`]: free functions drawing `&UiState` and collecting
 //!   [`Action`](state::Action)s; they never touch the file system or the patcher.
 //!
 //! - [`companion`]: the relay library's companion agent on its own thread and tokio
 //!   runtime, started and stopped through the worker; its page shows the connection, the
 //!   granted local ports and live transfers.
-//!
-//! # What it does not do (yet)
-//! Fetching the CA certificate
-//! over HTTP waits for the server to publish it; a file is used for now.
 
 pub mod app;
 pub mod companion;
@@ -37,6 +34,9 @@ pub use app::ReliveApp;
 
 /// The window title (the screenshot test checks it).
 pub const WINDOW_TITLE: &str = "Relive — MSN Messenger patcher";
+
+/// The app name eframe keeps the settings under (it names their folder).
+pub const APP_NAME: &str = "Relive";
 
 /// Key under which [`state::Settings`] are kept in eframe's storage.
 pub const SETTINGS_KEY: &str = "relive-gui/settings";

@@ -1,7 +1,7 @@
 //! `relive-gui`: the desktop app. Parses a tiny command line, sets up logging, opens the window.
 //!
 //! ```text
-//! relive-gui [--server HOST[:PORT]] [--open] [FILE]
+//! relive-gui [--server HOST] [--open] [FILE]
 //! ```
 //!
 //! A file given on the command line (as Windows does for "Open with" or a drop on the icon) is
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use eframe::egui;
 use relive_gui::app::StartOptions;
-use relive_gui::{ReliveApp, WINDOW_TITLE};
+use relive_gui::{APP_NAME, ReliveApp, WINDOW_TITLE};
 
 fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Result<StartOptions> {
     let mut options = StartOptions::default();
@@ -30,7 +30,7 @@ fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Res
                 options.open = Some(PathBuf::from(args.next().context("--open needs a file")?));
             }
             Some("-h" | "--help") => {
-                println!("usage: relive-gui [--server HOST[:PORT]] [--open] [FILE]");
+                println!("usage: relive-gui [--server HOST] [--open] [FILE]");
                 std::process::exit(0);
             }
             Some(flag) if flag.starts_with("--") => bail!("unknown option {flag}"),
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
     };
     // The app name names the settings folder; the title is set on the viewport.
     eframe::run_native(
-        "Relive",
+        APP_NAME,
         native,
         Box::new(|cc| Ok(Box::new(ReliveApp::new(cc, options)?))),
     )

@@ -7,11 +7,19 @@
 //! does I/O, so every user action is tested with plain unit tests.
 //!
 //! Results of slow jobs carry a generation number: opening another file or changing the server
-//! while a plan is being computed makes the late answer stale, and it is dropped.
+//! while a plan is being computed makes the late answer stale, and it is dropped. Opening a
+//! file is one job ([`Job::Open`]): the worker reads and parses it once for the inspection and
+//! the plan.
+//!
+//! The server typed on the Patch page is used throughout: the patch (with the server's HTTPS
+//! and HTTP ports, relive-server's defaults unless changed), the certificate download on the
+//! Trust page, and the Companion page's server until that one is edited.
 
 use std::path::{Path, PathBuf};
 
-use relive_patcher::{Inspection, PatchError, Plan, Progress, Stage, Target};
+use relive_patcher::{
+    DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, Inspection, PatchError, Plan, Progress, Stage, Target,
+};
 use serde::{Deserialize, Serialize};
 
 mod companion;
@@ -27,8 +35,13 @@ use crate::worker::{Job, Opened, Patched, Pick, WorkerEvent};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    /// The server as the user typed it: `host` or `host:port` (port of the website).
+    /// The server's host name or IP address, as the user typed it.
     pub server: String,
+    /// The server's HTTPS port (relive-server `--https`), for the patched nexus URL.
+    pub https_port: u16,
+    /// The server's plain HTTP port (relive-server `--http`): MsgrConfig, the nexus with
+    /// `http_login`, and where the certificate is downloaded from.
+    pub http_port: u16,
     /// Log in over plain `http://` (nexus URL rewrite).
     pub http_login: bool,
     /// Allow several Messenger windows at once (catalog builds only).
@@ -54,6 +67,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             server: String::new(),
+            https_port: DEFAULT_HTTPS_PORT,
+            http_port: DEFAULT_HTTP_PORT,
             http_login: false,
             multiple_instances: false,
             registry_file: true,
@@ -67,13 +82,13 @@ impl Default for Settings {
     }
 }
 
-/// Longest server field we accept (a host name is at most 253 characters, plus `:port`).
+/// Longest server field we accept (a host name is at most 253 characters, plus slack).
 const MAX_SERVER_INPUT: usize = 260;
 
-/// Turns the server field into a patcher [`Target`] with the options.
+/// Turns the server field and the ports into a patcher [`Target`] with the options.
 ///
-/// Accepts `host` and `host:port`; a scheme or path is refused by [`Target::new`] with a
-/// reason the user can act on.
+/// Accepts a host name or IP address; a scheme, path or port is refused with a reason the
+/// user can act on (the ports have their own fields).
 ///
 /// # Errors
 /// [`PatchError::InvalidHost`] with the reason.
@@ -91,19 +106,21 @@ pub fn target_of(settings: &Settings) -> Result<Target, PatchError> {
             "type the server name only, without http:// or https://",
         ));
     }
-    let (host, port) = match input.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && !host.ends_with('/') => {
-            let port = port
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| invalid("the port after ':' must be a number from 1 to 65535"))?;
-            (host, Some(port))
+    if input.contains(':') {
+        return Err(invalid(
+            "type the server name only: its ports are under \"Server ports\"",
+        ));
+    }
+    let port = |p: u16| {
+        if p == 0 {
+            Err(invalid("a port must be a number from 1 to 65535"))
+        } else {
+            Ok(p)
         }
-        _ => (input, None),
     };
-    Ok(Target::new(host)?
-        .with_http_port(port.unwrap_or(relive_patcher::DEFAULT_HTTP_PORT))
+    Ok(Target::new(input)?
+        .with_https_port(port(settings.https_port)?)
+        .with_http_port(port(settings.http_port)?)
         .with_http_login(settings.http_login)
         .with_multiple_instances(settings.multiple_instances))
 }
@@ -132,6 +149,10 @@ pub enum Action {
     Open(PathBuf),
     /// The server field changed.
     SetServer(String),
+    /// The server's HTTPS port changed.
+    SetHttpsPort(u16),
+    /// The server's plain HTTP port changed.
+    SetHttpPort(u16),
     /// Toggle the plain-http login option.
     SetHttpLogin(bool),
     /// Toggle the several-instances option.
@@ -144,6 +165,8 @@ pub enum Action {
     Restore,
     /// Hide the last success or error message.
     Dismiss,
+    /// Download the server's CA certificate from its HTTP listener.
+    FetchCa,
     /// Open the native file dialog to choose the server's CA certificate.
     BrowseCa,
     /// Use this CA certificate file.
@@ -214,14 +237,38 @@ pub fn describe(err: &PatchError) -> Problem {
             err,
             Some("Is this MSN Messenger 1.x – 7.x, or its setup?"),
         ),
-        PatchError::DoesNotFit { max_len, .. } => Problem {
-            title: "The server name is too long for this client.".into(),
-            detail: err.to_string(),
-            hint: Some(format!(
-                "Use a name of at most {max_len} characters: the server's IP address or a \
-                 short alias."
+        PatchError::DoesNotFit {
+            max_len,
+            new_len,
+            replacement,
+            ..
+        } => {
+            // How much of the room the server name may take: the rest is scheme, port, path.
+            let host_len = replacement
+                .split_once("://")
+                .map_or(replacement.as_str(), |(_, rest)| rest)
+                .split([':', '/'])
+                .next()
+                .map_or(0, str::len);
+            let room = max_len.saturating_sub(new_len.saturating_sub(host_len));
+            Problem {
+                title: "The server name is too long for this client.".into(),
+                detail: err.to_string(),
+                hint: Some(format!(
+                    "At most {room} characters of server name fit there: use the server's IP \
+                     address or a shorter alias. (With HTTPS on port 443 and HTTP on 80 there \
+                     is room for 5 more.)"
+                )),
+            }
+        }
+        PatchError::PatchedForAnotherServer { host, .. } => Problem::new(
+            "This file was already patched for another server.",
+            err,
+            Some(&format!(
+                "It points at {host}. Press \"Restore original\" (or use the copy from before \
+                 patching), then patch it for this server."
             )),
-        },
+        ),
         PatchError::InvalidHost { .. } => Problem::new(
             "Check the server address.",
             err,
@@ -253,16 +300,32 @@ pub fn describe(err: &PatchError) -> Problem {
 }
 
 fn describe_ca(err: &CaError) -> Problem {
-    let hint = match err {
-        CaError::Import { .. } => Some(
-            "If you pressed \"No\" in the Windows dialog, nothing was changed; press Trust again \
-             to retry.",
+    match err {
+        CaError::Import { .. } => Problem::new(
+            "The certificate could not be used.",
+            err,
+            Some(
+                "If you pressed \"No\" in the Windows dialog, nothing was changed; press Trust \
+                 again to retry.",
+            ),
         ),
-        _ => {
-            Some("On the server, run `relive-server cert export relive-ca.crt` and open that file.")
-        }
-    };
-    Problem::new("The certificate could not be used.", err, hint)
+        CaError::Download { .. } => Problem::new(
+            "The certificate could not be downloaded.",
+            err,
+            Some(
+                "Check the server's address and HTTP port on the \"Patch Messenger\" page, and \
+                 that relive-server is running. Or, on the server, run `relive-server cert \
+                 export relive-ca.crt` and open that file here.",
+            ),
+        ),
+        _ => Problem::new(
+            "The certificate could not be used.",
+            err,
+            Some(
+                "On the server, run `relive-server cert export relive-ca.crt` and open that file.",
+            ),
+        ),
+    }
 }
 
 /// Something that loads in the background.
@@ -375,6 +438,8 @@ pub struct UiState {
     pub operation: Operation,
     /// A native file dialog is open (buttons that open another one are disabled).
     pub dialog_open: bool,
+    /// Folder downloaded certificates are saved in (the app's own; the app sets it).
+    pub files_dir: PathBuf,
     /// The trust page.
     pub trust: TrustState,
     /// The companion page.
@@ -388,6 +453,10 @@ impl UiState {
     pub fn new(settings: Settings, windows: bool) -> Self {
         let target = target_of(&settings).map_err(|e| describe(&e));
         let settings_token = settings.companion_token.clone().unwrap_or_default();
+        let mut settings = settings;
+        if settings.companion_server.trim().is_empty() {
+            settings.companion_server = settings.server.trim().to_owned();
+        }
         Self {
             settings,
             tab: Tab::Patch,
@@ -398,6 +467,7 @@ impl UiState {
             plan_generation: 0,
             operation: Operation::Idle,
             dialog_open: false,
+            files_dir: std::env::temp_dir(),
             companion: CompanionState {
                 token: settings_token,
                 ..CompanionState::default()
@@ -433,6 +503,11 @@ impl UiState {
             && !self.trust.import.is_loading()
     }
 
+    /// Where the server's certificate is downloaded from, when the server field is usable.
+    pub fn ca_url(&self) -> Option<String> {
+        self.target.as_ref().ok().map(crate::trust::ca_url)
+    }
+
     /// The Patch button is usable: a fresh plan with changes, nothing running.
     pub fn can_patch(&self) -> bool {
         !self.operation.is_running() && self.plan.ready().is_some_and(|p| !p.is_noop())
@@ -457,6 +532,7 @@ impl UiState {
             }
             Action::BrowseClient => self.browse(Pick::Client),
             Action::BrowseCa => self.browse(Pick::Ca),
+            Action::FetchCa => self.fetch_ca(),
             Action::Open(path) => {
                 let jobs = self.open(path);
                 if !self.operation.is_running() {
@@ -466,17 +542,19 @@ impl UiState {
                 jobs
             }
             Action::SetServer(server) => {
+                let before = self.settings.server.trim().to_owned();
                 self.settings.server = server.chars().take(MAX_SERVER_INPUT).collect();
+                // The Companion page follows until its own server field is edited.
+                let companion = self.settings.companion_server.trim();
+                if companion.is_empty() || companion == before {
+                    self.settings.companion_server = self.settings.server.trim().to_owned();
+                }
                 self.target_changed()
             }
-            Action::SetHttpLogin(on) => {
-                self.settings.http_login = on;
-                self.target_changed()
-            }
-            Action::SetMultipleInstances(on) => {
-                self.settings.multiple_instances = on;
-                self.target_changed()
-            }
+            Action::SetHttpsPort(port) => self.change_target(|s| s.https_port = port),
+            Action::SetHttpPort(port) => self.change_target(|s| s.http_port = port),
+            Action::SetHttpLogin(on) => self.change_target(|s| s.http_login = on),
+            Action::SetMultipleInstances(on) => self.change_target(|s| s.multiple_instances = on),
             Action::SetRegistryFile(on) => {
                 self.settings.registry_file = on;
                 Vec::new()
@@ -527,33 +605,37 @@ impl UiState {
 
     /// The sign-in from the fields, or what is missing.
     pub fn sign_in(&self) -> Result<SignIn, Problem> {
-        let missing =
-            |what: &str, hint: &str| Problem::new(&format!("Fill in {what}."), what, Some(hint));
+        let missing = |title: &str, hint: &str| Problem {
+            title: title.to_owned(),
+            detail: String::new(),
+            hint: Some(hint.to_owned()),
+        };
         let server = self.settings.companion_server.trim();
         let handle = self.settings.companion_handle.trim();
         let token = self.companion.token.0.trim();
         if server.is_empty() {
             return Err(missing(
-                "the server",
-                "The Relive server's name or IP address.",
+                "Which server? Type its name or IP address.",
+                "The same Relive server as on the \"Patch Messenger\" page.",
             ));
         }
         if handle.is_empty() {
             return Err(missing(
-                "your handle",
+                "Type your handle.",
                 "The e-mail address you sign in to Messenger with.",
             ));
         }
         if token.is_empty() {
             return Err(missing(
-                "the access token",
-                "Create one on the server's website.",
+                "Type one of your access tokens.",
+                "The token you sign in to Messenger with. The server's operator creates them \
+                 (`relive-server token new YOUR-EMAIL`).",
             ));
         }
         let Some(ca_file) = self.settings.ca_file.clone() else {
             return Err(missing(
-                "the server's certificate",
-                "Open relive-ca.crt on the \"Trust the server\" page first.",
+                "The server's certificate is not here yet.",
+                "Get it on the \"Trust the server\" page (one click: download from the server).",
             ));
         };
         Ok(SignIn {
@@ -613,9 +695,24 @@ impl UiState {
             generation,
             inspection: Load::Loading,
         });
-        let mut jobs = vec![Job::Inspect { generation, path }];
-        jobs.extend(self.replan());
-        jobs
+        // One job: the worker parses the file once for the inspection and the plan.
+        let plan = match self.replan().pop() {
+            Some(Job::Plan {
+                generation, target, ..
+            }) => Some((generation, target)),
+            _ => None,
+        };
+        vec![Job::Open {
+            generation,
+            path,
+            plan,
+        }]
+    }
+
+    /// Changes a setting the target is made of, then replans.
+    fn change_target(&mut self, change: impl FnOnce(&mut Settings)) -> Vec<Job> {
+        change(&mut self.settings);
+        self.target_changed()
     }
 
     fn target_changed(&mut self) -> Vec<Job> {
@@ -675,6 +772,29 @@ impl UiState {
         };
         self.operation = Operation::Restoring;
         vec![job]
+    }
+
+    fn fetch_ca(&mut self) -> Vec<Job> {
+        if self.trust.ca.is_loading() {
+            return Vec::new();
+        }
+        let Ok(target) = &self.target else {
+            self.trust.ca = Load::Failed(Problem {
+                title: "Which server? Type its address on the \"Patch Messenger\" page first."
+                    .to_owned(),
+                detail: String::new(),
+                hint: None,
+            });
+            return Vec::new();
+        };
+        let url = crate::trust::ca_url(target);
+        let into = self
+            .files_dir
+            .join(format!("relive-ca-{}.crt", target.host));
+        self.settings.ca_file = Some(into.clone());
+        self.trust.ca = Load::Loading;
+        self.trust.import = Load::Empty;
+        vec![Job::FetchCa { url, into }]
     }
 
     fn open_ca(&mut self, path: PathBuf) -> Vec<Job> {
@@ -858,24 +978,42 @@ mod tests {
         }
     }
 
-    /// Opens `path` and answers the inspect and plan jobs with real results.
+    /// The file and plan generations of the one [`Job::Open`] in `jobs`.
+    fn open_generations(jobs: &[Job]) -> (u64, u64) {
+        match jobs {
+            [
+                Job::Open {
+                    generation,
+                    plan: Some((plan_generation, _)),
+                    ..
+                },
+            ] => (*generation, *plan_generation),
+            _ => panic!("{jobs:?}"),
+        }
+    }
+
+    /// Opens `path` and answers the open job with real results, as the worker does.
     fn open_and_plan(state: &mut UiState, path: &str) {
         let jobs = state.apply(Action::Open(path.into()));
-        for job in jobs {
-            let event = match job {
-                Job::Inspect { generation, .. } => WorkerEvent::Inspected {
-                    generation,
-                    result: Ok(opened()),
-                },
-                Job::Plan {
-                    generation, target, ..
-                } => WorkerEvent::Planned {
-                    generation,
-                    result: relive_patcher::plan(&client(), &target).map(Box::new),
-                },
-                other => panic!("unexpected job {other:?}"),
+        let [
+            Job::Open {
+                generation, plan, ..
+            },
+        ] = &jobs[..]
+        else {
+            panic!("unexpected jobs {jobs:?}")
+        };
+        let inspected = WorkerEvent::Inspected {
+            generation: *generation,
+            result: Ok(opened()),
+        };
+        assert!(state.on_event(inspected).is_empty());
+        if let Some((generation, target)) = plan {
+            let planned = WorkerEvent::Planned {
+                generation: *generation,
+                result: relive_patcher::plan(&client(), target).map(Box::new),
             };
-            assert!(state.on_event(event).is_empty());
+            assert!(state.on_event(planned).is_empty());
         }
     }
 
@@ -907,10 +1045,8 @@ mod tests {
             path: Some("/c/msnmsgr.exe".into()),
         });
         assert!(!s.dialog_open);
-        assert!(
-            matches!(&jobs[..], [Job::Inspect { path, .. }, Job::Plan { .. }]
-            if path == Path::new("/c/msnmsgr.exe"))
-        );
+        assert!(matches!(&jobs[..], [Job::Open { path, plan: Some(_), .. }]
+            if path == Path::new("/c/msnmsgr.exe")));
         assert_eq!(s.settings.last_dir, Some(PathBuf::from("/c")));
     }
 
@@ -933,7 +1069,7 @@ mod tests {
     fn open_without_server_only_inspects() {
         let mut s = with_server("");
         let jobs = s.apply(Action::Open("/c/msnmsgr.exe".into()));
-        assert!(matches!(&jobs[..], [Job::Inspect { .. }]));
+        assert!(matches!(&jobs[..], [Job::Open { plan: None, .. }]));
         assert_eq!(s.plan, Load::Empty);
         assert!(s.file.as_ref().unwrap().inspection.is_loading());
     }
@@ -955,9 +1091,7 @@ mod tests {
     fn failed_inspection_is_explained_and_drops_the_plan() {
         let mut s = with_server("relive.test");
         let jobs = s.apply(Action::Open("/c/readme.txt".into()));
-        let Job::Inspect { generation, .. } = jobs[0] else {
-            panic!("{jobs:?}")
-        };
+        let (generation, plan_generation) = open_generations(&jobs);
         s.on_event(WorkerEvent::Inspected {
             generation,
             result: relive_patcher::inspect(b"hello").map(|inspection| Opened {
@@ -971,12 +1105,9 @@ mod tests {
         };
         assert_eq!(p.title, "This is not an MSN Messenger program or setup.");
         assert_eq!(s.plan, Load::Empty);
-        // The plan answer that was already queued is now stale.
-        let Job::Plan { generation, .. } = jobs[1].clone() else {
-            panic!("{jobs:?}")
-        };
+        // The plan answer that comes after is now stale.
         s.on_event(WorkerEvent::Planned {
-            generation,
+            generation: plan_generation,
             result: Err(PatchError::NoEndpoints {
                 path: String::new(),
             }),
@@ -991,44 +1122,51 @@ mod tests {
         let first = s.apply(Action::Open("/c/old.exe".into()));
         open_and_plan(&mut s, "/c/new.exe");
         let plan = s.plan.clone();
-        for job in first {
-            let event = match job {
-                Job::Inspect { generation, .. } => WorkerEvent::Inspected {
-                    generation,
-                    result: Err(PatchError::NotPe {
-                        reason: "old".into(),
-                    }),
-                },
-                Job::Plan { generation, .. } => WorkerEvent::Planned {
-                    generation,
-                    result: Err(PatchError::NotPe {
-                        reason: "old".into(),
-                    }),
-                },
-                other => panic!("{other:?}"),
-            };
-            s.on_event(event);
-        }
+        let (generation, plan_generation) = open_generations(&first);
+        let old = || PatchError::NotPe {
+            reason: "old".into(),
+        };
+        s.on_event(WorkerEvent::Inspected {
+            generation,
+            result: Err(old()),
+        });
+        s.on_event(WorkerEvent::Planned {
+            generation: plan_generation,
+            result: Err(old()),
+        });
         assert_eq!(s.plan, plan);
         assert!(s.file.as_ref().unwrap().inspection.ready().is_some());
     }
 
     #[test]
-    fn set_server_replans_with_port_and_validates() {
+    fn set_server_replans_with_the_servers_ports_and_validates() {
         let mut s = with_server("");
         s.apply(Action::Open("/c/msnmsgr.exe".into()));
-        let jobs = s.apply(Action::SetServer(" relive.test:8080 ".into()));
+        let jobs = s.apply(Action::SetServer(" relive.test ".into()));
         let [Job::Plan { target, .. }] = &jobs[..] else {
             panic!("{jobs:?}")
         };
+        // relive-server's default ports unless told otherwise.
         assert_eq!(
-            (target.host.as_str(), target.http_port),
-            ("relive.test", 8080)
+            (target.host.as_str(), target.https_port, target.http_port),
+            ("relive.test", 8443, 8080)
         );
+        let jobs = s.apply(Action::SetHttpsPort(443));
+        let [Job::Plan { target, .. }] = &jobs[..] else {
+            panic!("{jobs:?}")
+        };
+        assert_eq!((target.https_port, target.http_port), (443, 8080));
+        assert_eq!(
+            s.ca_url().as_deref(),
+            Some("http://relive.test:8080/relive-ca.crt")
+        );
+        assert!(s.apply(Action::SetHttpPort(0)).is_empty());
+        assert!(s.target.is_err());
+        s.apply(Action::SetHttpPort(8080));
 
         for bad in [
             "https://relive.test",
-            "relive.test:http",
+            "relive.test:8080",
             "relive test",
             "relive.test:0",
         ] {
@@ -1122,7 +1260,7 @@ mod tests {
             host: "relive.test".into(),
         };
         let jobs = s.on_event(WorkerEvent::Patched(Ok(Box::new(done.clone()))));
-        assert!(matches!(&jobs[..], [Job::Inspect { .. }, Job::Plan { .. }]));
+        assert!(matches!(&jobs[..], [Job::Open { plan: Some(_), .. }]));
         assert_eq!(s.operation, Operation::Patched(done));
     }
 
@@ -1166,7 +1304,7 @@ mod tests {
         );
         assert_eq!(s.operation, Operation::Restoring);
         let jobs = s.on_event(WorkerEvent::Restored(Ok("/c/msnmsgr.exe".into())));
-        assert!(matches!(&jobs[..], [Job::Inspect { .. }, Job::Plan { .. }]));
+        assert!(matches!(&jobs[..], [Job::Open { plan: Some(_), .. }]));
         assert!(matches!(s.operation, Operation::Restored { .. }));
     }
 
@@ -1327,7 +1465,98 @@ mod tests {
                 "The file did not check out, so nothing was written.",
             ]
         );
-        assert!(describe(&errors[1]).hint.unwrap().contains("at most 21"));
+        // `messenger.hotmail.com` (21) with no scheme or port: 21 characters of name fit.
+        assert!(
+            describe(&errors[1])
+                .hint
+                .unwrap()
+                .contains("At most 21 characters")
+        );
+    }
+
+    #[test]
+    fn the_server_of_the_patch_page_is_the_companions_until_edited_there() {
+        let mut s = with_server("");
+        assert_eq!(s.settings.companion_server, "");
+        for typed in ["r", "re", "relive.test"] {
+            s.apply(Action::SetServer(typed.into()));
+        }
+        assert_eq!(s.settings.companion_server, "relive.test");
+        // Saved settings from before: an empty companion server starts as the patch server.
+        let old = UiState::new(s.settings.clone(), false);
+        assert_eq!(old.settings.companion_server, "relive.test");
+        // Once edited on its own page, it stays.
+        s.apply(Action::SetCompanionServer("relay.test:1865".into()));
+        s.apply(Action::SetServer("other.test".into()));
+        assert_eq!(s.settings.companion_server, "relay.test:1865");
+    }
+
+    #[test]
+    fn the_certificate_is_downloaded_from_the_servers_http_port() {
+        let mut s = with_server("");
+        assert!(s.apply(Action::FetchCa).is_empty());
+        let Load::Failed(p) = &s.trust.ca else {
+            panic!("{s:?}")
+        };
+        assert!(p.title.contains("Patch Messenger"), "{p:?}");
+        let mut s = with_server("relive.test");
+        s.files_dir = "/app".into();
+        let jobs = s.apply(Action::FetchCa);
+        assert_eq!(
+            jobs,
+            vec![Job::FetchCa {
+                url: "http://relive.test:8080/relive-ca.crt".into(),
+                into: "/app/relive-ca-relive.test.crt".into(),
+            }]
+        );
+        assert!(s.trust.ca.is_loading() && !s.is_idle());
+        assert!(
+            s.apply(Action::FetchCa).is_empty(),
+            "one download at a time"
+        );
+        s.on_event(WorkerEvent::CaLoaded {
+            path: "/app/relive-ca-relive.test.crt".into(),
+            result: Err(CaError::Download {
+                url: "http://relive.test:8080/relive-ca.crt".into(),
+                reason: "refused".into(),
+            }),
+        });
+        let Load::Failed(p) = &s.trust.ca else {
+            panic!("{s:?}")
+        };
+        assert_eq!(p.title, "The certificate could not be downloaded.");
+        // The companion uses the downloaded file.
+        assert_eq!(
+            s.settings.ca_file.as_deref(),
+            Some(Path::new("/app/relive-ca-relive.test.crt"))
+        );
+    }
+
+    #[test]
+    fn missing_companion_fields_are_named_in_plain_words() {
+        let mut s = with_server("");
+        let title = |s: &UiState| s.sign_in().unwrap_err().title;
+        assert_eq!(title(&s), "Which server? Type its name or IP address.");
+        s.apply(Action::SetCompanionServer("relive.test".into()));
+        assert_eq!(title(&s), "Type your handle.");
+        s.apply(Action::SetCompanionHandle("alice@example.com".into()));
+        assert_eq!(title(&s), "Type one of your access tokens.");
+        s.apply(Action::SetCompanionToken(Secret("token".into())));
+        let problem = s.sign_in().unwrap_err();
+        assert_eq!(problem.title, "The server's certificate is not here yet.");
+        assert!(problem.hint.unwrap().contains("Trust the server"));
+        s.settings.ca_file = Some("/app/relive-ca.crt".into());
+        assert!(s.sign_in().is_ok());
+    }
+
+    #[test]
+    fn a_file_patched_for_another_server_is_explained() {
+        let p = describe(&PatchError::PatchedForAnotherServer {
+            path: String::new(),
+            host: "old.test".into(),
+        });
+        assert_eq!(p.title, "This file was already patched for another server.");
+        assert!(p.hint.unwrap().contains("old.test"));
     }
 
     #[test]
@@ -1335,5 +1564,6 @@ mod tests {
         let old: Settings = serde_json::from_str(r#"{"server":"relive.test"}"#).unwrap();
         assert_eq!(old.server, "relive.test");
         assert!(old.registry_file, "new fields take their defaults");
+        assert_eq!((old.https_port, old.http_port), (8443, 8080));
     }
 }

@@ -4,6 +4,8 @@
 //! calls the `notify` callback (the app's `ctx.request_repaint()`) after each one. Jobs run in
 //! order; when several plans are queued (the user is typing a server name) only the last one
 //! runs. Native file dialogs run on their own short-lived thread so they never hold up a patch.
+//! Opening a file reads and parses it once ([`relive_patcher::inspect_and_plan`]); plans for
+//! later keystrokes reuse the bytes read.
 //!
 //! Patching applies *the plan the user saw* to freshly read bytes: if the file changed since,
 //! the patcher reports a mismatch and nothing is written. Then, like
@@ -43,12 +45,14 @@ pub enum Job {
         /// Folder to start in.
         start_dir: Option<PathBuf>,
     },
-    /// Read and inspect a file.
-    Inspect {
+    /// Read a file, inspect it and, with a target, plan it, parsing it once.
+    Open {
         /// Echoed back in [`WorkerEvent::Inspected`].
         generation: u64,
         /// The file.
         path: PathBuf,
+        /// The plan's generation (echoed back in [`WorkerEvent::Planned`]) and target.
+        plan: Option<(u64, Target)>,
     },
     /// Plan a file for a target.
     Plan {
@@ -77,6 +81,14 @@ pub enum Job {
     LoadCa {
         /// The file.
         path: PathBuf,
+    },
+    /// Download the server's CA certificate and save it; answered with
+    /// [`WorkerEvent::CaLoaded`] for `into`.
+    FetchCa {
+        /// `http://host:port/relive-ca.crt`.
+        url: String,
+        /// Where to save it.
+        into: PathBuf,
     },
     /// Import a CA certificate into the user's trusted roots.
     TrustCa {
@@ -323,18 +335,35 @@ fn handle(job: Job, out: &Outbox, cache: &mut Option<Cache>, companion: &mut Opt
                 out.send(WorkerEvent::Picked { pick, path: None });
             }
         }
-        Job::Inspect { generation, path } => {
+        Job::Open {
+            generation,
+            path,
+            plan,
+        } => {
             // Always read afresh: the file may have been patched or restored.
             *cache = None;
-            let result = cached(cache, &path).and_then(|bytes| {
-                let inspection = relive_patcher::inspect(&bytes)?;
-                Ok(Opened {
+            let target = plan.as_ref().map(|(_, target)| target);
+            let examined = cached(cache, &path).and_then(|bytes| {
+                let (inspection, planned) = relive_patcher::inspect_and_plan(&bytes, target)?;
+                let opened = Opened {
                     inspection,
                     size: bytes.len() as u64,
                     has_backup: backup_path(&path).is_file(),
-                })
+                };
+                Ok((opened, planned))
             });
+            let (result, planned) = match examined {
+                Ok((opened, planned)) => (Ok(opened), planned),
+                // The reducer drops the plan when the inspection failed.
+                Err(e) => (Err(e), None),
+            };
             out.send(WorkerEvent::Inspected { generation, result });
+            if let (Some((generation, _)), Some(result)) = (plan, planned) {
+                out.send(WorkerEvent::Planned {
+                    generation,
+                    result: result.map(Box::new),
+                });
+            }
         }
         Job::Plan {
             generation,
@@ -362,6 +391,10 @@ fn handle(job: Job, out: &Outbox, cache: &mut Option<Cache>, companion: &mut Opt
         Job::LoadCa { path } => {
             let result = trust::read_ca(&path);
             out.send(WorkerEvent::CaLoaded { path, result });
+        }
+        Job::FetchCa { url, into } => {
+            let result = trust::download_ca(&url, &into);
+            out.send(WorkerEvent::CaLoaded { path: into, result });
         }
         Job::TrustCa { path } => {
             out.send(WorkerEvent::CaTrusted(trust::import(&path)));

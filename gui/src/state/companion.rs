@@ -146,8 +146,8 @@ impl CompanionState {
                     "The server refused the handle or token.",
                     "the relay rejected the access token",
                     Some(
-                        "Check your handle, and create a new access token on the server's \
-                         website if this one was revoked.",
+                        "Check your handle and token. A revoked token stops working: ask the \
+                         server's operator for a new one (`relive-server token new`).",
                     ),
                 ));
             }
@@ -156,8 +156,8 @@ impl CompanionState {
                     "The companion could not start.",
                     detail,
                     Some(
-                        "Check the server address and the certificate file (Trust the server \
-                         page).",
+                        "Check the server address, and the certificate on the \"Trust the \
+                         server\" page.",
                     ),
                 ));
             }

@@ -51,7 +51,7 @@ pub fn page(ui: &mut egui::Ui, state: &UiState, actions: &mut Vec<Action>) {
             ui.label("Certificate");
             match &state.settings.ca_file {
                 Some(path) => ui.label(RichText::new(path.display().to_string()).monospace()),
-                None => ui.label("open it on the \"Trust the server\" page"),
+                None => ui.label("get it on the \"Trust the server\" page"),
             };
             ui.end_row();
         });

@@ -104,7 +104,9 @@ pub(crate) fn problem(ui: &mut egui::Ui, problem: &Problem) {
         if let Some(hint) = &problem.hint {
             ui.label(hint);
         }
-        ui.label(RichText::new(&problem.detail).small().weak());
+        if !problem.detail.is_empty() {
+            ui.label(RichText::new(&problem.detail).small().weak());
+        }
     });
 }
 

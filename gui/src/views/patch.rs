@@ -1,6 +1,7 @@
 //! The main page: choose the client, type the server, review the changes, patch (or restore).
 
 use eframe::egui::{self, RichText};
+use relive_patcher::scan::Endpoint;
 use relive_patcher::{FileKind, Inspection, PeReport, Plan, Reason};
 
 use super::{SUCCESS, notice, problem, size, step};
@@ -70,7 +71,10 @@ fn summary(inspection: &Inspection, bytes: u64) -> String {
         None => inspection.kind.to_string(),
     };
     if hits == 0 {
-        text.push_str(", no MSN server address left in it");
+        match inspection.files.iter().find_map(PeReport::patched_for) {
+            Some(host) => text.push_str(&format!(", patched: points at {host}")),
+            None => text.push_str(", no MSN server address left in it"),
+        }
     }
     if !inspection.members.is_empty() {
         text.push_str(&format!(", {} files inside", inspection.members.len()));
@@ -87,16 +91,46 @@ fn build_name(file: &PeReport) -> String {
     }
 }
 
+/// A port setting: its label, value, and the action that changes it.
+type PortField = (&'static str, u16, fn(u16) -> Action);
+
+/// One row of a strings table: the member, the service, the string, its offset.
+type StringRow<'a> = (&'a str, Endpoint, &'a str, u64);
+
+/// The MSN server addresses found, or, once patched, where the file points now.
 fn found_table(ui: &mut egui::Ui, inspection: &Inspection) {
-    let hits: usize = inspection.files.iter().map(|f| f.hits.len()).sum();
-    if hits == 0 {
-        return;
+    let mut found: Vec<StringRow<'_>> = Vec::new();
+    let mut points: Vec<StringRow<'_>> = Vec::new();
+    for file in &inspection.files {
+        let name = if file.path.is_empty() {
+            "the file"
+        } else {
+            file.path.as_str()
+        };
+        found.extend(
+            file.hits
+                .iter()
+                .map(|h| (name, h.endpoint, h.string.as_str(), h.offset)),
+        );
+        points.extend(
+            file.points_to
+                .iter()
+                .map(|r| (name, r.endpoint, r.string.as_str(), r.offset)),
+        );
     }
-    egui::CollapsingHeader::new(format!("Server addresses found: {hits}"))
-        .id_salt("found")
+    if !found.is_empty() {
+        strings_table(ui, "found", "Server addresses found", &found);
+    } else if !points.is_empty() {
+        strings_table(ui, "points", "Where it points now", &points);
+    }
+}
+
+fn strings_table(ui: &mut egui::Ui, id: &str, heading: &str, rows: &[StringRow<'_>]) {
+    egui::CollapsingHeader::new(format!("{heading}: {}", rows.len()))
+        .id_salt(id)
         .default_open(true)
         .show(ui, |ui| {
-            egui::Grid::new("hits")
+            egui::Grid::new(id)
                 .striped(true)
                 .num_columns(4)
                 .spacing([16.0, 4.0])
@@ -105,19 +139,12 @@ fn found_table(ui: &mut egui::Ui, inspection: &Inspection) {
                         ui.label(RichText::new(title).strong());
                     }
                     ui.end_row();
-                    for file in &inspection.files {
-                        let name = if file.path.is_empty() {
-                            "the file"
-                        } else {
-                            file.path.as_str()
-                        };
-                        for hit in &file.hits {
-                            ui.label(name);
-                            ui.label(hit.endpoint.to_string());
-                            ui.label(RichText::new(&hit.string).monospace());
-                            ui.label(RichText::new(format!("{:#x}", hit.offset)).weak());
-                            ui.end_row();
-                        }
+                    for (name, endpoint, string, offset) in rows {
+                        ui.label(*name);
+                        ui.label(endpoint.to_string());
+                        ui.label(RichText::new(*string).monospace());
+                        ui.label(RichText::new(format!("{offset:#x}")).weak());
+                        ui.end_row();
                     }
                 });
         });
@@ -138,18 +165,15 @@ fn server(ui: &mut egui::Ui, state: &UiState, actions: &mut Vec<Action>) {
     });
     match &state.target {
         Ok(target) => {
-            let port = format!(" (website on port {})", target.http_port);
-            ui.label(
-                RichText::new(format!("Messenger will connect to {}{port}.", target.host)).weak(),
-            );
+            ui.label(RichText::new("Messenger will connect to").weak());
+            for line in target.summary() {
+                ui.label(RichText::new(format!("  • {line}")).weak());
+            }
         }
         Err(_) if state.settings.server.trim().is_empty() => {
             ui.label(
-                RichText::new(
-                    "Type the name or IP address of the server (ask its operator). Add :port if \
-                     its website is not on port 80/443.",
-                )
-                .weak(),
+                RichText::new("Type the name or IP address of the server (ask its operator).")
+                    .weak(),
             );
         }
         Err(p) => {
@@ -157,14 +181,50 @@ fn server(ui: &mut egui::Ui, state: &UiState, actions: &mut Vec<Action>) {
             ui.label(RichText::new(p.detail.as_str()).color(color));
         }
     }
+    egui::CollapsingHeader::new("Server ports")
+        .id_salt("ports")
+        .show(ui, |ui| {
+            ui.label(
+                RichText::new(
+                    "relive-server's defaults. Change them only if the server was started with \
+                     other --https or --http ports.",
+                )
+                .weak(),
+            );
+            ui.add_enabled_ui(!running, |ui| {
+                ui.horizontal(|ui| {
+                    let ports: [PortField; 2] = [
+                        (
+                            "HTTPS (sign-in)",
+                            state.settings.https_port,
+                            Action::SetHttpsPort,
+                        ),
+                        (
+                            "HTTP (MsgrConfig, certificate)",
+                            state.settings.http_port,
+                            Action::SetHttpPort,
+                        ),
+                    ];
+                    for (label, mut port, action) in ports {
+                        ui.label(label);
+                        if ui
+                            .add(egui::DragValue::new(&mut port).range(1..=u16::MAX))
+                            .changed()
+                        {
+                            actions.push(action(port));
+                        }
+                    }
+                });
+            });
+        });
     ui.add_space(4.0);
     ui.add_enabled_ui(!running, |ui| {
         let mut http = state.settings.http_login;
         if ui
             .checkbox(&mut http, "Sign in over plain HTTP")
             .on_hover_text(
-                "For Windows XP and older, which cannot speak modern HTTPS. The password or \
-                 token then travels unencrypted: use it on a LAN or VPN.",
+                "For Windows XP and older, which cannot speak modern HTTPS; no certificate is \
+                 needed then. The token travels unencrypted: use it on a LAN or VPN.",
             )
             .changed()
         {
@@ -257,6 +317,14 @@ fn plan_table(ui: &mut egui::Ui, plan: &Plan) {
                     }
                 }
             });
+    }
+    let destinations = plan.destinations();
+    if !destinations.is_empty() {
+        ui.add_space(4.0);
+        ui.label(RichText::new("The patched Messenger will use:").strong());
+        for d in &destinations {
+            ui.label(RichText::new(format!("- {} ({})", d.address, d.endpoint)).monospace());
+        }
     }
     if !plan.registry.is_empty() {
         ui.add_space(4.0);
@@ -414,8 +482,9 @@ fn patched(ui: &mut egui::Ui, done: &Patched, actions: &mut Vec<Action>) {
             None => {}
         }
         ui.label(
-            "Next: start Messenger and sign in with your e-mail address and an access token \
-             from the server's website.",
+            "Next: trust the server's certificate (the \"Trust the server\" page; not needed \
+             when signing in over plain HTTP), then start Messenger and sign in with your \
+             e-mail address and an access token (the server's operator creates them).",
         );
         if ui.small_button("OK").clicked() {
             actions.push(Action::Dismiss);

@@ -1,5 +1,5 @@
-//! The certificate page: open the server's CA certificate, check its fingerprint, trust it
-//! (Windows) or read how to (elsewhere).
+//! The certificate page: download the server's CA certificate (or open a copy), check its
+//! fingerprint, trust it (Windows) or read how to (elsewhere).
 
 use eframe::egui::{self, RichText};
 
@@ -16,16 +16,46 @@ pub fn page(ui: &mut egui::Ui, state: &UiState, actions: &mut Vec<Action>) {
          (Not needed with \"Sign in over plain HTTP\".)",
     );
     step(ui, 1, "Get the server's certificate");
-    ui.label("On the server, run:");
-    ui.label(RichText::new("relive-server cert export relive-ca.crt").monospace());
-    ui.label("and copy relive-ca.crt to this computer.");
-    step(ui, 2, "Open it");
-    if ui
-        .add_enabled(!state.dialog_open, egui::Button::new("Choose certificate…"))
-        .clicked()
-    {
-        actions.push(Action::BrowseCa);
+    let busy = state.trust.ca.is_loading();
+    match state.ca_url() {
+        Some(url) => {
+            ui.horizontal_wrapped(|ui| {
+                if ui
+                    .add_enabled(!busy, egui::Button::new("Download it from the server"))
+                    .clicked()
+                {
+                    actions.push(Action::FetchCa);
+                }
+                ui.label(RichText::new(url).monospace().weak());
+            });
+        }
+        None => {
+            ui.label(
+                RichText::new(
+                    "Type your server's address on the \"Patch Messenger\" page, then download \
+                     the certificate from here.",
+                )
+                .weak(),
+            );
+        }
     }
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Or open a copy:");
+        if ui
+            .add_enabled(
+                !state.dialog_open && !busy,
+                egui::Button::new("Choose certificate…"),
+            )
+            .clicked()
+        {
+            actions.push(Action::BrowseCa);
+        }
+        ui.label(
+            RichText::new("(on the server: relive-server cert export relive-ca.crt)")
+                .monospace()
+                .weak(),
+        );
+    });
     if let Some(path) = &state.settings.ca_file {
         ui.label(RichText::new(path.display().to_string()).monospace());
     }
@@ -41,7 +71,11 @@ pub fn page(ui: &mut egui::Ui, state: &UiState, actions: &mut Vec<Action>) {
         }
         Load::Ready(ca) => ca,
     };
-    ui.label("SHA-256 fingerprint (compare it with the one the server's operator gives you):");
+    step(ui, 2, "Check it");
+    ui.label(
+        "SHA-256 fingerprint: compare it with the one relive-server prints when it starts \
+         (\"certificate authority … (SHA-256 …)\"), or that its operator gives you:",
+    );
     ui.label(RichText::new(&ca.sha256).monospace().small());
     if ca.count > 1 {
         ui.label(format!(
