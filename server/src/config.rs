@@ -23,9 +23,11 @@ pub const DEFAULT_DATA_DIR: &str = "./relive-data";
 pub const DEFAULT_NS_PORT: u16 = 1863;
 /// Default switchboard port.
 pub const DEFAULT_SB_PORT: u16 = 1864;
-/// Default HTTP port.
+/// Default HTTP port. relive-patch writes the same into clients' `http://` URLs (the port plan
+/// in README "Ports"; the test `fit::the_patcher_defaults_are_the_server_defaults` keeps them
+/// equal).
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
-/// Default HTTPS port.
+/// Default HTTPS port, written into patched clients' nexus URL likewise.
 pub const DEFAULT_HTTPS_PORT: u16 = 8443;
 /// Default NS idle timeout: five minutes without a byte (clients ping every ~50 s).
 pub const DEFAULT_NS_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
