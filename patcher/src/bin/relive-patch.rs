@@ -321,3 +321,46 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_defaults_to_the_servers_ports() {
+        Cli::command().debug_assert();
+        let cli = Cli::parse_from(["relive-patch", "plan", "msnmsgr.exe", "--server", "h.test"]);
+        let Command::Plan { target, .. } = cli.command else {
+            panic!("{cli:?}")
+        };
+        let target = target.target().unwrap();
+        assert_eq!((target.https_port, target.http_port), (8443, 8080));
+        assert!(
+            Cli::try_parse_from(["relive-patch", "plan", "f", "-s", "h", "--https-port", "0"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_name_that_does_not_fit_is_told_how_much_room_there_is() {
+        let client = relive_patcher::synth::msn6_client();
+        let host = "a-much-too-long.relive.example";
+        let err = relive_patcher::plan(&client, &Target::new(host).unwrap()).unwrap_err();
+        let (code, hint) = classify(&err, Some(host));
+        assert_eq!(code, 6);
+        // messenger.hotmail.com: 21 characters, no scheme or port around the name.
+        assert!(
+            hint.unwrap()
+                .starts_with("at most 21 characters of server name fit there"),
+            "{err}"
+        );
+        let patched = PatchError::PatchedForAnotherServer {
+            path: String::new(),
+            host: "old.test".into(),
+        };
+        assert_eq!(classify(&patched, None).0, 10);
+        assert!(patched.to_string().contains("already points at old.test"));
+    }
+}
