@@ -251,14 +251,17 @@ pub fn describe(err: &PatchError) -> Problem {
                 .next()
                 .map_or(0, str::len);
             let room = max_len.saturating_sub(new_len.saturating_sub(host_len));
+            let mut hint = format!(
+                "At most {room} characters of server name fit there: use the server's IP \
+                 address or a shorter alias."
+            );
+            if replacement.contains("://") {
+                hint.push_str(" (With HTTPS on port 443 and HTTP on 80 there is room for 5 more.)");
+            }
             Problem {
                 title: "The server name is too long for this client.".into(),
                 detail: err.to_string(),
-                hint: Some(format!(
-                    "At most {room} characters of server name fit there: use the server's IP \
-                     address or a shorter alias. (With HTTPS on port 443 and HTTP on 80 there \
-                     is room for 5 more.)"
-                )),
+                hint: Some(hint),
             }
         }
         PatchError::PatchedForAnotherServer { host, .. } => Problem::new(

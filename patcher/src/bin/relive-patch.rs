@@ -254,16 +254,25 @@ fn classify(err: &PatchError, host: Option<&str>) -> (u8, Option<String>) {
     let hint = match (err, host) {
         (
             PatchError::DoesNotFit {
-                new_len, max_len, ..
+                new_len,
+                max_len,
+                replacement,
+                ..
             },
             Some(host),
         ) => {
             let room = max_len.saturating_sub(new_len.saturating_sub(host.len()));
-            Some(format!(
+            let mut hint = format!(
                 "at most {room} characters of server name fit there (an IP address or a \
-                 shorter alias?); serving HTTPS on 443 and HTTP on 80 (--https-port 443 \
-                 --http-port 80) leaves room for 5 more"
-            ))
+                 shorter alias?)"
+            );
+            if replacement.contains("://") {
+                hint.push_str(
+                    "; serving HTTPS on 443 and HTTP on 80 (--https-port 443 --http-port 80) \
+                     leaves room for 5 more",
+                );
+            }
+            Some(hint)
         }
         _ => hint.map(str::to_owned),
     };
@@ -351,10 +360,28 @@ mod tests {
         let (code, hint) = classify(&err, Some(host));
         assert_eq!(code, 6);
         // messenger.hotmail.com: 21 characters, no scheme or port around the name.
-        assert!(
-            hint.unwrap()
-                .starts_with("at most 21 characters of server name fit there"),
+        assert_eq!(
+            hint.as_deref(),
+            Some(
+                "at most 21 characters of server name fit there (an IP address or a shorter alias?)"
+            ),
             "{err}"
+        );
+        // In a URL the ports take room too.
+        let url = PatchError::DoesNotFit {
+            path: String::new(),
+            offset: 0,
+            original: "https://nexus.passport.com/rdr/pprdr.asp".into(),
+            replacement: "https://twenty-six-characters.test:8443/nexus".into(),
+            new_len: 44,
+            max_len: 40,
+        };
+        let hint = classify(&url, Some("twenty-six-characters.test"))
+            .1
+            .unwrap();
+        assert!(
+            hint.starts_with("at most 22 characters") && hint.ends_with("room for 5 more"),
+            "{hint}"
         );
         let patched = PatchError::PatchedForAnotherServer {
             path: String::new(),
