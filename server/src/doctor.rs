@@ -24,9 +24,12 @@ use crate::tls::CertPaths;
 /// How long one network check waits.
 const NET_TIMEOUT: Duration = Duration::from_secs(3);
 /// Free space below which the data directory's disk is a problem.
+#[cfg(unix)]
 const MIN_FREE_BYTES: u64 = 200 * 1024 * 1024;
-/// Descriptors a server needs besides its connections (as `serve` reckons).
-const FD_RESERVE: u64 = 64;
+/// Descriptors a server needs besides its client connections (listeners, database, relay,
+/// epoll, log): `serve` raises its limit, and this checks it, with these on top.
+#[cfg(unix)]
+pub const FD_RESERVE: u64 = 64;
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,8 +105,11 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
     checks.push(certificate_names(&certs, host));
     checks.push(clock(&certs));
     checks.push(relay(settings));
+    // Free space and descriptor limits are read through POSIX calls (not checked on Windows).
+    #[cfg(unix)]
     checks.push(disk(&settings.data_dir));
     checks.push(key_permissions(&settings.data_dir.join(KEY_FILE)));
+    #[cfg(unix)]
     checks.push(fd_limit(settings.max_connections));
     checks
 }
@@ -346,6 +352,7 @@ fn relay(settings: &Settings) -> Check {
     }
 }
 
+#[cfg(unix)]
 fn disk(dir: &Path) -> Check {
     const NAME: &str = "disk space";
     match rustix::fs::statvfs(dir) {
@@ -395,6 +402,7 @@ fn key_permissions(key: &Path) -> Check {
     }
 }
 
+#[cfg(unix)]
 fn fd_limit(max_connections: usize) -> Check {
     const NAME: &str = "open-file limit";
     use rustix::process::{Resource, getrlimit};

@@ -562,14 +562,16 @@ fn public_host_line(host: &str) -> String {
     }
 }
 
-/// Descriptors the server needs besides its client connections (listeners, database, relay,
-/// epoll, log).
-const FD_RESERVE: u64 = 64;
-
 /// Raises the open-file soft limit to the hard limit (every connection is a descriptor; the
 /// usual soft limit of 1024 would cap the server near 1000 users whatever `max_connections`
-/// says), and warns when `max_connections` still does not fit.
+/// says), and warns when `max_connections` still does not fit. (Windows has no such limit.)
+#[cfg(not(unix))]
+const fn raise_fd_limit(_max_connections: usize) {}
+
+/// See the other `raise_fd_limit`.
+#[cfg(unix)]
 fn raise_fd_limit(max_connections: usize) {
+    use relive_server::doctor::FD_RESERVE;
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+#[cfg(feature = "legacy-tls")]
 use super::legacy::{LegacyCertPaths, LegacyTls, ensure_certificates, serve_legacy_connection};
 use super::tls::{acceptor, serve_https_connection};
 use super::{HttpService, serve_connection};
@@ -769,6 +770,7 @@ async fn cancel_closes_idle_keep_alive_connections() {
     server.stop().await;
 }
 
+#[cfg(feature = "legacy-tls")]
 #[tokio::test]
 async fn the_legacy_listener_speaks_tls10_with_3des_and_rsa_key_exchange() {
     let server = Server::start(PassportSettings::default()).await;
