@@ -94,6 +94,9 @@ struct ListenArgs {
     /// HTTPS bind address.
     #[arg(long, value_name = "ADDR")]
     https: Option<SocketAddr>,
+    /// Prometheus `/metrics` bind address, or `off` (default 127.0.0.1:9863: this host only).
+    #[arg(long, value_name = "ADDR|off")]
+    metrics: Option<String>,
     /// Host name or IP clients are told to connect to.
     #[arg(long, value_name = "HOST")]
     public_host: Option<String>,
@@ -293,6 +296,7 @@ impl ListenArgs {
             sb: self.sb,
             http: self.http,
             https: self.https,
+            metrics: self.metrics.clone(),
             public_host: self.public_host.clone(),
         }
     }
@@ -508,10 +512,26 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let metrics_listener = match settings.metrics {
+        Some(addr) => {
+            let listener = bind(addr, "metrics").await?;
+            println!("metrics listening on {}", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
     // Registered before the ready line: a supervisor may signal as soon as it sees it.
     let signals = Signals::register();
     println!("{}", public_host_line(&settings.public_host));
     let shutdown = CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        let (metrics, stop) = (std::sync::Arc::clone(&ctx.metrics), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = relive_server::metrics::serve(metrics, listener, stop).await {
+                tracing::error!(%error, "the metrics listener failed");
+            }
+        });
+    }
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         match signals.wait().await {

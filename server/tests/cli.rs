@@ -116,6 +116,7 @@ impl Serving {
             .arg(data_dir)
             .args(["serve", "--ns", "127.0.0.1:0", "--sb", "127.0.0.1:0"])
             .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(["--metrics", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .env("RELIVE_BCRYPT_COST", "4")

@@ -34,6 +34,7 @@ use tracing::{Span, info, warn};
 
 use super::{Auth, NsService, User};
 use crate::hub::ListView;
+use crate::metrics::{LoginMethod, LoginResult};
 use crate::net::conn::Replies;
 use crate::passport::tickets::t_part;
 use crate::secret::Secret as StoreSecret;
@@ -155,10 +156,19 @@ impl NsService {
                     }
                     Auth::Idle => return Self::fail(trid, out),
                 };
+                let method = match &auth {
+                    Auth::Md5 { .. } | Auth::Idle => LoginMethod::Md5,
+                    Auth::Ctp { .. } => LoginMethod::Ctp,
+                    Auth::Twn { .. } => LoginMethod::Twn,
+                };
                 let limiter = std::sync::Arc::clone(self.ctx.passport.rate_limiter());
                 let ip = self.peer.ip();
                 if let Err(refused) = limiter.check(handle.as_str(), ip, self.ctx.passport.now()) {
                     info!(trid = trid.0, %refused, "login refused by the rate limiter");
+                    self.ctx
+                        .passport
+                        .logins()
+                        .record(method, LoginResult::Refused);
                     return Self::fail(trid, out);
                 }
                 let mut ticket_t = None;
@@ -181,17 +191,21 @@ impl NsService {
                     }
                     Auth::Idle => Ok(None),
                 };
+                let logins = self.ctx.passport.logins();
                 match verified {
                     Ok(Some(state)) => {
                         limiter.record_success(handle.as_str());
+                        logins.record(method, LoginResult::Ok);
                         self.logged_in(trid, state, ticket_t.as_deref(), caps, out);
                     }
                     Ok(None) => {
                         limiter.record_failure(handle.as_str(), ip, self.ctx.passport.now());
+                        logins.record(method, LoginResult::Failed);
                         info!(trid = trid.0, "login failed");
                         Self::fail(trid, out);
                     }
                     Err(error) => {
+                        logins.record(method, LoginResult::Error);
                         warn!(%error, "login check failed");
                         Self::fail(trid, out);
                     }

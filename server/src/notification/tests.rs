@@ -4,6 +4,7 @@
 
 use tokio::time::{Duration, Instant};
 
+use crate::metrics::{LoginMethod, LoginResult};
 use crate::testing::{Harness, account, context, md5hex};
 
 fn strip<'a>(line: &'a str, prefix: &str) -> &'a str {
@@ -758,6 +759,12 @@ async fn repeated_login_failures_are_refused_like_a_bad_secret() {
         refused,
         Err(crate::passport::LoginError::Refused(_))
     ));
+    // Counted by method and result.
+    let logins = ctx.passport.logins();
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Failed), 2);
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Refused), 1);
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Ok), 0);
+    assert_eq!(logins.count(LoginMethod::Passport, LoginResult::Refused), 1);
 }
 
 #[tokio::test]

@@ -37,3 +37,6 @@ mod remote_relay;
 
 /// What each client generation sends to the Passport endpoints, replayed byte for byte.
 mod real_clients;
+
+/// `/metrics` scraped while clients log in, fail, chat and leave: the numbers move.
+mod metrics;
