@@ -844,12 +844,15 @@ async fn logins_never_log_the_password_the_token_or_the_ticket() {
     let token = server.alice_token.expose().to_owned();
     server.stop().await;
 
-    let logs = capture.text();
-    // The capture works: the outcomes are logged, with the handle.
-    assert!(logs.contains("passport login failed"), "{logs}");
-    assert!(logs.contains("passport login succeeded"), "{logs}");
-    assert!(logs.contains("alice@example.com"));
-    for secret in [password, &token, &t_part, "Passport1.4"] {
-        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    // Both log formats: the text `serve` writes by default and `--log-format json`.
+    for logs in [capture.text(), capture.json()] {
+        // The capture works: the outcomes are logged, with the handle.
+        assert!(logs.contains("passport login failed"), "{logs}");
+        assert!(logs.contains("passport login succeeded"), "{logs}");
+        assert!(logs.contains("alice@example.com"));
+        for secret in [password, &token, &t_part, "Passport1.4"] {
+            assert!(!logs.contains(secret), "{secret} appears in the logs");
+        }
     }
+    assert!(capture.json().starts_with('{'));
 }
