@@ -103,6 +103,11 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
     }
     let certs = CertPaths::in_data_dir(&settings.data_dir);
     checks.push(certificate_names(&certs, host));
+    checks.push(ca_certificate("CA certificate", &certs.ca_cert));
+    if settings.passport.legacy_tls.is_some() {
+        let legacy = crate::http::legacy::LegacyCertPaths::in_data_dir(&settings.data_dir);
+        checks.push(ca_certificate("legacy CA certificate", &legacy.ca_cert));
+    }
     checks.push(clock(&certs));
     checks.push(relay(settings));
     // Free space and descriptor limits are read through POSIX calls (not checked on Windows).
@@ -112,6 +117,17 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
     #[cfg(unix)]
     checks.push(fd_limit(settings.max_connections));
     checks
+}
+
+/// The container health check: whether the NS on this host answers an MSNP `VER` (at its
+/// bind address, or at loopback when it listens on every address).
+pub async fn health(settings: &Settings) -> Check {
+    let ip = match settings.ns.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    ns(&ip.to_string(), settings.ns.port()).await
 }
 
 fn public_host(host: &str) -> Check {
@@ -301,6 +317,39 @@ fn certificate_names(certs: &CertPaths, host: &str) -> Check {
             NAME,
             "no server certificate yet",
             "run `relive-server serve` once",
+        ),
+    }
+}
+
+/// The CA clients must have imported: present, and its SHA-1 thumbprint (what Windows' and
+/// most browsers' certificate dialogs show) to compare with the one installed on a client.
+fn ca_certificate(name: &str, path: &Path) -> Check {
+    let fix = "run `relive-server serve` once to create it; clients then import the file \
+               `relive-server cert export FILE` writes";
+    let pem = match std::fs::read(path) {
+        Ok(pem) => pem,
+        Err(e) => return Check::problem(name, format!("{}: {e}", path.display()), fix),
+    };
+    match rustls_pemfile::certs(&mut pem.as_slice()).next() {
+        Some(Ok(der)) => {
+            let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+            let thumbprint: Vec<String> =
+                digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+            Check::ok(
+                name,
+                format!(
+                    "{} (SHA-1 {}): clients must trust this one; `relive-server cert export \
+                     FILE` copies it",
+                    path.display(),
+                    thumbprint.join(":")
+                ),
+            )
+        }
+        _ => Check::problem(
+            name,
+            format!("{} holds no certificate", path.display()),
+            "move it away and restart the server: it makes a new CA (clients must then \
+             import the new one)",
         ),
     }
 }

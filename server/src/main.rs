@@ -57,6 +57,9 @@ enum Command {
     /// Check, from this host, what usually stops clients from connecting (run it while the
     /// server runs, with the same flags).
     Doctor(ListenArgs),
+    /// Exit 0 if the server on this host answers an MSNP `VER` on its NS port (for container
+    /// and service-manager health checks).
+    Health(ListenArgs),
     /// Write a consistent copy of the database to FILE (safe while the server runs).
     Backup {
         /// Destination file (replaced only once the copy is complete and checked).
@@ -251,6 +254,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 bail!("{problems} problem(s) found");
             }
             println!("no problems found");
+            Ok(())
+        }
+        Command::Health(listen) => {
+            let settings = settings(cli.data_dir, &listen.overrides())?;
+            let check = relive_server::doctor::health(&settings).await;
+            println!("{check}");
+            if !check.is_ok() {
+                bail!("unhealthy");
+            }
             Ok(())
         }
         Command::Cert(CertCommand::Export { file }) => {

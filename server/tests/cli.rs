@@ -468,8 +468,51 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
                 .contains("PROBLEM  certificate names: the server certificate is for 127.0.0.1"),
         "{report}"
     );
+    // The CA clients import, named with the thumbprint their certificate dialog shows.
+    let ca = data.join("tls").join("relive-ca.crt");
+    let thumbprint = report
+        .lines()
+        .find_map(|l| l.strip_prefix("ok       CA certificate: "))
+        .and_then(|l| l.split_once("(SHA-1 "))
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(t, _)| t.to_owned())
+        .unwrap_or_else(|| panic!("no CA thumbprint in\n{report}"));
+    assert_eq!(thumbprint.len(), 59, "{thumbprint}");
+    match Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+        .arg(&ca)
+        .output()
+    {
+        // `SHA1 Fingerprint=AB:…` (OpenSSL 1.1) or `sha1 Fingerprint=AB:…` (OpenSSL 3).
+        Ok(out) => assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .split_once('=')
+                .map(|(_, t)| t.to_owned()),
+            Some(thumbprint),
+            "openssl sees another thumbprint"
+        ),
+        Err(_) if std::env::var_os("CI").is_some() => panic!("openssl is missing (Debian openssl)"),
+        Err(_) => eprintln!("not comparing the thumbprint: the openssl command is missing"),
+    }
+    // The health check a container runs: the NS answers on this host.
+    let health = |ns: &str| {
+        Command::new(env!("CARGO_BIN_EXE_relive-server"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["health", "--ns", ns])
+            .output()
+            .expect("health runs")
+    };
+    let healthy = health(&ns);
+    assert!(
+        healthy.status.success()
+            && String::from_utf8_lossy(&healthy.stdout).contains("answers VER: VER 1 MSNP8"),
+        "{healthy:?}"
+    );
     let logged = server.stop();
     assert!(!logged.contains("panicked"), "{logged}");
+    assert!(!health(&ns).status.success(), "healthy without a server");
     let output = doctor(&[]);
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -477,6 +520,43 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
             && report.contains("fix: start the server"),
         "{report}"
     );
+
+    // What else goes wrong on hosts: a key others can read, a clock behind the certificates,
+    // an open-file limit below max_connections, a lost CA.
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = data.join("secret.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(data.join("tls").join("server.crt"))
+        .unwrap()
+        .set_modified(ahead)
+        .unwrap();
+    std::fs::write(
+        data.join("relive.toml"),
+        "max_connections = 1000000000\n[relay]\nquic = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    std::fs::remove_file(&ca).unwrap();
+    let output = doctor(&[]);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    for seen in [
+        "PROBLEM  secret.key: readable by others (mode 644)",
+        &format!("fix: chmod 600 {}", key.display()),
+        "PROBLEM  clock: the system clock is behind the server certificate's creation time",
+        "PROBLEM  CA certificate: ",
+    ] {
+        assert!(report.contains(seen), "{seen:?} missing from\n{report}");
+    }
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    if hard.is_some_and(|h| h < 1_000_000_064) {
+        assert!(
+            report.contains("PROBLEM  open-file limit: ")
+                && report.contains("below max_connections 1000000000 + 64"),
+            "{report}"
+        );
+    }
 }
 
 #[test]
@@ -490,10 +570,18 @@ fn the_systemd_unit_verifies_and_runs_the_server_as_installed() {
     assert!(unit.contains(&format!(
         "ExecStart={installed} --data-dir /var/lib/relive serve"
     )));
-    for key in ["DynamicUser=yes", "StateDirectory=relive", "Restart=on-failure"] {
+    for key in [
+        "DynamicUser=yes",
+        "StateDirectory=relive",
+        "Restart=on-failure",
+    ] {
         assert!(unit.contains(key), "{key}");
     }
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         assert!(
             std::env::var_os("CI").is_none(),
             "systemd-analyze is missing (Debian package systemd)"
