@@ -7,10 +7,12 @@
 //! - [`http`]: raw HTTP/1.1 over TLS 1.2 for the Passport 1.4 exchanges.
 //! - [`sb`]: switchboard helpers (open, invite, messages).
 //! - [`netns`]: the NAT testbed; [`p2p`]: MSN P2P/MSNSLP framing for its scripted clients.
+//! - [`dist`]: the release binaries (static Linux, Windows) and running them under wine.
 //!
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
 
 pub mod client;
+pub mod dist;
 pub mod http;
 pub mod netns;
 pub mod p2p;

@@ -40,3 +40,6 @@ mod real_clients;
 
 /// `/metrics` scraped while clients log in, fail, chat and leave: the numbers move.
 mod metrics;
+
+/// The container image: built from scratch with podman, run, an MSNP7 login (podman, musl).
+mod container;
