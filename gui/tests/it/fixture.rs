@@ -45,11 +45,4 @@ pub(crate) fn target_dir() -> PathBuf {
 }
 
 /// Is `program` on the PATH and runnable?
-pub(crate) fn have(program: &str, arg: &str) -> bool {
-    std::process::Command::new(program)
-        .arg(arg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok()
-}
+pub(crate) use crate::dist::have;

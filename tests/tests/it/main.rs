@@ -43,3 +43,6 @@ mod metrics;
 
 /// The container image: built from scratch with podman, run, an MSNP7 login (podman, musl).
 mod container;
+
+/// The Windows relive-server.exe serves an MSNP7 login under wine (mingw-w64, wine64).
+mod windows;
