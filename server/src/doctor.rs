@@ -110,6 +110,7 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
     }
     checks.push(clock(&certs));
     checks.push(relay(settings));
+    checks.extend(relay_ports(settings));
     // Free space and descriptor limits are read through POSIX calls (not checked on Windows).
     #[cfg(unix)]
     checks.push(disk(&settings.data_dir));
@@ -399,6 +400,68 @@ fn relay(settings: &Settings) -> Check {
             "set [relay] public_ip in relive.toml",
         ),
     }
+}
+
+/// The embedded relay's sockets as this host has them: the QUIC port for companion agents
+/// must be held (by the running server), and the TCP range must have free ports to allocate.
+/// Nothing to check when the relay is off or remote, or the OS chooses the ports (port 0).
+fn relay_ports(settings: &Settings) -> Vec<Check> {
+    let relay = &settings.relay;
+    if !relay.enabled || relay.public_ip.is_none() || relay.remote.is_some() {
+        return Vec::new();
+    }
+    let mut checks = Vec::new();
+    if relay.quic.port() != 0 {
+        const NAME: &str = "relay QUIC";
+        checks.push(match std::net::UdpSocket::bind(relay.quic) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Check::ok(
+                NAME,
+                format!(
+                    "UDP {} is held (companion agents connect there)",
+                    relay.quic
+                ),
+            ),
+            Err(e) => Check::problem(
+                NAME,
+                format!("cannot check UDP {}: {e}", relay.quic),
+                "check [relay] quic in relive.toml",
+            ),
+            Ok(_) => Check::problem(
+                NAME,
+                format!(
+                    "nothing listens on UDP {}: companion agents cannot connect",
+                    relay.quic
+                ),
+                "start the server (with the relay on); if it runs, another [relay] quic is in use",
+            ),
+        });
+    }
+    if *relay.ports.start() != 0 {
+        const NAME: &str = "relay ports";
+        let total = relay.ports.clone().count();
+        let free = relay
+            .ports
+            .clone()
+            .filter(|p| std::net::TcpListener::bind((relay.bind_ip, *p)).is_ok())
+            .count();
+        checks.push(if free == 0 {
+            Check::problem(
+                NAME,
+                format!(
+                    "all {total} ports {}-{} are taken by other programs",
+                    relay.ports.start(),
+                    relay.ports.end()
+                ),
+                "choose a free range with [relay] port_min and port_max (and open it)",
+            )
+        } else {
+            Check::ok(
+                NAME,
+                format!("{free} of {total} TCP ports free for transfers"),
+            )
+        });
+    }
+    checks
 }
 
 #[cfg(unix)]

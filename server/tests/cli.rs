@@ -416,11 +416,20 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("relive.toml"),
-        "[relay]\nquic = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
+    // A free UDP port for the relay's QUIC socket, and a free TCP port as its range.
+    let quic = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let range = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let relay = format!(
+        "[relay]\nquic = \"{quic}\"\nbind_ip = \"127.0.0.1\"\nport_min = {range}\nport_max = {range}\n"
+    );
+    std::fs::write(data.join("relive.toml"), &relay).unwrap();
     let (server, printed) = Serving::start(&data, &[]);
     let flag = |what: &str| Serving::address(&printed, what);
     let (ns, sb, http, https) = (flag("NS"), flag("SB"), flag("HTTP"), flag("HTTPS"));
@@ -445,6 +454,8 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
         "ok       HTTPS (Passport login): ",
         "certificate valid for 127.0.0.1",
         "ok       secret.key: mode 600",
+        &format!("ok       relay QUIC: UDP {quic} is held"),
+        "ok       relay ports: 1 of 1 TCP ports free for transfers",
         "ok       disk space: ",
         "ok       open-file limit: ",
     ] {
@@ -517,7 +528,10 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         report.contains("PROBLEM  notification server (MSNP): nothing answers on 127.0.0.1:")
-            && report.contains("fix: start the server"),
+            && report.contains("fix: start the server")
+            && report.contains(&format!(
+                "PROBLEM  relay QUIC: nothing listens on UDP {quic}"
+            )),
         "{report}"
     );
 
@@ -535,9 +549,10 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
         .unwrap();
     std::fs::write(
         data.join("relive.toml"),
-        "max_connections = 1000000000\n[relay]\nquic = \"127.0.0.1:0\"\n",
+        format!("max_connections = 1000000000\n{relay}"),
     )
     .unwrap();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", range));
     std::fs::remove_file(&ca).unwrap();
     let output = doctor(&[]);
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -546,6 +561,7 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
         &format!("fix: chmod 600 {}", key.display()),
         "PROBLEM  clock: the system clock is behind the server certificate's creation time",
         "PROBLEM  CA certificate: ",
+        &format!("PROBLEM  relay ports: all 1 ports {range}-{range} are taken"),
     ] {
         assert!(report.contains(seen), "{seen:?} missing from\n{report}");
     }
