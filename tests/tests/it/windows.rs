@@ -61,7 +61,9 @@ async fn the_windows_server_serves_an_msnp7_login_under_wine() -> anyhow::Result
     let bin = tokio::task::spawn_blocking(|| dist::build("windows")).await??;
     let exe = bin.join("relive-server.exe");
     dist::bcryptprimitives_shim(&bin)?;
-    let prefix = dist::target_dir().join("tmp").join("wineprefix-server");
+    // The prefix the patcher's and the GUI's wine tests use (test binaries run one at a time):
+    // a fresh prefix costs a wineboot.
+    let prefix = dist::target_dir().join("tmp").join("wineprefix");
     std::fs::create_dir_all(&prefix)?;
     let dir = tempfile::tempdir()?;
     std::fs::create_dir(dir.path().join("data"))?;
