@@ -88,6 +88,8 @@ pub struct Config {
     pub http: SocketAddr,
     /// HTTPS bind address.
     pub https: SocketAddr,
+    /// Prometheus `/metrics` bind address, or `"off"`.
+    pub metrics: String,
     /// Host name or IP clients are told to connect to (XFR, nexus, certificate).
     pub public_host: String,
     /// Host handed out in `XFR NS` referrals, if different from `public_host`.
@@ -125,6 +127,7 @@ impl Default for Config {
             sb: any(DEFAULT_SB_PORT),
             http: any(DEFAULT_HTTP_PORT),
             https: any(DEFAULT_HTTPS_PORT),
+            metrics: crate::metrics::DEFAULT_LISTEN.to_owned(),
             public_host: "127.0.0.1".to_owned(),
             ns_referral_host: None,
             bcrypt_cost: crate::store::DEFAULT_BCRYPT_COST,
@@ -155,6 +158,8 @@ pub struct Overrides {
     pub http: Option<SocketAddr>,
     /// `--https`.
     pub https: Option<SocketAddr>,
+    /// `--metrics` (an address or `off`).
+    pub metrics: Option<String>,
     /// `--public-host`.
     pub public_host: Option<String>,
 }
@@ -172,6 +177,8 @@ pub struct Settings {
     pub http: SocketAddr,
     /// HTTPS bind address.
     pub https: SocketAddr,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
     /// Advertised host.
     pub public_host: String,
     /// Host for `XFR NS` referrals (defaults to `public_host`).
@@ -252,7 +259,8 @@ impl Config {
         }
     }
 
-    /// Applies `RELIVE_NS`, `RELIVE_SB`, `RELIVE_HTTP`, `RELIVE_HTTPS`, `RELIVE_PUBLIC_HOST`,
+    /// Applies `RELIVE_NS`, `RELIVE_SB`, `RELIVE_HTTP`, `RELIVE_HTTPS`, `RELIVE_METRICS`,
+    /// `RELIVE_PUBLIC_HOST`,
     /// `RELIVE_NS_REFERRAL_HOST`, `RELIVE_BCRYPT_COST`, `RELIVE_MAX_FL`, `RELIVE_MAX_AL_BL`,
     /// `RELIVE_MAX_CONNECTIONS` and `RELIVE_CHL`, looked up with `lookup`.
     ///
@@ -274,6 +282,9 @@ impl Config {
         }
         if let Some(v) = env_value(lookup, "RELIVE_HTTPS")? {
             self.https = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_METRICS")? {
+            self.metrics = v;
         }
         if let Some(v) = env_value(lookup, "RELIVE_PUBLIC_HOST")? {
             self.public_host = v;
@@ -305,6 +316,9 @@ impl Config {
         self.sb = o.sb.unwrap_or(self.sb);
         self.http = o.http.unwrap_or(self.http);
         self.https = o.https.unwrap_or(self.https);
+        if let Some(metrics) = &o.metrics {
+            self.metrics.clone_from(metrics);
+        }
         if let Some(host) = &o.public_host {
             self.public_host.clone_from(host);
         }
@@ -363,6 +377,13 @@ impl Config {
                 reason: "must be at least 1",
             });
         }
+        let metrics = match self.metrics.trim() {
+            "off" => None,
+            addr => Some(addr.parse().map_err(|_| ConfigError::Invalid {
+                key: "metrics",
+                reason: "must be an address such as 127.0.0.1:9863, or \"off\"",
+            })?),
+        };
         self.passport.validate().map_err(|e| ConfigError::Invalid {
             key: e.key,
             reason: e.reason,
@@ -375,6 +396,7 @@ impl Config {
             sb: self.sb,
             http: self.http,
             https: self.https,
+            metrics,
             ns_referral_host: self
                 .ns_referral_host
                 .unwrap_or_else(|| self.public_host.clone()),
@@ -448,6 +470,10 @@ pub fn default_file_text() -> String {
          # http = \"{http}\"\n\
          # HTTPS (rustls). Env: RELIVE_HTTPS, flag: --https.\n\
          # https = \"{https}\"\n\
+         # Prometheus metrics (GET /metrics), or \"off\". The default answers this host only; a\n\
+         # scraper elsewhere needs e.g. \"0.0.0.0:9863\" (and a firewall that admits only it).\n\
+         # Env: RELIVE_METRICS, flag: --metrics.\n\
+         # metrics = \"{metrics}\"\n\
          \n\
          # Host name or IP address clients are told to connect to; also goes in the certificate.\n\
          # Env: RELIVE_PUBLIC_HOST, flag: --public-host.\n\
@@ -564,6 +590,7 @@ pub fn default_file_text() -> String {
         sb = d.sb,
         http = d.http,
         https = d.https,
+        metrics = d.metrics,
         host = d.public_host,
         cost = d.bcrypt_cost,
         fl = d.max_fl,
@@ -654,6 +681,12 @@ mod tests {
         assert_eq!(s.https.port(), DEFAULT_HTTPS_PORT); // default
         assert_eq!(s.bcrypt_cost, 5);
         assert_eq!(s.ns_referral_host, s.public_host);
+        assert_eq!(s.metrics, Some("127.0.0.1:9863".parse().unwrap()));
+        let off = Overrides {
+            metrics: Some("off".to_owned()),
+            ..Overrides::default()
+        };
+        assert_eq!(resolve(dir.path(), &lookup, &off).unwrap().metrics, None);
     }
 
     #[test]
@@ -664,6 +697,11 @@ mod tests {
         assert!(matches!(
             resolve(dir.path(), &none, &Overrides::default()),
             Err(ConfigError::Parse { .. })
+        ));
+        std::fs::write(dir.path().join(CONFIG_FILE), "metrics = \"localhost\"\n").unwrap();
+        assert!(matches!(
+            resolve(dir.path(), &none, &Overrides::default()),
+            Err(ConfigError::Invalid { key: "metrics", .. })
         ));
         std::fs::write(dir.path().join(CONFIG_FILE), "bcrypt_cost = 99\n").unwrap();
         assert!(matches!(
@@ -711,11 +749,11 @@ mod tests {
             .collect();
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
-        // Every key but the examples: 13 top-level, 8 in [passport], 6 in [passport.nexus],
+        // Every key but the examples: 14 top-level, 8 in [passport], 6 in [passport.nexus],
         // 9 in [relay].
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
-            36
+            37
         );
         // The legacy-TLS examples are valid [passport] keys.
         let legacy: String = text

@@ -12,6 +12,7 @@
 //! - [`demo`]: `serve --demo` accounts.
 //! - [`doctor`]: `relive-server doctor`, the host-side checks of what stops clients connecting.
 //! - [`hub`]: the in-memory registry of online users, presence fan-out and privacy checks.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint and the series it serves.
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
 //!
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod doctor;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod net;
 pub mod notification;
 pub mod passport;
@@ -133,6 +135,8 @@ pub struct Context {
     pub https_tls: Option<tokio_rustls::TlsAcceptor>,
     /// The OpenSSL acceptor for the legacy listener; without it its connections are closed.
     pub legacy_tls: Option<http::legacy::LegacyTls>,
+    /// The series `/metrics` serves ([`metrics::serve`]).
+    pub metrics: Arc<metrics::Metrics>,
     connections: Arc<watch::Sender<usize>>,
 }
 
@@ -181,18 +185,31 @@ impl Context {
             ),
         )?
         .merge(http::routes::certificates(&settings.data_dir));
+        let hub = Arc::new(hub::Hub::new());
+        let outboxes = Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY));
+        let switchboards = Arc::new(switchboard::Switchboards::new());
+        let connections = Arc::new(watch::Sender::new(0));
+        let metrics = Arc::new(metrics::Metrics::new(&metrics::Sources {
+            logins: passport.logins(),
+            store: &store,
+            hub: &hub,
+            outboxes: &outboxes,
+            switchboards: &switchboards,
+            connections: &connections,
+        }));
         Ok(Self {
             settings: Arc::new(settings),
             store,
-            hub: Arc::new(hub::Hub::new()),
-            outboxes: Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY)),
-            switchboards: Arc::new(switchboard::Switchboards::new()),
+            hub,
+            outboxes,
+            switchboards,
             ns_address: Arc::new(std::sync::RwLock::new(ns_address)),
             passport,
             http,
             https_tls: None,
             legacy_tls: None,
-            connections: Arc::new(watch::Sender::new(0)),
+            metrics,
+            connections,
         })
     }
 

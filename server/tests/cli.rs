@@ -122,6 +122,7 @@ impl Serving {
             .arg(data_dir)
             .args(["serve", "--ns", "127.0.0.1:0", "--sb", "127.0.0.1:0"])
             .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(["--metrics", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .env("RELIVE_BCRYPT_COST", "4")
@@ -447,11 +448,20 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("relive.toml"),
-        "[relay]\nquic = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
+    // A free UDP port for the relay's QUIC socket, and a free TCP port as its range.
+    let quic = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let range = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let relay = format!(
+        "[relay]\nquic = \"{quic}\"\nbind_ip = \"127.0.0.1\"\nport_min = {range}\nport_max = {range}\n"
+    );
+    std::fs::write(data.join("relive.toml"), &relay).unwrap();
     let (server, printed) = Serving::start(&data, &[]);
     let flag = |what: &str| Serving::address(&printed, what);
     let (ns, sb, http, https) = (flag("NS"), flag("SB"), flag("HTTP"), flag("HTTPS"));
@@ -476,6 +486,8 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
         "ok       HTTPS (Passport login): ",
         "certificate valid for 127.0.0.1",
         "ok       secret.key: mode 600",
+        &format!("ok       relay QUIC: UDP {quic} is held"),
+        "ok       relay ports: 1 of 1 TCP ports free for transfers",
         "ok       disk space: ",
         "ok       open-file limit: ",
     ] {
@@ -499,15 +511,100 @@ fn doctor_checks_a_running_server_and_names_each_problem_with_its_fix() {
                 .contains("PROBLEM  certificate names: the server certificate is for 127.0.0.1"),
         "{report}"
     );
+    // The CA clients import, named with the thumbprint their certificate dialog shows.
+    let ca = data.join("tls").join("relive-ca.crt");
+    let thumbprint = report
+        .lines()
+        .find_map(|l| l.strip_prefix("ok       CA certificate: "))
+        .and_then(|l| l.split_once("(SHA-1 "))
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(t, _)| t.to_owned())
+        .unwrap_or_else(|| panic!("no CA thumbprint in\n{report}"));
+    assert_eq!(thumbprint.len(), 59, "{thumbprint}");
+    match Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+        .arg(&ca)
+        .output()
+    {
+        // `SHA1 Fingerprint=AB:…` (OpenSSL 1.1) or `sha1 Fingerprint=AB:…` (OpenSSL 3).
+        Ok(out) => assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .split_once('=')
+                .map(|(_, t)| t.to_owned()),
+            Some(thumbprint),
+            "openssl sees another thumbprint"
+        ),
+        Err(_) if std::env::var_os("CI").is_some() => panic!("openssl is missing (Debian openssl)"),
+        Err(_) => eprintln!("not comparing the thumbprint: the openssl command is missing"),
+    }
+    // The health check a container runs: the NS answers on this host.
+    let health = |ns: &str| {
+        Command::new(env!("CARGO_BIN_EXE_relive-server"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["health", "--ns", ns])
+            .output()
+            .expect("health runs")
+    };
+    let healthy = health(&ns);
+    assert!(
+        healthy.status.success()
+            && String::from_utf8_lossy(&healthy.stdout).contains("answers VER: VER 1 MSNP8"),
+        "{healthy:?}"
+    );
     let logged = server.stop();
     assert!(!logged.contains("panicked"), "{logged}");
+    assert!(!health(&ns).status.success(), "healthy without a server");
     let output = doctor(&[]);
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         report.contains("PROBLEM  notification server (MSNP): nothing answers on 127.0.0.1:")
-            && report.contains("fix: start the server"),
+            && report.contains("fix: start the server")
+            && report.contains(&format!(
+                "PROBLEM  relay QUIC: nothing listens on UDP {quic}"
+            )),
         "{report}"
     );
+
+    // What else goes wrong on hosts: a key others can read, a clock behind the certificates,
+    // an open-file limit below max_connections, a lost CA.
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = data.join("secret.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(data.join("tls").join("server.crt"))
+        .unwrap()
+        .set_modified(ahead)
+        .unwrap();
+    std::fs::write(
+        data.join("relive.toml"),
+        format!("max_connections = 1000000000\n{relay}"),
+    )
+    .unwrap();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", range));
+    std::fs::remove_file(&ca).unwrap();
+    let output = doctor(&[]);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    for seen in [
+        "PROBLEM  secret.key: readable by others (mode 644)",
+        &format!("fix: chmod 600 {}", key.display()),
+        "PROBLEM  clock: the system clock is behind the server certificate's creation time",
+        "PROBLEM  CA certificate: ",
+        &format!("PROBLEM  relay ports: all 1 ports {range}-{range} are taken"),
+    ] {
+        assert!(report.contains(seen), "{seen:?} missing from\n{report}");
+    }
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    if hard.is_some_and(|h| h < 1_000_000_064) {
+        assert!(
+            report.contains("PROBLEM  open-file limit: ")
+                && report.contains("below max_connections 1000000000 + 64"),
+            "{report}"
+        );
+    }
 }
 
 #[test]

@@ -8,10 +8,12 @@
 //! - [`sb`]: switchboard helpers (open, invite, messages).
 //! - [`netns`]: the NAT testbed; [`p2p`]: MSN P2P/MSNSLP framing for its scripted clients.
 //! - [`tool`]: the one rule for tests that need a system tool (fail in CI, skip elsewhere).
+//! - [`dist`]: the release binaries (static Linux, Windows) and running them under wine.
 //!
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
 
 pub mod client;
+pub mod dist;
 pub mod http;
 pub mod netns;
 pub mod p2p;

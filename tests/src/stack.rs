@@ -133,6 +133,8 @@ pub struct TestStack {
     pub http: SocketAddr,
     /// HTTPS address.
     pub https: SocketAddr,
+    /// The Prometheus `/metrics` listener (served as `serve` does, on its own listener).
+    pub metrics: SocketAddr,
     /// The server's store (shared with the server), for preparing and inspecting state.
     pub store: Store,
     /// The generated CA certificate (PEM) that signed the HTTPS certificate.
@@ -219,12 +221,20 @@ impl TestStack {
         ctx.https_tls = Some(relive_server::http::tls::acceptor(&cert_paths)?);
         let open = ctx.connections();
         let shutdown = CancellationToken::new();
+        let metrics_listener = bind().await?;
+        let metrics = metrics_listener.local_addr()?;
+        tokio::spawn(relive_server::metrics::serve(
+            std::sync::Arc::clone(&ctx.metrics),
+            metrics_listener,
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(relive_server::run_with(ctx, listeners, shutdown.clone()));
         Ok(Self {
             ns,
             sb,
             http,
             https,
+            metrics,
             store,
             ca_cert,
             data: Some(data),

@@ -36,6 +36,7 @@ use tracing::{Span, info, warn};
 
 use super::{Auth, NsService, User};
 use crate::hub::ListView;
+use crate::metrics::{LoginMethod, LoginResult};
 use crate::net::conn::Replies;
 use crate::passport::LoginFailure;
 use crate::passport::tickets::{TicketError, t_part};
@@ -158,6 +159,11 @@ impl NsService {
                     }
                     Auth::Idle => return Self::fail(trid, out),
                 };
+                let method = match &auth {
+                    Auth::Md5 { .. } | Auth::Idle => LoginMethod::Md5,
+                    Auth::Ctp { .. } => LoginMethod::Ctp,
+                    Auth::Twn { .. } => LoginMethod::Twn,
+                };
                 let limiter = std::sync::Arc::clone(self.ctx.passport.rate_limiter());
                 let ip = self.peer.ip();
                 if let Err(refused) = limiter.check(handle.as_str(), ip, self.ctx.passport.now()) {
@@ -167,6 +173,10 @@ impl NsService {
                         %refused,
                         "login failed"
                     );
+                    self.ctx
+                        .passport
+                        .logins()
+                        .record(method, LoginResult::Refused);
                     return Self::fail(trid, out);
                 }
                 let mut ticket_t = None;
@@ -189,17 +199,21 @@ impl NsService {
                     }
                     Auth::Idle => Ok(Err(LoginFailure::WrongSecret)),
                 };
+                let logins = self.ctx.passport.logins();
                 match verified {
                     Ok(Ok(state)) => {
                         limiter.record_success(handle.as_str());
+                        logins.record(method, LoginResult::Ok);
                         self.logged_in(trid, state, ticket_t.as_deref(), caps, out);
                     }
                     Ok(Err(why)) => {
                         limiter.record_failure(handle.as_str(), ip, self.ctx.passport.now());
+                        logins.record(method, LoginResult::Failed);
                         info!(handle = handle.as_str(), reason = %why, "login failed");
                         Self::fail(trid, out);
                     }
                     Err(error) => {
+                        logins.record(method, LoginResult::Error);
                         warn!(%error, "login check failed");
                         Self::fail(trid, out);
                     }

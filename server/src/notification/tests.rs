@@ -4,6 +4,7 @@
 
 use tokio::time::{Duration, Instant};
 
+use crate::metrics::{LoginMethod, LoginResult};
 use crate::testing::{Harness, account, context, md5hex};
 
 fn strip<'a>(line: &'a str, prefix: &str) -> &'a str {
@@ -226,6 +227,7 @@ async fn wrong_secret_and_unknown_account_fail_alike_and_close() {
 
 #[tokio::test]
 async fn ctp_login_checks_the_token_under_msnp2_only() {
+    let capture = crate::testing::LogCapture::start();
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), |_| {}).await;
     let token = account(&ctx, "alice@example.com", "Alice").await;
@@ -242,6 +244,13 @@ async fn ctp_login_checks_the_token_under_msnp2_only() {
     d.send("VER 1 MSNP3").await;
     assert!(d.send("USR 2 CTP I alice@example.com").await.is_empty());
     assert!(d.is_closed());
+    let logins = ctx.passport.logins();
+    assert_eq!(logins.count(LoginMethod::Ctp, LoginResult::Ok), 1);
+    // The token crossed the wire in clear; neither log format repeats it.
+    for logs in [capture.text(), capture.json()] {
+        assert!(logs.contains("logged in"), "{logs}");
+        assert!(!logs.contains(token.as_str()), "the token is in the logs");
+    }
 }
 
 #[tokio::test]
@@ -763,6 +772,12 @@ async fn repeated_login_failures_are_refused_like_a_bad_secret() {
         refused,
         Err(crate::passport::LoginError::Refused(_))
     ));
+    // Counted by method and result.
+    let logins = ctx.passport.logins();
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Failed), 2);
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Refused), 1);
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Ok), 0);
+    assert_eq!(logins.count(LoginMethod::Passport, LoginResult::Refused), 1);
 }
 
 #[tokio::test]

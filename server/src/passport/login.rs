@@ -22,6 +22,7 @@ use relive_msnp::types::Passport;
 use super::rate_limit::{RateLimiter, Refused};
 use super::settings::PassportSettings;
 use super::tickets::{Ticket, TicketError, TicketStore};
+use crate::metrics::{LoginMethod, LoginResult, Logins};
 use crate::secret::Secret;
 use crate::store::tokens::{TokenCheck, TokenLogin};
 use crate::store::{AccountId, Store, StoreError};
@@ -174,6 +175,7 @@ pub struct PassportService {
     limiter: Arc<RateLimiter>,
     clock: Clock,
     password_over_plain_http: bool,
+    logins: Logins,
 }
 
 impl std::fmt::Debug for PassportService {
@@ -201,7 +203,15 @@ impl PassportService {
             limiter: Arc::new(RateLimiter::new(settings.rate_limit())),
             clock,
             password_over_plain_http: settings.password_over_plain_http,
+            logins: Logins::new(),
         }
+    }
+
+    /// Login attempts by method and result: Passport logins count themselves here, the NS
+    /// counts its `USR` logins (the metrics endpoint reads them).
+    #[must_use]
+    pub fn logins(&self) -> &Logins {
+        &self.logins
     }
 
     /// The current time of this service's clock.
@@ -241,6 +251,23 @@ impl PassportService {
     ///
     /// [`LoginError`].
     pub async fn login(
+        &self,
+        credentials: &Credentials,
+        from: IpAddr,
+        transport: Transport,
+    ) -> Result<Ticket, LoginError> {
+        let outcome = self.check_login(credentials, from, transport).await;
+        let result = match &outcome {
+            Ok(_) => LoginResult::Ok,
+            Err(LoginError::Refused(_)) => LoginResult::Refused,
+            Err(LoginError::Failed(_)) => LoginResult::Failed,
+            Err(LoginError::Store(_)) => LoginResult::Error,
+        };
+        self.logins.record(LoginMethod::Passport, result);
+        outcome
+    }
+
+    async fn check_login(
         &self,
         credentials: &Credentials,
         from: IpAddr,

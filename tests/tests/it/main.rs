@@ -37,3 +37,12 @@ mod remote_relay;
 
 /// What each client generation sends to the Passport endpoints, replayed byte for byte.
 mod real_clients;
+
+/// `/metrics` scraped while clients log in, fail, chat and leave: the numbers move.
+mod metrics;
+
+/// The container image: built from scratch with podman, run, an MSNP7 login (podman, musl).
+mod container;
+
+/// The Windows relive-server.exe serves an MSNP7 login under wine (mingw-w64, wine64).
+mod windows;

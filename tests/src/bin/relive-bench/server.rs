@@ -164,7 +164,7 @@ pub(crate) async fn start(
         Some(bin) => {
             let mut c = Command::new(bin);
             c.arg("--data-dir").arg(&data_dir).arg("serve");
-            for flag in ["--ns", "--sb", "--http", "--https"] {
+            for flag in ["--ns", "--sb", "--http", "--https", "--metrics"] {
                 c.arg(flag).arg("127.0.0.1:0");
             }
             c.arg("--public-host").arg("127.0.0.1");
@@ -326,6 +326,7 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         http: Some(any),
         https: Some(any),
         public_host: Some("127.0.0.1".to_owned()),
+        ..Overrides::default()
     };
     let settings = config::resolve(data_dir, &|k| std::env::var(k).ok(), &overrides)?;
     let (store, _) = relive_server::data_dir::prepare(&settings).await?;
