@@ -254,6 +254,7 @@ impl Service for NsService {
         let code = match (command, &error.kind) {
             ("ADD" | "REM" | "REA", ParseErrorKind::BadPassport)
             | ("ADD" | "REA", ParseErrorKind::BadName(_))
+            | ("ADD" | "REA" | "ADG" | "REG", ParseErrorKind::NotUtf8(_))
             | ("GTC" | "BLP" | "CHG" | "PRP", ParseErrorKind::BadValue(_)) => {
                 Some(ErrorCode::InvalidParameter)
             }

@@ -16,7 +16,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use percent_encoding::percent_decode_str;
 use relive_msnp::types::Passport;
 
 use super::rate_limit::{RateLimiter, Refused};
@@ -26,11 +25,7 @@ use crate::secret::Secret;
 use crate::store::tokens::{TokenCheck, TokenLogin};
 use crate::store::{AccountId, Store, StoreError};
 
-/// Longest `Authorization` value parsed.
-pub const MAX_AUTHORIZATION_BYTES: usize = 4096;
-
-/// Longest secret (URL-decoded) accepted; tokens are 16 characters, bcrypt uses 72 bytes.
-pub const MAX_SECRET_BYTES: usize = 256;
+pub use relive_msnp::passport::{AuthorizationError, MAX_AUTHORIZATION_BYTES, MAX_SECRET_BYTES};
 
 /// Where time comes from. Production uses [`system_clock`]; tests inject their own.
 pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
@@ -60,18 +55,6 @@ impl Transport {
     }
 }
 
-/// Why an `Authorization` header could not be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthorizationError {
-    /// Not `Passport1.4 ...`, too long, or missing `sign-in` / `pwd`.
-    #[error("not a Passport1.4 authorization")]
-    Malformed,
-    /// `sign-in` is not a valid handle.
-    #[error("sign-in is not a valid handle")]
-    BadHandle,
-}
-
 /// The credentials of one login request. `Debug` hides the secret.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -81,52 +64,18 @@ pub struct Credentials {
     pub secret: Secret,
 }
 
-fn decode(value: &str) -> Option<String> {
-    percent_decode_str(value)
-        .decode_utf8()
-        .ok()
-        .map(std::borrow::Cow::into_owned)
-}
-
 impl Credentials {
-    /// Parses an `Authorization` header value.
-    ///
-    /// The scheme name and the keys are matched without regard to case; `sign-in` and `pwd` are
-    /// URL-decoded. Other fields (`OrgVerb`, `OrgURL`, the copied TWN parameters) are ignored.
+    /// Parses an `Authorization` header value ([`relive_msnp::passport::Authorization`]: a
+    /// repeated `sign-in` or `pwd` is refused).
     ///
     /// # Errors
     ///
     /// [`AuthorizationError`].
     pub fn from_authorization(value: &str) -> Result<Self, AuthorizationError> {
-        if value.len() > MAX_AUTHORIZATION_BYTES {
-            return Err(AuthorizationError::Malformed);
-        }
-        let value = value.trim_start();
-        let (scheme, rest) = value.split_once(' ').ok_or(AuthorizationError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("Passport1.4") {
-            return Err(AuthorizationError::Malformed);
-        }
-        let (mut handle, mut secret) = (None, None);
-        for field in rest.split(',') {
-            let Some((key, raw)) = field.trim().split_once('=') else {
-                continue;
-            };
-            if key.eq_ignore_ascii_case("sign-in") {
-                handle = Some(decode(raw).ok_or(AuthorizationError::BadHandle)?);
-            } else if key.eq_ignore_ascii_case("pwd") {
-                secret = Some(decode(raw).ok_or(AuthorizationError::Malformed)?);
-            }
-        }
-        let (Some(handle), Some(secret)) = (handle, secret) else {
-            return Err(AuthorizationError::Malformed);
-        };
-        if secret.is_empty() || secret.len() > MAX_SECRET_BYTES {
-            return Err(AuthorizationError::Malformed);
-        }
-        let handle = Passport::parse(&handle).map_err(|_| AuthorizationError::BadHandle)?;
+        let parsed = relive_msnp::passport::Authorization::parse(value)?;
         Ok(Self {
-            handle,
-            secret: Secret::new(secret),
+            handle: parsed.handle,
+            secret: Secret::new(parsed.secret),
         })
     }
 }
@@ -266,55 +215,5 @@ impl PassportService {
             .verify_password(&credentials.handle, &credentials.secret)
             .await?;
         Ok(checked.filter(|a| a.id == account.id).map(|a| a.id))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_official_header_parses_and_the_secret_is_decoded() {
-        let header = "Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,\
-                      sign-in=Alice%40Example.com,pwd=p%2Cw%25d+x,lc=1033,id=507,tw=40";
-        let c = Credentials::from_authorization(header).unwrap();
-        assert_eq!(c.handle.as_str(), "alice@example.com");
-        assert_eq!(c.secret.expose(), "p,w%d+x");
-        assert!(!format!("{c:?}").contains("p,w"));
-        // Unencoded values (transcript 03) and other key case work too.
-        let c =
-            Credentials::from_authorization("passport1.4 SIGN-IN=bob@example.com,PWD=secret123")
-                .unwrap();
-        assert_eq!(c.secret.expose(), "secret123");
-    }
-
-    #[test]
-    fn bad_headers_are_rejected() {
-        let err = |h: &str| Credentials::from_authorization(h).unwrap_err();
-        assert_eq!(err("Basic YWxpY2U6cHc="), AuthorizationError::Malformed);
-        assert_eq!(err("Passport1.4"), AuthorizationError::Malformed);
-        assert_eq!(
-            err("Passport1.4 sign-in=alice%40example.com"),
-            AuthorizationError::Malformed
-        );
-        assert_eq!(
-            err("Passport1.4 sign-in=alice%40example.com,pwd="),
-            AuthorizationError::Malformed
-        );
-        assert_eq!(
-            err("Passport1.4 sign-in=alice,pwd=x"),
-            AuthorizationError::BadHandle
-        );
-        assert_eq!(
-            err("Passport1.4 sign-in=%FF%40example.com,pwd=x"),
-            AuthorizationError::BadHandle
-        );
-        let long = format!(
-            "Passport1.4 sign-in=a%40example.com,pwd={}",
-            "x".repeat(MAX_SECRET_BYTES + 1)
-        );
-        assert_eq!(err(&long), AuthorizationError::Malformed);
-        let huge = format!("Passport1.4 {}", "a".repeat(MAX_AUTHORIZATION_BYTES));
-        assert_eq!(err(&huge), AuthorizationError::Malformed);
     }
 }
