@@ -12,6 +12,7 @@
 //! - [`demo`]: `serve --demo` accounts.
 //! - [`doctor`]: `relive-server doctor`, the host-side checks of what stops clients connecting.
 //! - [`hub`]: the in-memory registry of online users, presence fan-out and privacy checks.
+//! - [`limits`]: connection pools per listener and caps per source, list-lookup throttling.
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
 //!
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod doctor;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod net;
 pub mod notification;
 pub mod passport;
@@ -39,7 +41,7 @@ pub mod tls;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -133,6 +135,10 @@ pub struct Context {
     pub https_tls: Option<tokio_rustls::TlsAcceptor>,
     /// The OpenSSL acceptor for the legacy listener; without it its connections are closed.
     pub legacy_tls: Option<http::legacy::LegacyTls>,
+    /// Connection pools per listener and caps per source (the accept loops admit through it).
+    pub connection_limits: Arc<limits::connections::ConnectionLimits>,
+    /// The per-account throttle of list lookups.
+    pub lookups: Arc<limits::lookups::LookupThrottle>,
     connections: Arc<watch::Sender<usize>>,
 }
 
@@ -180,7 +186,15 @@ impl Context {
                 settings.passport.legacy_tls.map(|a| a.port()),
             ),
         )?;
+        let connection_limits =
+            Arc::new(limits::connections::ConnectionLimits::new(&settings.abuse));
+        let lookups = Arc::new(limits::lookups::LookupThrottle::new(
+            settings.abuse.lookup_burst,
+            settings.abuse.lookups_per_minute,
+        ));
         Ok(Self {
+            connection_limits,
+            lookups,
             settings: Arc::new(settings),
             store,
             hub: Arc::new(hub::Hub::new()),
@@ -303,13 +317,12 @@ pub async fn run_with_relay(
         &ctx.settings.relay,
         &ctx.settings.data_dir,
         &ctx.settings.public_host,
-        &ctx.store,
+        &relay::StoreAuth::new(ctx.store.clone(), ctx.passport.clone()),
         relay_quic,
         &tracker,
         &shutdown,
     )?;
     ctx.switchboards.set_relay(relay.map(Arc::new));
-    let limit = Arc::new(Semaphore::new(ctx.settings.max_connections));
     let loops = TaskTracker::new();
     let mut all = vec![
         (Kind::Ns, listeners.ns),
@@ -325,7 +338,6 @@ pub async fn run_with_relay(
             kind,
             listener,
             Arc::clone(&ctx),
-            Arc::clone(&limit),
             tracker.clone(),
             shutdown.clone(),
         ));

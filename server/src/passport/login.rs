@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use relive_msnp::types::Passport;
 
-use super::rate_limit::{RateLimiter, Refused};
+use super::rate_limit::{Ceiling, RateLimiter, Refused};
 use super::settings::PassportSettings;
 use super::tickets::{Ticket, TicketError, TicketStore};
 use crate::secret::Secret;
@@ -84,7 +84,7 @@ impl Credentials {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoginError {
-    /// Too many recent failures for the account or the address (HTTP 503, NS 911).
+    /// Too many recent failures from this source (HTTP 503, NS 911).
     #[error(transparent)]
     Refused(#[from] Refused),
     /// Unknown account, wrong secret, or a password where only tokens are allowed (HTTP 401).
@@ -145,7 +145,8 @@ impl PassportService {
         &self.tickets
     }
 
-    /// The login rate limiter (shared with the NS, e.g. for MD5 logins).
+    /// The login rate limiter (shared with the NS, e.g. for MD5 logins, and the relay's agent
+    /// check).
     #[must_use]
     pub fn rate_limiter(&self) -> &Arc<RateLimiter> {
         &self.limiter
@@ -175,17 +176,19 @@ impl PassportService {
         from: IpAddr,
         transport: Transport,
     ) -> Result<Ticket, LoginError> {
-        let handle = credentials.handle.as_str();
-        self.limiter.check(handle, from, self.now())?;
-        match self.verify(credentials, transport).await? {
-            Some(account) => {
-                self.limiter.record_success(handle);
-                Ok(self.tickets.issue(account, &credentials.handle, self.now()))
-            }
-            None => {
-                self.limiter.record_failure(handle, from, self.now());
-                Err(LoginError::Failed)
-            }
+        let verified = self
+            .limiter
+            .attempt(
+                credentials.handle.as_str(),
+                from,
+                &*self.clock,
+                Ceiling::Wait,
+                self.verify(credentials, transport),
+            )
+            .await??;
+        match verified {
+            Some(account) => Ok(self.tickets.issue(account, &credentials.handle, self.now())),
+            None => Err(LoginError::Failed),
         }
     }
 
