@@ -46,6 +46,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::dial::Dial;
+use crate::limits::LogBudget;
 use crate::rewrite::{Allocate, Allocated, AllocationId, PORTX_XOR};
 use crate::splice::{Counters, SpliceConfig, SpliceError, SpliceStats, splice};
 
@@ -53,6 +54,9 @@ use crate::splice::{Counters, SpliceConfig, SpliceError, SpliceStats, splice};
 pub const DEFAULT_UNUSED_TTL: Duration = Duration::from_secs(60);
 /// Default number of concurrent allocations per user.
 pub const DEFAULT_PER_USER_LIMIT: usize = 4;
+/// Lines about connections from unexpected addresses: at most this many a minute, the rest
+/// counted (`suppressed`), so probing the relay's ports cannot fill the log.
+static REFUSAL_LOG: LogBudget = LogBudget::new(10, Duration::from_secs(60));
 /// How many times one allocation may find `P ^ 0x3141` busy before it is refused.
 pub const MAX_PAIR_ATTEMPTS: usize = 32;
 
@@ -183,12 +187,15 @@ pub async fn accept_one(
             let _ = stream.set_nodelay(true);
             return Ok(stream);
         }
-        tracing::warn!(
-            target: "relive_relay::ports",
-            %peer,
-            expected = %expected_peer,
-            "refused relay connection from an unexpected address"
-        );
+        if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
+            tracing::warn!(
+                target: "relive_relay::ports",
+                %peer,
+                expected = %expected_peer,
+                suppressed,
+                "refused relay connection from an unexpected address"
+            );
+        }
     }
 }
 

@@ -67,8 +67,12 @@ fn outbox(ctx: &Context) -> (Outbox, crate::hub::Inbox) {
 impl Harness<NsService> {
     /// An NS connection from 192.0.2.1:51000.
     pub(crate) fn ns(ctx: &Context) -> Self {
+        Self::ns_from(ctx, "192.0.2.1:51000".parse().unwrap())
+    }
+
+    /// An NS connection from `peer`.
+    pub(crate) fn ns_from(ctx: &Context, peer: SocketAddr) -> Self {
         let (outbox, rx) = outbox(ctx);
-        let peer: SocketAddr = "192.0.2.1:51000".parse().unwrap();
         Self::wrap(
             NsService::new(std::sync::Arc::new(ctx.clone()), peer, outbox),
             rx,

@@ -676,3 +676,172 @@ fn release_binaries_carry_no_debug_sections() {
         "{release}"
     );
 }
+
+/// A blocking MSNP connection for the tests below: lines in, lines out.
+struct Msnp {
+    r: std::io::BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl Msnp {
+    /// Logs in over MSNP7 MD5 as `handle` with `token` at `ns`.
+    fn login(ns: &str, handle: &str, token: &str) -> Self {
+        let stream = std::net::TcpStream::connect(ns).expect("connecting to the NS");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("a read timeout");
+        let mut c = Self {
+            r: std::io::BufReader::new(stream.try_clone().expect("a second handle")),
+            w: stream,
+        };
+        c.send("VER 1 MSNP7 CVR0");
+        assert_eq!(c.line().as_deref(), Some("VER 1 MSNP7"));
+        c.send(&format!("USR 2 MD5 I {handle}"));
+        let challenge = c.line().expect("the challenge");
+        let salt = challenge
+            .strip_prefix("USR 2 MD5 S ")
+            .expect("an MD5 challenge")
+            .to_owned();
+        let answer = relive_msnp::auth::md5_response(&salt, token);
+        c.send(&format!("USR 3 MD5 S {answer}"));
+        let ok = c.line().expect("USR OK");
+        assert!(ok.starts_with("USR 3 OK "), "{ok}");
+        let profile = c.line().expect("the profile");
+        let len: usize = profile
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("the profile's length");
+        let mut payload = vec![0; len];
+        std::io::Read::read_exact(&mut c.r, &mut payload).expect("the profile");
+        c
+    }
+
+    fn send(&mut self, line: &str) {
+        self.w
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("sending a line");
+    }
+
+    /// The next line without CRLF; `None` at EOF (or a reset).
+    fn line(&mut self) -> Option<String> {
+        let mut s = String::new();
+        match std::io::BufRead::read_line(&mut self.r, &mut s) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(s.trim_end_matches("\r\n").to_owned()),
+        }
+    }
+}
+
+/// kill -9 of the server process in the middle of 1,000 list changes (ADD AL of new handles,
+/// every tenth a REM AL of the one before), then a restart: every change the server
+/// acknowledged is there (and every acknowledged removal gone), whatever was in flight.
+#[test]
+fn kill_9_under_a_thousand_list_changes_loses_no_acknowledged_change() {
+    const CHANGES: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Lookups unthrottled: 1,000 changes from one account in a few seconds.
+    std::fs::write(
+        data.join("relive.toml"),
+        "[relay]\nenabled = false\n[limits]\nlookup_burst = 100000\n",
+    )
+    .unwrap();
+    run(
+        &data,
+        &["user", "add", "alice@example.com", "--password-stdin"],
+        Some("pw\n"),
+    );
+    let token = stdout(&run(&data, &["token", "new", "alice@example.com"], None))
+        .trim()
+        .to_owned();
+
+    let (mut server, printed) = Serving::start(&data, &[]);
+    let ns = Serving::address(&printed, "NS");
+    let mut c = Msnp::login(&ns, "alice@example.com", &token);
+    let handle = |i: usize| format!("probe{i}@example.com");
+    // Change i: trid 10 + i; every tenth removes the handle added just before.
+    let change = move |i: usize| {
+        if i % 10 == 9 {
+            format!("REM {} AL {}", 10 + i, handle(i - 1))
+        } else {
+            format!("ADD {} AL {} probe", 10 + i, handle(i))
+        }
+    };
+    let mut writer = c.w.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        // In bursts of 20, so the kill comes while changes are still being sent.
+        for i in 0..CHANGES {
+            // The server may be gone already.
+            if writer
+                .write_all(format!("{}\r\n", change(i)).as_bytes())
+                .is_err()
+            {
+                break;
+            }
+            if i % 20 == 19 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    });
+    // Acknowledgements until half are in, then SIGKILL, then whatever still arrives.
+    let mut acked = std::collections::BTreeSet::new();
+    let mut killed = false;
+    while let Some(line) = c.line() {
+        let mut words = line.split(' ');
+        let (Some(command), Some(trid)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if let (true, Ok(trid)) = (command == "ADD" || command == "REM", trid.parse::<usize>()) {
+            acked.insert(trid - 10);
+        }
+        if !killed && acked.len() >= CHANGES / 2 {
+            server.child.kill().expect("SIGKILL");
+            killed = true;
+        }
+    }
+    assert!(killed, "only {} changes were acknowledged", acked.len());
+    assert!(acked.len() < CHANGES, "the kill came after the last change");
+    server.child.wait().unwrap();
+    sender.join().unwrap();
+
+    // Restart on the same data directory and read the allow list back through SYN.
+    let (server, printed) = Serving::start(&data, &[]);
+    let ns = Serving::address(&printed, "NS");
+    let mut c = Msnp::login(&ns, "alice@example.com", &token);
+    c.send("SYN 4 0");
+    let mut allowed = std::collections::BTreeSet::new();
+    loop {
+        let line = c.line().expect("the SYN dump");
+        let w: Vec<&str> = line.split(' ').collect();
+        if w[0] != "LST" {
+            continue;
+        }
+        // LST trid list ver index total [handle name ...]
+        if w[2] == "AL" && w.len() > 6 {
+            allowed.insert(w[6].to_owned());
+        }
+        if w[2] == "RL" && w[4] == w[5] {
+            break;
+        }
+    }
+    for &i in &acked {
+        if i % 10 == 9 {
+            assert!(
+                !allowed.contains(&handle(i - 1)),
+                "acknowledged removal {i} undone"
+            );
+        } else if !(i % 10 == 8 && i + 1 < CHANGES) {
+            // (An added handle whose removal was sent may be gone; the others must be there.)
+            assert!(allowed.contains(&handle(i)), "acknowledged change {i} lost");
+        }
+    }
+    eprintln!(
+        "kill -9 after {} acknowledged changes of {CHANGES}: all present after restart ({} \
+         handles allowed)",
+        acked.len(),
+        allowed.len()
+    );
+    server.stop();
+}

@@ -48,6 +48,7 @@ pub struct StackOptions {
     chl_timeout_secs: Option<u64>,
     relay: bool,
     data: Option<DataDir>,
+    configure: Vec<fn(&mut Config)>,
 }
 
 impl StackOptions {
@@ -106,6 +107,14 @@ impl StackOptions {
         self
     }
 
+    /// Changes the configuration before the server starts (after the settings above), e.g.
+    /// `[limits]` for the hardening tests.
+    #[must_use]
+    pub fn configure(mut self, edit: fn(&mut Config)) -> Self {
+        self.configure.push(edit);
+        self
+    }
+
     /// Starts on the data directory of a stack that was shut down (a restart).
     #[must_use]
     pub fn reuse(mut self, data: DataDir) -> Self {
@@ -139,6 +148,10 @@ pub struct TestStack {
     pub store: Store,
     /// The generated CA certificate (PEM) that signed the HTTPS certificate.
     pub ca_cert: std::path::PathBuf,
+    /// The server's connection pools (what it admitted and refused, per listener).
+    pub connection_limits: std::sync::Arc<relive_server::limits::connections::ConnectionLimits>,
+    /// The server's Passport service (its login limiter, for the hardening tests).
+    pub passport: relive_server::passport::PassportService,
     data: Option<DataDir>,
     open: watch::Receiver<usize>,
     shutdown: CancellationToken,
@@ -179,7 +192,7 @@ impl TestStack {
             },
         };
         let defaults = Config::default();
-        let config = Config {
+        let mut config = Config {
             ns,
             sb,
             http,
@@ -195,13 +208,16 @@ impl TestStack {
             // allocations still come from the OS (port 0) on loopback.
             relay: RelayConfig {
                 enabled: opts.relay,
-                bind_ip: IpAddr::from([127, 0, 0, 1]),
+                bind_ip: Some(IpAddr::from([127, 0, 0, 1])),
                 port_min: 0,
                 port_max: 0,
                 ..RelayConfig::default()
             },
             ..defaults
         };
+        for edit in &opts.configure {
+            edit(&mut config);
+        }
         let settings = config.validate(data.dir.path().join("data"))?;
         let (store, _certs) = relive_server::data_dir::prepare(&settings).await?;
         for a in &opts.accounts {
@@ -220,6 +236,8 @@ impl TestStack {
         // As main.rs does: without an acceptor the HTTPS listener closes every connection.
         ctx.https_tls = Some(relive_server::http::tls::acceptor(&cert_paths)?);
         let open = ctx.connections();
+        let connection_limits = std::sync::Arc::clone(&ctx.connection_limits);
+        let passport = ctx.passport.clone();
         let shutdown = CancellationToken::new();
         let metrics_listener = bind().await?;
         let metrics = metrics_listener.local_addr()?;
@@ -237,6 +255,8 @@ impl TestStack {
             metrics,
             store,
             ca_cert,
+            connection_limits,
+            passport,
             data: Some(data),
             open,
             shutdown,
@@ -373,7 +393,7 @@ impl TestStack {
     ///
     /// TLS or HTTP failed, or the answer lacks a usable `DALogin`.
     pub async fn da_login(&self) -> anyhow::Result<(String, String)> {
-        da_login_at(&self.tls_connector()?, self.https).await
+        da_login_at(&self.tls_connector()?, self.https, None).await
     }
 
     /// The Passport 1.4 exchange MSN 5.0–7.x does over HTTPS: `GET /rdr/pprdr.asp`, then
@@ -514,7 +534,8 @@ pub async fn login_md5(
     Ok(())
 }
 
-/// Asks the nexus at `https` (`GET /rdr/pprdr.asp`, trusting what `connector` trusts) where to
+/// Asks the nexus at `https` (`GET /rdr/pprdr.asp`, trusting what `connector` trusts, from
+/// the local address `from` or any) where to
 /// log in; returns the `DALogin` host (with port, if any) and path (without its leading `/`).
 ///
 /// # Errors
@@ -523,8 +544,9 @@ pub async fn login_md5(
 pub async fn da_login_at(
     connector: &tokio_rustls::TlsConnector,
     https: SocketAddr,
+    from: Option<IpAddr>,
 ) -> anyhow::Result<(String, String)> {
-    let mut tls = crate::http::connect_tls(connector, https).await?;
+    let mut tls = crate::http::connect_tls_from(connector, https, from).await?;
     let request = b"GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n";
     crate::http::ask_nexus(&mut tls, request, request.len()).await
 }

@@ -15,6 +15,7 @@
 //! * [`client`]: client → server commands ([`client::ClientCommand`]).
 //! * [`server`]: server → client messages ([`server::ServerMessage`]) encoded per dialect.
 //! * [`auth`]: MD5 login and `CHL`/`QRY` challenge helpers.
+//! * [`passport`]: the Passport 1.4 `Authorization` header of `login2.srf` requests.
 //! * [`session`]: pure login-phase rules for NS and SB connections.
 //! * [`transcript`]: parser for the conformance transcript format (PROTOCOL.md §9).
 //! * [`error`]: [`error::FrameError`] and [`error::ParseError`].
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod frame;
+pub mod passport;
 pub mod server;
 pub mod session;
 pub mod transcript;

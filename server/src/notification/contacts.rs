@@ -4,7 +4,10 @@
 //! hub learns the new list bits (so presence fan-out and `FLN`/`NLN` flips follow at once);
 //! then the reply is queued. An FL change also changes the other user's RL: if that user is
 //! online they get `ADD 0 RL <their version> <me> <my name>` or `REM 0 RL <their version> <me>`.
-//! Store errors map to their MSNP codes (201, 205, 210, 215, 216, 219, 223, 224, 225, 228, 229,
+//! An unregistered handle is added like a registered one that never comes online (no `205`:
+//! the answer does not tell which handles exist); `ADD`, `REM` and `REA` of a contact first
+//! wait for the account's turn in the lookup throttle.
+//! Store errors map to their MSNP codes (201, 210, 215, 216, 219, 223, 224, 225, 228, 229,
 //! 230, 218); client RL edits never get here (the session closes the connection first).
 
 use relive_msnp::client::{Add, Adg, Blp, Gtc, Prp, Rea, Reg, Rem, Rmg};
@@ -49,6 +52,7 @@ impl NsService {
         caps: &Capabilities,
         out: &mut Replies,
     ) {
+        self.ctx.lookups.turn(&user.handle).await;
         // Group ids exist from MSNP7; an older client's extra field is ignored.
         let group = add.group.filter(|_| caps.groups);
         let result = self
@@ -91,6 +95,7 @@ impl NsService {
         caps: &Capabilities,
         out: &mut Replies,
     ) {
+        self.ctx.lookups.turn(&user.handle).await;
         let group = rem.group.filter(|_| caps.groups);
         let result = self
             .ctx
@@ -117,6 +122,9 @@ impl NsService {
     }
 
     pub(super) async fn handle_rea(&mut self, rea: &Rea, user: &User, out: &mut Replies) {
+        if rea.handle != user.handle {
+            self.ctx.lookups.turn(&user.handle).await;
+        }
         let store = &self.ctx.store;
         let result = if rea.handle == user.handle {
             store.set_friendly_name(user.id, rea.name.as_str()).await

@@ -23,6 +23,10 @@ mod fit;
 /// Hostile or awkward clients: split writes, garbage, a reader that never reads.
 mod robustness;
 
+/// Attackers: a connection flood from one address, wrong tokens from one and from many
+/// addresses, probing handles through every list command and the agent.
+mod hardening;
+
 /// The Wireshark MSNMS dissector recognises our NS traffic (needs `tshark`).
 mod tshark;
 

@@ -185,7 +185,7 @@ impl Add {
             trid,
             list: a.next_enum("list")?,
             handle: a.next_parse("handle", ParseErrorKind::BadPassport)?,
-            name: a.next_parse("name", ParseErrorKind::BadName("friendly name"))?,
+            name: a.next_text("name", ParseErrorKind::BadName("friendly name"))?,
             group: a.opt_parse(ParseErrorKind::BadNumber("group id"))?,
         };
         a.finish()?;
@@ -261,7 +261,7 @@ impl Rea {
         let rea = Self {
             trid,
             handle: a.next_parse("handle", ParseErrorKind::BadPassport)?,
-            name: a.next_parse("name", ParseErrorKind::BadName("friendly name"))?,
+            name: a.next_text("name", ParseErrorKind::BadName("friendly name"))?,
         };
         a.finish()?;
         Ok(rea)
@@ -291,7 +291,7 @@ pub struct Adg {
 impl Adg {
     pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
         let trid = a.next_trid()?;
-        let name = a.next_parse("name", ParseErrorKind::BadName("group name"))?;
+        let name = a.next_text("name", ParseErrorKind::BadName("group name"))?;
         if a.remaining() > 0 {
             a.expect_literal("0")?;
         }
@@ -353,7 +353,7 @@ impl Reg {
     pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
         let trid = a.next_trid()?;
         let group = a.next_parse("group id", ParseErrorKind::BadNumber("group id"))?;
-        let name = a.next_parse("name", ParseErrorKind::BadName("group name"))?;
+        let name = a.next_text("name", ParseErrorKind::BadName("group name"))?;
         if a.remaining() > 0 {
             a.expect_literal("0")?;
         }

@@ -12,6 +12,10 @@
 //! - Adding X to my FL sets my RL bit in X's list (X's version bumps); removing X from my FL
 //!   clears it. RL is never changed by its owner.
 //! - AL and BL exclude each other.
+//! - A handle nobody registered can be listed all the same: it gets a placeholder account that
+//!   never logs in and is never shown (`migrations/0003_placeholders.sql`), so the answers to
+//!   `ADD`/`REM`/`REA` never tell registered handles from unregistered ones. Registering the
+//!   handle later keeps those lists; a placeholder no list names any more is deleted.
 //! - FL without a group puts the contact in group 0. Removing a contact from a group it is the
 //!   last one of leaves it on FL with no groups (as after removing a group); encoders print
 //!   such a contact as being in group 0.
@@ -24,7 +28,9 @@ mod tests;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::accounts::{account_by_email, is_valid_friendly_name};
+use super::accounts::{
+    drop_placeholder_if_unlisted, handle_id, handle_id_or_placeholder, is_valid_friendly_name,
+};
 use super::types::{AccountId, GroupId, ListKind, ListSet, Passport, is_stored_list};
 use super::{Store, StoreError};
 
@@ -46,7 +52,8 @@ pub enum ListError {
     /// On the opposite one of AL/BL (219).
     #[error("already on the opposite list")]
     InOppositeList,
-    /// The handle names no account (205).
+    /// The handle names no account (205). Not returned by `ADD` any more: unregistered handles
+    /// are listed as placeholders so `ADD` does not tell them apart.
     #[error("no such user")]
     NoSuchUser,
     /// The list reached its size limit (210).
@@ -289,8 +296,13 @@ fn add_tx(
 ) -> Result<Outcome, ListError> {
     let tx = conn.transaction()?;
     owner_version(&tx, owner)?;
-    let contact = account_by_email(&tx, email)?.ok_or(ListError::NoSuchUser)?;
-    let bits = contact_row(&tx, owner, contact.id)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    if list == ListKind::Rl {
+        return Err(ListError::ReverseListReadOnly);
+    }
+    // An unregistered handle gets a placeholder account: the change is made (and answered)
+    // exactly as for a registered handle that never comes online.
+    let contact = handle_id_or_placeholder(&tx, email)?;
+    let bits = contact_row(&tx, owner, contact)?.map_or(ListSet::EMPTY, |(b, _)| b);
     let mut outcome = match list {
         ListKind::Rl => return Err(ListError::ReverseListReadOnly),
         ListKind::Pl => return Err(ListError::InvalidParameter),
@@ -301,10 +313,10 @@ fn add_tx(
             }
             if bits.contains(ListKind::Fl) {
                 // Already on FL: only adding it to another group is a change.
-                if group.is_none() || in_group(&tx, owner, contact.id, gid)? {
+                if group.is_none() || in_group(&tx, owner, contact, gid)? {
                     return Err(ListError::AlreadyOnList);
                 }
-                groups::add_member(&tx, owner, contact.id, gid)?;
+                groups::add_member(&tx, owner, contact, gid)?;
                 Outcome {
                     bits: ListSet::EMPTY,
                     version: bump(&tx, owner)?,
@@ -314,19 +326,19 @@ fn add_tx(
                 if count_on(&tx, owner, ListKind::Fl)? >= limits.forward {
                     return Err(ListError::ListFull);
                 }
-                write_row(&tx, owner, contact.id, bits.with(ListKind::Fl), name)?;
-                groups::add_member(&tx, owner, contact.id, gid)?;
+                write_row(&tx, owner, contact, bits.with(ListKind::Fl), name)?;
+                groups::add_member(&tx, owner, contact, gid)?;
                 let version = bump(&tx, owner)?;
                 let owner_name: String = tx.query_row(
                     "SELECT friendly_name FROM accounts WHERE id = ?1",
                     [owner.0],
                     |r| r.get(0),
                 )?;
-                let reverse = update_reverse(&tx, owner, &owner_name, contact.id, email, true)?;
+                let reverse = update_reverse(&tx, owner, &owner_name, contact, email, true)?;
                 Outcome {
                     bits: ListSet::EMPTY,
                     // Adding yourself bumps your own version twice; report the final one.
-                    version: if contact.id == owner {
+                    version: if contact == owner {
                         reverse.version
                     } else {
                         version
@@ -353,7 +365,7 @@ fn add_tx(
             if count_on(&tx, owner, list)? >= limits.allow_block {
                 return Err(ListError::ListFull);
             }
-            write_row(&tx, owner, contact.id, bits.with(list), name)?;
+            write_row(&tx, owner, contact, bits.with(list), name)?;
             Outcome {
                 bits: ListSet::EMPTY,
                 version: bump(&tx, owner)?,
@@ -361,7 +373,7 @@ fn add_tx(
             }
         }
     };
-    outcome.bits = contact_row(&tx, owner, contact.id)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    outcome.bits = contact_row(&tx, owner, contact)?.map_or(ListSet::EMPTY, |(b, _)| b);
     tx.commit()?;
     Ok(outcome)
 }
@@ -381,8 +393,8 @@ fn remove_tx(
     if !is_stored_list(list) || (group.is_some() && list != ListKind::Fl) {
         return Err(ListError::InvalidParameter);
     }
-    let contact = account_by_email(&tx, email)?.ok_or(ListError::NotOnList)?;
-    let (bits, name) = contact_row(&tx, owner, contact.id)?.ok_or(ListError::NotOnList)?;
+    let contact = handle_id(&tx, email)?.ok_or(ListError::NotOnList)?;
+    let (bits, name) = contact_row(&tx, owner, contact)?.ok_or(ListError::NotOnList)?;
     if !bits.contains(list) {
         return Err(ListError::NotOnList);
     }
@@ -391,12 +403,12 @@ fn remove_tx(
             if !groups::exists(&tx, owner, gid)? {
                 return Err(ListError::NoSuchGroup);
             }
-            if !in_group(&tx, owner, contact.id, gid)? {
+            if !in_group(&tx, owner, contact, gid)? {
                 return Err(ListError::NotInGroup);
             }
             tx.execute(
                 "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2 AND group_id = ?3",
-                params![owner.0, contact.id.0, gid.0],
+                params![owner.0, contact.0, gid.0],
             )?;
             Outcome {
                 bits: ListSet::EMPTY,
@@ -407,14 +419,14 @@ fn remove_tx(
         (ListKind::Fl, None) => {
             tx.execute(
                 "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2",
-                [owner.0, contact.id.0],
+                [owner.0, contact.0],
             )?;
-            write_row(&tx, owner, contact.id, bits.without(ListKind::Fl), &name)?;
+            write_row(&tx, owner, contact, bits.without(ListKind::Fl), &name)?;
             let version = bump(&tx, owner)?;
-            let reverse = update_reverse(&tx, owner, "", contact.id, email, false)?;
+            let reverse = update_reverse(&tx, owner, "", contact, email, false)?;
             Outcome {
                 bits: ListSet::EMPTY,
-                version: if contact.id == owner {
+                version: if contact == owner {
                     reverse.version
                 } else {
                     version
@@ -423,7 +435,7 @@ fn remove_tx(
             }
         }
         _ => {
-            write_row(&tx, owner, contact.id, bits.without(list), &name)?;
+            write_row(&tx, owner, contact, bits.without(list), &name)?;
             Outcome {
                 bits: ListSet::EMPTY,
                 version: bump(&tx, owner)?,
@@ -431,7 +443,8 @@ fn remove_tx(
             }
         }
     };
-    outcome.bits = contact_row(&tx, owner, contact.id)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    outcome.bits = contact_row(&tx, owner, contact)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    drop_placeholder_if_unlisted(&tx, contact)?;
     tx.commit()?;
     Ok(outcome)
 }
@@ -439,11 +452,13 @@ fn remove_tx(
 impl Store {
     /// `ADD`: puts `contact` on `owner`'s FL, AL or BL. For FL, `group` selects the group
     /// (default 0); adding a contact already on FL to another group is allowed. Adding to FL
-    /// also puts `owner` on the contact's RL (see [`Outcome::reverse`]).
+    /// also puts `owner` on the contact's RL (see [`Outcome::reverse`]). An unregistered
+    /// handle is added like a registered one (as a placeholder account: see
+    /// `migrations/0003_placeholders.sql`), so the answer never tells which handles exist.
     ///
     /// # Errors
     ///
-    /// [`ListError::NoSuchUser`], [`ListError::AlreadyOnList`], [`ListError::InOppositeList`],
+    /// [`ListError::AlreadyOnList`], [`ListError::InOppositeList`],
     /// [`ListError::ListFull`], [`ListError::NoSuchGroup`], [`ListError::InvalidName`],
     /// [`ListError::InvalidParameter`] (group with AL/BL), [`ListError::ReverseListReadOnly`].
     pub async fn add_to_list(
