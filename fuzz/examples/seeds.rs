@@ -98,85 +98,85 @@ fn passport() {
 }
 
 fn relay() {
-    use relive_relay::control::{self, Frame};
-    use relive_relay::proto::{self, Grant, Reply};
+    use relive_relay::control::{self, ToRelay, ToServer};
+    use relive_relay::proto::{self, AgentHello, Grant, Open, ToAgent};
+    use relive_relay::wire::{Redacted, encode};
     let peer = IpAddr::from([198, 51, 100, 7]);
     let v6: IpAddr = "2001:db8::1".parse().expect("an address");
-    let frames = [
-        Frame::Welcome,
-        Frame::Lease { count: 8 },
-        Frame::Leased {
-            ports: vec![6891, 6892],
+    // The first byte picks the message type (relay_control: even ToRelay, odd ToServer).
+    let to_relay = [
+        ToRelay::Hello {
+            secret: Redacted(b"0123456789abcdef0123".to_vec()),
         },
-        Frame::Forward {
+        ToRelay::Lease { count: 8 },
+        ToRelay::Forward {
             id: 1,
             port: 6891,
             peer,
             target: 6891,
             user: "alice@example.com".into(),
         },
-        Frame::Rendezvous {
+        ToRelay::Rendezvous {
             legs: [(2, 6893, peer), (3, 6894, v6)],
             owner: "bob@example.com".into(),
         },
-        Frame::Release { id: 1 },
-        Frame::Refused { id: 2 },
-        Frame::Verify {
-            request: 5,
-            peer,
-            credential: "alice@example.com tok".into(),
-        },
-        Frame::Verdict {
+        ToRelay::Release { id: 1 },
+        ToRelay::Verdict {
             request: 5,
             user: Some("alice@example.com".into()),
         },
-        Frame::Presence {
+    ];
+    let to_server = [
+        ToServer::Welcome,
+        ToServer::Leased {
+            ports: vec![6891, 6892],
+        },
+        ToServer::Refused { id: 2 },
+        ToServer::Verify {
+            request: 5,
+            peer,
+            credential: Redacted("alice@example.com tok".into()),
+        },
+        ToServer::Presence {
             user: "alice@example.com".into(),
             online: true,
         },
     ];
     let mut stream = vec![0];
-    for (i, frame) in frames.iter().enumerate() {
-        let bytes = frame.encode().expect("encodes");
-        write(
-            "relay_control",
-            &format!("frame{i}"),
-            &[&[0][..], &bytes[2..]].concat(),
-        );
+    for (i, message) in to_relay.into_iter().enumerate() {
+        let bytes = encode(message, control::MAX_FRAME).expect("encodes");
+        write("relay_control", &format!("to_relay{i}"), &[&[0][..], &bytes].concat());
         stream.extend_from_slice(&bytes);
     }
-    write("relay_control", "stream", &stream);
-    let hello = control::Hello {
-        secret: b"0123456789abcdef0123".to_vec(),
-    };
-    write(
-        "relay_control",
-        "hello",
-        &[&[1][..], &hello.encode().expect("encodes")].concat(),
-    );
-
-    let hello = proto::Hello {
-        token: "alice@example.com 0123456789abcdef".into(),
-    };
-    write(
-        "relay_agent",
-        "hello",
-        &[&[0][..], &hello.encode().expect("encodes")].concat(),
-    );
-    let welcome = Reply::Welcome("alice@example.com".into()).encode();
-    write("relay_agent", "welcome", &[&[1][..], &welcome].concat());
-    write(
-        "relay_agent",
-        "denied",
-        &[&[1][..], &Reply::Denied.encode()].concat(),
-    );
-    let grants = [Grant { id: 1, port: 6891 }, Grant { id: 2, port: 7000 }];
-    let mut bytes = vec![2];
-    for g in grants {
-        bytes.extend_from_slice(&g.encode());
+    write("relay_control", "to_relay_stream", &stream);
+    let mut stream = vec![1];
+    for (i, message) in to_server.into_iter().enumerate() {
+        let bytes = encode(message, control::MAX_FRAME).expect("encodes");
+        write("relay_control", &format!("to_server{i}"), &[&[1][..], &bytes].concat());
+        stream.extend_from_slice(&bytes);
     }
-    write("relay_agent", "grants", &bytes);
-    write("relay_agent", "open", &[3, 0, 0, 0, 0, 0, 0, 0, 9]);
+    write("relay_control", "to_server_stream", &stream);
+
+    let hello = AgentHello {
+        token: Redacted("alice@example.com 0123456789abcdef".into()),
+    };
+    let hello = encode(hello, proto::MAX_FRAME).expect("encodes");
+    write("relay_agent", "hello", &[&[0][..], &hello].concat());
+    let mut replies = vec![1];
+    for message in [
+        ToAgent::Welcome {
+            user: "alice@example.com".into(),
+        },
+        ToAgent::Grant(Grant { id: 1, port: 6891 }),
+        ToAgent::Grant(Grant { id: 2, port: 7000 }),
+        ToAgent::Denied,
+    ] {
+        replies.extend_from_slice(&encode(message, proto::MAX_FRAME).expect("encodes"));
+    }
+    write("relay_agent", "to_agent", &replies);
+    let open = encode(Open { id: 9 }, proto::MAX_FRAME).expect("encodes");
+    write("relay_agent", "open", &[&[2][..], &open].concat());
+    write("relay_agent", "stream", &[&[3][..], &open, b"VER MSNFTP\r\n"].concat());
 }
 
 fn cabinet(name: &str, content: &[u8]) -> Vec<u8> {

@@ -1,40 +1,34 @@
-//! The relay control protocol (server ↔ standalone relay): `Hello` and every frame, through
-//! the sans-IO decoders and the async readers over the same bytes. Whatever decodes must
-//! encode back to bytes that decode to the same value.
-//!
-//! Written against the public entry points (`Frame::decode`, `Frame::encode`, `read_frame`,
-//! `read_hello`) so a change of wire format keeps the target.
+//! The relay control protocol (server ↔ standalone relay): `ToRelay` and `ToServer` in the
+//! relay protocols' framing (`relive_relay::wire`: postcard in length-delimited frames), as
+//! each side's codec reads a stream of them. Whatever decodes must encode back to bytes that
+//! decode to the same value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relive_fuzz::{Choices, run_ready};
-use relive_relay::control::{Frame, read_frame, read_hello};
+use relive_fuzz::Choices;
+use relive_relay::control::{MAX_FRAME, ToRelay, ToServer};
+use relive_relay::wire::{decode_all, encode};
+
+/// Decodes a stream of `$ty` frames; each message re-encodes to itself.
+macro_rules! round_trip {
+    ($ty:ty, $input:expr) => {{
+        let (messages, _, _) = decode_all::<$ty>($input, MAX_FRAME);
+        for message in messages {
+            let bytes = encode(message.clone(), MAX_FRAME).expect("a decoded message encodes");
+            let (again, error, left) = decode_all::<$ty>(&bytes, MAX_FRAME);
+            assert!(error.is_none() && left == 0);
+            assert_eq!(again, [message]);
+        }
+    }};
+}
 
 fuzz_target!(|data: &[u8]| {
     let mut choices = Choices::new(data);
     let selector = choices.byte();
     let input = choices.rest();
     if selector & 1 == 0 {
-        if let Ok(frame) = Frame::decode(input) {
-            let bytes = frame.encode().expect("a decoded frame encodes");
-            assert_eq!(Frame::decode(&bytes[2..]).expect("re-decodes"), frame);
-        }
-        // A stream of length-prefixed frames.
-        let mut reader = input;
-        for _ in 0..64 {
-            match run_ready(read_frame(&mut reader)) {
-                Some(Ok(Some(_))) => {}
-                _ => break,
-            }
-        }
+        round_trip!(ToRelay, input);
     } else {
-        let mut reader = input;
-        if let Some(Ok(hello)) = run_ready(read_hello(&mut reader)) {
-            let bytes = hello.encode().expect("a decoded hello encodes");
-            let again = run_ready(read_hello(&mut bytes.as_slice()))
-                .expect("ready")
-                .expect("re-decodes");
-            assert!(again.matches(&hello.secret));
-        }
+        round_trip!(ToServer, input);
     }
 });

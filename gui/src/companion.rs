@@ -1,6 +1,6 @@
 //! The companion agent in the background: [`Companion::start`] runs the relay library's agent
-//! ([`relive_relay::agent::run_agent_observed`]) on a tokio runtime on its own thread,
-//! reconnecting with a backoff, and reports [`CompanionEvent`]s (connection state, granted
+//! ([`relive_relay::agent::keep_connected`], which reconnects with the workspace's backoff) on
+//! a tokio runtime on its own thread, and reports [`CompanionEvent`]s (connection state, granted
 //! ports, transfers with byte counts sampled every [`SAMPLE_EVERY`]). Dropping the handle
 //! stops it. The token is sent only to the relay, as `"<handle> <token>"`, and never logged.
 
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use relive_relay::agent::{AgentConfig, AgentError, AgentEvent, AgentObserver, run_agent_observed};
+use relive_relay::agent::{AgentConfig, AgentError, AgentEvent, AgentObserver, keep_connected};
 use relive_relay::quic::{client_config, client_endpoint};
 use relive_relay::splice::Counters;
 use rustls::pki_types::CertificateDer;
@@ -20,8 +20,6 @@ use rustls::pki_types::CertificateDer;
 pub const DEFAULT_QUIC_PORT: u16 = 1865;
 /// How often live byte counts are reported.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Largest CA file read.
 const MAX_CA_FILE: u64 = 1024 * 1024;
 /// Transfers whose counters are sampled at once.
@@ -220,6 +218,10 @@ async fn run(sign_in: &SignIn, send: &Send) {
         let live = Arc::clone(&live);
         Arc::new(move |event| {
             let event = match event {
+                AgentEvent::Connecting => CompanionEvent::Connecting,
+                AgentEvent::Disconnected { error, retry_in } => {
+                    CompanionEvent::Disconnected { error, retry_in }
+                }
                 AgentEvent::Connected { user } => CompanionEvent::Connected { user },
                 AgentEvent::Granted { port, .. } => CompanionEvent::Granted { port },
                 AgentEvent::TransferStarted { id, port, counters } => {
@@ -277,45 +279,18 @@ async fn run(sign_in: &SignIn, send: &Send) {
         }
     };
     let agent = async {
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            send(CompanionEvent::Connecting);
-            let started = Instant::now();
-            let error = match run_agent_observed(&endpoint, &config, &observer).await {
-                Err(AgentError::Denied) => {
-                    send(CompanionEvent::Denied);
-                    return;
-                }
-                Ok(()) => "the relay closed the connection".to_owned(),
-                Err(error) => error_chain(&error),
-            };
-            if started.elapsed() > MAX_BACKOFF {
-                backoff = Duration::from_secs(1);
-            }
-            send(CompanionEvent::Disconnected {
-                error,
-                retry_in: backoff,
-            });
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        // It returns only when the relay rejects the token.
+        let ended = keep_connected(&endpoint, &config, &observer).await;
+        send(match ended {
+            AgentError::Denied => CompanionEvent::Denied,
+            other => CompanionEvent::Failed(other.to_string()),
+        });
     };
     tokio::select! {
         () = agent => {}
         () = sampler => {}
     }
     endpoint.close(0u32.into(), b"bye");
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! `relive-gui`: the desktop app. Parses a tiny command line, sets up logging, opens the window.
+//! `relive-gui`: the desktop app. Parses the command line (clap, with the flags every Relive
+//! program shares: [`relive_cli`]), sets up logging, opens the window.
 //!
 //! ```text
-//! relive-gui [--server HOST] [--open] [FILE]
+//! relive-gui [--server HOST] [-v|-q] [--log-format text|json] [FILE]
 //! ```
 //!
 //! A file given on the command line (as Windows does for "Open with" or a drop on the icon) is
@@ -12,45 +13,54 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use clap::Parser;
 use eframe::egui;
+use relive_cli::{Level, Logging};
 use relive_gui::app::StartOptions;
 use relive_gui::{APP_NAME, ReliveApp, WINDOW_TITLE};
 
-fn parse_args(mut args: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Result<StartOptions> {
-    let mut options = StartOptions::default();
-    while let Some(arg) = args.next() {
-        match arg.to_str() {
-            Some("--server") => {
-                let value = args.next().context("--server needs a host name")?;
-                let value = value.into_string().ok().context("--server must be text")?;
-                options.server = Some(value);
-            }
-            Some("--open") => {
-                options.open = Some(PathBuf::from(args.next().context("--open needs a file")?));
-            }
-            Some("-h" | "--help") => {
-                println!("usage: relive-gui [--server HOST] [--open] [FILE]");
-                std::process::exit(0);
-            }
-            Some(flag) if flag.starts_with("--") => bail!("unknown option {flag}"),
-            _ => options.open = Some(PathBuf::from(arg)),
+/// Relive desktop app: points MSN Messenger clients at your Relive server.
+///
+/// Open an MSN Messenger 1.x–7.x client (msmsgs.exe, msnmsgr.exe) or its installer (setup
+/// .exe or .msi), enter the Relive server's address, and patch it: the client then signs in
+/// to that server instead of Microsoft's, and the original is kept to restore. The Companion
+/// page runs the companion agent, which carries file transfers through the server's relay
+/// when your PC is behind a NAT or a VPN.
+#[derive(Debug, Parser)]
+#[command(name = "relive-gui", version, about, long_about)]
+struct Cli {
+    /// The Relive server's host name or address (remembered for next time).
+    #[arg(long, value_name = "HOST")]
+    server: Option<String>,
+    /// A client or installer to open at start (as "Open with" passes it).
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// The same as FILE (older spelling).
+    #[arg(
+        long = "open",
+        value_name = "FILE",
+        hide = true,
+        conflicts_with = "file"
+    )]
+    open: Option<PathBuf>,
+    #[command(flatten)]
+    logging: Logging,
+}
+
+impl Cli {
+    fn start_options(self) -> StartOptions {
+        StartOptions {
+            server: self.server,
+            open: self.file.or(self.open),
+            ..StartOptions::default()
         }
     }
-    Ok(options)
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal, so logs written to files stay readable.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let mut options = parse_args(std::env::args_os().skip(1))?;
+    let cli = Cli::parse();
+    cli.logging.init(Level::Warn);
+    let mut options = cli.start_options();
     if std::env::var_os("RELIVE_GUI_READY").is_some_and(|v| v == "1") {
         options.on_ready = Some(Box::new(|| {
             use std::io::Write as _;
@@ -75,4 +85,41 @@ fn main() -> anyhow::Result<()> {
         Box::new(|cc| Ok(Box::new(ReliveApp::new(cc, options)?))),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn help_says_what_the_app_does() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for words in [
+            "MSN Messenger",
+            "patch",
+            "Companion",
+            "--server",
+            "--log-format",
+            "-v",
+        ] {
+            assert!(help.contains(words), "{words:?} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn a_file_comes_positionally_or_after_open() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("relive-gui").chain(args.iter().copied()))
+                .map(Cli::start_options)
+        };
+        let options = parse(&["--server", "msn.example", "msmsgs.exe"]).unwrap();
+        assert_eq!(options.server.as_deref(), Some("msn.example"));
+        assert_eq!(options.open, Some(PathBuf::from("msmsgs.exe")));
+        let options = parse(&["--open", "setup.msi", "-q"]).unwrap();
+        assert_eq!(options.open, Some(PathBuf::from("setup.msi")));
+        assert!(parse(&["--bogus"]).is_err());
+    }
 }

@@ -7,20 +7,28 @@
 //! `local_host:port` — its own machine only — and splices. A stream without a grant is
 //! closed. See [`crate::proto`] for the frames.
 //!
-//! A front end that shows what the agent does (the GUI's Companion page) runs it with
-//! [`run_agent_observed`] and receives [`AgentEvent`]s: connected, each grant, each relayed
-//! connection with live byte counters, and each connection's end.
+//! [`keep_connected`] is the agent as its front ends run it (`relive-relay agent`, the GUI's
+//! Companion page): [`run_agent_observed`] again and again, with the workspace's one
+//! reconnect backoff ([`crate::backoff`]), until the relay rejects the token. It reports
+//! [`AgentEvent`]s: connecting, connected, each grant, each relayed connection with live byte
+//! counters, each connection's end, and each loss of the relay with the pause before the next
+//! attempt.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, FramedWrite};
 
-use crate::proto::{self, Hello, Reply};
+use crate::backoff::{Backoff, retry};
+use crate::proto::{self, AgentHello, ToAgent};
 use crate::splice::{Counters, SpliceConfig, splice};
+use crate::wire::{Redacted, WireError};
 
 /// How long a relay stream may wait for its grant to arrive on the control stream.
 pub const GRANT_WAIT: Duration = Duration::from_secs(2);
@@ -79,9 +87,9 @@ pub enum AgentError {
     /// The connection failed or was closed.
     #[error("relay connection")]
     Connection(#[from] quinn::ConnectionError),
-    /// A frame was malformed.
+    /// A frame could not be read or written.
     #[error(transparent)]
-    Proto(#[from] proto::ProtoError),
+    Wire(#[from] WireError),
     /// The relay rejected the token.
     #[error("the relay rejected the access token")]
     Denied,
@@ -92,6 +100,16 @@ pub enum AgentError {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum AgentEvent {
+    /// Connecting to the relay ([`keep_connected`]).
+    Connecting,
+    /// The connection to the relay ended; the next attempt follows in `retry_in`
+    /// ([`keep_connected`]).
+    Disconnected {
+        /// Why (the error and its sources), or that the relay closed the connection.
+        error: String,
+        /// The pause before the next attempt.
+        retry_in: Duration,
+    },
     /// The relay accepted the token; `user` is the account it belongs to.
     Connected {
         /// The account the relay authenticated.
@@ -200,29 +218,33 @@ pub async fn run_agent_observed(
     let connection = endpoint
         .connect(config.server, &config.server_name)?
         .await?;
-    let (mut send, mut recv) = connection.open_bi().await?;
-    let hello = Hello {
-        token: config.token.clone(),
-    }
-    .encode()?;
-    send.write_all(&hello)
-        .await
-        .map_err(|e| proto::ProtoError::Io(e.into()))?;
-    match proto::read_reply(&mut recv).await? {
-        Reply::Welcome(user) => {
+    let (send, recv) = connection.open_bi().await?;
+    // The send half stays open (and in scope) for the connection's life: the relay reads
+    // its end as the agent leaving.
+    let mut send = FramedWrite::new(send, proto::agent_codec());
+    send.send(AgentHello {
+        token: Redacted(config.token.clone()),
+    })
+    .await?;
+    let mut inbound = FramedRead::new(recv, proto::agent_codec());
+    match inbound.next().await {
+        Some(Ok(ToAgent::Welcome { user })) => {
             tracing::info!(target: "relive_relay::agent", server = %config.server, user = %user, "agent connected to the relay");
             observer(AgentEvent::Connected { user });
         }
-        Reply::Denied => {
+        Some(Ok(ToAgent::Denied)) => {
             connection.close(0u32.into(), b"bye");
             return Err(AgentError::Denied);
         }
+        Some(Ok(ToAgent::Grant(_))) => return Err(WireError::Malformed.into()),
+        Some(Err(error)) => return Err(error.into()),
+        None => return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()).into()),
     }
     let grants = Arc::new(Grants::default());
     let reader = {
         let grants = Arc::clone(&grants);
         async move {
-            while let Ok(Some(grant)) = proto::read_grant(&mut recv).await {
+            while let Some(Ok(ToAgent::Grant(grant))) = inbound.next().await {
                 grants.insert(grant.id, grant.port);
                 observer(AgentEvent::Granted {
                     id: grant.id,
@@ -253,21 +275,65 @@ pub async fn run_agent_observed(
     }
 }
 
+/// The agent as its front ends run it: [`run_agent_observed`] again and again, pausing
+/// after each lost connection by [`Backoff::RECONNECT`] (1 s doubling to 30 s, from 1 s
+/// again after a connection that held), and reporting [`AgentEvent::Connecting`] before and
+/// [`AgentEvent::Disconnected`] after each attempt. It returns only when the relay rejects
+/// the token ([`AgentError::Denied`]), which retrying cannot mend; drop the future to stop it.
+pub async fn keep_connected(
+    endpoint: &quinn::Endpoint,
+    config: &AgentConfig,
+    observer: &AgentObserver,
+) -> AgentError {
+    retry(
+        Backoff::RECONNECT,
+        || {
+            observer(AgentEvent::Connecting);
+            async move {
+                match run_agent_observed(endpoint, config, observer).await {
+                    Err(AgentError::Denied) => ControlFlow::Break(AgentError::Denied),
+                    Ok(()) => ControlFlow::Continue("the relay closed the connection".to_owned()),
+                    Err(error) => ControlFlow::Continue(error_chain(&error)),
+                }
+            }
+        },
+        |error, retry_in| {
+            tracing::warn!(target: "relive_relay::agent", %error, seconds = retry_in.as_secs(), "relay connection lost; reconnecting");
+            observer(AgentEvent::Disconnected { error, retry_in });
+        },
+    )
+    .await
+}
+
+/// `error` and its sources, `": "`-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 async fn serve_stream(
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     grants: &Grants,
     host: IpAddr,
     config: SpliceConfig,
     observer: &AgentObserver,
 ) {
-    let Ok(Ok(id)) = tokio::time::timeout(GRANT_WAIT, proto::read_open(&mut recv)).await else {
+    let Ok(Ok((proto::Open { id }, recv))) =
+        tokio::time::timeout(GRANT_WAIT, proto::read_open(recv)).await
+    else {
         return;
     };
     let Some(port) = grants.wait_take(id).await else {
         tracing::warn!(target: "relive_relay::agent", id, "relay stream without a grant refused");
         let _ = send.reset(0u32.into());
-        let _ = recv.stop(0u32.into());
+        let _ = recv.into_inner().1.stop(0u32.into());
         return;
     };
     let local = match tokio::net::TcpStream::connect(SocketAddr::new(host, port)).await {

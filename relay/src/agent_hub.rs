@@ -3,7 +3,7 @@
 //! right agent for each relayed TCP connection (it implements [`Dial`]).
 //!
 //! ```text
-//! agent ──QUIC──▶ AgentHub::run          Hello(token) → Authenticate → Welcome(user)
+//! agent ──QUIC──▶ AgentHub::run          AgentHello(token) → Authenticate → Welcome{user}
 //! PortPool::try_forward ─ announce ─▶    Grant{id, port} on the user's control stream
 //! visitor connects to the relay port ─▶  dial: open_bi, Open{id}, splice
 //! ```
@@ -17,12 +17,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, watch};
+use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::dial::{BoxedStream, Dial, DialFuture};
 use crate::limits::{LogBudget, SourceCounts, SourceKey};
-use crate::proto::{self, Grant, Reply};
+use crate::proto::{self, AgentHello, Grant, ToAgent};
 use crate::rewrite::AllocationId;
+use crate::wire::WireError;
 
 /// Time an agent has to open its control stream and say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,15 +172,15 @@ impl AgentHub {
     pub async fn serve(&self, connection: quinn::Connection) {
         let remote = connection.remote_address();
         let hello = async {
-            let (send, mut recv) = connection.accept_bi().await?;
-            let hello = proto::read_hello(&mut recv).await?;
-            Ok::<_, HubError>((send, recv, hello))
+            let (send, recv) = connection.accept_bi().await?;
+            let hello = read_hello(recv).await?;
+            Ok::<_, HubError>((send, hello))
         };
         let result = match tokio::time::timeout(HELLO_TIMEOUT, hello).await {
             Err(_) => Err(HubError::Timeout),
             Ok(Err(error)) => Err(error),
-            Ok(Ok((send, recv, hello))) => {
-                serve_hello(Arc::clone(&self.inner), connection, send, recv, hello).await
+            Ok(Ok((send, hello))) => {
+                serve_hello(Arc::clone(&self.inner), connection, send, hello).await
             }
         };
         if let Err(error) = result {
@@ -260,9 +263,9 @@ pub enum HubError {
     /// The agent did not say hello in time.
     #[error("no hello from the agent in time")]
     Timeout,
-    /// The hello was malformed.
+    /// A frame could not be read or written.
     #[error(transparent)]
-    Proto(#[from] proto::ProtoError),
+    Wire(#[from] WireError),
     /// The token was not accepted.
     #[error("agent token rejected")]
     Denied,
@@ -271,36 +274,44 @@ pub enum HubError {
 async fn serve_agent(inner: Arc<HubInner>, incoming: quinn::Incoming) -> Result<(), HubError> {
     let handshake = async {
         let connection = incoming.await?;
-        let (send, mut recv) = connection.accept_bi().await?;
-        let hello = proto::read_hello(&mut recv).await?;
-        Ok::<_, HubError>((connection, send, recv, hello))
+        let (send, recv) = connection.accept_bi().await?;
+        let hello = read_hello(recv).await?;
+        Ok::<_, HubError>((connection, send, hello))
     };
-    let (connection, send, recv, hello) = tokio::time::timeout(HELLO_TIMEOUT, handshake)
+    let (connection, send, hello) = tokio::time::timeout(HELLO_TIMEOUT, handshake)
         .await
         .map_err(|_| HubError::Timeout)??;
-    serve_hello(inner, connection, send, recv, hello).await
+    serve_hello(inner, connection, send, hello).await
+}
+
+/// The agent's hello, the first frame of the control stream (which carries nothing else
+/// from the agent).
+async fn read_hello(recv: quinn::RecvStream) -> Result<AgentHello, HubError> {
+    FramedRead::new(recv, proto::relay_codec())
+        .next()
+        .await
+        .ok_or_else(|| WireError::Io(std::io::ErrorKind::UnexpectedEof.into()))?
+        .map_err(HubError::Wire)
 }
 
 async fn serve_hello(
     inner: Arc<HubInner>,
     connection: quinn::Connection,
-    mut send: quinn::SendStream,
-    _recv: quinn::RecvStream,
-    hello: proto::Hello,
+    send: quinn::SendStream,
+    hello: AgentHello,
 ) -> Result<(), HubError> {
     let remote = connection.remote_address();
-    let Some(user) = inner.auth.authenticate(&hello.token, remote.ip()).await else {
+    let mut send = FramedWrite::new(send, proto::relay_codec());
+    let Some(user) = inner.auth.authenticate(&hello.token.0, remote.ip()).await else {
         tracing::warn!(target: "relive_relay::agent", %remote, "agent token rejected");
-        let _ = send.write_all(&Reply::Denied.encode()).await;
-        let _ = send.finish();
+        let _ = send.send(ToAgent::Denied).await;
+        let _ = send.get_mut().finish();
         // Give the reply a moment to arrive before closing.
         let _ = tokio::time::timeout(Duration::from_secs(1), connection.closed()).await;
         connection.close(CLOSE_DENIED.into(), b"denied");
         return Err(HubError::Denied);
     };
-    send.write_all(&Reply::Welcome(user.clone()).encode())
-        .await
-        .map_err(|e| HubError::Proto(proto::ProtoError::Io(e.into())))?;
+    send.send(ToAgent::Welcome { user: user.clone() }).await?;
     let (grants_tx, mut grants_rx) = mpsc::channel(GRANT_QUEUE);
     let previous = inner.agents().insert(
         user.clone(),
@@ -321,8 +332,8 @@ async fn serve_hello(
         tokio::select! {
             grant = grants_rx.recv() => {
                 let Some(grant) = grant else { break Ok(()) };
-                if let Err(e) = send.write_all(&grant.encode()).await {
-                    break Err(HubError::Proto(proto::ProtoError::Io(e.into())));
+                if let Err(e) = send.send(ToAgent::Grant(grant)).await {
+                    break Err(HubError::Wire(e));
                 }
             }
             error = connection.closed() => break Err(HubError::Connection(error)),

@@ -49,15 +49,24 @@
 //! What this crate does not do: it never speaks MSNP itself (the server's `msnp` core does),
 //! and the rewriter never touches sockets or the clock (the caller passes `now`).
 
+#[cfg(feature = "agent")]
 pub mod agent;
+#[cfg(feature = "relay")]
 pub mod agent_hub;
+pub mod backoff;
+#[cfg(feature = "relay")]
 pub mod control;
 pub mod dial;
 pub mod limits;
 pub mod ports;
+#[cfg(any(feature = "agent", feature = "relay"))]
 pub mod proto;
+#[cfg(any(feature = "agent", feature = "relay"))]
 pub mod quic;
+#[cfg(feature = "relay")]
 pub mod remote;
 pub mod rewrite;
+#[cfg(feature = "relay")]
 pub mod serve;
 pub mod splice;
+pub mod wire;

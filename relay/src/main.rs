@@ -1,10 +1,11 @@
 //! `relive-relay`: the command-line front end of the relay library.
 //!
-//! `relive-relay agent --server HOST[:PORT] --handle ME --token TOKEN --ca relive-ca.crt` runs the
-//! companion agent: it keeps one QUIC connection to the relay (reconnecting with a backoff)
-//! and carries relayed file-transfer connections to the MSN client on this machine.
+//! `relive-relay agent --server HOST[:PORT] --email ME --token TOKEN --ca relive-ca.crt` runs the
+//! companion agent ([`relive_relay::agent::keep_connected`]): it keeps one QUIC connection to
+//! the relay (reconnecting with a backoff) and carries relayed file-transfer connections to
+//! the MSN client on this machine.
 //!
-//! `relive-relay serve --dir DIR --name relay.example` runs the relay's data plane as its own
+//! `relive-relay serve --data-dir DIR --name relay.example` runs the relay's data plane as its own
 //! process (the library's [`relive_relay::serve`]): one QUIC endpoint (default UDP 1865) for
 //! companion agents and for `relive-server`'s control connection, and the TCP allocation
 //! ports (default 6891–6990). On first start it writes `DIR/relay-cert.pem` (give it to the
@@ -13,14 +14,19 @@
 //! where they are. The server still rewrites invitations and authenticates agents against
 //! its accounts; it drives this relay when `[relay] remote = "host:port"` is set. By default
 //! the relay runs embedded in `relive-server` and this command is not needed.
+//!
+//! The flags follow the vocabulary all Relive programs share ([`relive_cli`]): `--data-dir`
+//! (old spelling `--dir` still accepted), `--email` (old `--handle`), `-v`/`-q`,
+//! `--log-format`, `RUST_LOG`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use relive_relay::agent::{AgentConfig, AgentError, run_agent};
+use relive_cli::{Level, Logging};
+use relive_relay::agent::{AgentConfig, AgentError, AgentObserver, keep_connected};
 use relive_relay::ports::{DEFAULT_PER_USER_LIMIT, PoolConfig};
 use relive_relay::quic::{client_config, client_endpoint, server_endpoint};
 use relive_relay::serve::{self, RelayFiles, ServeConfig};
@@ -29,15 +35,16 @@ use rustls::pki_types::pem::PemObject;
 
 /// Default UDP port of the relay's QUIC endpoint.
 const DEFAULT_QUIC_PORT: u16 = 1865;
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
-#[command(name = "relive-relay", version, about = "Relive relay tools")]
+#[command(
+    name = "relive-relay",
+    version,
+    about = "Relive relay: the companion agent for your PC, or the relay as its own process"
+)]
 struct Cli {
-    /// More log output (-v debug, -vv trace).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
+    #[command(flatten)]
+    logging: Logging,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,9 +56,9 @@ enum Command {
         /// The relay: HOST or HOST:PORT (QUIC, default port 1865).
         #[arg(long, env = "RELIVE_RELAY_SERVER")]
         server: String,
-        /// Your MSN handle (e-mail address) on the server.
-        #[arg(long, env = "RELIVE_AGENT_HANDLE")]
-        handle: String,
+        /// Your account (MSN e-mail address) on the server.
+        #[arg(long, alias = "handle", env = "RELIVE_AGENT_HANDLE")]
+        email: String,
         /// One of your access tokens (the server's operator creates them: `relive-server token new`).
         #[arg(long, env = "RELIVE_AGENT_TOKEN", hide_env_values = true)]
         token: String,
@@ -68,8 +75,13 @@ enum Command {
     /// Run the relay's data plane for a relive-server (`[relay] remote` on the server).
     Serve {
         /// Directory of the relay's certificate, key and control secret (created if missing).
-        #[arg(long, env = "RELIVE_RELAY_DIR", default_value = "relive-relay")]
-        dir: PathBuf,
+        #[arg(
+            long,
+            alias = "dir",
+            env = "RELIVE_RELAY_DIR",
+            default_value = "relive-relay"
+        )]
+        data_dir: PathBuf,
         /// Host name or IP address agents and the server reach the relay by (repeatable;
         /// written into the certificate generated on first start).
         #[arg(long = "name", default_value = "localhost")]
@@ -94,7 +106,7 @@ enum Command {
 
 /// The settings of `relive-relay serve`.
 struct ServeArgs {
-    dir: PathBuf,
+    data_dir: PathBuf,
     names: Vec<String>,
     quic: SocketAddr,
     bind_ip: IpAddr,
@@ -103,9 +115,9 @@ struct ServeArgs {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("creating {}", args.dir.display()))?;
-    let files = RelayFiles::in_dir(&args.dir);
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let files = RelayFiles::in_dir(&args.data_dir);
     let (identity, new_identity) = serve::load_or_create_identity(&files, &args.names)?;
     let (secret, new_secret) = serve::load_or_create_secret(&files.secret)?;
     let what = |new: bool| if new { "created" } else { "loaded" };
@@ -136,22 +148,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal, so logs written to files stay readable.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn split_host(server: &str) -> (String, u16) {
     match server.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => match port.parse() {
@@ -164,7 +160,7 @@ fn split_host(server: &str) -> (String, u16) {
 
 async fn agent(
     server: String,
-    handle: &str,
+    email: &str,
     token: &str,
     ca: PathBuf,
     server_name: Option<String>,
@@ -194,49 +190,37 @@ async fn agent(
     )
     .context("QUIC endpoint")?;
     // What relive-server's agent authentication expects: the account, then its token.
-    let credential = format!("{handle} {token}");
+    let credential = format!("{email} {token}");
     let mut config = AgentConfig::new(addr, server_name.as_deref().unwrap_or(&host), &credential);
     config.local_host = local_host;
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let started = tokio::time::Instant::now();
-        match run_agent(&endpoint, &config).await {
-            Err(AgentError::Denied) => bail!("the relay rejected the access token"),
-            Ok(()) => tracing::info!("relay connection closed"),
-            Err(error) => tracing::warn!(%error, "relay connection lost"),
-        }
-        if started.elapsed() > MAX_BACKOFF {
-            backoff = Duration::from_secs(1);
-        }
-        tracing::info!(seconds = backoff.as_secs(), "reconnecting");
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+    // The agent library logs what happens; nothing else to show here.
+    let quiet: AgentObserver = Arc::new(|_| {});
+    match keep_connected(&endpoint, &config, &quiet).await {
+        AgentError::Denied => bail!("the relay rejected the access token"),
+        error => Err(error.into()),
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    cli.logging.init(Level::Info);
     match cli.command {
         Command::Agent {
             server,
-            handle,
+            email,
             token,
             ca,
             server_name,
             local_host,
         } => {
             tokio::select! {
-                result = agent(server, &handle, &token, ca, server_name, local_host) => result,
+                result = agent(server, &email, &token, ca, server_name, local_host) => result,
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
         Command::Serve {
-            dir,
+            data_dir,
             names,
             quic,
             bind_ip,
@@ -245,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
             per_user_limit,
         } => {
             serve(ServeArgs {
-                dir,
+                data_dir,
                 names,
                 quic,
                 bind_ip,
@@ -278,7 +262,7 @@ mod tests {
             "agent",
             "--server",
             "relay.example",
-            "--handle",
+            "--email",
             "alice@example.com",
             "--token",
             "t",
@@ -286,6 +270,23 @@ mod tests {
             "ca.pem",
         ]);
         assert!(cli.is_ok());
+        // The old spelling still works.
+        let cli = Cli::try_parse_from([
+            "relive-relay",
+            "agent",
+            "--server",
+            "relay.example",
+            "--handle",
+            "alice@example.com",
+            "--token",
+            "t",
+            "--ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Agent { email, .. } if email == "alice@example.com")
+        );
     }
 
     #[test]
@@ -293,8 +294,9 @@ mod tests {
         let cli = Cli::try_parse_from([
             "relive-relay",
             "serve",
-            "--dir",
+            "--data-dir",
             "/tmp/r",
+            "-q",
             "--name",
             "relay.example",
             "--name",
@@ -305,7 +307,9 @@ mod tests {
             "7010",
         ])
         .unwrap();
+        assert_eq!(cli.logging.level(Level::Info), Level::Warn);
         let Command::Serve {
+            data_dir,
             names,
             port_min,
             quic,
@@ -314,8 +318,14 @@ mod tests {
         else {
             panic!("not serve");
         };
+        assert_eq!(data_dir, PathBuf::from("/tmp/r"));
         assert_eq!(names, ["relay.example", "203.0.113.9"]);
         assert_eq!(port_min, 7000);
         assert_eq!(quic.port(), 1865);
+        // The old spelling still works.
+        let cli = Cli::try_parse_from(["relive-relay", "serve", "--dir", "/tmp/old"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Serve { data_dir, .. } if data_dir == PathBuf::from("/tmp/old"))
+        );
     }
 }

@@ -10,11 +10,14 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use quinn::crypto::rustls::QuicClientConfig;
+#[cfg(feature = "relay")]
+use quinn::crypto::rustls::QuicServerConfig;
+use rustls::pki_types::CertificateDer;
+#[cfg(feature = "relay")]
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// ALPN of the agent protocol.
-pub const ALPN: &[u8] = b"relive-agent/1";
+pub use crate::proto::ALPN;
 /// Agent keep-alive interval (≤ 15 s, P2P.md §4.3).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Idle time after which either side drops the connection.
@@ -24,6 +27,7 @@ const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 /// Connection flow-control window.
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 /// Connection attempts the relay keeps in its handshake queue at once.
+#[cfg(feature = "relay")]
 const MAX_INCOMING: usize = 256;
 
 /// Why a QUIC endpoint could not be set up.
@@ -31,6 +35,7 @@ const MAX_INCOMING: usize = 256;
 #[non_exhaustive]
 pub enum QuicError {
     /// Certificate generation failed.
+    #[cfg(feature = "relay")]
     #[error("certificate generation failed")]
     Certificate(#[from] rcgen::Error),
     /// The TLS configuration was rejected.
@@ -45,6 +50,7 @@ pub enum QuicError {
 }
 
 /// The relay's certificate and key.
+#[cfg(feature = "relay")]
 pub struct Identity {
     /// Certificate chain, leaf first.
     pub certs: Vec<CertificateDer<'static>>,
@@ -52,6 +58,7 @@ pub struct Identity {
     pub key: PrivateKeyDer<'static>,
 }
 
+#[cfg(feature = "relay")]
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
@@ -61,6 +68,7 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+#[cfg(feature = "relay")]
 impl Identity {
     /// A fresh self-signed certificate for `names` (host names or IP addresses).
     ///
@@ -96,6 +104,7 @@ fn transport(keep_alive: Option<Duration>) -> Arc<quinn::TransportConfig> {
     Arc::new(transport)
 }
 
+#[cfg(feature = "relay")]
 /// The relay side's QUIC configuration.
 ///
 /// # Errors
@@ -105,6 +114,7 @@ pub fn server_config(identity: Identity) -> Result<quinn::ServerConfig, QuicErro
     server_config_with_alpn(identity, &[ALPN])
 }
 
+#[cfg(feature = "relay")]
 /// [`server_config`] offering the application protocols `alpn` (a standalone relay offers
 /// [`ALPN`] and [`crate::control::ALPN`] on one endpoint; see [`negotiated_alpn`]).
 ///
@@ -163,6 +173,7 @@ pub fn client_config_with_alpn(
     Ok(config)
 }
 
+#[cfg(feature = "relay")]
 /// The application protocol negotiated on `connection` (`None` if there was none).
 pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
     connection
@@ -172,6 +183,7 @@ pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
+#[cfg(feature = "relay")]
 /// A relay endpoint on an already-bound UDP socket.
 ///
 /// # Errors

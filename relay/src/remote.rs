@@ -20,20 +20,24 @@
 //! is answered with `Refused` and logged, and its port then accepts nobody.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_hub::Authenticate;
-use crate::control::{self, ControlError, Frame, Hello};
+use crate::backoff::{Backoff, retry};
+use crate::control::{self, ToRelay, ToServer};
 use crate::rewrite::{Allocate, Allocated, AllocationId};
+use crate::wire::{Redacted, WireError};
 
-/// Longest wait between reconnection attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Leased ports the server keeps in stock by default.
 pub const DEFAULT_STOCK: usize = 16;
 /// Time the relay has to welcome the server.
@@ -88,17 +92,17 @@ pub enum RemoteError {
     /// The relay did not answer in time.
     #[error("no welcome from the relay in time")]
     Timeout,
-    /// The relay broke the protocol.
+    /// A control frame could not be read or written, or was malformed.
     #[error(transparent)]
-    Control(#[from] ControlError),
-    /// A frame only the server may send.
-    #[error("unexpected control frame from the relay")]
+    Wire(#[from] WireError),
+    /// A second welcome, or a first message that is not one.
+    #[error("unexpected control message from the relay")]
     Unexpected,
 }
 
 #[derive(Default)]
 struct State {
-    out: Option<mpsc::Sender<Frame>>,
+    out: Option<mpsc::Sender<ToRelay>>,
     stock: Vec<u16>,
     /// A `Lease` is outstanding.
     asked: bool,
@@ -131,7 +135,7 @@ impl Inner {
         let Some(out) = &state.out else { return };
         let want = self.stock_target.saturating_sub(state.stock.len());
         let count = u16::try_from(want).unwrap_or(u16::MAX);
-        if out.try_send(Frame::Lease { count }).is_ok() {
+        if out.try_send(ToRelay::Lease { count }).is_ok() {
             state.asked = true;
         }
     }
@@ -192,7 +196,7 @@ impl RemoteRelay {
     }
 
     /// Keeps the control connection to the relay at `config` up until `shutdown`,
-    /// reconnecting with a backoff (1 s doubling to [`MAX_BACKOFF`]). `endpoint` is a client
+    /// reconnecting with the workspace's backoff ([`Backoff::RECONNECT`]). `endpoint` is a client
     /// endpoint whose default configuration trusts the relay's certificate and offers
     /// [`control::ALPN`] (see [`crate::quic::client_config_with_alpn`]); `verifier` checks
     /// agent credentials the relay forwards.
@@ -203,38 +207,37 @@ impl RemoteRelay {
         verifier: Arc<dyn Authenticate>,
         shutdown: CancellationToken,
     ) {
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            let started = tokio::time::Instant::now();
-            let result = tokio::select! {
-                result = self.session(&endpoint, &config, &verifier) => result,
-                () = shutdown.cancelled() => break,
-            };
-            self.reset();
-            match result {
+        let sessions = retry(
+            Backoff::RECONNECT,
+            || async {
+                let result = self.session(&endpoint, &config, &verifier).await;
+                self.reset();
+                ControlFlow::<Infallible, _>::Continue(result)
+            },
+            |result, pause| match result {
                 Err(RemoteError::Denied) => tracing::error!(
                     target: "relive_relay::remote",
                     host = %config.host,
+                    seconds = pause.as_secs(),
                     "the standalone relay refused the control secret (check [relay] remote_secret_file)"
                 ),
                 Err(error) => tracing::warn!(
                     target: "relive_relay::remote",
                     host = %config.host,
                     %error,
-                    "standalone relay connection lost"
+                    seconds = pause.as_secs(),
+                    "standalone relay connection lost; reconnecting"
                 ),
-                Ok(()) => {
-                    tracing::info!(target: "relive_relay::remote", "standalone relay connection closed")
-                }
-            }
-            if started.elapsed() > MAX_BACKOFF {
-                backoff = Duration::from_secs(1);
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = shutdown.cancelled() => break,
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+                Ok(()) => tracing::info!(
+                    target: "relive_relay::remote",
+                    seconds = pause.as_secs(),
+                    "standalone relay connection closed; reconnecting"
+                ),
+            },
+        );
+        tokio::select! {
+            never = sessions => match never {},
+            () = shutdown.cancelled() => {}
         }
         self.reset();
         endpoint.close(0u32.into(), b"shutdown");
@@ -259,23 +262,23 @@ impl RemoteRelay {
             .ok_or_else(|| RemoteError::Resolve(std::io::ErrorKind::NotFound.into()))?;
         let connection = endpoint.connect(addr, &config.server_name)?.await?;
         let welcome = async {
-            let (mut send, mut recv) = connection.open_bi().await?;
-            let hello = Hello {
-                secret: config.secret.clone(),
-            };
-            send.write_all(&hello.encode()?)
-                .await
-                .map_err(|e| ControlError::Io(e.into()))?;
-            let first = control::read_frame(&mut recv).await;
-            Ok::<_, RemoteError>((send, recv, first))
+            let (send, recv) = connection.open_bi().await?;
+            let mut send = FramedWrite::new(send, control::server_codec());
+            send.send(ToRelay::Hello {
+                secret: Redacted(config.secret.clone()),
+            })
+            .await?;
+            let mut frames = FramedRead::new(recv, control::server_codec());
+            let first = frames.next().await;
+            Ok::<_, RemoteError>((send, frames, first))
         };
-        let (mut send, recv, first) = tokio::time::timeout(WELCOME_TIMEOUT, welcome)
+        let (mut send, mut frames, first) = tokio::time::timeout(WELCOME_TIMEOUT, welcome)
             .await
             .map_err(|_| RemoteError::Timeout)??;
         match first {
-            Ok(Some(Frame::Welcome)) => {}
-            Ok(Some(_)) => return Err(RemoteError::Unexpected),
-            Ok(None) | Err(_) => {
+            Some(Ok(ToServer::Welcome)) => {}
+            Some(Ok(_)) => return Err(RemoteError::Unexpected),
+            None | Some(Err(_)) => {
                 let denied = matches!(
                     connection.close_reason(),
                     Some(quinn::ConnectionError::ApplicationClosed(ref close))
@@ -290,7 +293,10 @@ impl RemoteRelay {
                     {
                         return Err(RemoteError::Denied);
                     }
-                    return Err(first.err().map_or(RemoteError::Unexpected, Into::into));
+                    return Err(match first {
+                        Some(Err(error)) => error.into(),
+                        _ => WireError::Io(std::io::ErrorKind::UnexpectedEof.into()).into(),
+                    });
                 }
                 return Err(RemoteError::Denied);
             }
@@ -306,31 +312,28 @@ impl RemoteRelay {
         }
         self.inner.changed();
         tracing::info!(target: "relive_relay::remote", relay = %addr, "standalone relay connected");
-        let (mut frames, reader) = crate::serve::spawn_reader(recv);
         let verifying = Arc::new(Semaphore::new(MAX_VERIFYING));
         let result = async {
             loop {
                 tokio::select! {
-                    frame = frames.recv() => {
-                        let frame = match frame {
+                    // `FramedRead::next` is cancel-safe: a frame half read stays buffered.
+                    message = frames.next() => {
+                        let message = match message {
                             None => return Ok(()),
-                            Some(frame) => frame?,
+                            Some(message) => message?,
                         };
-                        self.handle(frame, &out_tx, verifier, &verifying)?;
+                        self.handle(message, &out_tx, verifier, &verifying)?;
                     }
-                    frame = out_rx.recv() => {
+                    message = out_rx.recv() => {
                         // `out_tx` is held here: the channel never closes first.
-                        let Some(frame) = frame else { return Ok(()) };
-                        send.write_all(&frame.encode()?)
-                            .await
-                            .map_err(|e| ControlError::Io(e.into()))?;
+                        let Some(message) = message else { return Ok(()) };
+                        send.send(message).await?;
                     }
                     error = connection.closed() => return Err(RemoteError::Connection(error)),
                 }
             }
         }
         .await;
-        reader.abort();
         if result.is_err() {
             connection.close(control::CLOSE_PROTOCOL.into(), b"closing");
         }
@@ -339,13 +342,13 @@ impl RemoteRelay {
 
     fn handle(
         &self,
-        frame: Frame,
-        out: &mpsc::Sender<Frame>,
+        message: ToServer,
+        out: &mpsc::Sender<ToRelay>,
         verifier: &Arc<dyn Authenticate>,
         verifying: &Arc<Semaphore>,
     ) -> Result<(), RemoteError> {
-        match frame {
-            Frame::Leased { ports } => {
+        match message {
+            ToServer::Leased { ports } => {
                 let mut state = self.inner.state();
                 state.asked = false;
                 let room = control::MAX_LEASED.saturating_sub(state.stock.len());
@@ -353,10 +356,10 @@ impl RemoteRelay {
                 drop(state);
                 self.inner.changed();
             }
-            Frame::Refused { id } => {
+            ToServer::Refused { id } => {
                 tracing::warn!(target: "relive_relay::remote", id, "the standalone relay refused an allocation");
             }
-            Frame::Presence { user, online } => {
+            ToServer::Presence { user, online } => {
                 let mut state = self.inner.state();
                 if online {
                     if state.online.len() < MAX_ONLINE {
@@ -368,10 +371,10 @@ impl RemoteRelay {
                 drop(state);
                 self.inner.changed();
             }
-            Frame::Verify {
+            ToServer::Verify {
                 request,
                 peer,
-                credential,
+                credential: Redacted(credential),
             } => {
                 let out = out.clone();
                 match Arc::clone(verifying).try_acquire_owned() {
@@ -385,23 +388,18 @@ impl RemoteRelay {
                                 accepted = user.is_some(),
                                 "agent verification for the standalone relay"
                             );
-                            let _ = out.send(Frame::Verdict { request, user }).await;
+                            let _ = out.send(ToRelay::Verdict { request, user }).await;
                         });
                     }
                     Err(_) => {
-                        let _ = out.try_send(Frame::Verdict {
+                        let _ = out.try_send(ToRelay::Verdict {
                             request,
                             user: None,
                         });
                     }
                 }
             }
-            Frame::Welcome
-            | Frame::Lease { .. }
-            | Frame::Forward { .. }
-            | Frame::Rendezvous { .. }
-            | Frame::Release { .. }
-            | Frame::Verdict { .. } => return Err(RemoteError::Unexpected),
+            ToServer::Welcome => return Err(RemoteError::Unexpected),
         }
         Ok(())
     }
@@ -411,7 +409,7 @@ impl RemoteRelay {
     fn arm(
         &self,
         count: usize,
-        arm: impl FnOnce(&[(u64, u16)]) -> Frame,
+        arm: impl FnOnce(&[(u64, u16)]) -> ToRelay,
     ) -> Option<Vec<Allocated>> {
         let mut state = self.inner.state();
         let out = state.out.clone()?;
@@ -455,7 +453,7 @@ impl Allocate for RemoteRelay {
             tracing::warn!(target: "relive_relay::remote", "relay forward refused: the listener's agent is offline");
             return None;
         }
-        let allocated = self.arm(1, |legs| Frame::Forward {
+        let allocated = self.arm(1, |legs| ToRelay::Forward {
             id: legs[0].0,
             port: legs[0].1,
             peer: expected_peer,
@@ -473,7 +471,7 @@ impl Allocate for RemoteRelay {
     }
 
     fn rendezvous(&self, owner: &str, peers: [IpAddr; 2]) -> Option<[Allocated; 2]> {
-        let allocated = self.arm(2, |legs| Frame::Rendezvous {
+        let allocated = self.arm(2, |legs| ToRelay::Rendezvous {
             legs: [
                 (legs[0].0, legs[0].1, peers[0]),
                 (legs[1].0, legs[1].1, peers[1]),
@@ -492,7 +490,7 @@ impl Allocate for RemoteRelay {
 
     fn release(&self, id: AllocationId) {
         if let Some(out) = &self.inner.state().out {
-            let _ = out.try_send(Frame::Release { id: id.0 });
+            let _ = out.try_send(ToRelay::Release { id: id.0 });
         }
     }
 }

@@ -3,14 +3,14 @@
 //! the control protocol ([`crate::control`]).
 //!
 //! ```text
-//! relive-server ──QUIC "relive-relay-control/1"──▶ ┐  one UDP endpoint, dispatched by ALPN
-//! agents        ──QUIC "relive-agent/1"──────────▶ ┘
+//! relive-server ──QUIC "relive-relay-control/3"──▶ ┐  one UDP endpoint, dispatched by ALPN
+//! agents        ──QUIC "relive-agent/2"──────────▶ ┘
 //!   Hello(secret) → Welcome        (constant-time compare; wrong secret → closed, logged)
 //!   Lease → Leased[ports]          (bound with PortPool::bind_spare, held for the server)
 //!   Forward / Rendezvous           (PortPool::try_forward_on / try_rendezvous_on: the same
 //!                                   limits, expiry, expected-peer check and agent dial as the
 //!                                   embedded relay) → Refused on failure
-//!   agent Hello("<handle> <token>") → Verify → server checks its store → Verdict
+//!   agent AgentHello("<handle> <token>") → Verify → server checks its store → Verdict
 //!   agent (dis)connects → Presence
 //! ```
 //!
@@ -33,15 +33,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_hub::{AgentHub, AuthFuture, Authenticate};
-use crate::control::{self, ControlError, Frame};
+use crate::control::{self, ToRelay, ToServer};
 use crate::dial::Dial;
 use crate::ports::{PoolConfig, PoolError, PortPool};
 use crate::quic::{self, Identity, QuicError};
 use crate::rewrite::{Allocate as _, AllocationId};
+use crate::wire::{Redacted, WireError};
 
 /// Time a new connection has to finish its handshake and say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,17 +85,17 @@ pub enum ServeError {
     /// The control connection failed.
     #[error("control connection")]
     Connection(#[from] quinn::ConnectionError),
-    /// The control peer broke the protocol.
+    /// A control frame could not be read or written, or was malformed.
     #[error(transparent)]
-    Control(#[from] ControlError),
+    Wire(#[from] WireError),
     /// The control peer did not say hello in time.
     #[error("no hello in time")]
     Timeout,
     /// The shared secret did not match.
     #[error("wrong control secret")]
     Denied,
-    /// A frame that only the other side may send.
-    #[error("unexpected control frame")]
+    /// A second hello.
+    #[error("unexpected control message")]
     Unexpected,
 }
 
@@ -222,7 +225,7 @@ impl std::fmt::Debug for ServeConfig {
 /// The current control connection, as the agent verifier needs it.
 struct Link {
     connection: quinn::Connection,
-    out: mpsc::Sender<Frame>,
+    out: mpsc::Sender<ToServer>,
     pending: HashMap<u64, oneshot::Sender<Option<String>>>,
 }
 
@@ -252,10 +255,10 @@ impl Authenticate for ServerVerifies {
             let mut link = shared.link();
             match link.as_mut() {
                 Some(link) if link.pending.len() < MAX_PENDING => {
-                    let frame = Frame::Verify {
+                    let frame = ToServer::Verify {
                         request,
                         peer: from,
-                        credential: credential.to_owned(),
+                        credential: Redacted(credential.to_owned()),
                     };
                     link.pending.insert(request, tx);
                     let sent = link.out.try_send(frame).is_ok();
@@ -361,10 +364,10 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Handles one frame from the server; returns the frames to answer with.
-    fn handle(&mut self, frame: Frame) -> Result<Vec<Frame>, ServeError> {
-        match frame {
-            Frame::Lease { count } => {
+    /// Handles one message from the server; returns the messages to answer with.
+    fn handle(&mut self, message: ToRelay) -> Result<Vec<ToServer>, ServeError> {
+        match message {
+            ToRelay::Lease { count } => {
                 let room = MAX_LEASED_PORTS.saturating_sub(self.leased.len());
                 let mut ports = Vec::new();
                 for _ in 0..usize::from(count).min(room).min(control::MAX_LEASED) {
@@ -379,9 +382,9 @@ impl Session<'_> {
                     ports.push(port);
                 }
                 tracing::debug!(target: "relive_relay::serve", count = ports.len(), "ports leased");
-                Ok(vec![Frame::Leased { ports }])
+                Ok(vec![ToServer::Leased { ports }])
             }
-            Frame::Forward {
+            ToRelay::Forward {
                 id,
                 port,
                 peer,
@@ -400,11 +403,11 @@ impl Session<'_> {
                     }
                     Err(error) => {
                         tracing::warn!(target: "relive_relay::serve", port, %error, "forward arm refused");
-                        Ok(vec![Frame::Refused { id }])
+                        Ok(vec![ToServer::Refused { id }])
                     }
                 }
             }
-            Frame::Rendezvous { legs, owner } => {
+            ToRelay::Rendezvous { legs, owner } => {
                 let sockets = (
                     self.leased.remove(&legs[0].1),
                     self.leased.remove(&legs[1].1),
@@ -425,19 +428,19 @@ impl Session<'_> {
                     Err(error) => {
                         tracing::warn!(target: "relive_relay::serve", %error, "rendezvous arm refused");
                         Ok(vec![
-                            Frame::Refused { id: legs[0].0 },
-                            Frame::Refused { id: legs[1].0 },
+                            ToServer::Refused { id: legs[0].0 },
+                            ToServer::Refused { id: legs[1].0 },
                         ])
                     }
                 }
             }
-            Frame::Release { id } => {
+            ToRelay::Release { id } => {
                 if let Some(allocation) = self.armed.remove(&id) {
                     self.pool.release(allocation);
                 }
                 Ok(Vec::new())
             }
-            Frame::Verdict { request, user } => {
+            ToRelay::Verdict { request, user } => {
                 let waiter = self
                     .shared
                     .link()
@@ -448,11 +451,7 @@ impl Session<'_> {
                 }
                 Ok(Vec::new())
             }
-            Frame::Welcome
-            | Frame::Leased { .. }
-            | Frame::Refused { .. }
-            | Frame::Verify { .. }
-            | Frame::Presence { .. } => Err(ServeError::Unexpected),
+            ToRelay::Hello { .. } => Err(ServeError::Unexpected),
         }
     }
 
@@ -467,41 +466,6 @@ impl Session<'_> {
     }
 }
 
-async fn write_frame(send: &mut quinn::SendStream, frame: &Frame) -> Result<(), ServeError> {
-    send.write_all(&frame.encode()?)
-        .await
-        .map_err(|e| ControlError::Io(e.into()))?;
-    Ok(())
-}
-
-/// Forwards frames read from `recv` to a channel, so the session loop can `select!` on it
-/// (reading a frame is not cancel-safe).
-pub(crate) fn spawn_reader(
-    mut recv: quinn::RecvStream,
-) -> (
-    mpsc::Receiver<Result<Frame, ControlError>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, rx) = mpsc::channel(16);
-    let task = tokio::spawn(async move {
-        loop {
-            match control::read_frame(&mut recv).await {
-                Ok(Some(frame)) => {
-                    if tx.send(Ok(frame)).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    let _ = tx.send(Err(error)).await;
-                    break;
-                }
-            }
-        }
-    });
-    (rx, task)
-}
-
 async fn serve_control(
     shared: &Shared,
     pool: &PortPool,
@@ -511,18 +475,23 @@ async fn serve_control(
 ) -> Result<(), ServeError> {
     let remote = connection.remote_address();
     let hello = async {
-        let (send, mut recv) = connection.accept_bi().await?;
-        let hello = control::read_hello(&mut recv).await?;
-        Ok::<_, ServeError>((send, recv, hello))
+        let (send, recv) = connection.accept_bi().await?;
+        let mut frames = FramedRead::new(recv, control::relay_codec());
+        let hello = frames
+            .next()
+            .await
+            .ok_or_else(|| WireError::Io(std::io::ErrorKind::UnexpectedEof.into()))??;
+        Ok::<_, ServeError>((send, frames, hello))
     };
-    let (mut send, recv, hello) = tokio::time::timeout(HELLO_TIMEOUT, hello)
+    let (send, mut frames, hello) = tokio::time::timeout(HELLO_TIMEOUT, hello)
         .await
         .map_err(|_| ServeError::Timeout)??;
-    if !hello.matches(secret) {
+    if !hello.is_hello_with(secret) {
         connection.close(control::CLOSE_DENIED.into(), b"denied");
         return Err(ServeError::Denied);
     }
-    write_frame(&mut send, &Frame::Welcome).await?;
+    let mut send = FramedWrite::new(send, control::relay_codec());
+    send.send(ToServer::Welcome).await?;
     let (out_tx, mut out_rx) = mpsc::channel(OUT_QUEUE);
     let previous = shared.link().replace(Link {
         connection: connection.clone(),
@@ -535,7 +504,6 @@ async fn serve_control(
             .close(control::CLOSE_REPLACED.into(), b"replaced");
     }
     tracing::info!(target: "relive_relay::serve", %remote, "server control connection up");
-    let (mut frames, reader) = spawn_reader(recv);
     let mut presence = hub.subscribe();
     presence.mark_changed();
     let mut online: HashSet<String> = HashSet::new();
@@ -550,48 +518,50 @@ async fn serve_control(
     let result = async {
         loop {
             tokio::select! {
-                frame = frames.recv() => {
-                    let answers = match frame {
+                // `FramedRead::next` is cancel-safe: a frame half read stays buffered.
+                message = frames.next() => {
+                    let answers = match message {
                         None => return Ok(()),
-                        Some(Err(error)) => return Err(ServeError::Control(error)),
-                        Some(Ok(frame)) => session.handle(frame),
+                        Some(Err(error)) => Err(ServeError::Wire(error)),
+                        Some(Ok(message)) => session.handle(message),
                     };
                     let answers = answers.inspect_err(|_| {
                         connection.close(control::CLOSE_PROTOCOL.into(), b"protocol");
                     })?;
-                    for answer in &answers {
-                        write_frame(&mut send, answer).await?;
+                    for answer in answers {
+                        send.feed(answer).await?;
                     }
+                    send.flush().await?;
                 }
-                frame = out_rx.recv() => {
+                message = out_rx.recv() => {
                     // The sender lives in `shared` until a newer connection replaces this one.
-                    let Some(frame) = frame else { return Ok(()) };
-                    write_frame(&mut send, &frame).await?;
+                    let Some(message) = message else { return Ok(()) };
+                    send.send(message).await?;
                 }
                 changed = presence.changed() => {
                     if changed.is_err() {
                         return Ok(());
                     }
                     let now: HashSet<String> = hub.users().into_iter().collect();
-                    let mut updates: Vec<Frame> = now
+                    let mut updates: Vec<ToServer> = now
                         .difference(&online)
-                        .map(|user| Frame::Presence { user: user.clone(), online: true })
+                        .map(|user| ToServer::Presence { user: user.clone(), online: true })
                         .collect();
-                    updates.extend(online.difference(&now).map(|user| Frame::Presence {
+                    updates.extend(online.difference(&now).map(|user| ToServer::Presence {
                         user: user.clone(),
                         online: false,
                     }));
                     online = now;
-                    for update in &updates {
-                        write_frame(&mut send, update).await?;
+                    for update in updates {
+                        send.feed(update).await?;
                     }
+                    send.flush().await?;
                 }
                 error = connection.closed() => return Err(ServeError::Connection(error)),
             }
         }
     }
     .await;
-    reader.abort();
     {
         let mut link = shared.link();
         if link

@@ -9,17 +9,20 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::{SinkExt as _, StreamExt as _};
 use relive_relay::agent::{AgentConfig, AgentError, run_agent};
 use relive_relay::agent_hub::{AuthFuture, Authenticate, StaticTokens};
-use relive_relay::control::{self, Frame, Hello};
+use relive_relay::control::{self, ToRelay, ToServer};
 use relive_relay::ports::PoolConfig;
 use relive_relay::quic;
 use relive_relay::remote::{RemoteConfig, RemoteRelay};
 use relive_relay::rewrite::Allocate as _;
 use relive_relay::serve::{self, RelayFiles, ServeConfig};
+use relive_relay::wire::{Codec, Redacted};
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -230,14 +233,13 @@ async fn a_control_connection_without_the_secret_is_refused() {
         .unwrap()
         .await
         .unwrap();
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    send.write_all(&Hello { secret: wrong }.encode().unwrap())
-        .await
-        .unwrap();
-    assert!(!matches!(
-        control::read_frame(&mut recv).await,
-        Ok(Some(Frame::Welcome))
-    ));
+    let (mut send, mut recv) = control_streams(&connection).await;
+    send.send(ToRelay::Hello {
+        secret: Redacted(wrong),
+    })
+    .await
+    .unwrap();
+    assert!(!matches!(recv.next().await, Some(Ok(ToServer::Welcome))));
     let reason = tokio::time::timeout(WAIT, connection.closed())
         .await
         .unwrap();
@@ -253,12 +255,12 @@ async fn a_control_connection_without_the_secret_is_refused() {
         .unwrap()
         .await
         .unwrap();
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    send.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-    assert!(!matches!(
-        control::read_frame(&mut recv).await,
-        Ok(Some(Frame::Welcome))
-    ));
+    let (mut send, mut recv) = control_streams(&connection).await;
+    send.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(!matches!(recv.next().await, Some(Ok(ToServer::Welcome))));
 
     // The right secret is welcomed.
     let connection = endpoint
@@ -266,20 +268,13 @@ async fn a_control_connection_without_the_secret_is_refused() {
         .unwrap()
         .await
         .unwrap();
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    send.write_all(
-        &Hello {
-            secret: relay.secret.clone(),
-        }
-        .encode()
-        .unwrap(),
-    )
+    let (mut send, mut recv) = control_streams(&connection).await;
+    send.send(ToRelay::Hello {
+        secret: Redacted(relay.secret.clone()),
+    })
     .await
     .unwrap();
-    assert_eq!(
-        control::read_frame(&mut recv).await.unwrap(),
-        Some(Frame::Welcome)
-    );
+    assert_eq!(recv.next().await.unwrap().unwrap(), ToServer::Welcome);
 }
 
 #[tokio::test]
@@ -310,30 +305,37 @@ async fn a_wrong_agent_token_is_refused_by_the_servers_verification() {
     assert!(!remote.connected(ALICE));
 }
 
+/// The server's end of a control stream, in the protocol's framing.
+type ControlSend = FramedWrite<quinn::SendStream, Codec<ToServer, ToRelay>>;
+/// What the server reads from the relay.
+type ControlRecv = FramedRead<quinn::RecvStream, Codec<ToServer, ToRelay>>;
+
+/// A control stream on `connection`, framed as the server frames it.
+async fn control_streams(connection: &quinn::Connection) -> (ControlSend, ControlRecv) {
+    let (send, recv) = connection.open_bi().await.unwrap();
+    (
+        FramedWrite::new(send, control::server_codec()),
+        FramedRead::new(recv, control::server_codec()),
+    )
+}
+
 /// A raw control connection: the real protocol, spoken by the test itself.
 async fn raw_control(
     relay: &Relay,
-) -> (
-    quinn::Connection,
-    quinn::SendStream,
-    quinn::RecvStream,
-    quinn::Endpoint,
-) {
+) -> (quinn::Connection, ControlSend, ControlRecv, quinn::Endpoint) {
     let endpoint = control_endpoint(relay);
     let connection = endpoint
         .connect(relay.addr, "localhost")
         .unwrap()
         .await
         .unwrap();
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    let hello = Hello {
-        secret: relay.secret.clone(),
-    };
-    send.write_all(&hello.encode().unwrap()).await.unwrap();
-    assert_eq!(
-        control::read_frame(&mut recv).await.unwrap(),
-        Some(Frame::Welcome)
-    );
+    let (mut send, mut recv) = control_streams(&connection).await;
+    send.send(ToRelay::Hello {
+        secret: Redacted(relay.secret.clone()),
+    })
+    .await
+    .unwrap();
+    assert_eq!(recv.next().await.unwrap().unwrap(), ToServer::Welcome);
     (connection, send, recv, endpoint)
 }
 
@@ -341,10 +343,8 @@ async fn raw_control(
 async fn a_connection_before_the_arm_waits_and_is_judged_when_armed() {
     let relay = start_relay().await;
     let (_connection, mut send, mut recv, _endpoint) = raw_control(&relay).await;
-    send.write_all(&Frame::Lease { count: 2 }.encode().unwrap())
-        .await
-        .unwrap();
-    let Some(Frame::Leased { ports }) = control::read_frame(&mut recv).await.unwrap() else {
+    send.send(ToRelay::Lease { count: 2 }).await.unwrap();
+    let Some(Ok(ToServer::Leased { ports })) = recv.next().await else {
         panic!("no lease");
     };
     assert_eq!(ports.len(), 2);
@@ -360,11 +360,11 @@ async fn a_connection_before_the_arm_waits_and_is_judged_when_armed() {
     first.write_all(b"VER MSNFTP\r\n").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Armed as a rendezvous: leg 1 admits 127.0.0.1, leg 2 admits 127.0.0.1 as well.
-    let arm = Frame::Rendezvous {
+    let arm = ToRelay::Rendezvous {
         legs: [(10, ports[0], LOCAL), (11, ports[1], LOCAL)],
         owner: ALICE.into(),
     };
-    send.write_all(&arm.encode().unwrap()).await.unwrap();
+    send.send(arm).await.unwrap();
     // The stranger, held in the backlog, is closed unheard once the arm says who may come.
     let mut buf = [0u8; 1];
     let read = tokio::time::timeout(WAIT, stranger.read(&mut buf))
@@ -379,27 +379,27 @@ async fn a_connection_before_the_arm_waits_and_is_judged_when_armed() {
         .unwrap();
     assert_eq!(&line, b"VER MSNFTP\r\n");
     // An arm for a port that was never leased is refused.
-    let bogus = Frame::Forward {
+    let bogus = ToRelay::Forward {
         id: 12,
         port: 1,
         peer: LOCAL,
         target: 9,
         user: ALICE.into(),
     };
-    send.write_all(&bogus.encode().unwrap()).await.unwrap();
+    send.send(bogus).await.unwrap();
     assert_eq!(
-        control::read_frame(&mut recv).await.unwrap(),
-        Some(Frame::Refused { id: 12 })
+        recv.next().await.unwrap().unwrap(),
+        ToServer::Refused { id: 12 }
     );
-    // Frames only the relay sends end the connection as a protocol error.
-    send.write_all(&Frame::Welcome.encode().unwrap())
-        .await
-        .unwrap();
+    // A second hello ends the connection as a protocol error.
+    send.send(ToRelay::Hello {
+        secret: Redacted(relay.secret.clone()),
+    })
+    .await
+    .unwrap();
     assert!(!matches!(
-        tokio::time::timeout(WAIT, control::read_frame(&mut recv))
-            .await
-            .unwrap(),
-        Ok(Some(_))
+        tokio::time::timeout(WAIT, recv.next()).await.unwrap(),
+        Some(Ok(_))
     ));
 }
 

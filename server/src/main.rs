@@ -1,5 +1,7 @@
 //! `relive-server`: the command line. Parses arguments (clap), sets up logging, and calls the
-//! library; nothing else lives here.
+//! library; nothing else lives here. The flags follow the vocabulary all Relive programs share
+//! ([`relive_cli`]): `--data-dir`, the account as the positional `EMAIL`, `-v`/`-q`,
+//! `--log-format text|json`, `RUST_LOG` deciding when set.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::net::SocketAddr;
@@ -8,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use relive_cli::{Level, Logging};
 use relive_server::config::{self, DEFAULT_DATA_DIR, Overrides, Settings};
 use relive_server::http::legacy::{self, LegacyCertPaths, LegacyTls};
 use relive_server::secret::{Secret, ServerKey};
@@ -25,20 +28,10 @@ struct Cli {
     /// Data directory (database, keys, certificates, relive.toml).
     #[arg(long, global = true, env = "RELIVE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
-    /// Log line format on standard error: text for people, json for log shippers.
-    #[arg(long, global = true, env = "RELIVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    logging: Logging,
     #[command(subcommand)]
     command: Command,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per line (timestamp, level, target, fields, spans).
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,19 +169,7 @@ enum CertCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        // Colour codes only on a terminal, so logs written to files stay readable.
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    cli.logging.init(Level::Info);
     let result = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
         .and_then(|rt| rt.block_on(dispatch(cli)));

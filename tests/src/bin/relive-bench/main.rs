@@ -29,6 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use relive_cli::{Level, Logging};
 
 /// Load generator and benchmarks for the Relive server.
 #[derive(Debug, Parser)]
@@ -38,6 +39,10 @@ struct Cli {
     scenario: Scenario,
     #[command(flatten)]
     common: Common,
+    /// The flags every Relive program shares (the bench's own log lines; the server it
+    /// starts logs at `RELIVE_BENCH_SERVER_LOG`, default `warn`).
+    #[command(flatten)]
+    logging: Logging,
 }
 
 /// Options every scenario takes.
@@ -78,13 +83,14 @@ enum Scenario {
     #[command(name = "__serve", hide = true)]
     Serve {
         /// The data directory.
-        #[arg(long)]
+        #[arg(long, alias = "dir")]
         data_dir: PathBuf,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli.logging.init(Level::Warn);
     if let Scenario::Serve { data_dir } = &cli.scenario {
         return match server::child_main(data_dir.clone()) {
             Ok(()) => ExitCode::SUCCESS,

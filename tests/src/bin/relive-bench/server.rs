@@ -355,15 +355,8 @@ impl Drop for Server {
 
 /// The hidden `__serve` mode: what `relive-server serve` does (same library calls, same
 /// multi-threaded runtime), on `127.0.0.1` port-0 listeners, printing the same address lines.
+/// Logging is set up by `main` (`RUST_LOG`, which the parent sets, decides the level).
 pub(crate) fn child_main(data_dir: PathBuf) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
     tokio::runtime::Runtime::new()?.block_on(serve(&data_dir))
 }
 
