@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
+use relive_relay::backoff::Backoff;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +23,9 @@ use super::{
 use crate::Context;
 use crate::limits::connections::Admission;
 
-/// Longest pause after a failing `accept` (e.g. out of file descriptors).
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(2);
+/// Pauses after a failing `accept` (e.g. out of file descriptors): 10 ms doubling to 2 s, the
+/// workspace's one backoff schedule ([`relive_relay::backoff`]).
+const ACCEPT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(2));
 
 /// A connection's future with what it holds for its whole life: the open-connection gauge
 /// (decremented however the task ends) and its place in its listener's pool. Built before the
@@ -78,7 +80,7 @@ pub(crate) async fn accept_loop(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = ACCEPT_BACKOFF;
     let mut next_id: u64 = 0;
     loop {
         let accepted = tokio::select! {
@@ -87,16 +89,15 @@ pub(crate) async fn accept_loop(
         };
         let (stream, peer) = match accepted {
             Ok(pair) => {
-                backoff = Duration::from_millis(10);
+                backoff.reset();
                 pair
             }
             Err(error) => {
                 tracing::warn!(listener = kind.as_str(), %error, "accept failed");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(backoff.pause()) => {}
                 }
-                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
                 continue;
             }
         };
