@@ -8,6 +8,10 @@
 //! S: MSG Hotmail Hotmail <len> + text/x-msmsgsprofile
 //! ```
 //!
+//! From MSNP10 `USR OK` carries no name (the client reads it from `PRP MFN` in the `SYN` dump)
+//! and the profile says `ABCHMigrated: 1`; from MSNP11 `SBS 0 null` comes between `USR OK` and
+//! the profile (research notes §2.1, §3.1).
+//!
 //! The secret is one of the account's access tokens (never the password). Every attempt gets a
 //! new challenge, so a captured answer cannot be replayed. An unknown account gets a challenge
 //! too and fails at `USR … S` with the same `911` after the same store round trip as a wrong
@@ -15,8 +19,11 @@
 //! login closes the connection.
 //!
 //! `TWN` (PROTOCOL.md §2.3.3): `USR TWN I` is answered with the same parameters whether or not
-//! the account exists; `USR TWN S <ticket>` consumes a ticket `login2.srf` issued
+//! the account exists; `USR TWN S <ticket>` consumes a ticket `login2.srf` or `RST.srf` issued
 //! ([`crate::passport::PassportService::consume_ticket`]); any failure is `911` and a close.
+//! The ticket is what precedes the first `,`: tickets never hold one, and msnp11-sdk sends the
+//! rest of `Authentication-Info` after it (`t=…&p=…,ru=http://messenger.msn.com`; research
+//! notes §5.3).
 //!
 //! Every failed MD5, CTP or TWN attempt counts against the account and the source address in
 //! the Passport rate limiter; while either is limited, attempts are refused with the same `911`
@@ -184,8 +191,9 @@ impl NsService {
                         self.verify(&handle, check).await
                     }
                     Auth::Twn { handle } => {
-                        ticket_t = t_part(response.as_str()).map(str::to_owned);
-                        self.verify_ticket(&handle, response.as_str()).await
+                        let ticket = response.as_str().split(',').next().unwrap_or_default();
+                        ticket_t = t_part(ticket).map(str::to_owned);
+                        self.verify_ticket(&handle, ticket).await
                     }
                     Auth::Idle => Ok(Err(LoginFailure::WrongSecret)),
                 };
@@ -309,6 +317,9 @@ impl NsService {
             name: account.friendly_name.clone(),
             verified: true,
         });
+        if caps.sbs {
+            out.push(ServerMessage::Sbs);
+        }
         out.push(ServerMessage::Msg {
             from: hotmail(),
             name: FriendlyName::from_display("Hotmail")
@@ -361,6 +372,9 @@ impl NsService {
                 "ClientIP: {}\r\nClientPort: {swapped}\r\n",
                 self.peer.ip()
             );
+        }
+        if caps.profile >= ProfileGeneration::Abch {
+            p.push_str("ABCHMigrated: 1\r\n");
         }
         p.push_str("\r\n");
         Bytes::from(p)
