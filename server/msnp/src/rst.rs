@@ -276,21 +276,59 @@ pub fn messenger_ticket(answer: &[u8]) -> Option<String> {
         .map(|t| t.text.clone())
 }
 
+/// The body MSN 7.5 (and the PP3-era clients modelled on it: BitlBee, `MSN::AuthPP3`,
+/// msn-pecan) posts to `RST.srf` for `username` and `password`, asking for the legacy token and
+/// the Messenger ticket with the `USR TWN S` parameters as policy (research notes §4.3). For
+/// test clients.
+#[must_use]
+pub fn msn75_request(username: &str, password: &str, twn_params: &str) -> String {
+    // `?` + the parameters with `,` → `&`, URL-decoded, then XML-escaped (msn-pecan, Perl).
+    let policy = format!(
+        "?{}",
+        String::from_utf8_lossy(&crate::types::url_decode(&twn_params.replace(',', "&")))
+    );
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Envelope \
+xmlns=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+xmlns:wsse=\"http://schemas.xmlsoap.org/ws/2003/06/secext\" \
+xmlns:saml=\"urn:oasis:names:tc:SAML:1.0:assertion\" \
+xmlns:wsp=\"http://schemas.xmlsoap.org/ws/2002/12/policy\" \
+xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd\" \
+xmlns:wsa=\"http://schemas.xmlsoap.org/ws/2004/03/addressing\" \
+xmlns:wssc=\"http://schemas.xmlsoap.org/ws/2004/04/sc\" \
+xmlns:wst=\"http://schemas.xmlsoap.org/ws/2004/04/trust\"><Header>\
+<ps:AuthInfo xmlns:ps=\"http://schemas.microsoft.com/Passport/SoapServices/PPCRL\" Id=\"PPAuthInfo\">\
+<ps:HostingApp>{{7108E71A-9926-4FCB-BCC9-9A9D3F32E423}}</ps:HostingApp>\
+<ps:BinaryVersion>3</ps:BinaryVersion><ps:UIVersion>1</ps:UIVersion><ps:Cookies></ps:Cookies>\
+<ps:RequestParams>AQAAAAIAAABsYwQAAAAxMDMz</ps:RequestParams></ps:AuthInfo>\
+<wsse:Security><wsse:UsernameToken Id=\"user\"><wsse:Username>{}</wsse:Username>\
+<wsse:Password>{}</wsse:Password></wsse:UsernameToken></wsse:Security></Header><Body>\
+<ps:RequestMultipleSecurityTokens xmlns:ps=\"http://schemas.microsoft.com/Passport/SoapServices/PPCRL\" Id=\"RSTS\">\
+<wst:RequestSecurityToken Id=\"RST0\">\
+<wst:RequestType>http://schemas.xmlsoap.org/ws/2004/04/security/trust/Issue</wst:RequestType>\
+<wsp:AppliesTo><wsa:EndpointReference><wsa:Address>{PASSPORT_TB}</wsa:Address>\
+</wsa:EndpointReference></wsp:AppliesTo></wst:RequestSecurityToken>\
+<wst:RequestSecurityToken Id=\"RST1\">\
+<wst:RequestType>http://schemas.xmlsoap.org/ws/2004/04/security/trust/Issue</wst:RequestType>\
+<wsp:AppliesTo><wsa:EndpointReference><wsa:Address>{MESSENGER}</wsa:Address>\
+</wsa:EndpointReference></wsp:AppliesTo><wsse:PolicyReference URI=\"{}\"></wsse:PolicyReference>\
+</wst:RequestSecurityToken></ps:RequestMultipleSecurityTokens></Body></Envelope>",
+        escape(username),
+        escape(password),
+        escape(&policy)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The request body as MSN 7.5 (and the PP3 clients modelled on it) send it.
-    pub(crate) fn msn75_request(user: &str, password: &str) -> String {
-        format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?><Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wsse="http://schemas.xmlsoap.org/ws/2003/06/secext" xmlns:saml="urn:oasis:names:tc:SAML:1.0:assertion" xmlns:wsp="http://schemas.xmlsoap.org/ws/2002/12/policy" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd" xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/03/addressing" xmlns:wssc="http://schemas.xmlsoap.org/ws/2004/04/sc" xmlns:wst="http://schemas.xmlsoap.org/ws/2004/04/trust"><Header><ps:AuthInfo xmlns:ps="http://schemas.microsoft.com/Passport/SoapServices/PPCRL" Id="PPAuthInfo"><ps:HostingApp>{{7108E71A-9926-4FCB-BCC9-9A9D3F32E423}}</ps:HostingApp><ps:BinaryVersion>3</ps:BinaryVersion><ps:UIVersion>1</ps:UIVersion><ps:Cookies></ps:Cookies><ps:RequestParams>AQAAAAIAAABsYwQAAAAxMDMz</ps:RequestParams></ps:AuthInfo><wsse:Security><wsse:UsernameToken Id="user"><wsse:Username>{user}</wsse:Username><wsse:Password>{password}</wsse:Password></wsse:UsernameToken></wsse:Security></Header><Body><ps:RequestMultipleSecurityTokens xmlns:ps="http://schemas.microsoft.com/Passport/SoapServices/PPCRL" Id="RSTS"><wst:RequestSecurityToken Id="RST0"><wst:RequestType>http://schemas.xmlsoap.org/ws/2004/04/security/trust/Issue</wst:RequestType><wsp:AppliesTo><wsa:EndpointReference><wsa:Address>http://Passport.NET/tb</wsa:Address></wsa:EndpointReference></wsp:AppliesTo></wst:RequestSecurityToken><wst:RequestSecurityToken Id="RST1"><wst:RequestType>http://schemas.xmlsoap.org/ws/2004/04/security/trust/Issue</wst:RequestType><wsp:AppliesTo><wsa:EndpointReference><wsa:Address>messenger.msn.com</wsa:Address></wsa:EndpointReference></wsp:AppliesTo><wsse:PolicyReference URI="?lc=1033&amp;id=507&amp;tw=40&amp;fs=1&amp;ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom&amp;ct=1131624000&amp;kpp=1&amp;kv=5&amp;ver=2.1.0173.1&amp;tpf=ab"></wsse:PolicyReference></wst:RequestSecurityToken></ps:RequestMultipleSecurityTokens></Body></Envelope>"#
-        )
-    }
+    const PARAMS: &str = "lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct=1";
 
     #[test]
     fn the_msn75_request_parses_and_hides_the_password() {
-        let r =
-            RstRequest::parse(msn75_request("alice@example.com", "p&amp;w").as_bytes()).unwrap();
+        let r = RstRequest::parse(msn75_request("alice@example.com", "p&w", PARAMS).as_bytes())
+            .unwrap();
         assert_eq!(r.username, "alice@example.com");
         assert_eq!(r.password, "p&w");
         assert_eq!(
@@ -319,7 +357,7 @@ mod tests {
             RstRequest::parse(b"<Envelope><Body/></Envelope>"),
             Err(RstError::NoCredentials)
         );
-        let no_password = msn75_request("alice@example.com", "");
+        let no_password = msn75_request("alice@example.com", "", PARAMS);
         assert_eq!(
             RstRequest::parse(no_password.as_bytes()),
             Err(RstError::NoCredentials)
@@ -336,7 +374,12 @@ mod tests {
 
     #[test]
     fn the_answer_carries_the_ticket_escaped_for_messenger() {
-        let r = RstRequest::parse(msn75_request("alice@example.com", "x").as_bytes()).unwrap();
+        let r =
+            RstRequest::parse(msn75_request("alice@example.com", "x", PARAMS).as_bytes()).unwrap();
+        assert!(
+            msn75_request("a@b.c", "x", PARAMS)
+                .contains("URI=\"?lc=1033&amp;id=507&amp;tw=40&amp;fs=1&amp;ru=http://messenger.msn.com&amp;ct=1\"")
+        );
         let body = issued(
             &r,
             &Issued {
