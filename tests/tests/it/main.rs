@@ -41,6 +41,9 @@ mod msnp12;
 /// MSN 4.7, 6.0, 7.0 and 7.5 in one contact list and one conversation.
 mod mixed;
 
+/// msnp11-sdk, a real MSNP11 client from crates.io, over real sockets.
+mod sdk;
+
 /// A standalone relay driven by the server (`[relay] remote`) carries a transfer (needs root).
 mod remote_relay;
 
