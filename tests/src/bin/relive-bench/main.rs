@@ -10,7 +10,8 @@
 //! the same figures as JSON. The exit status is 1 when a target is missed.
 //!
 //! Scenarios: [`chat`], [`idle`], [`login`], [`presence`]; users log in as [`logon`] says
-//! (`--login md5`, MSNP7, or `--login passport`, MSNP9 through HTTPS `login2.srf`).
+//! (`--login md5`, MSNP7; `--login passport`, MSNP9 through HTTPS `login2.srf`; `--login
+//! msnp11`, the same as MSN 7.0).
 
 mod chat;
 mod idle;
@@ -65,7 +66,8 @@ enum Scenario {
     /// Idle: N logged-in users with contact lists, `PNG` every 50 s; the server's RSS per
     /// connection.
     Idle(idle::Args),
-    /// Login: token logins per second on MSNP7 MD5 and through Passport (HTTPS + MSNP9 TWN).
+    /// Login: token logins per second on MSNP7 MD5 and through Passport (HTTPS + MSNP9 TWN;
+    /// `--mode all` adds MSNP11).
     Login(login::Args),
     /// Presence: one user with K online watchers changes status; time until all K have the NLN.
     Presence(presence::Args),
