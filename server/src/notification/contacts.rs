@@ -15,6 +15,11 @@
 //! `REM`; an unknown group `224`), then make the same store change the MSNP2–9 commands make,
 //! and answer in the form of the request. `PRP MFN` is `REA` on one's own handle, `SBP … MFN`
 //! `REA` on a contact's.
+//!
+//! The pending list (PL, bit 16 from MSNP10) is never set: as in Escargot and rusty-retro, a
+//! client learns who added it from `ADC 0 RL` while online and, at login, from RL entries on
+//! neither AL nor BL (no source documents when the service set PL; research notes §2.7). `ADC`
+//! and `REM` on PL are answered `201`.
 
 use relive_msnp::client::{
     Adc, AdcTarget, Add, Adg, Blp, ContactRef, GroupRef, Gtc, Prp, Rea, Reg, Rem, Rmg, Sbp,
