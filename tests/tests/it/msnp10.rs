@@ -135,6 +135,10 @@ async fn msn62_address_book_by_guid() -> anyhow::Result<()> {
     a.send_line(&format!("SBP 16 {carol_guid} MFN Caz")).await?;
     a.expect_line(&format!("SBP 16 {carol_guid} MFN Caz"))
         .await?;
+    // A handle no account has: 208 from MSNP10 (205 before).
+    a.send_line("ADC 16 FL N=nobody@example.com F=nobody@example.com")
+        .await?;
+    a.expect_line("208 16").await?;
     // A GUID that names nobody in alice's lists: 208 (ADC, SBP), 216 (REM), 224 (group).
     let nobody = Guid::from_random([7; 16]);
     a.send_line(&format!("ADC 17 FL C={nobody} {gg}")).await?;
