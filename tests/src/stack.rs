@@ -53,6 +53,7 @@ pub struct StackOptions {
     chl_timeout_secs: Option<u64>,
     relay: bool,
     sdk_nexus: bool,
+    dispatch: Option<SocketAddr>,
     data: Option<DataDir>,
 }
 
@@ -121,6 +122,15 @@ impl StackOptions {
         self
     }
 
+    /// Makes this stack a dispatch server in front of the notification server at `ns`: its NS
+    /// listener is bound on `127.0.0.2` at `ns`'s port, it calls itself `127.0.0.2`, and it
+    /// answers `USR … I` with `XFR … NS <ns>` (PROTOCOL.md §1.2: the referral keeps the port).
+    #[must_use]
+    pub const fn dispatch_to(mut self, ns: SocketAddr) -> Self {
+        self.dispatch = Some(ns);
+        self
+    }
+
     /// Starts on the data directory of a stack that was shut down (a restart).
     #[must_use]
     pub fn reuse(mut self, data: DataDir) -> Self {
@@ -171,8 +181,15 @@ impl TestStack {
     /// Any setup step failed.
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
         crate::init_tracing();
+        let ns_listener = match opts.dispatch {
+            // The same port as the NS it refers to, on another loopback address.
+            Some(ns) => TcpListener::bind(("127.0.0.2", ns.port()))
+                .await
+                .context("binding the dispatch server on 127.0.0.2")?,
+            None => bind().await?,
+        };
         let listeners = Listeners {
-            ns: bind().await?,
+            ns: ns_listener,
             sb: bind().await?,
             http: bind().await?,
             https: bind().await?,
@@ -197,7 +214,12 @@ impl TestStack {
             sb,
             http,
             https,
-            public_host: "127.0.0.1".to_owned(),
+            public_host: if opts.dispatch.is_some() {
+                "127.0.0.2".to_owned()
+            } else {
+                "127.0.0.1".to_owned()
+            },
+            ns_referral_host: opts.dispatch.map(|ns| ns.ip().to_string()),
             bcrypt_cost: TEST_BCRYPT_COST,
             chl: opts.chl,
             sb_auth_timeout_secs: opts

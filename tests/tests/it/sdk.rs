@@ -1,6 +1,7 @@
 //! A real MSNP11 client nobody here wrote: `msnp11-sdk` 0.13 (crates.io, MIT, campos02),
 //! against a whole stack over real sockets, logging in through the nexus and `login2.srf` over
-//! plain HTTP (the SDK trusts only the web PKI's roots, so not the stack's CA).
+//! plain HTTP (the SDK trusts only the web PKI's roots, so not the stack's CA), directly or
+//! through a dispatch server's `XFR NS` (a second stack on `127.0.0.2` referring to the first).
 //!
 //! Its quirks are lived with, not patched (research notes for issue 16, §5.5, with the SDK's
 //! file:line in `msnp11-sdk-0.13.0/src`):
@@ -106,18 +107,34 @@ struct Sdk {
     events: Events,
 }
 
-/// `Client::new` + `login` as MSN 7.0.0813 through the stack's plain-HTTP nexus; follows an
-/// `XFR NS` referral the way the SDK's documentation says (a new client on the named server).
+/// `Client::new` + `login` as MSN 7.0.0813 through the stack's plain-HTTP nexus.
 async fn sdk_login(stack: &TestStack, handle: &str, secret: &str) -> anyhow::Result<Sdk> {
+    let (sdk, _) = sdk_login_at(stack, ("127.0.0.1", stack.ns.port()), handle, secret).await?;
+    Ok(sdk)
+}
+
+/// [`sdk_login`] starting at `first`; follows an `XFR NS` referral the way the SDK's
+/// documentation says (a new client on the named server). Returns the servers it was
+/// referred to as well.
+async fn sdk_login_at(
+    stack: &TestStack,
+    first: (&str, u16),
+    handle: &str,
+    secret: &str,
+) -> anyhow::Result<(Sdk, Vec<(String, u16)>)> {
     let nexus = format!("http://127.0.0.1:{}/rdr/pprdr.asp", stack.http.port());
-    let (mut host, mut port) = ("127.0.0.1".to_owned(), stack.ns.port());
+    let (mut host, mut port) = (first.0.to_owned(), first.1);
+    let mut referred = Vec::new();
     for _ in 0..2 {
         let client = within("Client::new", Client::new(&host, port)).await??;
         let events = client_events(&client);
         let login = client.login(handle.to_owned(), secret, &nexus, "MSNMSGR", "7.0.0813");
         match within("login", login).await? {
-            Ok(Event::Authenticated) => return Ok(Sdk { client, events }),
-            Ok(Event::RedirectedTo { server, port: p }) => (host, port) = (server, p),
+            Ok(Event::Authenticated) => return Ok((Sdk { client, events }, referred)),
+            Ok(Event::RedirectedTo { server, port: p }) => {
+                referred.push((server.clone(), p));
+                (host, port) = (server, p);
+            }
             Ok(other) => bail!("login: unexpected {other:?}"),
             Err(e) => bail!("login of {handle} failed: {e:?}"),
         }
@@ -515,5 +532,24 @@ async fn the_sdk_is_refused_with_a_wrong_token() -> anyhow::Result<()> {
         .await?
         .map_err(|e| anyhow!("{e:?}"))?;
     stack.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_sdk_follows_a_dispatch_servers_xfr_ns() -> anyhow::Result<()> {
+    let ns = TestStack::start(StackOptions::cast().sdk_nexus()).await?;
+    // A dispatch server on 127.0.0.2 (same port) that refers every USR … I to the NS.
+    let ds = TestStack::start(StackOptions::new().dispatch_to(ns.ns)).await?;
+    let (sdk, referred) =
+        sdk_login_at(&ns, ("127.0.0.2", ds.ns.port()), ALICE, ns.token(ALICE)).await?;
+    ensure!(
+        referred == [("127.0.0.1".to_owned(), ns.ns.port())],
+        "{referred:?}"
+    );
+    within("disconnect", sdk.client.disconnect())
+        .await?
+        .map_err(|e| anyhow!("{e:?}"))?;
+    ds.shutdown().await?;
+    ns.shutdown().await?;
     Ok(())
 }
