@@ -254,13 +254,7 @@ fn rst_request(handle: &str, pwd: &str) -> String {
 fn assert_rst_ticket_for_alice(server: &Server, raw: &Raw) {
     assert_eq!(raw.status(), "HTTP/1.1 200 OK", "{}", raw.head);
     let ticket = relive_msnp::rst::messenger_ticket(&raw.body).unwrap();
-    assert!(
-        server
-            .service
-            .passport()
-            .consume_ticket(&ticket, &server.alice)
-            .is_ok()
-    );
+    assert_ticket_accepted_for_alice(server, &ticket);
 }
 
 const SUCCESS_PREFIX: &str =
@@ -303,12 +297,16 @@ async fn assert_password_login_once_allowed<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// `raw` carries a ticket the Passport service accepts (once) for alice.
 fn assert_ticket_for_alice(server: &Server, raw: &Raw) {
-    let ticket = ticket_of(raw);
+    assert_ticket_accepted_for_alice(server, &ticket_of(raw));
+}
+
+/// The Passport service accepts `ticket` (once) for alice.
+fn assert_ticket_accepted_for_alice(server: &Server, ticket: &str) {
     assert!(
         server
             .service
             .passport()
-            .consume_ticket(&ticket, &server.alice)
+            .consume_ticket(ticket, &server.alice)
             .is_ok()
     );
 }

@@ -48,6 +48,16 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T
         .map_err(|_| anyhow!("msnp11-sdk: {what} did not finish within {TIMEOUT:?}"))
 }
 
+/// Runs an SDK call under [`TIMEOUT`]; its error becomes the test's.
+async fn call<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> anyhow::Result<T> {
+    within(what, fut)
+        .await?
+        .map_err(|e| anyhow!("msnp11-sdk: {what}: {e:?}"))
+}
+
 /// Events as the one registered handler receives them.
 struct Events(mpsc::UnboundedReceiver<Event>);
 
@@ -195,12 +205,11 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
     let mut b = sdk_login(&stack, BOB, stack.token(BOB)).await?;
 
     // Add each other (ADC FL N= F=, and the ADC 0 RL the other side gets).
-    let added = within(
+    let added = call(
         "add_contact",
         a.client.add_contact(BOB, "Bob", MsnpList::ForwardList),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     let Event::ContactInForwardList { guid: bob_guid, .. } = added else {
         bail!("add_contact: {added:?}");
     };
@@ -219,27 +228,20 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
         })
         .await?;
     ensure!(by == "Alice", "{by}");
-    within(
+    call(
         "add_contact",
         b.client.add_contact(ALICE, "Alice", MsnpList::ForwardList),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
 
     // Presence and the personal message.
-    within("set_presence", a.client.set_presence(MsnpStatus::Online))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("set_presence", a.client.set_presence(MsnpStatus::Online)).await?;
     let psm = PersonalMessage {
         psm: "hello from the sdk & co".into(),
         current_media: String::new(),
     };
-    within("set_personal_message", a.client.set_personal_message(&psm))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
-    within("set_presence", b.client.set_presence(MsnpStatus::Busy))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("set_personal_message", a.client.set_personal_message(&psm)).await?;
+    call("set_presence", b.client.set_presence(MsnpStatus::Busy)).await?;
     let status = b
         .events
         .wait("alice's ILN", |e| match e {
@@ -273,9 +275,7 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
     ensure!(status == MsnpStatus::Busy, "{status:?}");
 
     // A switchboard: alice invites bob, the SDK answers the RNG by itself.
-    let sb_a = within("create_session", a.client.create_session(BOB))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    let sb_a = call("create_session", a.client.create_session(BOB)).await?;
     let mut sb_a_events = switchboard_events(&sb_a);
     let sb_b = b
         .events
@@ -295,9 +295,7 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
             matches!(e, Event::ParticipantInSwitchboard { email } if email == ALICE).then_some(())
         })
         .await?;
-    within("send_text_message", sb_a.send_text_message(&text("hi bob")))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("send_text_message", sb_a.send_text_message(&text("hi bob"))).await?;
     let got = sb_b_events
         .wait("alice's text", |e| match e {
             Event::TextMessage { email, message } if email == ALICE => Some(message.text.clone()),
@@ -305,12 +303,11 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
         })
         .await?;
     ensure!(got == "hi bob", "{got}");
-    within(
+    call(
         "send_text_message",
         sb_b.send_text_message(&text("hi alice")),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     let got = sb_a_events
         .wait("bob's text", |e| match e {
             Event::TextMessage { email, message } if email == BOB => Some(message.text.clone()),
@@ -320,9 +317,7 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
     ensure!(got == "hi alice", "{got}");
 
     // Names: PRP MFN (bob sees the new name), SBP (echoed as sent).
-    within("set_display_name", a.client.set_display_name("Alice Sdk"))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("set_display_name", a.client.set_display_name("Alice Sdk")).await?;
     let renamed = b
         .events
         .wait("alice's new name", |e| match e {
@@ -335,12 +330,11 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
         })
         .await?;
     ensure!(renamed == "Alice Sdk", "{renamed}");
-    within(
+    call(
         "set_contact_display_name",
         a.client.set_contact_display_name(&bob_guid, "Bobby B"),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     let snap = stack.store.list_snapshot(alice_id).await?;
     ensure!(
         snap.contacts
@@ -383,29 +377,23 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
         .await?;
     // Alice goes on with the new session (its events are not needed any more).
     let a = a2;
-    within("rename_group", a.client.rename_group(&gguid, "Office"))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
-    within(
+    call("rename_group", a.client.rename_group(&gguid, "Office")).await?;
+    call(
         "add_contact_to_group",
         a.client.add_contact_to_group(&bob_guid, &gguid),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     ensure!(
         stored(&stack, alice_id, BOB).await?.2 == [gguid.clone()],
         "filed in Office"
     );
-    within(
+    call(
         "remove_contact_from_group",
         a.client.remove_contact_from_group(&bob_guid, &gguid),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     ensure!(stored(&stack, alice_id, BOB).await?.2.is_empty());
-    within("delete_group", a.client.delete_group(&gguid))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("delete_group", a.client.delete_group(&gguid)).await?;
     ensure!(
         !stack
             .store
@@ -419,15 +407,12 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
 
     // Block and unblock. SDK bug (module doc): with bob on the AL, block_contact's ADC BL gets
     // 219, which it cannot read; nothing changed on the server.
-    within("set_presence", a.client.set_presence(MsnpStatus::Online))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
-    within(
+    call("set_presence", a.client.set_presence(MsnpStatus::Online)).await?;
+    call(
         "add_contact AL",
         a.client.add_contact(BOB, BOB, MsnpList::AllowList),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     let hung = tokio::time::timeout(HANG, a.client.block_contact(BOB)).await;
     ensure!(hung.is_err(), "block_contact returned: {hung:?}");
     let bits = stored(&stack, alice_id, BOB).await?.0;
@@ -436,58 +421,47 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
         "{bits:?}"
     );
     // The primitives in the legal order: bob sees alice go offline, then come back.
-    within(
+    call(
         "remove_contact AL",
         a.client.remove_contact(BOB, MsnpList::AllowList),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
-    within(
+    .await?;
+    call(
         "add_contact BL",
         a.client.add_contact(BOB, BOB, MsnpList::BlockList),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     b.events
         .wait("FLN alice", |e| {
             matches!(e, Event::ContactOffline { email } if email == ALICE).then_some(())
         })
         .await?;
-    within(
+    call(
         "remove_contact BL",
         a.client.remove_contact(BOB, MsnpList::BlockList),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
-    within(
+    .await?;
+    call(
         "add_contact AL",
         a.client.add_contact(BOB, BOB, MsnpList::AllowList),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     b.events
         .wait("NLN alice again", |e| {
             matches!(e, Event::PresenceUpdate { email, .. } if email == ALICE).then_some(())
         })
         .await?;
     // GTC/BLP without list versions.
-    within("set_gtc", a.client.set_gtc("N"))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
-    within("set_blp", a.client.set_blp("BL"))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
-    within("set_blp", a.client.set_blp("AL"))
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("set_gtc", a.client.set_gtc("N")).await?;
+    call("set_blp", a.client.set_blp("BL")).await?;
+    call("set_blp", a.client.set_blp("AL")).await?;
 
     // Remove bob from the FL by GUID: bob is told (REM 0 RL).
-    within(
+    call(
         "remove_contact_from_forward_list",
         a.client.remove_contact_from_forward_list(&bob_guid),
     )
-    .await?
-    .map_err(|e| anyhow!("{e:?}"))?;
+    .await?;
     b.events
         .wait("RemovedBy alice", |e| match e {
             Event::RemovedBy(email) if email == ALICE => Some(()),
@@ -501,12 +475,8 @@ async fn two_msnp11_sdk_clients_sync_chat_and_manage_their_lists() -> anyhow::Re
             .contains(ListKind::Fl)
     );
 
-    within("disconnect", a.client.disconnect())
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
-    within("disconnect", b.client.disconnect())
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("disconnect", a.client.disconnect()).await?;
+    call("disconnect", b.client.disconnect()).await?;
     stack.shutdown().await.context("shutdown")?;
     Ok(())
 }
@@ -528,9 +498,7 @@ async fn the_sdk_is_refused_with_a_wrong_token() -> anyhow::Result<()> {
     ensure!(refused.is_err(), "{refused:?}");
     // The right token still works (one failure does not lock the owner out).
     let ok = sdk_login(&stack, ALICE, stack.token(ALICE)).await?;
-    within("disconnect", ok.client.disconnect())
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("disconnect", ok.client.disconnect()).await?;
     stack.shutdown().await?;
     Ok(())
 }
@@ -546,9 +514,7 @@ async fn the_sdk_follows_a_dispatch_servers_xfr_ns() -> anyhow::Result<()> {
         referred == [("127.0.0.1".to_owned(), ns.ns.port())],
         "{referred:?}"
     );
-    within("disconnect", sdk.client.disconnect())
-        .await?
-        .map_err(|e| anyhow!("{e:?}"))?;
+    call("disconnect", sdk.client.disconnect()).await?;
     ds.shutdown().await?;
     ns.shutdown().await?;
     Ok(())

@@ -193,16 +193,11 @@ impl ListStamp {
 
 impl fmt::Display for ListStamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0 / 1_000_000;
         let micros = self.0 % 1_000_000;
-        let (y, m, d) = civil_from_days(secs / DAY);
-        let t = secs % DAY;
         write!(
             f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:07}-00:00",
-            t / 3600,
-            t / 60 % 60,
-            t % 60,
+            "{}.{:07}-00:00",
+            date_time(self.0 / 1_000_000),
             micros * 10
         )
     }
@@ -213,10 +208,15 @@ from_str_via_parse!(ListStamp);
 /// `secs` (Unix time) as `YYYY-MM-DDTHH:MM:SSZ`, the form of WS-Trust lifetimes.
 #[must_use]
 pub fn utc_seconds(secs: u64) -> String {
+    format!("{}Z", date_time(secs))
+}
+
+/// `secs` (Unix time) as `YYYY-MM-DDTHH:MM:SS` (UTC).
+fn date_time(secs: u64) -> String {
     let (y, m, d) = civil_from_days(secs / DAY);
     let t = secs % DAY;
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         t / 3600,
         t / 60 % 60,
         t % 60
