@@ -107,6 +107,27 @@ fn write_u32(data: &mut [u8], at: usize, v: u32) -> Option<()> {
     Some(())
 }
 
+/// Whether pelite 0.10 can read an image without undefined behaviour. It turns header
+/// offsets into references and slices after checking only some of the alignments its
+/// structures need: an odd `SizeOfOptionalHeader` (which goblin and Windows accept) puts the
+/// section table off its 4-byte alignment and pelite builds a misaligned slice of it, and a
+/// PE32+ header at an offset that is 4- but not 8-aligned is a misaligned `u64` read (both
+/// found by fuzzing; debug builds abort on them). Every image MSN ships passes: its buffer
+/// comes from the allocator (8-aligned), `e_lfanew` is a multiple of 8, and the optional
+/// header has its standard size (0xE0 or 0xF0). Images that do not are read without pelite.
+pub(crate) fn pelite_can_read(
+    data: &[u8],
+    is_64: bool,
+    nt_headers: usize,
+    section_table: usize,
+) -> bool {
+    let align = if is_64 { 8 } else { 4 };
+    let base = data.as_ptr() as usize;
+    base.is_multiple_of(align)
+        && nt_headers.is_multiple_of(align)
+        && section_table.is_multiple_of(4)
+}
+
 fn malformed(what: &str) -> PatchError {
     PatchError::NotPe {
         reason: format!("malformed PE header ({what})"),
@@ -284,25 +305,53 @@ impl<'a> Image<'a> {
         })
     }
 
+    /// pelite's view of the resources, when pelite can read them without undefined behaviour:
+    /// the headers as [`pelite_can_read`] says, and the resource data starting 4-aligned in
+    /// memory (pelite checks the alignment of resource structures only relative to that
+    /// start; a resource directory at an odd file offset made it read a misaligned `u32`,
+    /// found by fuzzing).
+    pub(crate) fn pelite_resources(&self) -> Option<pelite::resources::Resources<'a>> {
+        if !self.pelite_can_read() {
+            return None;
+        }
+        // The parser of the image's own kind: pelite's `Wrap` tries PE32+ first and would
+        // read a PE32 header at a 4-aligned offset as 8-aligned PE32+ structures.
+        macro_rules! resources {
+            ($kind:ident) => {{
+                use pelite::$kind::Pe as _;
+                let pe = pelite::$kind::PeFile::from_bytes(self.data).ok()?;
+                let dir = pe
+                    .data_directory()
+                    .get(pelite::image::IMAGE_DIRECTORY_ENTRY_RESOURCE)?;
+                // Where pelite will read the resources from (its own alignment check is made
+                // on the RVA, not on the file offset it reads).
+                let start = pe.slice_bytes(dir.VirtualAddress).ok()?;
+                if !(start.as_ptr() as usize).is_multiple_of(4) {
+                    return None;
+                }
+                pe.resources().ok()
+            }};
+        }
+        if self.is_64 {
+            resources!(pe64)
+        } else {
+            resources!(pe32)
+        }
+    }
+
+    /// Whether pelite may read this image's headers: see [`pelite_can_read`].
+    pub(crate) fn pelite_can_read(&self) -> bool {
+        pelite_can_read(
+            self.data,
+            self.is_64,
+            self.file_header - 4,
+            self.section_table,
+        )
+    }
+
     /// The `FILEVERSION` from the version resource, if there is one.
     pub fn file_version(&self) -> Option<FileVersion> {
-        use pelite::pe32::Pe as _;
-        use pelite::pe64::Pe as _;
-        let info = if self.is_64 {
-            pelite::pe64::PeFile::from_bytes(self.data)
-                .ok()?
-                .resources()
-                .ok()?
-                .version_info()
-                .ok()?
-        } else {
-            pelite::pe32::PeFile::from_bytes(self.data)
-                .ok()?
-                .resources()
-                .ok()?
-                .version_info()
-                .ok()?
-        };
+        let info = self.pelite_resources()?.version_info().ok()?;
         let fixed = info.fixed()?;
         let v = fixed.dwFileVersion;
         Some(FileVersion {

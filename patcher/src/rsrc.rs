@@ -573,11 +573,11 @@ fn verify_failed(reason: impl Into<String>) -> PatchError {
 /// Re-parses `out` with pelite (whole tree) and goblin (headers and root directory) and
 /// checks the tree holds exactly `expected`, in the same order.
 fn verify(out: &[u8], expected: &[Leaf]) -> Result<(), PatchError> {
-    let pe = pelite::PeFile::from_bytes(out)
-        .map_err(|e| verify_failed(format!("pelite cannot parse the rebuilt image: {e}")))?;
-    let resources = pe
-        .resources()
-        .map_err(|e| verify_failed(format!("pelite finds no resources: {e}")))?;
+    let image = Image::parse(out)
+        .map_err(|e| verify_failed(format!("the rebuilt image does not parse: {e}")))?;
+    let resources = image.pelite_resources().ok_or_else(|| {
+        verify_failed("pelite cannot read the rebuilt image's resources (or not aligned)")
+    })?;
     let root = resources
         .root()
         .map_err(|e| verify_failed(format!("pelite cannot read the resource root: {e}")))?;

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::dial::{BoxedStream, Dial, DialFuture};
+use crate::limits::{LogBudget, SourceCounts, SourceKey};
 use crate::proto::{self, Grant, Reply};
 use crate::rewrite::AllocationId;
 
@@ -26,6 +28,12 @@ use crate::rewrite::AllocationId;
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Grants queued for one agent before further announcements are refused.
 const GRANT_QUEUE: usize = 64;
+/// QUIC connections (handshaking or established) one source (an IPv4 address or an IPv6 /64)
+/// may hold with the endpoint at once: one agent per user, a few users behind one NAT. More
+/// are refused before their handshake costs anything.
+pub const MAX_CONNECTIONS_PER_SOURCE: u32 = 16;
+/// QUIC connections the endpoint holds at once.
+pub const MAX_CONNECTIONS: usize = 10_000;
 /// QUIC close code: authentication failed.
 pub const CLOSE_DENIED: u32 = 1;
 /// QUIC close code: replaced by a newer connection of the same user.
@@ -34,10 +42,11 @@ pub const CLOSE_REPLACED: u32 = 2;
 /// The future an [`Authenticate`] returns: the user the token belongs to.
 pub type AuthFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
 
-/// Maps an agent's access token to its user. The server implements it over its store.
+/// Maps an agent's access token to its user. The server implements it over its store (and
+/// its login limiter, which is why the agent's address comes along).
 pub trait Authenticate: Send + Sync + 'static {
-    /// The user (handle) `token` belongs to, or `None`.
-    fn authenticate(&self, token: &str) -> AuthFuture;
+    /// The user (handle) `token`, presented by an agent at `from`, belongs to, or `None`.
+    fn authenticate(&self, token: &str, from: IpAddr) -> AuthFuture;
 }
 
 /// A fixed token table (tests, a standalone relay). Only SHA-256 digests of the tokens are
@@ -74,7 +83,7 @@ impl StaticTokens {
 }
 
 impl Authenticate for StaticTokens {
-    fn authenticate(&self, token: &str) -> AuthFuture {
+    fn authenticate(&self, token: &str, _from: IpAddr) -> AuthFuture {
         let user = self.users.get(&digest(token)).cloned();
         Box::pin(async move { user })
     }
@@ -87,6 +96,10 @@ struct Link {
 
 struct HubInner {
     auth: Arc<dyn Authenticate>,
+    /// Connections per source (see [`MAX_CONNECTIONS_PER_SOURCE`]).
+    sources: SourceCounts,
+    /// Lines about refused connections.
+    refusals: LogBudget,
     agents: Mutex<HashMap<String, Link>>,
     /// Bumped on every (un)registration, for [`AgentHub::wait_for`].
     changes: watch::Sender<u64>,
@@ -119,6 +132,8 @@ impl AgentHub {
         Self {
             inner: Arc::new(HubInner {
                 auth,
+                sources: SourceCounts::new(MAX_CONNECTIONS_PER_SOURCE, MAX_CONNECTIONS),
+                refusals: LogBudget::new(10, Duration::from_secs(60)),
                 agents: Mutex::new(HashMap::new()),
                 changes: watch::Sender::new(0),
             }),
@@ -170,17 +185,68 @@ impl AgentHub {
         }
     }
 
-    /// Accepts agent connections on `endpoint` until it is closed.
+    /// A place for one more connection from `from` (held until the [`Admission`] is dropped),
+    /// or `None` when that source, or the endpoint, holds its share already (the refusal is
+    /// logged within a budget).
+    pub fn admit(&self, from: IpAddr) -> Option<Admission> {
+        let source = SourceKey::of(from);
+        match self.inner.sources.acquire(source) {
+            Ok(()) => Some(Admission {
+                inner: Arc::clone(&self.inner),
+                source,
+            }),
+            Err(why) => {
+                if let Some(suppressed) = self.inner.refusals.take(std::time::Instant::now()) {
+                    tracing::warn!(
+                        target: "relive_relay::agent",
+                        %source,
+                        %why,
+                        suppressed,
+                        "QUIC connection refused"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Accepts agent connections on `endpoint` until it is closed (at most
+    /// [`MAX_CONNECTIONS_PER_SOURCE`] per source at once).
     pub async fn run(&self, endpoint: quinn::Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
+            let Some(admission) = self.admit(incoming.remote_address().ip()) else {
+                incoming.refuse();
+                continue;
+            };
             let inner = Arc::clone(&self.inner);
             tokio::spawn(async move {
+                let _admission = admission;
                 let remote = incoming.remote_address();
                 if let Err(error) = serve_agent(inner, incoming).await {
                     tracing::info!(target: "relive_relay::agent", %remote, %error, "agent connection ended");
                 }
             });
         }
+    }
+}
+
+/// One connection's place in the per-source count; given back when dropped.
+pub struct Admission {
+    inner: Arc<HubInner>,
+    source: SourceKey,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.inner.sources.release(self.source);
     }
 }
 
@@ -223,7 +289,7 @@ async fn serve_hello(
     hello: proto::Hello,
 ) -> Result<(), HubError> {
     let remote = connection.remote_address();
-    let Some(user) = inner.auth.authenticate(&hello.token).await else {
+    let Some(user) = inner.auth.authenticate(&hello.token, remote.ip()).await else {
         tracing::warn!(target: "relive_relay::agent", %remote, "agent token rejected");
         let _ = send.write_all(&Reply::Denied.encode()).await;
         let _ = send.finish();

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! one bi-stream, opened by the server:
-//!   server → relay   Hello   "RLVC" | version u8 (1) | secret length u16 BE | secret
+//!   server → relay   Hello   "RLVC" | version u8 (2) | secret length u16 BE | secret
 //!   then frames both ways:   length u16 BE (tag + body, ≤ MAX_FRAME) | tag u8 | body
 //!
 //!   relay → server   Welcome    (the secret matched; anything else closes the connection)
@@ -14,7 +14,8 @@
 //!   server → relay   Rendezvous id u64 | port u16 | peer (×2) | owner
 //!   server → relay   Release    id u64
 //!   relay → server   Refused    id u64                          an arm the relay refused
-//!   relay → server   Verify     request u64 | credential       an agent's "<handle> <token>"
+//!   relay → server   Verify     request u64 | peer | credential   an agent's address and
+//!                                                                  "<handle> <token>"
 //!   server → relay   Verdict    request u64 | ok u8 | user     the server's answer
 //!   relay → server   Presence   online u8 | user
 //!   peer = family u8 (4 or 6) | 4 or 16 address bytes; text = length u16 BE | UTF-8
@@ -38,8 +39,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub const ALPN: &[u8] = b"relive-relay-control/1";
 /// First bytes of a [`Hello`].
 pub const MAGIC: [u8; 4] = *b"RLVC";
-/// Protocol version.
-pub const VERSION: u8 = 1;
+/// Protocol version (2: [`Frame::Verify`] carries the agent's address).
+pub const VERSION: u8 = 2;
 /// Longest shared secret.
 pub const MAX_SECRET_BYTES: usize = 256;
 /// Shortest shared secret accepted.
@@ -187,6 +188,8 @@ pub enum Frame {
     Verify {
         /// Request number, echoed in the [`Frame::Verdict`].
         request: u64,
+        /// The agent's address (the server's login limiter counts failures per source).
+        peer: IpAddr,
         /// `<handle> <token>` (never logged).
         credential: String,
     },
@@ -209,9 +212,10 @@ pub enum Frame {
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Verify { request, .. } => f
+            Self::Verify { request, peer, .. } => f
                 .debug_struct("Verify")
                 .field("request", request)
+                .field("peer", peer)
                 .field("credential", &"***")
                 .finish(),
             Self::Welcome => f.write_str("Welcome"),
@@ -408,10 +412,12 @@ impl Frame {
             }
             Self::Verify {
                 request,
+                peer,
                 credential,
             } => {
                 out.push(tag::VERIFY);
                 out.extend_from_slice(&request.to_be_bytes());
+                put_ip(&mut out, *peer);
                 put_text(&mut out, credential)?;
             }
             Self::Verdict { request, user } => {
@@ -482,6 +488,7 @@ impl Frame {
             tag::REFUSED => Self::Refused { id: c.u64()? },
             tag::VERIFY => Self::Verify {
                 request: c.u64()?,
+                peer: c.ip()?,
                 credential: c.text()?,
             },
             tag::VERDICT => {
@@ -575,6 +582,7 @@ mod tests {
             Frame::Refused { id: 4 },
             Frame::Verify {
                 request: 5,
+                peer: IpAddr::from([198, 51, 100, 7]),
                 credential: "alice@example.com tok".into(),
             },
             Frame::Verdict {
@@ -624,6 +632,7 @@ mod tests {
         assert!(!format!("{hello:?}").contains("top-secret"));
         let verify = Frame::Verify {
             request: 1,
+            peer: IpAddr::from([127, 0, 0, 1]),
             credential: "alice@example.com hunter2".into(),
         };
         assert!(!format!("{verify:?}").contains("hunter2"));
@@ -647,12 +656,13 @@ mod tests {
             Hello::decode(b"RLVA\x01\x00\x10"),
             Err(ControlError::BadMagic)
         ));
+        // Version 1 (a relay from before `Verify` carried the agent's address) is refused.
         assert!(matches!(
-            Hello::decode(b"RLVC\x02\x00\x10"),
+            Hello::decode(b"RLVC\x01\x00\x10"),
             Err(ControlError::BadMagic)
         ));
         assert!(matches!(
-            Hello::decode(b"RLVC\x01\xff\xff"),
+            Hello::decode(b"RLVC\x02\xff\xff"),
             Err(ControlError::Length)
         ));
         let long = Hello {

@@ -15,6 +15,8 @@
 //! * [`quic`], [`proto`], [`agent_hub`], [`agent`]: the companion agent over QUIC — endpoint
 //!   configuration (rustls + ring), the sans-IO frames, the relay-side registry that
 //!   authenticates agents and implements [`dial::Dial`], and the agent itself.
+//! * [`limits`]: per-source counting (an IPv4 address or an IPv6 /64) and a budget for
+//!   refusal log lines, shared with the server.
 //! * [`serve`], [`control`], [`remote`]: the relay as its own process (`relive-relay serve`)
 //!   driven by `relive-server` — the standalone relay, the control protocol between the two,
 //!   and the server's side ([`remote::RemoteRelay`], an [`rewrite::Allocate`] over leased
@@ -51,6 +53,7 @@ pub mod agent;
 pub mod agent_hub;
 pub mod control;
 pub mod dial;
+pub mod limits;
 pub mod ports;
 pub mod proto;
 pub mod quic;

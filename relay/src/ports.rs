@@ -46,6 +46,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::dial::Dial;
+use crate::limits::LogBudget;
 use crate::rewrite::{Allocate, Allocated, AllocationId, PORTX_XOR};
 use crate::splice::{Counters, SpliceConfig, SpliceError, SpliceStats, splice};
 
@@ -53,6 +54,9 @@ use crate::splice::{Counters, SpliceConfig, SpliceError, SpliceStats, splice};
 pub const DEFAULT_UNUSED_TTL: Duration = Duration::from_secs(60);
 /// Default number of concurrent allocations per user.
 pub const DEFAULT_PER_USER_LIMIT: usize = 4;
+/// Lines about connections from unexpected addresses: at most this many a minute, the rest
+/// counted (`suppressed`), so probing the relay's ports cannot fill the log.
+static REFUSAL_LOG: LogBudget = LogBudget::new(10, Duration::from_secs(60));
 /// How many times one allocation may find `P ^ 0x3141` busy before it is refused.
 pub const MAX_PAIR_ATTEMPTS: usize = 32;
 
@@ -183,18 +187,21 @@ pub async fn accept_one(
             let _ = stream.set_nodelay(true);
             return Ok(stream);
         }
-        tracing::warn!(
-            target: "relive_relay::ports",
-            %peer,
-            expected = %expected_peer,
-            "refused relay connection from an unexpected address"
-        );
+        if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
+            tracing::warn!(
+                target: "relive_relay::ports",
+                %peer,
+                expected = %expected_peer,
+                suppressed,
+                "refused relay connection from an unexpected address"
+            );
+        }
     }
 }
 
 /// Agent forward: accepts one connection from `expected_peer` on `listener`, opens a stream
 /// to `target` = (user, allocation, port) through `dial` (announced before), and splices
-/// the two.
+/// the two, counting the bytes in `counters`.
 ///
 /// # Errors
 ///
@@ -206,16 +213,18 @@ pub async fn serve_forward(
     dial: &dyn Dial,
     target: (&str, AllocationId, u16),
     config: SpliceConfig,
+    counters: &Counters,
 ) -> Result<SpliceStats, RelayError> {
     let (user, id, port) = target;
     let visitor = accept_one(&listener, expected_peer, deadline).await?;
     drop(listener);
     let upstream = dial.dial(user, id, port).await.map_err(RelayError::Dial)?;
-    Ok(splice(visitor, upstream, config, &Counters::default()).await?)
+    Ok(splice(visitor, upstream, config, counters).await?)
 }
 
 /// Rendezvous: accepts one connection on each listener (leg `i` only from `expected[i]`)
-/// and splices them. Either leg may come first; the first waits for the second.
+/// and splices them, counting the bytes in `counters`. Either leg may come first; the first
+/// waits for the second.
 ///
 /// # Errors
 ///
@@ -225,6 +234,7 @@ pub async fn serve_rendezvous(
     expected: [IpAddr; 2],
     deadline: Instant,
     config: SpliceConfig,
+    counters: &Counters,
 ) -> Result<SpliceStats, RelayError> {
     let [a, b] = legs;
     let (sa, sb) = tokio::try_join!(
@@ -232,7 +242,55 @@ pub async fn serve_rendezvous(
         accept_one(&b, expected[1], deadline)
     )?;
     drop((a, b));
-    Ok(splice(sa, sb, config, &Counters::default()).await?)
+    Ok(splice(sa, sb, config, counters).await?)
+}
+
+/// What a [`PortPool`] has done since it was created (for monitoring; every value only grows).
+#[derive(Debug, Default)]
+pub struct PoolTotals {
+    allocated: AtomicU64,
+    relayed: AtomicU64,
+    failed: AtomicU64,
+    expired: AtomicU64,
+    /// Bytes carried in both directions, added as they move.
+    bytes: Arc<AtomicU64>,
+}
+
+impl PoolTotals {
+    /// Allocations made (a forward counts one, a rendezvous two).
+    pub fn allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Relayed connections that finished normally.
+    pub fn relayed(&self) -> u64 {
+        self.relayed.load(Ordering::Relaxed)
+    }
+
+    /// Relayed connections that ended with an error (dial, I/O, idle timeout).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Allocations nobody (or only strangers) connected to before they expired.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Bytes relayed, both directions, including those of transfers still running.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts how a relayed connection (or an allocation) ended.
+    fn ended(&self, result: &Result<SpliceStats, RelayError>) {
+        let counter = match result {
+            Ok(_) => &self.relayed,
+            Err(RelayError::Expired) => &self.expired,
+            Err(_) => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Relay port allocator over a configured TCP range; see the module doc.
@@ -259,6 +317,7 @@ struct Inner {
     state: Mutex<State>,
     /// Allocations held, published for [`PortPool::wait_idle`].
     active: watch::Sender<usize>,
+    totals: PoolTotals,
 }
 
 #[derive(Default)]
@@ -343,8 +402,14 @@ impl PortPool {
                 next_id: AtomicU64::new(1),
                 state: Mutex::new(State::default()),
                 active: watch::Sender::new(0),
+                totals: PoolTotals::default(),
             }),
         })
+    }
+
+    /// What this pool has done since it was created.
+    pub fn totals(&self) -> &PoolTotals {
+        &self.inner.totals
     }
 
     /// Allocations currently held (waiting or carrying a transfer).
@@ -395,8 +460,11 @@ impl PortPool {
         let _guard = self.inner.runtime.enter();
         let portx = sockets.portx.is_some();
         let listener = sockets.into_tokio()?;
+        let inner = Arc::clone(&self.inner);
+        inner.totals.allocated.fetch_add(1, Ordering::Relaxed);
         self.inner.runtime.spawn(async move {
             let _lease = lease;
+            let counters = Counters::adding_to(Arc::clone(&inner.totals.bytes));
             let serve = serve_forward(
                 listener,
                 expected_peer,
@@ -404,9 +472,13 @@ impl PortPool {
                 &*dial,
                 (&user, id, target_port),
                 config,
+                &counters,
             );
             tokio::select! {
-                result = serve => log_end("forward", port, &result),
+                result = serve => {
+                    inner.totals.ended(&result);
+                    log_end("forward", port, &result);
+                }
                 // Released (the transfer was cancelled): waiting or relaying, it ends here.
                 _ = cancel => tracing::debug!(target: "relive_relay::ports", port, "allocation released"),
             }
@@ -458,11 +530,17 @@ impl PortPool {
         let config = self.inner.config.splice;
         let deadline = Instant::now() + self.inner.config.unused_ttl;
         let port = allocated[0].port;
+        let inner = Arc::clone(&self.inner);
+        inner.totals.allocated.fetch_add(2, Ordering::Relaxed);
         self.inner.runtime.spawn(async move {
             let _lease = lease;
-            let serve = serve_rendezvous([la, lb], peers, deadline, config);
+            let counters = Counters::adding_to(Arc::clone(&inner.totals.bytes));
+            let serve = serve_rendezvous([la, lb], peers, deadline, config, &counters);
             tokio::select! {
-                result = serve => log_end("rendezvous", port, &result),
+                result = serve => {
+                    inner.totals.ended(&result);
+                    log_end("rendezvous", port, &result);
+                }
                 _ = ca => tracing::debug!(target: "relive_relay::ports", port, "allocation released"),
                 _ = cb => tracing::debug!(target: "relive_relay::ports", port, "allocation released"),
             }
@@ -789,9 +867,16 @@ mod tests {
         assert_eq!(&line, b"VER MSNFTP\r\n");
         // The port accepted its one connection and is closed now.
         assert!(connect_from(LOCAL, allocated.port).await.is_err());
+        // The bytes count while the transfer runs: 12 each way so far.
+        assert_eq!(pool.totals().bytes(), 24);
         drop(peer);
         pool.wait_idle().await;
         assert_eq!(pool.active(), 0);
+        let totals = pool.totals();
+        assert_eq!(
+            (totals.allocated(), totals.relayed(), totals.failed()),
+            (1, 1, 0)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -800,6 +885,7 @@ mod tests {
         let allocated = pool.try_forward("alice@example.com", LOCAL, 9).unwrap();
         pool.wait_idle().await;
         assert!(connect_from(LOCAL, allocated.port).await.is_err());
+        assert_eq!((pool.totals().expired(), pool.totals().relayed()), (1, 0));
     }
 
     #[tokio::test]
@@ -867,6 +953,11 @@ mod tests {
         assert_eq!(back, b"VER MSNFTP\r\n");
         drop(receiver);
         pool.wait_idle().await;
+        let totals = pool.totals();
+        assert_eq!(
+            (totals.allocated(), totals.relayed(), totals.bytes()),
+            (2, 1, 24)
+        );
     }
 
     #[tokio::test]

@@ -370,12 +370,13 @@ impl RemoteRelay {
             }
             Frame::Verify {
                 request,
+                peer,
                 credential,
             } => {
                 let out = out.clone();
                 match Arc::clone(verifying).try_acquire_owned() {
                     Ok(permit) => {
-                        let answer = verifier.authenticate(&credential);
+                        let answer = verifier.authenticate(&credential, peer);
                         tokio::spawn(async move {
                             let user = answer.await;
                             drop(permit);

@@ -244,7 +244,7 @@ impl Shared {
 struct ServerVerifies(Arc<Shared>);
 
 impl Authenticate for ServerVerifies {
-    fn authenticate(&self, credential: &str) -> AuthFuture {
+    fn authenticate(&self, credential: &str, from: std::net::IpAddr) -> AuthFuture {
         let shared = Arc::clone(&self.0);
         let request = shared.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -254,6 +254,7 @@ impl Authenticate for ServerVerifies {
                 Some(link) if link.pending.len() < MAX_PENDING => {
                     let frame = Frame::Verify {
                         request,
+                        peer: from,
                         credential: credential.to_owned(),
                     };
                     link.pending.insert(request, tx);
@@ -307,6 +308,10 @@ pub async fn run(
             () = shutdown.cancelled() => None,
         };
         let Some(incoming) = incoming else { break };
+        let Some(admission) = hub.admit(incoming.remote_address().ip()) else {
+            incoming.refuse();
+            continue;
+        };
         let (shared, hub, pool, secret) = (
             Arc::clone(&shared),
             hub.clone(),
@@ -314,6 +319,7 @@ pub async fn run(
             Arc::clone(&secret),
         );
         tokio::spawn(async move {
+            let _admission = admission;
             let remote = incoming.remote_address();
             let connection = match tokio::time::timeout(HELLO_TIMEOUT, incoming).await {
                 Ok(Ok(connection)) => connection,

@@ -44,9 +44,19 @@ impl Default for SpliceConfig {
 pub struct Counters {
     a_to_b: Arc<AtomicU64>,
     b_to_a: Arc<AtomicU64>,
+    /// A total over many splices that every byte is also added to (a pool's byte counter).
+    total: Option<Arc<AtomicU64>>,
 }
 
 impl Counters {
+    /// Fresh counters whose bytes, both directions, are also added to `total` as they move.
+    pub fn adding_to(total: Arc<AtomicU64>) -> Self {
+        Self {
+            total: Some(total),
+            ..Self::default()
+        }
+    }
+
     /// Bytes copied from side A to side B so far.
     pub fn a_to_b(&self) -> u64 {
         self.a_to_b.load(Ordering::Relaxed)
@@ -83,10 +93,11 @@ pub enum SpliceError {
     Idle(Duration),
 }
 
-/// A stream whose reads are counted.
+/// A stream whose reads are counted (and added to a shared total, if any).
 struct Counted<S> {
     inner: S,
     read: Arc<AtomicU64>,
+    total: Option<Arc<AtomicU64>>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -100,6 +111,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let n = buf.filled().len().saturating_sub(before);
         if n > 0 {
             self.read.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(total) = &self.total {
+                total.fetch_add(n as u64, Ordering::Relaxed);
+            }
         }
         poll
     }
@@ -142,10 +156,12 @@ where
     let mut a = Counted {
         inner: a,
         read: Arc::clone(&counters.a_to_b),
+        total: counters.total.clone(),
     };
     let mut b = Counted {
         inner: b,
         read: Arc::clone(&counters.b_to_a),
+        total: counters.total.clone(),
     };
     let buffer = config.buffer_bytes.max(1);
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, buffer, buffer);
@@ -178,7 +194,8 @@ mod tests {
     async fn splices_both_ways_with_half_close_and_counts_bytes() {
         let (mut client, relay_a) = duplex(8);
         let (relay_b, mut server) = duplex(8);
-        let counters = Counters::default();
+        let total = Arc::new(AtomicU64::new(1000));
+        let counters = Counters::adding_to(Arc::clone(&total));
         let config = SpliceConfig {
             buffer_bytes: 16,
             idle_timeout: Duration::from_secs(10),
@@ -212,6 +229,7 @@ mod tests {
         assert_eq!(stats.b_to_a, 10_000);
         assert_eq!(counters.a_to_b(), 26);
         assert_eq!(counters.b_to_a(), 10_000);
+        assert_eq!(total.load(Ordering::Relaxed), 1000 + 26 + 10_000);
     }
 
     #[tokio::test(start_paused = true)]

@@ -138,3 +138,50 @@ async fn agent_serves_only_announced_allocations_and_each_once() {
             .announce("bob@example.com", AllocationId(43), msn_port)
     );
 }
+
+/// One address holds at most `MAX_CONNECTIONS_PER_SOURCE` connections (handshaking or not yet
+/// authenticated) with the agent endpoint; one more is refused before its handshake, and a
+/// place comes free when a connection ends.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_quic_connections() {
+    use relive_relay::agent_hub::MAX_CONNECTIONS_PER_SOURCE;
+    let s = stack().await;
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_SOURCE {
+        // Connected, and then silent: the hub waits for a hello that never comes.
+        let c = s
+            .agent_endpoint
+            .connect(s.relay_addr, "localhost")
+            .unwrap()
+            .await
+            .unwrap();
+        held.push(c);
+    }
+    let refused = s
+        .agent_endpoint
+        .connect(s.relay_addr, "localhost")
+        .unwrap()
+        .await;
+    assert!(
+        matches!(refused, Err(quinn::ConnectionError::ConnectionClosed(_))),
+        "{refused:?}"
+    );
+    // A connection that ends gives its place back.
+    let one = held.pop().unwrap();
+    one.close(0u32.into(), b"bye");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let again = s
+                .agent_endpoint
+                .connect(s.relay_addr, "localhost")
+                .unwrap()
+                .await;
+            if let Ok(c) = again {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap();
+}

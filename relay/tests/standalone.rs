@@ -33,9 +33,9 @@ struct ServerTokens {
 }
 
 impl Authenticate for ServerTokens {
-    fn authenticate(&self, credential: &str) -> AuthFuture {
+    fn authenticate(&self, credential: &str, from: std::net::IpAddr) -> AuthFuture {
         *self.asked.lock().unwrap() += 1;
-        self.table.authenticate(credential)
+        self.table.authenticate(credential, from)
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::{Limits, LimitsConfig};
 use crate::passport::{DaLoginPort, NamedPort, PassportSettings};
 use crate::relay::{RelayConfig, RelaySettings};
 use crate::store::{ListLimits, StoreOptions};
@@ -88,6 +89,8 @@ pub struct Config {
     pub http: SocketAddr,
     /// HTTPS bind address.
     pub https: SocketAddr,
+    /// Prometheus `/metrics` bind address, or `"off"`.
+    pub metrics: String,
     /// Host name or IP clients are told to connect to (XFR, nexus, certificate).
     pub public_host: String,
     /// Host handed out in `XFR NS` referrals, if different from `public_host`.
@@ -98,7 +101,8 @@ pub struct Config {
     pub max_fl: usize,
     /// Maximum entries on each of AL and BL.
     pub max_al_bl: usize,
-    /// Maximum simultaneous client connections over all listeners.
+    /// Maximum simultaneous client connections over all listeners (shared out among them by
+    /// `[limits]`).
     pub max_connections: usize,
     /// Send `CHL` challenges (MSNP6+).
     pub chl: bool,
@@ -114,6 +118,9 @@ pub struct Config {
     pub passport: PassportSettings,
     /// The `[relay]` table: invitation rewriting, allocation ports, companion agents.
     pub relay: RelayConfig,
+    /// The `[limits]` table: connection pools and per-source caps, the login deadline, list
+    /// lookups.
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -125,6 +132,7 @@ impl Default for Config {
             sb: any(DEFAULT_SB_PORT),
             http: any(DEFAULT_HTTP_PORT),
             https: any(DEFAULT_HTTPS_PORT),
+            metrics: crate::metrics::DEFAULT_LISTEN.to_owned(),
             public_host: "127.0.0.1".to_owned(),
             ns_referral_host: None,
             bcrypt_cost: crate::store::DEFAULT_BCRYPT_COST,
@@ -140,6 +148,7 @@ impl Default for Config {
             chl_timeout_secs: DEFAULT_CHL_TIMEOUT.as_secs(),
             passport: PassportSettings::default(),
             relay: RelayConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -155,6 +164,8 @@ pub struct Overrides {
     pub http: Option<SocketAddr>,
     /// `--https`.
     pub https: Option<SocketAddr>,
+    /// `--metrics` (an address or `off`).
+    pub metrics: Option<String>,
     /// `--public-host`.
     pub public_host: Option<String>,
 }
@@ -172,6 +183,8 @@ pub struct Settings {
     pub http: SocketAddr,
     /// HTTPS bind address.
     pub https: SocketAddr,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
     /// Advertised host.
     pub public_host: String,
     /// Host for `XFR NS` referrals (defaults to `public_host`).
@@ -196,6 +209,9 @@ pub struct Settings {
     pub passport: PassportSettings,
     /// Relay settings (validated).
     pub relay: RelaySettings,
+    /// The `[limits]` table: connection pools, per-source caps, deadlines and lookup
+    /// throttling (validated).
+    pub abuse: Limits,
 }
 
 impl Settings {
@@ -252,7 +268,8 @@ impl Config {
         }
     }
 
-    /// Applies `RELIVE_NS`, `RELIVE_SB`, `RELIVE_HTTP`, `RELIVE_HTTPS`, `RELIVE_PUBLIC_HOST`,
+    /// Applies `RELIVE_NS`, `RELIVE_SB`, `RELIVE_HTTP`, `RELIVE_HTTPS`, `RELIVE_METRICS`,
+    /// `RELIVE_PUBLIC_HOST`,
     /// `RELIVE_NS_REFERRAL_HOST`, `RELIVE_BCRYPT_COST`, `RELIVE_MAX_FL`, `RELIVE_MAX_AL_BL`,
     /// `RELIVE_MAX_CONNECTIONS` and `RELIVE_CHL`, looked up with `lookup`.
     ///
@@ -274,6 +291,9 @@ impl Config {
         }
         if let Some(v) = env_value(lookup, "RELIVE_HTTPS")? {
             self.https = v;
+        }
+        if let Some(v) = env_value(lookup, "RELIVE_METRICS")? {
+            self.metrics = v;
         }
         if let Some(v) = env_value(lookup, "RELIVE_PUBLIC_HOST")? {
             self.public_host = v;
@@ -305,6 +325,9 @@ impl Config {
         self.sb = o.sb.unwrap_or(self.sb);
         self.http = o.http.unwrap_or(self.http);
         self.https = o.https.unwrap_or(self.https);
+        if let Some(metrics) = &o.metrics {
+            self.metrics.clone_from(metrics);
+        }
         if let Some(host) = &o.public_host {
             self.public_host.clone_from(host);
         }
@@ -363,18 +386,30 @@ impl Config {
                 reason: "must be at least 1",
             });
         }
+        let metrics = match self.metrics.trim() {
+            "off" => None,
+            addr => Some(addr.parse().map_err(|_| ConfigError::Invalid {
+                key: "metrics",
+                reason: "must be an address such as 127.0.0.1:9863, or \"off\"",
+            })?),
+        };
         self.passport.validate().map_err(|e| ConfigError::Invalid {
             key: e.key,
             reason: e.reason,
         })?;
-        let relay = self.relay.validate(&self.public_host)?;
+        let relay = self
+            .relay
+            .validate_listening_on(&self.public_host, self.ns.ip())?;
+        let limits = self.limits.validate(self.max_connections)?;
         Ok(Settings {
+            abuse: limits,
             data_dir,
             relay,
             ns: self.ns,
             sb: self.sb,
             http: self.http,
             https: self.https,
+            metrics,
             ns_referral_host: self
                 .ns_referral_host
                 .unwrap_or_else(|| self.public_host.clone()),
@@ -416,6 +451,22 @@ pub fn resolve(
 pub fn default_file_text() -> String {
     let d = Config::default();
     let p = &d.passport;
+    let LimitsConfig {
+        ns_share,
+        sb_share,
+        http_share,
+        https_share,
+        legacy_tls_share,
+        ns_per_source,
+        sb_per_source,
+        http_per_source,
+        exempt_sources: _,
+        login_timeout_secs,
+        http_connection_secs,
+        refusal_log_per_minute,
+        lookup_burst,
+        lookups_per_minute,
+    } = d.limits.clone();
     // Validated extra fields hold no quotes, commas or spaces.
     let extra = format!(
         "[{}]",
@@ -448,6 +499,10 @@ pub fn default_file_text() -> String {
          # http = \"{http}\"\n\
          # HTTPS (rustls). Env: RELIVE_HTTPS, flag: --https.\n\
          # https = \"{https}\"\n\
+         # Prometheus metrics (GET /metrics), or \"off\". The default answers this host only; a\n\
+         # scraper elsewhere needs e.g. \"0.0.0.0:9863\" (and a firewall that admits only it).\n\
+         # Env: RELIVE_METRICS, flag: --metrics.\n\
+         # metrics = \"{metrics}\"\n\
          \n\
          # Host name or IP address clients are told to connect to; also goes in the certificate.\n\
          # Env: RELIVE_PUBLIC_HOST, flag: --public-host.\n\
@@ -462,8 +517,9 @@ pub fn default_file_text() -> String {
          # Env: RELIVE_MAX_FL, RELIVE_MAX_AL_BL.\n\
          # max_fl = {fl}\n\
          # max_al_bl = {albl}\n\
-         # Maximum simultaneous client connections (each user holds one, plus one per open\n\
-         # chat). The server raises its open-file limit to fit, if the system allows.\n\
+         # Maximum simultaneous client connections over all listeners (each user holds one NS\n\
+         # connection, plus one SB connection per open chat), shared out among the listeners\n\
+         # by [limits]. The server raises its open-file limit to fit, if the system allows.\n\
          # Env: RELIVE_MAX_CONNECTIONS.\n\
          # max_connections = {conns}\n\
          # Send CHL challenges to MSNP6+ clients. Env: RELIVE_CHL.\n\
@@ -484,14 +540,22 @@ pub fn default_file_text() -> String {
          # Seconds a login ticket stays valid (1..=120), and most tickets held at once.\n\
          # ticket_lifetime_secs = {ticket_lifetime}\n\
          # max_tickets = {max_tickets}\n\
-         # Failed logins (Passport, MD5, CTP, TWN) per account and per address: full speed up to\n\
+         # Failed logins (Passport, MD5, CTP, TWN, relay agents) slow the attacker, never the\n\
+         # owner. Per account and source (an IPv4 address or an IPv6 /64): full speed up to\n\
          # login_slow_after, then spaced by login_delay_secs (doubling), refused from\n\
-         # login_refuse_after on; one failure is forgiven every login_decay_secs.\n\
+         # login_refuse_after on. A source with login_source_refuse_after failures over all\n\
+         # accounts is refused. An account with login_account_delay_after failures over all\n\
+         # sources has every attempt delayed, by at most login_max_delay_ms, never refused:\n\
+         # the right token from a source that has not failed always gets in. One failure is\n\
+         # forgiven every login_decay_secs.\n\
          # login_slow_after = {slow_after}\n\
          # login_refuse_after = {refuse_after}\n\
          # login_delay_secs = {delay}\n\
          # login_decay_secs = {decay}\n\
-         # Most accounts and addresses the limiter tracks (each).\n\
+         # login_source_refuse_after = {source_refuse}\n\
+         # login_account_delay_after = {account_delay}\n\
+         # login_max_delay_ms = {max_delay}\n\
+         # Most (account, source) pairs, sources and accounts the limiter tracks (each).\n\
          # login_max_tracked = {max_tracked}\n\
          # Accept account passwords (not only access tokens) over plain HTTP too.\n\
          # password_over_plain_http = {pw_plain}\n\
@@ -528,13 +592,15 @@ pub fn default_file_text() -> String {
          # public_ip = \"203.0.113.1\"\n\
          # Address and TCP port range of relay allocations (0 and 0: the OS chooses). Each\n\
          # allocation also listens on port XOR 0x3141 (MSNFTP PortX) when that is in range.\n\
-         # bind_ip = \"{relay_bind}\"\n\
+         # Default address: the NS listener's (all addresses unless ns says otherwise).\n\
+         # bind_ip = \"0.0.0.0\"\n\
          # port_min = {relay_min}\n\
          # port_max = {relay_max}\n\
          # VPN ranges peers reach each other on (Hamachi, Radmin).\n\
          # vpn_ranges = {relay_vpn}\n\
-         # QUIC (UDP) address companion agents connect to.\n\
-         # quic = \"{relay_quic}\"\n\
+         # QUIC (UDP) address companion agents connect to. Default: the NS listener's\n\
+         # address, port {relay_quic_port}.\n\
+         # quic = \"0.0.0.0:{relay_quic_port}\"\n\
          # Concurrent relay allocations per user (a rendezvous holds two).\n\
          # per_user_limit = {relay_limit}\n\
          # MSNFTP rendezvous: both peers dial the relay, which splices them. Experimental:\n\
@@ -552,13 +618,40 @@ pub fn default_file_text() -> String {
          # remote = \"relay.example:1865\"\n\
          # remote_secret_file = \"relay-control-secret\"\n\
          # remote_ca = \"relay-cert.pem\"\n\
-         # remote_name = \"relay.example\"\n",
+         # remote_name = \"relay.example\"\n\
+         \n\
+         # Limits against floods and probing.\n\
+         # [limits]\n\
+         # Each listener has its own pool, a share (percent) of max_connections, so a flood of\n\
+         # one kind cannot take the places of the others; the shares add up to at most 100.\n\
+         # ns_share = {ns_share}\n\
+         # sb_share = {sb_share}\n\
+         # http_share = {http_share}\n\
+         # https_share = {https_share}\n\
+         # legacy_tls_share = {legacy_tls_share}\n\
+         # Connections one source (an IPv4 address, or an IPv6 /64) may hold on the NS, on the\n\
+         # SB (one per open chat), and on each HTTP listener; more are closed at once.\n\
+         # ns_per_source = {ns_per_source}\n\
+         # sb_per_source = {sb_per_source}\n\
+         # http_per_source = {http_per_source}\n\
+         # Sources the per-source limits do not apply to (a reverse proxy, a campus NAT).\n\
+         # exempt_sources = []\n\
+         # Seconds an NS connection has from connect to log in (however it trickles bytes);\n\
+         # an SB connection has sb_auth_timeout_secs. HTTP connections are closed\n\
+         # http_connection_secs after connect.\n\
+         # login_timeout_secs = {login_timeout_secs}\n\
+         # http_connection_secs = {http_connection_secs}\n\
+         # Lines about refused connections per minute; the rest are counted in the next line.\n\
+         # refusal_log_per_minute = {refusal_log_per_minute}\n\
+         # Commands that name another user (ADD, REM, REA, FND, CAL): lookup_burst at once per\n\
+         # account, then lookups_per_minute (answers come later, never differently).\n\
+         # lookup_burst = {lookup_burst}\n\
+         # lookups_per_minute = {lookups_per_minute}\n",
         relay_enabled = d.relay.enabled,
-        relay_bind = d.relay.bind_ip,
         relay_min = d.relay.port_min,
         relay_max = d.relay.port_max,
         relay_vpn = relay_vpn,
-        relay_quic = d.relay.quic,
+        relay_quic_port = crate::relay::DEFAULT_QUIC_PORT,
         relay_limit = d.relay.per_user_limit,
         relay_rendezvous = d.relay.msnftp_rendezvous,
         relay_fallback = d.relay.slp_fallback,
@@ -566,6 +659,7 @@ pub fn default_file_text() -> String {
         sb = d.sb,
         http = d.http,
         https = d.https,
+        metrics = d.metrics,
         host = d.public_host,
         cost = d.bcrypt_cost,
         fl = d.max_fl,
@@ -581,6 +675,9 @@ pub fn default_file_text() -> String {
         refuse_after = p.login_refuse_after,
         delay = p.login_delay_secs,
         decay = p.login_decay_secs,
+        source_refuse = p.login_source_refuse_after,
+        account_delay = p.login_account_delay_after,
+        max_delay = p.login_max_delay_ms,
         max_tracked = p.login_max_tracked,
         pw_plain = p.password_over_plain_http,
         realm = p.nexus.realm,
@@ -656,6 +753,12 @@ mod tests {
         assert_eq!(s.https.port(), DEFAULT_HTTPS_PORT); // default
         assert_eq!(s.bcrypt_cost, 5);
         assert_eq!(s.ns_referral_host, s.public_host);
+        assert_eq!(s.metrics, Some("127.0.0.1:9863".parse().unwrap()));
+        let off = Overrides {
+            metrics: Some("off".to_owned()),
+            ..Overrides::default()
+        };
+        assert_eq!(resolve(dir.path(), &lookup, &off).unwrap().metrics, None);
     }
 
     #[test]
@@ -666,6 +769,11 @@ mod tests {
         assert!(matches!(
             resolve(dir.path(), &none, &Overrides::default()),
             Err(ConfigError::Parse { .. })
+        ));
+        std::fs::write(dir.path().join(CONFIG_FILE), "metrics = \"localhost\"\n").unwrap();
+        assert!(matches!(
+            resolve(dir.path(), &none, &Overrides::default()),
+            Err(ConfigError::Invalid { key: "metrics", .. })
         ));
         std::fs::write(dir.path().join(CONFIG_FILE), "bcrypt_cost = 99\n").unwrap();
         assert!(matches!(
@@ -705,25 +813,33 @@ mod tests {
                 (l.contains(" = ") || l.starts_with('['))
                     && !l.starts_with("ns_referral_host")
                     && !l.starts_with("sb_public_port")
-                    && !l.starts_with("legacy_")
+                    && !l.starts_with("legacy_tls =")
+                    && !l.starts_with("legacy_cert")
+                    && !l.starts_with("legacy_key")
                     && !l.starts_with("public_ip")
+                    && !l.starts_with("bind_ip")
+                    && !l.starts_with("quic")
                     && !l.starts_with("remote")
             })
             .map(|l| format!("{l}\n"))
             .collect();
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
-        // Every key but the examples: 13 top-level, 8 in [passport], 6 in [passport.nexus],
-        // 9 in [relay].
+        // Every key but the examples: 14 top-level, 11 in [passport], 6 in [passport.nexus],
+        // 7 in [relay], 14 in [limits].
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
-            36
+            52
         );
         // The legacy-TLS examples are valid [passport] keys.
         let legacy: String = text
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| l.starts_with("legacy_"))
+            .filter(|l| {
+                ["legacy_tls =", "legacy_cert", "legacy_key"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         let legacy: PassportSettings = toml::from_str(&legacy).unwrap();

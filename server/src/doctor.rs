@@ -24,9 +24,12 @@ use crate::tls::CertPaths;
 /// How long one network check waits.
 const NET_TIMEOUT: Duration = Duration::from_secs(3);
 /// Free space below which the data directory's disk is a problem.
+#[cfg(unix)]
 const MIN_FREE_BYTES: u64 = 200 * 1024 * 1024;
-/// Descriptors a server needs besides its connections (as `serve` reckons).
-const FD_RESERVE: u64 = 64;
+/// Descriptors a server needs besides its client connections (listeners, database, relay,
+/// epoll, log): `serve` raises its limit, and this checks it, with these on top.
+#[cfg(unix)]
+pub const FD_RESERVE: u64 = 64;
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,12 +103,32 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
     }
     let certs = CertPaths::in_data_dir(&settings.data_dir);
     checks.push(certificate_names(&certs, host));
+    checks.push(ca_certificate("CA certificate", &certs.ca_cert));
+    if settings.passport.legacy_tls.is_some() {
+        let legacy = crate::http::legacy::LegacyCertPaths::in_data_dir(&settings.data_dir);
+        checks.push(ca_certificate("legacy CA certificate", &legacy.ca_cert));
+    }
     checks.push(clock(&certs));
     checks.push(relay(settings));
+    checks.extend(relay_ports(settings));
+    // Free space and descriptor limits are read through POSIX calls (not checked on Windows).
+    #[cfg(unix)]
     checks.push(disk(&settings.data_dir));
     checks.push(key_permissions(&settings.data_dir.join(KEY_FILE)));
+    #[cfg(unix)]
     checks.push(fd_limit(settings.max_connections));
     checks
+}
+
+/// The container health check: whether the NS on this host answers an MSNP `VER` (at its
+/// bind address, or at loopback when it listens on every address).
+pub async fn health(settings: &Settings) -> Check {
+    let ip = match settings.ns.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    ns(&ip.to_string(), settings.ns.port()).await
 }
 
 fn public_host(host: &str) -> Check {
@@ -299,6 +322,39 @@ fn certificate_names(certs: &CertPaths, host: &str) -> Check {
     }
 }
 
+/// The CA clients must have imported: present, and its SHA-1 thumbprint (what Windows' and
+/// most browsers' certificate dialogs show) to compare with the one installed on a client.
+fn ca_certificate(name: &str, path: &Path) -> Check {
+    let fix = "run `relive-server serve` once to create it; clients then import the file \
+               `relive-server cert export FILE` writes";
+    let pem = match std::fs::read(path) {
+        Ok(pem) => pem,
+        Err(e) => return Check::problem(name, format!("{}: {e}", path.display()), fix),
+    };
+    match rustls_pemfile::certs(&mut pem.as_slice()).next() {
+        Some(Ok(der)) => {
+            let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+            let thumbprint: Vec<String> =
+                digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+            Check::ok(
+                name,
+                format!(
+                    "{} (SHA-1 {}): clients must trust this one; `relive-server cert export \
+                     FILE` copies it",
+                    path.display(),
+                    thumbprint.join(":")
+                ),
+            )
+        }
+        _ => Check::problem(
+            name,
+            format!("{} holds no certificate", path.display()),
+            "move it away and restart the server: it makes a new CA (clients must then \
+             import the new one)",
+        ),
+    }
+}
+
 fn clock(certs: &CertPaths) -> Check {
     const NAME: &str = "clock";
     let now = SystemTime::now();
@@ -346,6 +402,69 @@ fn relay(settings: &Settings) -> Check {
     }
 }
 
+/// The embedded relay's sockets as this host has them: the QUIC port for companion agents
+/// must be held (by the running server), and the TCP range must have free ports to allocate.
+/// Nothing to check when the relay is off or remote, or the OS chooses the ports (port 0).
+fn relay_ports(settings: &Settings) -> Vec<Check> {
+    let relay = &settings.relay;
+    if !relay.enabled || relay.public_ip.is_none() || relay.remote.is_some() {
+        return Vec::new();
+    }
+    let mut checks = Vec::new();
+    if relay.quic.port() != 0 {
+        const NAME: &str = "relay QUIC";
+        checks.push(match std::net::UdpSocket::bind(relay.quic) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Check::ok(
+                NAME,
+                format!(
+                    "UDP {} is held (companion agents connect there)",
+                    relay.quic
+                ),
+            ),
+            Err(e) => Check::problem(
+                NAME,
+                format!("cannot check UDP {}: {e}", relay.quic),
+                "check [relay] quic in relive.toml",
+            ),
+            Ok(_) => Check::problem(
+                NAME,
+                format!(
+                    "nothing listens on UDP {}: companion agents cannot connect",
+                    relay.quic
+                ),
+                "start the server (with the relay on); if it runs, another [relay] quic is in use",
+            ),
+        });
+    }
+    if *relay.ports.start() != 0 {
+        const NAME: &str = "relay ports";
+        let total = relay.ports.clone().count();
+        let free = relay
+            .ports
+            .clone()
+            .filter(|p| std::net::TcpListener::bind((relay.bind_ip, *p)).is_ok())
+            .count();
+        checks.push(if free == 0 {
+            Check::problem(
+                NAME,
+                format!(
+                    "all {total} ports {}-{} are taken by other programs",
+                    relay.ports.start(),
+                    relay.ports.end()
+                ),
+                "choose a free range with [relay] port_min and port_max (and open it)",
+            )
+        } else {
+            Check::ok(
+                NAME,
+                format!("{free} of {total} TCP ports free for transfers"),
+            )
+        });
+    }
+    checks
+}
+
+#[cfg(unix)]
 fn disk(dir: &Path) -> Check {
     const NAME: &str = "disk space";
     match rustix::fs::statvfs(dir) {
@@ -395,6 +514,7 @@ fn key_permissions(key: &Path) -> Check {
     }
 }
 
+#[cfg(unix)]
 fn fd_limit(max_connections: usize) -> Check {
     const NAME: &str = "open-file limit";
     use rustix::process::{Resource, getrlimit};

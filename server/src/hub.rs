@@ -22,12 +22,13 @@
 //! The hub never holds its lock across an `.await`; every method is synchronous and short.
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
+use prometheus_client::metrics::counter::Counter;
 
 use relive_msnp::psm::PersonalMessage;
 use relive_msnp::server::ServerMessage;
@@ -276,11 +277,15 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        {
+        let too_slow = {
             let mut state = self.queue.state();
             state.receiving = false;
             state.events = VecDeque::new();
             state.waker = None;
+            state.too_slow
+        };
+        if too_slow {
+            self.factory.overflows.inc();
         }
         self.factory.live().queues.remove(&self.queue.id);
     }
@@ -346,6 +351,8 @@ pub struct OutboxFactory {
     next_id: AtomicU64,
     capacity: usize,
     live: Mutex<Live>,
+    /// Connections closed because their outbox overflowed (counted as each one closes).
+    overflows: Counter,
 }
 
 /// The receiving ends that exist, by connection.
@@ -364,7 +371,15 @@ impl OutboxFactory {
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
             live: Mutex::default(),
+            overflows: Counter::default(),
         }
+    }
+
+    /// How many connections were closed because they read too slowly (their outbox
+    /// overflowed); shares its value with the metrics endpoint.
+    #[must_use]
+    pub fn overflows(&self) -> &Counter {
+        &self.overflows
     }
 
     fn live(&self) -> MutexGuard<'_, Live> {
@@ -875,6 +890,17 @@ impl Hub {
         }
     }
 
+    /// Logged-in sessions per dialect (`None`: not yet told, [`Hub::set_dialect`]). Walks
+    /// every session under the lock: for a scrape now and then, not for a hot path.
+    #[must_use]
+    pub fn sessions_by_dialect(&self) -> BTreeMap<Option<ProtocolVersion>, usize> {
+        let mut counts = BTreeMap::new();
+        for entry in self.lock().values() {
+            *counts.entry(entry.dialect.map(|c| c.version)).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// The dialect of `user`'s session, if online and known.
     #[must_use]
     pub fn dialect_of(&self, user: &Passport) -> Option<Capabilities> {
@@ -1102,10 +1128,13 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(Event::TooSlow));
         assert_eq!(rx.try_recv(), Ok(Event::TooSlow));
         assert!(!tx.deliver(kick()));
+        assert_eq!(f.overflows().get(), 0, "counted when the connection closes");
         drop(rx);
+        assert_eq!(f.overflows().get(), 1);
         let (tx, rx) = f.create();
         drop(rx);
         assert!(!tx.deliver(kick()));
+        assert_eq!(f.overflows().get(), 1, "a closed connection is no overflow");
     }
 
     #[tokio::test]

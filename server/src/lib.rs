@@ -12,6 +12,8 @@
 //! - [`demo`]: `serve --demo` accounts.
 //! - [`doctor`]: `relive-server doctor`, the host-side checks of what stops clients connecting.
 //! - [`hub`]: the in-memory registry of online users, presence fan-out and privacy checks.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint and the series it serves.
+//! - [`limits`]: connection pools per listener and caps per source, list-lookup throttling.
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
 //!
@@ -25,6 +27,8 @@ pub mod demo;
 pub mod doctor;
 pub mod http;
 pub mod hub;
+pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod notification;
 pub mod passport;
@@ -39,7 +43,7 @@ pub mod tls;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -133,6 +137,12 @@ pub struct Context {
     pub https_tls: Option<tokio_rustls::TlsAcceptor>,
     /// The OpenSSL acceptor for the legacy listener; without it its connections are closed.
     pub legacy_tls: Option<http::legacy::LegacyTls>,
+    /// The series `/metrics` serves ([`metrics::serve`]).
+    pub metrics: Arc<metrics::Metrics>,
+    /// Connection pools per listener and caps per source (the accept loops admit through it).
+    pub connection_limits: Arc<limits::connections::ConnectionLimits>,
+    /// The per-account throttle of list lookups.
+    pub lookups: Arc<limits::lookups::LookupThrottle>,
     connections: Arc<watch::Sender<usize>>,
 }
 
@@ -181,18 +191,39 @@ impl Context {
             ),
         )?
         .merge(http::routes::certificates(&settings.data_dir));
+        let hub = Arc::new(hub::Hub::new());
+        let outboxes = Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY));
+        let switchboards = Arc::new(switchboard::Switchboards::new());
+        let connections = Arc::new(watch::Sender::new(0));
+        let metrics = Arc::new(metrics::Metrics::new(&metrics::Sources {
+            logins: passport.logins(),
+            store: &store,
+            hub: &hub,
+            outboxes: &outboxes,
+            switchboards: &switchboards,
+            connections: &connections,
+        }));
+        let connection_limits =
+            Arc::new(limits::connections::ConnectionLimits::new(&settings.abuse));
+        let lookups = Arc::new(limits::lookups::LookupThrottle::new(
+            settings.abuse.lookup_burst,
+            settings.abuse.lookups_per_minute,
+        ));
         Ok(Self {
+            connection_limits,
+            lookups,
             settings: Arc::new(settings),
             store,
-            hub: Arc::new(hub::Hub::new()),
-            outboxes: Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY)),
-            switchboards: Arc::new(switchboard::Switchboards::new()),
+            hub,
+            outboxes,
+            switchboards,
             ns_address: Arc::new(std::sync::RwLock::new(ns_address)),
             passport,
             http,
             https_tls: None,
             legacy_tls: None,
-            connections: Arc::new(watch::Sender::new(0)),
+            metrics,
+            connections,
         })
     }
 
@@ -304,13 +335,12 @@ pub async fn run_with_relay(
         &ctx.settings.relay,
         &ctx.settings.data_dir,
         &ctx.settings.public_host,
-        &ctx.store,
+        &relay::StoreAuth::new(ctx.store.clone(), ctx.passport.clone()),
         relay_quic,
         &tracker,
         &shutdown,
     )?;
     ctx.switchboards.set_relay(relay.map(Arc::new));
-    let limit = Arc::new(Semaphore::new(ctx.settings.max_connections));
     let loops = TaskTracker::new();
     let mut all = vec![
         (Kind::Ns, listeners.ns),
@@ -326,7 +356,6 @@ pub async fn run_with_relay(
             kind,
             listener,
             Arc::clone(&ctx),
-            Arc::clone(&limit),
             tracker.clone(),
             shutdown.clone(),
         ));

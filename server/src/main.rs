@@ -57,6 +57,9 @@ enum Command {
     /// Check, from this host, what usually stops clients from connecting (run it while the
     /// server runs, with the same flags).
     Doctor(ListenArgs),
+    /// Exit 0 if the server on this host answers an MSNP `VER` on its NS port (for container
+    /// and service-manager health checks).
+    Health(ListenArgs),
     /// Write a consistent copy of the database to FILE (safe while the server runs).
     Backup {
         /// Destination file (replaced only once the copy is complete and checked).
@@ -94,6 +97,9 @@ struct ListenArgs {
     /// HTTPS bind address.
     #[arg(long, value_name = "ADDR")]
     https: Option<SocketAddr>,
+    /// Prometheus `/metrics` bind address, or `off` (default 127.0.0.1:9863: this host only).
+    #[arg(long, value_name = "ADDR|off")]
+    metrics: Option<String>,
     /// Host name or IP clients are told to connect to.
     #[arg(long, value_name = "HOST")]
     public_host: Option<String>,
@@ -250,6 +256,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("no problems found");
             Ok(())
         }
+        Command::Health(listen) => {
+            let settings = settings(cli.data_dir, &listen.overrides())?;
+            let check = relive_server::doctor::health(&settings).await;
+            println!("{check}");
+            if !check.is_ok() {
+                bail!("unhealthy");
+            }
+            Ok(())
+        }
         Command::Cert(CertCommand::Export { file }) => {
             let paths = CertPaths::in_data_dir(&cli.data_dir);
             tls::export_ca(&paths, &file)
@@ -297,6 +312,7 @@ impl ListenArgs {
             sb: self.sb,
             http: self.http,
             https: self.https,
+            metrics: self.metrics.clone(),
             public_host: self.public_host.clone(),
         }
     }
@@ -525,10 +541,26 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let metrics_listener = match settings.metrics {
+        Some(addr) => {
+            let listener = bind(addr, "metrics").await?;
+            println!("metrics listening on {}", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
     // Registered before the ready line: a supervisor may signal as soon as it sees it.
     let signals = Signals::register();
     println!("{}", public_host_line(&settings.public_host));
     let shutdown = CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        let (metrics, stop) = (std::sync::Arc::clone(&ctx.metrics), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = relive_server::metrics::serve(metrics, listener, stop).await {
+                tracing::error!(%error, "the metrics listener failed");
+            }
+        });
+    }
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         match signals.wait().await {
@@ -579,14 +611,16 @@ fn public_host_line(host: &str) -> String {
     }
 }
 
-/// Descriptors the server needs besides its client connections (listeners, database, relay,
-/// epoll, log).
-const FD_RESERVE: u64 = 64;
-
 /// Raises the open-file soft limit to the hard limit (every connection is a descriptor; the
 /// usual soft limit of 1024 would cap the server near 1000 users whatever `max_connections`
-/// says), and warns when `max_connections` still does not fit.
+/// says), and warns when `max_connections` still does not fit. (Windows has no such limit.)
+#[cfg(not(unix))]
+const fn raise_fd_limit(_max_connections: usize) {}
+
+/// See the other `raise_fd_limit`.
+#[cfg(unix)]
 fn raise_fd_limit(max_connections: usize) {
+    use relive_server::doctor::FD_RESERVE;
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {

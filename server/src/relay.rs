@@ -50,8 +50,11 @@ use relive_relay::rewrite::{Allocate, Policy};
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::passport::PassportService;
+use crate::passport::rate_limit::Ceiling;
 use crate::secret::Secret;
 use crate::store::Store;
+use crate::store::tokens::TokenCheck;
 
 /// The relay library itself, for programs that embed a companion agent next to the server
 /// (the NAT end-to-end tests); see [`trust_anchors`].
@@ -70,8 +73,8 @@ pub fn trust_anchors(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'stati
 pub const DEFAULT_PORT_MIN: u16 = 6891;
 /// Default last port of the relay's TCP allocation range.
 pub const DEFAULT_PORT_MAX: u16 = 6990;
-/// Default QUIC (companion agent) listen address.
-pub const DEFAULT_QUIC: &str = "0.0.0.0:1865";
+/// Default QUIC (companion agent) port, on the NS listener's address.
+pub const DEFAULT_QUIC_PORT: u16 = 1865;
 /// Most VPN ranges accepted in the configuration.
 const MAX_VPN_RANGES: usize = 64;
 /// Longest `handle token` string an agent may present (handles are short, tokens shorter).
@@ -87,16 +90,17 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// The relay's public IP written into invitations (default: `public_host` if an IP).
     pub public_ip: Option<IpAddr>,
-    /// Address the allocation ports bind on.
-    pub bind_ip: IpAddr,
+    /// Address the allocation ports bind on (default: the NS listener's address).
+    pub bind_ip: Option<IpAddr>,
     /// First port of the allocation range (`0` with `port_max = 0`: the OS chooses).
     pub port_min: u16,
     /// Last port of the allocation range.
     pub port_max: u16,
     /// VPN ranges (CIDR) whose addresses peers reach each other on.
     pub vpn_ranges: Vec<String>,
-    /// QUIC listen address for companion agents (UDP).
-    pub quic: SocketAddr,
+    /// QUIC listen address for companion agents (UDP; default: the NS listener's address,
+    /// port 1865).
+    pub quic: Option<SocketAddr>,
     /// Concurrent allocations per user (a rendezvous holds two).
     pub per_user_limit: usize,
     /// Allow MSNFTP rendezvous (both peers dial the relay; P2P.md §6.1).
@@ -118,11 +122,11 @@ impl Default for RelayConfig {
         Self {
             enabled: true,
             public_ip: None,
-            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            bind_ip: None,
             port_min: DEFAULT_PORT_MIN,
             port_max: DEFAULT_PORT_MAX,
             vpn_ranges: vec!["25.0.0.0/8".to_owned(), "26.0.0.0/8".to_owned()],
-            quic: SocketAddr::from(([0, 0, 0, 0], 1865)),
+            quic: None,
             per_user_limit: relive_relay::ports::DEFAULT_PER_USER_LIMIT,
             // Experimental upstream (unverified against real MSN 5.0 clients): opt-in.
             msnftp_rendezvous: false,
@@ -195,12 +199,29 @@ pub struct RelaySettings {
 }
 
 impl RelayConfig {
-    /// Validates the table; `public_host` is the server's advertised host.
+    /// Validates the table for a server listening on every address; `public_host` is the
+    /// server's advertised host. See [`RelayConfig::validate_listening_on`].
     ///
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the bad key.
     pub fn validate(self, public_host: &str) -> Result<RelaySettings, ConfigError> {
+        self.validate_listening_on(public_host, IpAddr::from([0, 0, 0, 0]))
+    }
+
+    /// Validates the table; `public_host` is the server's advertised host and `listen_ip` the
+    /// address its NS listener binds, which the allocation ports and the QUIC socket follow
+    /// unless `bind_ip` and `quic` say otherwise (a server given `127.0.0.1` everywhere opens
+    /// nothing on other interfaces).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the bad key.
+    pub fn validate_listening_on(
+        self,
+        public_host: &str,
+        listen_ip: IpAddr,
+    ) -> Result<RelaySettings, ConfigError> {
         let invalid = |key, reason| ConfigError::Invalid { key, reason };
         if self.port_min > self.port_max || (self.port_min == 0 && self.port_max != 0) {
             return Err(invalid(
@@ -257,17 +278,18 @@ impl RelayConfig {
                 })
             }
         };
-        // Remote mode: `quic` is only the control connection's local address; the default
-        // agent port would clash with a relay on the same host.
-        let quic = if remote.is_some() && self.quic == Self::default().quic {
-            SocketAddr::new(self.quic.ip(), 0)
-        } else {
-            self.quic
+        // Remote mode: `quic` is only the control connection's local address, by default any
+        // (the relay is usually on another host; the agent port would clash with one on this
+        // host).
+        let quic = match (self.quic, &remote) {
+            (Some(quic), _) => quic,
+            (None, Some(_)) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            (None, None) => SocketAddr::new(listen_ip, DEFAULT_QUIC_PORT),
         };
         Ok(RelaySettings {
             enabled: self.enabled,
             public_ip,
-            bind_ip: self.bind_ip,
+            bind_ip: self.bind_ip.unwrap_or(listen_ip),
             ports: self.port_min..=self.port_max,
             vpn_ranges,
             quic,
@@ -340,7 +362,7 @@ impl Relay {
         settings: &RelaySettings,
         data_dir: &std::path::Path,
         public_host: &str,
-        store: &Store,
+        auth: &StoreAuth,
         quic_socket: Option<std::net::UdpSocket>,
         tasks: &tokio_util::task::TaskTracker,
         shutdown: &tokio_util::sync::CancellationToken,
@@ -358,7 +380,7 @@ impl Relay {
         policy.msnftp_rendezvous = settings.msnftp_rendezvous;
         policy.slp_fallback = settings.slp_fallback;
         if let Some(remote) = &settings.remote {
-            let relay = start_remote(remote, data_dir, store, quic_socket, tasks, shutdown)?;
+            let relay = start_remote(remote, data_dir, auth, quic_socket, tasks, shutdown)?;
             tracing::info!(%public_ip, relay = %remote.host, port = remote.port, "relay on (standalone)");
             return Ok(Some(Self {
                 policy,
@@ -369,9 +391,7 @@ impl Relay {
             Some(socket) => {
                 let identity = identity(data_dir, public_host)?;
                 let endpoint = quic::server_endpoint(quic::server_config(identity)?, socket)?;
-                let hub = AgentHub::new(Arc::new(StoreAuth {
-                    store: store.clone(),
-                }));
+                let hub = AgentHub::new(Arc::new(auth.clone()));
                 let (run, stop) = (hub.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     tokio::select! {
@@ -429,7 +449,7 @@ fn in_data_dir(data_dir: &Path, path: &Path) -> PathBuf {
 fn start_remote(
     remote: &RemoteSettings,
     data_dir: &Path,
-    store: &Store,
+    auth: &StoreAuth,
     quic_socket: Option<std::net::UdpSocket>,
     tasks: &tokio_util::task::TaskTracker,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -461,7 +481,7 @@ fn start_remote(
         server_name: remote.server_name.clone(),
         secret,
     };
-    let verifier: Arc<dyn Authenticate> = Arc::new(StoreAuth::new(store.clone()));
+    let verifier: Arc<dyn Authenticate> = Arc::new(auth.clone());
     let (run, stop) = (relay.clone(), shutdown.clone());
     tasks.spawn(async move { run.run(endpoint, config, verifier, stop).await });
     Ok(relay)
@@ -494,24 +514,31 @@ fn identity(data_dir: &std::path::Path, public_host: &str) -> Result<quic::Ident
     }
 }
 
+/// Lines about agents the login limiter refused: a few a minute, the rest counted.
+static REFUSAL_LOG: relive_relay::limits::LogBudget =
+    relive_relay::limits::LogBudget::new(10, std::time::Duration::from_secs(60));
+
 /// Authenticates companion agents against the store: the agent's token field is
-/// `<handle> <access token>`, checked with [`Store::verify_plain`] on that account.
+/// `<handle> <access token>`, checked like an NS login (the same token query whether or not
+/// the account exists) and through the same login limiter as every other login, per
+/// (account, agent address).
 #[derive(Debug, Clone)]
 pub struct StoreAuth {
     store: Store,
+    passport: PassportService,
 }
 
 impl StoreAuth {
-    /// An authenticator over `store`.
+    /// An authenticator over `store`, counting attempts in `passport`'s login limiter.
     #[must_use]
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, passport: PassportService) -> Self {
+        Self { store, passport }
     }
 }
 
 impl Authenticate for StoreAuth {
-    fn authenticate(&self, credential: &str) -> AuthFuture {
-        let store = self.store.clone();
+    fn authenticate(&self, credential: &str, from: IpAddr) -> AuthFuture {
+        let (store, passport) = (self.store.clone(), self.passport.clone());
         let parsed = (credential.len() <= MAX_AGENT_CREDENTIAL)
             .then(|| credential.split_once(' '))
             .flatten()
@@ -520,9 +547,29 @@ impl Authenticate for StoreAuth {
             });
         Box::pin(async move {
             let (handle, token) = parsed?;
-            let account = store.account(&handle).await.ok()??;
-            store.verify_plain(account.id, &token).await.ok()??;
-            Some(handle.as_str().to_owned())
+            let verify = async {
+                let login = store
+                    .token_login(&handle, TokenCheck::Plain(token), false)
+                    .await?;
+                Ok::<_, crate::store::StoreError>(login.and_then(|l| l.token).ok_or(()))
+            };
+            let limiter = Arc::clone(passport.rate_limiter());
+            let now = move || passport.now();
+            let attempt = limiter.attempt(handle.as_str(), from, &now, Ceiling::Wait, verify);
+            match attempt.await {
+                Ok(Ok(Ok(_))) => Some(handle.as_str().to_owned()),
+                Ok(Ok(Err(()))) => None,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "agent token check failed");
+                    None
+                }
+                Err(refused) => {
+                    if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
+                        tracing::info!(%from, %refused, suppressed, "agent refused by the login limiter");
+                    }
+                    None
+                }
+            }
         })
     }
 }
@@ -539,7 +586,21 @@ mod tests {
         assert_eq!(s.public_ip, Some("203.0.113.5".parse().unwrap()));
         assert_eq!(s.ports, 6891..=6990);
         assert_eq!(s.vpn_ranges.len(), 2);
-        assert_eq!(s.quic.port(), 1865);
+        assert_eq!(s.quic, "0.0.0.0:1865".parse().unwrap());
+        assert_eq!(s.bind_ip, IpAddr::from([0, 0, 0, 0]));
+        // A server listening on loopback keeps its relay there too, unless told otherwise.
+        let s = RelayConfig::default()
+            .validate_listening_on("127.0.0.1", IpAddr::from([127, 0, 0, 1]))
+            .unwrap();
+        assert_eq!(s.quic, "127.0.0.1:1865".parse().unwrap());
+        assert_eq!(s.bind_ip, IpAddr::from([127, 0, 0, 1]));
+        let explicit: RelayConfig =
+            toml::from_str("bind_ip = \"0.0.0.0\"\nquic = \"[::]:1999\"\n").unwrap();
+        let s = explicit
+            .validate_listening_on("127.0.0.1", IpAddr::from([127, 0, 0, 1]))
+            .unwrap();
+        assert_eq!(s.quic, "[::]:1999".parse().unwrap());
+        assert_eq!(s.bind_ip, IpAddr::from([0, 0, 0, 0]));
         // A host name gives no relay address unless public_ip is set.
         let s = RelayConfig::default().validate("msn.example").unwrap();
         assert_eq!(s.public_ip, None);
@@ -658,7 +719,7 @@ mod tests {
             &settings,
             dir.path(),
             "msn.example",
-            &ctx.store,
+            &StoreAuth::new(ctx.store.clone(), ctx.passport.clone()),
             None,
             &tasks,
             &stop,
@@ -718,29 +779,74 @@ mod tests {
         tokio::time::timeout(within, tasks.wait()).await.unwrap();
     }
 
+    /// The agent's token check is a login like any other: guesses count in the shared login
+    /// limiter per (account, agent address), so a guessing address is refused (even with the
+    /// right token, and on login2.srf too) while the owner elsewhere gets in.
+    #[tokio::test]
+    async fn agent_guesses_count_in_the_login_limiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path(), |_| {}).await;
+        let token = account(&ctx, "alice@example.com", "Alice").await;
+        let auth = StoreAuth::new(ctx.store.clone(), ctx.passport.clone());
+        let (guesser, owner) = (IpAddr::from([192, 0, 2, 66]), IpAddr::from([192, 0, 2, 7]));
+        let wrong = "alice@example.com AAAAAAAAAAAAAAAA";
+        let mut checked = 0;
+        for _ in 0..20 {
+            assert_eq!(auth.authenticate(wrong, guesser).await, None);
+            if ctx
+                .passport
+                .rate_limiter()
+                .check("alice@example.com", guesser, ctx.passport.now())
+                .is_ok()
+            {
+                checked += 1;
+            }
+        }
+        // Three at full speed, then the 2 s spacing: the rest were refused unchecked.
+        assert!(checked <= 3, "{checked} guesses were checked");
+        let right = format!("alice@example.com {token}");
+        assert_eq!(auth.authenticate(&right, guesser).await, None);
+        let credentials = crate::passport::Credentials::from_authorization(&format!(
+            "Passport1.4 sign-in=alice%40example.com,pwd={token}"
+        ))
+        .unwrap();
+        assert!(matches!(
+            ctx.passport
+                .login(&credentials, guesser, crate::passport::Transport::Tls)
+                .await,
+            Err(crate::passport::LoginError::Refused(_))
+        ));
+        assert_eq!(
+            auth.authenticate(&right, owner).await.as_deref(),
+            Some("alice@example.com")
+        );
+    }
+
     #[tokio::test]
     async fn agents_authenticate_with_handle_and_access_token() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(dir.path(), |_| {}).await;
         let token = account(&ctx, "alice@example.com", "Alice").await;
         account(&ctx, "bob@example.com", "Bob").await;
-        let auth = StoreAuth::new(ctx.store.clone());
+        let auth = StoreAuth::new(ctx.store.clone(), ctx.passport.clone());
+        let from = IpAddr::from([192, 0, 2, 1]);
         assert_eq!(
-            auth.authenticate(&format!("alice@example.com {token}"))
+            auth.authenticate(&format!("alice@example.com {token}"), from)
                 .await,
             Some("alice@example.com".to_owned())
         );
         // Someone else's token, a bare token, an unknown account, junk: refused.
         assert_eq!(
-            auth.authenticate(&format!("bob@example.com {token}")).await,
-            None
-        );
-        assert_eq!(auth.authenticate(&token).await, None);
-        assert_eq!(
-            auth.authenticate(&format!("carol@example.com {token}"))
+            auth.authenticate(&format!("bob@example.com {token}"), from)
                 .await,
             None
         );
-        assert_eq!(auth.authenticate(&"x".repeat(4096)).await, None);
+        assert_eq!(auth.authenticate(&token, from).await, None);
+        assert_eq!(
+            auth.authenticate(&format!("carol@example.com {token}"), from)
+                .await,
+            None
+        );
+        assert_eq!(auth.authenticate(&"x".repeat(4096), from).await, None);
     }
 }

@@ -67,8 +67,12 @@ fn outbox(ctx: &Context) -> (Outbox, crate::hub::Inbox) {
 impl Harness<NsService> {
     /// An NS connection from 192.0.2.1:51000.
     pub(crate) fn ns(ctx: &Context) -> Self {
+        Self::ns_from(ctx, "192.0.2.1:51000".parse().unwrap())
+    }
+
+    /// An NS connection from `peer`.
+    pub(crate) fn ns_from(ctx: &Context, peer: SocketAddr) -> Self {
         let (outbox, rx) = outbox(ctx);
-        let peer: SocketAddr = "192.0.2.1:51000".parse().unwrap();
         Self::wrap(
             NsService::new(std::sync::Arc::new(ctx.clone()), peer, outbox),
             rx,
@@ -215,9 +219,11 @@ impl<S: Service> Harness<S> {
     }
 }
 
-/// Collects the formatted log output of the current thread (every level) while alive.
+/// Collects the log output of the current thread (every level) while alive, formatted twice:
+/// as the text `serve` writes by default and as `--log-format json` writes it.
 pub(crate) struct LogCapture {
     buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    json: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     _guard: tracing::subscriber::DefaultGuard,
     _second: tracing::Dispatch,
 }
@@ -243,13 +249,24 @@ impl std::io::Write for CaptureWriter {
 impl LogCapture {
     /// Starts capturing on this thread (a `#[tokio::test]` runs its tasks on it).
     pub(crate) fn start() -> Self {
+        use tracing_subscriber::layer::SubscriberExt as _;
         let buf = std::sync::Arc::default();
-        let writer = CaptureWriter(std::sync::Arc::clone(&buf));
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
+        let json = std::sync::Arc::default();
+        let (text_writer, json_writer) = (
+            CaptureWriter(std::sync::Arc::clone(&buf)),
+            CaptureWriter(std::sync::Arc::clone(&json)),
+        );
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || text_writer.clone()),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(move || json_writer.clone()),
+            );
         let guard = tracing::subscriber::set_default(subscriber);
         // Other tests log the same events at the same time on threads without a subscriber.
         // While only one dispatcher exists, tracing computes a callsite's cached interest from
@@ -261,15 +278,24 @@ impl LogCapture {
         tracing::callsite::rebuild_interest_cache();
         Self {
             buf,
+            json,
             _guard: guard,
             _second: second,
         }
     }
 
-    /// Everything logged so far.
+    /// Everything logged so far, as text.
     pub(crate) fn text(&self) -> String {
-        let bytes = self
-            .buf
+        Self::contents(&self.buf)
+    }
+
+    /// Everything logged so far, as JSON lines (`--log-format json`).
+    pub(crate) fn json(&self) -> String {
+        Self::contents(&self.json)
+    }
+
+    fn contents(buf: &std::sync::Mutex<Vec<u8>>) -> String {
+        let bytes = buf
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();

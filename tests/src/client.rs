@@ -94,6 +94,25 @@ impl MsnpClient {
         Ok(Self::from_stream(stream, role, label))
     }
 
+    /// [`MsnpClient::connect`] from the local address `local` (Linux routes all of 127/8 on
+    /// `lo`, so a test can be several sources at once).
+    ///
+    /// # Errors
+    ///
+    /// The connection failed or timed out.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        local: std::net::IpAddr,
+        role: Role,
+        label: &str,
+    ) -> anyhow::Result<Self> {
+        let stream = within(&format!("{label}: connect to {addr} from {local}"), async {
+            Ok(crate::tcp_from(local, addr).await?)
+        })
+        .await?;
+        Ok(Self::from_stream(stream, role, label))
+    }
+
     /// Connects with a small receive buffer (bytes), for clients that are meant to stop
     /// reading and make the server's send path back up quickly.
     ///

@@ -51,8 +51,24 @@ pub async fn connect_tls(
     connector: &TlsConnector,
     addr: SocketAddr,
 ) -> anyhow::Result<TlsStream<TcpStream>> {
+    connect_tls_from(connector, addr, None).await
+}
+
+/// [`connect_tls`] from the local address `local` (`None`: any).
+///
+/// # Errors
+///
+/// As [`connect_tls`].
+pub async fn connect_tls_from(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> anyhow::Result<TlsStream<TcpStream>> {
     within("TLS handshake", async {
-        let tcp = TcpStream::connect(addr).await?;
+        let tcp = match local {
+            Some(local) => crate::tcp_from(local, addr).await?,
+            None => TcpStream::connect(addr).await?,
+        };
         let name = ServerName::IpAddress(addr.ip().into());
         let tls = connector.connect(name, tcp).await?;
         let (_, session) = tls.get_ref();

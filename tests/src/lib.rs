@@ -5,14 +5,18 @@
 //! - [`client`]: [`MsnpClient`], a scripted MSNP client (typed and raw, every wait bounded).
 //! - [`replay`]: the conformance transcript runner.
 //! - [`http`]: raw HTTP/1.1 over TLS 1.2 for the Passport 1.4 exchanges.
+//! - [`logon`]: MD5 or Passport logins from a chosen local address (tests and the bench).
 //! - [`sb`]: switchboard helpers (open, invite, messages).
 //! - [`netns`]: the NAT testbed; [`p2p`]: MSN P2P/MSNSLP framing for its scripted clients.
 //! - [`tool`]: the one rule for tests that need a system tool (fail in CI, skip elsewhere).
+//! - [`dist`]: the release binaries (static Linux, Windows) and running them under wine.
 //!
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
 
 pub mod client;
+pub mod dist;
 pub mod http;
+pub mod logon;
 pub mod netns;
 pub mod p2p;
 pub mod replay;
@@ -39,4 +43,22 @@ pub fn init_tracing() {
             .with_test_writer()
             .try_init();
     });
+}
+
+/// A TCP connection to `addr` from the local address `local` (any port). Linux routes all of
+/// 127/8 on `lo`, so tests and the bench can be several sources at once.
+///
+/// # Errors
+///
+/// Binding or connecting failed.
+pub async fn tcp_from(
+    local: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = match local {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(std::net::SocketAddr::new(local, 0))?;
+    socket.connect(addr).await
 }

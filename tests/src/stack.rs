@@ -52,9 +52,9 @@ pub struct StackOptions {
     sb_auth_timeout_secs: Option<u64>,
     chl_timeout_secs: Option<u64>,
     relay: bool,
-    sdk_nexus: bool,
     dispatch: Option<SocketAddr>,
     data: Option<DataDir>,
+    configure: Vec<fn(&mut Config)>,
 }
 
 impl StackOptions {
@@ -117,9 +117,16 @@ impl StackOptions {
     /// and nothing else, as msnp11-sdk needs (it takes the whole value, minus `DALogin=`, as
     /// the login URL, and trusts no private CA; research notes for issue 16, §5.3).
     #[must_use]
-    pub const fn sdk_nexus(mut self) -> Self {
-        self.sdk_nexus = true;
-        self
+    pub fn sdk_nexus(self) -> Self {
+        self.configure(|config| {
+            config.passport.nexus = NexusSettings {
+                realm: String::new(),
+                scheme: "http".to_owned(),
+                port: DaLoginPort::Named(NamedPort::Http),
+                extra: Vec::new(),
+                ..NexusSettings::default()
+            };
+        })
     }
 
     /// Makes this stack a dispatch server in front of the notification server at `ns`: its NS
@@ -128,6 +135,14 @@ impl StackOptions {
     #[must_use]
     pub const fn dispatch_to(mut self, ns: SocketAddr) -> Self {
         self.dispatch = Some(ns);
+        self
+    }
+
+    /// Changes the configuration before the server starts (after the settings above), e.g.
+    /// `[limits]` for the hardening tests.
+    #[must_use]
+    pub fn configure(mut self, edit: fn(&mut Config)) -> Self {
+        self.configure.push(edit);
         self
     }
 
@@ -158,10 +173,16 @@ pub struct TestStack {
     pub http: SocketAddr,
     /// HTTPS address.
     pub https: SocketAddr,
+    /// The Prometheus `/metrics` listener (served as `serve` does, on its own listener).
+    pub metrics: SocketAddr,
     /// The server's store (shared with the server), for preparing and inspecting state.
     pub store: Store,
     /// The generated CA certificate (PEM) that signed the HTTPS certificate.
     pub ca_cert: std::path::PathBuf,
+    /// The server's connection pools (what it admitted and refused, per listener).
+    pub connection_limits: std::sync::Arc<relive_server::limits::connections::ConnectionLimits>,
+    /// The server's Passport service (its login limiter, for the hardening tests).
+    pub passport: relive_server::passport::PassportService,
     data: Option<DataDir>,
     open: watch::Receiver<usize>,
     shutdown: CancellationToken,
@@ -209,7 +230,7 @@ impl TestStack {
             },
         };
         let defaults = Config::default();
-        let config = Config {
+        let mut config = Config {
             ns,
             sb,
             http,
@@ -230,22 +251,15 @@ impl TestStack {
             // allocations still come from the OS (port 0) on loopback.
             relay: RelayConfig {
                 enabled: opts.relay,
-                bind_ip: IpAddr::from([127, 0, 0, 1]),
+                bind_ip: Some(IpAddr::from([127, 0, 0, 1])),
                 port_min: 0,
                 port_max: 0,
                 ..RelayConfig::default()
             },
             ..defaults
         };
-        let mut config = config;
-        if opts.sdk_nexus {
-            config.passport.nexus = NexusSettings {
-                realm: String::new(),
-                scheme: "http".to_owned(),
-                port: DaLoginPort::Named(NamedPort::Http),
-                extra: Vec::new(),
-                ..NexusSettings::default()
-            };
+        for edit in &opts.configure {
+            edit(&mut config);
         }
         let settings = config.validate(data.dir.path().join("data"))?;
         let (store, _certs) = relive_server::data_dir::prepare(&settings).await?;
@@ -265,15 +279,27 @@ impl TestStack {
         // As main.rs does: without an acceptor the HTTPS listener closes every connection.
         ctx.https_tls = Some(relive_server::http::tls::acceptor(&cert_paths)?);
         let open = ctx.connections();
+        let connection_limits = std::sync::Arc::clone(&ctx.connection_limits);
+        let passport = ctx.passport.clone();
         let shutdown = CancellationToken::new();
+        let metrics_listener = bind().await?;
+        let metrics = metrics_listener.local_addr()?;
+        tokio::spawn(relive_server::metrics::serve(
+            std::sync::Arc::clone(&ctx.metrics),
+            metrics_listener,
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(relive_server::run_with(ctx, listeners, shutdown.clone()));
         Ok(Self {
             ns,
             sb,
             http,
             https,
+            metrics,
             store,
             ca_cert,
+            connection_limits,
+            passport,
             data: Some(data),
             open,
             shutdown,
@@ -410,7 +436,7 @@ impl TestStack {
     ///
     /// TLS or HTTP failed, or the answer lacks a usable `DALogin`.
     pub async fn da_login(&self) -> anyhow::Result<(String, String)> {
-        da_login_at(&self.tls_connector()?, self.https).await
+        da_login_at(&self.tls_connector()?, self.https, None).await
     }
 
     /// The Passport 1.4 exchange MSN 5.0–7.x does over HTTPS: `GET /rdr/pprdr.asp`, then
@@ -620,7 +646,8 @@ pub async fn login_md5(
     Ok(())
 }
 
-/// Asks the nexus at `https` (`GET /rdr/pprdr.asp`, trusting what `connector` trusts) where to
+/// Asks the nexus at `https` (`GET /rdr/pprdr.asp`, trusting what `connector` trusts, from
+/// the local address `from` or any) where to
 /// log in; returns the `DALogin` host (with port, if any) and path (without its leading `/`).
 ///
 /// # Errors
@@ -629,8 +656,9 @@ pub async fn login_md5(
 pub async fn da_login_at(
     connector: &tokio_rustls::TlsConnector,
     https: SocketAddr,
+    from: Option<IpAddr>,
 ) -> anyhow::Result<(String, String)> {
-    let mut tls = crate::http::connect_tls(connector, https).await?;
+    let mut tls = crate::http::connect_tls_from(connector, https, from).await?;
     let request = b"GET /rdr/pprdr.asp HTTP/1.1\r\nHost: nexus.passport.com\r\n\r\n";
     crate::http::ask_nexus(&mut tls, request, request.len()).await
 }

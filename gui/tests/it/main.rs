@@ -10,6 +10,10 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns too (STYLE §2.2)
 
 mod companion;
+/// The release builds and wine helpers shared with the end-to-end tests.
+#[path = "../../../tests/src/dist.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod dist;
 mod fixture;
 mod screenshot;
 #[allow(dead_code, unreachable_pub)]

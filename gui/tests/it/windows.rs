@@ -2,42 +2,24 @@
 //! on a fixture client: `plan` shows the change, `apply` writes it, and the result is checked
 //! from Rust with the patcher library.
 //!
-//! The cross build is heavy, so it runs once per test binary ([`exe`]) into its own target
-//! directory (`<target>/wincross`, so it never waits on the lock of the build running these
-//! tests), and wine gets a private prefix under the target directory.
+//! The exe is the release build `contrib/build-release windows` makes (and `.ci/run` runs
+//! before the tests, so here it is up to date); [`exe`] runs that script once per test binary.
+//! It shares the build and wine helpers of the end-to-end tests (`tests/src/dist.rs`), and
+//! wine gets a private prefix under the target directory.
 //! Without the Windows target, mingw-w64 or wine the test fails in CI and is skipped elsewhere
 //! ([`crate::tool`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use relive_patcher::{Target, backup_path};
 
-use crate::{fixture, tool};
-
-const TARGET: &str = "x86_64-pc-windows-gnu";
+use crate::{dist, fixture, tool};
 
 /// Why the Windows build cannot be tested here, if it cannot.
 fn missing() -> Option<String> {
-    let sysroot = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if !sysroot.join("lib/rustlib").join(TARGET).is_dir() {
-        return Some(format!(
-            "the {TARGET} target is not installed (rustup target add {TARGET})"
-        ));
-    }
-    tool::missing(&[
-        (
-            "x86_64-w64-mingw32-gcc",
-            "--version",
-            "gcc-mingw-w64-x86-64",
-        ),
-        ("wine", "--version", "wine64"),
-    ])
+    dist::missing_target(dist::WINDOWS).or_else(dist::missing_wine)
 }
 
 /// Builds `relive-patch.exe` once for all tests of this binary.
@@ -47,107 +29,22 @@ fn exe() -> Result<&'static Path, &'static str> {
         if let Some(why) = missing() {
             return Err(why);
         }
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target_dir = fixture::target_dir().join("wincross");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "relive-patcher",
-                "--bin",
-                "relive-patch",
-                "--features",
-                "cli",
-            ])
-            .args(["--target", TARGET])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .arg("--manifest-path")
-            .arg(workspace.join("Cargo.toml"))
-            .env_remove("CARGO_TARGET_DIR")
-            .output()
-            .map_err(|e| format!("cargo: {e}"))?;
-        assert!(
-            out.status.success(),
-            "cross build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let exe = target_dir
-            .join(TARGET)
-            .join("debug")
-            .join("relive-patch.exe");
-        if wine_major() < 9 {
-            bcryptprimitives_shim(exe.parent().unwrap());
-        }
-        Ok(exe)
+        let dir = dist::build("windows").map_err(|e| format!("{e:#}"))?;
+        dist::bcryptprimitives_shim(&dir).map_err(|e| format!("{e:#}"))?;
+        Ok(dir.join("relive-patch.exe"))
     })
     .as_ref()
     .map(PathBuf::as_path)
     .map_err(String::as_str)
 }
 
-/// `wine --version` says `wine-8.0 (Debian …)`.
-fn wine_major() -> u32 {
-    let out = Command::new("wine").arg("--version").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .strip_prefix("wine-")
-        .and_then(|v| v.split(['.', ' ']).next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Rust's std (1.78+) gets random bytes from `ProcessPrng` in `bcryptprimitives.dll`, which
-/// every supported Windows has but wine only ships from 9.0 on. For older wine, build a
-/// one-function stand-in with mingw and put it next to the exe (the first place Windows
-/// looks). Real Windows never sees it.
-fn bcryptprimitives_shim(dir: &Path) {
-    const SOURCE: &str = r#"
-#include <windows.h>
-BOOLEAN WINAPI SystemFunction036(PVOID buffer, ULONG length);
-BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T length) {
-    while (length > 0) {
-        ULONG chunk = length > 0x40000000 ? 0x40000000 : (ULONG)length;
-        if (!SystemFunction036(data, chunk)) return FALSE;
-        data += chunk;
-        length -= chunk;
-    }
-    return TRUE;
-}
-"#;
-    let source = dir.join("bcryptprimitives-shim.c");
-    std::fs::write(&source, SOURCE).unwrap();
-    let out = Command::new("x86_64-w64-mingw32-gcc")
-        .args(["-shared", "-O2", "-o"])
-        .arg(dir.join("bcryptprimitives.dll"))
-        .arg(&source)
-        .arg("-ladvapi32")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Runs the exe under wine in `dir` (relative file names, so no path translation).
 fn wine(exe: &Path, dir: &Path, args: &[&str]) -> Output {
     let prefix = fixture::target_dir().join("tmp").join("wineprefix");
     std::fs::create_dir_all(&prefix).unwrap();
-    Command::new("timeout")
-        .arg("600")
-        .arg("wine")
-        .arg(exe)
+    dist::wine(exe, &prefix, Some(600))
         .args(args)
         .current_dir(dir)
-        .env("WINEPREFIX", &prefix)
-        .env("WINEDEBUG", "-all")
-        .env("WINEARCH", "win64")
-        // No Mono/Gecko install prompts for a console program.
-        .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-        .env_remove("DISPLAY")
         .output()
         .unwrap()
 }

@@ -14,6 +14,8 @@ mod catalog;
 mod executable;
 /// Building the fixtures (mingw-w64, windres, gcab, wixl, osslsigncode) once.
 mod fixtures;
+/// Inputs the fuzzer (`fuzz/`, target `patcher`) once crashed on: now an error or a result.
+mod fuzz_regressions;
 /// Installers: IExpress-like self-extractor and MSI.
 mod installer;
 /// Opening a file as the GUI does: every PE parsed once, nothing logged.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::error::{ParseError, ParseErrorKind};
 use crate::frame::Frame;
-use crate::types::TrId;
+use crate::types::{TrId, decodes_to_utf8};
 
 /// A cursor over a frame's arguments (the payload length token excluded).
 #[derive(Debug)]
@@ -113,6 +113,25 @@ impl<'a> Args<'a> {
         s.parse().map_err(|_| self.error(bad))
     }
 
+    /// Reads a URL-encoded text argument (a friendly or group name): `bad` when it does not
+    /// parse as `T`, [`ParseErrorKind::NotUtf8`] when its `%XX` escapes do not decode to UTF-8
+    /// (names are UTF-8 text, DRAFT §5.5; `%FF%FE` is not a name).
+    ///
+    /// # Errors
+    /// As [`Args::next_parse`], plus [`ParseErrorKind::NotUtf8`].
+    pub fn next_text<T: FromStr>(
+        &mut self,
+        what: &'static str,
+        bad: ParseErrorKind,
+    ) -> Result<T, ParseError> {
+        let s = self.next_str(what)?;
+        let parsed = s.parse().map_err(|_| self.error(bad))?;
+        if !decodes_to_utf8(s) {
+            return Err(self.error(ParseErrorKind::NotUtf8(what)));
+        }
+        Ok(parsed)
+    }
+
     /// Reads a keyword-like value (`ListKind`, `Status` …); a bad value is
     /// [`ParseErrorKind::BadValue`].
     ///
@@ -201,6 +220,33 @@ mod tests {
             a.next_u32("n").unwrap_err().kind,
             ParseErrorKind::Missing("n")
         );
+    }
+
+    #[test]
+    fn names_that_do_not_decode_to_utf8_are_refused_with_the_trid() {
+        use crate::client::{ClientCommand, Role};
+        use crate::version::{Capabilities, ProtocolVersion};
+        let caps = Capabilities::for_version(ProtocolVersion::MSNP7);
+        let parse = |line: &[&str]| {
+            let (name, args) = line.split_first().unwrap();
+            let f = Frame::new(*name, args.iter().map(|a| (*a).to_owned()).collect());
+            ClientCommand::from_frame(&f, Role::Notification, &caps)
+        };
+        for line in [
+            &["REA", "9", "alice@example.com", "%FF%FE"][..],
+            &["ADD", "9", "FL", "bob@example.com", "B%C3"],
+            &["ADG", "9", "%80", "0"],
+            &["REG", "9", "1", "x%E2%82", "0"],
+        ] {
+            let e = parse(line).unwrap_err();
+            assert!(
+                matches!(e.kind, ParseErrorKind::NotUtf8(_)),
+                "{line:?}: {e:?}"
+            );
+            assert_eq!(e.trid, Some(TrId(9)));
+        }
+        // Escaped UTF-8 and a `%` that starts no escape are names.
+        assert!(parse(&["REA", "9", "alice@example.com", "Ren%C3%A9e%20100%"]).is_ok());
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub enum ParseErrorKind {
     /// A friendly name or group name is malformed or too long.
     #[error("invalid name for {0}")]
     BadName(&'static str),
+    /// A URL-encoded text argument (a name) whose escapes do not decode to UTF-8.
+    #[error("{0} is not UTF-8 once decoded")]
+    NotUtf8(&'static str),
     /// An argument is not one of the values allowed for it.
     #[error("invalid value for {0}")]
     BadValue(&'static str),

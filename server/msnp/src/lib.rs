@@ -15,9 +15,10 @@
 //! * [`client`]: client → server commands ([`client::ClientCommand`]).
 //! * [`server`]: server → client messages ([`server::ServerMessage`]) encoded per dialect.
 //! * [`auth`]: MD5 login and `CHL`/`QRY` challenge helpers (MD5 and MSNP11 product-key).
+//! * [`passport`]: the Passport 1.4 `Authorization` header of `login2.srf` requests.
+//! * [`rst`]: the MSNP12 ("Passport 3.0") SOAP `RST.srf` login request and its answers.
 //! * [`psm`]: the MSNP11+ personal message (`UUX`/`UBX` XML).
-//! * [`rst`]: the MSNP12 SOAP `RST.srf` login request and its answers (WS-Trust).
-//! * [`xml`]: the small bounded XML tree both use.
+//! * [`xml`]: the small bounded XML tree `psm` and `rst` use.
 //! * [`session`]: pure login-phase rules for NS and SB connections.
 //! * [`transcript`]: parser for the conformance transcript format (PROTOCOL.md §9).
 //! * [`error`]: [`error::FrameError`] and [`error::ParseError`].
@@ -38,6 +39,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod frame;
+pub mod passport;
 pub mod psm;
 pub mod rst;
 pub mod server;

@@ -216,6 +216,11 @@ async fn nexus(State(state): State<RouteState>, Extension(peer): Extension<Peer>
     ([(PASSPORT_URLS, urls)], Body::empty()).into_response()
 }
 
+/// Lines about refused logins: a source that keeps guessing gets a few a minute, the rest
+/// are counted in the next one.
+static REFUSAL_LOG: relive_relay::limits::LogBudget =
+    relive_relay::limits::LogBudget::new(10, std::time::Duration::from_secs(60));
+
 fn failed() -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -268,7 +273,14 @@ async fn login(
             failed()
         }
         Err(LoginError::Refused(refused)) => {
-            tracing::warn!(handle = %credentials.handle, peer = %peer.addr, "passport login rate-limited");
+            if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
+                tracing::warn!(
+                    handle = %credentials.handle,
+                    peer = %peer.addr,
+                    suppressed,
+                    "passport login rate-limited"
+                );
+            }
             rate_limited(&refused)
         }
         Err(LoginError::Store(error)) => {
@@ -365,7 +377,14 @@ async fn rst_login(
             failed()
         }
         Err(LoginError::Refused(refused)) => {
-            tracing::warn!(handle = %credentials.handle, peer = %peer.addr, "RST.srf login rate-limited");
+            if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
+                tracing::warn!(
+                    handle = %credentials.handle,
+                    peer = %peer.addr,
+                    suppressed,
+                    "RST.srf login rate-limited"
+                );
+            }
             rate_limited(&refused)
         }
         Err(LoginError::Store(error)) => {

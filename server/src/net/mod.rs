@@ -2,10 +2,10 @@
 //! connection kind.
 //!
 //! Every connection runs in a task on a shared [`TaskTracker`](tokio_util::task::TaskTracker)
-//! with a connection-cap permit ([`accept`]). On shutdown the accept loops stop, HTTP
-//! connections' child [`CancellationToken`]s are cancelled, NS and SB connections get
-//! [`crate::hub::Event::Shutdown`] through their outboxes, and [`crate::run`] waits for every
-//! task before closing the store.
+//! with its place in its listener's pool ([`accept`], [`crate::limits::connections`]). On
+//! shutdown the accept loops stop, HTTP connections' child [`CancellationToken`]s are
+//! cancelled, NS and SB connections get [`crate::hub::Event::Shutdown`] through their outboxes,
+//! and [`crate::run`] waits for every task before closing the store.
 //!
 //! - [`accept`]: the accept loops.
 //! - [`conn`]: the driver that turns a socket into commands for a [`conn::Service`] and writes

@@ -20,10 +20,14 @@ struct Client {
 
 impl Client {
     async fn connect(addr: std::net::SocketAddr) -> Self {
-        let (r, w) = tokio::net::TcpStream::connect(addr)
-            .await
-            .unwrap()
-            .into_split();
+        Self::connect_from(addr, [127, 0, 0, 1]).await
+    }
+
+    /// Connects from `local` (Linux routes all of 127/8 on `lo`).
+    async fn connect_from(addr: std::net::SocketAddr, local: [u8; 4]) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((local, 0).into()).unwrap();
+        let (r, w) = socket.connect(addr).await.unwrap().into_split();
         Self {
             r: BufReader::new(r),
             w,
@@ -91,6 +95,7 @@ impl Client {
 
 struct Server {
     ns: std::net::SocketAddr,
+    http: std::net::SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), crate::Error>>,
 }
@@ -105,9 +110,15 @@ async fn start(ctx: Context) -> Server {
         legacy_tls: None,
     };
     let ns = listeners.ns.local_addr().unwrap();
+    let http = listeners.http.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run_with(ctx, listeners, shutdown.clone()));
-    Server { ns, shutdown, task }
+    Server {
+        ns,
+        http,
+        shutdown,
+        task,
+    }
 }
 
 #[tokio::test]
@@ -384,12 +395,15 @@ async fn events_queued_while_a_write_is_stuck_all_arrive_once_the_peer_reads() {
         .unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_idle_timeout_counts_from_the_last_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = context(dir.path(), |_| {}).await;
-    let idle = ctx.settings.ns_idle_timeout;
-    let (client, outbox, driver) = piped_ns(&ctx, 1024);
+/// A piped NS connection that has negotiated MSNP7 (`VER` answered), and its driver.
+async fn after_ver(
+    ctx: &Context,
+) -> (
+    BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>,
+    tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (client, outbox, driver) = piped_ns(ctx, 1024);
     drop(outbox);
     let (r, mut w) = tokio::io::split(client);
     let mut r = BufReader::new(r);
@@ -397,6 +411,16 @@ async fn the_idle_timeout_counts_from_the_last_read() {
     let mut line = String::new();
     r.read_line(&mut line).await.unwrap();
     assert_eq!(line, "VER 1 MSNP7\r\n");
+    (r, w, driver)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_counts_from_the_last_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough for the login deadline not to come first.
+    let ctx = context(dir.path(), |c| c.limits.login_timeout_secs = 3600).await;
+    let idle = ctx.settings.ns_idle_timeout;
+    let (mut r, mut w, driver) = after_ver(&ctx).await;
     let start = tokio::time::Instant::now();
     // A command shortly before each deadline keeps the connection open well past one timeout
     // (`INF`: before login, `PNG` closes).
@@ -422,4 +446,91 @@ async fn the_idle_timeout_counts_from_the_last_read() {
         closed - last
     );
     driver.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_login_deadline_counts_from_connect_whatever_trickles_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |c| c.limits.login_timeout_secs = 20).await;
+    let start = tokio::time::Instant::now();
+    let (mut r, mut w, driver) = after_ver(&ctx).await;
+    // A byte a second, blank lines and valid pre-login commands: none of it moves the deadline.
+    let trickle = tokio::spawn(async move {
+        for i in 0u32.. {
+            let bytes: &[u8] = match i % 3 {
+                0 => b"\r\n",
+                1 => b"\n",
+                _ => b"INF 9\r\n",
+            };
+            if w.write_all(bytes).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).await.unwrap();
+    let closed = tokio::time::Instant::now() - start;
+    assert!(
+        closed >= Duration::from_secs(20) && closed < Duration::from_secs(21),
+        "{closed:?}"
+    );
+    driver.await.unwrap();
+    trickle.abort();
+}
+
+/// One source floods the NS and HTTP listeners: it holds its per-source share of each, every
+/// further connection is closed at once with a handful of log lines in all, the connections
+/// it holds are closed at the login deadline (NS) and the connection lifetime (HTTP) however
+/// they trickle, and a user from another address logs in meanwhile.
+#[tokio::test]
+async fn a_flood_from_one_source_gets_its_share_a_few_log_lines_and_no_one_elses_place() {
+    let capture = crate::testing::LogCapture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |c| {
+        c.limits.ns_per_source = 4;
+        c.limits.http_per_source = 4;
+        c.limits.login_timeout_secs = 3;
+        c.limits.http_connection_secs = 3;
+        c.limits.refusal_log_per_minute = 3;
+    })
+    .await;
+    let token = account(&ctx, "alice@example.com", "Alice").await;
+    let limits = std::sync::Arc::clone(&ctx.connection_limits);
+    let server = start(ctx).await;
+    let flooder = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut flood = Vec::new();
+    for i in 0..200 {
+        let addr = if i % 2 == 0 { server.ns } else { server.http };
+        let mut c = Client::connect_from(addr, [127, 0, 0, 1]).await;
+        // Half of them trickle blank lines; the rest sit idle.
+        if i % 4 < 2 {
+            let _ = c.w.write_all(b"\r\n").await;
+        }
+        flood.push(c);
+    }
+    tokio::time::timeout(LINE_TIMEOUT, async {
+        while limits.refused_total() < 192 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the flood beyond the share is refused");
+    assert_eq!(limits.refused_total(), 192);
+    assert_eq!(limits.open_from(crate::net::Kind::Ns, flooder), 4);
+    assert_eq!(limits.open_from(crate::net::Kind::Http, flooder), 4);
+    // Meanwhile, from another address, Alice logs in.
+    let mut alice = Client::connect_from(server.ns, [127, 0, 0, 2]).await;
+    alice.login("alice@example.com", &token).await;
+    // Every flood connection ends: refused ones at once, held ones at their deadline.
+    for c in &mut flood {
+        let _ = c.w.write_all(b"\r\n").await;
+        assert!(c.closed().await);
+    }
+    assert_eq!(limits.open(crate::net::Kind::Ns), 1);
+    let logs = capture.text();
+    assert_eq!(logs.matches("connection refused").count(), 3, "{logs}");
+    assert_eq!(logs.matches("did not log in in time").count(), 4, "{logs}");
+    server.shutdown.cancel();
+    server.task.await.unwrap().unwrap();
 }

@@ -25,11 +25,13 @@
 //! rest of `Authentication-Info` after it (`t=…&p=…,ru=http://messenger.msn.com`; research
 //! notes §5.3).
 //!
-//! Every failed MD5, CTP or TWN attempt counts against the account and the source address in
-//! the Passport rate limiter; while either is limited, attempts are refused with the same `911`
-//! without being checked. The log says at info level which account failed and why
-//! ([`LoginFailure`]: unknown account, wrong secret, revoked token, ticket not accepted; or
-//! rate-limited), never the secret.
+//! Every MD5, CTP or TWN attempt goes through the Passport rate limiter
+//! ([`crate::passport::rate_limit`]): failures count against the (account, source) pair, the
+//! source and the account; an attempt from a source that has failed too often is refused with
+//! the same `911` without being checked, and one on an account under attack is checked after
+//! a short delay (never refused: the owner always gets in). The log says at info level which
+//! account failed and why ([`LoginFailure`]: unknown account, wrong secret, revoked token,
+//! ticket not accepted; or rate-limited), never the secret.
 
 use std::fmt::Write as _;
 
@@ -43,12 +45,18 @@ use tracing::{Span, info, warn};
 
 use super::{Auth, NsService, User};
 use crate::hub::ListView;
+use crate::metrics::{LoginMethod, LoginResult};
 use crate::net::conn::Replies;
 use crate::passport::LoginFailure;
+use crate::passport::rate_limit::Ceiling;
 use crate::passport::tickets::{TicketError, t_part};
 use crate::secret::Secret as StoreSecret;
 use crate::store::tokens::TokenCheck;
 use crate::store::{Account, LoginState};
+
+/// Lines about logins the limiter refused: a few a minute, the rest counted in the next one.
+static REFUSAL_LOG: relive_relay::limits::LogBudget =
+    relive_relay::limits::LogBudget::new(10, std::time::Duration::from_secs(60));
 
 /// `Hotmail`, the sender of the profile message.
 fn hotmail() -> Token {
@@ -165,50 +173,74 @@ impl NsService {
                     }
                     Auth::Idle => return Self::fail(trid, out),
                 };
-                let limiter = std::sync::Arc::clone(self.ctx.passport.rate_limiter());
-                let ip = self.peer.ip();
-                if let Err(refused) = limiter.check(handle.as_str(), ip, self.ctx.passport.now()) {
-                    info!(
-                        handle = handle.as_str(),
-                        reason = %"rate-limited",
-                        %refused,
-                        "login failed"
-                    );
-                    return Self::fail(trid, out);
-                }
-                let mut ticket_t = None;
-                let verified = match auth {
-                    Auth::Md5 { handle, challenge } => {
-                        let check = TokenCheck::Md5 {
-                            challenge,
-                            response: response.as_str().to_owned(),
-                        };
-                        self.verify(&handle, check).await
-                    }
-                    Auth::Ctp { handle } => {
-                        let check =
-                            TokenCheck::Plain(StoreSecret::new(response.as_str().to_owned()));
-                        self.verify(&handle, check).await
-                    }
-                    Auth::Twn { handle } => {
-                        let ticket = response.as_str().split(',').next().unwrap_or_default();
-                        ticket_t = t_part(ticket).map(str::to_owned);
-                        self.verify_ticket(&handle, ticket).await
-                    }
-                    Auth::Idle => Ok(Err(LoginFailure::WrongSecret)),
+                let method = match &auth {
+                    Auth::Md5 { .. } | Auth::Idle => LoginMethod::Md5,
+                    Auth::Ctp { .. } => LoginMethod::Ctp,
+                    Auth::Twn { .. } => LoginMethod::Twn,
                 };
+                let limiter = std::sync::Arc::clone(self.ctx.passport.rate_limiter());
+                let passport = self.ctx.passport.clone();
+                let twn = matches!(auth, Auth::Twn { .. });
+                // The ticket is what precedes the first comma (module doc).
+                let ticket = response.as_str().split(',').next().unwrap_or_default();
+                let ticket_t = twn.then(|| t_part(ticket).map(str::to_owned)).flatten();
+                let verify = async {
+                    match auth {
+                        Auth::Md5 { handle, challenge } => {
+                            let check = TokenCheck::Md5 {
+                                challenge,
+                                response: response.as_str().to_owned(),
+                            };
+                            self.verify(&handle, check).await
+                        }
+                        Auth::Ctp { handle } => {
+                            let check =
+                                TokenCheck::Plain(StoreSecret::new(response.as_str().to_owned()));
+                            self.verify(&handle, check).await
+                        }
+                        Auth::Twn { handle } => self.verify_ticket(&handle, ticket).await,
+                        Auth::Idle => Ok(Err(LoginFailure::WrongSecret)),
+                    }
+                };
+                let now = move || passport.now();
+                let ip = self.peer.ip();
+                // A TWN ticket comes from a login2.srf login that already waited out any
+                // account delay.
+                let ceiling = if twn {
+                    Ceiling::AlreadyWaited
+                } else {
+                    Ceiling::Wait
+                };
+                let verified = limiter
+                    .attempt(handle.as_str(), ip, &now, ceiling, verify)
+                    .await;
+                let logins = self.ctx.passport.logins();
                 match verified {
-                    Ok(Ok(state)) => {
-                        limiter.record_success(handle.as_str());
+                    Ok(Ok(Ok(state))) => {
+                        logins.record(method, LoginResult::Ok);
                         self.logged_in(trid, state, ticket_t.as_deref(), caps, out);
                     }
-                    Ok(Err(why)) => {
-                        limiter.record_failure(handle.as_str(), ip, self.ctx.passport.now());
+                    Ok(Ok(Err(why))) => {
+                        logins.record(method, LoginResult::Failed);
                         info!(handle = handle.as_str(), reason = %why, "login failed");
                         Self::fail(trid, out);
                     }
-                    Err(error) => {
+                    Ok(Err(error)) => {
+                        logins.record(method, LoginResult::Error);
                         warn!(%error, "login check failed");
+                        Self::fail(trid, out);
+                    }
+                    Err(refused) => {
+                        logins.record(method, LoginResult::Refused);
+                        if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
+                            info!(
+                                handle = handle.as_str(),
+                                reason = %"rate-limited",
+                                %refused,
+                                suppressed,
+                                "login failed"
+                            );
+                        }
                         Self::fail(trid, out);
                     }
                 }

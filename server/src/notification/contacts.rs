@@ -6,15 +6,17 @@
 //! then the reply is queued. An FL change also changes the other user's RL: if that user is
 //! online they get `ADD 0 RL <their version> <me> <my name>` or `REM 0 RL <their version> <me>`
 //! in their own dialect (`ADC 0 RL N=<me> F=<my name>` / `REM 0 RL <me>` from MSNP10).
-//! Store errors map to their MSNP codes (201, 205 — 208 from MSNP10 —, 210, 215, 216, 219, 223,
-//! 224, 225, 228, 229, 230, 218); client RL edits never get here (the session closes the
-//! connection first).
+//! An unregistered handle is added like a registered one that never comes online (no `205`,
+//! no MSNP10 `208`: the answer does not tell which handles exist); `ADD`, `ADC`, `REM`, `SBP`
+//! and `REA` of a contact first wait for the account's turn in the lookup throttle.
+//! Store errors map to their MSNP codes (201, 210, 215, 216, 219, 223, 224, 225, 228, 229,
+//! 230, 218); client RL edits never get here (the session closes the connection first).
 //!
 //! MSNP10+ clients name FL contacts and groups by GUID: the handlers look the GUID up in the
-//! caller's own lists first (an unknown contact GUID is `208` for `ADC`/`SBP` and `216` for
-//! `REM`; an unknown group `224`), then make the same store change the MSNP2–9 commands make,
-//! and answer in the form of the request. `PRP MFN` is `REA` on one's own handle, `SBP … MFN`
-//! `REA` on a contact's.
+//! caller's own lists first (a contact GUID that names nobody there is `208` for `ADC`/`SBP`
+//! and `216` for `REM`; an unknown group `224`), then make the same store change the MSNP2–9
+//! commands make, and answer in the form of the request. `PRP MFN` is `REA` on one's own
+//! handle, `SBP … MFN` `REA` on a contact's.
 //!
 //! The pending list (PL, bit 16 from MSNP10) is never set: as in Escargot and rusty-retro, a
 //! client learns who added it from `ADC 0 RL` while online and, at login, from RL entries on
@@ -26,7 +28,7 @@ use relive_msnp::client::{
 };
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{
-    ErrorCode, FriendlyName, GroupKey, Guid, ListKind, Passport, PhoneProp, TrId,
+    ErrorCode, FriendlyName, GroupKey, Guid, ListKind, Passport, PhoneProp, TrId, decodes_to_utf8,
 };
 use relive_msnp::version::Capabilities;
 
@@ -131,6 +133,7 @@ impl NsService {
         caps: &Capabilities,
         out: &mut Replies,
     ) {
+        self.ctx.lookups.turn(&user.handle).await;
         // Group ids exist from MSNP7; an older client's extra field is ignored.
         let group = add
             .group
@@ -147,6 +150,7 @@ impl NsService {
     }
 
     pub(super) async fn handle_adc(&mut self, adc: &Adc, user: &User, out: &mut Replies) {
+        self.ctx.lookups.turn(&user.handle).await;
         match &adc.target {
             AdcTarget::Contact { handle, name } => {
                 self.add_contact(
@@ -195,6 +199,7 @@ impl NsService {
         caps: &Capabilities,
         out: &mut Replies,
     ) {
+        self.ctx.lookups.turn(&user.handle).await;
         let handle = match &rem.contact {
             ContactRef::Handle(h) => h.clone(),
             ContactRef::Guid(g) => match self.ctx.store.contact_by_guid(user.id, *g).await {
@@ -273,6 +278,9 @@ impl NsService {
     }
 
     pub(super) async fn handle_rea(&mut self, rea: &Rea, user: &User, out: &mut Replies) {
+        if rea.handle != user.handle {
+            self.ctx.lookups.turn(&user.handle).await;
+        }
         let version = if rea.handle == user.handle {
             self.rename_self(user, &rea.name, rea.trid, out).await
         } else {
@@ -300,9 +308,11 @@ impl NsService {
     }
 
     pub(super) async fn handle_sbp(&mut self, sbp: &Sbp, user: &User, out: &mut Replies) {
-        if sbp.prop.as_str() != PhoneProp::Mfn.as_str() {
+        // A name, so UTF-8 once decoded (as REA's).
+        if sbp.prop.as_str() != PhoneProp::Mfn.as_str() || !decodes_to_utf8(sbp.value.as_str()) {
             return out.push(ServerMessage::error(ErrorCode::InvalidParameter, sbp.trid));
         }
+        self.ctx.lookups.turn(&user.handle).await;
         let store = &self.ctx.store;
         let handle = match store.contact_by_guid(user.id, sbp.contact).await {
             Ok(Some(h)) => h,
@@ -437,6 +447,7 @@ impl NsService {
             let name = prp
                 .value
                 .as_ref()
+                .filter(|v| decodes_to_utf8(v.as_str()))
                 .and_then(|v| FriendlyName::parse(v.as_str()).ok());
             let Some(name) = name else {
                 return out.push(ServerMessage::error(ErrorCode::InvalidParameter, prp.trid));

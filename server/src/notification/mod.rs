@@ -14,6 +14,8 @@
 //! Which command may run when is decided by [`NsSession`] (login-stage strictness, removed
 //! commands, `207`, `913` …): a command it rejects closes the connection with a log line.
 //! List changes are made durable in the store first, then pushed into the hub, then answered.
+//! Commands that name another user (`ADD`, `REM`, `REA` of a contact, `FND`) first wait for
+//! the account's turn in the lookup throttle ([`crate::limits::lookups`]).
 
 mod auth;
 mod contacts;
@@ -106,12 +108,17 @@ pub struct NsService {
     registered: bool,
     challenge: Challenge,
     last_read: Instant,
+    /// Until `USR OK`: the moment the connection must have logged in by (connect +
+    /// `[limits] login_timeout_secs`). Bytes do not move it, so neither a trickle nor blank
+    /// lines keep a connection that never logs in.
+    login_deadline: Instant,
 }
 
 impl NsService {
     /// A new connection from `peer` whose hub outbox is `outbox`.
     #[must_use]
     pub fn new(ctx: Arc<Context>, peer: SocketAddr, outbox: Outbox) -> Self {
+        let ctx_login_timeout = ctx.settings.abuse.login_timeout;
         Self {
             ctx,
             peer,
@@ -122,6 +129,7 @@ impl NsService {
             registered: false,
             challenge: Challenge::default(),
             last_read: Instant::now(),
+            login_deadline: Instant::now() + ctx_login_timeout,
         }
     }
 
@@ -212,7 +220,10 @@ impl NsService {
             C::Qry(q) => self.handle_qry(&q, caps, out),
             C::Xfr(x) => self.handle_xfr(x.trid, user, caps, out),
             C::Url(u) => self.handle_url(&u, out),
-            C::Fnd(f) => self.handle_fnd(&f, out).await,
+            C::Fnd(f) => {
+                self.ctx.lookups.turn(&user.handle).await;
+                self.handle_fnd(&f, out).await;
+            }
             C::Snd(s) => out.push(ServerMessage::SndOk { trid: s.trid }),
             C::Sdc(s) => out.push(ServerMessage::SdcOk { trid: s.trid }),
             C::Ims(i) => out.push(ServerMessage::Ims {
@@ -266,6 +277,7 @@ impl Service for NsService {
         let code = match (command, &error.kind) {
             ("ADD" | "ADC" | "REM" | "REA", ParseErrorKind::BadPassport)
             | ("ADD" | "ADC" | "REA", ParseErrorKind::BadName(_))
+            | ("ADD" | "ADC" | "REA" | "ADG" | "REG", ParseErrorKind::NotUtf8(_))
             | ("GTC" | "BLP" | "CHG" | "PRP" | "SBP" | "ADC", ParseErrorKind::BadValue(_)) => {
                 Some(ErrorCode::InvalidParameter)
             }
@@ -287,11 +299,18 @@ impl Service for NsService {
 
     fn deadline(&self) -> Option<Instant> {
         let idle = self.last_read + self.ctx.settings.ns_idle_timeout;
-        Some(self.challenge.deadline.map_or(idle, |d| d.min(idle)))
+        let login = self.user.is_none().then_some(self.login_deadline);
+        [Some(idle), self.challenge.deadline, login]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn timeout(&mut self, now: Instant, out: &mut Replies) {
-        if self.challenge.deadline.is_some_and(|d| now >= d) {
+        if self.user.is_none() && now >= self.login_deadline {
+            info!("NS connection did not log in in time; closing");
+            out.close();
+        } else if self.challenge.deadline.is_some_and(|d| now >= d) {
             info!("CHL not answered in time; closing");
             self.challenge.deadline = None;
             out.push(ServerMessage::Out { reason: None });

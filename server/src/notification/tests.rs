@@ -4,6 +4,7 @@
 
 use tokio::time::{Duration, Instant};
 
+use crate::metrics::{LoginMethod, LoginResult};
 use crate::testing::{Harness, account, context, md5hex};
 
 fn strip<'a>(line: &'a str, prefix: &str) -> &'a str {
@@ -226,6 +227,7 @@ async fn wrong_secret_and_unknown_account_fail_alike_and_close() {
 
 #[tokio::test]
 async fn ctp_login_checks_the_token_under_msnp2_only() {
+    let capture = crate::testing::LogCapture::start();
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), |_| {}).await;
     let token = account(&ctx, "alice@example.com", "Alice").await;
@@ -242,6 +244,13 @@ async fn ctp_login_checks_the_token_under_msnp2_only() {
     d.send("VER 1 MSNP3").await;
     assert!(d.send("USR 2 CTP I alice@example.com").await.is_empty());
     assert!(d.is_closed());
+    let logins = ctx.passport.logins();
+    assert_eq!(logins.count(LoginMethod::Ctp, LoginResult::Ok), 1);
+    // The token crossed the wire in clear; neither log format repeats it.
+    for logs in [capture.text(), capture.json()] {
+        assert!(logs.contains("logged in"), "{logs}");
+        assert!(!logs.contains(token.as_str()), "the token is in the logs");
+    }
 }
 
 #[tokio::test]
@@ -317,11 +326,9 @@ async fn contacts_and_reverse_list_notifications_msnp6() {
     );
     assert_eq!(a.send("ADD 22 AL bob@example.com Bob").await, ["215 22"]);
     assert_eq!(a.send("ADD 23 BL bob@example.com Bob").await, ["219 23"]);
-    assert_eq!(
-        a.send("ADD 24 FL nobody@example.com nobody@example.com")
-            .await,
-        ["205 24"]
-    );
+    // An unregistered handle is not on the list, as any handle (ADD of one: see
+    // `list_commands_answer_alike_for_registered_and_unregistered_handles`).
+    assert_eq!(a.send("REM 24 FL nobody@example.com").await, ["216 24"]);
     assert_eq!(a.send("ADD 25 FL a@b a@b").await, ["201 25"]);
     assert_eq!(
         a.send("REM 26 FL bob@example.com").await,
@@ -729,7 +736,7 @@ async fn refusing_after(dir: &std::path::Path, failures: u32) -> crate::Context 
 }
 
 #[tokio::test]
-async fn repeated_login_failures_are_refused_like_a_bad_secret() {
+async fn repeated_login_failures_refuse_that_source_like_a_bad_secret_not_the_owner() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = refusing_after(dir.path(), 2).await;
     let token = account(&ctx, "alice@example.com", "Alice").await;
@@ -739,30 +746,47 @@ async fn repeated_login_failures_are_refused_like_a_bad_secret() {
         c.challenge(2, "alice@example.com").await;
         assert_eq!(c.send("USR 3 MD5 S 0123").await, ["911 3"]);
     }
-    // The right answer is now refused too, for MD5 and for TWN.
+    // From the failing source the right answer is refused too (without being checked).
     let mut c = Harness::ns(&ctx);
     c.send("VER 1 MSNP7").await;
     let challenge = c.challenge(2, "alice@example.com").await;
     let answer = md5hex(&challenge, &token);
     assert_eq!(c.send(&format!("USR 3 MD5 S {answer}")).await, ["911 3"]);
     assert!(c.is_closed());
-    // The limiter is shared: login2.srf refuses the account now as well.
+    // The limiter is shared: login2.srf refuses that source as well ...
     let credentials = crate::passport::Credentials::from_authorization(&format!(
         "Passport1.4 sign-in=alice%40example.com,pwd={token}"
     ))
     .unwrap();
-    let refused = ctx
-        .passport
-        .login(
-            &credentials,
-            "198.51.100.7".parse().unwrap(),
-            crate::passport::Transport::Tls,
-        )
-        .await;
+    let login = |from: &str| {
+        let from = from.parse().unwrap();
+        let (ctx, credentials) = (&ctx, &credentials);
+        async move {
+            ctx.passport
+                .login(credentials, from, crate::passport::Transport::Tls)
+                .await
+        }
+    };
     assert!(matches!(
-        refused,
+        login("192.0.2.1").await,
         Err(crate::passport::LoginError::Refused(_))
     ));
+    // Counted by method and result.
+    let logins = ctx.passport.logins();
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Failed), 2);
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Refused), 1);
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Ok), 0);
+    assert_eq!(logins.count(LoginMethod::Passport, LoginResult::Refused), 1);
+    // ... while the owner, elsewhere, gets in on both paths.
+    assert!(login("198.51.100.7").await.is_ok());
+    let mut c = Harness::ns_from(&ctx, "198.51.100.7:40000".parse().unwrap());
+    c.send("VER 1 MSNP7").await;
+    let challenge = c.challenge(2, "alice@example.com").await;
+    let answer = md5hex(&challenge, &token);
+    let lines = c.send(&format!("USR 3 MD5 S {answer}")).await;
+    assert!(lines[0].starts_with("USR 3 OK "), "{lines:?}");
+    assert_eq!(logins.count(LoginMethod::Md5, LoginResult::Ok), 1);
+    assert_eq!(logins.count(LoginMethod::Passport, LoginResult::Ok), 1);
 }
 
 #[tokio::test]
@@ -842,7 +866,13 @@ async fn a_failed_login_is_logged_with_the_account_and_why_but_never_the_secret(
         "login failed handle=\"alice@example.com\" reason=ticket not accepted: unknown or \
          already used ticket"
     ));
-    // Alice has 2 failures and the address 4 now: the right token is refused unchecked.
+    // Two more wrong secrets make 4 failures of alice from this address: the pair is refused,
+    // so even the right token is refused unchecked (from this address only).
+    for _ in 0..2 {
+        let (reply, answer) = attempt("alice@example.com", "b".repeat(16)).await;
+        assert_eq!(reply, ["911 3"]);
+        answers.push(answer);
+    }
     let (reply, answer) = attempt("alice@example.com", token.clone()).await;
     assert_eq!(reply, ["911 3"]);
     answers.push(answer);

@@ -16,21 +16,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use percent_encoding::percent_decode_str;
 use relive_msnp::types::Passport;
 
-use super::rate_limit::{RateLimiter, Refused};
+use super::rate_limit::{Ceiling, RateLimiter, Refused};
 use super::settings::PassportSettings;
 use super::tickets::{Ticket, TicketError, TicketStore};
+use crate::metrics::{LoginMethod, LoginResult, Logins};
 use crate::secret::Secret;
 use crate::store::tokens::{TokenCheck, TokenLogin};
 use crate::store::{AccountId, Store, StoreError};
 
-/// Longest `Authorization` value parsed.
-pub const MAX_AUTHORIZATION_BYTES: usize = 4096;
-
-/// Longest secret (URL-decoded) accepted; tokens are 16 characters, bcrypt uses 72 bytes.
-pub const MAX_SECRET_BYTES: usize = 256;
+pub use relive_msnp::passport::{AuthorizationError, MAX_AUTHORIZATION_BYTES, MAX_SECRET_BYTES};
 
 /// Where time comes from. Production uses [`system_clock`]; tests inject their own.
 pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
@@ -60,18 +56,6 @@ impl Transport {
     }
 }
 
-/// Why an `Authorization` header could not be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthorizationError {
-    /// Not `Passport1.4 ...`, too long, or missing `sign-in` / `pwd`.
-    #[error("not a Passport1.4 authorization")]
-    Malformed,
-    /// `sign-in` is not a valid handle.
-    #[error("sign-in is not a valid handle")]
-    BadHandle,
-}
-
 /// The credentials of one login request. `Debug` hides the secret.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -81,52 +65,18 @@ pub struct Credentials {
     pub secret: Secret,
 }
 
-fn decode(value: &str) -> Option<String> {
-    percent_decode_str(value)
-        .decode_utf8()
-        .ok()
-        .map(std::borrow::Cow::into_owned)
-}
-
 impl Credentials {
-    /// Parses an `Authorization` header value.
-    ///
-    /// The scheme name and the keys are matched without regard to case; `sign-in` and `pwd` are
-    /// URL-decoded. Other fields (`OrgVerb`, `OrgURL`, the copied TWN parameters) are ignored.
+    /// Parses an `Authorization` header value ([`relive_msnp::passport::Authorization`]: a
+    /// repeated `sign-in` or `pwd` is refused).
     ///
     /// # Errors
     ///
     /// [`AuthorizationError`].
     pub fn from_authorization(value: &str) -> Result<Self, AuthorizationError> {
-        if value.len() > MAX_AUTHORIZATION_BYTES {
-            return Err(AuthorizationError::Malformed);
-        }
-        let value = value.trim_start();
-        let (scheme, rest) = value.split_once(' ').ok_or(AuthorizationError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("Passport1.4") {
-            return Err(AuthorizationError::Malformed);
-        }
-        let (mut handle, mut secret) = (None, None);
-        for field in rest.split(',') {
-            let Some((key, raw)) = field.trim().split_once('=') else {
-                continue;
-            };
-            if key.eq_ignore_ascii_case("sign-in") {
-                handle = Some(decode(raw).ok_or(AuthorizationError::BadHandle)?);
-            } else if key.eq_ignore_ascii_case("pwd") {
-                secret = Some(decode(raw).ok_or(AuthorizationError::Malformed)?);
-            }
-        }
-        let (Some(handle), Some(secret)) = (handle, secret) else {
-            return Err(AuthorizationError::Malformed);
-        };
-        if secret.is_empty() || secret.len() > MAX_SECRET_BYTES {
-            return Err(AuthorizationError::Malformed);
-        }
-        let handle = Passport::parse(&handle).map_err(|_| AuthorizationError::BadHandle)?;
+        let parsed = relive_msnp::passport::Authorization::parse(value)?;
         Ok(Self {
-            handle,
-            secret: Secret::new(secret),
+            handle: parsed.handle,
+            secret: Secret::new(parsed.secret),
         })
     }
 }
@@ -155,7 +105,7 @@ pub enum LoginFailure {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoginError {
-    /// Too many recent failures for the account or the address (HTTP 503, NS 911).
+    /// Too many recent failures from this source (HTTP 503, NS 911).
     #[error(transparent)]
     Refused(#[from] Refused),
     /// Unknown account, wrong secret, or a password where only tokens are allowed (HTTP 401).
@@ -174,6 +124,7 @@ pub struct PassportService {
     limiter: Arc<RateLimiter>,
     clock: Clock,
     password_over_plain_http: bool,
+    logins: Logins,
 }
 
 impl std::fmt::Debug for PassportService {
@@ -201,7 +152,15 @@ impl PassportService {
             limiter: Arc::new(RateLimiter::new(settings.rate_limit())),
             clock,
             password_over_plain_http: settings.password_over_plain_http,
+            logins: Logins::new(),
         }
+    }
+
+    /// Login attempts by method and result: Passport logins count themselves here, the NS
+    /// counts its `USR` logins (the metrics endpoint reads them).
+    #[must_use]
+    pub fn logins(&self) -> &Logins {
+        &self.logins
     }
 
     /// The current time of this service's clock.
@@ -222,7 +181,8 @@ impl PassportService {
         &self.tickets
     }
 
-    /// The login rate limiter (shared with the NS, e.g. for MD5 logins).
+    /// The login rate limiter (shared with the NS, e.g. for MD5 logins, and the relay's agent
+    /// check).
     #[must_use]
     pub fn rate_limiter(&self) -> &Arc<RateLimiter> {
         &self.limiter
@@ -252,17 +212,36 @@ impl PassportService {
         from: IpAddr,
         transport: Transport,
     ) -> Result<Ticket, LoginError> {
-        let handle = credentials.handle.as_str();
-        self.limiter.check(handle, from, self.now())?;
-        match self.verify(credentials, transport).await? {
-            Ok(account) => {
-                self.limiter.record_success(handle);
-                Ok(self.tickets.issue(account, &credentials.handle, self.now()))
-            }
-            Err(why) => {
-                self.limiter.record_failure(handle, from, self.now());
-                Err(LoginError::Failed(why))
-            }
+        let outcome = self.check_login(credentials, from, transport).await;
+        let result = match &outcome {
+            Ok(_) => LoginResult::Ok,
+            Err(LoginError::Refused(_)) => LoginResult::Refused,
+            Err(LoginError::Failed(_)) => LoginResult::Failed,
+            Err(LoginError::Store(_)) => LoginResult::Error,
+        };
+        self.logins.record(LoginMethod::Passport, result);
+        outcome
+    }
+
+    async fn check_login(
+        &self,
+        credentials: &Credentials,
+        from: IpAddr,
+        transport: Transport,
+    ) -> Result<Ticket, LoginError> {
+        let verified = self
+            .limiter
+            .attempt(
+                credentials.handle.as_str(),
+                from,
+                &*self.clock,
+                Ceiling::Wait,
+                self.verify(credentials, transport),
+            )
+            .await??;
+        match verified {
+            Ok(account) => Ok(self.tickets.issue(account, &credentials.handle, self.now())),
+            Err(why) => Err(LoginError::Failed(why)),
         }
     }
 
@@ -306,55 +285,5 @@ impl PassportService {
             .filter(|a| a.id == account.id)
             .map(|a| a.id)
             .ok_or(refused))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_official_header_parses_and_the_secret_is_decoded() {
-        let header = "Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,\
-                      sign-in=Alice%40Example.com,pwd=p%2Cw%25d+x,lc=1033,id=507,tw=40";
-        let c = Credentials::from_authorization(header).unwrap();
-        assert_eq!(c.handle.as_str(), "alice@example.com");
-        assert_eq!(c.secret.expose(), "p,w%d+x");
-        assert!(!format!("{c:?}").contains("p,w"));
-        // Unencoded values (transcript 03) and other key case work too.
-        let c =
-            Credentials::from_authorization("passport1.4 SIGN-IN=bob@example.com,PWD=secret123")
-                .unwrap();
-        assert_eq!(c.secret.expose(), "secret123");
-    }
-
-    #[test]
-    fn bad_headers_are_rejected() {
-        let err = |h: &str| Credentials::from_authorization(h).unwrap_err();
-        assert_eq!(err("Basic YWxpY2U6cHc="), AuthorizationError::Malformed);
-        assert_eq!(err("Passport1.4"), AuthorizationError::Malformed);
-        assert_eq!(
-            err("Passport1.4 sign-in=alice%40example.com"),
-            AuthorizationError::Malformed
-        );
-        assert_eq!(
-            err("Passport1.4 sign-in=alice%40example.com,pwd="),
-            AuthorizationError::Malformed
-        );
-        assert_eq!(
-            err("Passport1.4 sign-in=alice,pwd=x"),
-            AuthorizationError::BadHandle
-        );
-        assert_eq!(
-            err("Passport1.4 sign-in=%FF%40example.com,pwd=x"),
-            AuthorizationError::BadHandle
-        );
-        let long = format!(
-            "Passport1.4 sign-in=a%40example.com,pwd={}",
-            "x".repeat(MAX_SECRET_BYTES + 1)
-        );
-        assert_eq!(err(&long), AuthorizationError::Malformed);
-        let huge = format!("Passport1.4 {}", "a".repeat(MAX_AUTHORIZATION_BYTES));
-        assert_eq!(err(&huge), AuthorizationError::Malformed);
     }
 }

@@ -18,7 +18,8 @@
 //!   value built from it.
 //! - [`login`]: `Authorization` parsing and [`PassportService`].
 //! - [`tickets`]: single-use, account-bound, short-lived tickets.
-//! - [`rate_limit`]: failures per account and per address → slow down → refuse, with decay.
+//! - [`rate_limit`]: failures per (account, source) → slow down → refuse that source; per
+//!   source → refuse a sprayer; per account → only ever delay (lockout-free), with decay.
 
 pub mod login;
 pub mod rate_limit;

@@ -1,24 +1,35 @@
-//! Brute-force protection for logins: failures are counted per account handle and per source
-//! address, and a key with too many recent failures is first slowed down, then refused.
+//! Brute-force protection for every login (Passport `login2.srf`, NS `USR` MD5/CTP/TWN, the
+//! relay's companion-agent token check) that slows the attacker, never the owner.
 //!
-//! Each key keeps a failure count that decays by one every [`RateLimitSettings::decay`], so a
-//! legitimate user who mistyped, or whose account is being attacked, always gets back in after
-//! at most `refuse_after × decay` without a new failure. With `n` recent failures:
+//! Failures are counted in three tables, each count decaying by one every
+//! [`RateLimitSettings::decay`]:
 //!
-//! - `n < slow_after`: allowed.
-//! - `slow_after ≤ n < refuse_after`: allowed only once `base_delay × 2^(n − slow_after)`
-//!   (capped at `decay`) has passed since the last failure; earlier attempts are refused with
-//!   the time to wait. This is the "slow down" step, and it costs the server no sleeping task.
-//! - `n ≥ refuse_after`: refused until the count has decayed below `refuse_after`.
+//! - **per (account, source)** — what stops an attacker. With `n` recent failures of that
+//!   pair: below `slow_after` attempts run at full speed; from `slow_after` an attempt must
+//!   wait `base_delay × 2^(n − slow_after)` (capped at `decay`) after the pair's last failure,
+//!   earlier ones are refused with the time to wait; from `refuse_after` the pair is refused
+//!   until its count has decayed.
+//! - **per source** (over all accounts) — password spraying: from `source_refuse_after`
+//!   recent failures the source is refused for every account.
+//! - **per account** (over all sources) — the global ceiling, which **only ever delays**: from
+//!   `account_delay_after` recent failures every attempt on the account waits
+//!   `250 ms × 2^(n − account_delay_after)`, at most `max_delay`, and is then checked.
 //!
-//! A refused attempt is not checked at all (no bcrypt, no token look-up) and does not count as
-//! a failure. The HTTP side answers `503` with `Retry-After`; the NS side answers `911`.
-//! A success clears the account's count, never the address's (else an attacker could clear
-//! their address by logging in to an account of their own between guesses).
+//! A source is an IPv4 address or an IPv6 /64 ([`SourceKey`]). So an attempt is refused only
+//! when *its own source* has failed: a correct secret from a source that has not failed is
+//! always checked, at worst `max_delay` late — the owner cannot be locked out by someone
+//! else's guesses, from one address or from many (lockout-free by design). The owner behind
+//! the same address as the attacker shares the attacker's source and its limits.
 //!
-//! Memory is bounded: each map holds at most [`RateLimitSettings::max_keys`] keys. When full, keys
-//! whose count has decayed to zero are dropped; if none has, the key with the fewest failures is
-//! evicted. Time is passed in (`now`) so tests need no sleeping.
+//! A refused attempt is not checked at all (no bcrypt, no token look-up) and does not count
+//! as a failure. A success clears its own pair (and nothing else: an attacker must not be able
+//! to clear a source or an account by logging in to an account of their own). Unknown handles
+//! are counted like real ones, so the limiter's behaviour does not tell whether an account
+//! exists.
+//!
+//! Memory is bounded: each table holds at most [`RateLimitSettings::max_keys`] keys. When
+//! full, keys whose count has decayed to zero are dropped; if none has, the key with the fewest
+//! failures is evicted. Time is passed in (`now`) so tests need no sleeping.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -26,21 +37,32 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use relive_relay::limits::SourceKey;
+
 /// Longest decay interval accepted.
 pub const MAX_DECAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The first delay of the account ceiling (doubling from there up to `max_delay`).
+pub const ACCOUNT_BASE_DELAY: Duration = Duration::from_millis(250);
 
 /// Limits of the login rate limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitSettings {
-    /// Failures allowed at full speed.
+    /// Failures of one (account, source) pair allowed at full speed.
     pub slow_after: u32,
-    /// Failures after which attempts are refused outright.
+    /// Failures of one pair after which its attempts are refused outright.
     pub refuse_after: u32,
-    /// Spacing required after the first slowed-down failure; doubles with each further one.
+    /// Spacing required after the pair's first slowed-down failure; doubles with each further one.
     pub base_delay: Duration,
-    /// One failure is forgiven per this interval.
+    /// One failure is forgiven per this interval (in every table).
     pub decay: Duration,
-    /// Most keys tracked per map (accounts, addresses).
+    /// Failures of one source, over all accounts, after which it is refused (spraying).
+    pub source_refuse_after: u32,
+    /// Failures of one account, over all sources, after which every attempt on it is delayed.
+    pub account_delay_after: u32,
+    /// The longest delay the account ceiling imposes: the owner's worst case.
+    pub max_delay: Duration,
+    /// Most keys tracked per table.
     pub max_keys: usize,
 }
 
@@ -51,6 +73,9 @@ impl Default for RateLimitSettings {
             refuse_after: 10,
             base_delay: Duration::from_secs(2),
             decay: Duration::from_secs(60),
+            source_refuse_after: 30,
+            account_delay_after: 10,
+            max_delay: Duration::from_secs(2),
             max_keys: 10_000,
         }
     }
@@ -58,10 +83,24 @@ impl Default for RateLimitSettings {
 
 /// An attempt that must not be checked now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many failed logins; retry in {} s", retry_after.as_secs())]
+#[error("too many failed logins from this source; retry in {} s", retry_after.as_secs())]
 pub struct Refused {
     /// How long until the attempt would be allowed (if no further failure happens).
     pub retry_after: Duration,
+}
+
+/// What to do with an attempt: check it after `delay` (zero unless the account is under
+/// attack), or refuse it.
+pub type Verdict = Result<Duration, Refused>;
+
+/// Whether [`RateLimiter::attempt`] waits out the account ceiling's delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ceiling {
+    /// Wait (a login's first step).
+    Wait,
+    /// Do not: the second step of a login whose first step waited already (`USR TWN S` with
+    /// the ticket `login2.srf` issued), so the owner pays the delay once per login.
+    AlreadyWaited,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +124,11 @@ impl Record {
             self.decayed_at += decay * steps;
         }
     }
+
+    /// When the count will have decayed below `limit` (it is at or above it now).
+    fn below(&self, limit: u32, decay: Duration) -> Instant {
+        self.decayed_at + decay * (self.failures - limit + 1)
+    }
 }
 
 #[derive(Debug)]
@@ -99,34 +143,16 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
-    fn check(&mut self, key: &K, now: Instant, s: &RateLimitSettings) -> Result<(), Refused> {
-        let Some(record) = self.records.get_mut(key) else {
-            return Ok(());
-        };
-        record.decay(now, s.decay);
-        let n = record.failures;
-        if n >= s.refuse_after {
-            // Wait until enough failures have decayed to get below the threshold.
-            let excess = n - s.refuse_after + 1;
-            let until = record.decayed_at + s.decay * excess;
-            return Err(Refused {
-                retry_after: until.saturating_duration_since(now),
-            });
-        }
-        if n >= s.slow_after {
-            let shift = (n - s.slow_after).min(16);
-            let spacing = (s.base_delay * (1u32 << shift)).min(s.decay);
-            let allowed_at = record.last_failure + spacing;
-            if now < allowed_at {
-                return Err(Refused {
-                    retry_after: allowed_at - now,
-                });
-            }
-        }
-        Ok(())
+    /// The key's failure count at `now`, and its record.
+    fn get(&mut self, key: &K, now: Instant, decay: Duration) -> Option<&Record> {
+        let record = self.records.get_mut(key)?;
+        record.decay(now, decay);
+        Some(record)
     }
 
-    fn fail(&mut self, key: K, now: Instant, s: &RateLimitSettings) {
+    /// Counts a failure, never beyond `cap` (so an attack that stops is forgotten within
+    /// `cap × decay`).
+    fn fail(&mut self, key: K, now: Instant, s: &RateLimitSettings, cap: u32) {
         if !self.records.contains_key(&key) && self.records.len() >= s.max_keys {
             self.make_room(now, s);
         }
@@ -136,7 +162,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
             last_failure: now,
         });
         record.decay(now, s.decay);
-        record.failures = record.failures.saturating_add(1);
+        record.failures = record.failures.saturating_add(1).min(cap);
         record.last_failure = now;
     }
 
@@ -160,11 +186,13 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
 #[derive(Debug)]
 struct Inner {
+    pairs: Table<(String, SourceKey)>,
+    sources: Table<SourceKey>,
     accounts: Table<String>,
-    addresses: Table<IpAddr>,
 }
 
-/// Failure counts per account handle and per source address. Share it behind an `Arc`.
+/// Failure counts per (account, source), per source and per account. Share it behind an
+/// `Arc`.
 #[derive(Debug)]
 pub struct RateLimiter {
     settings: RateLimitSettings,
@@ -177,10 +205,15 @@ fn account_key(handle: &str) -> String {
     handle.to_ascii_lowercase()
 }
 
+/// `base × 2^steps`, at most `cap`.
+fn doubling(base: Duration, steps: u32, cap: Duration) -> Duration {
+    base.saturating_mul(1u32 << steps.min(16)).min(cap)
+}
+
 impl RateLimiter {
-    /// A limiter with no history. `refuse_after` is raised to at least `slow_after` and 1,
-    /// `max_keys` to at least 1; `decay` is clamped to 1 ms ..= [`MAX_DECAY`] and `base_delay`
-    /// to at most `decay`.
+    /// A limiter with no history. `refuse_after` is raised to at least `slow_after` and 1, the
+    /// other thresholds to at least 1, `max_keys` to at least 1; `decay` is clamped to
+    /// 1 ms ..= [`MAX_DECAY`], and `base_delay` and `max_delay` to at most `decay`.
     #[must_use]
     pub fn new(settings: RateLimitSettings) -> Self {
         let refuse_after = settings.refuse_after.max(settings.slow_after).max(1);
@@ -189,16 +222,26 @@ impl RateLimiter {
         Self {
             settings: RateLimitSettings {
                 refuse_after,
+                source_refuse_after: settings.source_refuse_after.max(1),
+                account_delay_after: settings.account_delay_after.max(1),
                 max_keys: settings.max_keys.max(1),
                 decay,
                 base_delay: settings.base_delay.min(decay),
+                max_delay: settings.max_delay.min(decay),
                 ..settings
             },
             inner: Mutex::new(Inner {
+                pairs: Table::new(),
+                sources: Table::new(),
                 accounts: Table::new(),
-                addresses: Table::new(),
             }),
         }
+    }
+
+    /// The settings in force (after [`RateLimiter::new`]'s adjustments).
+    #[must_use]
+    pub const fn settings(&self) -> &RateLimitSettings {
+        &self.settings
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -206,44 +249,118 @@ impl RateLimiter {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a login attempt for `handle` from `addr` may be checked at `now`.
+    /// What to do with a login attempt for `handle` from `addr` at `now`: check it after the
+    /// returned delay, or refuse it (only ever because `addr`'s own source has failed).
     ///
     /// # Errors
     ///
-    /// [`Refused`] with the longer of the two waits when the account or the address is limited.
-    pub fn check(&self, handle: &str, addr: IpAddr, now: Instant) -> Result<(), Refused> {
-        let key = account_key(handle);
+    /// [`Refused`] with the longer wait when the pair or the source is limited.
+    pub fn check(&self, handle: &str, addr: IpAddr, now: Instant) -> Verdict {
+        let s = &self.settings;
+        let source = SourceKey::of(addr);
+        let account = account_key(handle);
         let mut inner = self.lock();
-        let account = inner.accounts.check(&key, now, &self.settings);
-        let address = inner.addresses.check(&addr, now, &self.settings);
-        match (account, address) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(a), Err(b)) => Err(Refused {
-                retry_after: a.retry_after.max(b.retry_after),
-            }),
-            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        let mut refused: Option<Duration> = None;
+        let mut refuse = |until: Instant| {
+            let wait = until.saturating_duration_since(now);
+            refused = Some(refused.map_or(wait, |w| w.max(wait)));
+        };
+        if let Some(pair) = inner.pairs.get(&(account.clone(), source), now, s.decay) {
+            let n = pair.failures;
+            if n >= s.refuse_after {
+                refuse(pair.below(s.refuse_after, s.decay));
+            } else if n >= s.slow_after {
+                let spacing = doubling(s.base_delay, n - s.slow_after, s.decay);
+                let allowed_at = pair.last_failure + spacing;
+                if now < allowed_at {
+                    refuse(allowed_at);
+                }
+            }
         }
+        if let Some(src) = inner.sources.get(&source, now, s.decay)
+            && src.failures >= s.source_refuse_after
+        {
+            refuse(src.below(s.source_refuse_after, s.decay));
+        }
+        if let Some(retry_after) = refused {
+            return Err(Refused { retry_after });
+        }
+        let delay = match inner.accounts.get(&account, now, s.decay) {
+            Some(a) if a.failures >= s.account_delay_after => doubling(
+                ACCOUNT_BASE_DELAY,
+                a.failures - s.account_delay_after,
+                s.max_delay,
+            ),
+            _ => Duration::ZERO,
+        };
+        Ok(delay)
     }
 
-    /// Records a failed attempt (wrong secret, unknown account) against both keys.
+    /// Records a failed attempt (wrong secret, unknown account) against the pair, the source
+    /// and the account.
     pub fn record_failure(&self, handle: &str, addr: IpAddr, now: Instant) {
-        let key = account_key(handle);
+        let s = &self.settings;
+        let source = SourceKey::of(addr);
+        let account = account_key(handle);
         let mut inner = self.lock();
-        inner.accounts.fail(key, now, &self.settings);
-        inner.addresses.fail(addr, now, &self.settings);
+        // Counts stop a little above their thresholds, so the limits lift soon after an
+        // attack stops instead of hours later.
+        inner.pairs.fail(
+            (account.clone(), source),
+            now,
+            s,
+            s.refuse_after.saturating_add(s.slow_after),
+        );
+        inner
+            .sources
+            .fail(source, now, s, s.source_refuse_after.saturating_mul(2));
+        inner
+            .accounts
+            .fail(account, now, s, s.account_delay_after.saturating_add(8));
     }
 
-    /// Records a successful login: clears the account's failures (not the address's).
-    pub fn record_success(&self, handle: &str) {
-        let key = account_key(handle);
-        self.lock().accounts.records.remove(&key);
+    /// Records a successful login of `handle` from `addr`: clears that pair only.
+    pub fn record_success(&self, handle: &str, addr: IpAddr) {
+        let key = (account_key(handle), SourceKey::of(addr));
+        self.lock().pairs.records.remove(&key);
     }
 
-    /// Number of keys tracked (accounts plus addresses), for tests and metrics.
+    /// Runs one login attempt of `handle` from `addr` under the limiter, the way every login
+    /// path does: a refused attempt is not run at all, a delayed one waits first (unless
+    /// `ceiling` says the login already waited), and the outcome of `verify` (`Ok(Ok(_))` = the
+    /// secret was right, `Ok(Err(why))` = wrong secret or unknown account, `Err` = the check
+    /// itself failed, which counts as neither) is recorded. `now` is the clock the limiter runs
+    /// on (tests inject their own).
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`]: `verify` was not run.
+    pub async fn attempt<T, F, E>(
+        &self,
+        handle: &str,
+        addr: IpAddr,
+        now: &(dyn Fn() -> Instant + Send + Sync),
+        ceiling: Ceiling,
+        verify: impl Future<Output = Result<Result<T, F>, E>>,
+    ) -> Result<Result<Result<T, F>, E>, Refused> {
+        let delay = self.check(handle, addr, now())?;
+        if ceiling == Ceiling::Wait && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let outcome = verify.await;
+        match &outcome {
+            Ok(Ok(_)) => self.record_success(handle, addr),
+            Ok(Err(_)) => self.record_failure(handle, addr, now()),
+            Err(_) => {}
+        }
+        Ok(outcome)
+    }
+
+    /// Number of keys tracked (pairs, sources and accounts), for tests and metrics.
     #[must_use]
     pub fn tracked(&self) -> usize {
         let inner = self.lock();
-        inner.accounts.records.len() + inner.addresses.records.len()
+        inner.pairs.records.len() + inner.sources.records.len() + inner.accounts.records.len()
     }
 }
 
@@ -263,18 +380,21 @@ mod tests {
             refuse_after: 4,
             base_delay: Duration::from_secs(1),
             decay: Duration::from_secs(10),
+            source_refuse_after: 6,
+            account_delay_after: 3,
+            max_delay: Duration::from_secs(2),
             max_keys: 100,
         }
     }
 
     #[test]
-    fn failures_slow_down_then_refuse_then_decay_back_to_normal() {
+    fn a_failing_pair_is_slowed_then_refused_then_decays_back_to_normal() {
         let limiter = RateLimiter::new(settings());
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         // Two failures at full speed.
         for ms in [0, 1] {
-            assert_eq!(limiter.check(ALICE, ip(1), at(ms)), Ok(()));
+            assert_eq!(limiter.check(ALICE, ip(1), at(ms)), Ok(Duration::ZERO));
             limiter.record_failure(ALICE, ip(1), at(ms));
         }
         // Third attempt must wait 1 s after the last failure.
@@ -284,38 +404,99 @@ mod tests {
                 retry_after: Duration::from_millis(501)
             })
         );
-        assert_eq!(limiter.check(ALICE, ip(1), at(1001)), Ok(()));
+        assert!(limiter.check(ALICE, ip(1), at(1001)).is_ok());
         limiter.record_failure(ALICE, ip(1), at(1001));
         // Fourth: 2 s spacing.
         assert!(limiter.check(ALICE, ip(1), at(2500)).is_err());
-        assert_eq!(limiter.check(ALICE, ip(1), at(3001)), Ok(()));
+        assert!(limiter.check(ALICE, ip(1), at(3001)).is_ok());
         limiter.record_failure(ALICE, ip(1), at(3001));
-        // Four failures: refused outright, from any address, until one has decayed (t = 10 s).
-        let refused = limiter.check(ALICE, ip(9), at(9000)).unwrap_err();
+        // Four failures: this pair is refused until one has decayed (t = 10 s) ...
+        let refused = limiter.check(ALICE, ip(1), at(9000)).unwrap_err();
         assert_eq!(refused.retry_after, Duration::from_secs(1));
-        // The address is limited for other accounts too.
-        assert!(
-            limiter
-                .check("mallory@example.com", ip(1), at(9000))
-                .is_err()
+        // ... but the account is only delayed for every other source, the owner included,
+        // and the attacker's source is free for other accounts (until it sprays).
+        assert_eq!(
+            limiter.check(ALICE, ip(9), at(9000)),
+            Ok(Duration::from_millis(500))
         );
-        // After the decay, the slowed-down regime again (3 failures left, 2 s spacing since 3.001).
-        assert_eq!(limiter.check(ALICE, ip(9), at(10_000)), Ok(()));
+        assert_eq!(
+            limiter.check("bob@example.com", ip(1), at(9000)),
+            Ok(Duration::ZERO)
+        );
         // Long after, everything is forgotten.
-        assert_eq!(limiter.check(ALICE, ip(1), at(60_000)), Ok(()));
-        limiter.record_failure(ALICE, ip(1), at(60_000));
-        assert_eq!(limiter.check(ALICE, ip(1), at(60_000)), Ok(()));
+        assert_eq!(limiter.check(ALICE, ip(1), at(60_000)), Ok(Duration::ZERO));
     }
 
     #[test]
-    fn success_clears_the_account_but_not_the_address() {
+    fn the_account_ceiling_only_delays_and_never_beyond_max_delay() {
+        let limiter = RateLimiter::new(settings());
+        let t0 = Instant::now();
+        // A thousand wrong guesses from a thousand sources, one every 100 ms.
+        for i in 0..1000u32 {
+            let now = t0 + Duration::from_millis(100 * u64::from(i));
+            let from = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            if limiter.check(ALICE, from, now).is_ok() {
+                limiter.record_failure(ALICE, from, now);
+            }
+            // The owner, from a source that never failed, is never refused and never
+            // waits more than max_delay.
+            let owner = limiter.check(ALICE, ip(200), now);
+            assert!(
+                owner.is_ok_and(|d| d <= Duration::from_secs(2)),
+                "{i}: {owner:?}"
+            );
+        }
+        let end = t0 + Duration::from_secs(100);
+        assert_eq!(
+            limiter.check(ALICE, ip(200), end),
+            Ok(Duration::from_secs(2))
+        );
+        // The counts are capped: eleven decay steps after the attack, no delay at all.
+        assert_eq!(
+            limiter.check(ALICE, ip(200), end + Duration::from_secs(110)),
+            Ok(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn a_spraying_source_is_refused_for_every_account_and_only_it() {
+        let limiter = RateLimiter::new(settings());
+        let now = Instant::now();
+        for i in 0..6 {
+            limiter.record_failure(&format!("user{i}@example.com"), ip(1), now);
+        }
+        assert!(limiter.check("fresh@example.com", ip(1), now).is_err());
+        assert_eq!(
+            limiter.check("fresh@example.com", ip(2), now),
+            Ok(Duration::ZERO)
+        );
+        // IPv6: the whole /64 is one source.
+        let v6 = |host: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, host]);
+        for i in 0..6u16 {
+            limiter.record_failure(&format!("user{i}@example.com"), v6(i), now);
+        }
+        assert!(limiter.check("fresh@example.com", v6(999), now).is_err());
+        assert!(
+            limiter
+                .check(
+                    "fresh@example.com",
+                    IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]),
+                    now
+                )
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn success_clears_its_own_pair_only() {
         let limiter = RateLimiter::new(settings());
         let now = Instant::now();
         for _ in 0..4 {
             limiter.record_failure(ALICE, ip(1), now);
+            limiter.record_failure(ALICE, ip(2), now);
         }
-        limiter.record_success("Alice@Example.com");
-        assert_eq!(limiter.check(ALICE, ip(2), now), Ok(()));
+        limiter.record_success("Alice@Example.com", ip(2));
+        assert!(limiter.check(ALICE, ip(2), now).is_ok());
         assert!(limiter.check(ALICE, ip(1), now).is_err());
     }
 
@@ -331,18 +512,18 @@ mod tests {
         limiter.record_failure("a@example.com", ip(1), t0);
         limiter.record_failure("b@example.com", ip(2), t0);
         limiter.record_failure("c@example.com", ip(3), t0);
-        assert_eq!(limiter.tracked(), 6);
+        assert_eq!(limiter.tracked(), 9);
         // A fourth key evicts the one with the fewest failures, never exceeding the cap.
         limiter.record_failure("d@example.com", ip(4), t0);
-        assert_eq!(limiter.tracked(), 6);
+        assert_eq!(limiter.tracked(), 9);
         assert!(
             limiter
-                .check("a@example.com", ip(5), t0 + Duration::from_millis(10))
+                .check("a@example.com", ip(1), t0 + Duration::from_millis(10))
                 .is_err()
         );
         // Once everything has decayed, new keys replace the old ones.
         let later = t0 + Duration::from_secs(100);
         limiter.record_failure("e@example.com", ip(5), later);
-        assert_eq!(limiter.tracked(), 2);
+        assert_eq!(limiter.tracked(), 3);
     }
 }

@@ -272,15 +272,24 @@ pub struct PassportSettings {
     pub ticket_lifetime_secs: u64,
     /// Most tickets held at once.
     pub max_tickets: usize,
-    /// Failed logins per account or address allowed at full speed.
+    /// Failed logins of one account from one source allowed at full speed.
     pub login_slow_after: u32,
-    /// Failed logins after which attempts are refused until some have decayed.
+    /// Failed logins of one account from one source after which that source's attempts on the
+    /// account are refused until some have decayed.
     pub login_refuse_after: u32,
     /// Spacing in seconds required after the first slowed-down failure (doubles each time).
     pub login_delay_secs: u64,
     /// One failure is forgiven per this many seconds.
     pub login_decay_secs: u64,
-    /// Most accounts and addresses tracked by the rate limiter (each).
+    /// Failed logins of one source over all accounts after which it is refused (spraying).
+    pub login_source_refuse_after: u32,
+    /// Failed logins of one account over all sources after which every attempt on it is
+    /// delayed (never refused).
+    pub login_account_delay_after: u32,
+    /// The longest such delay, in milliseconds: what the owner of an account under attack
+    /// waits at worst.
+    pub login_max_delay_ms: u64,
+    /// Most (account, source) pairs, sources and accounts tracked by the limiter (each).
     pub login_max_tracked: usize,
     /// Accept bcrypt passwords (on accounts that allow them) over plain HTTP too. Off: a
     /// password only travels inside TLS; access tokens are accepted on every listener.
@@ -306,6 +315,9 @@ impl Default for PassportSettings {
             login_refuse_after: limits.refuse_after,
             login_delay_secs: limits.base_delay.as_secs(),
             login_decay_secs: limits.decay.as_secs(),
+            login_source_refuse_after: limits.source_refuse_after,
+            login_account_delay_after: limits.account_delay_after,
+            login_max_delay_ms: u64::try_from(limits.max_delay.as_millis()).unwrap_or(u64::MAX),
             login_max_tracked: limits.max_keys,
             password_over_plain_http: false,
             legacy_tls: None,
@@ -342,6 +354,18 @@ impl PassportSettings {
         if self.login_delay_secs > self.login_decay_secs {
             return bad("login_delay_secs", "must not exceed login_decay_secs");
         }
+        if self.login_source_refuse_after == 0 {
+            return bad("login_source_refuse_after", "must be at least 1");
+        }
+        if self.login_account_delay_after == 0 {
+            return bad("login_account_delay_after", "must be at least 1");
+        }
+        if self.login_max_delay_ms > 30_000 {
+            return bad(
+                "login_max_delay_ms",
+                "must be at most 30000 (clients give up on slower logins)",
+            );
+        }
         if !(1..=1_000_000).contains(&self.login_max_tracked) {
             return bad("login_max_tracked", "must be 1..=1000000");
         }
@@ -368,6 +392,9 @@ impl PassportSettings {
             refuse_after: self.login_refuse_after,
             base_delay: Duration::from_secs(self.login_delay_secs),
             decay: Duration::from_secs(self.login_decay_secs),
+            source_refuse_after: self.login_source_refuse_after,
+            account_delay_after: self.login_account_delay_after,
+            max_delay: Duration::from_millis(self.login_max_delay_ms),
             max_keys: self.login_max_tracked,
         }
     }

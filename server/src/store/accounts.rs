@@ -132,15 +132,92 @@ pub fn encode_friendly_name(display: &str) -> String {
     out
 }
 
+/// The registered account of `email` (never a placeholder).
 pub(crate) fn account_by_email(
     conn: &Connection,
     email: &Passport,
 ) -> rusqlite::Result<Option<Account>> {
     conn.prepare_cached(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1 AND placeholder = 0"
     ))?
     .query_row([email.as_str()], account_from_row)
     .optional()
+}
+
+/// The id of `email`'s row, registered or placeholder (what the list model works with).
+pub(crate) fn handle_id(
+    conn: &Connection,
+    email: &Passport,
+) -> rusqlite::Result<Option<AccountId>> {
+    conn.prepare_cached("SELECT id FROM accounts WHERE email = ?1")?
+        .query_row([email.as_str()], |r| Ok(AccountId(r.get(0)?)))
+        .optional()
+}
+
+/// The id of `email`'s row, making a placeholder account for an unregistered handle (see
+/// `migrations/0003_placeholders.sql`): group 0, no password, no tokens, random member id.
+pub(crate) fn handle_id_or_placeholder(
+    conn: &Connection,
+    email: &Passport,
+) -> rusqlite::Result<AccountId> {
+    if let Some(id) = handle_id(conn, email)? {
+        return Ok(id);
+    }
+    insert_account(conn, email, email.as_str(), "", true)
+}
+
+/// Inserts an account row (a placeholder with `placeholder`) with its group 0.
+fn insert_account(
+    conn: &Connection,
+    email: &Passport,
+    name: &str,
+    password_hash: &str,
+    placeholder: bool,
+) -> rusqlite::Result<AccountId> {
+    // Positive 63-bit member id; a collision is astronomically unlikely and would surface as a
+    // constraint error rather than a silent duplicate.
+    let member_id: i64 = rand::rng().random_range(1..i64::MAX);
+    conn.execute(
+        "INSERT INTO accounts (email, friendly_name, password_hash, member_id, created_at,
+                               placeholder)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            email.as_str(),
+            name,
+            password_hash,
+            member_id,
+            now_unix(),
+            placeholder
+        ],
+    )?;
+    let id = conn.last_insert_rowid();
+    conn.execute(
+        "INSERT INTO groups (account_id, group_id, name) VALUES (?1, 0, ?2)",
+        params![id, GROUP_ZERO_NAME],
+    )?;
+    Ok(AccountId(id))
+}
+
+/// Deletes placeholder accounts no list names any more (their own rows go with them).
+pub(crate) fn drop_unlisted_placeholders(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM accounts WHERE placeholder = 1
+           AND NOT EXISTS (SELECT 1 FROM contacts WHERE contact_id = accounts.id)",
+        [],
+    )
+}
+
+/// Deletes `id` if it is a placeholder no list names any more.
+pub(crate) fn drop_placeholder_if_unlisted(
+    conn: &Connection,
+    id: AccountId,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM accounts WHERE id = ?1 AND placeholder = 1
+           AND NOT EXISTS (SELECT 1 FROM contacts WHERE contact_id = ?1)",
+    )?
+    .execute([id.0])?;
+    Ok(())
 }
 
 fn check_password(password: &Secret) -> Result<(), AccountError> {
@@ -163,6 +240,8 @@ impl Store {
     }
 
     /// Creates an account with group 0, list version 0, GTC `A`, BLP `AL`, password logins off.
+    /// A placeholder for the handle (someone listed it before it was registered) becomes the
+    /// account, with the lists that name it and its RL.
     ///
     /// # Errors
     ///
@@ -188,19 +267,15 @@ impl Store {
             if account_by_email(&tx, &email)?.is_some() {
                 return Err(AccountError::EmailTaken);
             }
-            // Positive 63-bit member id; a collision is astronomically unlikely and would
-            // surface as a constraint error rather than a silent duplicate.
-            let member_id: i64 = rand::rng().random_range(1..i64::MAX);
-            tx.execute(
-                "INSERT INTO accounts (email, friendly_name, password_hash, member_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![email.as_str(), name, hash, member_id, now_unix()],
+            let converted = tx.execute(
+                "UPDATE accounts SET friendly_name = ?2, password_hash = ?3, created_at = ?4,
+                                     placeholder = 0
+                 WHERE email = ?1 AND placeholder = 1",
+                params![email.as_str(), name, hash, now_unix()],
             )?;
-            let id = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO groups (account_id, group_id, name) VALUES (?1, 0, ?2)",
-                params![id, GROUP_ZERO_NAME],
-            )?;
+            if converted == 0 {
+                insert_account(&tx, &email, &name, &hash, false)?;
+            }
             let account = account_by_email(&tx, &email)?.ok_or(AccountError::NoSuchAccount)?;
             tx.commit()?;
             Ok(account)
@@ -228,7 +303,9 @@ impl Store {
         self.call(move |conn| {
             Ok(conn
                 .query_row(
-                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                    &format!(
+                        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1 AND placeholder = 0"
+                    ),
                     [id.0],
                     account_from_row,
                 )
@@ -245,7 +322,7 @@ impl Store {
     pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.call(|conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY email"
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE placeholder = 0 ORDER BY email"
             ))?;
             let rows = stmt.query_map([], account_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -270,8 +347,9 @@ impl Store {
                 [account.id.0],
             )?;
             // Foreign keys cascade to groups, contacts (both directions), contact_groups,
-            // tokens and phone properties.
+            // tokens and phone properties; placeholders only it listed go too.
             tx.execute("DELETE FROM accounts WHERE id = ?1", [account.id.0])?;
+            drop_unlisted_placeholders(&tx)?;
             tx.commit()?;
             Ok(())
         })
@@ -293,7 +371,7 @@ impl Store {
         let email = email.clone();
         self.call(move |conn| {
             let n = conn.execute(
-                "UPDATE accounts SET password_hash = ?1 WHERE email = ?2",
+                "UPDATE accounts SET password_hash = ?1 WHERE email = ?2 AND placeholder = 0",
                 params![hash, email.as_str()],
             )?;
             if n == 0 {
@@ -321,7 +399,8 @@ impl Store {
                 Ok::<_, StoreError>(
                     conn.query_row(
                         &format!(
-                            "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE email = ?1"
+                            "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts
+                             WHERE email = ?1 AND placeholder = 0"
                         ),
                         [lookup.as_str()],
                         |row| Ok((account_from_row(row)?, row.get::<_, String>(10)?)),
@@ -355,7 +434,7 @@ impl Store {
         let email = email.clone();
         self.call(move |conn| {
             let n = conn.execute(
-                "UPDATE accounts SET allow_password_login = ?1 WHERE email = ?2",
+                "UPDATE accounts SET allow_password_login = ?1 WHERE email = ?2 AND placeholder = 0",
                 params![allow, email.as_str()],
             )?;
             if n == 0 {
@@ -375,7 +454,7 @@ impl Store {
         let email = email.clone();
         self.call(move |conn| {
             let n = conn.execute(
-                "UPDATE accounts SET searchable = ?1 WHERE email = ?2",
+                "UPDATE accounts SET searchable = ?1 WHERE email = ?2 AND placeholder = 0",
                 params![on, email.as_str()],
             )?;
             if n == 0 {
@@ -395,7 +474,8 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.call(move |conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE searchable = 1 ORDER BY email LIMIT ?1"
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE searchable = 1 AND placeholder = 0
+                 ORDER BY email LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], account_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

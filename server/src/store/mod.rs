@@ -44,6 +44,7 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::histogram::Histogram;
 use ring::aead::LessSafeKey;
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;
@@ -139,7 +140,15 @@ struct Inner {
     /// The token cipher under `key`, set up once rather than per login.
     aead: LessSafeKey,
     options: StoreOptions,
+    /// Seconds from queueing an operation to its result ([`Store::latency`]).
+    latency: Histogram,
 }
+
+/// Upper bounds (seconds) of the [`Store::latency`] buckets: from a cached lookup (~20 µs)
+/// to a database stalled behind a lock or a slow disk.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
 
 /// Async handle to the database; clone it freely.
 #[derive(Clone)]
@@ -215,8 +224,17 @@ impl Store {
                 aead: tokens::aead_key(&key)?,
                 key,
                 options,
+                latency: Histogram::new(LATENCY_BUCKETS),
             }),
         })
+    }
+
+    /// How long operations took, from being queued to their result (waiting behind others
+    /// included), in seconds. Shares its data with every clone (the metrics endpoint
+    /// registers one).
+    #[must_use]
+    pub fn latency(&self) -> &Histogram {
+        &self.inner.latency
     }
 
     /// The options this store was opened with.
@@ -247,6 +265,8 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
         let (reply, result) = tokio::sync::oneshot::channel();
+        let queued = std::time::Instant::now();
+        let latency = self.inner.latency.clone();
         self.submit(Box::new(move |conn: &mut Option<Connection>| {
             let Some(conn) = conn.as_mut() else {
                 let _ = reply.send(Err(E::from(StoreError::Closed)));
@@ -256,6 +276,7 @@ impl Store {
             // dropped, so the connection is still consistent and the thread carries on.
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
                 .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
+            latency.observe(queued.elapsed().as_secs_f64());
             // The caller may have stopped waiting; the work is done either way.
             let _ = reply.send(outcome);
         }))?;

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use rand::Rng as _;
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{ClientCaps, FriendlyName, Passport, Secret, SessionId, Token};
@@ -173,6 +174,8 @@ pub struct Switchboards {
     next_session: AtomicU32,
     address: RwLock<Token>,
     relay: RwLock<Option<Arc<Relay>>>,
+    /// `MSG`s relayed (one per sender's `MSG`, whatever the number of recipients).
+    messages: Counter,
 }
 
 impl Default for Switchboards {
@@ -198,7 +201,15 @@ impl Switchboards {
             next_session: AtomicU32::new(rand::rng().random_range(10_000..1_000_000)),
             address: RwLock::new(address),
             relay: RwLock::new(None),
+            messages: Counter::default(),
         }
+    }
+
+    /// How many `MSG`s were relayed to a room (one per sender's `MSG`); shares its value with
+    /// the metrics endpoint.
+    #[must_use]
+    pub fn messages(&self) -> &Counter {
+        &self.messages
     }
 
     /// Sets the `host:port` clients are sent to in `XFR SB` and `RNG`.
@@ -211,7 +222,7 @@ impl Switchboards {
         *self.relay.write().unwrap_or_else(PoisonError::into_inner) = relay;
     }
 
-    fn relay_state(&self) -> Option<Arc<Relay>> {
+    pub(crate) fn relay_state(&self) -> Option<Arc<Relay>> {
         self.relay
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -414,6 +425,7 @@ impl Switchboards {
                 delivered: 0,
             };
         };
+        self.messages.inc();
         fan_out_message(room, relay.as_deref(), from, sender, sender_name, payload)
     }
 }

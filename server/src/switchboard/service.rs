@@ -9,7 +9,10 @@
 //! OUT                                    → close; the others get BYE <handle>
 //! ```
 //!
-//! A connection that has not authenticated within `Settings::sb_auth_timeout` is closed.
+//! A connection that has not authenticated within `Settings::sb_auth_timeout` of connecting
+//! is closed (bytes do not extend it). A `CAL` names another user, so it first waits for the
+//! account's turn in the lookup throttle ([`crate::limits::lookups`]); unknown and offline
+//! handles both get `217`.
 
 use std::sync::Arc;
 
@@ -309,7 +312,11 @@ impl Service for SbService {
                 self.usr(*trid, handle, cookie, out);
             }
             (ClientCommand::Ans(ans), None) => self.ans(ans, out),
-            (ClientCommand::Cal(cal), Some(me)) => self.cal(cal, &me, out),
+            (ClientCommand::Cal(cal), Some(me)) => {
+                // A CAL names another user: the account's turn in the lookup throttle.
+                self.ctx.lookups.turn(&me.user).await;
+                self.cal(cal, &me, out);
+            }
             (ClientCommand::Msg(msg), Some(me)) => self.msg(msg, &me, out),
             (ClientCommand::Out, _) => out.close(),
             _ => {

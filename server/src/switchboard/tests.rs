@@ -323,7 +323,7 @@ async fn relay_rewrites_an_msnftp_rendezvous_in_the_fan_out() {
     let ctx = context(dir.path(), |_| {}).await;
     let relay_config = crate::relay::RelayConfig {
         public_ip: Some("127.0.0.1".parse().unwrap()),
-        bind_ip: "127.0.0.1".parse().unwrap(),
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
         port_min: 0,
         port_max: 0,
         msnftp_rendezvous: true,
@@ -336,7 +336,7 @@ async fn relay_rewrites_an_msnftp_rendezvous_in_the_fan_out() {
         &settings,
         dir.path(),
         "relay.example",
-        &ctx.store,
+        &crate::relay::StoreAuth::new(ctx.store.clone(), ctx.passport.clone()),
         None,
         &tasks,
         &stop,

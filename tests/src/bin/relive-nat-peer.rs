@@ -132,7 +132,7 @@ async fn server(args: &[String]) -> anyhow::Result<()> {
     config.relay.enabled = relay_on;
     config.relay.port_min = 0;
     config.relay.port_max = 0;
-    config.relay.quic = any;
+    config.relay.quic = Some(any);
     config.relay.msnftp_rendezvous = rendezvous;
     let settings = config.validate(data.to_path_buf())?;
     let (ctx, listeners) = relive_tests::netns::prepare_server(settings).await?;

@@ -23,6 +23,10 @@ mod fit;
 /// Hostile or awkward clients: split writes, garbage, a reader that never reads.
 mod robustness;
 
+/// Attackers: a connection flood from one address, wrong tokens from one and from many
+/// addresses, probing handles through every list command and the agent.
+mod hardening;
+
 /// The Wireshark MSNMS dissector recognises our NS traffic (needs `tshark`).
 mod tshark;
 
@@ -49,3 +53,12 @@ mod remote_relay;
 
 /// What each client generation sends to the Passport endpoints, replayed byte for byte.
 mod real_clients;
+
+/// `/metrics` scraped while clients log in, fail, chat and leave: the numbers move.
+mod metrics;
+
+/// The container image: built from scratch with podman, run, an MSNP7 login (podman, musl).
+mod container;
+
+/// The Windows relive-server.exe serves an MSNP7 login under wine (mingw-w64, wine64).
+mod windows;

@@ -51,9 +51,15 @@ pub(crate) fn dispatch_answers_usr_itself(t: &mut Transcript, conn: &str, challe
 
 /// Replaces a literal server line (e.g. a fixed challenge) by a template.
 fn replace_server_line(t: &mut Transcript, from: &str, to: &str) {
+    replace_line(t, Side::Server, from, to);
+}
+
+/// Replaces a literal line of `side`.
+fn replace_line(t: &mut Transcript, side: Side, from: &str, to: &str) {
     for block in &mut t.blocks {
         for line in &mut block.lines {
-            if let Line::Command(Side::Server, c) = line
+            if let Line::Command(s, c) = line
+                && *s == side
                 && c.text == from
             {
                 c.text = to.to_owned();
@@ -199,7 +205,18 @@ async fn t04_msnp5_contacts_rl() -> anyhow::Result<()> {
     stack.bump_list_version(BOB, 20).await?;
     let (alice_ns, _) = stack.online(6, ALICE, "NLN").await?;
     let (bob_ns, _) = stack.online(6, BOB, "NLN").await?;
-    let t = replay::load("04_msnp5_contacts_rl.txt")?;
+    let mut t = replay::load("04_msnp5_contacts_rl.txt")?;
+    // The official service answered `ADD` of an unregistered handle `205`, which told anyone
+    // which accounts exist; Relive answers it as for a registered user who is never online
+    // (issue 14; `hardening::list_commands_and_the_agent_do_not_tell_registered_handles_from_others`).
+    // This step checks instead that such a handle is, like any other, not on the list.
+    replace_line(
+        &mut t,
+        Side::Client,
+        "ADD 24 FL nobody@example.com nobody@example.com",
+        "REM 24 FL nobody@example.com",
+    );
+    replace_server_line(&mut t, "205 24", "216 24");
     let mut r = Replay::new(&stack, "04");
     r.conn("alice_ns", ALICE, alice_ns);
     r.conn("bob_ns", BOB, bob_ns);

@@ -271,7 +271,7 @@ impl Add {
             trid,
             list: a.next_enum("list")?,
             handle: a.next_parse("handle", ParseErrorKind::BadPassport)?,
-            name: a.next_parse("name", ParseErrorKind::BadName("friendly name"))?,
+            name: a.next_text("name", ParseErrorKind::BadName("friendly name"))?,
             group: a.opt_parse(ParseErrorKind::BadNumber("group id"))?,
         };
         a.finish()?;
@@ -332,11 +332,16 @@ impl Adc {
                 Passport::parse(handle).map_err(|_| a.error(ParseErrorKind::BadPassport))?;
             let name = match a.next_opt() {
                 None => None,
-                Some(f) => Some(
-                    f.strip_prefix("F=")
+                Some(f) => {
+                    let name = f
+                        .strip_prefix("F=")
                         .and_then(|n| FriendlyName::parse(n).ok())
-                        .ok_or_else(|| a.error(ParseErrorKind::BadName("friendly name")))?,
-                ),
+                        .ok_or_else(|| a.error(ParseErrorKind::BadName("friendly name")))?;
+                    if !t::decodes_to_utf8(name.as_str()) {
+                        return Err(a.error(ParseErrorKind::NotUtf8("friendly name")));
+                    }
+                    Some(name)
+                }
             };
             AdcTarget::Contact { handle, name }
         } else if let Some(guid) = first.strip_prefix("C=") {
@@ -443,7 +448,7 @@ impl Rea {
         let rea = Self {
             trid,
             handle: a.next_parse("handle", ParseErrorKind::BadPassport)?,
-            name: a.next_parse("name", ParseErrorKind::BadName("friendly name"))?,
+            name: a.next_text("name", ParseErrorKind::BadName("friendly name"))?,
         };
         a.finish()?;
         Ok(rea)
@@ -474,7 +479,7 @@ pub struct Adg {
 impl Adg {
     pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
         let trid = a.next_trid()?;
-        let name = a.next_parse("name", ParseErrorKind::BadName("group name"))?;
+        let name = a.next_text("name", ParseErrorKind::BadName("group name"))?;
         if a.remaining() > 0 {
             a.expect_literal("0")?;
         }
@@ -538,7 +543,7 @@ impl Reg {
     pub(crate) fn parse(a: &mut Args<'_>, caps: &Capabilities) -> Result<Self, ParseError> {
         let trid = a.next_trid()?;
         let group = GroupRef::parse(a, caps)?;
-        let name = a.next_parse("name", ParseErrorKind::BadName("group name"))?;
+        let name = a.next_text("name", ParseErrorKind::BadName("group name"))?;
         if a.remaining() > 0 {
             a.expect_literal("0")?;
         }

@@ -28,8 +28,8 @@ pub use abch::{GroupKey, Guid, ListStamp, utc_seconds};
 pub use error_code::ErrorCode;
 pub use text::{
     FriendlyName, GroupName, MAX_FRIENDLY_NAME_BYTES, MAX_GROUP_NAME_BYTES, MAX_MSN_OBJECT_BYTES,
-    MAX_PASSPORT_BYTES, MAX_TOKEN_BYTES, MsnObject, Passport, Secret, Token, url_decode,
-    url_encode,
+    MAX_PASSPORT_BYTES, MAX_TOKEN_BYTES, MsnObject, Passport, Secret, Token, decodes_to_utf8,
+    url_decode, url_encode,
 };
 
 use crate::error::InvalidValue;

@@ -238,6 +238,17 @@ pub fn url_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// Whether the `%XX` escapes of `wire` decode to UTF-8 (what a name must be).
+///
+/// ```
+/// assert!(relive_msnp::types::decodes_to_utf8("Ren%C3%A9e"));
+/// assert!(!relive_msnp::types::decodes_to_utf8("%FF%FE"));
+/// ```
+#[must_use]
+pub fn decodes_to_utf8(wire: &str) -> bool {
+    std::str::from_utf8(&url_decode(wire)).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,10 +17,15 @@ fn passport() -> impl Strategy<Value = Passport> {
     "[a-zA-Z0-9._-]{1,10}@[a-z]{1,8}\\.(com|net|org)".prop_map(|s| Passport::parse(&s).unwrap())
 }
 fn fname() -> impl Strategy<Value = FriendlyName> {
-    "[A-Za-z0-9%()._-]{1,30}".prop_map(|s| FriendlyName::parse(&s).unwrap())
+    // Names are UTF-8 text once decoded (a stray `%` that starts no escape is kept literally).
+    "[A-Za-z0-9%()._-]{1,30}"
+        .prop_filter("names decode to UTF-8", |s| decodes_to_utf8(s))
+        .prop_map(|s| FriendlyName::parse(&s).unwrap())
 }
 fn gname() -> impl Strategy<Value = GroupName> {
-    "[A-Za-z0-9%]{1,20}".prop_map(|s| GroupName::parse(&s).unwrap())
+    "[A-Za-z0-9%]{1,20}"
+        .prop_filter("names decode to UTF-8", |s| decodes_to_utf8(s))
+        .prop_map(|s| GroupName::parse(&s).unwrap())
 }
 fn token() -> impl Strategy<Value = Token> {
     "[!-~]{1,24}".prop_map(|s| Token::parse(&s).unwrap())

@@ -94,7 +94,7 @@ fn add_group_tx(
         "INSERT INTO groups (account_id, group_id, name) VALUES (?1, ?2, ?3)",
         params![owner.0, id, name],
     )?;
-    // The insert trigger of migration 3 gave the group its GUID.
+    // The insert trigger of migration 4 gave the group its GUID.
     let guid: Option<String> = tx.query_row(
         "SELECT guid FROM groups WHERE account_id = ?1 AND group_id = ?2",
         params![owner.0, id],

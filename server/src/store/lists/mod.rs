@@ -12,10 +12,14 @@
 //! - Adding X to my FL sets my RL bit in X's list (X's version bumps); removing X from my FL
 //!   clears it. RL is never changed by its owner.
 //! - AL and BL exclude each other.
+//! - A handle nobody registered can be listed all the same: it gets a placeholder account that
+//!   never logs in and is never shown (`migrations/0003_placeholders.sql`), so the answers to
+//!   `ADD`/`REM`/`REA` never tell registered handles from unregistered ones. Registering the
+//!   handle later keeps those lists; a placeholder no list names any more is deleted.
 //! - FL without a group puts the contact in group 0. Removing a contact from a group it is the
 //!   last one of leaves it on FL with no groups (as after removing a group); encoders print
 //!   such a contact as being in group 0.
-//! - MSNP10+ (the address book) names contact rows and groups by GUID (migration 3): a row's
+//! - MSNP10+ (the address book) names contact rows and groups by GUID (migration 4): a row's
 //!   GUID lives as long as the row. Group 0 is "no group" there: filing a contact into a group
 //!   the MSNP10 way ([`Store::file_in_group`]) takes it out of group 0, as an MSNP7 client does
 //!   with `ADD` to the new group then `REM` from group 0.
@@ -28,7 +32,9 @@ mod tests;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::accounts::{account_by_email, is_valid_friendly_name};
+use super::accounts::{
+    drop_placeholder_if_unlisted, handle_id, handle_id_or_placeholder, is_valid_friendly_name,
+};
 use super::types::{
     AccountId, GroupId, GroupKey, Guid, ListKind, ListSet, Passport, is_stored_list,
 };
@@ -53,7 +59,8 @@ pub enum ListError {
     /// On the opposite one of AL/BL (219).
     #[error("already on the opposite list")]
     InOppositeList,
-    /// The handle names no account (205).
+    /// The handle names no account (205). Not returned by `ADD` any more: unregistered handles
+    /// are listed as placeholders so `ADD` does not tell them apart.
     #[error("no such user")]
     NoSuchUser,
     /// The list reached its size limit (210).
@@ -310,8 +317,13 @@ fn add_tx(
 ) -> Result<Outcome, ListError> {
     let tx = conn.transaction()?;
     owner_version(&tx, owner)?;
-    let contact = account_by_email(&tx, email)?.ok_or(ListError::NoSuchUser)?;
-    let row = contact_row(&tx, owner, contact.id)?;
+    if list == ListKind::Rl {
+        return Err(ListError::ReverseListReadOnly);
+    }
+    // An unregistered handle gets a placeholder account: the change is made (and answered)
+    // exactly as for a registered handle that never comes online.
+    let contact = handle_id_or_placeholder(&tx, email)?;
+    let row = contact_row(&tx, owner, contact)?;
     let bits = row.as_ref().map_or(ListSet::EMPTY, |(b, _)| *b);
     // Without a name the stored one stays (a new row is named after the handle).
     let name = match (name, &row) {
@@ -330,10 +342,10 @@ fn add_tx(
             }
             if bits.contains(ListKind::Fl) {
                 // Already on FL: only adding it to another group is a change.
-                if group.is_none() || in_group(&tx, owner, contact.id, gid)? {
+                if group.is_none() || in_group(&tx, owner, contact, gid)? {
                     return Err(ListError::AlreadyOnList);
                 }
-                groups::add_member(&tx, owner, contact.id, gid)?;
+                groups::add_member(&tx, owner, contact, gid)?;
                 Outcome {
                     bits: ListSet::EMPTY,
                     guid: Guid::NIL,
@@ -344,20 +356,20 @@ fn add_tx(
                 if count_on(&tx, owner, ListKind::Fl)? >= limits.forward {
                     return Err(ListError::ListFull);
                 }
-                write_row(&tx, owner, contact.id, bits.with(ListKind::Fl), name)?;
-                groups::add_member(&tx, owner, contact.id, gid)?;
+                write_row(&tx, owner, contact, bits.with(ListKind::Fl), name)?;
+                groups::add_member(&tx, owner, contact, gid)?;
                 let version = bump(&tx, owner)?;
                 let owner_name: String = tx.query_row(
                     "SELECT friendly_name FROM accounts WHERE id = ?1",
                     [owner.0],
                     |r| r.get(0),
                 )?;
-                let reverse = update_reverse(&tx, owner, &owner_name, contact.id, email, true)?;
+                let reverse = update_reverse(&tx, owner, &owner_name, contact, email, true)?;
                 Outcome {
                     bits: ListSet::EMPTY,
                     guid: Guid::NIL,
                     // Adding yourself bumps your own version twice; report the final one.
-                    version: if contact.id == owner {
+                    version: if contact == owner {
                         reverse.version
                     } else {
                         version
@@ -384,7 +396,7 @@ fn add_tx(
             if count_on(&tx, owner, list)? >= limits.allow_block {
                 return Err(ListError::ListFull);
             }
-            write_row(&tx, owner, contact.id, bits.with(list), name)?;
+            write_row(&tx, owner, contact, bits.with(list), name)?;
             Outcome {
                 bits: ListSet::EMPTY,
                 guid: Guid::NIL,
@@ -393,8 +405,8 @@ fn add_tx(
             }
         }
     };
-    outcome.bits = contact_row(&tx, owner, contact.id)?.map_or(ListSet::EMPTY, |(b, _)| b);
-    outcome.guid = row_guid(&tx, owner, contact.id)?;
+    outcome.bits = contact_row(&tx, owner, contact)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    outcome.guid = row_guid(&tx, owner, contact)?;
     tx.commit()?;
     Ok(outcome)
 }
@@ -414,8 +426,8 @@ fn remove_tx(
     if !is_stored_list(list) || (group.is_some() && list != ListKind::Fl) {
         return Err(ListError::InvalidParameter);
     }
-    let contact = account_by_email(&tx, email)?.ok_or(ListError::NotOnList)?;
-    let (bits, name) = contact_row(&tx, owner, contact.id)?.ok_or(ListError::NotOnList)?;
+    let contact = handle_id(&tx, email)?.ok_or(ListError::NotOnList)?;
+    let (bits, name) = contact_row(&tx, owner, contact)?.ok_or(ListError::NotOnList)?;
     if !bits.contains(list) {
         return Err(ListError::NotOnList);
     }
@@ -424,12 +436,12 @@ fn remove_tx(
             if !groups::exists(&tx, owner, gid)? {
                 return Err(ListError::NoSuchGroup);
             }
-            if !in_group(&tx, owner, contact.id, gid)? {
+            if !in_group(&tx, owner, contact, gid)? {
                 return Err(ListError::NotInGroup);
             }
             tx.execute(
                 "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2 AND group_id = ?3",
-                params![owner.0, contact.id.0, gid.0],
+                params![owner.0, contact.0, gid.0],
             )?;
             Outcome {
                 bits: ListSet::EMPTY,
@@ -441,15 +453,15 @@ fn remove_tx(
         (ListKind::Fl, None) => {
             tx.execute(
                 "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2",
-                [owner.0, contact.id.0],
+                [owner.0, contact.0],
             )?;
-            write_row(&tx, owner, contact.id, bits.without(ListKind::Fl), &name)?;
+            write_row(&tx, owner, contact, bits.without(ListKind::Fl), &name)?;
             let version = bump(&tx, owner)?;
-            let reverse = update_reverse(&tx, owner, "", contact.id, email, false)?;
+            let reverse = update_reverse(&tx, owner, "", contact, email, false)?;
             Outcome {
                 bits: ListSet::EMPTY,
                 guid: Guid::NIL,
-                version: if contact.id == owner {
+                version: if contact == owner {
                     reverse.version
                 } else {
                     version
@@ -458,7 +470,7 @@ fn remove_tx(
             }
         }
         _ => {
-            write_row(&tx, owner, contact.id, bits.without(list), &name)?;
+            write_row(&tx, owner, contact, bits.without(list), &name)?;
             Outcome {
                 bits: ListSet::EMPTY,
                 guid: Guid::NIL,
@@ -467,8 +479,9 @@ fn remove_tx(
             }
         }
     };
-    outcome.bits = contact_row(&tx, owner, contact.id)?.map_or(ListSet::EMPTY, |(b, _)| b);
-    outcome.guid = row_guid(&tx, owner, contact.id)?;
+    outcome.bits = contact_row(&tx, owner, contact)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    outcome.guid = row_guid(&tx, owner, contact)?;
+    drop_placeholder_if_unlisted(&tx, contact)?;
     tx.commit()?;
     Ok(outcome)
 }
@@ -482,22 +495,22 @@ fn file_tx(
 ) -> Result<u32, ListError> {
     let tx = conn.transaction()?;
     owner_version(&tx, owner)?;
-    let contact = account_by_email(&tx, email)?.ok_or(ListError::NotOnList)?;
-    let (bits, _) = contact_row(&tx, owner, contact.id)?.ok_or(ListError::NotOnList)?;
+    let contact = handle_id(&tx, email)?.ok_or(ListError::NotOnList)?;
+    let (bits, _) = contact_row(&tx, owner, contact)?.ok_or(ListError::NotOnList)?;
     if !bits.contains(ListKind::Fl) {
         return Err(ListError::NotOnList);
     }
     if !groups::exists(&tx, owner, group)? {
         return Err(ListError::NoSuchGroup);
     }
-    if in_group(&tx, owner, contact.id, group)? {
+    if in_group(&tx, owner, contact, group)? {
         return Err(ListError::AlreadyOnList);
     }
-    groups::add_member(&tx, owner, contact.id, group)?;
+    groups::add_member(&tx, owner, contact, group)?;
     if group.0 != 0 {
         tx.execute(
             "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2 AND group_id = 0",
-            [owner.0, contact.id.0],
+            [owner.0, contact.0],
         )?;
     }
     let version = bump(&tx, owner)?;
@@ -508,11 +521,13 @@ fn file_tx(
 impl Store {
     /// `ADD`: puts `contact` on `owner`'s FL, AL or BL. For FL, `group` selects the group
     /// (default 0); adding a contact already on FL to another group is allowed. Adding to FL
-    /// also puts `owner` on the contact's RL (see [`Outcome::reverse`]).
+    /// also puts `owner` on the contact's RL (see [`Outcome::reverse`]). An unregistered
+    /// handle is added like a registered one (as a placeholder account: see
+    /// `migrations/0003_placeholders.sql`), so the answer never tells which handles exist.
     ///
     /// # Errors
     ///
-    /// [`ListError::NoSuchUser`], [`ListError::AlreadyOnList`], [`ListError::InOppositeList`],
+    /// [`ListError::AlreadyOnList`], [`ListError::InOppositeList`],
     /// [`ListError::ListFull`], [`ListError::NoSuchGroup`], [`ListError::InvalidName`],
     /// [`ListError::InvalidParameter`] (group with AL/BL), [`ListError::ReverseListReadOnly`].
     pub async fn add_to_list(

@@ -103,7 +103,7 @@ fn contact_phones(
     Ok(out)
 }
 
-/// A stored GUID; `NIL` for a row that has none or a damaged one (the triggers of migration 3
+/// A stored GUID; `NIL` for a row that has none or a damaged one (the triggers of migration 4
 /// give every row one, so this is never expected).
 pub(super) fn guid_of(text: Option<&str>) -> Guid {
     text.and_then(|t| Guid::parse(t).ok()).unwrap_or(Guid::NIL)

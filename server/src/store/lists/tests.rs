@@ -104,11 +104,11 @@ async fn list_errors_are_typed() {
     };
 
     assert!(matches!(
-        add(ListKind::Fl, &nobody, None).await,
-        Err(ListError::NoSuchUser)
+        add(ListKind::Rl, &bob.email, None).await,
+        Err(ListError::ReverseListReadOnly)
     ));
     assert!(matches!(
-        add(ListKind::Rl, &bob.email, None).await,
+        add(ListKind::Rl, &nobody, None).await,
         Err(ListError::ReverseListReadOnly)
     ));
     assert!(matches!(
@@ -492,4 +492,163 @@ async fn adding_yourself_sets_both_bits() {
             .contacts
             .is_empty()
     );
+}
+
+/// Rows in `accounts`, placeholders included.
+async fn account_rows(store: &Store) -> i64 {
+    store
+        .call(|conn| {
+            Ok::<_, StoreError>(conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn unregistered_handles_are_listed_like_registered_ones_that_never_come_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let carol = account(&store, "carol@example.com", "Carol").await;
+    let nobody = email("nobody@example.com");
+    // The same requests for a registered, offline handle and an unregistered one give the
+    // same outcomes, error for error.
+    for who in [&carol.email, &nobody] {
+        let before = version(&store, alice.id).await;
+        let add = |list, group| {
+            let (store, who) = (store.clone(), who.clone());
+            async move { store.add_to_list(alice.id, list, &who, "Them", group).await }
+        };
+        let fl = add(ListKind::Fl, None).await.unwrap();
+        assert_eq!(fl.version, before + 1);
+        assert_eq!(fl.bits, bits(1));
+        assert!(fl.reverse.as_ref().is_some_and(|r| r.added));
+        assert!(matches!(
+            add(ListKind::Fl, None).await,
+            Err(ListError::AlreadyOnList)
+        ));
+        assert!(matches!(
+            add(ListKind::Fl, Some(GroupId(7))).await,
+            Err(ListError::NoSuchGroup)
+        ));
+        assert_eq!(add(ListKind::Al, None).await.unwrap().bits, bits(3));
+        assert!(matches!(
+            add(ListKind::Bl, None).await,
+            Err(ListError::InOppositeList)
+        ));
+        assert_eq!(
+            store
+                .rename_contact(alice.id, who, "Renamed")
+                .await
+                .unwrap(),
+            before + 3
+        );
+        assert_eq!(
+            store
+                .remove_from_list(alice.id, ListKind::Al, who, None)
+                .await
+                .unwrap()
+                .version,
+            before + 4
+        );
+        assert!(matches!(
+            store
+                .remove_from_list(alice.id, ListKind::Bl, who, None)
+                .await,
+            Err(ListError::NotOnList)
+        ));
+    }
+    // SYN shows both alike: FL, the stored name, group 0.
+    let snapshot = store.list_snapshot(alice.id).await.unwrap();
+    let shown: Vec<_> = snapshot
+        .contacts
+        .iter()
+        .map(|c| {
+            (
+                c.email.as_str(),
+                c.friendly_name.as_str(),
+                c.lists,
+                c.groups.iter().map(|g| g.id).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("carol@example.com", "Renamed", bits(1), vec![GroupId(0)]),
+            ("nobody@example.com", "Renamed", bits(1), vec![GroupId(0)]),
+        ]
+    );
+    // The placeholder is no account: not listed, not found, no login, no password.
+    assert!(store.account(&nobody).await.unwrap().is_none());
+    assert_eq!(store.accounts().await.unwrap().len(), 2);
+    assert!(
+        store
+            .verify_password(&nobody, &Secret::new(String::new()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store.set_password(&nobody, Secret::new("x".into())).await,
+        Err(crate::store::AccountError::NoSuchAccount)
+    ));
+    assert_eq!(account_rows(&store).await, 3);
+    // Registering the handle keeps the lists that name it: alice is on its RL.
+    let registered = account(&store, "nobody@example.com", "Nobody").await;
+    assert_eq!(registered.friendly_name.as_str(), "Nobody");
+    let theirs = store.list_snapshot(registered.id).await.unwrap();
+    assert_eq!(theirs.contacts.len(), 1);
+    assert_eq!(theirs.contacts[0].email, alice.email);
+    assert_eq!(theirs.contacts[0].lists, bits(8));
+    assert!(theirs.version > 0);
+    assert_eq!(account_rows(&store).await, 3);
+}
+
+#[tokio::test]
+async fn a_placeholder_nobody_lists_any_more_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let bob = account(&store, "bob@example.com", "Bob").await;
+    let ghost = email("ghost@example.com");
+    store
+        .add_to_list(alice.id, ListKind::Fl, &ghost, "G", None)
+        .await
+        .unwrap();
+    store
+        .add_to_list(alice.id, ListKind::Bl, &ghost, "G", None)
+        .await
+        .unwrap();
+    store
+        .add_to_list(bob.id, ListKind::Al, &ghost, "G", None)
+        .await
+        .unwrap();
+    // A failed request leaves no placeholder behind either.
+    assert!(matches!(
+        store
+            .add_to_list(
+                alice.id,
+                ListKind::Fl,
+                &email("x@example.com"),
+                "X",
+                Some(GroupId(9))
+            )
+            .await,
+        Err(ListError::NoSuchGroup)
+    ));
+    assert_eq!(account_rows(&store).await, 3);
+    store
+        .remove_from_list(alice.id, ListKind::Fl, &ghost, None)
+        .await
+        .unwrap();
+    store
+        .remove_from_list(alice.id, ListKind::Bl, &ghost, None)
+        .await
+        .unwrap();
+    // Bob still lists it.
+    assert_eq!(account_rows(&store).await, 3);
+    // Deleting the last account that lists it takes it along.
+    store.delete_account(&bob.email).await.unwrap();
+    assert_eq!(account_rows(&store).await, 1);
 }

@@ -22,7 +22,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::Common;
-use crate::logon::Logon;
 use crate::report::{Report, Target};
 use crate::server::{self, FL_AL, ServerOpts};
 use crate::stats::Samples;
@@ -132,16 +131,14 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         .collect();
     let (server, seeded) = server::start(
         common,
-        &ServerOpts {
-            max_connections: users * 2 + 100,
-        },
+        &ServerOpts::load(users * 2 + 100),
         server::accounts(users)?,
         contacts,
     )
     .await?;
 
     // Log everybody in and open the rooms (sequentially: 100 users take well under a second).
-    let logon = Logon::new(common.login, &server).await?;
+    let logon = crate::logon::to(common.login, &server).await?;
     let mut ns_conns = Vec::with_capacity(users);
     let mut sb_conns = Vec::with_capacity(users);
     for pair in seeded.chunks(2) {

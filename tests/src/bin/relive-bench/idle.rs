@@ -84,9 +84,7 @@ pub(crate) async fn run(common: &Common, args: Args, fd_limit: u64) -> anyhow::R
     report.notes = notes;
     let (mut server, seeded) = server::start(
         common,
-        &ServerOpts {
-            max_connections: users + 100,
-        },
+        &ServerOpts::load(users + 100),
         server::accounts(users)?,
         server::ring_contacts(users, args.contacts),
     )
@@ -104,7 +102,7 @@ pub(crate) async fn run(common: &Common, args: Args, fd_limit: u64) -> anyhow::R
         failed: Cell::new(0),
     });
     let seeded = Rc::new(seeded);
-    let logon = Rc::new(Logon::new(common.login, &server).await?);
+    let logon = Rc::new(crate::logon::to(common.login, &server).await?);
     let next = Rc::new(Cell::new(0usize));
     let started = Instant::now();
     let ping = Duration::from_secs(args.ping.max(1));

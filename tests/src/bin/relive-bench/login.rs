@@ -80,9 +80,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     );
     let (server, users) = server::start(
         common,
-        &ServerOpts {
-            max_connections: args.concurrency * 4 + 100,
-        },
+        &ServerOpts::load(args.concurrency * 4 + 100),
         server::accounts(args.accounts)?,
         server::ring_contacts(args.accounts, args.contacts),
     )
@@ -174,7 +172,7 @@ async fn measure(
     users: &Rc<Vec<User>>,
 ) -> anyhow::Result<(f64, Samples, usize, f64)> {
     let mode = format!("{method:?}").to_lowercase();
-    let logon = Rc::new(Logon::new(method, server).await?);
+    let logon = Rc::new(crate::logon::to(method, server).await?);
     let next = Rc::new(Cell::new(0usize));
     let done = Rc::new(Cell::new(0u64));
     let failed = Rc::new(Cell::new(0usize));

@@ -1,96 +1,11 @@
-//! How the scenarios' users log in (`--login`): MSNP7 `USR MD5` with the token, MSNP9 through
-//! Passport (HTTPS `login2.srf` with the token as password, then `USR TWN` with the ticket), or
-//! MSNP11 the same way as MSN 7.0 (`VER MSNP11 MSNP10`, CVR 7.0.0813, `SBS 0 null`). Each ends
-//! at `USR OK` and the profile message, on a new NS connection.
+//! How the scenarios' users log in (`--login`): [`relive_tests::logon`] against the server
+//! under test.
 
-use std::net::SocketAddr;
-
-use relive_msnp::client::Role;
-use relive_msnp::version::ProtocolVersion;
-use relive_tests::MsnpClient;
-use relive_tests::http::{connect_tls, exchange, tls12_connector};
-use relive_tests::stack::{
-    da_login_at, login_md5, login_twn_with, login_with_ticket, login2_request, login2_ticket,
-};
-use tokio_rustls::TlsConnector;
+pub(crate) use relive_tests::logon::{Logon, Method};
 
 use crate::server::Server;
 
-/// A login path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Method {
-    /// MSNP7: `USR MD5` with the token.
-    Md5,
-    /// MSNP9: HTTPS `login2.srf` with the token, then `USR TWN` with the ticket.
-    Passport,
-    /// MSNP11 (MSN 7.0): as `passport`, in the address-book dialect with `SBS`.
-    Msnp11,
-}
-
-impl Method {
-    /// For reports.
-    pub(crate) const fn describe(self) -> &'static str {
-        match self {
-            Self::Md5 => "MSNP7 MD5 token login",
-            Self::Passport => "MSNP9 Passport login (HTTPS login2.srf + USR TWN)",
-            Self::Msnp11 => "MSNP11 Passport login (HTTPS login2.srf + USR TWN, SBS)",
-        }
-    }
-}
-
-/// Logs users in by one [`Method`] against a running server.
-pub(crate) struct Logon {
-    ns: SocketAddr,
-    https: SocketAddr,
-    /// Passport only: the login server's host and path (from the nexus, asked once as clients
-    /// cache it) and a TLS 1.2 connector trusting the server's CA.
-    passport: Option<(String, String, TlsConnector)>,
-    /// Passport in MSNP11 (MSN 7.0) instead of MSNP9.
-    msnp11: bool,
-}
-
-impl Logon {
-    /// Ready to log users in to `server` by `method`.
-    pub(crate) async fn new(method: Method, server: &Server) -> anyhow::Result<Self> {
-        let passport = match method {
-            Method::Md5 => None,
-            Method::Passport | Method::Msnp11 => {
-                let connector = tls12_connector(&server.ca_cert)?;
-                let (host, path) = da_login_at(&connector, server.https).await?;
-                Some((host, path, connector))
-            }
-        };
-        Ok(Self {
-            ns: server.ns,
-            https: server.https,
-            passport,
-            msnp11: method == Method::Msnp11,
-        })
-    }
-
-    /// A new NS connection logged in as `handle` with `token`.
-    pub(crate) async fn login(&self, handle: &str, token: &str) -> anyhow::Result<MsnpClient> {
-        let mut c = MsnpClient::connect(self.ns, Role::Notification, handle).await?;
-        match &self.passport {
-            None => login_md5(&mut c, 7, handle, token).await?,
-            Some((host, path, connector)) => {
-                let https = self.https;
-                let login2 = |twn_params: String| async move {
-                    let mut tls = connect_tls(connector, https).await?;
-                    let request = login2_request(host, path, handle, token, &twn_params);
-                    exchange(&mut tls, request.as_bytes()).await
-                };
-                if self.msnp11 {
-                    let offer = [ProtocolVersion::MSNP11, ProtocolVersion::MSNP10];
-                    login_with_ticket(&mut c, &offer, "7.0.0813", handle, |p| async move {
-                        login2_ticket(&login2(p).await?)
-                    })
-                    .await?;
-                } else {
-                    login_twn_with(&mut c, 9, handle, login2).await?;
-                }
-            }
-        }
-        Ok(c)
-    }
+/// Ready to log users in to `server` by `method`.
+pub(crate) async fn to(method: Method, server: &Server) -> anyhow::Result<Logon> {
+    Logon::new(method, server.ns, server.https, &server.ca_cert, None).await
 }

@@ -9,11 +9,13 @@
 //! error, and ends with a table (targets next to the figures, ✓/✗) and, with `--json FILE`,
 //! the same figures as JSON. The exit status is 1 when a target is missed.
 //!
-//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`]; users log in as [`logon`] says
+//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`flood`] (issue #14: logins from
+//! other addresses while one address floods every listener); users log in as [`logon`] says
 //! (`--login md5`, MSNP7; `--login passport`, MSNP9 through HTTPS `login2.srf`; `--login
 //! msnp11`, the same as MSN 7.0).
 
 mod chat;
+mod flood;
 mod idle;
 mod login;
 mod logon;
@@ -71,6 +73,9 @@ enum Scenario {
     Login(login::Args),
     /// Presence: one user with K online watchers changes status; time until all K have the NLN.
     Presence(presence::Args),
+    /// Flood: one address holds 10,000 connections to every listener, idle and trickling;
+    /// login latency of users from other addresses, MD5 and Passport.
+    Flood(flood::Args),
     /// Internal: run the server on a prepared data directory (what the scenarios start).
     #[command(name = "__serve", hide = true)]
     Serve {
@@ -116,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Scenario::Idle(args) => idle::run(&common, args, fds).await,
             Scenario::Login(args) => login::run(&common, args).await,
             Scenario::Presence(args) => presence::run(&common, args).await,
+            Scenario::Flood(args) => flood::run(&common, args, fds).await,
             Scenario::Serve { .. } => unreachable!("handled in main"),
         }
     })?;

@@ -18,7 +18,6 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::Notify;
 
 use crate::Common;
-use crate::logon::Logon;
 use crate::report::{Report, Target};
 use crate::server::{self, FL_AL, ServerOpts};
 use crate::stats::Samples;
@@ -86,9 +85,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     }
     let (server, users) = server::start(
         common,
-        &ServerOpts {
-            max_connections: k + 100,
-        },
+        &ServerOpts::load(k + 100),
         server::accounts(k + 1)?,
         contacts,
     )
@@ -107,7 +104,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
 
     // Watchers: log in and go online (the watched user is still offline: no NLN races).
     let users = Rc::new(users);
-    let logon = Rc::new(Logon::new(common.login, &server).await?);
+    let logon = Rc::new(crate::logon::to(common.login, &server).await?);
     let next = Rc::new(Cell::new(1usize));
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency.max(1))

@@ -93,8 +93,39 @@ pub(crate) struct User {
 /// Server settings a scenario chooses.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerOpts {
-    /// `max_connections`.
+    /// Connections each listener must be able to hold at once.
     pub(crate) max_connections: usize,
+    /// Keep the server's default `[limits]` (the flood scenario). Otherwise the load, which
+    /// all comes from 127.0.0.1, is exempt from the per-source caps, lookups are not throttled,
+    /// and every listener's pool holds `max_connections`.
+    pub(crate) default_limits: bool,
+}
+
+impl ServerOpts {
+    /// What the load scenarios use: see [`ServerOpts::default_limits`].
+    pub(crate) const fn load(max_connections: usize) -> Self {
+        Self {
+            max_connections,
+            default_limits: false,
+        }
+    }
+
+    /// The `relive.toml` the server runs with.
+    fn config_file(&self) -> String {
+        if self.default_limits {
+            return String::new();
+        }
+        // Four listeners (legacy TLS is off) with a quarter each.
+        format!(
+            "max_connections = {}\n\
+             [limits]\n\
+             ns_share = 25\nsb_share = 25\nhttp_share = 25\nhttps_share = 24\n\
+             legacy_tls_share = 1\n\
+             exempt_sources = [\"127.0.0.0/8\"]\n\
+             lookup_burst = 1000000\n",
+            self.max_connections * 4
+        )
+    }
 }
 
 /// A running server process.
@@ -102,6 +133,10 @@ pub(crate) struct ServerOpts {
 pub(crate) struct Server {
     /// NS address.
     pub(crate) ns: SocketAddr,
+    /// SB address.
+    pub(crate) sb: SocketAddr,
+    /// HTTP address.
+    pub(crate) http: SocketAddr,
     /// HTTPS address.
     pub(crate) https: SocketAddr,
     /// The generated CA certificate.
@@ -146,6 +181,8 @@ pub(crate) async fn start(
         .await
         .context("seeding accounts")?;
     store.close().await?;
+    std::fs::write(data_dir.join(config::CONFIG_FILE), opts.config_file())
+        .context("writing relive.toml")?;
     eprintln!(
         "seeded {} accounts and {rows} contact entries in {:.1} s",
         seeded.len(),
@@ -164,7 +201,7 @@ pub(crate) async fn start(
         Some(bin) => {
             let mut c = Command::new(bin);
             c.arg("--data-dir").arg(&data_dir).arg("serve");
-            for flag in ["--ns", "--sb", "--http", "--https"] {
+            for flag in ["--ns", "--sb", "--http", "--https", "--metrics"] {
                 c.arg(flag).arg("127.0.0.1:0");
             }
             c.arg("--public-host").arg("127.0.0.1");
@@ -176,20 +213,22 @@ pub(crate) async fn start(
             c
         }
     };
-    cmd.env("RELIVE_MAX_CONNECTIONS", opts.max_connections.to_string())
-        .env(
-            "RUST_LOG",
-            std::env::var("RELIVE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log)?);
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("RELIVE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(std::fs::File::create(&log)?);
     let mut child = cmd.spawn().context("starting the server process")?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-    let (ns, https) = tokio::task::spawn_blocking(move || read_addresses(stdout)).await??;
+    let [ns, sb, http, https] =
+        tokio::task::spawn_blocking(move || read_addresses(stdout)).await??;
     let pid = child.id();
     let server = Server {
         ns,
+        sb,
+        http,
         https,
         ca_cert: CertPaths::in_data_dir(&data_dir).ca_cert,
         pid,
@@ -204,23 +243,24 @@ pub(crate) async fn start(
 }
 
 /// Reads the server's start-up lines up to `public host`, then keeps draining its output on a
-/// thread. Returns the NS and HTTPS addresses.
-fn read_addresses(stdout: std::process::ChildStdout) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+/// thread. Returns the NS, SB, HTTP and HTTPS addresses.
+fn read_addresses(stdout: std::process::ChildStdout) -> anyhow::Result<[SocketAddr; 4]> {
     let mut lines = BufReader::new(stdout).lines();
-    let (mut ns, mut https) = (None, None);
+    let mut found = [None; 4];
     for line in lines.by_ref() {
         let line = line?;
-        if let Some(a) = line.strip_prefix("NS listening on ") {
-            ns = Some(a.parse()?);
-        } else if let Some(a) = line.strip_prefix("HTTPS listening on ") {
-            https = Some(a.parse()?);
-        } else if line.starts_with("public host") {
+        for (i, what) in ["NS", "SB", "HTTP", "HTTPS"].iter().enumerate() {
+            if let Some(a) = line.strip_prefix(&format!("{what} listening on ")) {
+                found[i] = Some(a.parse()?);
+            }
+        }
+        if line.starts_with("public host") {
             break;
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    match (ns, https) {
-        (Some(ns), Some(https)) => Ok((ns, https)),
+    match found {
+        [Some(ns), Some(sb), Some(http), Some(https)] => Ok([ns, sb, http, https]),
         _ => bail!("the server exited before printing its addresses"),
     }
 }
@@ -286,6 +326,15 @@ impl Server {
         Ok(())
     }
 
+    /// Lines and bytes the server has logged so far.
+    pub(crate) fn log_size(&self) -> (usize, u64) {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        (
+            text.iter().filter(|b| **b == b'\n').count(),
+            text.len() as u64,
+        )
+    }
+
     /// The server log's last lines (for error messages).
     pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -326,6 +375,7 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         http: Some(any),
         https: Some(any),
         public_host: Some("127.0.0.1".to_owned()),
+        ..Overrides::default()
     };
     let settings = config::resolve(data_dir, &|k| std::env::var(k).ok(), &overrides)?;
     let (store, _) = relive_server::data_dir::prepare(&settings).await?;

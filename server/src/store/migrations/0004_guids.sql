@@ -1,4 +1,4 @@
--- Relive schema, version 3: GUIDs for the MSNP10+ address book (MSN 6.1 - 7.5).
+-- Relive schema, version 4: GUIDs for the MSNP10+ address book (MSN 6.1 - 7.5).
 -- MSNP10 names a contact in a list (C=) and a group by a GUID instead of a handle or a number.
 -- Every contact row and every group gets a random version-4 GUID, kept for as long as the row
 -- exists: the same contacts and groups MSNP2-9 clients see by handle and number, under names
