@@ -6,10 +6,17 @@
 //! says gets a warning), and locate the "allow several instances" byte (0xB7 → 0xB6), which
 //! cannot be found by content. Offsets are file offsets from the Escargot notes, reproduced
 //! in PATCHER.md §2.3. A new client build is a new row here, not new code.
+//!
+//! Each row also says which endpoints the build's executable embeds ([`Build::embeds`]; a
+//! known build whose scan misses one is reported) and, for MSN 7.5, the DLL that holds the
+//! Passport login instead ([`Build::login_dll`]: MSN 7.5 signs in through `RST.srf` from
+//! `msidcrl.dll`, PATCHER.md §2.2). MSN 6.1, 6.2.0205 and 7.5.0299 (the first MSNP12 build)
+//! have no known offsets: they are named and cross-checked by content only.
 
 use serde::Serialize;
 
 use crate::image::FileVersion;
+use crate::scan::Endpoint;
 
 /// How a client picks its notification server, which decides the registry side of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,6 +49,12 @@ pub struct Build {
     pub nexus_url: Option<u64>,
     /// File offset of `messenger.hotmail.com` (21 bytes), when it is in the exe.
     pub ns_host: Option<u64>,
+    /// The endpoints the executable embeds (PATCHER.md §2.2, research notes for issue 16 §6):
+    /// a plan warns when a known build's scan misses one.
+    pub embeds: &'static [Endpoint],
+    /// The DLL next to the executable that holds the Passport login endpoint, when the
+    /// executable does not (MSN 7.5: `msidcrl.dll` posts to `RST.srf`).
+    pub login_dll: Option<&'static str>,
 }
 
 impl Build {
@@ -78,11 +91,36 @@ const fn b(
         polygamy,
         nexus_url,
         ns_host,
+        embeds: &[],
+        login_dll: None,
+    }
+}
+
+/// `base` with the endpoints its executable embeds.
+const fn with(base: Build, embeds: &'static [Endpoint]) -> Build {
+    Build { embeds, ..base }
+}
+
+/// `base` (MSN 7.5) signing in through `RST.srf` from [`MSIDCRL`].
+const fn rst(base: Build) -> Build {
+    Build {
+        login_dll: Some(MSIDCRL),
+        ..base
     }
 }
 
 const MSMSGS: &str = "msmsgs.exe";
 const MSNMSGR: &str = "msnmsgr.exe";
+/// MSN 7.5's Identity Client Runtime Library, which posts to `RST.srf`.
+pub const MSIDCRL: &str = "msidcrl.dll";
+
+use Endpoint::{Config, Gateway, Nexus, NotificationServer as Ns};
+/// MSN 5.0: the NS host and the nexus URL (Escargot's offsets).
+const MSN5: &[Endpoint] = &[Ns, Nexus];
+/// MSN 6.0 – 7.0: plus the HTTP gateway and MsgrConfig (6.x added it).
+const MSN6: &[Endpoint] = &[Ns, Gateway, Nexus, Config];
+/// MSN 7.5: the nexus URL is gone (7.5.0324; 0311 still has one), the login is in msidcrl.dll.
+const MSN75: &[Endpoint] = &[Ns, Gateway, Config];
 
 /// Every known build, oldest first.
 pub const BUILDS: &[Build] = &[
@@ -98,70 +136,102 @@ pub const BUILDS: &[Build] = &[
     b("4.6.0083", (4, 6, 83), MSMSGS, Some(0x2b9c4), None, None),
     b("4.7.2009", (4, 7, 2009), MSMSGS, None, None, None),
     b("4.7.3001", (4, 7, 3001), MSMSGS, None, None, None),
-    b(
-        "5.0.0544",
-        (5, 0, 544),
-        MSNMSGR,
-        Some(0x46739),
-        Some(0x655a0),
-        Some(0xf048),
+    with(
+        b(
+            "5.0.0544",
+            (5, 0, 544),
+            MSNMSGR,
+            Some(0x46739),
+            Some(0x655a0),
+            Some(0xf048),
+        ),
+        MSN5,
     ),
-    b(
-        "6.0.0602",
-        (6, 0, 602),
-        MSNMSGR,
-        Some(0xccbf2),
-        Some(0x1f164),
-        Some(0x1f238),
+    with(
+        b(
+            "6.0.0602",
+            (6, 0, 602),
+            MSNMSGR,
+            Some(0xccbf2),
+            Some(0x1f164),
+            Some(0x1f238),
+        ),
+        MSN6,
     ),
-    b(
-        "6.2.0137",
-        (6, 2, 137),
-        MSNMSGR,
-        Some(0xdffe1),
-        Some(0x22ce0),
-        Some(0x22d68),
+    // MSN 6.1 (MSNP10): offsets unknown.
+    with(b("6.1.0211", (6, 1, 211), MSNMSGR, None, None, None), MSN6),
+    with(
+        b(
+            "6.2.0137",
+            (6, 2, 137),
+            MSNMSGR,
+            Some(0xdffe1),
+            Some(0x22ce0),
+            Some(0x22d68),
+        ),
+        MSN6,
     ),
-    b(
-        "7.0.0777",
-        (7, 0, 777),
-        MSNMSGR,
-        Some(0x1406b1),
-        Some(0x2cd80),
-        Some(0x2ce18),
+    with(b("6.2.0205", (6, 2, 205), MSNMSGR, None, None, None), MSN6),
+    with(
+        b(
+            "7.0.0777",
+            (7, 0, 777),
+            MSNMSGR,
+            Some(0x1406b1),
+            Some(0x2cd80),
+            Some(0x2ce18),
+        ),
+        MSN6,
     ),
-    b(
-        "7.0.0813",
-        (7, 0, 813),
-        MSNMSGR,
-        Some(0x147079),
-        Some(0x2d098),
-        Some(0x2d140),
+    with(
+        b(
+            "7.0.0813",
+            (7, 0, 813),
+            MSNMSGR,
+            Some(0x147079),
+            Some(0x2d098),
+            Some(0x2d140),
+        ),
+        MSN6,
     ),
-    b(
-        "7.0.0820",
-        (7, 0, 820),
-        MSNMSGR,
-        Some(0x147112),
-        Some(0x2cfb8),
-        Some(0x2d060),
+    with(
+        b(
+            "7.0.0820",
+            (7, 0, 820),
+            MSNMSGR,
+            Some(0x147112),
+            Some(0x2cfb8),
+            Some(0x2d060),
+        ),
+        MSN6,
     ),
-    b(
-        "7.5.0311",
-        (7, 5, 311),
-        MSNMSGR,
-        Some(0x157607),
-        Some(0x2e8f8),
-        Some(0x2e9b8),
-    ),
-    b(
-        "7.5.0324",
-        (7, 5, 324),
-        MSNMSGR,
-        Some(0x1580ec),
-        None,
-        Some(0x2e9e8),
-    ),
+    // MSN 7.5.0299, the first MSNP12 build: offsets unknown.
+    rst(with(
+        b("7.5.0299", (7, 5, 299), MSNMSGR, None, None, None),
+        MSN75,
+    )),
+    rst(with(
+        b(
+            "7.5.0311",
+            (7, 5, 311),
+            MSNMSGR,
+            Some(0x157607),
+            Some(0x2e8f8),
+            Some(0x2e9b8),
+        ),
+        MSN6,
+    )),
+    rst(with(
+        b(
+            "7.5.0324",
+            (7, 5, 324),
+            MSNMSGR,
+            Some(0x1580ec),
+            None,
+            Some(0x2e9e8),
+        ),
+        MSN75,
+    )),
 ];
 
 /// Looks a build up by its file version (the fourth field is ignored).
@@ -195,6 +265,28 @@ mod tests {
             assert!(
                 (pair[0].major, pair[0].minor, pair[0].build)
                     < (pair[1].major, pair[1].minor, pair[1].build)
+            );
+        }
+    }
+
+    #[test]
+    fn msnp10_to_12_builds_are_named_with_what_they_embed() {
+        let find = |name: &str| BUILDS.iter().find(|b| b.name == name).unwrap();
+        for name in ["6.1.0211", "6.2.0137", "6.2.0205", "7.0.0777", "7.0.0813"] {
+            let b = find(name);
+            assert_eq!((b.exe, b.login_dll), (MSNMSGR, None), "{name}");
+            assert!(b.embeds.contains(&Endpoint::Nexus), "{name}");
+            assert!(b.embeds.contains(&Endpoint::Config), "{name}");
+        }
+        for name in ["7.5.0299", "7.5.0311", "7.5.0324"] {
+            let b = find(name);
+            assert_eq!(b.login_dll, Some(MSIDCRL), "{name}");
+            assert_eq!(b.registry(), RegistryKind::MsnMessengerCache);
+            // The nexus URL is only where the offsets table saw one.
+            assert_eq!(
+                b.embeds.contains(&Endpoint::Nexus),
+                b.nexus_url.is_some(),
+                "{name}"
             );
         }
     }

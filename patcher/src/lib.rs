@@ -258,10 +258,18 @@ impl<'t> PlanVisitor<'t> {
                 path: String::new(),
             });
         }
+        self.warnings.extend(plan::login_elsewhere(&self.files));
+        // A known client build decides; else the first version in MSN's range (a DLL next to
+        // the client may carry a version of its own).
         let client_version = self
             .files
             .iter()
-            .find_map(|f| f.version.filter(|v| catalog::is_msn_range(*v)));
+            .find_map(|f| f.version.filter(|v| catalog::lookup(*v).is_some()))
+            .or_else(|| {
+                self.files
+                    .iter()
+                    .find_map(|f| f.version.filter(|v| catalog::is_msn_range(*v)))
+            });
         Ok(Plan {
             target: self.target.clone(),
             kind,

@@ -287,6 +287,25 @@ pub enum Warning {
         /// Member path.
         path: String,
     },
+    /// A catalog build in which the scan found none of an endpoint the build embeds.
+    MissingEndpoint {
+        /// Member path.
+        path: String,
+        /// The build.
+        build: &'static str,
+        /// The endpoint not found.
+        endpoint: Endpoint,
+    },
+    /// The build signs in through a DLL of its own that this plan does not patch (MSN 7.5:
+    /// `msidcrl.dll` posts to `RST.srf`), so the client would still sign in at Microsoft.
+    LoginElsewhere {
+        /// Member path of the executable.
+        path: String,
+        /// The build.
+        build: &'static str,
+        /// The DLL to patch too.
+        dll: &'static str,
+    },
 }
 
 fn show_path(path: &str) -> &str {
@@ -337,6 +356,22 @@ impl std::fmt::Display for Warning {
                 f,
                 "{}: the Authenticode signature will be removed (Windows will show an \
                  unknown publisher)",
+                show_path(path)
+            ),
+            Self::MissingEndpoint {
+                path,
+                build,
+                endpoint,
+            } => write!(
+                f,
+                "{}: build {build} should contain the {endpoint} address but none was found \
+                 (a modified client?)",
+                show_path(path)
+            ),
+            Self::LoginElsewhere { path, build, dll } => write!(
+                f,
+                "{}: build {build} signs in through {dll}, which is not part of this patch: \
+                 patch the {dll} next to it too, or the client signs in at Microsoft",
                 show_path(path)
             ),
         }
@@ -773,6 +808,19 @@ fn cross_check(
     path: &str,
     warnings: &mut Vec<Warning>,
 ) {
+    // Every endpoint the build embeds is somewhere (unless nothing was found at all: an
+    // already patched file).
+    if !hits.is_empty() {
+        for endpoint in build.embeds {
+            if !hits.iter().any(|h| h.endpoint == *endpoint) {
+                warnings.push(Warning::MissingEndpoint {
+                    path: path.to_string(),
+                    build: build.name,
+                    endpoint: *endpoint,
+                });
+            }
+        }
+    }
     let checks = [
         (build.ns_host, "messenger.hotmail.com", false),
         (build.nexus_url, "the nexus URL", true),
@@ -851,6 +899,29 @@ fn polygamy_edit(
             None
         }
     }
+}
+
+/// A [`Warning::LoginElsewhere`] for every planned executable of a build that signs in
+/// through a DLL of its own when no planned file is that DLL.
+pub(crate) fn login_elsewhere(files: &[FilePlan]) -> Vec<Warning> {
+    let planned = |dll: &str| {
+        files.iter().any(|f| {
+            let name = f.path.rsplit(['/', '\\']).next().unwrap_or(&f.path);
+            name.eq_ignore_ascii_case(dll)
+        })
+    };
+    files
+        .iter()
+        .filter_map(|f| {
+            let build = f.version.and_then(catalog::lookup)?;
+            let dll = build.login_dll?;
+            (!planned(dll)).then(|| Warning::LoginElsewhere {
+                path: f.path.clone(),
+                build: build.name,
+                dll,
+            })
+        })
+        .collect()
 }
 
 /// The registry side of a plan, from the client's version.

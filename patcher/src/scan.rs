@@ -44,12 +44,16 @@ impl std::fmt::Display for Endpoint {
 }
 
 /// The host names we redirect, longest first (PATCHER.md §2.1 reference lengths).
+/// `loginnet.passport.com` is where MSN 7.5's `msidcrl.dll` posts `RST.srf` according to the
+/// third-party clients modelled on it; yellows111 names `login.passport.net` for `RST.srf`
+/// (which string the 7.5 DLL embeds is unverified, so both are redirected).
 pub const HOSTS: &[(&str, Endpoint)] = &[
     ("gateway.messenger.hotmail.com", Endpoint::Gateway),
     ("config.messenger.msn.com", Endpoint::Config),
     ("loginnet.passport.com", Endpoint::Login),
     ("messenger.hotmail.com", Endpoint::NotificationServer),
     ("login.passport.com", Endpoint::Login),
+    ("login.passport.net", Endpoint::Login),
     ("nexus.passport.com", Endpoint::Nexus),
 ];
 

@@ -4,6 +4,10 @@
 //! an `.rdata` section with the bytes you give (put endpoint strings there), and optionally
 //! a `.rsrc` section with a version resource and an `RCDATA/CABINET` resource (which makes it
 //! look like an IExpress self-extractor). No compiler needed, nothing from Microsoft.
+//!
+//! [`msn_client`] builds the client of any catalog build (its version, the strings it embeds,
+//! at the catalog's offsets where known, and the several-instances byte), [`msidcrl`] the
+//! login DLL of MSN 7.5.
 
 /// What to put into a synthetic image.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +23,9 @@ pub struct Spec {
     /// Content of `RCDATA/CABINET`.
     pub cabinet: Option<Vec<u8>>,
 }
+
+use crate::catalog::Build;
+use crate::scan::Endpoint;
 
 const FILE_ALIGN: usize = 0x200;
 const SECT_ALIGN: usize = 0x1000;
@@ -317,6 +324,108 @@ pub fn build_with(spec: &Spec, extras: &Extras) -> Vec<u8> {
     let sum = crate::image::pe_checksum(&out, at);
     put32(&mut out, at, sum);
     out
+}
+
+/// The string an MSN 5–7.5 executable holds for `endpoint`, and whether it is UTF-16LE (the
+/// MsgrConfig URL is; PATCHER.md §2.1).
+#[must_use]
+pub const fn endpoint_string(endpoint: Endpoint) -> (&'static str, bool) {
+    match endpoint {
+        Endpoint::NotificationServer => ("messenger.hotmail.com", false),
+        Endpoint::Gateway => ("gateway.messenger.hotmail.com", false),
+        Endpoint::Nexus => ("https://nexus.passport.com/rdr/pprdr.asp", false),
+        Endpoint::Login => (RST_URL, false),
+        Endpoint::Config => (
+            "http://config.messenger.msn.com/Config/MsgrConfig.asmx",
+            true,
+        ),
+    }
+}
+
+/// The `RST.srf` URL MSN 7.5's login DLL posts to (the third-party clients' copy of it).
+pub const RST_URL: &str = "https://loginnet.passport.com/RST.srf";
+
+/// Appends `s` (ASCII or UTF-16LE) NUL-terminated and 8-aligned.
+fn push_string(out: &mut Vec<u8>, s: &str, utf16: bool) {
+    if utf16 {
+        for u in s.encode_utf16() {
+            out.extend(u.to_le_bytes());
+        }
+        out.resize(align(out.len() + 2, 8), 0);
+    } else {
+        out.extend(s.as_bytes());
+        out.resize(align(out.len() + 1, 8), 0);
+    }
+}
+
+/// A synthetic client of catalog build `build`: PE32 with `FILEVERSION` of the build; the
+/// NS host and the nexus URL at the catalog's file offsets when it has them (in `.text`) and
+/// the several-instances byte (0xB7) at its offset; every other string the build embeds in
+/// `.rdata`, with `PassportURLs`.
+#[must_use]
+pub fn msn_client(client: &Build) -> Vec<u8> {
+    let at_offset = |e: Endpoint| match e {
+        Endpoint::NotificationServer => client.ns_host,
+        Endpoint::Nexus => client.nexus_url,
+        _ => None,
+    };
+    let mut rdata = vec![0u8; 16];
+    for e in client.embeds.iter().filter(|e| at_offset(**e).is_none()) {
+        let (s, utf16) = endpoint_string(*e);
+        push_string(&mut rdata, s, utf16);
+    }
+    push_string(&mut rdata, "PassportURLs", false);
+    let placed: Vec<(u64, &[u8])> = client
+        .embeds
+        .iter()
+        .filter_map(|e| at_offset(*e).map(|o| (o, endpoint_string(*e).0.as_bytes())))
+        .chain(
+            client
+                .polygamy
+                .map(|o| (o, &[crate::catalog::POLYGAMY_ORIGINAL][..])),
+        )
+        .collect();
+    // `.text` starts right after the headers; make it reach past the last offset.
+    let end = placed
+        .iter()
+        .map(|(o, b)| usize::try_from(*o).unwrap_or(0) + b.len() + 1)
+        .max()
+        .unwrap_or(0);
+    let mut image = build(&Spec {
+        is_64: false,
+        text_size: end.saturating_sub(HEADERS).max(0x200),
+        rdata,
+        version: Some([client.major, client.minor, client.build, 0]),
+        cabinet: None,
+    });
+    for (offset, bytes) in placed {
+        let at = usize::try_from(offset).unwrap_or(0);
+        // A NUL before and after, as between C strings.
+        image[at - 1] = 0;
+        image[at..at + bytes.len()].copy_from_slice(bytes);
+        image[at + bytes.len()] = 0;
+    }
+    let sum_at = 0x44 + 20 + 64;
+    let sum = crate::image::pe_checksum(&image, sum_at);
+    put32(&mut image, sum_at, sum);
+    image
+}
+
+/// A synthetic `msidcrl.dll` of MSN 7.5: the `RST.srf` URL in ASCII and UTF-16LE (which of
+/// the two the real DLL holds is unverified), no version resource (its version numbering is
+/// not MSN's).
+#[must_use]
+pub fn msidcrl() -> Vec<u8> {
+    let mut rdata = vec![0u8; 16];
+    push_string(&mut rdata, RST_URL, false);
+    push_string(&mut rdata, RST_URL, true);
+    build(&Spec {
+        is_64: false,
+        text_size: 0x200,
+        rdata,
+        version: None,
+        cabinet: None,
+    })
 }
 
 /// A synthetic MSN Messenger 6.0 client: PE32, `0x200` bytes of `.text`, the [`msn_rdata`]

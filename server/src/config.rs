@@ -572,6 +572,8 @@ pub fn default_file_text() -> String {
          # http://host:<http port> over plain HTTP (clients patched with --http-login). Any\n\
          # other scheme or port is the one answer on every listener.\n\
          # [passport.nexus]\n\
+         # realm: \"\" leaves DARealm out (and with an empty extra list the value is the bare\n\
+         # DALogin=<url> some clients, e.g. msnp11-sdk, require).\n\
          # realm = \"{realm}\"\n\
          # scheme: \"\" (bare host/path, as the official service), \"http\" or \"https\".\n\
          # scheme = \"{scheme}\"\n\

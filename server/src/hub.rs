@@ -10,6 +10,10 @@
 //!   (Escargot's `_is_blocking`).
 //! * `owner`'s `NLN`/`FLN` go to every online user on `owner`'s RL (they have `owner` on their FL)
 //!   whom `owner` does not block. A hidden (`HDN`) user looks offline to everybody.
+//! * MSNP11+: `owner`'s personal message (`UUX`) goes as `UBX` to the same watchers, but only
+//!   to those whose dialect has it ([`Capabilities::psm`]): right away, after `owner`'s `ILN` in
+//!   a watcher's first burst (and after `ADD`/`ADC` FL), and after the `NLN` that shows `owner`
+//!   coming online (from offline, hidden or blocked). An MSNP2–10 watcher never gets one.
 //!
 //! Events are version-neutral [`ServerMessage`] values; each connection encodes them in its own
 //! dialect. Outboxes are bounded: when a reader is too slow and its outbox is full, the hub
@@ -26,6 +30,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
 
+use relive_msnp::psm::PersonalMessage;
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{
     Blp, ClientCaps, ErrorCode, FriendlyName, ListKind, ListSet, MsnObject, OutReason, Passport,
@@ -623,10 +628,25 @@ struct Entry {
     dialect: Option<Capabilities>,
     name: FriendlyName,
     presence: Option<Presence>,
+    /// The personal message set with `UUX` this session (MSNP11+), if any.
+    personal: Option<PersonalMessage>,
     lists: ListView,
 }
 
 impl Entry {
+    /// Whether this session's dialect has personal messages (gets `UBX`).
+    fn wants_personal(&self) -> bool {
+        self.dialect.is_some_and(|c| c.psm)
+    }
+
+    /// This user's `UBX`, when a personal message is set.
+    fn ubx(&self, handle: &Passport) -> Option<ServerMessage> {
+        self.personal.as_ref().map(|message| ServerMessage::Ubx {
+            handle: handle.clone(),
+            message: message.clone(),
+        })
+    }
+
     /// Presence as others see it: `None` when offline, hidden or not yet `CHG`ed.
     fn visible_presence(&self) -> Option<&Presence> {
         self.presence.as_ref().filter(|p| p.is_visible())
@@ -720,6 +740,7 @@ impl Hub {
             dialect: None,
             name,
             presence: None,
+            personal: None,
             lists,
         };
         if let Some(old) = users.insert(user.clone(), entry) {
@@ -782,6 +803,10 @@ impl Hub {
         if !unchanged {
             if let Some(nln) = entry.nln(user) {
                 fan_out(&users, user, entry, &nln);
+                // Coming online: the watchers that have personal messages get it after the NLN.
+                if let (false, Some(ubx)) = (was_visible, entry.ubx(user)) {
+                    fan_out_personal(&users, user, entry, &ubx);
+                }
             } else if was_visible {
                 fan_out(
                     &users,
@@ -796,34 +821,51 @@ impl Hub {
         if !first {
             return Vec::new();
         }
+        let personal = entry.wants_personal();
         entry
             .lists
             .contacts()
             .filter(|(_, bits)| bits.contains(ListKind::Fl))
-            .filter_map(|(contact, _)| {
-                let (contact, other) = users.get_key_value(contact)?;
-                if other.lists.blocks(user.as_str()) {
-                    return None;
-                }
-                other.iln(contact, trid)
-            })
+            .flat_map(|(contact, _)| initial_presence(&users, user, contact, trid, personal))
             .collect()
     }
 
-    /// The `ILN` for `contact` as `viewer` may see it right now (after `ADD FL`), if any.
+    /// The `ILN` for `contact` as `viewer` may see it right now (after `ADD`/`ADC` FL), and its
+    /// `UBX` for a viewer with personal messages; empty if `contact` is offline, hidden or
+    /// blocks `viewer`.
     #[must_use]
-    pub fn iln_for(
-        &self,
-        viewer: &Passport,
-        contact: &Passport,
-        trid: TrId,
-    ) -> Option<ServerMessage> {
+    pub fn iln_for(&self, viewer: &Passport, contact: &Passport, trid: TrId) -> Vec<ServerMessage> {
         let users = self.lock();
-        let other = users.get(contact)?;
-        if other.lists.blocks(viewer) {
-            return None;
+        let personal = users.get(viewer).is_some_and(Entry::wants_personal);
+        initial_presence(&users, viewer, contact.as_str(), trid, personal)
+    }
+
+    /// Applies a `UUX`: stores `user`'s personal message and, if `user` is visible, sends it as
+    /// `UBX` to every watcher allowed to see `user` whose dialect has personal messages.
+    pub fn set_personal(&self, user: &Passport, message: PersonalMessage) {
+        let mut users = self.lock();
+        let Some(entry) = users.get_mut(user) else {
+            return;
+        };
+        entry.personal = Some(message);
+        let Some(entry) = users.get(user) else {
+            return;
+        };
+        if entry.visible_presence().is_some()
+            && let Some(ubx) = entry.ubx(user)
+        {
+            fan_out_personal(&users, user, entry, &ubx);
         }
-        other.iln(contact, trid)
+    }
+
+    /// The client caps `user` announced in its last `CHG`, if online (switchboard `IRO`/`JOI`
+    /// carry them from MSNP12).
+    #[must_use]
+    pub fn caps_of(&self, user: &Passport) -> Option<ClientCaps> {
+        self.lock()
+            .get(user)
+            .and_then(|e| e.presence.as_ref())
+            .map(|p| p.caps)
     }
 
     /// Applies a change of `user`'s own friendly name; watchers get a fresh `NLN`.
@@ -917,7 +959,11 @@ impl Hub {
                 _ => continue,
             };
             if let Some(w) = users.get(watcher).filter(|w| w.wants_presence()) {
+                let appears = matches!(event, ServerMessage::Nln { .. });
                 w.outbox.deliver(Event::Send(event));
+                if let (true, true, Some(ubx)) = (appears, w.wants_personal(), entry.ubx(user)) {
+                    w.outbox.deliver(Event::Send(ubx));
+                }
             }
         }
     }
@@ -970,6 +1016,29 @@ impl Hub {
     }
 }
 
+/// What `viewer` learns about `contact` when it comes online or adds it: its `ILN` with `trid`
+/// and, for a viewer with personal messages, its `UBX`; nothing when `contact` is offline,
+/// hidden or blocks `viewer`.
+fn initial_presence(
+    users: &HashMap<Passport, Entry>,
+    viewer: &Passport,
+    contact: &str,
+    trid: TrId,
+    personal: bool,
+) -> Vec<ServerMessage> {
+    let Some((contact, other)) = users.get_key_value(contact) else {
+        return Vec::new();
+    };
+    if other.lists.blocks(viewer.as_str()) {
+        return Vec::new();
+    }
+    let Some(iln) = other.iln(contact, trid) else {
+        return Vec::new();
+    };
+    let ubx = other.ubx(contact).filter(|_| personal);
+    std::iter::once(iln).chain(ubx).collect()
+}
+
 /// Sends `message` about `user` (whose hub entry is `entry`) to every online watcher that
 /// `user` does not block.
 fn fan_out(
@@ -978,13 +1047,35 @@ fn fan_out(
     entry: &Entry,
     message: &ServerMessage,
 ) {
+    fan_out_to(users, user, entry, message, Entry::wants_presence);
+}
+
+/// [`fan_out`] of a `UBX`: only to watchers whose dialect has personal messages.
+fn fan_out_personal(
+    users: &HashMap<Passport, Entry>,
+    user: &Passport,
+    entry: &Entry,
+    message: &ServerMessage,
+) {
+    fan_out_to(users, user, entry, message, |w| {
+        w.wants_presence() && w.wants_personal()
+    });
+}
+
+fn fan_out_to(
+    users: &HashMap<Passport, Entry>,
+    user: &Passport,
+    entry: &Entry,
+    message: &ServerMessage,
+    wants: impl Fn(&Entry) -> bool,
+) {
     // Encoded once per dialect however many watchers get it.
     let mut shared: Option<Arc<Broadcast>> = None;
     for (watcher, bits) in entry.lists.contacts() {
         if !bits.contains(ListKind::Rl) || entry.lists.blocks(watcher) || watcher == user.as_str() {
             continue;
         }
-        if let Some(w) = users.get(watcher).filter(|w| w.wants_presence()) {
+        if let Some(w) = users.get(watcher).filter(|w| wants(w)) {
             let message = shared.get_or_insert_with(|| Arc::new(Broadcast::new(message.clone())));
             w.outbox.deliver(Event::Broadcast(Arc::clone(message)));
         }
@@ -1248,7 +1339,7 @@ mod tests {
         assert!(bob.drain().is_empty());
         assert!(
             hub.iln_for(&p("bob@example.com"), &p("alice@example.com"), TrId(3))
-                .is_none()
+                .is_empty()
         );
         let ring = hub.ring(&p("bob@example.com"), &p("alice@example.com"), || {
             ServerMessage::Fln {
@@ -1373,9 +1464,10 @@ mod tests {
             add,
         );
         assert_eq!(bob.drain().len(), 1);
-        assert!(
+        assert_eq!(
             hub.iln_for(&p("alice@example.com"), &p("bob@example.com"), TrId(5))
-                .is_some()
+                .len(),
+            1
         );
         hub.set_presence(&p("bob@example.com"), online(Status::Brb), TrId(6));
         assert!(matches!(

@@ -6,12 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail, ensure};
-use relive_msnp::auth::{md5_response, qry_response};
+use relive_msnp::auth::{md5_response, qry_answer};
 use relive_msnp::client::Role;
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::AuthMethod;
 use relive_msnp::version::ProtocolVersion;
 use relive_server::config::Config;
+use relive_server::passport::{DaLoginPort, NamedPort, NexusSettings};
 use relive_server::relay::RelayConfig;
 use relive_server::secret::Secret;
 use relive_server::store::{Account, AccountId, Store, parse_handle};
@@ -24,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::MsnpClient;
 use crate::replay::QRY_CLIENT_ID;
+
+/// The product id MSNP11+ scripted clients answer challenges with (MSN 7.0's research vector
+/// id; PROTOCOL.md §8).
+pub const QRY_PRODUCT_ID: &str = "PROD0090YUAUV{2B";
 
 /// bcrypt cost for seeded accounts (the minimum: tests do not measure hashing).
 const TEST_BCRYPT_COST: u32 = 4;
@@ -47,6 +52,7 @@ pub struct StackOptions {
     sb_auth_timeout_secs: Option<u64>,
     chl_timeout_secs: Option<u64>,
     relay: bool,
+    dispatch: Option<SocketAddr>,
     data: Option<DataDir>,
     configure: Vec<fn(&mut Config)>,
 }
@@ -104,6 +110,31 @@ impl StackOptions {
     #[must_use]
     pub const fn relay(mut self, on: bool) -> Self {
         self.relay = on;
+        self
+    }
+
+    /// Makes the nexus answer `PassportURLs: DALogin=http://127.0.0.1:<http port>/login2.srf`
+    /// and nothing else, as msnp11-sdk needs (it takes the whole value, minus `DALogin=`, as
+    /// the login URL, and trusts no private CA; research notes for issue 16, §5.3).
+    #[must_use]
+    pub fn sdk_nexus(self) -> Self {
+        self.configure(|config| {
+            config.passport.nexus = NexusSettings {
+                realm: String::new(),
+                scheme: "http".to_owned(),
+                port: DaLoginPort::Named(NamedPort::Http),
+                extra: Vec::new(),
+                ..NexusSettings::default()
+            };
+        })
+    }
+
+    /// Makes this stack a dispatch server in front of the notification server at `ns`: its NS
+    /// listener is bound on `127.0.0.2` at `ns`'s port, it calls itself `127.0.0.2`, and it
+    /// answers `USR … I` with `XFR … NS <ns>` (PROTOCOL.md §1.2: the referral keeps the port).
+    #[must_use]
+    pub const fn dispatch_to(mut self, ns: SocketAddr) -> Self {
+        self.dispatch = Some(ns);
         self
     }
 
@@ -171,8 +202,15 @@ impl TestStack {
     /// Any setup step failed.
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
         crate::init_tracing();
+        let ns_listener = match opts.dispatch {
+            // The same port as the NS it refers to, on another loopback address.
+            Some(ns) => TcpListener::bind(("127.0.0.2", ns.port()))
+                .await
+                .context("binding the dispatch server on 127.0.0.2")?,
+            None => bind().await?,
+        };
         let listeners = Listeners {
-            ns: bind().await?,
+            ns: ns_listener,
             sb: bind().await?,
             http: bind().await?,
             https: bind().await?,
@@ -197,7 +235,12 @@ impl TestStack {
             sb,
             http,
             https,
-            public_host: "127.0.0.1".to_owned(),
+            public_host: if opts.dispatch.is_some() {
+                "127.0.0.2".to_owned()
+            } else {
+                "127.0.0.1".to_owned()
+            },
+            ns_referral_host: opts.dispatch.map(|ns| ns.ip().to_string()),
             bcrypt_cost: TEST_BCRYPT_COST,
             chl: opts.chl,
             sb_auth_timeout_secs: opts
@@ -414,6 +457,51 @@ impl TestStack {
             .await
     }
 
+    /// The MSNP12 login MSN 7.5 does over HTTPS: `POST /RST.srf` with its SOAP body for
+    /// `handle` and `secret` (the `USR TWN S` parameters as policy). Returns the response.
+    ///
+    /// # Errors
+    ///
+    /// TLS or HTTP failed.
+    pub async fn rst_login(
+        &self,
+        handle: &str,
+        secret: &str,
+        twn_params: &str,
+    ) -> anyhow::Result<crate::http::Response> {
+        self.https_request(&rst_request(handle, secret, twn_params))
+            .await
+    }
+
+    /// Logs `handle` in as MSN 7.5 does (MSNP12): `VER 1 MSNP12 MSNP11 MSNP10 CVR0`, `CVR` of
+    /// 7.5.0324, `USR TWN I`, `POST /RST.srf` over HTTPS (against the stack's generated CA)
+    /// with the seeded access token as password, the `Compact1` token in `USR TWN S`; consumes
+    /// `USR OK`, `SBS 0 null` and the profile message.
+    ///
+    /// # Errors
+    ///
+    /// Any step went otherwise.
+    pub async fn login_rst(&self, handle: &str) -> anyhow::Result<MsnpClient> {
+        let mut c = self.connect_ns(&ns_label(handle)).await?;
+        let versions = [
+            ProtocolVersion::MSNP12,
+            ProtocolVersion::MSNP11,
+            ProtocolVersion::MSNP10,
+        ];
+        login_with_ticket(&mut c, &versions, "7.5.0324", handle, |params| async move {
+            let res = self.rst_login(handle, self.token(handle), &params).await?;
+            ensure!(
+                res.status_line == "HTTP/1.1 200 OK",
+                "RST.srf: {}",
+                res.status_line
+            );
+            relive_msnp::rst::messenger_ticket(&res.body)
+                .ok_or_else(|| anyhow!("RST.srf: no Compact1 token in the answer"))
+        })
+        .await?;
+        Ok(c)
+    }
+
     /// Logs `handle` in with Passport 1.4 in dialect `version` (MSNP8+): `VER` (offering
     /// `version` and MSNP8), `CVR`, `USR TWN I`, the real HTTPS nexus and `login2.srf` exchange
     /// with the seeded access token as `pwd`, then `USR TWN S <ticket>`; consumes `USR OK` and
@@ -427,6 +515,30 @@ impl TestStack {
         login_twn_with(&mut c, version, handle, |twn_params| async move {
             self.passport_login(handle, self.token(handle), &twn_params)
                 .await
+        })
+        .await?;
+        Ok(c)
+    }
+
+    /// Logs `handle` in through the nexus and `login2.srf` (HTTPS) as the client `client`
+    /// (e.g. `6.2.0205`) offering the dialects `offer` (MSN 6.2: MSNP10 and MSNP9).
+    ///
+    /// # Errors
+    ///
+    /// Any step went otherwise.
+    pub async fn login_passport_as(
+        &self,
+        offer: &[ProtocolVersion],
+        client: &str,
+        handle: &str,
+    ) -> anyhow::Result<MsnpClient> {
+        let mut c = self.connect_ns(&ns_label(handle)).await?;
+        login_with_ticket(&mut c, offer, client, handle, |twn_params| async move {
+            login2_ticket(
+                &self
+                    .passport_login(handle, self.token(handle), &twn_params)
+                    .await?,
+            )
         })
         .await?;
         Ok(c)
@@ -573,7 +685,7 @@ pub fn login2_request(
 /// Logs `handle` in with Passport 1.4 in dialect `version` (MSNP8+) on the NS connection `c`:
 /// `VER` (offering `version` and MSNP8), `CVR`, `USR TWN I`, then `passport` with the `TWN S`
 /// parameters (it does the HTTPS `login2.srf` exchange and returns the response), then
-/// `USR TWN S <ticket>`; consumes `USR OK` and the profile message.
+/// `USR TWN S <ticket>`; consumes `USR OK` (and, MSNP11+, `SBS`) and the profile message.
 ///
 /// # Errors
 ///
@@ -589,8 +701,57 @@ where
     Fut: Future<Output = anyhow::Result<crate::http::Response>>,
 {
     let v = ProtocolVersion::new(version).ok_or_else(|| anyhow!("bad version {version}"))?;
+    login_with_ticket(
+        c,
+        &[v, ProtocolVersion::MSNP8],
+        "6.2.0205",
+        handle,
+        |twn_params| async move { login2_ticket(&passport(twn_params).await?) },
+    )
+    .await
+}
+
+/// The ticket of a successful `login2.srf` answer.
+///
+/// # Errors
+///
+/// Not `200 OK`, or no ticket in `Authentication-Info`.
+pub fn login2_ticket(res: &crate::http::Response) -> anyhow::Result<String> {
+    ensure!(
+        res.status_line == "HTTP/1.1 200 OK",
+        "login2.srf: {}",
+        res.status_line
+    );
+    res.header("Authentication-Info")
+        .and_then(crate::http::ticket_of)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("login2.srf: no ticket"))
+}
+
+/// The Passport login on `c`: `VER` offering `offer` (the first is expected back), `CVR` of
+/// `MSNMSGR <client>`, `USR TWN I`, then `ticket` with the `TWN S` parameters (it does the
+/// HTTPS part and returns the ticket), then `USR TWN S <ticket>`; consumes `USR OK`, `SBS 0
+/// null` where the dialect sends it, and the profile message. Sets the client's dialect.
+///
+/// # Errors
+///
+/// Any step went otherwise.
+pub async fn login_with_ticket<F, Fut>(
+    c: &mut MsnpClient,
+    offer: &[ProtocolVersion],
+    client: &str,
+    handle: &str,
+    ticket: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<String>>,
+{
+    let v = *offer.first().ok_or_else(|| anyhow!("no dialect offered"))?;
+    let offered: Vec<String> = offer.iter().map(ToString::to_string).collect();
     let t = c.trid();
-    c.send_line(&format!("VER {t} {v} MSNP8 CVR0")).await?;
+    c.send_line(&format!("VER {t} {} CVR0", offered.join(" ")))
+        .await?;
     c.set_version(v);
     let line = c.recv_raw().await?.line();
     ensure!(
@@ -599,7 +760,7 @@ where
     );
     let t = c.trid();
     c.send_line(&format!(
-        "CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR 6.2.0205 MSMSGS {handle}"
+        "CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR {client} MSMSGS {handle}"
     ))
     .await?;
     let line = c.recv_raw().await?.line();
@@ -614,16 +775,7 @@ where
         .strip_prefix(&format!("USR {t} TWN S "))
         .ok_or_else(|| anyhow!("expected USR {t} TWN S, got {line:?}"))?
         .to_owned();
-    let res = passport(twn_params).await?;
-    ensure!(
-        res.status_line == "HTTP/1.1 200 OK",
-        "login2.srf: {}",
-        res.status_line
-    );
-    let ticket = res
-        .header("Authentication-Info")
-        .and_then(crate::http::ticket_of)
-        .ok_or_else(|| anyhow!("login2.srf: no ticket"))?;
+    let ticket = ticket(twn_params).await?;
     let t = c.trid();
     c.send_line(&format!("USR {t} TWN S {ticket}")).await?;
     let line = c.recv_raw().await?.line();
@@ -631,13 +783,34 @@ where
         line.starts_with(&format!("USR {t} OK {handle} ")),
         "expected USR {t} OK, got {line:?}"
     );
-    let profile = c.recv_raw().await?;
+    let mut profile = c.recv_raw().await?;
+    if c.caps().sbs {
+        ensure!(
+            profile.line() == "SBS 0 null",
+            "expected SBS 0 null, got {:?}",
+            profile.line()
+        );
+        profile = c.recv_raw().await?;
+    }
     ensure!(
         profile.line().starts_with("MSG Hotmail Hotmail "),
         "expected the profile, got {:?}",
         profile.line()
     );
     Ok(())
+}
+
+/// The `RST.srf` request MSN 7.5 posts (its SOAP body from
+/// [`relive_msnp::rst::msn75_request`], in an HTTP/1.1 POST as WinINet sends it).
+#[must_use]
+pub fn rst_request(handle: &str, secret: &str, twn_params: &str) -> String {
+    let body = relive_msnp::rst::msn75_request(handle, secret, twn_params);
+    format!(
+        "POST /RST.srf HTTP/1.1\r\nAccept: text/*\r\nUser-Agent: MSMSGS\r\n\
+         Content-Type: text/xml; charset=utf-8\r\nHost: loginnet.passport.com\r\n\
+         Content-Length: {}\r\nConnection: Keep-Alive\r\nCache-Control: no-cache\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Sends `USR trid MD5 I handle` and returns the challenge from `USR trid MD5 S <salt>`.
@@ -661,16 +834,18 @@ pub async fn md5_challenge(c: &mut MsnpClient, handle: &str) -> anyhow::Result<S
     }
 }
 
-/// Sends `SYN trid 0` and consumes the reply: the `SYN` line and whatever dump follows (the
-/// end is found with a `PNG` round trip, since a server whose version is still 0 may answer
-/// with the `SYN` line alone). Returns the list version and the lines after `SYN`.
+/// Sends `SYN trid 0` (MSNP10+: `SYN trid 0 0`) and consumes the reply: the `SYN` line and
+/// whatever dump follows (the end is found with a `PNG` round trip, since a server whose
+/// version is still 0 may answer with the `SYN` line alone). Returns the list version (0 from
+/// MSNP10) and the lines after `SYN`.
 ///
 /// # Errors
 ///
 /// No `SYN` reply first.
 pub async fn sync_lists(c: &mut MsnpClient) -> anyhow::Result<(u32, Vec<ServerMessage>)> {
     let t = c.trid();
-    c.send_line(&format!("SYN {t} 0")).await?;
+    let nothing_cached = if c.caps().abch { "0 0" } else { "0" };
+    c.send_line(&format!("SYN {t} {nothing_cached}")).await?;
     let version = match c.recv().await? {
         ServerMessage::Syn { trid, version, .. } if trid == t => version,
         other => bail!("{}: expected SYN {t} <v>, got {other:?}", c.label()),
@@ -686,8 +861,8 @@ pub async fn sync_lists(c: &mut MsnpClient) -> anyhow::Result<(u32, Vec<ServerMe
 }
 
 /// Sends `CHG trid status` and consumes the echo and the `ILN` burst (which ends at the next
-/// `PNG` round trip: the burst is sent before the server reads our `PNG`). A `CHL` met on the
-/// way is answered correctly.
+/// `PNG` round trip: the burst is sent before the server reads our `PNG`), `UBX` lines
+/// (MSNP11+) included. A `CHL` met on the way is answered correctly.
 ///
 /// # Errors
 ///
@@ -705,12 +880,20 @@ pub async fn change_status(c: &mut MsnpClient, status: &str) -> anyhow::Result<V
         match c.recv().await? {
             ServerMessage::Qng { .. } => return Ok(ilns),
             m @ ServerMessage::Iln { trid, .. } if trid == t => ilns.push(m),
-            // With challenges on, answer like MSN 4.x would and take the acknowledgement.
+            // MSNP11+: a contact's personal message follows its ILN.
+            m @ ServerMessage::Ubx { .. } => ilns.push(m),
+            // With challenges on, answer like MSN 4.x (or, MSNP11+, MSN 7.0) would and take the
+            // acknowledgement.
             ServerMessage::Chl { challenge, .. } => {
-                let answer = qry_response(challenge.as_str(), QRY_CLIENT_ID)
-                    .ok_or_else(|| anyhow!("no key for {QRY_CLIENT_ID}"))?;
+                let scheme = c.caps().qry;
+                let id = match scheme {
+                    relive_msnp::version::QryScheme::Md5 => QRY_CLIENT_ID,
+                    relive_msnp::version::QryScheme::ProductKey => QRY_PRODUCT_ID,
+                };
+                let answer = qry_answer(scheme, challenge.as_str(), id)
+                    .ok_or_else(|| anyhow!("no key for {id}"))?;
                 let q = c.trid();
-                c.send_payload(&format!("QRY {q} {QRY_CLIENT_ID}"), answer.as_bytes())
+                c.send_payload(&format!("QRY {q} {id}"), answer.as_bytes())
                     .await?;
             }
             ServerMessage::QryAck { .. } => {}

@@ -8,6 +8,8 @@
     unreachable_pub
 )]
 
+/// Every catalog build from MSN 5.0 to 7.5 synthesized, and MSN 7.5 with its msidcrl.dll.
+mod catalog;
 /// Installed-client executables: patch, run under wine64, idempotency, restore, PE32 statically.
 mod executable;
 /// Building the fixtures (mingw-w64, windres, gcab, wixl, osslsigncode) once.

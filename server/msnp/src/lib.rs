@@ -1,5 +1,5 @@
 //! Sans-IO MSNP core of Relive: framing, typed commands and per-dialect capabilities for
-//! MSN Messenger protocol versions MSNP2 – MSNP9 (MSNP10/11 partially).
+//! MSN Messenger protocol versions MSNP2 – MSNP12.
 //!
 //! The crate turns bytes into typed values and typed values back into bytes. It contains no
 //! networking code, no async runtime and no clock: time, where it matters, is passed in.
@@ -14,8 +14,11 @@
 //!   [`version::Capabilities`], the one table of what changed between dialects.
 //! * [`client`]: client → server commands ([`client::ClientCommand`]).
 //! * [`server`]: server → client messages ([`server::ServerMessage`]) encoded per dialect.
-//! * [`auth`]: MD5 login and `CHL`/`QRY` challenge helpers.
+//! * [`auth`]: MD5 login and `CHL`/`QRY` challenge helpers (MD5 and MSNP11 product-key).
 //! * [`passport`]: the Passport 1.4 `Authorization` header of `login2.srf` requests.
+//! * [`rst`]: the MSNP12 ("Passport 3.0") SOAP `RST.srf` login request and its answers.
+//! * [`psm`]: the MSNP11+ personal message (`UUX`/`UBX` XML).
+//! * [`xml`]: the small bounded XML tree `psm` and `rst` use.
 //! * [`session`]: pure login-phase rules for NS and SB connections.
 //! * [`transcript`]: parser for the conformance transcript format (PROTOCOL.md §9).
 //! * [`error`]: [`error::FrameError`] and [`error::ParseError`].
@@ -37,8 +40,11 @@ pub mod client;
 pub mod error;
 pub mod frame;
 pub mod passport;
+pub mod psm;
+pub mod rst;
 pub mod server;
 pub mod session;
 pub mod transcript;
 pub mod types;
 pub mod version;
+pub mod xml;

@@ -12,8 +12,10 @@
 //!
 //! Rules: a second `VER` → `715` and close; a command with no meaning yet → close without a
 //! reply; `USR` after success → `207`; commands removed in the dialect (`INF`/`USR MD5` under
-//! MSNP8+, client `LST` under MSNP9 …) → close; any client `ADD`/`REM` on RL → close; unknown
-//! commands → close; `CHG FLN` → `201`; `XFR SB` before the first `CHG` or while hidden → `913`.
+//! MSNP8+, client `LST` under MSNP9, `ADD`/`REA` under MSNP10+, `ADC`/`SBP` before MSNP10, `UUX`
+//! before MSNP11, `GCF` outside MSNP11–12 …) → close; any client `ADD`/`ADC`/`REM` on RL →
+//! close; unknown commands → close; `CHG FLN` → `201`; `XFR SB` before the first `CHG` or while
+//! hidden → `913`.
 
 use std::ops::RangeInclusive;
 
@@ -192,8 +194,12 @@ impl NsSession {
         match cmd {
             C::Usr(u) => Decision::Reply(ErrorCode::AlreadyLoggedIn, u.trid()),
             C::Add(a) if a.list == ListKind::Rl => Decision::Close(CloseReason::ReverseListEdit),
+            C::Adc(a) if a.list == ListKind::Rl => Decision::Close(CloseReason::ReverseListEdit),
             C::Rem(r) if r.list == ListKind::Rl => Decision::Close(CloseReason::ReverseListEdit),
             C::Add(_) | C::Rea(_) if !caps.add_rea => removed,
+            C::Adc(_) | C::Sbp(_) if !caps.abch => removed,
+            C::Uux(_) if !caps.psm => removed,
+            C::Gcf(_) if !caps.gcf => removed,
             C::Adg(_) | C::Rmg(_) | C::Reg(_) if !caps.groups => removed,
             C::Lst(_) if !caps.client_list_query => removed,
             C::Lsg(_) if !(caps.client_list_query && caps.groups) => removed,
@@ -436,6 +442,77 @@ mod tests {
             run(&mut s, "MSG 7 A 0"),
             Decision::Close(CloseReason::WrongRole)
         );
+    }
+
+    /// An online session in dialect `v` (the commands are parsed in that dialect).
+    fn online_in(v: &str) -> (NsSession, Capabilities) {
+        let mut s = ns();
+        let caps = Capabilities::for_version(ProtocolVersion::parse(v).unwrap());
+        let mut go = |line: &str| {
+            let mut b = BytesMut::from(format!("{line}\r\n").as_bytes());
+            let f = decode(&mut b, Direction::ClientToServer).unwrap().unwrap();
+            s.on_command(&C::from_frame(&f, Role::Notification, &caps).unwrap())
+        };
+        go(&format!("VER 1 {v} CVR0"));
+        go("CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 7.0.0813 MSMSGS alice@example.com");
+        go("USR 3 TWN I alice@example.com");
+        s.login_succeeded();
+        (s, caps)
+    }
+
+    fn run_in(s: &mut NsSession, caps: &Capabilities, line: &str) -> Decision {
+        let mut b = BytesMut::from(format!("{line}\r\n").as_bytes());
+        let f = decode(&mut b, Direction::ClientToServer).unwrap().unwrap();
+        s.on_command(&C::from_frame(&f, Role::Notification, caps).unwrap())
+    }
+
+    #[test]
+    fn address_book_commands_follow_the_dialect() {
+        let closed = Decision::Close(CloseReason::NotInDialect);
+        // MSNP9 has no ADC, SBP, UUX or GCF.
+        let (mut s, caps) = online_in("MSNP9");
+        assert_eq!(run_in(&mut s, &caps, "ADC 5 AL N=bob@example.com"), closed);
+        let (mut s, caps) = online_in("MSNP9");
+        assert_eq!(run_in(&mut s, &caps, "GCF 5 Shields.xml"), closed);
+        // MSNP10: ADD and REA are gone, ADC/SBP exist, UUX and GCF not yet.
+        let (mut s, caps) = online_in("MSNP10");
+        assert_eq!(
+            run_in(&mut s, &caps, "ADC 5 FL N=bob@example.com F=Bob"),
+            Decision::Dispatch
+        );
+        assert_eq!(
+            run_in(
+                &mut s,
+                &caps,
+                "SBP 6 7b7f3a8e-0c41-4a3a-9d3a-2f4c2d1b9e10 MFN Bobby"
+            ),
+            Decision::Dispatch
+        );
+        assert_eq!(
+            run_in(&mut s, &caps, "ADC 7 RL N=bob@example.com"),
+            Decision::Close(CloseReason::ReverseListEdit)
+        );
+        let (mut s, caps) = online_in("MSNP10");
+        assert_eq!(
+            run_in(&mut s, &caps, "ADD 5 FL bob@example.com Bob"),
+            closed
+        );
+        let (mut s, caps) = online_in("MSNP10");
+        assert_eq!(run_in(&mut s, &caps, "REA 5 alice@example.com Al"), closed);
+        let (mut s, caps) = online_in("MSNP10");
+        assert_eq!(run_in(&mut s, &caps, "GCF 5 Shields.xml"), closed);
+        // MSNP11/12: UUX and GCF.
+        let (mut s, caps) = online_in("MSNP12");
+        assert_eq!(
+            run_in(&mut s, &caps, "GCF 5 Shields.xml"),
+            Decision::Dispatch
+        );
+        let mut b = BytesMut::from(&b"UUX 6 25\r\n<Data><PSM>x</PSM></Data>"[..]);
+        let f = decode(&mut b, Direction::ClientToServer).unwrap().unwrap();
+        let uux = C::from_frame(&f, Role::Notification, &caps).unwrap();
+        assert_eq!(s.on_command(&uux), Decision::Dispatch);
+        let (mut s10, _) = online_in("MSNP10");
+        assert_eq!(s10.on_command(&uux), closed);
     }
 
     #[test]

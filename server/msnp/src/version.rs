@@ -3,6 +3,14 @@
 //! [`Capabilities::for_version`] is the only place in the workspace that knows which dialect
 //! introduced or removed what (PROTOCOL.md §2.1, §6, §8). Handlers never compare version numbers;
 //! encoders branch on these flags.
+//!
+//! MSNP10–12 in one paragraph (research notes for issue 16): MSNP10 (MSN 6.1/6.2) switches the
+//! lists to the address-book model ([`Capabilities::abch`]: contacts and groups by GUID, `ADC`,
+//! `SBP`, `PRP MFN`, `SYN` by timestamps, no list versions, no "Other Contacts" group, `USR OK`
+//! without the name); MSNP11 (MSN 7.0) adds the personal message (`UUX`/`UBX`), `SBS 0 null`,
+//! `GCF Shields.xml` and the product-key challenge ([`QryScheme::ProductKey`]); MSNP12 (MSN 7.5)
+//! adds the network type to `LST` and the caps to switchboard `IRO`/`JOI`, and logs in through
+//! the SOAP `RST.srf` service (an HTTP matter, invisible here).
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -28,15 +36,17 @@ impl ProtocolVersion {
     pub const MSNP8: Self = Self(8);
     /// MSNP9 (MSN 6.0).
     pub const MSNP9: Self = Self(9);
-    /// MSNP10 (MSN 6.1/6.2); only partly modelled (see [`Capabilities`]).
+    /// MSNP10 (MSN 6.1/6.2).
     pub const MSNP10: Self = Self(10);
-    /// MSNP11 (MSN 7.0); only partly modelled.
+    /// MSNP11 (MSN 7.0).
     pub const MSNP11: Self = Self(11);
+    /// MSNP12 (MSN 7.5).
+    pub const MSNP12: Self = Self(12);
 
     /// Every dialect this crate can parse from `VER`.
-    pub const KNOWN: RangeInclusive<Self> = Self::MSNP2..=Self::MSNP11;
-    /// The dialects whose commands this crate fully models (MSNP2–MSNP9).
-    pub const IMPLEMENTED: RangeInclusive<Self> = Self::MSNP2..=Self::MSNP9;
+    pub const KNOWN: RangeInclusive<Self> = Self::MSNP2..=Self::MSNP12;
+    /// The dialects whose commands this crate fully models (MSNP2–MSNP12).
+    pub const IMPLEMENTED: RangeInclusive<Self> = Self::MSNP2..=Self::MSNP12;
 
     /// The dialect with number `n`, if known.
     #[must_use]
@@ -108,8 +118,10 @@ pub enum ProfileGeneration {
     LoginTimeOnly,
     /// Passport fields added (MSNP3–MSNP7).
     PassportFields,
-    /// `ClientIP` / `ClientPort` added (MSNP8+).
+    /// `ClientIP` / `ClientPort` added (MSNP8–9).
     ClientAddress,
+    /// `ABCHMigrated: 1` added: the client uses the GUID/timestamp list model (MSNP10+).
+    Abch,
 }
 
 /// How the `SYN` list dump is laid out (PROTOCOL.md §2.6).
@@ -121,9 +133,28 @@ pub enum SynGeneration {
     Second,
     /// MSNP7: as second, plus LSG group lines and FL group lists.
     Third,
-    /// MSNP8+: counts in `SYN`, no trid/version on sub-lines, one LST per contact with a bitmask.
-    /// (The MSNP10 ABCH form is not modelled yet.)
+    /// MSNP8–9: counts in `SYN`, no trid/version on sub-lines, one LST per contact with a bitmask.
     Bitmask,
+    /// MSNP10+: as `Bitmask`, but `SYN` carries timestamps, `PRP MFN` names the user, `LSG`
+    /// lines carry GUIDs (no group 0), and `LST N=<h> F=<name> C=<guid> <bits> <group guids>`.
+    Abch,
+}
+
+impl SynGeneration {
+    /// Whether the dump is the MSNP8+ one (counts, one `LST` per contact with a bitmask).
+    #[must_use]
+    pub fn is_bitmask(self) -> bool {
+        self >= Self::Bitmask
+    }
+}
+
+/// How a `QRY` answer to a `CHL` is computed (PROTOCOL.md §2.5, §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QryScheme {
+    /// MSNP6–MSNP10: `md5(challenge ‖ key)` with the MSNP6–10 client ids.
+    Md5,
+    /// MSNP11+: the 64-bit "product key" hash with the MSNP11+ product ids.
+    ProductKey,
 }
 
 /// Everything that differs between dialects, derived from the version alone.
@@ -162,6 +193,8 @@ pub struct Capabilities {
     pub phone_props: bool,
     /// Server challenges `CHL`/`QRY` (MSNP6+).
     pub chl_qry: bool,
+    /// How a `QRY` answer is computed.
+    pub qry: QryScheme,
     /// Client capabilities in `CHG`/`ILN`/`NLN` (MSNP8+).
     pub presence_caps: bool,
     /// MSNObject as optional last parameter of `CHG`/`ILN`/`NLN` (MSNP9+).
@@ -188,6 +221,20 @@ pub struct Capabilities {
     pub fnd: bool,
     /// Error `502` (command disabled) understood (MSNP7+).
     pub error_502: bool,
+    /// The address-book list model (MSNP10+, `ABCHMigrated: 1`): `ADC`, `REM` of FL contacts
+    /// and `ADG`/`RMG`/`REG` by GUID, `SBP`, `PRP MFN`, `ADC 0 RL` notifications, `SYN` by
+    /// timestamps, no list versions in any reply, no group 0, `208` for an unknown user.
+    pub abch: bool,
+    /// Personal message: client `UUX`, server `UBX` after `ILN`/`NLN` (MSNP11+).
+    pub psm: bool,
+    /// `SBS 0 null` right after `USR OK` (MSNP11+).
+    pub sbs: bool,
+    /// `GCF trid Shields.xml` (MSNP11–MSNP12).
+    pub gcf: bool,
+    /// `LST` lines carry the contact's network type after the list bits (MSNP12+).
+    pub lst_network: bool,
+    /// Switchboard `IRO`/`JOI` carry the participant's client caps (MSNP12+).
+    pub sb_caps: bool,
 }
 
 impl Capabilities {
@@ -214,17 +261,24 @@ impl Capabilities {
             profile: match n {
                 2 => ProfileGeneration::LoginTimeOnly,
                 3..=7 => ProfileGeneration::PassportFields,
-                _ => ProfileGeneration::ClientAddress,
+                8 | 9 => ProfileGeneration::ClientAddress,
+                _ => ProfileGeneration::Abch,
             },
             syn: match n {
                 2..=4 => SynGeneration::First,
                 5 | 6 => SynGeneration::Second,
                 7 => SynGeneration::Third,
-                _ => SynGeneration::Bitmask,
+                8 | 9 => SynGeneration::Bitmask,
+                _ => SynGeneration::Abch,
             },
             groups: n >= 7,
             phone_props: n >= 5,
             chl_qry: n >= 6,
+            qry: if n >= 11 {
+                QryScheme::ProductKey
+            } else {
+                QryScheme::Md5
+            },
             presence_caps: n >= 8,
             msn_object: n >= 9,
             qng_seconds: n >= 9,
@@ -238,6 +292,12 @@ impl Capabilities {
             snd: n <= 4,
             fnd: n <= 7,
             error_502: n >= 7,
+            abch: n >= 10,
+            psm: n >= 11,
+            sbs: n >= 11,
+            gcf: (11..=12).contains(&n),
+            lst_network: n >= 12,
+            sb_caps: n >= 12,
         }
     }
 }
@@ -248,7 +308,7 @@ mod tests {
 
     #[test]
     fn parse_and_display() {
-        for n in 2..=11 {
+        for n in 2..=12 {
             let v = ProtocolVersion::new(n).unwrap();
             assert_eq!(ProtocolVersion::parse(&v.to_string()), Some(v));
             assert_eq!(
@@ -257,7 +317,7 @@ mod tests {
             );
         }
         assert_eq!(ProtocolVersion::new(1), None);
-        assert_eq!(ProtocolVersion::new(12), None);
+        assert_eq!(ProtocolVersion::new(13), None);
         assert_eq!(ProtocolVersion::parse("CVR0"), None);
         assert_eq!(ProtocolVersion::parse("MSNP"), None);
         assert_eq!(ProtocolVersion::parse("MSNP+8"), None);
@@ -269,7 +329,14 @@ mod tests {
         use ProtocolVersion as V;
         let offered = [V::MSNP7, V::MSNP6, V::MSNP5, V::MSNP4];
         assert_eq!(negotiate(&offered, V::IMPLEMENTED), Some(V::MSNP7));
-        assert_eq!(negotiate(&[V::MSNP11, V::MSNP10], V::IMPLEMENTED), None);
+        assert_eq!(
+            negotiate(&[V::MSNP11, V::MSNP10], V::IMPLEMENTED),
+            Some(V::MSNP11)
+        );
+        assert_eq!(
+            negotiate(&[V::MSNP11, V::MSNP10], V::MSNP2..=V::MSNP9),
+            None
+        );
         assert_eq!(
             negotiate(&[V::MSNP9, V::MSNP8], V::MSNP2..=V::MSNP8),
             Some(V::MSNP8)
@@ -295,5 +362,17 @@ mod tests {
         assert!(c(8).client_list_query && !c(9).client_list_query);
         assert!(c(8).pag && !c(9).pag && !c(4).pag);
         assert_eq!(c(8).profile, ProfileGeneration::ClientAddress);
+        // MSNP10–12 (issue 16).
+        assert!(!c(9).abch && c(10).abch && !c(10).usr_ok_name && !c(10).add_rea);
+        assert_eq!(c(9).syn, SynGeneration::Bitmask);
+        assert_eq!(c(10).syn, SynGeneration::Abch);
+        assert!(c(10).syn.is_bitmask() && !c(7).syn.is_bitmask());
+        assert_eq!(c(10).profile, ProfileGeneration::Abch);
+        assert!(!c(10).psm && c(11).psm && c(11).sbs && !c(10).sbs);
+        assert!(!c(10).gcf && c(11).gcf && c(12).gcf);
+        assert_eq!(c(10).qry, QryScheme::Md5);
+        assert_eq!(c(11).qry, QryScheme::ProductKey);
+        assert!(!c(11).lst_network && c(12).lst_network);
+        assert!(!c(11).sb_caps && c(12).sb_caps);
     }
 }

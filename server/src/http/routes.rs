@@ -3,6 +3,8 @@
 //! ```text
 //! GET  /rdr/pprdr.asp            → 200, PassportURLs: DARealm=...,DALogin=...
 //! GET  /login2.srf               → 200 Authentication-Info (ticket) | 401 WWW-Authenticate | 503
+//! POST /RST.srf                  → 200 text/xml WS-Trust tokens (ticket) | 200 SOAP fault | 400 | 503
+//! POST /                         → 200, empty (MSN 7.5's "key port" probe of the login server)
 //! GET  /Config/MsgrConfig.asmx   → 200 text/xml <MsgrConfig> document
 //! POST /Config/MsgrConfig.asmx   → 200 text/xml SOAP GetClientConfigResponse wrapping it
 //! GET  / /mail /profile /download → 200 text/html: what this server offers there today
@@ -20,21 +22,33 @@
 //! browser); they say plainly what exists, until the website replaces them.
 //!
 //! The login route is also served at the configured `nexus.path` when that differs.
+//!
+//! `RST.srf` (MSNP12, MSN 7.5; [`relive_msnp::rst`]) checks the credentials of the SOAP request
+//! through the same [`PassportService::login`] as `login2.srf`, so it issues the same tickets,
+//! counts against the same rate limiter and tells an unknown account from a wrong secret no
+//! more than `login2.srf` does: both get the same `wsse:FailedAuthentication` fault, byte for
+//! byte (HTTP 200, as the PP3-era clients expect; see the module doc of `relive_msnp::rst`).
+//! A rate-limited request gets `503` with `Retry-After`, as at `login2.srf`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Extension, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use rand::RngCore as _;
+use relive_msnp::rst::{self, RstRequest};
+use relive_msnp::types::Passport;
 
 use super::Peer;
 use super::legacy::LegacyCertPaths;
 use super::lenient::PassportPaths;
 use crate::passport::{Credentials, LoginError, PassportService, Transport};
+use crate::secret::Secret;
 use crate::tls::CertPaths;
 
 /// The nexus path (`PassportURLs`).
@@ -42,6 +56,14 @@ pub const NEXUS_PATH: &str = "/rdr/pprdr.asp";
 
 /// The Passport 1.4 login path.
 pub const LOGIN_PATH: &str = "/login2.srf";
+
+/// The MSNP12 (Passport 3.0, WS-Trust) login path.
+pub const RST_PATH: &str = "/RST.srf";
+
+/// How long the tokens `RST.srf` issues say they live: a day, as the service said, so a client
+/// clock a few minutes off does not see them expire at once. (The ticket inside is single-use
+/// and expires after `passport.ticket_lifetime_secs` whatever this says.)
+const RST_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 
 const MSGR_CONFIG_PATH: &str = "/Config/MsgrConfig.asmx";
 
@@ -121,12 +143,23 @@ pub fn router(state: RouteState, login_path: &str) -> Router {
     let mut router = Router::new()
         .route(NEXUS_PATH, get(nexus))
         .route(SHORT_NEXUS_PATH, get(nexus))
-        .route(LOGIN_PATH, get(login));
+        .route(LOGIN_PATH, get(login))
+        .route(
+            RST_PATH,
+            post(rst_login).layer(DefaultBodyLimit::max(rst::MAX_REQUEST_BYTES)),
+        );
     for path in [MSGR_CONFIG_PATH, SHORT_MSGR_CONFIG_PATH] {
         router = router.route(path, get(msgr_config_get).post(msgr_config_post));
     }
     for path in LINKED_PAGES {
-        router = router.route(path, get(linked_page));
+        let page = get(linked_page);
+        // MSN 7.5 probes the login server with an empty `POST /`.
+        let page = if path == "/" {
+            page.post(key_port_probe)
+        } else {
+            page
+        };
+        router = router.route(path, page);
     }
     if is_extra_login_path(login_path) {
         router = router.route(login_path, get(login));
@@ -140,7 +173,7 @@ pub fn router(state: RouteState, login_path: &str) -> Router {
 pub fn passport_paths(login_path: &str) -> PassportPaths {
     let extra = is_extra_login_path(login_path).then_some(login_path);
     PassportPaths::new(
-        [NEXUS_PATH, SHORT_NEXUS_PATH, LOGIN_PATH]
+        [NEXUS_PATH, SHORT_NEXUS_PATH, LOGIN_PATH, RST_PATH]
             .into_iter()
             .chain(extra),
     )
@@ -158,6 +191,7 @@ fn is_extra_login_path(login_path: &str) -> bool {
             NEXUS_PATH,
             SHORT_NEXUS_PATH,
             LOGIN_PATH,
+            RST_PATH,
             MSGR_CONFIG_PATH,
             SHORT_MSGR_CONFIG_PATH,
             CA_PATH,
@@ -247,21 +281,122 @@ async fn login(
                     "passport login rate-limited"
                 );
             }
-            // Round up so a client that waits exactly this long is allowed.
-            let secs =
-                refused.retry_after.as_secs() + u64::from(refused.retry_after.subsec_nanos() > 0);
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, HeaderValue::from(secs))],
-                Body::empty(),
-            )
-                .into_response()
+            rate_limited(&refused)
         }
         Err(LoginError::Store(error)) => {
             tracing::error!(%error, "passport login: store failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// `503` with `Retry-After` (whole seconds, rounded up so a client that waits that long is
+/// allowed): the answer of both login endpoints to a rate-limited request.
+fn rate_limited(refused: &crate::passport::Refused) -> Response {
+    let secs = refused.retry_after.as_secs() + u64::from(refused.retry_after.subsec_nanos() > 0);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, HeaderValue::from(secs))],
+        Body::empty(),
+    )
+        .into_response()
+}
+
+/// A SOAP answer of `RST.srf`.
+fn soap(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// `POST /RST.srf`: the MSNP12 login (module doc).
+async fn rst_login(
+    State(state): State<RouteState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    let request = match RstRequest::parse(&body) {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::info!(%error, bytes = body.len(), "RST.srf: not a token request");
+            return soap(StatusCode::BAD_REQUEST, rst::BAD_REQUEST.to_owned());
+        }
+    };
+    let failed = || soap(StatusCode::OK, rst::AUTH_FAILED.to_owned());
+    // A user name that is no handle fails like an unknown account (as at login2.srf).
+    let Ok(handle) = Passport::parse(&request.username) else {
+        tracing::info!("RST.srf: the user name is not a valid handle");
+        return failed();
+    };
+    let credentials = Credentials {
+        handle,
+        secret: Secret::new(request.password.clone()),
+    };
+    match state
+        .passport
+        .login(&credentials, peer.addr.ip(), peer.transport)
+        .await
+    {
+        Ok(ticket) => {
+            tracing::info!(handle = %credentials.handle, "RST.srf login succeeded");
+            let member_id = match state.passport.store().account(&credentials.handle).await {
+                Ok(Some(a)) => a.member_id,
+                Ok(None) => 0,
+                Err(error) => {
+                    tracing::error!(%error, "RST.srf: store failed");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut proof = [0u8; 24];
+            rand::rng().fill_bytes(&mut proof);
+            let proof_key = base64::engine::general_purpose::STANDARD.encode(proof);
+            let body = rst::issued(
+                &request,
+                &rst::Issued {
+                    handle: credentials.handle.as_str(),
+                    member_id,
+                    ticket: ticket.expose(),
+                    now,
+                    lifetime: RST_TOKEN_LIFETIME_SECS,
+                    proof_key: &proof_key,
+                },
+            );
+            soap(StatusCode::OK, body)
+        }
+        Err(LoginError::Failed(why)) => {
+            tracing::info!(handle = %credentials.handle, reason = %why, "RST.srf login failed");
+            failed()
+        }
+        Err(LoginError::Refused(refused)) => {
+            if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
+                tracing::warn!(
+                    handle = %credentials.handle,
+                    peer = %peer.addr,
+                    suppressed,
+                    "RST.srf login rate-limited"
+                );
+            }
+            rate_limited(&refused)
+        }
+        Err(LoginError::Store(error)) => {
+            tracing::error!(%error, "RST.srf login: store failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// `POST /` with no content: MSN 7.5 checks that the login server's port answers.
+async fn key_port_probe() -> StatusCode {
+    StatusCode::OK
 }
 
 fn xml(body: String) -> Response {

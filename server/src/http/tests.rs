@@ -240,6 +240,24 @@ fn login_request(handle: &str, pwd: &str) -> String {
     )
 }
 
+/// MSN 7.5's `POST /RST.srf` for `handle` and `pwd`.
+fn rst_request(handle: &str, pwd: &str) -> String {
+    let body = relive_msnp::rst::msn75_request(handle, pwd, "lc=1033,id=507,tw=40");
+    format!(
+        "POST /RST.srf HTTP/1.1\r\nHost: loginnet.passport.com\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The Messenger ticket of an `RST.srf` answer, which the Passport service accepts (once)
+/// for alice.
+fn assert_rst_ticket_for_alice(server: &Server, raw: &Raw) {
+    assert_eq!(raw.status(), "HTTP/1.1 200 OK", "{}", raw.head);
+    let ticket = relive_msnp::rst::messenger_ticket(&raw.body).unwrap();
+    assert_ticket_accepted_for_alice(server, &ticket);
+}
+
 const SUCCESS_PREFIX: &str =
     "Passport1.4 da-status=success,tname=MSPAuth,tname=MSPProf,tname=MSPSec,from-PP='";
 const SUCCESS_SUFFIX: &str = "',ru=http://messenger.msn.com";
@@ -280,12 +298,16 @@ async fn assert_password_login_once_allowed<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// `raw` carries a ticket the Passport service accepts (once) for alice.
 fn assert_ticket_for_alice(server: &Server, raw: &Raw) {
-    let ticket = ticket_of(raw);
+    assert_ticket_accepted_for_alice(server, &ticket_of(raw));
+}
+
+/// The Passport service accepts `ticket` (once) for alice.
+fn assert_ticket_accepted_for_alice(server: &Server, ticket: &str) {
     assert!(
         server
             .service
             .passport()
-            .consume_ticket(&ticket, &server.alice)
+            .consume_ticket(ticket, &server.alice)
             .is_ok()
     );
 }
@@ -843,6 +865,9 @@ async fn the_legacy_listener_speaks_tls10_with_3des_and_rsa_key_exchange() {
     assert_nexus_answers(&mut tls).await;
     // Passwords count as encrypted here: the account allows them, the listener is TLS.
     assert_password_login_once_allowed(&server, &mut tls).await;
+    // MSN 7.5's RST.srf on the same connection (XP's SChannel), with the password too.
+    let raw = exchange(&mut tls, &rst_request("alice@example.com", "secret123")).await;
+    assert_rst_ticket_for_alice(&server, &raw);
 
     // The version-less nexus line of libpurple-era clients, on a connection of its own.
     let mut tls = connect().await;
@@ -871,6 +896,14 @@ async fn logins_never_log_the_password_the_token_or_the_ticket() {
         .unwrap()
         .to_owned();
     let token = server.alice_token.expose().to_owned();
+    // RST.srf: a wrong password, then the token.
+    let rst = exchange(&mut conn, &rst_request("alice@example.com", password)).await;
+    assert_eq!(rst.body, relive_msnp::rst::AUTH_FAILED.as_bytes());
+    let rst = exchange(&mut conn, &rst_request("alice@example.com", &token)).await;
+    let rst_ticket = relive_msnp::rst::messenger_ticket(&rst.body).unwrap();
+    let rst_t = crate::passport::tickets::t_part(&rst_ticket)
+        .unwrap()
+        .to_owned();
     server.stop().await;
 
     // Both log formats: the text `serve` writes by default and `--log-format json`.
@@ -879,8 +912,10 @@ async fn logins_never_log_the_password_the_token_or_the_ticket() {
         assert!(logs.contains("passport login failed"), "{logs}");
         assert!(logs.contains("wrong secret"), "{logs}");
         assert!(logs.contains("passport login succeeded"), "{logs}");
+        assert!(logs.contains("RST.srf login failed"), "{logs}");
+        assert!(logs.contains("RST.srf login succeeded"), "{logs}");
         assert!(logs.contains("alice@example.com"));
-        for secret in [password, &token, &t_part, "Passport1.4"] {
+        for secret in [password, &token, &t_part, &rst_t, "Passport1.4"] {
             assert!(!logs.contains(secret), "{secret} appears in the logs");
         }
     }

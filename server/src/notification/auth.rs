@@ -8,6 +8,10 @@
 //! S: MSG Hotmail Hotmail <len> + text/x-msmsgsprofile
 //! ```
 //!
+//! From MSNP10 `USR OK` carries no name (the client reads it from `PRP MFN` in the `SYN` dump)
+//! and the profile says `ABCHMigrated: 1`; from MSNP11 `SBS 0 null` comes between `USR OK` and
+//! the profile (research notes §2.1, §3.1).
+//!
 //! The secret is one of the account's access tokens (never the password). Every attempt gets a
 //! new challenge, so a captured answer cannot be replayed. An unknown account gets a challenge
 //! too and fails at `USR … S` with the same `911` after the same store round trip as a wrong
@@ -15,8 +19,11 @@
 //! login closes the connection.
 //!
 //! `TWN` (PROTOCOL.md §2.3.3): `USR TWN I` is answered with the same parameters whether or not
-//! the account exists; `USR TWN S <ticket>` consumes a ticket `login2.srf` issued
+//! the account exists; `USR TWN S <ticket>` consumes a ticket `login2.srf` or `RST.srf` issued
 //! ([`crate::passport::PassportService::consume_ticket`]); any failure is `911` and a close.
+//! The ticket is what precedes the first `,`: tickets never hold one, and msnp11-sdk sends the
+//! rest of `Authentication-Info` after it (`t=…&p=…,ru=http://messenger.msn.com`; research
+//! notes §5.3).
 //!
 //! Every MD5, CTP or TWN attempt goes through the Passport rate limiter
 //! ([`crate::passport::rate_limit`]): failures count against the (account, source) pair, the
@@ -174,9 +181,9 @@ impl NsService {
                 let limiter = std::sync::Arc::clone(self.ctx.passport.rate_limiter());
                 let passport = self.ctx.passport.clone();
                 let twn = matches!(auth, Auth::Twn { .. });
-                let ticket_t = twn
-                    .then(|| t_part(response.as_str()).map(str::to_owned))
-                    .flatten();
+                // The ticket is what precedes the first comma (module doc).
+                let ticket = response.as_str().split(',').next().unwrap_or_default();
+                let ticket_t = twn.then(|| t_part(ticket).map(str::to_owned)).flatten();
                 let verify = async {
                     match auth {
                         Auth::Md5 { handle, challenge } => {
@@ -191,9 +198,7 @@ impl NsService {
                                 TokenCheck::Plain(StoreSecret::new(response.as_str().to_owned()));
                             self.verify(&handle, check).await
                         }
-                        Auth::Twn { handle } => {
-                            self.verify_ticket(&handle, response.as_str()).await
-                        }
+                        Auth::Twn { handle } => self.verify_ticket(&handle, ticket).await,
                         Auth::Idle => Ok(Err(LoginFailure::WrongSecret)),
                     }
                 };
@@ -344,6 +349,9 @@ impl NsService {
             name: account.friendly_name.clone(),
             verified: true,
         });
+        if caps.sbs {
+            out.push(ServerMessage::Sbs);
+        }
         out.push(ServerMessage::Msg {
             from: hotmail(),
             name: FriendlyName::from_display("Hotmail")
@@ -396,6 +404,9 @@ impl NsService {
                 "ClientIP: {}\r\nClientPort: {swapped}\r\n",
                 self.peer.ip()
             );
+        }
+        if caps.profile >= ProfileGeneration::Abch {
+            p.push_str("ABCHMigrated: 1\r\n");
         }
         p.push_str("\r\n");
         Bytes::from(p)

@@ -11,11 +11,13 @@
 //!   never the handle.
 //! * `SND`/`SDC` are accepted and no e-mail is ever sent; `IMS` is echoed.
 //! * `PAG` (pager) is answered `502` (command disabled): there is no pager network to reach.
+//! * `GCF Shields.xml` (MSNP11–12) → the "shields" configuration that blocks no client build
+//!   (yellows111's example, as the service sent it); any other file → an empty one.
 
-use relive_msnp::client::Fnd;
-use relive_msnp::client::Url;
+use bytes::Bytes;
+use relive_msnp::client::{Fnd, Gcf, Url};
 use relive_msnp::server::ServerMessage;
-use relive_msnp::types::{ErrorCode, FriendlyName, Token, TrId, url_decode};
+use relive_msnp::types::{ClientCaps, ErrorCode, FriendlyName, Token, TrId, url_decode};
 use relive_msnp::version::Capabilities;
 use tokio::time::Instant;
 
@@ -23,8 +25,17 @@ use super::{NsService, User};
 use crate::net::conn::Replies;
 use crate::switchboard::{Grant, Purpose};
 
-/// Seconds until the next `PNG` that MSNP9+ clients are told in `QNG`.
+/// Seconds until the next `PNG` that MSNP9+ clients are told in `QNG`. Never 5 or less:
+/// msnp11-sdk (and so, plausibly, clients written the same way) disconnects itself on a
+/// `QNG` of 5 or less.
 pub const PING_INTERVAL_SECS: u32 = 50;
+const _: () = assert!(PING_INTERVAL_SECS > 5);
+
+/// The `Shields.xml` MSNP11–12 clients fetch with `GCF` (yellows111 `GCF`; Escargot's is the
+/// same document): no client build is denied.
+pub const SHIELDS_XML: &str = "<?xml version=\"1.0\" encoding=\"utf-8\" ?><config><shield>\
+<cli maj=\"7\" min=\"0\" minbld=\"0\" maxbld=\"9999\" deny=\" \" /></shield><block></block>\
+</config>";
 /// Most `FND` results before the search is refused with `301`.
 pub const MAX_FND_RESULTS: usize = 20;
 /// How many searchable accounts one `FND` looks at.
@@ -59,6 +70,7 @@ impl NsService {
                 user: user.handle.clone(),
                 name: user.name.clone(),
                 caps: *caps,
+                client_caps: self.ctx.hub.caps_of(&user.handle).unwrap_or(ClientCaps(0)),
                 purpose: Purpose::NewRoom,
             },
             Instant::now(),
@@ -67,6 +79,19 @@ impl NsService {
             trid,
             addr: sbs.address(),
             cookie,
+        });
+    }
+
+    pub(super) fn handle_gcf(&mut self, gcf: &Gcf, out: &mut Replies) {
+        let payload = if gcf.file.as_str().eq_ignore_ascii_case("Shields.xml") {
+            Bytes::from_static(SHIELDS_XML.as_bytes())
+        } else {
+            Bytes::new()
+        };
+        out.push(ServerMessage::Gcf {
+            trid: gcf.trid,
+            file: gcf.file.clone(),
+            payload,
         });
     }
 

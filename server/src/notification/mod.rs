@@ -3,11 +3,13 @@
 //! in [`Capabilities`] and the `relive-msnp` encoders; no handler compares version numbers.
 //!
 //! - [`auth`](self::auth): `VER`, `CVR`, `INF`, `USR` (MD5, CTP, TWN), optional `XFR NS` referral,
-//!   the login itself and the profile message.
+//!   the login itself, `SBS` (MSNP11+) and the profile message.
 //! - [`sync`](self::sync): `SYN`, client `LST`/`LSG`.
-//! - [`contacts`](self::contacts): `ADD`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`, `PRP`.
-//! - [`presence`](self::presence): `CHG`, `CHL`/`QRY`.
-//! - [`misc`](self::misc): `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `PAG`, `XFR SB`.
+//! - [`contacts`](self::contacts): `ADD`, `ADC`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`,
+//!   `PRP`, `SBP`.
+//! - [`presence`](self::presence): `CHG`, `UUX`, `CHL`/`QRY`.
+//! - [`misc`](self::misc): `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `PAG`, `GCF`,
+//!   `XFR SB`.
 //!
 //! Which command may run when is decided by [`NsSession`] (login-stage strictness, removed
 //! commands, `207`, `913` …): a command it rejects closes the connection with a log line.
@@ -23,7 +25,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-pub use misc::{MAX_FND_RESULTS, PING_INTERVAL_SECS};
+pub use misc::{MAX_FND_RESULTS, PING_INTERVAL_SECS, SHIELDS_XML};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +44,8 @@ use crate::hub::Outbox;
 use crate::net::conn::{Replies, Service};
 use crate::store::{AccountId, ListError};
 
-/// The dialects the NS negotiates (MSNP8/9 log in through Passport `TWN`).
+/// The dialects the NS negotiates (MSNP8–12 log in through Passport `TWN`; MSNP12's ticket
+/// comes from `RST.srf`).
 pub const SUPPORTED: std::ops::RangeInclusive<ProtocolVersion> = ProtocolVersion::IMPLEMENTED;
 
 /// Most dialect tokens of a `VER` that a log line repeats.
@@ -138,14 +141,19 @@ impl NsService {
             .unwrap_or_else(|| Capabilities::for_version(ProtocolVersion::MSNP2))
     }
 
-    /// Answers a store error the MSNP way: its code, or a close for RL edits.
-    fn list_error(error: &ListError, trid: TrId, out: &mut Replies) {
+    /// Answers a store error the MSNP way: its code (`205` for an unknown user is `208` from
+    /// MSNP10), or a close for RL edits.
+    fn list_error(&self, error: &ListError, trid: TrId, out: &mut Replies) {
         match error.code() {
             Some(code) => {
                 if matches!(error, ListError::Store(_) | ListError::NoSuchAccount) {
                     warn!(%error, trid = trid.0, "store failure");
                 }
-                out.push(ServerMessage::error(ErrorCode::from_code(code), trid));
+                let code = match error {
+                    ListError::NoSuchUser if self.dialect().abch => ErrorCode::InvalidUsername,
+                    _ => ErrorCode::from_code(code),
+                };
+                out.push(ServerMessage::error(code, trid));
             }
             None => {
                 info!(%error, "closing");
@@ -196,6 +204,7 @@ impl NsService {
             C::Lst(l) => self.handle_lst(&l, user, caps, out).await,
             C::Lsg(l) => self.handle_lsg(&l, user, caps, out).await,
             C::Add(a) => self.handle_add(&a, user, caps, out).await,
+            C::Adc(a) => self.handle_adc(&a, user, out).await,
             C::Rem(r) => self.handle_rem(&r, user, caps, out).await,
             C::Rea(r) => self.handle_rea(&r, user, out).await,
             C::Adg(a) => self.handle_adg(&a, user, out).await,
@@ -203,9 +212,12 @@ impl NsService {
             C::Reg(r) => self.handle_reg(&r, user, out).await,
             C::Gtc(g) => self.handle_gtc(&g, user, out).await,
             C::Blp(b) => self.handle_blp(&b, user, out).await,
-            C::Prp(p) => self.handle_prp(&p, user, out).await,
+            C::Prp(p) => self.handle_prp(&p, user, caps, out).await,
+            C::Sbp(s) => self.handle_sbp(&s, user, out).await,
             C::Chg(c) => self.handle_chg(&c, user, caps, out),
-            C::Qry(q) => self.handle_qry(&q, out),
+            C::Uux(u) => self.handle_uux(&u, user, out),
+            C::Gcf(g) => self.handle_gcf(&g, out),
+            C::Qry(q) => self.handle_qry(&q, caps, out),
             C::Xfr(x) => self.handle_xfr(x.trid, user, caps, out),
             C::Url(u) => self.handle_url(&u, out),
             C::Fnd(f) => {
@@ -263,10 +275,10 @@ impl Service for NsService {
     fn parse_error(&mut self, command: &str, error: &ParseError, out: &mut Replies) {
         let online = self.user.is_some();
         let code = match (command, &error.kind) {
-            ("ADD" | "REM" | "REA", ParseErrorKind::BadPassport)
-            | ("ADD" | "REA", ParseErrorKind::BadName(_))
-            | ("ADD" | "REA" | "ADG" | "REG", ParseErrorKind::NotUtf8(_))
-            | ("GTC" | "BLP" | "CHG" | "PRP", ParseErrorKind::BadValue(_)) => {
+            ("ADD" | "ADC" | "REM" | "REA", ParseErrorKind::BadPassport)
+            | ("ADD" | "ADC" | "REA", ParseErrorKind::BadName(_))
+            | ("ADD" | "ADC" | "REA" | "ADG" | "REG", ParseErrorKind::NotUtf8(_))
+            | ("GTC" | "BLP" | "CHG" | "PRP" | "SBP" | "ADC", ParseErrorKind::BadValue(_)) => {
                 Some(ErrorCode::InvalidParameter)
             }
             ("ADG" | "REG", ParseErrorKind::BadName(_)) => Some(ErrorCode::GroupNameTooLong),

@@ -1,14 +1,18 @@
-//! Presence (`CHG`, PROTOCOL.md §2.8) and server challenges (`CHL`/`QRY`, §2.5).
+//! Presence (`CHG`, PROTOCOL.md §2.8), the personal message (`UUX`, §8) and server challenges
+//! (`CHL`/`QRY`, §2.5, §8).
 //!
 //! `CHG` is echoed, stored in the hub (which sends `NLN`/`FLN` to exactly the watchers the
-//! visibility rule allows) and, on the first one, answered with the `ILN` burst. With
+//! visibility rule allows) and, on the first one, answered with the `ILN` burst (each `ILN`
+//! followed by that contact's `UBX` for an MSNP11+ client). `UUX` is answered `UUX trid 0` and
+//! its message goes to the hub, which sends `UBX` to the MSNP11+ watchers. With
 //! `Settings::chl` on and a dialect that has challenges, the first `CHG` is followed by
 //! `CHL 0 <challenge>`; the answer must arrive within `Settings::chl_timeout` and match one of
-//! the known client-id/key pairs ([`relive_msnp::auth::verify_qry`]), else `540` and close.
+//! the known client-id/key pairs of the dialect's scheme ([`relive_msnp::auth::verify_qry`]: MD5
+//! for MSNP6–10, the product-key hash for MSNP11+), else `540` and close.
 
 use rand::Rng as _;
 use relive_msnp::auth::verify_qry;
-use relive_msnp::client::{Chg, Qry};
+use relive_msnp::client::{Chg, Qry, Uux};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{ClientCaps, ErrorCode, Token, TrId};
 use relive_msnp::version::Capabilities;
@@ -65,12 +69,17 @@ impl NsService {
         }
     }
 
-    pub(super) fn handle_qry(&mut self, qry: &Qry, out: &mut Replies) {
+    pub(super) fn handle_uux(&mut self, uux: &Uux, user: &User, out: &mut Replies) {
+        self.ctx.hub.set_personal(&user.handle, uux.message.clone());
+        out.push(ServerMessage::UuxOk { trid: uux.trid });
+    }
+
+    pub(super) fn handle_qry(&mut self, qry: &Qry, caps: &Capabilities, out: &mut Replies) {
         let Some(challenge) = &self.challenge.current else {
             info!(trid = qry.trid.0, "QRY without a challenge; closing");
             return out.close();
         };
-        if verify_qry(challenge, qry.client_id.as_str(), &qry.payload) {
+        if verify_qry(caps.qry, challenge, qry.client_id.as_str(), &qry.payload) {
             self.challenge.deadline = None;
             out.push(ServerMessage::QryAck { trid: qry.trid });
         } else {

@@ -1,10 +1,14 @@
 //! `SYN` and the client list queries `LST`/`LSG` (PROTOCOL.md §2.6–§2.7).
 //!
 //! The store's [`ListSnapshot`] becomes one dialect-neutral [`SynDump`]; the `relive-msnp`
-//! encoder lays it out in the client's generation (MSNP2–4, 5–6, 7, 8+). A client whose cached
-//! version equals the account's gets only the `SYN` line.
+//! encoder lays it out in the client's generation (MSNP2–4, 5–6, 7, 8–9, 10+). A client whose
+//! cache is current gets only the `SYN` line: MSNP2–9 send the list version they have, MSNP10+
+//! the two timestamps of their last dump. Relive keeps one list version per account, bumped by
+//! every change (the account's own and the RL changes others cause), and writes it as one
+//! timestamp ([`relive_msnp::types::ListStamp::of_version`]) in both places; `0 0` (or anything
+//! else) gets the whole dump.
 
-use relive_msnp::client::{Lsg, Lst, Syn};
+use relive_msnp::client::{Lsg, Lst, Syn, SynCache};
 use relive_msnp::server::{DumpContact, ServerMessage, SynDump};
 use relive_msnp::types::{ListKind, TrId};
 use relive_msnp::version::Capabilities;
@@ -18,13 +22,15 @@ fn dump(trid: TrId, snapshot: ListSnapshot) -> SynDump {
     SynDump {
         trid,
         version: snapshot.version,
+        stamp: snapshot.stamp,
+        name: snapshot.name,
         gtc: snapshot.gtc,
         blp: snapshot.blp,
         props: snapshot.phones,
         groups: snapshot
             .groups
             .into_iter()
-            .map(|g| (g.id, g.name))
+            .map(|g| (g.key, g.name))
             .collect(),
         contacts: snapshot
             .contacts
@@ -34,6 +40,7 @@ fn dump(trid: TrId, snapshot: ListSnapshot) -> SynDump {
                 name: c.friendly_name,
                 lists: c.lists,
                 groups: c.groups,
+                guid: c.guid,
                 props: c.phones,
             })
             .collect(),
@@ -45,7 +52,7 @@ impl NsService {
         match self.ctx.store.list_snapshot(user.id).await {
             Ok(s) => Some(s),
             Err(e) => {
-                Self::list_error(&e, trid, out);
+                self.list_error(&e, trid, out);
                 None
             }
         }
@@ -61,13 +68,21 @@ impl NsService {
         let Some(snapshot) = self.snapshot(user, syn.trid, out).await else {
             return;
         };
-        // A client that sends 0 has no cached lists at all, so it always gets the dump, even for
-        // a new account still at version 0 (transcript 01).
-        if syn.version != 0 && snapshot.version == syn.version {
-            // Every generation answers a current cache with the bare `SYN trid <ver>`.
+        let current = match &syn.cache {
+            // A client that sends 0 has no cached lists at all, so it always gets the dump, even
+            // for a new account still at version 0 (transcript 01).
+            SynCache::Version(v) => *v != 0 && *v == snapshot.version,
+            SynCache::Stamps { list, settings } => {
+                let stamp = snapshot.stamp.to_string();
+                list.as_str() == stamp && settings.as_str() == stamp
+            }
+        };
+        if current {
+            // Every generation answers a current cache with the bare `SYN` line.
             return out.push(ServerMessage::Syn {
                 trid: syn.trid,
                 version: snapshot.version,
+                stamp: snapshot.stamp,
                 counts: None,
             });
         }

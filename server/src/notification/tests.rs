@@ -795,13 +795,13 @@ async fn a_ver_with_only_newer_dialects_is_logged_with_what_was_offered() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), |_| {}).await;
     let mut c = Harness::ns(&ctx);
-    assert_eq!(c.send("VER 1 MSNP11 MSNP10 CVR0").await, ["VER 1 0"]);
+    assert_eq!(c.send("VER 1 MSNP15 MSNP13 CVR0").await, ["VER 1 0"]);
     assert!(c.is_closed());
     let logs = capture.text();
     assert!(
         logs.contains("none of the offered dialects is supported")
-            && logs.contains("offered=MSNP11 MSNP10")
-            && logs.contains("supported=MSNP2-MSNP9"),
+            && logs.contains("offered=MSNP15 MSNP13")
+            && logs.contains("supported=MSNP2-MSNP12"),
         "{logs}"
     );
 }
@@ -888,4 +888,219 @@ async fn a_failed_login_is_logged_with_the_account_and_why_but_never_the_secret(
         );
     }
     assert!(!logs.contains("forged"), "{logs}");
+}
+
+/// Logs `handle` in with Passport in dialect `msnp` (MSNP8+) and returns the connection right
+/// after `USR OK` (and, from MSNP11, `SBS`) and the profile, with those lines.
+async fn twn_login(
+    ctx: &crate::Context,
+    msnp: &str,
+    handle: &str,
+    token: &str,
+) -> (Harness<super::NsService>, Vec<String>) {
+    let mut c = twn_start(ctx, msnp, handle).await;
+    let ticket = ticket(ctx, &handle.replace('@', "%40"), token).await;
+    let lines = c.send(&format!("USR 4 TWN S {ticket}")).await;
+    (c, lines)
+}
+
+/// The value of `key=` among the fields of an MSNP10 `LST` line.
+fn lst_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split(' ').find_map(|f| f.strip_prefix(key))
+}
+
+#[tokio::test]
+async fn msnp10_address_book_by_guid_next_to_an_msnp7_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let alice = account(&ctx, "alice@example.com", "Alice").await;
+    let bob = account(&ctx, "bob@example.com", "Bob").await;
+    account(&ctx, "carol@example.com", "Carol").await;
+    // Bob (MSN 4.7) watches Alice.
+    let mut b = Harness::login(&ctx, "MSNP7", "bob@example.com", &bob).await;
+    assert_eq!(b.send("ADD 10 FL alice@example.com Alice").await.len(), 1);
+    b.events();
+
+    let (mut a, lines) = twn_login(&ctx, "MSNP10", "alice@example.com", &alice).await;
+    // USR OK without the name; no SBS before MSNP11; the profile names the address book.
+    assert_eq!(lines[0], "USR 4 OK alice@example.com 1 0");
+    assert!(lines[1].starts_with("MSG Hotmail Hotmail "), "{lines:?}");
+    assert!(lines[2].contains("ABCHMigrated: 1\r\n"), "{lines:?}");
+    // SYN: timestamps, PRP MFN, Bob on the RL (no C=, no group), no version anywhere.
+    let syn = a.send("SYN 5 0 0").await;
+    let head: Vec<&str> = syn[0].split(' ').collect();
+    assert_eq!((head[0], head.len()), ("SYN", 6), "{syn:?}");
+    assert_eq!(head[2], head[3]);
+    assert!(head[2].ends_with("-00:00"), "{syn:?}");
+    assert_eq!(
+        &syn[1..],
+        [
+            "GTC A",
+            "BLP AL",
+            "PRP MFN Alice",
+            "LST N=bob@example.com F=Bob 8"
+        ]
+    );
+    // The same stamps again: only the SYN line.
+    let (s1, s2) = (head[2].to_owned(), head[3].to_owned());
+    assert_eq!(
+        a.send(&format!("SYN 6 {s1} {s2}")).await,
+        [format!("SYN 6 {s1} {s2}")]
+    );
+    assert_eq!(a.send("CHG 7 NLN 805306404").await, ["CHG 7 NLN 805306404"]);
+    assert_eq!(b.events(), ["NLN NLN alice@example.com Alice"]);
+
+    // ADC FL by handle: the reply carries the contact's GUID; Carol is offline.
+    let add = a.send("ADC 8 FL N=carol@example.com F=Caz").await;
+    assert_eq!(add.len(), 1, "{add:?}");
+    let cg = lst_field(&add[0], "C=").unwrap().to_owned();
+    assert_eq!(add[0], format!("ADC 8 FL N=carol@example.com F=Caz C={cg}"));
+    assert_eq!(
+        a.send("ADC 9 AL N=carol@example.com").await,
+        ["ADC 9 AL N=carol@example.com"]
+    );
+    // Groups by GUID.
+    let adg = a.send("ADG 10 Work").await;
+    let gg = strip(&adg[0], "ADG 10 Work ").to_owned();
+    assert!(relive_msnp::types::Guid::parse(&gg).is_ok(), "{adg:?}");
+    assert_eq!(
+        a.send(&format!("ADC 11 FL C={cg} {gg}")).await,
+        [format!("ADC 11 FL C={cg} {gg}")]
+    );
+    assert_eq!(
+        a.send(&format!("REG 12 {gg} Office")).await,
+        [format!("REG 12 1 Office {gg} 0")]
+    );
+    // The dump shows Carol in the group, by GUID; group 0 is nowhere.
+    let syn = a.send("SYN 13 0 0").await;
+    assert!(syn.contains(&format!("LSG Office {gg}")), "{syn:?}");
+    assert!(
+        syn.contains(&format!("LST N=carol@example.com F=Caz C={cg} 3 {gg}")),
+        "{syn:?}"
+    );
+    assert!(
+        !syn.iter().any(|l| l.contains("Other%20Contacts")),
+        "{syn:?}"
+    );
+    assert_eq!(
+        a.send(&format!("REM 14 FL {cg} {gg}")).await,
+        [format!("REM 14 FL {cg} {gg}")]
+    );
+    assert_eq!(
+        a.send(&format!("RMG 15 {gg}")).await,
+        [format!("RMG 15 1 {gg}")]
+    );
+    // PRP MFN renames Alice: echoed as sent, and the MSNP7 watcher gets an NLN.
+    assert_eq!(
+        a.send("PRP 16 MFN Alice%20A").await,
+        ["PRP 16 MFN Alice%20A"]
+    );
+    assert_eq!(b.events(), ["NLN NLN alice@example.com Alice%20A"]);
+    assert_eq!(
+        a.send(&format!("SBP 17 {cg} MFN Caroline")).await,
+        [format!("SBP 17 {cg} MFN Caroline")]
+    );
+    // Unknown GUIDs: 208 for ADC and SBP, 216 for REM, 224 for a group.
+    let nobody = "00000000-0000-4000-8000-000000000000";
+    assert_eq!(a.send(&format!("SBP 18 {nobody} MFN X")).await, ["208 18"]);
+    assert_eq!(
+        a.send(&format!("ADC 19 FL C={nobody} {gg}")).await,
+        ["208 19"]
+    );
+    assert_eq!(a.send(&format!("REM 20 FL {nobody}")).await, ["216 20"]);
+    assert_eq!(
+        a.send(&format!("ADC 21 FL C={cg} {nobody}")).await,
+        ["224 21"]
+    );
+    // AL and BL exclude each other; REM AL by handle.
+    assert_eq!(a.send("ADC 22 BL N=carol@example.com").await, ["219 22"]);
+    assert_eq!(
+        a.send("REM 23 AL carol@example.com").await,
+        ["REM 23 AL carol@example.com"]
+    );
+    assert_eq!(
+        a.send(&format!("REM 24 FL {cg}")).await,
+        [format!("REM 24 FL {cg}")]
+    );
+    // Bob (MSNP7) sees Alice's lists with the same contacts: Carol is gone, the group too.
+    let syn7 = b.send("SYN 30 0").await;
+    assert!(!syn7.iter().any(|l| l.contains("Office")), "{syn7:?}");
+    // ADD and REA are gone from MSNP10: the connection closes.
+    assert!(a.send("ADD 25 FL bob@example.com Bob").await.is_empty());
+    assert!(a.is_closed());
+}
+
+#[tokio::test]
+async fn msnp11_sbs_gcf_uux_reach_only_msnp11_watchers_and_the_product_key_chl() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |c| c.chl = true).await;
+    let alice = account(&ctx, "alice@example.com", "Alice").await;
+    let bob = account(&ctx, "bob@example.com", "Bob").await;
+    let carol = account(&ctx, "carol@example.com", "Carol").await;
+    // Bob (MSNP7) and Carol (MSNP11) watch Alice.
+    let mut b = Harness::login(&ctx, "MSNP7", "bob@example.com", &bob).await;
+    b.send("ADD 10 FL alice@example.com Alice").await;
+    let (mut c, _) = twn_login(&ctx, "MSNP11", "carol@example.com", &carol).await;
+    c.send("SYN 5 0 0").await;
+    c.send("ADC 6 FL N=alice@example.com F=Alice").await;
+    let chg = c.send("CHG 7 NLN 1073741824").await;
+    assert_eq!(chg[0], "CHG 7 NLN 1073741824");
+    // Carol answers her product-key challenge.
+    let chl = strip(&chg[1], "CHL 0 ").to_owned();
+    let answer =
+        relive_msnp::auth::product_key_response(&chl, "PROD0090YUAUV{2B", "YMM8C_H7KCQ2S_KL");
+    assert_eq!(
+        c.send_payload("QRY 8 PROD0090YUAUV{2B", &answer).await,
+        ["QRY 8"]
+    );
+    b.events();
+    c.events();
+
+    let (mut a, lines) = twn_login(&ctx, "MSNP11", "alice@example.com", &alice).await;
+    assert_eq!(
+        &lines[..2],
+        ["USR 4 OK alice@example.com 1 0", "SBS 0 null"]
+    );
+    a.send("SYN 5 0 0").await;
+    assert_eq!(
+        a.send("GCF 6 Shields.xml").await,
+        [
+            format!("GCF 6 Shields.xml {}", super::SHIELDS_XML.len()),
+            super::SHIELDS_XML.to_owned()
+        ]
+    );
+    let chg = a.send("CHG 7 NLN 1073741824").await;
+    assert_eq!(chg[0], "CHG 7 NLN 1073741824");
+    // An MSNP6–10 answer to an MSNP11 challenge is wrong: 540 and close.
+    let chl = strip(&chg[1], "CHL 0 ").to_owned();
+    let md5 = relive_msnp::auth::qry_response(&chl, "msmsgs@msnmsgr.com").unwrap();
+    assert_eq!(b.events(), ["NLN NLN alice@example.com Alice"]);
+    assert_eq!(c.events(), ["NLN NLN alice@example.com Alice 1073741824"]);
+    let xml = "<Data><PSM>hi &amp; bye</PSM><CurrentMedia/></Data>";
+    assert_eq!(a.send_payload("UUX 8", xml).await, ["UUX 8 0"]);
+    let ubx = "<Data><PSM>hi &amp; bye</PSM><CurrentMedia></CurrentMedia></Data>";
+    assert_eq!(
+        c.events(),
+        [
+            format!("UBX alice@example.com {}", ubx.len()),
+            ubx.to_owned()
+        ]
+    );
+    assert!(b.events().is_empty(), "an MSNP7 watcher gets no UBX");
+    assert_eq!(
+        a.send_payload("QRY 9 msmsgs@msnmsgr.com", &md5).await,
+        ["540 9"]
+    );
+    assert!(a.is_closed());
+    a.finish();
+    assert_eq!(b.events(), ["FLN alice@example.com"]);
+    assert_eq!(c.events(), ["FLN alice@example.com"]);
+    // Invalid personal-message XML closes the connection.
+    let (mut d, _) = twn_login(&ctx, "MSNP12", "alice@example.com", &alice).await;
+    assert!(
+        d.send_payload("UUX 5", "<invalid></invalid>")
+            .await
+            .is_empty()
+    );
+    assert!(d.is_closed());
 }

@@ -169,6 +169,12 @@ impl PassportService {
         (self.clock)()
     }
 
+    /// The account store this service checks credentials against.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The ticket store (shared with the NS).
     #[must_use]
     pub fn tickets(&self) -> &Arc<TicketStore> {

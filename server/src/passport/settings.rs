@@ -8,6 +8,10 @@
 //! PassportURLs: DARealm=<realm>,DALogin=[<scheme>://]<host>[:<port>]<path>[,<extra>...]
 //! ```
 //!
+//! An empty `realm` leaves `DARealm` out: `realm = ""`, `extra = []` gives the bare
+//! `DALogin=<url>` that Escargot answers and msnp11-sdk requires (it takes the whole value as
+//! the login URL once `DALogin=` is removed; research notes for issue 16, §5.3).
+//!
 //! With the default parts (scheme `""`, port `https`) the login follows the listener the nexus
 //! was asked on ([`NexusSettings::passport_urls_for`]): over HTTPS the official bare
 //! `host:<https port>/login2.srf`; over the legacy-TLS listener its port; over plain HTTP
@@ -132,7 +136,7 @@ impl NexusSettings {
     /// [`PassportSettingsError`] naming the first bad key.
     pub fn validate(&self) -> Result<(), PassportSettingsError> {
         let bad = |key, reason| Err(PassportSettingsError { key, reason });
-        if self.realm.is_empty() || !is_component(&self.realm) {
+        if !is_component(&self.realm) {
             return bad(
                 "nexus.realm",
                 "must be printable ASCII without , ' \" or spaces",
@@ -241,11 +245,15 @@ impl NexusSettings {
     /// The whole `PassportURLs` header value for `endpoints`.
     #[must_use]
     pub fn passport_urls(&self, endpoints: &Endpoints) -> String {
-        let mut out = format!(
-            "DARealm={},DALogin={}",
-            self.realm,
-            self.da_login(endpoints)
-        );
+        let mut out = if self.realm.is_empty() {
+            format!("DALogin={}", self.da_login(endpoints))
+        } else {
+            format!(
+                "DARealm={},DALogin={}",
+                self.realm,
+                self.da_login(endpoints)
+            )
+        };
         for field in &self.extra {
             out.push(',');
             out.push_str(field);

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_searchable.sql"),
     include_str!("migrations/0003_placeholders.sql"),
+    include_str!("migrations/0004_guids.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -319,7 +319,16 @@ mod tests {
         assert_eq!(bits(&of(&snap2, 0)), 1);
         assert_eq!(bits(&of(&snap2, 1)), 4);
         assert_eq!(of(&snap2, 0).friendly_name.as_str(), "User%200");
-        assert_eq!(of(&snap2, 0).groups, vec![crate::store::GroupId(0)]);
+        assert_eq!(
+            of(&snap2, 0)
+                .groups
+                .iter()
+                .map(|g| g.id)
+                .collect::<Vec<_>>(),
+            vec![crate::store::GroupId(0)]
+        );
+        // Seeded rows get their MSNP10+ GUIDs from the insert triggers too.
+        assert!(!of(&snap2, 0).guid.is_nil());
 
         // Password logins stay off.
         let a = store.account(&account(0).email).await.unwrap().unwrap();

@@ -8,7 +8,8 @@
 use std::fmt;
 
 pub use relive_msnp::types::{
-    Blp, FriendlyName, GroupId, GroupName, Gtc, ListKind, ListSet, Passport, PhoneProp, Token,
+    Blp, FriendlyName, GroupId, GroupKey, GroupName, Gtc, Guid, ListKind, ListSet, ListStamp,
+    Passport, PhoneProp, Token,
 };
 
 /// Longest MSN handle accepted, in bytes.

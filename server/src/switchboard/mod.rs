@@ -32,7 +32,7 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use rand::Rng as _;
 use relive_msnp::server::ServerMessage;
-use relive_msnp::types::{FriendlyName, Passport, Secret, SessionId, Token};
+use relive_msnp::types::{ClientCaps, FriendlyName, Passport, Secret, SessionId, Token};
 use relive_msnp::version::Capabilities;
 use relive_relay::rewrite::{self, ClientGeneration, Hop, Peer, PeerFacts, RoomRelay};
 use tokio::time::Instant;
@@ -67,6 +67,8 @@ pub struct Grant {
     pub name: FriendlyName,
     /// Their NS dialect (the SB encodes in it and applies its `MSG` rules).
     pub caps: Capabilities,
+    /// The client caps of their last `CHG` (MSNP12+ `IRO`/`JOI` show them to the others).
+    pub client_caps: ClientCaps,
     /// What it is for.
     pub purpose: Purpose,
 }
@@ -112,8 +114,21 @@ impl Default for Seat {
 struct Member {
     user: Passport,
     name: FriendlyName,
+    /// Their client caps (for MSNP12+ `IRO`/`JOI`).
+    caps: ClientCaps,
     outbox: Outbox,
     seat: Seat,
+}
+
+/// Who is in a room, as an `IRO`/`JOI` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    /// The handle.
+    pub user: Passport,
+    /// The friendly name.
+    pub name: FriendlyName,
+    /// The client caps of their last `CHG`.
+    pub caps: ClientCaps,
 }
 
 #[derive(Debug, Default)]
@@ -270,15 +285,9 @@ impl Switchboards {
         (pending.expires > now && &pending.grant.user == user).then_some(pending.grant)
     }
 
-    /// Creates a room with `user` as its only member.
+    /// Creates a room with `who` as its only member.
     #[must_use]
-    pub fn create_room(
-        &self,
-        user: &Passport,
-        name: &FriendlyName,
-        outbox: Outbox,
-        seat: Seat,
-    ) -> SessionId {
+    pub fn create_room(&self, who: &Participant, outbox: Outbox, seat: Seat) -> SessionId {
         let mut rooms = lock(&self.rooms);
         loop {
             let id = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
@@ -289,8 +298,9 @@ impl Switchboards {
                 id,
                 Room {
                     members: vec![Member {
-                        user: user.clone(),
-                        name: name.clone(),
+                        user: who.user.clone(),
+                        name: who.name.clone(),
+                        caps: who.caps,
                         outbox,
                         seat,
                     }],
@@ -319,7 +329,7 @@ impl Switchboards {
         }
     }
 
-    /// Adds `user` to room `id`: returns the members already present (for `IRO`) and sends
+    /// Adds `who` to room `id`: returns the members already present (for `IRO`) and sends
     /// `JOI` to each of them.
     ///
     /// # Errors
@@ -327,33 +337,38 @@ impl Switchboards {
     pub fn join(
         &self,
         id: SessionId,
-        user: &Passport,
-        name: &FriendlyName,
+        who: &Participant,
         outbox: Outbox,
         seat: Seat,
-    ) -> Result<Vec<(Passport, FriendlyName)>, JoinError> {
+    ) -> Result<Vec<Participant>, JoinError> {
         let mut rooms = lock(&self.rooms);
         let room = rooms.get_mut(&id).ok_or(JoinError::Gone)?;
         if room.members.len() >= MAX_ROOM_MEMBERS {
             return Err(JoinError::Full);
         }
-        room.invited.retain(|u| u != user);
+        room.invited.retain(|u| u != &who.user);
         // A user joining twice (two windows) replaces nothing: both connections take part.
-        let present: Vec<(Passport, FriendlyName)> = room
+        let present: Vec<Participant> = room
             .members
             .iter()
-            .map(|m| (m.user.clone(), m.name.clone()))
+            .map(|m| Participant {
+                user: m.user.clone(),
+                name: m.name.clone(),
+                caps: m.caps,
+            })
             .collect();
         let joi = ServerMessage::Joi {
-            handle: user.clone(),
-            name: name.clone(),
+            handle: who.user.clone(),
+            name: who.name.clone(),
+            caps: who.caps,
         };
         for m in &room.members {
             m.outbox.deliver(Event::Send(joi.clone()));
         }
         room.members.push(Member {
-            user: user.clone(),
-            name: name.clone(),
+            user: who.user.clone(),
+            name: who.name.clone(),
+            caps: who.caps,
             outbox,
             seat,
         });

@@ -25,7 +25,7 @@ use relive_msnp::version::{Capabilities, ProtocolVersion};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Grant, JoinError, Purpose, Seat};
+use super::{Grant, JoinError, Participant, Purpose, Seat};
 use crate::Context;
 use crate::hub::Outbox;
 use crate::net::conn::{Replies, Service};
@@ -60,7 +60,8 @@ impl SbService {
             ctx,
             outbox,
             session: SbSession::new(),
-            // Until a cookie tells us the user's NS dialect; SB lines are the same in P2–P9.
+            // Until a cookie tells us the user's NS dialect (the SB speaks the dialect of the NS
+            // session that got the cookie: MSNP12 adds caps to IRO/JOI).
             caps: Capabilities::for_version(ProtocolVersion::MSNP2),
             joined: None,
             auth_deadline,
@@ -93,6 +94,7 @@ impl SbService {
             user,
             name,
             caps,
+            client_caps,
             purpose: Purpose::NewRoom,
         }) = grant
         else {
@@ -100,8 +102,11 @@ impl SbService {
             return Self::fail_auth(trid, out);
         };
         let room = self.ctx.switchboards.create_room(
-            &user,
-            &name,
+            &Participant {
+                user: user.clone(),
+                name: name.clone(),
+                caps: client_caps,
+            },
             self.outbox.clone(),
             Seat::new(self.observed, &caps),
         );
@@ -125,16 +130,21 @@ impl SbService {
             user,
             name,
             caps,
+            client_caps,
             purpose: Purpose::Join(room),
         }) = grant.filter(|g| g.purpose == Purpose::Join(ans.session))
         else {
             info!(trid = ans.trid.0, "SB ANS with an invalid cookie");
             return Self::fail_auth(ans.trid, out);
         };
+        let me = Participant {
+            user: user.clone(),
+            name: name.clone(),
+            caps: client_caps,
+        };
         let present = match self.ctx.switchboards.join(
             room,
-            &user,
-            &name,
+            &me,
             self.outbox.clone(),
             Seat::new(self.observed, &caps),
         ) {
@@ -144,13 +154,14 @@ impl SbService {
         self.caps = caps;
         self.session.joined();
         let total = u32::try_from(present.len()).unwrap_or(u32::MAX);
-        for (i, (handle, name)) in present.into_iter().enumerate() {
+        for (i, p) in present.into_iter().enumerate() {
             out.push(ServerMessage::Iro {
                 trid: ans.trid,
                 index: u32::try_from(i + 1).unwrap_or(u32::MAX),
                 total,
-                handle,
-                name,
+                handle: p.user,
+                name: p.name,
+                caps: p.caps,
             });
         }
         out.push(ServerMessage::AnsOk { trid: ans.trid });
@@ -175,6 +186,7 @@ impl SbService {
         let address = sbs.address();
         // Looked up before `ring`, which holds the hub lock while it builds the message.
         let callee_caps = hub.dialect_of(&cal.handle).unwrap_or(self.caps);
+        let callee_client_caps = hub.caps_of(&cal.handle).unwrap_or_default();
         let callee_name = hub
             .name_of(&cal.handle)
             .unwrap_or_else(|| FriendlyName::from(cal.handle.clone()));
@@ -185,6 +197,7 @@ impl SbService {
                     user: cal.handle.clone(),
                     name: callee_name,
                     caps: callee_caps,
+                    client_caps: callee_client_caps,
                     purpose: Purpose::Join(me.room),
                 },
                 now,

@@ -12,6 +12,15 @@ use crate::notification::NsService;
 use crate::testing::{Harness, account, context};
 
 /// The cookie at the end of an `XFR ... CKI <cookie>` line, or in an `RNG` line.
+/// A room participant with no client caps.
+fn who(handle: &str, name: &str) -> Participant {
+    Participant {
+        user: Passport::parse(handle).unwrap(),
+        name: relive_msnp::types::FriendlyName::parse(name).unwrap(),
+        caps: relive_msnp::types::ClientCaps(0),
+    }
+}
+
 fn cookie_of(line: &str, after: &str) -> String {
     let rest = line.split(after).nth(1).unwrap();
     rest.split(' ').next().unwrap().to_owned()
@@ -156,23 +165,20 @@ async fn relayed_payload_is_the_same_allocation_for_every_recipient() {
         rxs.push(rx);
     }
     let room = sbs.create_room(
-        &p("a@example.com"),
-        &n("A"),
+        &who("a@example.com", "A"),
         outboxes[0].clone(),
         Seat::default(),
     );
     sbs.join(
         room,
-        &p("b@example.com"),
-        &n("B"),
+        &who("b@example.com", "B"),
         outboxes[1].clone(),
         Seat::default(),
     )
     .unwrap();
     sbs.join(
         room,
-        &p("c@example.com"),
-        &n("C"),
+        &who("c@example.com", "C"),
         outboxes[2].clone(),
         Seat::default(),
     )
@@ -349,15 +355,13 @@ async fn relay_rewrites_an_msnftp_rendezvous_in_the_fan_out() {
     let (a_out, mut a_rx) = ctx.outboxes.create();
     let (b_out, mut b_rx) = ctx.outboxes.create();
     let room = sbs.create_room(
-        &p("a@example.com"),
-        &n("A"),
+        &who("a@example.com", "A"),
         a_out.clone(),
         seat("203.0.113.11"),
     );
     sbs.join(
         room,
-        &p("b@example.com"),
-        &n("B"),
+        &who("b@example.com", "B"),
         b_out.clone(),
         seat("198.51.100.12"),
     )

@@ -98,14 +98,14 @@ async fn groups_on_msnp7() -> anyhow::Result<()> {
     match change(&mut alice, "ADG {t} Friends 0", &mut v).await? {
         ServerMessage::Adg { name, group, .. } => {
             ensure!(
-                name.as_str() == "Friends" && group.0 == 1,
+                name.as_str() == "Friends" && group.id.0 == 1,
                 "ADG {name:?} {group:?}"
             );
         }
         other => bail!("ADG reply {other:?}"),
     }
     match change(&mut alice, "ADD {t} FL bob@example.com Bob 1", &mut v).await? {
-        ServerMessage::Add { group, .. } => ensure!(group.map(|g| g.0) == Some(1)),
+        ServerMessage::Add { group, .. } => ensure!(group.map(|g| g.id.0) == Some(1)),
         other => bail!("{other:?}"),
     }
     ask_error(&mut alice, "ADD {t} FL bob@example.com Bob 1", 215).await?;
@@ -117,7 +117,9 @@ async fn groups_on_msnp7() -> anyhow::Result<()> {
     // Group names: 61 bytes of wire form are fine, 62 are not.
     let name61 = "n".repeat(61);
     match change(&mut alice, &format!("ADG {{t}} {name61} 0"), &mut v).await? {
-        ServerMessage::Adg { group, .. } => ensure!(group.0 == 2, "second group id {group:?}"),
+        ServerMessage::Adg { group, .. } => {
+            ensure!(group.id.0 == 2, "second group id {group:?}");
+        }
         other => bail!("{other:?}"),
     }
     ask_error(&mut alice, &format!("ADG {{t}} {}x 0", name61), 229).await?;

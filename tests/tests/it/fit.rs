@@ -156,8 +156,9 @@ async fn url_and_cvr_links_carry_the_http_port_and_open() -> anyhow::Result<()> 
 #[tokio::test]
 async fn a_client_offering_only_newer_dialects_gets_ver_0_and_is_closed() -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
-    let mut c = stack.connect_ns("msnp11").await?;
-    c.send_line("VER 1 MSNP11 MSNP10 CVR0").await?;
+    // Windows Live Messenger 8.1: MSNP13 and later are not served.
+    let mut c = stack.connect_ns("msnp15").await?;
+    c.send_line("VER 1 MSNP15 MSNP14 MSNP13 CVR0").await?;
     c.expect_line("VER 1 0").await?;
     c.expect_closed().await?;
     stack.shutdown().await?;

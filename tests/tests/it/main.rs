@@ -36,6 +36,18 @@ mod nat;
 /// MSNP8/9 with Passport 1.4 over HTTPS: transcripts, MSNObjects, P2P switchboard messages.
 mod msnp8;
 
+/// MSNP10 (MSN 6.1/6.2): the address book by GUID, with a scripted MSN 6.2.
+mod msnp10;
+
+/// MSNP11/12 (MSN 7.0/7.5): RST.srf over HTTPS, SBS, GCF, the MSNP11 challenge, UUX/UBX.
+mod msnp12;
+
+/// MSN 4.7, 6.0, 7.0 and 7.5 in one contact list and one conversation.
+mod mixed;
+
+/// msnp11-sdk, a real MSNP11 client from crates.io, over real sockets.
+mod sdk;
+
 /// A standalone relay driven by the server (`[relay] remote`) carries a transfer (needs root).
 mod remote_relay;
 

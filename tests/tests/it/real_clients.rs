@@ -16,8 +16,8 @@
 //!   and its `User-Agent`; 2.7 (Tcl 8.5+) sends HTTP/1.1 with `Connection: close` and
 //!   `Accept-Encoding`; aMSN puts the handle in `sign-in` unencoded.
 //! - **msnp11-sdk** 0.13 through reqwest 0.12 (hyper): lowercase header names, `accept: */*`,
-//!   the handle and the secret unencoded. (Its NS side speaks MSNP11, which Relive does not yet;
-//!   the NS part here is MSNP9.)
+//!   the handle and the secret unencoded. (Its NS side, MSNP11, is tested with the SDK itself in
+//!   `sdk.rs`; the NS part here is MSNP9.)
 
 use anyhow::anyhow;
 use relive_tests::http::{Response, ask_nexus, connect_tls, exchange_in_writes};

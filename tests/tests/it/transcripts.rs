@@ -114,6 +114,7 @@ fn check_advertised_sb(r: &Replay<'_>, stack: &TestStack) -> anyhow::Result<()> 
 pub(crate) async fn alice_and_bob_are_friends(stack: &TestStack) -> anyhow::Result<AccountId> {
     let (alice, bob) = (stack.id(ALICE).await?, stack.id(BOB).await?);
     let (_, friends) = stack.store.add_group(alice, "Friends").await?;
+    let friends = friends.id;
     ensure!(friends == GroupId(1), "first new group is {friends:?}");
     let (alice_h, bob_h) = (parse_handle(ALICE)?, parse_handle(BOB)?);
     let adds = [

@@ -1,11 +1,12 @@
 //! Presence and other NS commands: `CHG`, `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`,
-//! `PAG`, `QRY`.
+//! `PAG`, `QRY`, and MSNP11's `UUX` and `GCF`.
 
 use bytes::Bytes;
 
 use crate::args::Args;
 use crate::error::{ParseError, ParseErrorKind};
 use crate::frame::{Frame, push_opt as opt};
+use crate::psm::PersonalMessage;
 use crate::types::{ClientCaps, MsnObject, Status, Token, TrId};
 
 /// `CHG`: change my status.
@@ -278,6 +279,66 @@ impl Qry {
             words!(self.trid, self.client_id),
             self.payload.clone(),
         )
+    }
+}
+
+/// `UUX`: set my personal message and current media (MSNP11+).
+///
+/// # Format
+/// ```text
+/// UUX trid <len>\r\n<Data><PSM>…</PSM><CurrentMedia>…</CurrentMedia></Data>
+/// ```
+/// Client → NS, MSNP11+. The XML is parsed here ([`PersonalMessage::parse`]); a payload that is
+/// not a `<Data>` document is a [`ParseErrorKind::BadValue`] (the server closes, as the
+/// service did).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uux {
+    /// Transaction id.
+    pub trid: TrId,
+    /// The message.
+    pub message: PersonalMessage,
+}
+
+impl Uux {
+    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+        let trid = a.next_trid()?;
+        a.finish()?;
+        let payload = a.payload()?;
+        let message = PersonalMessage::parse(&payload)
+            .map_err(|_| a.error(ParseErrorKind::BadValue("personal message")))?;
+        Ok(Self { trid, message })
+    }
+
+    pub(crate) fn to_frame(&self) -> Frame {
+        Frame::with_payload("UUX", words!(self.trid), Bytes::from(self.message.to_xml()))
+    }
+}
+
+/// `GCF`: fetch a configuration file (MSNP11–12: `Shields.xml`).
+///
+/// # Format
+/// ```text
+/// GCF trid <file-name>
+/// ```
+/// Client → NS, MSNP11–MSNP12.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gcf {
+    /// Transaction id.
+    pub trid: TrId,
+    /// The file asked for.
+    pub file: Token,
+}
+
+impl Gcf {
+    pub(crate) fn parse(a: &mut Args<'_>) -> Result<Self, ParseError> {
+        let trid = a.next_trid()?;
+        let file = a.next_enum("file name")?;
+        a.finish()?;
+        Ok(Self { trid, file })
+    }
+
+    pub(crate) fn to_frame(&self) -> Frame {
+        Frame::new("GCF", words!(self.trid, self.file))
     }
 }
 

@@ -12,9 +12,12 @@ mod switchboard;
 
 use bytes::BytesMut;
 
-pub use lists::{Add, Adg, Blp, Gtc, Lsg, Lst, Prp, Rea, Reg, Rem, Rmg, Syn};
+pub use lists::{
+    Adc, AdcTarget, Add, Adg, Blp, ContactRef, GroupRef, Gtc, Lsg, Lst, Prp, Rea, Reg, Rem, Rmg,
+    Sbp, Syn, SynCache,
+};
 pub use login::{Cvr, Inf, Usr, Ver, Xfr};
-pub use misc::{Chg, Fnd, Ims, Pag, Qry, Sdc, Snd, Url};
+pub use misc::{Chg, Fnd, Gcf, Ims, Pag, Qry, Sdc, Snd, Url, Uux};
 pub use switchboard::{Ans, Cal, Msg};
 
 use crate::args::Args;
@@ -56,8 +59,10 @@ pub enum ClientCommand {
     Gtc(Gtc),
     /// `BLP`: privacy default.
     Blp(Blp),
-    /// `ADD`: add to list.
+    /// `ADD`: add to list (MSNP2–9).
     Add(Add),
+    /// `ADC`: add to list or group (MSNP10+).
+    Adc(Adc),
     /// `REM`: remove from list.
     Rem(Rem),
     /// `REA`: rename.
@@ -68,8 +73,14 @@ pub enum ClientCommand {
     Rmg(Rmg),
     /// `REG`: rename group.
     Reg(Reg),
-    /// `PRP`: phone property.
+    /// `PRP`: phone property, or (MSNP10+) my name.
     Prp(Prp),
+    /// `SBP`: a contact's stored name (MSNP10+).
+    Sbp(Sbp),
+    /// `UUX`: my personal message (MSNP11+).
+    Uux(Uux),
+    /// `GCF`: a configuration file (MSNP11–12).
+    Gcf(Gcf),
     /// `CHG`: status change.
     Chg(Chg),
     /// `PNG`: keep-alive ping (no trid).
@@ -110,16 +121,17 @@ impl ClientCommand {
     ///
     /// Parsing is purely syntactic and lenient about dialect: optional trailing fields are
     /// accepted whenever present, and commands a dialect forbids (`INF` under MSNP8, `ADD RL`)
-    /// still parse, so the session rules can recognise and reject them. `caps` is reserved for
-    /// grammar that changes incompatibly (MSNP10+ `ADC`-era forms, not modelled yet).
+    /// still parse, so the session rules can recognise and reject them. `caps` selects the
+    /// grammar where it changed incompatibly: MSNP10's `SYN` timestamps and the GUIDs of `REM`,
+    /// `RMG` and `REG` ([`Capabilities::abch`]).
     ///
     /// # Errors
     /// [`ParseError`] if the arguments do not fit the command; its `trid` is set when the
     /// transaction id could be read.
-    pub fn from_frame(frame: &Frame, role: Role, _caps: &Capabilities) -> Result<Self, ParseError> {
+    pub fn from_frame(frame: &Frame, role: Role, caps: &Capabilities) -> Result<Self, ParseError> {
         let mut a = Args::new(frame);
         let a = &mut a;
-        let payload_cmd = matches!(frame.name.as_str(), "MSG" | "QRY" | "SDC" | "PAG");
+        let payload_cmd = matches!(frame.name.as_str(), "MSG" | "QRY" | "SDC" | "PAG" | "UUX");
         if frame.payload.is_some() != payload_cmd {
             let _ = a.next_trid();
             return Err(a.error(crate::error::ParseErrorKind::Payload));
@@ -133,18 +145,22 @@ impl ClientCommand {
                 Role::Switchboard => Usr::parse_sb(a)?,
             }),
             "XFR" => Self::Xfr(Xfr::parse(a)?),
-            "SYN" => Self::Syn(Syn::parse(a)?),
+            "SYN" => Self::Syn(Syn::parse(a, caps)?),
             "LST" => Self::Lst(Lst::parse(a)?),
             "LSG" => Self::Lsg(Lsg::parse(a)?),
             "GTC" => Self::Gtc(Gtc::parse(a)?),
             "BLP" => Self::Blp(Blp::parse(a)?),
             "ADD" => Self::Add(Add::parse(a)?),
-            "REM" => Self::Rem(Rem::parse(a)?),
+            "ADC" => Self::Adc(Adc::parse(a)?),
+            "REM" => Self::Rem(Rem::parse(a, caps)?),
             "REA" => Self::Rea(Rea::parse(a)?),
             "ADG" => Self::Adg(Adg::parse(a)?),
-            "RMG" => Self::Rmg(Rmg::parse(a)?),
-            "REG" => Self::Reg(Reg::parse(a)?),
+            "RMG" => Self::Rmg(Rmg::parse(a, caps)?),
+            "REG" => Self::Reg(Reg::parse(a, caps)?),
             "PRP" => Self::Prp(Prp::parse(a)?),
+            "SBP" => Self::Sbp(Sbp::parse(a)?),
+            "UUX" => Self::Uux(Uux::parse(a)?),
+            "GCF" => Self::Gcf(Gcf::parse(a)?),
             "CHG" => Self::Chg(Chg::parse(a)?),
             "PNG" => misc::parse_bare(a).map(|()| Self::Png)?,
             "OUT" => misc::parse_bare(a).map(|()| Self::Out)?,
@@ -181,12 +197,16 @@ impl ClientCommand {
             Self::Gtc(c) => c.trid,
             Self::Blp(c) => c.trid,
             Self::Add(c) => c.trid,
+            Self::Adc(c) => c.trid,
             Self::Rem(c) => c.trid,
             Self::Rea(c) => c.trid,
             Self::Adg(c) => c.trid,
             Self::Rmg(c) => c.trid,
             Self::Reg(c) => c.trid,
             Self::Prp(c) => c.trid,
+            Self::Sbp(c) => c.trid,
+            Self::Uux(c) => c.trid,
+            Self::Gcf(c) => c.trid,
             Self::Chg(c) => c.trid,
             Self::Url(c) => c.trid,
             Self::Fnd(c) => c.trid,
@@ -218,12 +238,16 @@ impl ClientCommand {
             Self::Gtc(c) => c.to_frame(),
             Self::Blp(c) => c.to_frame(),
             Self::Add(c) => c.to_frame(),
+            Self::Adc(c) => c.to_frame(),
             Self::Rem(c) => c.to_frame(),
             Self::Rea(c) => c.to_frame(),
             Self::Adg(c) => c.to_frame(),
             Self::Rmg(c) => c.to_frame(),
             Self::Reg(c) => c.to_frame(),
             Self::Prp(c) => c.to_frame(),
+            Self::Sbp(c) => c.to_frame(),
+            Self::Uux(c) => c.to_frame(),
+            Self::Gcf(c) => c.to_frame(),
             Self::Chg(c) => c.to_frame(),
             Self::Png => Frame::new("PNG", Vec::new()),
             Self::Out => Frame::new("OUT", Vec::new()),

@@ -4,7 +4,11 @@ use crate::args::Args;
 use crate::client::Role;
 use crate::error::{ParseError, ParseErrorKind as K};
 use crate::frame::Frame;
-use crate::types::{ErrorCode, GroupId, Passport, TrId, parse_u32};
+use crate::psm::PersonalMessage;
+use crate::types::{
+    ClientCaps, ErrorCode, FriendlyName, GroupId, GroupKey, Guid, ListKind, ListStamp, Passport,
+    TrId, parse_u32,
+};
 use crate::version::{Capabilities, ProtocolVersion};
 
 use super::{ListedContact, ServerMessage as M, SynCounts};
@@ -20,6 +24,39 @@ fn groups(a: &Args<'_>, s: &str) -> Result<Vec<GroupId>, ParseError> {
 
 fn handle(a: &mut Args<'_>) -> Result<Passport, ParseError> {
     a.next_parse("handle", K::BadPassport)
+}
+
+/// Groups as keys: numbers before MSNP10 (GUID neutral), GUIDs after (number neutral).
+fn group_keys(a: &Args<'_>, s: &str, caps: &Capabilities) -> Result<Vec<GroupKey>, ParseError> {
+    if caps.abch {
+        s.split(',')
+            .map(|g| {
+                Guid::parse(g)
+                    .map(|guid| GroupKey::new(GroupId(0), guid))
+                    .map_err(|_| a.error(K::BadValue("group GUID")))
+            })
+            .collect()
+    } else {
+        Ok(groups(a, s)?
+            .into_iter()
+            .map(|id| GroupKey::new(id, Guid::NIL))
+            .collect())
+    }
+}
+
+/// An MSNP10+ `<prefix><value>` argument (`N=`, `F=`, `C=`).
+fn prefixed<'a>(a: &mut Args<'a>, prefix: &'static str) -> Result<&'a str, ParseError> {
+    a.next_str(prefix)?
+        .strip_prefix(prefix)
+        .ok_or_else(|| a.error(K::BadValue(prefix)))
+}
+
+fn guid(a: &mut Args<'_>) -> Result<Guid, ParseError> {
+    a.next_parse("GUID", K::BadValue("GUID"))
+}
+
+fn stamp(a: &mut Args<'_>) -> Result<ListStamp, ParseError> {
+    a.next_parse("timestamp", K::BadValue("timestamp"))
 }
 
 fn name<T: std::str::FromStr>(a: &mut Args<'_>) -> Result<T, ParseError> {
@@ -74,7 +111,13 @@ pub(super) fn from_frame(frame: &Frame, role: Role, caps: &Capabilities) -> R {
         "XFR" => xfr(a)?,
         "SYN" => {
             let trid = a.next_trid()?;
-            let version = a.next_u32("version")?;
+            let (version, stamp) = if caps.abch {
+                let list = stamp(a)?;
+                let _settings = self::stamp(a)?;
+                (0, list)
+            } else {
+                (a.next_u32("version")?, ListStamp::default())
+            };
             let counts = match a.next_opt() {
                 None => None,
                 Some(l) => Some(SynCounts {
@@ -85,10 +128,27 @@ pub(super) fn from_frame(frame: &Frame, role: Role, caps: &Capabilities) -> R {
             M::Syn {
                 trid,
                 version,
+                stamp,
                 counts,
             }
         }
-        "GTC" if numeric_next(a) => M::Gtc {
+        "GTC" if caps.abch && a.remaining() == 2 => M::Gtc {
+            trid: a.next_trid()?,
+            version: 0,
+            value: a.next_enum("GTC")?,
+        },
+        "BLP" if caps.abch && a.remaining() == 2 => M::Blp {
+            trid: a.next_trid()?,
+            version: 0,
+            value: a.next_enum("BLP")?,
+        },
+        "PRP" if caps.abch && numeric_next(a) => M::Prp {
+            trid: a.next_trid()?,
+            version: 0,
+            prop: a.next_enum("property")?,
+            value: a.opt_parse(K::BadValue("property value"))?,
+        },
+        "GTC" if !caps.abch && numeric_next(a) => M::Gtc {
             trid: a.next_trid()?,
             version: a.next_u32("version")?,
             value: a.next_enum("GTC")?,
@@ -98,7 +158,7 @@ pub(super) fn from_frame(frame: &Frame, role: Role, caps: &Capabilities) -> R {
             version: 0,
             value: a.next_enum("GTC")?,
         },
-        "BLP" if numeric_next(a) => M::Blp {
+        "BLP" if !caps.abch && numeric_next(a) => M::Blp {
             trid: a.next_trid()?,
             version: a.next_u32("version")?,
             value: a.next_enum("BLP")?,
@@ -132,8 +192,22 @@ pub(super) fn from_frame(frame: &Frame, role: Role, caps: &Capabilities) -> R {
             prop: a.next_enum("property")?,
             value: a.opt_parse(K::BadValue("property value"))?,
         },
+        "LSG" if caps.abch => {
+            let name = name(a)?;
+            M::Lsg {
+                trid: TrId(0),
+                version: 0,
+                index: 0,
+                total: 0,
+                group: GroupKey::new(GroupId(0), guid(a)?),
+                name,
+            }
+        }
         "LSG" => lsg(a)?,
+        "LST" if caps.abch => lst_abch(a, caps)?,
         "LST" => lst(a)?,
+        "ADC" => adc(a)?,
+        "REM" if caps.abch => rem_abch(a)?,
         "ADD" | "REM" => add_rem(a, &frame.name)?,
         "REA" => M::Rea {
             trid: a.next_trid()?,
@@ -141,31 +215,85 @@ pub(super) fn from_frame(frame: &Frame, role: Role, caps: &Capabilities) -> R {
             handle: handle(a)?,
             name: name(a)?,
         },
+        "ADG" if caps.abch => M::Adg {
+            trid: a.next_trid()?,
+            version: 0,
+            name: name(a)?,
+            group: GroupKey::new(GroupId(0), guid(a)?),
+        },
         "ADG" => {
             let m = M::Adg {
                 trid: a.next_trid()?,
                 version: a.next_u32("version")?,
                 name: name(a)?,
-                group: token(a, "group id")?,
+                group: GroupKey::new(token(a, "group id")?, Guid::NIL),
             };
             a.expect_literal("0")?;
             m
         }
+        "RMG" if caps.abch => {
+            let trid = a.next_trid()?;
+            a.expect_literal("1")?;
+            M::Rmg {
+                trid,
+                version: 0,
+                group: GroupKey::new(GroupId(0), guid(a)?),
+            }
+        }
         "RMG" => M::Rmg {
             trid: a.next_trid()?,
             version: a.next_u32("version")?,
-            group: token(a, "group id")?,
+            group: GroupKey::new(token(a, "group id")?, Guid::NIL),
         },
+        "REG" if caps.abch => {
+            let trid = a.next_trid()?;
+            a.expect_literal("1")?;
+            let name = name(a)?;
+            let m = M::Reg {
+                trid,
+                version: 0,
+                group: GroupKey::new(GroupId(0), guid(a)?),
+                name,
+            };
+            a.expect_literal("0")?;
+            m
+        }
         "REG" => {
             let m = M::Reg {
                 trid: a.next_trid()?,
                 version: a.next_u32("version")?,
-                group: token(a, "group id")?,
+                group: GroupKey::new(token(a, "group id")?, Guid::NIL),
                 name: name(a)?,
             };
             a.expect_literal("0")?;
             m
         }
+        "SBP" => M::Sbp {
+            trid: a.next_trid()?,
+            contact: guid(a)?,
+            prop: token(a, "property")?,
+            value: token(a, "value")?,
+        },
+        "SBS" => {
+            a.expect_literal("0")?;
+            a.expect_literal("null")?;
+            M::Sbs
+        }
+        "UUX" => {
+            let trid = a.next_trid()?;
+            a.expect_literal("0")?;
+            M::UuxOk { trid }
+        }
+        "UBX" => M::Ubx {
+            handle: handle(a)?,
+            message: PersonalMessage::parse(&a.payload()?)
+                .map_err(|_| a.error(K::BadValue("personal message")))?,
+        },
+        "GCF" => M::Gcf {
+            trid: a.next_trid()?,
+            file: token(a, "file")?,
+            payload: a.payload()?,
+        },
         "CHG" => {
             let trid = a.next_trid()?;
             let status = a.next_enum("status")?;
@@ -280,10 +408,12 @@ pub(super) fn from_frame(frame: &Frame, role: Role, caps: &Capabilities) -> R {
             total: a.next_u32("total")?,
             handle: handle(a)?,
             name: name(a)?,
+            caps: sb_caps(a)?,
         },
         "JOI" => M::Joi {
             handle: handle(a)?,
             name: name(a)?,
+            caps: sb_caps(a)?,
         },
         "BYE" => {
             let handle = handle(a)?;
@@ -403,6 +533,101 @@ fn xfr(a: &mut Args<'_>) -> R {
     }
 }
 
+/// The optional caps of `IRO`/`JOI` (MSNP12+).
+fn sb_caps(a: &mut Args<'_>) -> Result<ClientCaps, ParseError> {
+    Ok(a.opt_parse(K::BadNumber("client caps"))?
+        .unwrap_or_default())
+}
+
+/// `LST N=<h> F=<name> [C=<guid>] <bits> [<network>] [<group-guids>]` (MSNP10+).
+fn lst_abch(a: &mut Args<'_>, caps: &Capabilities) -> R {
+    let handle = Passport::parse(prefixed(a, "N=")?).map_err(|_| a.error(K::BadPassport))?;
+    let name = FriendlyName::parse(prefixed(a, "F=")?).map_err(|_| a.error(K::BadName("name")))?;
+    let guid = match a.peek().and_then(|s| s.strip_prefix("C=")) {
+        Some(g) => {
+            let g = Guid::parse(g).map_err(|_| a.error(K::BadValue("C=")))?;
+            a.next_opt();
+            g
+        }
+        None => Guid::NIL,
+    };
+    let lists = token(a, "list bits")?;
+    if caps.lst_network {
+        a.next_u32("network type")?;
+    }
+    let groups = match a.next_opt() {
+        Some(g) => group_keys(a, g, caps)?,
+        None => Vec::new(),
+    };
+    Ok(M::LstContact {
+        handle,
+        name,
+        lists,
+        groups,
+        guid,
+    })
+}
+
+/// `ADC trid <list> N=<h> [F=<name>] [C=<guid>]` or `ADC trid FL C=<guid> <group-guid>`.
+fn adc(a: &mut Args<'_>) -> R {
+    let trid = a.next_trid()?;
+    let list: ListKind = a.next_enum("list")?;
+    if let Some(c) = a.peek().and_then(|s| s.strip_prefix("C=")) {
+        let contact = Guid::parse(c).map_err(|_| a.error(K::BadValue("C=")))?;
+        a.next_opt();
+        return Ok(M::AdcToGroup {
+            trid,
+            contact,
+            group: guid(a)?,
+        });
+    }
+    let handle = Passport::parse(prefixed(a, "N=")?).map_err(|_| a.error(K::BadPassport))?;
+    let mut name = FriendlyName::from(handle.clone());
+    let mut contact = Guid::NIL;
+    while let Some(arg) = a.next_opt() {
+        if let Some(n) = arg.strip_prefix("F=") {
+            name = FriendlyName::parse(n).map_err(|_| a.error(K::BadName("name")))?;
+        } else if let Some(c) = arg.strip_prefix("C=") {
+            contact = Guid::parse(c).map_err(|_| a.error(K::BadValue("C=")))?;
+        } else {
+            return Err(a.error(K::TrailingArgs));
+        }
+    }
+    Ok(M::Add {
+        trid,
+        list,
+        version: 0,
+        handle,
+        name,
+        group: None,
+        guid: contact,
+    })
+}
+
+/// `REM trid FL <guid> [<group-guid>]` or `REM trid <list> <h>` (MSNP10+).
+fn rem_abch(a: &mut Args<'_>) -> R {
+    let trid = a.next_trid()?;
+    let list: ListKind = a.next_enum("list")?;
+    if list == ListKind::Fl
+        && let Some(contact) = a.peek().and_then(|s| Guid::parse(s).ok())
+    {
+        a.next_opt();
+        let group = a.opt_parse(K::BadValue("group GUID"))?;
+        return Ok(M::RemGuid {
+            trid,
+            contact,
+            group,
+        });
+    }
+    Ok(M::Rem {
+        trid,
+        list,
+        version: 0,
+        handle: handle(a)?,
+        group: None,
+    })
+}
+
 fn lsg(a: &mut Args<'_>) -> R {
     let (trid, version, index, total) = if a.remaining() > 3 {
         (
@@ -419,7 +644,7 @@ fn lsg(a: &mut Args<'_>) -> R {
         version,
         index,
         total,
-        group: token(a, "group id")?,
+        group: GroupKey::new(token(a, "group id")?, Guid::NIL),
         name: name(a)?,
     };
     a.expect_literal("0")?;
@@ -431,7 +656,10 @@ fn lst(a: &mut Args<'_>) -> R {
         let (handle, name) = (handle(a)?, name(a)?);
         let lists = token(a, "list bits")?;
         let groups = match a.next_opt() {
-            Some(g) => groups(a, g)?,
+            Some(g) => groups(a, g)?
+                .into_iter()
+                .map(|id| GroupKey::new(id, Guid::NIL))
+                .collect(),
             None => Vec::new(),
         };
         return Ok(M::LstContact {
@@ -439,6 +667,7 @@ fn lst(a: &mut Args<'_>) -> R {
             name,
             lists,
             groups,
+            guid: Guid::NIL,
         });
     }
     let trid = a.next_trid()?;
@@ -477,25 +706,28 @@ fn add_rem(a: &mut Args<'_>, cmd: &str) -> R {
     let list = a.next_enum("list")?;
     let version = a.next_u32("version")?;
     let handle = handle(a)?;
+    let group = |a: &mut Args<'_>| -> Result<Option<GroupKey>, ParseError> {
+        Ok(a.opt_parse(K::BadNumber("group id"))?
+            .map(|id| GroupKey::new(id, Guid::NIL)))
+    };
     if cmd == "ADD" {
         let name = name(a)?;
-        let group = a.opt_parse(K::BadNumber("group id"))?;
         Ok(M::Add {
             trid,
             list,
             version,
             handle,
             name,
-            group,
+            group: group(a)?,
+            guid: Guid::NIL,
         })
     } else {
-        let group = a.opt_parse(K::BadNumber("group id"))?;
         Ok(M::Rem {
             trid,
             list,
             version,
             handle,
-            group,
+            group: group(a)?,
         })
     }
 }

@@ -1,9 +1,11 @@
 //! Per-dialect encoding of [`ServerMessage`]: the only place that drops or adds fields by
 //! [`Capabilities`] flag.
 
+use bytes::Bytes;
+
 use crate::frame::{Frame, push_opt as opt};
-use crate::types::{ClientCaps, GroupId, ListKind, MsnObject};
-use crate::version::{Capabilities, SynGeneration, XfrNsForm};
+use crate::types::{ClientCaps, GroupId, GroupKey, ListKind, MsnObject};
+use crate::version::{Capabilities, XfrNsForm};
 
 use super::ServerMessage as M;
 
@@ -14,6 +16,37 @@ pub(super) fn group_list(groups: &[GroupId]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Comma-separated groups as the dialect names them: numbers before MSNP10, GUIDs after.
+fn group_keys(groups: &[GroupKey], caps: &Capabilities) -> String {
+    groups
+        .iter()
+        .map(|g| {
+            if caps.abch {
+                g.guid.to_string()
+            } else {
+                g.id.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The group as the dialect names it.
+fn group_key(g: GroupKey, caps: &Capabilities) -> String {
+    if caps.abch {
+        g.guid.to_string()
+    } else {
+        g.id.to_string()
+    }
+}
+
+/// The list version, written only before MSNP10 (the address book dropped it).
+fn version_of(v: &mut Vec<String>, caps: &Capabilities, version: u32) {
+    if !caps.abch {
+        v.push(version.to_string());
+    }
 }
 
 /// Appends caps (MSNP8+) and the MSNObject (MSNP9+, only when set).
@@ -32,7 +65,7 @@ fn presence_tail(v: &mut Vec<String>, caps: &Capabilities, c: ClientCaps, obj: O
     reason = "one line per variant; each arm only lays out fields"
 )]
 pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
-    let bitmask = caps.syn == SynGeneration::Bitmask;
+    let bitmask = caps.syn.is_bitmask();
     let (name, v): (&str, Vec<String>) = match m {
         M::Ver {
             trid,
@@ -71,6 +104,7 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             opt(&mut v, challenge.as_ref());
             ("USR", v)
         }
+        M::Sbs => ("SBS", words!("0", "null")),
         M::UsrOk {
             trid,
             handle,
@@ -116,9 +150,14 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
         M::Syn {
             trid,
             version,
+            stamp,
             counts,
         } => {
-            let mut v = words!(trid, version);
+            let mut v = if caps.abch {
+                words!(trid, stamp, stamp)
+            } else {
+                words!(trid, version)
+            };
             if let (true, Some(c)) = (bitmask, counts) {
                 v.extend(words!(c.lst, c.lsg));
             }
@@ -128,19 +167,31 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             trid,
             version,
             value,
-        } => ("GTC", words!(trid, version, value)),
+        } => {
+            let mut v = words!(trid);
+            version_of(&mut v, caps, *version);
+            v.push(value.to_string());
+            ("GTC", v)
+        }
         M::Blp {
             trid,
             version,
             value,
-        } => ("BLP", words!(trid, version, value)),
+        } => {
+            let mut v = words!(trid);
+            version_of(&mut v, caps, *version);
+            v.push(value.to_string());
+            ("BLP", v)
+        }
         M::Prp {
             trid,
             version,
             prop,
             value,
         } => {
-            let mut v = words!(trid, version, prop);
+            let mut v = words!(trid);
+            version_of(&mut v, caps, *version);
+            v.push(prop.to_string());
             opt(&mut v, value.as_ref());
             ("PRP", v)
         }
@@ -186,6 +237,7 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             opt(&mut v, value.as_ref());
             ("BPR", v)
         }
+        M::Lsg { group, name, .. } if caps.abch => ("LSG", words!(name, group.guid)),
         M::Lsg {
             trid,
             version,
@@ -199,7 +251,7 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             } else {
                 words!(trid, version, index, total)
             };
-            v.extend(words!(group, name, "0"));
+            v.extend(words!(group.id, name, "0"));
             ("LSG", v)
         }
         M::LstEntry {
@@ -224,12 +276,48 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             name,
             lists,
             groups,
+            guid,
         } => {
-            let mut v = words!(handle, name, lists);
-            if lists.contains(ListKind::Fl) && !groups.is_empty() {
-                v.push(group_list(groups));
+            let fl = lists.contains(ListKind::Fl);
+            let mut v = if caps.abch {
+                let mut v = words!(format!("N={handle}"), format!("F={name}"));
+                if fl && !guid.is_nil() {
+                    v.push(format!("C={guid}"));
+                }
+                v.push(lists.to_string());
+                if caps.lst_network {
+                    // The network type: 1 = MSN (the only one this server has).
+                    v.push("1".into());
+                }
+                v
+            } else {
+                words!(handle, name, lists)
+            };
+            if fl && !groups.is_empty() {
+                v.push(group_keys(groups, caps));
             }
             ("LST", v)
+        }
+        M::Add {
+            trid,
+            list,
+            handle,
+            name,
+            guid,
+            ..
+        } if caps.abch => {
+            let mut v = words!(trid, list, format!("N={handle}"));
+            match list {
+                ListKind::Fl => {
+                    v.push(format!("F={name}"));
+                    if !guid.is_nil() {
+                        v.push(format!("C={guid}"));
+                    }
+                }
+                ListKind::Rl => v.push(format!("F={name}")),
+                ListKind::Al | ListKind::Bl | ListKind::Pl => {}
+            }
+            ("ADC", v)
         }
         M::Add {
             trid,
@@ -238,13 +326,22 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             handle,
             name,
             group,
+            ..
         } => {
             let mut v = words!(trid, list, version, handle, name);
             if caps.groups {
-                opt(&mut v, *group);
+                opt(&mut v, group.map(|g| g.id));
             }
             ("ADD", v)
         }
+        M::AdcToGroup {
+            trid,
+            contact,
+            group,
+        } => (
+            "ADC",
+            words!(trid, ListKind::Fl, format!("C={contact}"), group),
+        ),
         M::Rem {
             trid,
             list,
@@ -252,10 +349,21 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             handle,
             group,
         } => {
-            let mut v = words!(trid, list, version, handle);
-            if caps.groups {
-                opt(&mut v, *group);
+            let mut v = words!(trid, list);
+            version_of(&mut v, caps, *version);
+            v.push(handle.to_string());
+            if caps.groups && !caps.abch {
+                opt(&mut v, group.map(|g| g.id));
             }
+            ("REM", v)
+        }
+        M::RemGuid {
+            trid,
+            contact,
+            group,
+        } => {
+            let mut v = words!(trid, ListKind::Fl, contact);
+            opt(&mut v, group.as_ref());
             ("REM", v)
         }
         M::Rea {
@@ -264,23 +372,47 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             handle,
             name,
         } => ("REA", words!(trid, version, handle, name)),
+        // MSNP10+ forms: research notes §2.5 (name then GUID for ADG; Escargot's `1` where the
+        // list version was for RMG and REG).
+        M::Adg {
+            trid, name, group, ..
+        } if caps.abch => ("ADG", words!(trid, name, group.guid)),
         M::Adg {
             trid,
             version,
             name,
             group,
-        } => ("ADG", words!(trid, version, name, group, "0")),
+        } => ("ADG", words!(trid, version, name, group.id, "0")),
+        M::Rmg { trid, group, .. } if caps.abch => ("RMG", words!(trid, "1", group.guid)),
         M::Rmg {
             trid,
             version,
             group,
-        } => ("RMG", words!(trid, version, group)),
+        } => ("RMG", words!(trid, version, group_key(*group, caps))),
+        M::Reg {
+            trid, group, name, ..
+        } if caps.abch => ("REG", words!(trid, "1", name, group.guid, "0")),
         M::Reg {
             trid,
             version,
             group,
             name,
-        } => ("REG", words!(trid, version, group, name, "0")),
+        } => ("REG", words!(trid, version, group.id, name, "0")),
+        M::Sbp {
+            trid,
+            contact,
+            prop,
+            value,
+        } => ("SBP", words!(trid, contact, prop, value)),
+        M::UuxOk { trid } => ("UUX", words!(trid, "0")),
+        M::Ubx { handle, message } => {
+            return Frame::with_payload("UBX", words!(handle), Bytes::from(message.to_xml()));
+        }
+        M::Gcf {
+            trid,
+            file,
+            payload,
+        } => return Frame::with_payload("GCF", words!(trid, file), payload.clone()),
         M::Chg {
             trid,
             status,
@@ -372,9 +504,26 @@ pub(super) fn to_frame(m: &M, caps: &Capabilities) -> Frame {
             total,
             handle,
             name,
-        } => ("IRO", words!(trid, index, total, handle, name)),
+            caps: c,
+        } => {
+            let mut v = words!(trid, index, total, handle, name);
+            if caps.sb_caps {
+                v.push(c.to_string());
+            }
+            ("IRO", v)
+        }
         M::AnsOk { trid } => ("ANS", words!(trid, "OK")),
-        M::Joi { handle, name } => ("JOI", words!(handle, name)),
+        M::Joi {
+            handle,
+            name,
+            caps: c,
+        } => {
+            let mut v = words!(handle, name);
+            if caps.sb_caps {
+                v.push(c.to_string());
+            }
+            ("JOI", v)
+        }
         M::Bye { handle, timed_out } => {
             let mut v = words!(handle);
             if *timed_out {

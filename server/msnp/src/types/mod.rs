@@ -18,11 +18,13 @@ macro_rules! from_str_via_parse {
     };
 }
 
+mod abch;
 mod error_code;
 mod text;
 
 use std::fmt;
 
+pub use abch::{GroupKey, Guid, ListStamp, utc_seconds};
 pub use error_code::ErrorCode;
 pub use text::{
     FriendlyName, GroupName, MAX_FRIENDLY_NAME_BYTES, MAX_GROUP_NAME_BYTES, MAX_MSN_OBJECT_BYTES,

@@ -5,6 +5,7 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use relive_msnp::client::{self as c, ClientCommand as C};
+use relive_msnp::psm::PersonalMessage;
 use relive_msnp::server::{ListedContact, ServerMessage as M, SynCounts};
 use relive_msnp::types::*;
 use relive_msnp::version::ProtocolVersion;
@@ -44,8 +45,24 @@ fn pick<T: Copy + std::fmt::Debug + 'static>(all: &'static [T]) -> impl Strategy
 fn group() -> impl Strategy<Value = GroupId> {
     (0u32..100).prop_map(GroupId)
 }
+fn guid() -> impl Strategy<Value = Guid> {
+    any::<[u8; 16]>().prop_map(Guid::from_bytes)
+}
+fn group_key() -> impl Strategy<Value = GroupKey> {
+    (group(), guid()).prop_map(|(id, guid)| GroupKey::new(id, guid))
+}
+fn stamp() -> impl Strategy<Value = ListStamp> {
+    // Up to the last second of year 9999, as the four-digit year allows.
+    (0u64..253_402_300_800_000_000).prop_map(ListStamp)
+}
+fn personal() -> impl Strategy<Value = PersonalMessage> {
+    ("[ -~]{0,40}", "[ -~]{0,40}")
+        .prop_map(|(psm, current_media)| PersonalMessage { psm, current_media })
+}
 
-pub(crate) fn client_command() -> impl Strategy<Value = C> {
+/// Which grammar the generated commands follow: MSNP2–9 (`false`) or the MSNP10+ address
+/// book (`true`), where `SYN`, `REM`, `RMG` and `REG` take timestamps and GUIDs.
+pub(crate) fn client_command(abch: bool) -> impl Strategy<Value = C> {
     let login = prop_oneof![
         (trid(), vec(token(), 1..5)).prop_map(|(trid, dialects)| C::Ver(c::Ver { trid, dialects })),
         (
@@ -91,14 +108,66 @@ pub(crate) fn client_command() -> impl Strategy<Value = C> {
         )),
         trid().prop_map(|trid| C::Xfr(c::Xfr { trid })),
     ];
-    let lists = prop_oneof![
-        (trid(), any::<u32>(), option::of(any::<u32>())).prop_map(
-            |(trid, version, settings_version)| C::Syn(c::Syn {
-                trid,
-                version,
-                settings_version
+    let syn = if abch {
+        (trid(), token(), token())
+            .prop_map(|(trid, list, settings)| {
+                C::Syn(c::Syn {
+                    trid,
+                    cache: c::SynCache::Stamps { list, settings },
+                })
             })
-        ),
+            .boxed()
+    } else {
+        (trid(), any::<u32>())
+            .prop_map(|(trid, v)| {
+                C::Syn(c::Syn {
+                    trid,
+                    cache: c::SynCache::Version(v),
+                })
+            })
+            .boxed()
+    };
+    let group_ref = move || {
+        if abch {
+            prop_oneof![
+                guid().prop_map(c::GroupRef::Guid),
+                gname().prop_map(c::GroupRef::Name)
+            ]
+            .boxed()
+        } else {
+            group().prop_map(c::GroupRef::Id).boxed()
+        }
+    };
+    let rem = if abch {
+        prop_oneof![
+            (trid(), guid(), option::of(guid())).prop_map(|(trid, g, group)| C::Rem(c::Rem {
+                trid,
+                list: ListKind::Fl,
+                contact: c::ContactRef::Guid(g),
+                group: group.map(c::GroupRef::Guid),
+            })),
+            (trid(), pick(ListKind::ALL), passport()).prop_map(|(trid, list, h)| C::Rem(c::Rem {
+                trid,
+                list,
+                contact: c::ContactRef::Handle(h),
+                group: None,
+            })),
+        ]
+        .boxed()
+    } else {
+        (trid(), pick(ListKind::ALL), passport(), option::of(group()))
+            .prop_map(|(trid, list, handle, group)| {
+                C::Rem(c::Rem {
+                    trid,
+                    list,
+                    contact: c::ContactRef::Handle(handle),
+                    group: group.map(c::GroupRef::Id),
+                })
+            })
+            .boxed()
+    };
+    let lists = prop_oneof![
+        syn,
         (trid(), pick(ListKind::ALL)).prop_map(|(trid, list)| C::Lst(c::Lst { trid, list })),
         trid().prop_map(|trid| C::Lsg(c::Lsg { trid })),
         (trid(), pick(Gtc::ALL)).prop_map(|(trid, value)| C::Gtc(c::Gtc { trid, value })),
@@ -117,28 +186,45 @@ pub(crate) fn client_command() -> impl Strategy<Value = C> {
                 name,
                 group
             })),
-        (trid(), pick(ListKind::ALL), passport(), option::of(group())).prop_map(
-            |(trid, list, handle, group)| C::Rem(c::Rem {
-                trid,
-                list,
-                handle,
-                group
-            })
-        ),
+        rem,
         (trid(), passport(), fname()).prop_map(|(trid, handle, name)| C::Rea(c::Rea {
             trid,
             handle,
             name
         })),
         (trid(), gname()).prop_map(|(trid, name)| C::Adg(c::Adg { trid, name })),
-        (trid(), group()).prop_map(|(trid, group)| C::Rmg(c::Rmg { trid, group })),
-        (trid(), group(), gname()).prop_map(|(trid, group, name)| C::Reg(c::Reg {
+        (trid(), group_ref()).prop_map(|(trid, group)| C::Rmg(c::Rmg { trid, group })),
+        (trid(), group_ref(), gname()).prop_map(|(trid, group, name)| C::Reg(c::Reg {
             trid,
             group,
             name
         })),
         (trid(), pick(PhoneProp::ALL), option::of(token()))
             .prop_map(|(trid, prop, value)| C::Prp(c::Prp { trid, prop, value })),
+    ];
+    let abch_lists = prop_oneof![
+        (trid(), pick(ListKind::ALL), passport(), option::of(fname())).prop_map(
+            |(trid, list, handle, name)| C::Adc(c::Adc {
+                trid,
+                list,
+                target: c::AdcTarget::Contact { handle, name },
+            })
+        ),
+        (trid(), guid(), guid()).prop_map(|(trid, contact, group)| C::Adc(c::Adc {
+            trid,
+            list: ListKind::Fl,
+            target: c::AdcTarget::ToGroup { contact, group },
+        })),
+        (trid(), guid(), token(), token()).prop_map(|(trid, contact, prop, value)| C::Sbp(
+            c::Sbp {
+                trid,
+                contact,
+                prop,
+                value
+            }
+        )),
+        (trid(), personal()).prop_map(|(trid, message)| C::Uux(c::Uux { trid, message })),
+        (trid(), token()).prop_map(|(trid, file)| C::Gcf(c::Gcf { trid, file })),
     ];
     let other = prop_oneof![
         (
@@ -196,14 +282,14 @@ pub(crate) fn client_command() -> impl Strategy<Value = C> {
         )),
         (trid(), pick(AckMode::ALL), payload(1665))
             .prop_map(|(trid, ack, payload)| C::Msg(c::Msg { trid, ack, payload })),
-        (pick(&["XYZ", "RNG", "BYE", "ADC"]), option::of(trid())).prop_map(|(n, trid)| {
+        (pick(&["XYZ", "RNG", "BYE", "LKP"]), option::of(trid())).prop_map(|(n, trid)| {
             C::Unknown {
                 name: Token::parse(n).unwrap(),
                 trid,
             }
         }),
     ];
-    prop_oneof![login, lists, other]
+    prop_oneof![login, lists, abch_lists, other]
 }
 
 fn status_tail() -> impl Strategy<Value = (ClientCaps, Option<MsnObject>)> {
@@ -283,11 +369,12 @@ pub(crate) fn server_message() -> impl Strategy<Value = M> {
             any::<u32>(),
             option::of((any::<u32>(), any::<u32>()))
         )
-            .prop_map(|(trid, version, c)| M::Syn {
+            .prop_flat_map(|(trid, version, c)| stamp().prop_map(move |stamp| M::Syn {
                 trid,
                 version,
+                stamp,
                 counts: c.map(|(lst, lsg)| SynCounts { lst, lsg })
-            }),
+            })),
         (trid(), any::<u32>(), pick(Gtc::ALL)).prop_map(|(trid, version, value)| M::Gtc {
             trid,
             version,
@@ -349,7 +436,7 @@ pub(crate) fn server_message() -> impl Strategy<Value = M> {
             any::<u32>(),
             any::<u32>(),
             any::<u32>(),
-            group(),
+            group_key(),
             gname()
         )
             .prop_map(|(trid, version, index, total, group, name)| M::Lsg {
@@ -384,13 +471,15 @@ pub(crate) fn server_message() -> impl Strategy<Value = M> {
             passport(),
             fname(),
             (0u8..32).prop_map(|b| ListSet::from_bits(b).unwrap()),
-            vec(group(), 0..4)
+            vec(group_key(), 0..4),
+            guid()
         )
-            .prop_map(|(handle, name, lists, groups)| M::LstContact {
+            .prop_map(|(handle, name, lists, groups, guid)| M::LstContact {
                 handle,
                 name,
                 lists,
-                groups
+                groups,
+                guid
             }),
         (
             trid(),
@@ -398,22 +487,24 @@ pub(crate) fn server_message() -> impl Strategy<Value = M> {
             any::<u32>(),
             passport(),
             fname(),
-            option::of(group())
+            option::of(group_key()),
+            guid()
         )
-            .prop_map(|(trid, list, version, handle, name, group)| M::Add {
+            .prop_map(|(trid, list, version, handle, name, group, guid)| M::Add {
                 trid,
                 list,
                 version,
                 handle,
                 name,
-                group
+                group,
+                guid
             }),
         (
             trid(),
             pick(ListKind::ALL),
             any::<u32>(),
             passport(),
-            option::of(group())
+            option::of(group_key())
         )
             .prop_map(|(trid, list, version, handle, group)| M::Rem {
                 trid,
@@ -422,6 +513,22 @@ pub(crate) fn server_message() -> impl Strategy<Value = M> {
                 handle,
                 group
             }),
+        (trid(), guid(), guid()).prop_map(|(trid, contact, group)| M::AdcToGroup {
+            trid,
+            contact,
+            group
+        }),
+        (trid(), guid(), option::of(guid())).prop_map(|(trid, contact, group)| M::RemGuid {
+            trid,
+            contact,
+            group
+        }),
+        (trid(), guid(), token(), token()).prop_map(|(trid, contact, prop, value)| M::Sbp {
+            trid,
+            contact,
+            prop,
+            value
+        }),
         (trid(), any::<u32>(), passport(), fname()).prop_map(|(trid, version, handle, name)| {
             M::Rea {
                 trid,
@@ -430,22 +537,26 @@ pub(crate) fn server_message() -> impl Strategy<Value = M> {
                 name,
             }
         }),
-        (trid(), any::<u32>(), gname(), group()).prop_map(|(trid, version, name, group)| M::Adg {
+        (trid(), any::<u32>(), gname(), group_key()).prop_map(|(trid, version, name, group)| {
+            M::Adg {
+                trid,
+                version,
+                name,
+                group,
+            }
+        }),
+        (trid(), any::<u32>(), group_key()).prop_map(|(trid, version, group)| M::Rmg {
             trid,
             version,
-            name,
             group
         }),
-        (trid(), any::<u32>(), group()).prop_map(|(trid, version, group)| M::Rmg {
-            trid,
-            version,
-            group
-        }),
-        (trid(), any::<u32>(), group(), gname()).prop_map(|(trid, version, group, name)| M::Reg {
-            trid,
-            version,
-            group,
-            name
+        (trid(), any::<u32>(), group_key(), gname()).prop_map(|(trid, version, group, name)| {
+            M::Reg {
+                trid,
+                version,
+                group,
+                name,
+            }
         }),
     ];
     let presence = prop_oneof![
@@ -500,6 +611,14 @@ pub(crate) fn server_message() -> impl Strategy<Value = M> {
             }
         ),
         trid().prop_map(|trid| M::SndOk { trid }),
+        Just(M::Sbs),
+        trid().prop_map(|trid| M::UuxOk { trid }),
+        (passport(), personal()).prop_map(|(handle, message)| M::Ubx { handle, message }),
+        (trid(), token(), payload(300)).prop_map(|(trid, file, payload)| M::Gcf {
+            trid,
+            file,
+            payload
+        }),
         trid().prop_map(|trid| M::SdcOk { trid }),
         (trid(), any::<bool>()).prop_map(|(trid, on)| M::Ims { trid, on }),
     ];
@@ -517,17 +636,28 @@ pub(crate) fn server_message() -> impl Strategy<Value = M> {
                 caller_name
             }
         ),
-        (trid(), any::<u32>(), any::<u32>(), passport(), fname()).prop_map(
-            |(trid, index, total, handle, name)| M::Iro {
+        (
+            trid(),
+            any::<u32>(),
+            any::<u32>(),
+            passport(),
+            fname(),
+            any::<u32>()
+        )
+            .prop_map(|(trid, index, total, handle, name, c)| M::Iro {
                 trid,
                 index,
                 total,
                 handle,
-                name
-            }
-        ),
+                name,
+                caps: ClientCaps(c)
+            }),
         trid().prop_map(|trid| M::AnsOk { trid }),
-        (passport(), fname()).prop_map(|(handle, name)| M::Joi { handle, name }),
+        (passport(), fname(), any::<u32>()).prop_map(|(handle, name, c)| M::Joi {
+            handle,
+            name,
+            caps: ClientCaps(c)
+        }),
         (passport(), any::<bool>()).prop_map(|(handle, timed_out)| M::Bye { handle, timed_out }),
         trid().prop_map(|trid| M::Ack { trid }),
         trid().prop_map(|trid| M::Nak { trid }),

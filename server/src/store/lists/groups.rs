@@ -2,9 +2,9 @@
 
 use rusqlite::{Connection, params};
 
-use super::{ListError, bump, owner_version};
+use super::{ListError, bump, guid_of, owner_version};
 use crate::store::Store;
-use crate::store::types::{AccountId, GroupId};
+use crate::store::types::{AccountId, GroupId, GroupKey};
 
 /// Most groups an account may have, group 0 included (more → 223).
 pub const MAX_GROUPS: usize = 30;
@@ -67,7 +67,7 @@ fn add_group_tx(
     conn: &mut Connection,
     owner: AccountId,
     name: &str,
-) -> Result<(u32, GroupId), ListError> {
+) -> Result<(u32, GroupKey), ListError> {
     let tx = conn.transaction()?;
     owner_version(&tx, owner)?;
     let ids: Vec<u32> = {
@@ -94,13 +94,23 @@ fn add_group_tx(
         "INSERT INTO groups (account_id, group_id, name) VALUES (?1, ?2, ?3)",
         params![owner.0, id, name],
     )?;
+    // The insert trigger of migration 4 gave the group its GUID.
+    let guid: Option<String> = tx.query_row(
+        "SELECT guid FROM groups WHERE account_id = ?1 AND group_id = ?2",
+        params![owner.0, id],
+        |r| r.get(0),
+    )?;
     let version = bump(&tx, owner)?;
     tx.commit()?;
-    Ok((version, GroupId(id)))
+    Ok((
+        version,
+        GroupKey::new(GroupId(id), guid_of(guid.as_deref())),
+    ))
 }
 
 impl Store {
-    /// `ADG`: creates a group with the smallest free id; returns the new version and the id.
+    /// `ADG`: creates a group with the smallest free id; returns the new version and the
+    /// group's id and GUID.
     ///
     /// # Errors
     ///
@@ -110,7 +120,7 @@ impl Store {
         &self,
         owner: AccountId,
         name: &str,
-    ) -> Result<(u32, GroupId), ListError> {
+    ) -> Result<(u32, GroupKey), ListError> {
         check_name(name)?;
         let name = name.to_owned();
         self.call(move |conn| add_group_tx(conn, owner, &name))

@@ -19,6 +19,10 @@
 //! - FL without a group puts the contact in group 0. Removing a contact from a group it is the
 //!   last one of leaves it on FL with no groups (as after removing a group); encoders print
 //!   such a contact as being in group 0.
+//! - MSNP10+ (the address book) names contact rows and groups by GUID (migration 4): a row's
+//!   GUID lives as long as the row. Group 0 is "no group" there: filing a contact into a group
+//!   the MSNP10 way ([`Store::file_in_group`]) takes it out of group 0, as an MSNP7 client does
+//!   with `ADD` to the new group then `REM` from group 0.
 
 mod groups;
 mod props;
@@ -31,11 +35,14 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use super::accounts::{
     drop_placeholder_if_unlisted, handle_id, handle_id_or_placeholder, is_valid_friendly_name,
 };
-use super::types::{AccountId, GroupId, ListKind, ListSet, Passport, is_stored_list};
+use super::types::{
+    AccountId, GroupId, GroupKey, Guid, ListKind, ListSet, Passport, is_stored_list,
+};
 use super::{Store, StoreError};
 
 pub use groups::{MAX_GROUP_NAME_BYTES, MAX_GROUPS};
 pub use props::MAX_PHONE_BYTES;
+use snapshot::guid_of;
 pub(crate) use snapshot::login_contacts;
 pub use snapshot::{Contact, Group, ListSnapshot, LoginState};
 
@@ -153,6 +160,8 @@ pub struct Outcome {
     pub version: u32,
     /// The contact's bits in the owner's lists after the change (for the presence hub).
     pub bits: ListSet,
+    /// The contact row's GUID after the change (MSNP10+ `C=`); `NIL` when no row is left.
+    pub guid: Guid,
     /// The other account's RL change, if any, so the server can send it `ADD 0 RL` / `REM 0 RL`.
     pub reverse: Option<ReverseChange>,
 }
@@ -210,6 +219,18 @@ fn contact_row(
         |r| Ok((bits_from_db(r.get(0)?), r.get(1)?)),
     )
     .optional()
+}
+
+/// The GUID of `contact`'s row in `owner`'s lists.
+fn row_guid(conn: &Connection, owner: AccountId, contact: AccountId) -> rusqlite::Result<Guid> {
+    let text: Option<Option<String>> = conn
+        .query_row(
+            "SELECT guid FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
+            [owner.0, contact.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(guid_of(text.flatten().as_deref()))
 }
 
 /// Writes a contact row, or deletes it when `bits` is empty.
@@ -291,7 +312,7 @@ fn add_tx(
     owner: AccountId,
     list: ListKind,
     email: &Passport,
-    name: &str,
+    name: Option<&str>,
     group: Option<GroupId>,
 ) -> Result<Outcome, ListError> {
     let tx = conn.transaction()?;
@@ -302,7 +323,15 @@ fn add_tx(
     // An unregistered handle gets a placeholder account: the change is made (and answered)
     // exactly as for a registered handle that never comes online.
     let contact = handle_id_or_placeholder(&tx, email)?;
-    let bits = contact_row(&tx, owner, contact)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    let row = contact_row(&tx, owner, contact)?;
+    let bits = row.as_ref().map_or(ListSet::EMPTY, |(b, _)| *b);
+    // Without a name the stored one stays (a new row is named after the handle).
+    let name = match (name, &row) {
+        (Some(n), _) => n.to_owned(),
+        (None, Some((_, stored))) => stored.clone(),
+        (None, None) => email.as_str().to_owned(),
+    };
+    let name = name.as_str();
     let mut outcome = match list {
         ListKind::Rl => return Err(ListError::ReverseListReadOnly),
         ListKind::Pl => return Err(ListError::InvalidParameter),
@@ -319,6 +348,7 @@ fn add_tx(
                 groups::add_member(&tx, owner, contact, gid)?;
                 Outcome {
                     bits: ListSet::EMPTY,
+                    guid: Guid::NIL,
                     version: bump(&tx, owner)?,
                     reverse: None,
                 }
@@ -337,6 +367,7 @@ fn add_tx(
                 let reverse = update_reverse(&tx, owner, &owner_name, contact, email, true)?;
                 Outcome {
                     bits: ListSet::EMPTY,
+                    guid: Guid::NIL,
                     // Adding yourself bumps your own version twice; report the final one.
                     version: if contact == owner {
                         reverse.version
@@ -368,12 +399,14 @@ fn add_tx(
             write_row(&tx, owner, contact, bits.with(list), name)?;
             Outcome {
                 bits: ListSet::EMPTY,
+                guid: Guid::NIL,
                 version: bump(&tx, owner)?,
                 reverse: None,
             }
         }
     };
     outcome.bits = contact_row(&tx, owner, contact)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    outcome.guid = row_guid(&tx, owner, contact)?;
     tx.commit()?;
     Ok(outcome)
 }
@@ -412,6 +445,7 @@ fn remove_tx(
             )?;
             Outcome {
                 bits: ListSet::EMPTY,
+                guid: Guid::NIL,
                 version: bump(&tx, owner)?,
                 reverse: None,
             }
@@ -426,6 +460,7 @@ fn remove_tx(
             let reverse = update_reverse(&tx, owner, "", contact, email, false)?;
             Outcome {
                 bits: ListSet::EMPTY,
+                guid: Guid::NIL,
                 version: if contact == owner {
                     reverse.version
                 } else {
@@ -438,15 +473,49 @@ fn remove_tx(
             write_row(&tx, owner, contact, bits.without(list), &name)?;
             Outcome {
                 bits: ListSet::EMPTY,
+                guid: Guid::NIL,
                 version: bump(&tx, owner)?,
                 reverse: None,
             }
         }
     };
     outcome.bits = contact_row(&tx, owner, contact)?.map_or(ListSet::EMPTY, |(b, _)| b);
+    outcome.guid = row_guid(&tx, owner, contact)?;
     drop_placeholder_if_unlisted(&tx, contact)?;
     tx.commit()?;
     Ok(outcome)
+}
+
+/// `ADC trid FL C=<guid> <group-guid>`: files an FL contact into `group` and out of group 0.
+fn file_tx(
+    conn: &mut Connection,
+    owner: AccountId,
+    email: &Passport,
+    group: GroupId,
+) -> Result<u32, ListError> {
+    let tx = conn.transaction()?;
+    owner_version(&tx, owner)?;
+    let contact = handle_id(&tx, email)?.ok_or(ListError::NotOnList)?;
+    let (bits, _) = contact_row(&tx, owner, contact)?.ok_or(ListError::NotOnList)?;
+    if !bits.contains(ListKind::Fl) {
+        return Err(ListError::NotOnList);
+    }
+    if !groups::exists(&tx, owner, group)? {
+        return Err(ListError::NoSuchGroup);
+    }
+    if in_group(&tx, owner, contact, group)? {
+        return Err(ListError::AlreadyOnList);
+    }
+    groups::add_member(&tx, owner, contact, group)?;
+    if group.0 != 0 {
+        tx.execute(
+            "DELETE FROM contact_groups WHERE owner_id = ?1 AND contact_id = ?2 AND group_id = 0",
+            [owner.0, contact.0],
+        )?;
+    }
+    let version = bump(&tx, owner)?;
+    tx.commit()?;
+    Ok(version)
 }
 
 impl Store {
@@ -474,7 +543,25 @@ impl Store {
         }
         let limits = self.options().limits;
         let (email, name) = (contact.clone(), name.to_owned());
-        self.call(move |conn| add_tx(conn, limits, owner, list, &email, &name, group))
+        self.call(move |conn| add_tx(conn, limits, owner, list, &email, Some(&name), group))
+            .await
+    }
+
+    /// [`Store::add_to_list`] without a name (MSNP10 `ADC AL|BL N=<handle>`): the name stored
+    /// for the contact stays as it is; a new row is named after the handle.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::add_to_list`].
+    pub async fn add_to_list_unnamed(
+        &self,
+        owner: AccountId,
+        list: ListKind,
+        contact: &Passport,
+    ) -> Result<Outcome, ListError> {
+        let limits = self.options().limits;
+        let email = contact.clone();
+        self.call(move |conn| add_tx(conn, limits, owner, list, &email, None, None))
             .await
     }
 
@@ -495,5 +582,97 @@ impl Store {
         let email = contact.clone();
         self.call(move |conn| remove_tx(conn, owner, list, &email, group))
             .await
+    }
+
+    /// MSNP10 `ADC FL C=<guid> <group-guid>`: files FL contact `contact` into `group` and takes
+    /// it out of group 0 ("no group" in MSNP10+). Returns the new list version.
+    ///
+    /// # Errors
+    ///
+    /// [`ListError::NotOnList`] (not on FL), [`ListError::NoSuchGroup`],
+    /// [`ListError::AlreadyOnList`] (already in that group).
+    pub async fn file_in_group(
+        &self,
+        owner: AccountId,
+        contact: &Passport,
+        group: GroupId,
+    ) -> Result<u32, ListError> {
+        let email = contact.clone();
+        self.call(move |conn| file_tx(conn, owner, &email, group))
+            .await
+    }
+
+    /// The contact whose row in `owner`'s lists has GUID `guid` (MSNP10+ `C=`), if any.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn contact_by_guid(
+        &self,
+        owner: AccountId,
+        guid: Guid,
+    ) -> Result<Option<Passport>, ListError> {
+        self.call(move |conn| {
+            let email: Option<String> = conn
+                .query_row(
+                    "SELECT a.email FROM contacts c JOIN accounts a ON a.id = c.contact_id
+                     WHERE c.owner_id = ?1 AND c.guid = ?2",
+                    params![owner.0, guid.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(email.and_then(|e| Passport::parse(&e).ok()))
+        })
+        .await
+    }
+
+    /// The key of `owner`'s group with GUID `guid`, if any.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn group_by_guid(
+        &self,
+        owner: AccountId,
+        guid: Guid,
+    ) -> Result<Option<GroupKey>, ListError> {
+        self.call(move |conn| {
+            let id: Option<u32> = conn
+                .query_row(
+                    "SELECT group_id FROM groups WHERE account_id = ?1 AND guid = ?2",
+                    params![owner.0, guid.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(id.map(|id| GroupKey::new(GroupId(id), guid)))
+        })
+        .await
+    }
+
+    /// The key of `owner`'s group number `id` or, with `name`, the group of that name; `None`
+    /// if there is none.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn group_key(
+        &self,
+        owner: AccountId,
+        id: Option<GroupId>,
+        name: Option<&str>,
+    ) -> Result<Option<GroupKey>, ListError> {
+        let name = name.map(str::to_owned);
+        self.call(move |conn| {
+            let row: Option<(u32, Option<String>)> = conn
+                .query_row(
+                    "SELECT group_id, guid FROM groups WHERE account_id = ?1
+                     AND (group_id = ?2 OR name = ?3)",
+                    params![owner.0, id.map(|g| g.0), name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(row.map(|(id, guid)| GroupKey::new(GroupId(id), guid_of(guid.as_deref()))))
+        })
+        .await
     }
 }

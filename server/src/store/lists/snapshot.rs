@@ -9,16 +9,16 @@ use rusqlite::Connection;
 use super::{ListError, bits_from_db};
 use crate::store::accounts::{Account, account_by_email};
 use crate::store::types::{
-    AccountId, Blp, FriendlyName, GroupId, GroupName, Gtc, ListSet, Passport, PhoneProp, Token,
-    phone_prop_rank,
+    AccountId, Blp, FriendlyName, GroupId, GroupKey, GroupName, Gtc, Guid, ListSet, ListStamp,
+    Passport, PhoneProp, Token, phone_prop_rank,
 };
 use crate::store::{Store, StoreError};
 
 /// A contact group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
-    /// Numeric id.
-    pub id: GroupId,
+    /// Numeric id (MSNP7–9) and GUID (MSNP10+).
+    pub key: GroupKey,
     /// URL-encoded name.
     pub name: GroupName,
 }
@@ -32,8 +32,10 @@ pub struct Contact {
     pub friendly_name: FriendlyName,
     /// Which of the owner's lists the contact is on.
     pub lists: ListSet,
-    /// Groups (FL only), ascending. May be empty; encoders then print group 0.
-    pub groups: Vec<GroupId>,
+    /// The contact's GUID in the owner's lists (MSNP10+ `C=`).
+    pub guid: Guid,
+    /// Groups (FL only), ascending by id. May be empty; MSNP7–9 encoders then print group 0.
+    pub groups: Vec<GroupKey>,
     /// The contact's own phone properties, in `SYN` order (for `BPR`).
     pub phones: Vec<(PhoneProp, Token)>,
 }
@@ -43,6 +45,10 @@ pub struct Contact {
 pub struct ListSnapshot {
     /// List version.
     pub version: u32,
+    /// The MSNP10+ `SYN` timestamp ([`ListStamp::of_version`]: creation time + version).
+    pub stamp: ListStamp,
+    /// The owner's own friendly name (MSNP10+ `PRP MFN`).
+    pub name: FriendlyName,
     /// GTC.
     pub gtc: Gtc,
     /// BLP.
@@ -97,12 +103,22 @@ fn contact_phones(
     Ok(out)
 }
 
+/// A stored GUID; `NIL` for a row that has none or a damaged one (the triggers of migration 4
+/// give every row one, so this is never expected).
+pub(super) fn guid_of(text: Option<&str>) -> Guid {
+    text.and_then(|t| Guid::parse(t).ok()).unwrap_or(Guid::NIL)
+}
+
 fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, ListError> {
     // A read transaction so the pieces agree with each other.
     let tx = conn.transaction()?;
-    let (version, gtc, blp): (u32, String, String) = tx
-        .prepare_cached("SELECT list_version, gtc, blp FROM accounts WHERE id = ?1")?
-        .query_row([owner.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let (version, gtc, blp, name, created): (u32, String, String, String, i64) = tx
+        .prepare_cached(
+            "SELECT list_version, gtc, blp, friendly_name, created_at FROM accounts WHERE id = ?1",
+        )?
+        .query_row([owner.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .map_err(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => ListError::NoSuchAccount,
             e => e.into(),
@@ -110,23 +126,31 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
     let phones = phones_of(&tx, owner.0)?;
     let groups = {
         let mut stmt = tx.prepare_cached(
-            "SELECT group_id, name FROM groups WHERE account_id = ?1 ORDER BY group_id",
+            "SELECT group_id, name, guid FROM groups WHERE account_id = ?1 ORDER BY group_id",
         )?;
         let rows = stmt.query_map([owner.0], |r| {
-            Ok((GroupId(r.get(0)?), r.get::<_, String>(1)?))
+            Ok((
+                GroupId(r.get(0)?),
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
         })?;
         let mut groups = Vec::new();
         for row in rows {
-            let (id, name) = row?;
+            let (id, name, guid) = row?;
             // Names were validated on the way in; fall back to the id for a damaged row.
             let name = GroupName::parse(&name)
                 .or_else(|_| GroupName::parse(&id.to_string()))
                 .map_err(|_| ListError::InvalidName)?;
-            groups.push(Group { id, name });
+            groups.push(Group {
+                key: GroupKey::new(id, guid_of(guid.as_deref())),
+                name,
+            });
         }
         groups
     };
-    let mut memberships: HashMap<i64, Vec<GroupId>> = HashMap::new();
+    let keys: HashMap<GroupId, GroupKey> = groups.iter().map(|g| (g.key.id, g.key)).collect();
+    let mut memberships: HashMap<i64, Vec<GroupKey>> = HashMap::new();
     {
         let mut stmt = tx.prepare_cached(
             "SELECT contact_id, group_id FROM contact_groups WHERE owner_id = ?1
@@ -135,23 +159,27 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
         let rows = stmt.query_map([owner.0], |r| Ok((r.get::<_, i64>(0)?, GroupId(r.get(1)?))))?;
         for row in rows {
             let (contact, group) = row?;
-            memberships.entry(contact).or_default().push(group);
+            let key = keys
+                .get(&group)
+                .copied()
+                .unwrap_or(GroupKey::new(group, Guid::NIL));
+            memberships.entry(contact).or_default().push(key);
         }
     }
-    let rows: Vec<(i64, String, String, u8)> = {
+    let rows: Vec<(i64, String, String, u8, Option<String>)> = {
         let mut stmt = tx.prepare_cached(
-            "SELECT a.id, a.email, c.friendly_name, c.lists
+            "SELECT a.id, a.email, c.friendly_name, c.lists, c.guid
              FROM contacts c JOIN accounts a ON a.id = c.contact_id
              WHERE c.owner_id = ?1 ORDER BY a.email",
         )?;
         let rows = stmt.query_map([owner.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?;
         rows.collect::<Result<_, _>>()?
     };
     let mut phones_by_contact = contact_phones(&tx, owner.0)?;
     let mut contacts = Vec::with_capacity(rows.len());
-    for (id, email, friendly_name, lists) in rows {
+    for (id, email, friendly_name, lists, guid) in rows {
         // Handles were validated on the way in; a row that no longer parses is skipped
         // rather than failing the whole SYN.
         let Ok(email) = Passport::parse(&email) else {
@@ -167,6 +195,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
             email,
             friendly_name,
             lists: bits_from_db(lists),
+            guid: guid_of(guid.as_deref()),
             groups: memberships.remove(&id).unwrap_or_default(),
             phones: phones_by_contact.remove(&id).unwrap_or_default(),
         });
@@ -174,6 +203,12 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
     tx.finish()?;
     Ok(ListSnapshot {
         version,
+        // Creation times are positive Unix seconds; a damaged one counts from the epoch.
+        stamp: ListStamp::of_version(u64::try_from(created).unwrap_or(0), version),
+        name: FriendlyName::parse(&name).unwrap_or_else(|_| {
+            #[allow(clippy::unwrap_used, reason = "a constant, valid name")]
+            FriendlyName::parse("Relive%20user").unwrap()
+        }),
         gtc: Gtc::parse(&gtc).unwrap_or(Gtc::A),
         blp: Blp::parse(&blp).unwrap_or(Blp::Al),
         phones,

@@ -48,7 +48,9 @@ async fn forward_list_maintains_reverse_list_and_versions_persist() {
         (c.email.as_str(), c.friendly_name.as_str()),
         ("bob@example.com", "Bobby")
     );
-    assert_eq!((c.lists, c.groups.clone()), (bits(1), vec![GroupId(0)]));
+    assert_eq!(c.lists, bits(1));
+    let ids: Vec<GroupId> = c.groups.iter().map(|g| g.id).collect();
+    assert_eq!(ids, vec![GroupId(0)]);
     let bob_snap = store.list_snapshot(bob.id).await.unwrap();
     assert_eq!(bob_snap.version, 1);
     assert_eq!(bob_snap.contacts[0].lists, bits(8));
@@ -164,7 +166,7 @@ async fn list_errors_are_typed() {
     ));
     let (_, friends) = store.add_group(alice.id, "Friends").await.unwrap();
     assert!(matches!(
-        rem(ListKind::Fl, &bob.email, Some(friends)).await,
+        rem(ListKind::Fl, &bob.email, Some(friends.id)).await,
         Err(ListError::NotInGroup)
     ));
     rem(ListKind::Bl, &bob.email, None).await.unwrap();
@@ -209,10 +211,13 @@ async fn groups_and_group_membership() {
     let alice = account(&store, "alice@example.com", "Alice").await;
     let bob = account(&store, "bob@example.com", "Bob").await;
 
-    let (v, friends) = store.add_group(alice.id, "Friends").await.unwrap();
+    let (v, friends_key) = store.add_group(alice.id, "Friends").await.unwrap();
+    let friends = friends_key.id;
     assert_eq!((v, friends), (1, GroupId(1)));
-    let (_, work) = store.add_group(alice.id, "Work").await.unwrap();
+    let (_, work_key) = store.add_group(alice.id, "Work").await.unwrap();
+    let work = work_key.id;
     assert_eq!(work, GroupId(2));
+    assert!(!friends_key.guid.is_nil() && friends_key.guid != work_key.guid);
     assert!(matches!(
         store.add_group(alice.id, "Friends").await,
         Err(ListError::GroupExists)
@@ -240,7 +245,8 @@ async fn groups_and_group_membership() {
         .await
         .unwrap();
     assert_eq!(out.reverse, None);
-    let groups = |s: ListSnapshot| s.contacts[0].groups.clone();
+    let groups =
+        |s: ListSnapshot| -> Vec<GroupId> { s.contacts[0].groups.iter().map(|g| g.id).collect() };
     assert_eq!(
         groups(store.list_snapshot(alice.id).await.unwrap()),
         vec![friends, work]
@@ -287,7 +293,7 @@ async fn groups_and_group_membership() {
     let names: Vec<_> = snap
         .groups
         .iter()
-        .map(|g| (g.id.0, g.name.as_str().len()))
+        .map(|g| (g.key.id.0, g.name.as_str().len()))
         .collect();
     assert_eq!(
         names,
@@ -297,7 +303,14 @@ async fn groups_and_group_membership() {
     // Freed ids are reused; the total is capped at MAX_GROUPS including group 0.
     let mut ids = Vec::new();
     for i in 0..MAX_GROUPS - 2 {
-        ids.push(store.add_group(alice.id, &format!("G{i}")).await.unwrap().1);
+        ids.push(
+            store
+                .add_group(alice.id, &format!("G{i}"))
+                .await
+                .unwrap()
+                .1
+                .id,
+        );
     }
     assert_eq!(ids[0], GroupId(1));
     assert!(matches!(
@@ -555,7 +568,7 @@ async fn unregistered_handles_are_listed_like_registered_ones_that_never_come_on
                 c.email.as_str(),
                 c.friendly_name.as_str(),
                 c.lists,
-                c.groups.clone(),
+                c.groups.iter().map(|g| g.id).collect::<Vec<_>>(),
             )
         })
         .collect();

@@ -5,7 +5,9 @@
 //!   the profile message;
 //! - `passport`: MSNP9 `VER`/`CVR`/`USR TWN I`, then a new TLS connection to the HTTPS
 //!   listener for `login2.srf` with the token as password, then `USR TWN S <ticket>` until
-//!   `USR OK` and the profile (the nexus is asked once, as clients cache it).
+//!   `USR OK` and the profile (the nexus is asked once, as clients cache it);
+//! - `msnp11`: the same as MSN 7.0 does it (`VER MSNP11 MSNP10`, `SBS 0 null` before the
+//!   profile), to compare the address-book dialect with MSNP9.
 //!
 //! Password logins are bounded by bcrypt: the scenario times the configured cost's hash and
 //! reports the rate one core can verify.
@@ -29,8 +31,12 @@ enum Mode {
     Md5,
     /// MSNP9 through Passport (HTTPS `login2.srf` + NS `USR TWN`).
     Passport,
-    /// Both, one after the other.
+    /// MSNP11 through Passport (as MSN 7.0).
+    Msnp11,
+    /// MD5 and Passport (MSNP9), one after the other.
     Both,
+    /// MD5, Passport (MSNP9) and MSNP11, one after the other.
+    All,
 }
 
 /// `login` options.
@@ -56,6 +62,8 @@ pub(crate) struct Args {
 /// Targets of issue #8.
 const TARGET_MD5: f64 = 5_000.0;
 const TARGET_PASSPORT: f64 = 2_000.0;
+/// MSNP11 logins go the Passport way: the same target as MSNP9 (issue 16: no regression).
+const TARGET_MSNP11: f64 = TARGET_PASSPORT;
 
 pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     anyhow::ensure!(
@@ -81,7 +89,9 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     let methods: &[Method] = match args.mode {
         Mode::Md5 => &[Method::Md5],
         Mode::Passport => &[Method::Passport],
+        Mode::Msnp11 => &[Method::Msnp11],
         Mode::Both => &[Method::Md5, Method::Passport],
+        Mode::All => &[Method::Md5, Method::Passport, Method::Msnp11],
     };
     let mut failures = 0;
     for &method in methods {
@@ -89,6 +99,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         let (short, long, target) = match method {
             Method::Md5 => ("MD5", "MD5 (MSNP7)", TARGET_MD5),
             Method::Passport => ("Passport", "Passport (HTTPS + MSNP9)", TARGET_PASSPORT),
+            Method::Msnp11 => ("MSNP11", "Passport (HTTPS + MSNP11)", TARGET_MSNP11),
         };
         let (rate, mut lat, failed, cpu) = measure(method, &args, &server, &users).await?;
         report.check(
@@ -109,7 +120,12 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
             "ms",
         );
         failures += failed;
-        if method == Method::Passport {
+        // Once, for the first Passport path measured.
+        let first_passport = methods
+            .iter()
+            .find(|m| **m != Method::Md5)
+            .is_some_and(|m| *m == method);
+        if first_passport {
             report.note(
                 "Passport: one new TLS 1.2 connection per login2.srf request (rustls session \
                  resumption as a client that keeps its session cache); the nexus is asked once",

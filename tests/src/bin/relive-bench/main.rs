@@ -11,7 +11,8 @@
 //!
 //! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`flood`] (issue #14: logins from
 //! other addresses while one address floods every listener); users log in as [`logon`] says
-//! (`--login md5`, MSNP7, or `--login passport`, MSNP9 through HTTPS `login2.srf`).
+//! (`--login md5`, MSNP7; `--login passport`, MSNP9 through HTTPS `login2.srf`; `--login
+//! msnp11`, the same as MSN 7.0).
 
 mod chat;
 mod flood;
@@ -72,7 +73,8 @@ enum Scenario {
     /// Idle: N logged-in users with contact lists, `PNG` every 50 s; the server's RSS per
     /// connection.
     Idle(idle::Args),
-    /// Login: token logins per second on MSNP7 MD5 and through Passport (HTTPS + MSNP9 TWN).
+    /// Login: token logins per second on MSNP7 MD5 and through Passport (HTTPS + MSNP9 TWN;
+    /// `--mode all` adds MSNP11).
     Login(login::Args),
     /// Presence: one user with K online watchers changes status; time until all K have the NLN.
     Presence(presence::Args),
