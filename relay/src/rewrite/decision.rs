@@ -61,34 +61,19 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// Which generation of client a participant runs, as far as P2P goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ClientGeneration {
-    /// MSN 1.x–4.x (MSNP2–7): MSNFTP only; ignores every optional invitation field.
-    Legacy,
-    /// MSN 5.0 (MSNP8): MSNFTP; honours `Connectivity` and `Sender-Connect`.
-    Msn5,
-    /// MSN 6.x and later (MSNP9+): MSNSLP file transfer and direct connections.
-    Msn6,
-}
-
-impl ClientGeneration {
-    /// The generation a client speaking MSNP `version` belongs to.
-    ///
-    /// ```
-    /// use relive_relay::rewrite::ClientGeneration;
-    /// assert_eq!(ClientGeneration::from_msnp(7), ClientGeneration::Legacy);
-    /// assert_eq!(ClientGeneration::from_msnp(8), ClientGeneration::Msn5);
-    /// assert_eq!(ClientGeneration::from_msnp(9), ClientGeneration::Msn6);
-    /// ```
-    pub fn from_msnp(version: u8) -> Self {
-        match version {
-            0..=7 => Self::Legacy,
-            8 => Self::Msn5,
-            _ => Self::Msn6,
-        }
-    }
-}
+/// Which generation of client a participant runs, as far as P2P goes: defined with the
+/// dialects' one capabilities table ([`relive_msnp::version::Capabilities::client_generation`]),
+/// so a new dialect cannot be missed here.
+///
+/// ```
+/// use relive_msnp::version::{Capabilities, ProtocolVersion};
+/// use relive_relay::rewrite::ClientGeneration;
+/// let generation = |v| Capabilities::for_version(v).client_generation;
+/// assert_eq!(generation(ProtocolVersion::MSNP7), ClientGeneration::Legacy);
+/// assert_eq!(generation(ProtocolVersion::MSNP8), ClientGeneration::Msn5);
+/// assert_eq!(generation(ProtocolVersion::MSNP12), ClientGeneration::Msn6);
+/// ```
+pub use relive_msnp::version::ClientGeneration;
 
 /// Which negotiation a transfer uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

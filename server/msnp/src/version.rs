@@ -157,6 +157,18 @@ pub enum QryScheme {
     ProductKey,
 }
 
+/// Which generation of client a participant runs, as far as file transfers and direct
+/// connections go (P2P.md): what the relay's invitation rewriter may write for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClientGeneration {
+    /// MSN 1.x–4.x (MSNP2–7): MSNFTP only; ignores every optional invitation field.
+    Legacy,
+    /// MSN 5.0 (MSNP8): MSNFTP; honours `Connectivity` and `Sender-Connect`.
+    Msn5,
+    /// MSN 6.x and later (MSNP9+): MSNSLP file transfer and direct connections.
+    Msn6,
+}
+
 /// Everything that differs between dialects, derived from the version alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(clippy::struct_excessive_bools)] // a flag table is the point of this type
@@ -235,6 +247,8 @@ pub struct Capabilities {
     pub lst_network: bool,
     /// Switchboard `IRO`/`JOI` carry the participant's client caps (MSNP12+).
     pub sb_caps: bool,
+    /// File transfers and direct connections (MSNFTP to MSNP8, MSNSLP from MSNP9).
+    pub client_generation: ClientGeneration,
 }
 
 impl Capabilities {
@@ -298,6 +312,11 @@ impl Capabilities {
             gcf: (11..=12).contains(&n),
             lst_network: n >= 12,
             sb_caps: n >= 12,
+            client_generation: match n {
+                ..=7 => ClientGeneration::Legacy,
+                8 => ClientGeneration::Msn5,
+                _ => ClientGeneration::Msn6,
+            },
         }
     }
 }
@@ -342,6 +361,17 @@ mod tests {
             Some(V::MSNP8)
         );
         assert_eq!(negotiate(&[], V::KNOWN), None);
+    }
+
+    #[test]
+    fn client_generations_follow_the_file_transfer_protocols() {
+        use ClientGeneration::{Legacy, Msn5, Msn6};
+        let generation = |n| Capabilities::for_version(ProtocolVersion(n)).client_generation;
+        let got: Vec<_> = (2..=12).map(generation).collect();
+        let expected = [
+            Legacy, Legacy, Legacy, Legacy, Legacy, Legacy, Msn5, Msn6, Msn6, Msn6, Msn6,
+        ];
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Seat {
     pub fn new(observed: Option<IpAddr>, caps: &Capabilities) -> Self {
         Self {
             observed,
-            generation: ClientGeneration::from_msnp(caps.version.number()),
+            generation: caps.client_generation,
         }
     }
 }
