@@ -1,5 +1,5 @@
 //! The command-line vocabulary every Relive program shares, so `relive-server`,
-//! `relive-relay` and `relive-gui` say the same thing the same way:
+//! `relive-relay`, `relive-gui` and `relive-bench` say the same thing the same way:
 //!
 //! * `-v`/`-vv` (more log output) and `-q`/`-qq` (less), from each program's default level;
 //!   `RUST_LOG`, when set, decides instead (the full `tracing` filter syntax);
@@ -7,10 +7,12 @@
 //!   per line for log shippers; always on standard error, coloured only on a terminal.
 //!
 //! The other shared words are conventions the programs follow (README "Command line"):
-//! `--data-dir` for a program's directory, `HANDLE` for an account's e-mail address.
+//! `--data-dir` for a program's directory (older spellings such as `--dir` stay as hidden
+//! aliases), the positional `EMAIL` for the account a command acts on, `--email` (alias
+//! `--handle`) where an account is an option.
 //!
-//! Only binaries depend on this crate (behind their `cli` features), so libraries never pull
-//! in clap's derive or the log subscriber through it.
+//! Only binaries depend on this crate (`relive-relay` behind its `cli` feature), so libraries
+//! never pull in clap's derive or the log subscriber through it.
 
 use clap::ArgAction;
 use tracing_subscriber::EnvFilter;

@@ -3,24 +3,39 @@
 //!
 //! # Layout
 //!
+//! Always built (what every user needs, no QUIC, no TLS):
+//!
 //! * [`rewrite`]: the pure (sans-IO) invitation rewriter the switchboard calls once per
 //!   recipient in its `MSG` fan-out: MSNFTP invitations, MSNSLP `transrespbody` offers, the
 //!   per-transfer decision (LAN/VPN, observed address, agent, role swap, rendezvous,
-//!   switchboard fallback) and every dependent length.
+//!   switchboard fallback) and every dependent length. Which client generation a dialect is
+//!   comes from `relive-msnp`'s capabilities table.
 //! * [`ports`]: the data plane's port pool: allocations that accept one connection from the
 //!   expected peer, expire unused, and either forward to a listener ([`dial`]) or splice two
 //!   rendezvous legs.
 //! * [`splice`]: the bidirectional copy with bounded buffers, byte counters and idle timeout.
 //! * [`dial`]: how a forward reaches the listener's local port.
-//! * [`quic`], [`proto`], [`agent_hub`], [`agent`]: the companion agent over QUIC — endpoint
-//!   configuration (rustls + ring), the sans-IO frames, the relay-side registry that
-//!   authenticates agents and implements [`dial::Dial`], and the agent itself.
 //! * [`limits`]: per-source counting (an IPv4 address or an IPv6 /64) and a budget for
 //!   refusal log lines, shared with the server.
-//! * [`serve`], [`control`], [`remote`]: the relay as its own process (`relive-relay serve`)
-//!   driven by `relive-server` — the standalone relay, the control protocol between the two,
-//!   and the server's side ([`remote::RemoteRelay`], an [`rewrite::Allocate`] over leased
-//!   ports).
+//! * [`backoff`]: the workspace's one reconnect-with-backoff schedule and retry loop (the
+//!   agent, the server's control connection to a standalone relay, the server's accept loops).
+//! * [`wire`]: the framing both relay protocols share: serde values encoded with postcard in
+//!   tokio-util `LengthDelimitedCodec` frames with a bounded length.
+//!
+//! Feature `agent` (what `relive-gui` uses): [`quic`] (client side), [`proto`] (the agent
+//! protocol) and [`agent`] (the companion agent and its reconnect loop,
+//! [`agent::keep_connected`]).
+//!
+//! Feature `relay` (what `relive-server` uses): [`quic`] (server side, certificates with
+//! rcgen), [`proto`], [`agent_hub`] (the relay side of the agents; authenticates them and
+//! implements [`dial::Dial`]), and the relay as its own process driven by `relive-server` —
+//! [`serve`] (the standalone relay), [`control`] (the control protocol between the two) and
+//! [`remote`] (the server's side, [`remote::RemoteRelay`], an [`rewrite::Allocate`] over leased
+//! ports).
+//!
+//! Feature `cli` (default; only the `relive-relay` binary needs it): both of the above plus
+//! clap, anyhow and the log subscriber (through `relive-cli`). Libraries depend on this crate
+//! with `default-features = false` and name the features they use.
 //!
 //! # Embedding (what `relive-server` does)
 //!
