@@ -142,20 +142,23 @@ fn relay() {
             online: true,
         },
     ];
-    let mut stream = vec![0];
-    for (i, message) in to_relay.into_iter().enumerate() {
-        let bytes = encode(message, control::MAX_FRAME).expect("encodes");
-        write("relay_control", &format!("to_relay{i}"), &[&[0][..], &bytes].concat());
-        stream.extend_from_slice(&bytes);
-    }
-    write("relay_control", "to_relay_stream", &stream);
-    let mut stream = vec![1];
-    for (i, message) in to_server.into_iter().enumerate() {
-        let bytes = encode(message, control::MAX_FRAME).expect("encodes");
-        write("relay_control", &format!("to_server{i}"), &[&[1][..], &bytes].concat());
-        stream.extend_from_slice(&bytes);
-    }
-    write("relay_control", "to_server_stream", &stream);
+    // One seed per message, and one with all of them in a row.
+    let frames = |name: &str, selector: u8, frames: Vec<bytes::BytesMut>| {
+        let mut stream = vec![selector];
+        for (i, bytes) in frames.iter().enumerate() {
+            write(
+                "relay_control",
+                &format!("{name}{i}"),
+                &[&[selector][..], bytes].concat(),
+            );
+            stream.extend_from_slice(bytes);
+        }
+        write("relay_control", &format!("{name}_stream"), &stream);
+    };
+    let encoded = |m| encode(m, control::MAX_FRAME).expect("encodes");
+    frames("to_relay", 0, to_relay.into_iter().map(encoded).collect());
+    let encoded = |m| encode(m, control::MAX_FRAME).expect("encodes");
+    frames("to_server", 1, to_server.into_iter().map(encoded).collect());
 
     let hello = AgentHello {
         token: Redacted("alice@example.com 0123456789abcdef".into()),
@@ -176,7 +179,11 @@ fn relay() {
     write("relay_agent", "to_agent", &replies);
     let open = encode(Open { id: 9 }, proto::MAX_FRAME).expect("encodes");
     write("relay_agent", "open", &[&[2][..], &open].concat());
-    write("relay_agent", "stream", &[&[3][..], &open, b"VER MSNFTP\r\n"].concat());
+    write(
+        "relay_agent",
+        "stream",
+        &[&[3][..], &open, b"VER MSNFTP\r\n"].concat(),
+    );
 }
 
 fn cabinet(name: &str, content: &[u8]) -> Vec<u8> {

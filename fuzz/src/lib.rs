@@ -56,3 +56,20 @@ pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
     }
     None
 }
+
+/// Decodes `$input` as a stream of `$ty` frames in the relay protocols' framing (at most
+/// `$max` bytes each) and checks that every message that decodes encodes back to bytes that
+/// decode to the same message, with nothing left over.
+#[macro_export]
+macro_rules! relay_round_trip {
+    ($ty:ty, $input:expr, $max:expr) => {{
+        let (messages, _, _) = relive_relay::wire::decode_all::<$ty>($input, $max);
+        for message in messages {
+            let bytes = relive_relay::wire::encode(message.clone(), $max)
+                .expect("a decoded message encodes");
+            let (again, error, left) = relive_relay::wire::decode_all::<$ty>(&bytes, $max);
+            assert!(error.is_none() && left == 0);
+            assert_eq!(again, [message]);
+        }
+    }};
+}

@@ -263,18 +263,7 @@ async fn a_control_connection_without_the_secret_is_refused() {
     assert!(!matches!(recv.next().await, Some(Ok(ToServer::Welcome))));
 
     // The right secret is welcomed.
-    let connection = endpoint
-        .connect(relay.addr, "localhost")
-        .unwrap()
-        .await
-        .unwrap();
-    let (mut send, mut recv) = control_streams(&connection).await;
-    send.send(ToRelay::Hello {
-        secret: Redacted(relay.secret.clone()),
-    })
-    .await
-    .unwrap();
-    assert_eq!(recv.next().await.unwrap().unwrap(), ToServer::Welcome);
+    raw_control(&relay).await;
 }
 
 #[tokio::test]
