@@ -258,6 +258,27 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_format_is_pinned() {
+        // A change here is a new protocol version: bump ALPN (and the fuzz seeds).
+        let forward = encode(to_relay()[2].clone(), MAX_FRAME).unwrap();
+        let rendezvous = encode(to_relay()[3].clone(), MAX_FRAME).unwrap();
+        let verify = encode(to_server()[4].clone(), MAX_FRAME).unwrap();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(&forward),
+            "002702ffffffffffffffffff01eb3500c6336407a2900311616c696365406578616d706c652e636f6d"
+        );
+        assert_eq!(
+            hex(&rendezvous),
+            "002d0301eb3500c633640702ec350120010db80000000000000000000000010f626f62406578616d706c652e636f6d"
+        );
+        assert_eq!(
+            hex(&verify),
+            "001d030500c633640715616c696365406578616d706c652e636f6d20746f6b"
+        );
+    }
+
+    #[test]
     fn secret_comparison() {
         let hello = ToRelay::Hello {
             secret: Redacted(b"0123456789abcdef".to_vec()),

@@ -169,6 +169,22 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_format_is_pinned() {
+        // A change here is a new protocol version: bump ALPN (and the fuzz seeds).
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let hello = AgentHello {
+            token: Redacted("alice@example.com 0123456789abcdef".into()),
+        };
+        assert_eq!(
+            hex(&encode(hello, MAX_FRAME).unwrap()),
+            "002322616c696365406578616d706c652e636f6d2030313233343536373839616263646566"
+        );
+        let grant = ToAgent::Grant(Grant { id: 2, port: 7000 });
+        assert_eq!(hex(&encode(grant, MAX_FRAME).unwrap()), "00040202d836");
+        assert_eq!(hex(&encode(Open { id: 9 }, MAX_FRAME).unwrap()), "000109");
+    }
+
+    #[test]
     fn limits_and_redaction() {
         let long = AgentHello {
             token: Redacted("x".repeat(MAX_FRAME + 1)),
