@@ -7,8 +7,9 @@
 //! online they get `ADD 0 RL <their version> <me> <my name>` or `REM 0 RL <their version> <me>`
 //! in their own dialect (`ADC 0 RL N=<me> F=<my name>` / `REM 0 RL <me>` from MSNP10).
 //! An unregistered handle is added like a registered one that never comes online (no `205`,
-//! no MSNP10 `208`: the answer does not tell which handles exist); `ADD`, `ADC`, `REM`, `SBP`
-//! and `REA` of a contact first wait for the account's turn in the lookup throttle.
+//! no MSNP10 `208`, which is kept for malformed handles: the answer does not tell which handles
+//! exist); `ADD`, `ADC`, `REM`, `SBP` and `REA` of a contact first wait for the account's turn
+//! in the lookup throttle.
 //! Store errors map to their MSNP codes (201, 210, 215, 216, 219, 223, 224, 225, 228, 229,
 //! 230, 218); client RL edits never get here (the session closes the connection first).
 //!

@@ -275,6 +275,10 @@ impl Service for NsService {
     fn parse_error(&mut self, command: &str, error: &ParseError, out: &mut Replies) {
         let online = self.user.is_some();
         let code = match (command, &error.kind) {
+            // MSNP10's "invalid user name"; a well-formed handle nobody has is no error.
+            ("ADC", ParseErrorKind::BadPassport) if self.dialect().abch => {
+                Some(ErrorCode::InvalidUsername)
+            }
             ("ADD" | "ADC" | "REM" | "REA", ParseErrorKind::BadPassport)
             | ("ADD" | "ADC" | "REA", ParseErrorKind::BadName(_))
             | ("ADD" | "ADC" | "REA" | "ADG" | "REG", ParseErrorKind::NotUtf8(_))

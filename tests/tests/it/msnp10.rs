@@ -135,9 +135,16 @@ async fn msn62_address_book_by_guid() -> anyhow::Result<()> {
     a.send_line(&format!("SBP 16 {carol_guid} MFN Caz")).await?;
     a.expect_line(&format!("SBP 16 {carol_guid} MFN Caz"))
         .await?;
-    // A handle no account has: 208 from MSNP10 (205 before).
+    // A handle no account has is added like a registered one that never comes online (issue
+    // 14: no enumeration), with a GUID of its own; a malformed handle is 208.
     a.send_line("ADC 16 FL N=nobody@example.com F=nobody@example.com")
         .await?;
+    let added = a.recv_raw().await?.line();
+    ensure!(
+        added.starts_with("ADC 16 FL N=nobody@example.com F=nobody@example.com C="),
+        "{added}"
+    );
+    a.send_line("ADC 16 FL N=nobody F=nobody").await?;
     a.expect_line("208 16").await?;
     // A GUID that names nobody in alice's lists: 208 (ADC, SBP), 216 (REM), 224 (group).
     let nobody = Guid::from_random([7; 16]);
