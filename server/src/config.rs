@@ -121,6 +121,8 @@ pub struct Config {
     /// The `[limits]` table: connection pools and per-source caps, the login deadline, list
     /// lookups.
     pub limits: LimitsConfig,
+    /// The `[web]` table: the website (who may register).
+    pub web: crate::web::WebConfig,
 }
 
 impl Default for Config {
@@ -149,6 +151,7 @@ impl Default for Config {
             passport: PassportSettings::default(),
             relay: RelayConfig::default(),
             limits: LimitsConfig::default(),
+            web: crate::web::WebConfig::default(),
         }
     }
 }
@@ -212,6 +215,8 @@ pub struct Settings {
     /// The `[limits]` table: connection pools, per-source caps, deadlines and lookup
     /// throttling (validated).
     pub abuse: Limits,
+    /// The `[web]` table.
+    pub web: crate::web::WebConfig,
 }
 
 impl Settings {
@@ -402,6 +407,7 @@ impl Config {
             .validate_listening_on(&self.public_host, self.ns.ip())?;
         let limits = self.limits.validate(self.max_connections)?;
         Ok(Settings {
+            web: self.web,
             abuse: limits,
             data_dir,
             relay,

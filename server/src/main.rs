@@ -127,6 +127,15 @@ enum UserCommand {
         #[arg(value_parser = parse_handle)]
         email: Passport,
     },
+    /// Flag an account as admin of the website (its admin pages and `/api/` keys).
+    Admin {
+        /// The account's handle.
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
+        /// Take the flag away instead.
+        #[arg(long)]
+        revoke: bool,
+    },
     /// Change an account's password.
     Passwd {
         /// The account's handle.
@@ -402,6 +411,14 @@ async fn user(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Del { email } => {
             store.delete_account(&email).await?;
             eprintln!("deleted {email}");
+        }
+        UserCommand::Admin { email, revoke } => {
+            store.set_admin(&email, !revoke).await?;
+            if revoke {
+                eprintln!("{email} is no longer an admin");
+            } else {
+                eprintln!("{email} is an admin: the website shows it the admin pages");
+            }
         }
         UserCommand::Passwd {
             email,
