@@ -28,8 +28,8 @@ use super::{Maintenance, Visitor, Web, WebError, csrf_field, redirect, when};
 /// Longest broadcast text, in bytes.
 pub const MAX_BROADCAST_BYTES: usize = 400;
 
-/// Longest maintenance countdown, in minutes.
-pub const MAX_MAINTENANCE_MINUTES: u32 = 24 * 60;
+/// Longest maintenance countdown.
+pub const MAX_MAINTENANCE: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -120,10 +120,10 @@ fn maintenance_notice(minutes: u64) -> ServerMessage {
     ))
 }
 
-/// Starts (or restarts) a maintenance countdown of `minutes`: everyone online gets the
-/// system message now and at 5, 2 and 1 minutes left; at the end every session gets `OUT SSD`.
-/// `0` cancels a countdown in progress.
-pub fn start_maintenance(web: &Arc<Web>, minutes: u32) {
+/// Starts (or restarts) a maintenance countdown of `length` (at most [`MAX_MAINTENANCE`]):
+/// everyone online gets the system message now (minutes rounded up) and at 5, 2 and 1 minutes
+/// left; at the end every session gets `OUT SSD`. Zero cancels a countdown in progress.
+pub fn start_maintenance(web: &Arc<Web>, length: Duration) {
     let mut slot = web
         .maintenance
         .lock()
@@ -131,13 +131,14 @@ pub fn start_maintenance(web: &Arc<Web>, minutes: u32) {
     if let Some(old) = slot.take() {
         old.cancel.cancel();
     }
-    if minutes == 0 {
+    if length.is_zero() {
         tracing::info!("maintenance countdown cancelled");
         return;
     }
-    let minutes = minutes.min(MAX_MAINTENANCE_MINUTES);
+    let length = length.min(MAX_MAINTENANCE);
+    let minutes = length.as_secs().div_ceil(60).max(1);
     let cancel = CancellationToken::new();
-    let ends = Instant::now() + Duration::from_secs(u64::from(minutes) * 60);
+    let ends = Instant::now() + length;
     *slot = Some(Maintenance {
         ends,
         cancel: cancel.clone(),
@@ -146,9 +147,9 @@ pub fn start_maintenance(web: &Arc<Web>, minutes: u32) {
     tracing::info!(minutes, "maintenance countdown started");
     let web = Arc::clone(web);
     tokio::spawn(async move {
-        web.hub.send_to_all(maintenance_notice(u64::from(minutes)));
+        web.hub.send_to_all(maintenance_notice(minutes));
         for left in [5u64, 2, 1, 0] {
-            if left >= u64::from(minutes) && left != 0 {
+            if left != 0 && left * 60 >= length.as_secs() {
                 continue;
             }
             let at = ends - Duration::from_secs(left * 60);
@@ -438,7 +439,7 @@ async fn maintenance_form(
 ) -> Result<Response, WebError> {
     visitor.check(&form.csrf)?;
     admin(&visitor)?;
-    start_maintenance(&web, form.minutes);
+    start_maintenance(&web, Duration::from_secs(u64::from(form.minutes) * 60));
     Ok(redirect("/admin?m=maintenance", &[]))
 }
 

@@ -412,8 +412,8 @@ async fn broadcast(
 /// A maintenance countdown.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Maintenance {
-    /// Minutes until every session gets `OUT SSD` (0 cancels; at most 1440).
-    pub minutes: u32,
+    /// Seconds until every session gets `OUT SSD` (0 cancels; at most 86400).
+    pub seconds: u32,
 }
 
 /// Starts or cancels the maintenance countdown.
@@ -423,6 +423,9 @@ async fn maintenance(
     _admin: ApiAdmin,
     Json(body): Json<Maintenance>,
 ) -> StatusCode {
-    admin::start_maintenance(&web, body.minutes);
+    admin::start_maintenance(
+        &web,
+        std::time::Duration::from_secs(u64::from(body.seconds)),
+    );
     StatusCode::NO_CONTENT
 }

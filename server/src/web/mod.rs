@@ -529,9 +529,6 @@ fn when(unix: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests;
-
-#[cfg(test)]
 mod unit {
     use super::*;
 

@@ -873,7 +873,8 @@ pub async fn block(
     } else {
         (ListKind::Bl, ListKind::Al)
     };
-    for (list, adding) in [(add, true), (remove, false)] {
+    // Off the opposite list first: the store keeps AL and BL exclusive, as for the client.
+    for (list, adding) in [(remove, false), (add, true)] {
         let result = if adding {
             web.store
                 .add_to_list_unnamed(account.id, list, &contact)
