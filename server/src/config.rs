@@ -652,7 +652,13 @@ pub fn default_file_text() -> String {
          # Commands that name another user (ADD, REM, REA, FND, CAL): lookup_burst at once per\n\
          # account, then lookups_per_minute (answers come later, never differently).\n\
          # lookup_burst = {lookup_burst}\n\
-         # lookups_per_minute = {lookups_per_minute}\n",
+         # lookups_per_minute = {lookups_per_minute}\n\
+         \n\
+         # The website (on the HTTP and HTTPS listeners): who may register there. \"open\":\n\
+         # anyone; \"invite\": with an unused invite code from an admin; \"closed\": nobody (use\n\
+         # `relive-server user add`). `relive-server user admin EMAIL` opens the admin pages.\n\
+         # [web]\n\
+         # registration = \"open\"\n",
         relay_enabled = d.relay.enabled,
         relay_min = d.relay.port_min,
         relay_max = d.relay.port_max,
