@@ -838,10 +838,10 @@ mod tests {
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
         // Every key but the examples: 14 top-level, 11 in [passport], 6 in [passport.nexus],
-        // 7 in [relay], 14 in [limits].
+        // 7 in [relay], 14 in [limits], 1 in [web].
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
-            52
+            53
         );
         // The legacy-TLS examples are valid [passport] keys.
         let legacy: String = text

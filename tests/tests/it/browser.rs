@@ -72,11 +72,11 @@ async fn browser(driver: &Driver) -> anyhow::Result<Client> {
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    Ok(ClientBuilder::new(connector)
+    ClientBuilder::new(connector)
         .capabilities(caps)
         .connect(&driver.url)
         .await
-        .context("opening a Chromium session")?)
+        .context("opening a Chromium session")
 }
 
 fn screenshots() -> anyhow::Result<PathBuf> {

@@ -276,6 +276,8 @@ async fn a_website_token_logs_msnp7_in_and_revoking_it_ends_that_session() -> an
     let desktop_id = id_of("Desktop", &list).context("desktop token")?;
     let laptop_id = id_of("Laptop", &list).context("laptop token")?;
     web.post("/tokens/revoke", &[("id", &desktop_id)]).await?;
+    let mut other = stack.connect_ns("alice_desktop").await?;
+    ensure!(login_md5(&mut other, 7, ALICE, &desktop).await.is_err());
     c.sync().await?;
     let r = web.post("/tokens/revoke", &[("id", &laptop_id)]).await?;
     ensure!(location(&r) == Some("/tokens?m=revoked"));
@@ -284,7 +286,6 @@ async fn a_website_token_logs_msnp7_in_and_revoking_it_ends_that_session() -> an
     // And the revoked token no longer logs in.
     let mut again = stack.connect_ns("alice_again").await?;
     ensure!(login_md5(&mut again, 7, ALICE, &laptop).await.is_err());
-    let _ = desktop;
     stack.shutdown().await?;
     Ok(())
 }
