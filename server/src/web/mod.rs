@@ -507,11 +507,11 @@ fn shell(title: &str, account: Option<&Account>, admin: bool, csrf: &str, body: 
     }
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
-fn when(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), for the CLI and the pages.
+#[must_use]
+pub fn format_utc(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm), valid for the whole i64 day range we store.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -522,10 +522,19 @@ fn when(unix: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
         secs / 3600,
-        (secs % 3600) / 60
+        secs % 3600 / 60,
+        secs % 60
     )
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
+fn when(unix: i64) -> String {
+    let mut text = format_utc(unix);
+    text.truncate(16);
+    text.push_str(" UTC");
+    text
 }
 
 #[cfg(test)]

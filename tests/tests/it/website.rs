@@ -51,6 +51,15 @@ async fn member(stack: &TestStack, handle: &str) -> anyhow::Result<WebClient> {
     Ok(web)
 }
 
+/// Makes alice an admin (as `relive-server user admin` does) and gives her an API key.
+async fn admin_key(stack: &TestStack) -> anyhow::Result<String> {
+    stack.store.set_admin(&parse_handle(ALICE)?, true).await?;
+    Ok(stack
+        .store
+        .create_api_key(stack.id(ALICE).await?, "test")
+        .await?)
+}
+
 /// Creates a token labelled `label` on the tokens page; returns it as shown once.
 async fn new_token(web: &mut WebClient, label: &str) -> anyhow::Result<String> {
     let r = web
@@ -302,18 +311,7 @@ async fn name_changes_and_blocks_reach_online_clients_as_if_the_client_made_them
             relive_server::secret::Secret::new(PASSWORD.into()),
         )
         .await?;
-    for (owner, other, name) in [(ALICE, BOB, "Bob"), (BOB, ALICE, "Alice")] {
-        stack
-            .store
-            .add_to_list(
-                stack.id(owner).await?,
-                ListKind::Fl,
-                &parse_handle(other)?,
-                name,
-                None,
-            )
-            .await?;
-    }
+    stack.befriend(ALICE, BOB).await?;
     let (mut alice, _) = stack.online(7, ALICE, "NLN").await?;
     let (mut bob, _) = stack.online(7, BOB, "NLN").await?;
     alice.expect_line(&format!("NLN NLN {BOB} Bob")).await?;
@@ -409,12 +407,7 @@ async fn invite_only_registration_needs_an_unused_code() -> anyhow::Result<()> {
 #[tokio::test]
 async fn admins_broadcast_count_down_and_manage_accounts_through_the_api() -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
-    let alice = parse_handle(ALICE)?;
-    stack.store.set_admin(&alice, true).await?;
-    let key = stack
-        .store
-        .create_api_key(stack.id(ALICE).await?, "test")
-        .await?;
+    let key = admin_key(&stack).await?;
     let (mut bob, _) = stack.online(7, BOB, "NLN").await?;
     let mut api = WebClient::new(stack.http);
 
@@ -504,11 +497,7 @@ async fn admins_broadcast_count_down_and_manage_accounts_through_the_api() -> an
 #[tokio::test]
 async fn the_openapi_document_parses_and_every_route_in_it_answers() -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
-    stack.store.set_admin(&parse_handle(ALICE)?, true).await?;
-    let key = stack
-        .store
-        .create_api_key(stack.id(ALICE).await?, "test")
-        .await?;
+    let key = admin_key(&stack).await?;
     let mut api = WebClient::new(stack.http);
     let r = api.api("GET", "/api/openapi.json", None, None).await?;
     ensure!(status(&r) == 200);
