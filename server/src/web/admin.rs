@@ -270,7 +270,8 @@ async fn admin_page(
             section.card.created {
                 h2 { "New API key" }
                 p { "Send it as " code { "Authorization: Bearer KEY" } " to " code { "/api/" } ". Shown only now." }
-                label { "Key" input.token type="text" readonly value=(key) autocomplete="off" spellcheck="false"; }
+                label { "Key" input.token id="new-key" type="text" readonly value=(key) autocomplete="off" spellcheck="false"; }
+                button.copy type="button" data-copy="new-key" hidden { "Copy" }
             }
         }
         section.card {

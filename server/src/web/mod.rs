@@ -61,9 +61,11 @@ pub const CSRF_COOKIE: &str = "relive_csrf";
 /// Shortest password the website accepts.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
-/// The `Content-Security-Policy` of every page: no scripts, styles from here only, no framing.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The `Content-Security-Policy` of every page: only this site's stylesheet and its one small
+/// script (the optional copy button), no inline code, no framing.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                       img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
+                       base-uri 'none'";
 
 /// Who may register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -206,6 +208,7 @@ pub fn router(web: Arc<Web>) -> Router {
             get(pages::home).post(crate::http::routes::key_port_probe),
         )
         .route("/style.css", get(stylesheet))
+        .route("/copy.js", get(copy_script))
         .route("/register", get(pages::register_form).post(pages::register))
         .route("/signin", get(pages::signin_form).post(pages::signin))
         .route("/signout", post(pages::signout))
@@ -256,6 +259,17 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
         include_str!("style.css"),
+    )
+        .into_response()
+}
+
+async fn copy_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("copy.js"),
     )
         .into_response()
 }
@@ -502,6 +516,7 @@ fn shell(title: &str, account: Option<&Account>, admin: bool, csrf: &str, body: 
                     (body)
                 }
                 footer { "Relive — a home for MSN Messenger 1.0–7.5. " (PreEscaped("&middot;")) " No JavaScript needed." }
+                script src="/copy.js" defer {}
             }
         }
     }

@@ -578,7 +578,8 @@ async fn tokens_body(
                 label { "Token"
                     input.token type="text" readonly value=(token) id="new-token" autocomplete="off" spellcheck="false";
                 }
-                p.small { "To copy: click in the field, select all (Ctrl+A) and copy (Ctrl+C)." }
+                button.copy type="button" data-copy="new-token" hidden { "Copy" }
+                p.small { "To copy by hand: click in the field, select all (Ctrl+A) and copy (Ctrl+C)." }
                 p { "Sign in as " strong { (account.email.as_str()) } " with this token." }
             }
         }

@@ -185,12 +185,26 @@ async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
         .await?
         .context("the new token's value")?;
     ensure!(token.len() == 16, "token {token:?}");
+    // The copy button is there once the page's script ran (under the CSP); without JavaScript
+    // it stays hidden and the field is copied by hand.
+    ensure!(
+        c.find(Locator::Css("button.copy"))
+            .await?
+            .is_displayed()
+            .await?,
+        "the copy button stayed hidden"
+    );
     shot(c, "05-token-created").await?;
 
     // That token logs a real MSNP7 client in over a socket.
     let mut msn = stack.connect_ns("alice_ns").await?;
     login_md5(&mut msn, 7, ALICE, &token).await?;
     change_status(&mut msn, "NLN").await?;
+    // MSN Messenger 4.7 says which version it is (a late CVR, as 4.x sends it).
+    msn.send_line("CVR 9 0x0409 winnt 5.1 i386 MSMSGS 4.7.3001 MSMSGS alice@example.com")
+        .await?;
+    msn.wait_for("CVR 9", |m| matches!(m, ServerMessage::Cvr { .. }))
+        .await?;
 
     c.goto(&format!("{site}/tokens")).await?;
     ensure!(
@@ -211,7 +225,7 @@ async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
     c.goto(&format!("{site}/admin")).await?;
     let admin = text(c).await?;
     ensure!(
-        admin.contains("Online now (1)") && admin.contains("MSNP7"),
+        admin.contains("Online now (1)") && admin.contains("MSNP7") && admin.contains("4.7.3001"),
         "{admin}"
     );
     fill(c, "text", "Server upgrade tonight at 22:00").await?;

@@ -179,7 +179,9 @@ async fn forms_need_the_csrf_token_and_pages_send_security_headers() -> anyhow::
         ensure!(status(&r) == 200, "{path}: {}", r.status_line);
         let csp = header(&r, "content-security-policy").join("");
         ensure!(
-            csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"),
+            csp.contains("frame-ancestors 'none'")
+                && csp.contains("script-src 'self'")
+                && !csp.contains("unsafe"),
             "{path}: {csp}"
         );
         ensure!(
