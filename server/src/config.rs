@@ -121,6 +121,8 @@ pub struct Config {
     /// The `[limits]` table: connection pools and per-source caps, the login deadline, list
     /// lookups.
     pub limits: LimitsConfig,
+    /// The `[web]` table: the website (who may register).
+    pub web: crate::web::WebConfig,
 }
 
 impl Default for Config {
@@ -149,6 +151,7 @@ impl Default for Config {
             passport: PassportSettings::default(),
             relay: RelayConfig::default(),
             limits: LimitsConfig::default(),
+            web: crate::web::WebConfig::default(),
         }
     }
 }
@@ -212,6 +215,8 @@ pub struct Settings {
     /// The `[limits]` table: connection pools, per-source caps, deadlines and lookup
     /// throttling (validated).
     pub abuse: Limits,
+    /// The `[web]` table.
+    pub web: crate::web::WebConfig,
 }
 
 impl Settings {
@@ -402,6 +407,7 @@ impl Config {
             .validate_listening_on(&self.public_host, self.ns.ip())?;
         let limits = self.limits.validate(self.max_connections)?;
         Ok(Settings {
+            web: self.web,
             abuse: limits,
             data_dir,
             relay,
@@ -646,7 +652,13 @@ pub fn default_file_text() -> String {
          # Commands that name another user (ADD, REM, REA, FND, CAL): lookup_burst at once per\n\
          # account, then lookups_per_minute (answers come later, never differently).\n\
          # lookup_burst = {lookup_burst}\n\
-         # lookups_per_minute = {lookups_per_minute}\n",
+         # lookups_per_minute = {lookups_per_minute}\n\
+         \n\
+         # The website (on the HTTP and HTTPS listeners): who may register there. \"open\":\n\
+         # anyone; \"invite\": with an unused invite code from an admin; \"closed\": nobody (use\n\
+         # `relive-server user add`). `relive-server user admin EMAIL` opens the admin pages.\n\
+         # [web]\n\
+         # registration = \"open\"\n",
         relay_enabled = d.relay.enabled,
         relay_min = d.relay.port_min,
         relay_max = d.relay.port_max,
@@ -826,10 +838,10 @@ mod tests {
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
         // Every key but the examples: 14 top-level, 11 in [passport], 6 in [passport.nexus],
-        // 7 in [relay], 14 in [limits].
+        // 7 in [relay], 14 in [limits], 1 in [web].
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
-            52
+            53
         );
         // The legacy-TLS examples are valid [passport] keys.
         let legacy: String = text

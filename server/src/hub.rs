@@ -698,6 +698,19 @@ impl RingError {
     }
 }
 
+/// One logged-in session as [`Hub::online`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineUser {
+    /// Handle.
+    pub handle: Passport,
+    /// The session's connection.
+    pub conn: ConnId,
+    /// Dialect, once the connection told the hub.
+    pub dialect: Option<ProtocolVersion>,
+    /// Status, once the session sent its first `CHG`.
+    pub status: Option<Status>,
+}
+
 /// The registry of online users. Cheap to share behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct Hub {
@@ -1013,6 +1026,55 @@ impl Hub {
         self.lock()
             .get(user)
             .is_some_and(|e| e.visible_presence().is_some())
+    }
+
+    /// Everyone logged in now, by handle: dialect (if told) and status (if `CHG`ed). For the
+    /// website's admin pages: walks every session under the lock.
+    #[must_use]
+    pub fn online(&self) -> Vec<OnlineUser> {
+        let mut all: Vec<OnlineUser> = self
+            .lock()
+            .iter()
+            .map(|(handle, e)| OnlineUser {
+                handle: handle.clone(),
+                conn: e.outbox.id(),
+                dialect: e.dialect.map(|c| c.version),
+                status: e.presence.as_ref().map(|p| p.status),
+            })
+            .collect();
+        all.sort_by(|a, b| a.handle.as_str().cmp(b.handle.as_str()));
+        all
+    }
+
+    /// Ends `user`'s session with `OUT <reason>`, if it is session `id` (or any session when
+    /// `id` is `None`). Returns whether a session was told.
+    pub fn kick(&self, user: &Passport, id: Option<ConnId>, reason: OutReason) -> bool {
+        let users = self.lock();
+        match users.get(user) {
+            Some(e) if id.is_none_or(|id| e.outbox.id() == id) => {
+                e.outbox.deliver(Event::Kick(reason));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends `message` to `user`'s session, if online (a change made elsewhere, e.g. on the
+    /// website, that the client must learn as if the server had initiated it).
+    pub fn send_to(&self, user: &Passport, message: ServerMessage) -> bool {
+        self.lock()
+            .get(user)
+            .is_some_and(|e| e.outbox.deliver(Event::Send(message)))
+    }
+
+    /// Sends `message` to every logged-in session (encoded once per dialect); returns how many
+    /// sessions it was queued for.
+    pub fn send_to_all(&self, message: ServerMessage) -> usize {
+        let broadcast = Arc::new(Broadcast::new(message));
+        self.lock()
+            .values()
+            .filter(|e| e.outbox.deliver(Event::Broadcast(Arc::clone(&broadcast))))
+            .count()
     }
 }
 

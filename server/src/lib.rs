@@ -16,6 +16,7 @@
 //! - [`limits`]: connection pools per listener and caps per source, list-lookup throttling.
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
+//! - [`web`]: the website (accounts, tokens, contacts, connect, admin) and the `/api/`.
 //!
 //! The protocol itself (framing, commands, version capabilities) lives in `relive-msnp`, which
 //! has no I/O. The services here are socket-free; [`net::conn`] is the thin driver that connects
@@ -39,6 +40,7 @@ pub mod switchboard;
 #[cfg(test)]
 mod testing;
 pub mod tls;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -137,6 +139,10 @@ pub struct Context {
     pub https_tls: Option<tokio_rustls::TlsAcceptor>,
     /// The OpenSSL acceptor for the legacy listener; without it its connections are closed.
     pub legacy_tls: Option<http::legacy::LegacyTls>,
+    /// Which token and client version each online session uses ([`web::Devices`]).
+    pub devices: Arc<web::Devices>,
+    /// The website's shared state.
+    pub web: Arc<web::Web>,
     /// The series `/metrics` serves ([`metrics::serve`]).
     pub metrics: Arc<metrics::Metrics>,
     /// Connection pools per listener and caps per source (the accept loops admit through it).
@@ -179,19 +185,32 @@ impl Context {
         store: Store,
         passport: passport::PassportService,
     ) -> Result<Self, Error> {
-        let ns_address = advertised(&settings.public_host, settings.ns.port());
-        let http = http::HttpService::new(
-            passport.clone(),
-            &settings.passport,
-            &endpoints(
-                &settings,
-                settings.http.port(),
-                settings.https.port(),
-                settings.passport.legacy_tls.map(|a| a.port()),
-            ),
-        )?
-        .merge(http::routes::certificates(&settings.data_dir));
+        let ns_address = Arc::new(std::sync::RwLock::new(advertised(
+            &settings.public_host,
+            settings.ns.port(),
+        )));
+        let initial = endpoints(
+            &settings,
+            settings.http.port(),
+            settings.https.port(),
+            settings.passport.legacy_tls.map(|a| a.port()),
+        );
         let hub = Arc::new(hub::Hub::new());
+        let devices = Arc::new(web::Devices::new());
+        let web = web::Web::new(web::WebParts {
+            config: settings.web.clone(),
+            store: store.clone(),
+            passport: passport.clone(),
+            hub: Arc::clone(&hub),
+            devices: Arc::clone(&devices),
+            ns_address: Arc::clone(&ns_address),
+            endpoints: initial.clone(),
+            relay_quic_port: settings.relay.enabled.then_some(settings.relay.quic.port()),
+            data_dir: settings.data_dir.clone(),
+        });
+        let http = http::HttpService::new(passport.clone(), &settings.passport, &initial)?
+            .merge(http::routes::certificates(&settings.data_dir))
+            .merge(web::router(Arc::clone(&web)));
         let outboxes = Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY));
         let switchboards = Arc::new(switchboard::Switchboards::new());
         let connections = Arc::new(watch::Sender::new(0));
@@ -217,7 +236,9 @@ impl Context {
             hub,
             outboxes,
             switchboards,
-            ns_address: Arc::new(std::sync::RwLock::new(ns_address)),
+            ns_address,
+            devices,
+            web,
             passport,
             http,
             https_tls: None,
@@ -266,6 +287,7 @@ fn advertise(ctx: &Context, listeners: &Listeners) {
             .as_ref()
             .map(|l| port_of(l, ctx.settings.passport.legacy_tls.map_or(0, |a| a.port()))),
     );
+    ctx.web.set_endpoints(&endpoints);
     if let Err(error) = ctx.http.set_endpoints(&endpoints) {
         tracing::warn!(%error, "cannot advertise the listeners' ports in PassportURLs");
     }

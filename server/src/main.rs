@@ -120,6 +120,15 @@ enum UserCommand {
         #[arg(value_parser = parse_handle)]
         email: Passport,
     },
+    /// Flag an account as admin of the website (its admin pages and `/api/` keys).
+    Admin {
+        /// The account's handle.
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
+        /// Take the flag away instead.
+        #[arg(long)]
+        revoke: bool,
+    },
     /// Change an account's password.
     Passwd {
         /// The account's handle.
@@ -383,6 +392,14 @@ async fn user(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Del { email } => {
             store.delete_account(&email).await?;
             eprintln!("deleted {email}");
+        }
+        UserCommand::Admin { email, revoke } => {
+            store.set_admin(&email, !revoke).await?;
+            if revoke {
+                eprintln!("{email} is no longer an admin");
+            } else {
+                eprintln!("{email} is an admin: the website shows it the admin pages");
+            }
         }
         UserCommand::Passwd {
             email,
@@ -685,23 +702,7 @@ impl Signals {
 
 /// Formats Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
 fn format_time(unix: i64) -> String {
-    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm), valid for the whole i64 day range we store.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    relive_server::web::format_utc(unix)
 }
 
 #[cfg(test)]

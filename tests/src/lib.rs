@@ -9,6 +9,7 @@
 //! - [`sb`]: switchboard helpers (open, invite, messages).
 //! - [`netns`]: the NAT testbed; [`p2p`]: MSN P2P/MSNSLP framing for its scripted clients.
 //! - [`tool`]: the one rule for tests that need a system tool (fail in CI, skip elsewhere).
+//! - [`web`]: a cookie-keeping HTTP client for the website's handler tests.
 //! - [`dist`]: the release binaries (static Linux, Windows) and running them under wine.
 //!
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
@@ -23,6 +24,7 @@ pub mod replay;
 pub mod sb;
 pub mod stack;
 pub mod tool;
+pub mod web;
 
 use std::sync::Once;
 

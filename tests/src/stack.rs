@@ -320,6 +320,27 @@ impl TestStack {
             .map_or_else(|| panic!("{handle} was not seeded"), String::as_str)
     }
 
+    /// `a` and `b` have each other on FL (and so on RL), stored before anyone logs in.
+    ///
+    /// # Errors
+    ///
+    /// No such account, or the store failed.
+    pub async fn befriend(&self, a: &str, b: &str) -> anyhow::Result<()> {
+        for (owner, other) in [(a, b), (b, a)] {
+            let name = self.account(other).await?.friendly_name;
+            self.store
+                .add_to_list(
+                    self.id(owner).await?,
+                    relive_server::store::ListKind::Fl,
+                    &parse_handle(other)?,
+                    name.as_str(),
+                    None,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The stored account of `handle`.
     ///
     /// # Errors

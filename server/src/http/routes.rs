@@ -7,7 +7,8 @@
 //! POST /                         → 200, empty (MSN 7.5's "key port" probe of the login server)
 //! GET  /Config/MsgrConfig.asmx   → 200 text/xml <MsgrConfig> document
 //! POST /Config/MsgrConfig.asmx   → 200 text/xml SOAP GetClientConfigResponse wrapping it
-//! GET  / /mail /profile /download → 200 text/html: what this server offers there today
+//! GET  /mail /profile /download  → 200 text/html: what this server offers there today
+//! GET  /                         → the website's home ([`crate::web`])
 //! GET  /relive-ca.crt            → 200 the CA certificate clients trust (PEM) | 404
 //! GET  /relive-ca-legacy.crt     → 200 the legacy-TLS (RSA) CA for Windows XP | 404
 //! ```
@@ -151,15 +152,10 @@ pub fn router(state: RouteState, login_path: &str) -> Router {
     for path in [MSGR_CONFIG_PATH, SHORT_MSGR_CONFIG_PATH] {
         router = router.route(path, get(msgr_config_get).post(msgr_config_post));
     }
-    for path in LINKED_PAGES {
-        let page = get(linked_page);
-        // MSN 7.5 probes the login server with an empty `POST /`.
-        let page = if path == "/" {
-            page.post(key_port_probe)
-        } else {
-            page
-        };
-        router = router.route(path, page);
+    // `/` is the website's home ([`crate::web`]), which also answers MSN 7.5's empty
+    // `POST /` probe of the login server ([`key_port_probe`]).
+    for path in LINKED_PAGES.into_iter().filter(|p| *p != "/") {
+        router = router.route(path, get(linked_page));
     }
     if is_extra_login_path(login_path) {
         router = router.route(login_path, get(login));
@@ -395,7 +391,7 @@ async fn rst_login(
 }
 
 /// `POST /` with no content: MSN 7.5 checks that the login server's port answers.
-async fn key_port_probe() -> StatusCode {
+pub(crate) async fn key_port_probe() -> StatusCode {
     StatusCode::OK
 }
 
@@ -436,19 +432,14 @@ async fn linked_page(uri: axum::http::Uri) -> Response {
     let dialects = relive_msnp::version::ProtocolVersion::IMPLEMENTED;
     let what = match uri.path() {
         "/mail" => "There is no mail service on this server.".to_owned(),
-        "/profile" => "Profiles are not kept on this server.".to_owned(),
         "/download" => format!(
             "Keep the MSN Messenger you have: this server speaks {} to {} and never asks a \
-             client to upgrade. relive-patch or relive-gui points a client at this server.",
+             client to upgrade. relive-patch or relive-gui points a client at this server: \
+             <a href=\"/connect\">connect your client</a>.",
             dialects.start(),
             dialects.end()
         ),
-        _ => format!(
-            "Sign in with MSN Messenger: your e-mail address, and an access token as the \
-             password. The operator of this server creates accounts and tokens. Sign-in over \
-             HTTPS needs this server's certificate authority trusted: \
-             <a href=\"{CA_PATH}\">relive-ca.crt</a>."
-        ),
+        _ => "Profiles are not kept on this server.".to_owned(),
     };
     (
         [(

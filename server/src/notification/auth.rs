@@ -51,6 +51,7 @@ use crate::passport::LoginFailure;
 use crate::passport::rate_limit::Ceiling;
 use crate::passport::tickets::{TicketError, t_part};
 use crate::secret::Secret as StoreSecret;
+use crate::store::TokenId;
 use crate::store::tokens::TokenCheck;
 use crate::store::{Account, LoginState};
 
@@ -111,6 +112,12 @@ impl NsService {
     pub(super) fn handle_cvr(&mut self, cvr: &Cvr, out: &mut Replies) {
         let base = self.ctx.http.website();
         let v = cvr.client_version.clone();
+        self.client_version = Some(v.as_str().to_owned());
+        if let Some(user) = &self.user {
+            self.ctx
+                .devices
+                .set_client(&user.handle, self.outbox.id(), v.as_str());
+        }
         out.push(ServerMessage::Cvr {
             trid: cvr.trid,
             // The client's own version in every slot, so it is never told to upgrade.
@@ -216,9 +223,9 @@ impl NsService {
                     .await;
                 let logins = self.ctx.passport.logins();
                 match verified {
-                    Ok(Ok(Ok(state))) => {
+                    Ok(Ok(Ok((state, token)))) => {
                         logins.record(method, LoginResult::Ok);
-                        self.logged_in(trid, state, ticket_t.as_deref(), caps, out);
+                        self.logged_in(trid, state, token, ticket_t.as_deref(), caps, out);
                     }
                     Ok(Ok(Err(why))) => {
                         logins.record(method, LoginResult::Failed);
@@ -262,14 +269,17 @@ impl NsService {
         &self,
         handle: &relive_msnp::types::Passport,
         check: TokenCheck,
-    ) -> Result<Result<LoginState, LoginFailure>, crate::store::StoreError> {
+    ) -> Result<Result<(LoginState, Option<TokenId>), LoginFailure>, crate::store::StoreError> {
         let found = self.ctx.store.token_login(handle, check, true).await?;
         Ok(match found {
             None => Err(LoginFailure::UnknownAccount),
-            Some(login) if login.token.is_some() => Ok(LoginState {
-                account: login.account,
-                contacts: login.contacts,
-            }),
+            Some(login) if login.token.is_some() => Ok((
+                LoginState {
+                    account: login.account,
+                    contacts: login.contacts,
+                },
+                login.token,
+            )),
             Some(login) if login.revoked => Err(LoginFailure::RevokedToken),
             Some(_) => Err(LoginFailure::WrongSecret),
         })
@@ -280,14 +290,14 @@ impl NsService {
         &self,
         handle: &relive_msnp::types::Passport,
         ticket: &str,
-    ) -> Result<Result<LoginState, LoginFailure>, crate::store::StoreError> {
-        let id = match self.ctx.passport.consume_ticket(ticket, handle) {
-            Ok(id) => id,
+    ) -> Result<Result<(LoginState, Option<TokenId>), LoginFailure>, crate::store::StoreError> {
+        let (id, token) = match self.ctx.passport.consume_ticket_with_token(ticket, handle) {
+            Ok(found) => found,
             Err(error) => return Ok(Err(error.into())),
         };
         Ok(match self.ctx.store.login_state(handle).await? {
             None => Err(LoginFailure::UnknownAccount),
-            Some(state) if state.account.id == id => Ok(state),
+            Some(state) if state.account.id == id => Ok((state, token)),
             Some(_) => Err(TicketError::WrongAccount.into()),
         })
     }
@@ -322,6 +332,7 @@ impl NsService {
         &mut self,
         trid: TrId,
         state: LoginState,
+        token: Option<TokenId>,
         ticket_t: Option<&str>,
         caps: &Capabilities,
         out: &mut Replies,
@@ -341,6 +352,18 @@ impl NsService {
             lists,
         );
         self.ctx.hub.set_dialect(&handle, *caps);
+        self.ctx.devices.logged_in(
+            &self.ctx.store,
+            &handle,
+            self.outbox.id(),
+            token,
+            self.peer.ip(),
+        );
+        if let Some(version) = &self.client_version {
+            self.ctx
+                .devices
+                .set_client(&handle, self.outbox.id(), version);
+        }
         self.registered = true;
         self.session.login_succeeded();
         out.push(ServerMessage::UsrOk {

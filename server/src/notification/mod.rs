@@ -108,6 +108,8 @@ pub struct NsService {
     registered: bool,
     challenge: Challenge,
     last_read: Instant,
+    /// The client version from `CVR`, if sent (the website's admin page shows it).
+    client_version: Option<String>,
     /// Until `USR OK`: the moment the connection must have logged in by (connect +
     /// `[limits] login_timeout_secs`). Bytes do not move it, so neither a trickle nor blank
     /// lines keep a connection that never logs in.
@@ -129,6 +131,7 @@ impl NsService {
             registered: false,
             challenge: Challenge::default(),
             last_read: Instant::now(),
+            client_version: None,
             login_deadline: Instant::now() + ctx_login_timeout,
         }
     }

@@ -24,7 +24,7 @@ use super::tickets::{Ticket, TicketError, TicketStore};
 use crate::metrics::{LoginMethod, LoginResult, Logins};
 use crate::secret::Secret;
 use crate::store::tokens::{TokenCheck, TokenLogin};
-use crate::store::{AccountId, Store, StoreError};
+use crate::store::{AccountId, Store, StoreError, TokenId};
 
 pub use relive_msnp::passport::{AuthorizationError, MAX_AUTHORIZATION_BYTES, MAX_SECRET_BYTES};
 
@@ -201,6 +201,20 @@ impl PassportService {
         self.tickets.consume(ticket, handle, self.now())
     }
 
+    /// [`Self::consume_ticket`], also giving the access token the login used (`None`: the
+    /// password).
+    ///
+    /// # Errors
+    ///
+    /// [`TicketError`]; the NS answers `911`.
+    pub fn consume_ticket_with_token(
+        &self,
+        ticket: &str,
+        handle: &Passport,
+    ) -> Result<(AccountId, Option<TokenId>), TicketError> {
+        self.tickets.consume_with_token(ticket, handle, self.now())
+    }
+
     /// Checks `credentials` for a request from `from` over `transport` and issues a ticket.
     ///
     /// # Errors
@@ -240,7 +254,11 @@ impl PassportService {
             )
             .await??;
         match verified {
-            Ok(account) => Ok(self.tickets.issue(account, &credentials.handle, self.now())),
+            Ok((account, token)) => {
+                Ok(self
+                    .tickets
+                    .issue_for_token(account, token, &credentials.handle, self.now()))
+            }
             Err(why) => Err(LoginError::Failed(why)),
         }
     }
@@ -249,7 +267,7 @@ impl PassportService {
         &self,
         credentials: &Credentials,
         transport: Transport,
-    ) -> Result<Result<AccountId, LoginFailure>, StoreError> {
+    ) -> Result<Result<(AccountId, Option<TokenId>), LoginFailure>, StoreError> {
         let check = TokenCheck::Plain(credentials.secret.clone());
         let Some(TokenLogin {
             account,
@@ -264,7 +282,7 @@ impl PassportService {
             return Ok(Err(LoginFailure::UnknownAccount));
         };
         if token.is_some() {
-            return Ok(Ok(account.id));
+            return Ok(Ok((account.id, token)));
         }
         let refused = if revoked {
             LoginFailure::RevokedToken
@@ -283,7 +301,7 @@ impl PassportService {
             .await?;
         Ok(checked
             .filter(|a| a.id == account.id)
-            .map(|a| a.id)
+            .map(|a| (a.id, None))
             .ok_or(refused))
     }
 }

@@ -27,7 +27,7 @@ use rand::RngCore as _;
 use relive_msnp::types::Passport;
 use ring::digest;
 
-use crate::store::AccountId;
+use crate::store::{AccountId, TokenId};
 
 /// Longest lifetime a ticket may have: the client uses it within seconds of receiving it.
 pub const MAX_TICKET_LIFETIME: Duration = Duration::from_secs(120);
@@ -123,6 +123,8 @@ fn hash(ticket: &str) -> Digest {
 #[derive(Debug)]
 struct Entry {
     account: AccountId,
+    /// The access token the login used (`None`: the password).
+    token: Option<TokenId>,
     handle: Passport,
     expires: Instant,
 }
@@ -184,6 +186,19 @@ impl TicketStore {
     /// Issues a new ticket for `account` / `handle`, valid from `now` for the configured lifetime.
     #[must_use]
     pub fn issue(&self, account: AccountId, handle: &Passport, now: Instant) -> Ticket {
+        self.issue_for_token(account, None, handle, now)
+    }
+
+    /// [`Self::issue`] remembering which access token the login used, so the session the
+    /// ticket opens can be ended when that token is revoked.
+    #[must_use]
+    pub fn issue_for_token(
+        &self,
+        account: AccountId,
+        token: Option<TokenId>,
+        handle: &Passport,
+        now: Instant,
+    ) -> Ticket {
         let mut raw = [0u8; T_BYTES + P_BYTES];
         rand::rng().fill_bytes(&mut raw);
         let (t, p) = raw.split_at(T_BYTES);
@@ -202,6 +217,7 @@ impl TicketStore {
             digest,
             Entry {
                 account,
+                token,
                 handle: handle.clone(),
                 expires,
             },
@@ -222,6 +238,21 @@ impl TicketStore {
         handle: &Passport,
         now: Instant,
     ) -> Result<AccountId, TicketError> {
+        self.consume_with_token(ticket, handle, now)
+            .map(|(account, _)| account)
+    }
+
+    /// [`Self::consume`], also giving the access token the login used.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::consume`].
+    pub fn consume_with_token(
+        &self,
+        ticket: &str,
+        handle: &Passport,
+        now: Instant,
+    ) -> Result<(AccountId, Option<TokenId>), TicketError> {
         if ticket.len() > MAX_TICKET_BYTES {
             return Err(TicketError::Unknown);
         }
@@ -236,7 +267,7 @@ impl TicketStore {
         if entry.handle != *handle {
             return Err(TicketError::WrongAccount);
         }
-        Ok(entry.account)
+        Ok((entry.account, entry.token))
     }
 
     /// Number of live (issued, unused, not yet purged) tickets.

@@ -400,7 +400,7 @@ impl Store {
                     conn.query_row(
                         &format!(
                             "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts
-                             WHERE email = ?1 AND placeholder = 0"
+                             WHERE email = ?1 AND placeholder = 0 AND disabled = 0"
                         ),
                         [lookup.as_str()],
                         |row| Ok((account_from_row(row)?, row.get::<_, String>(10)?)),

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_searchable.sql"),
     include_str!("migrations/0003_placeholders.sql"),
     include_str!("migrations/0004_guids.sql"),
+    include_str!("migrations/0005_website.sql"),
 ];
 
 /// The schema version this binary writes.

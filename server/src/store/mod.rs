@@ -38,6 +38,7 @@ pub mod migrations;
 pub mod seed;
 pub mod tokens;
 pub mod types;
+pub mod web;
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;

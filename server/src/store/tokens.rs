@@ -313,7 +313,11 @@ impl Store {
         self.call(move |conn| {
             let account = account_by_email(conn, &handle)?;
             let id = account.as_ref().map_or(AccountId(0), |a| a.id);
-            let token = if check.plausible() {
+            // A disabled account (website admin) matches no token, as if it had none.
+            let disabled = account
+                .as_ref()
+                .is_some_and(|a| super::web::account_disabled(conn, a.id).unwrap_or(true));
+            let token = if check.plausible() && !disabled {
                 find_active(conn, store.aead(), id, |t| check.matches(t))?
             } else {
                 None

@@ -62,3 +62,9 @@ mod container;
 
 /// The Windows relive-server.exe serves an MSNP7 login under wine (mingw-w64, wine64).
 mod windows;
+
+/// The website and its `/api/`: register, sign in, tokens, contacts, admin, OpenAPI.
+mod website;
+
+/// The website in headless Chromium over WebDriver (needs `chromium`, `chromium-driver`).
+mod browser;

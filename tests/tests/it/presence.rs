@@ -3,7 +3,7 @@
 
 use anyhow::{bail, ensure};
 use relive_msnp::server::ServerMessage;
-use relive_server::store::{ListKind, parse_handle};
+use relive_server::store::ListKind;
 use relive_tests::stack::change_status;
 use relive_tests::{MsnpClient, StackOptions, TestStack, sb};
 
@@ -13,20 +13,7 @@ const CAROL: &str = "carol@example.com";
 
 /// `a` and `b` have each other on FL (and so on RL), stored before anyone logs in.
 async fn friends(stack: &TestStack, a: &str, b: &str) -> anyhow::Result<()> {
-    for (owner, other) in [(a, b), (b, a)] {
-        let name = stack.account(other).await?.friendly_name;
-        stack
-            .store
-            .add_to_list(
-                stack.id(owner).await?,
-                ListKind::Fl,
-                &parse_handle(other)?,
-                name.as_str(),
-                None,
-            )
-            .await?;
-    }
-    Ok(())
+    stack.befriend(a, b).await
 }
 
 fn is_fln(m: &ServerMessage, who: &str) -> bool {

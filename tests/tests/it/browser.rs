@@ -1,0 +1,258 @@
+//! The website in a real browser: headless Chromium driven over WebDriver (chromedriver,
+//! started here on a free loopback port), against a real server and a real MSNP7 client.
+//!
+//! One browser session walks the whole story (the machine has 2 cores: one Chromium, not one
+//! per test): register → create a token → that token logs an MSNP7 client in → every page →
+//! an admin broadcast reaches the client → revoking the token ends its session. A screenshot
+//! of every page is written to `target/screenshots/` (names below; the README shows some).
+//! Without `chromium` and `chromedriver` the test fails in CI and is skipped elsewhere.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use fantoccini::{Client, ClientBuilder, Locator};
+use relive_msnp::server::ServerMessage;
+use relive_server::store::parse_handle;
+use relive_tests::stack::{change_status, login_md5};
+use relive_tests::{StackOptions, TestStack, tool};
+
+const ALICE: &str = "alice@example.com";
+const PASSWORD: &str = "purple-monkey-42";
+
+/// chromedriver, ended when dropped.
+struct Driver {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chromedriver")?;
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(Self { child, url });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("chromedriver did not listen on port {port} within 10 s")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn browser(driver: &Driver) -> anyhow::Result<Client> {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-extensions", "--no-first-run", "--renderer-process-limit=1",
+                "--window-size=1024,900"
+            ]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .context("opening a Chromium session")
+}
+
+fn screenshots() -> anyhow::Result<PathBuf> {
+    let dir = relive_tests::dist::target_dir().join("screenshots");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn shot(c: &Client, name: &str) -> anyhow::Result<()> {
+    let png = c.screenshot().await?;
+    std::fs::write(screenshots()?.join(format!("{name}.png")), png)?;
+    Ok(())
+}
+
+async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
+    c.find(Locator::Css(&format!("[name={name}]")))
+        .await
+        .with_context(|| format!("no field {name}"))?
+        .send_keys(value)
+        .await?;
+    Ok(())
+}
+
+/// Clicks the submit button of the form posting to `action` and waits for the next page.
+async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
+    let before = c.current_url().await?;
+    c.find(Locator::Css(&format!(
+        "form[action=\"{action}\"] button[type=submit]"
+    )))
+    .await
+    .with_context(|| format!("no form posting to {action}"))?
+    .click()
+    .await?;
+    for _ in 0..50 {
+        if c.current_url().await? != before
+            || c.find(Locator::Css("p.notice, section.created"))
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+async fn text(c: &Client) -> anyhow::Result<String> {
+    Ok(c.find(Locator::Css("body")).await?.text().await?)
+}
+
+#[tokio::test]
+async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow::Result<()> {
+    if let Some(why) = tool::missing(&[
+        ("chromium", "--version", "chromium"),
+        ("chromedriver", "--version", "chromium-driver"),
+    ]) {
+        tool::skip(&why);
+        return Ok(());
+    }
+    let stack = TestStack::start(StackOptions::new().account("bob@example.com", "Bob")).await?;
+    let driver = Driver::start().await?;
+    let c = browser(&driver).await?;
+    let result = walk(&stack, &c).await;
+    let closed = c.close().await;
+    result?;
+    closed?;
+    stack.shutdown().await?;
+    Ok(())
+}
+
+async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
+    let site = format!("http://{}", stack.http);
+    c.goto(&format!("{site}/")).await?;
+    shot(c, "01-home").await?;
+
+    c.goto(&format!("{site}/register")).await?;
+    fill(c, "email", ALICE).await?;
+    fill(c, "password", PASSWORD).await?;
+    fill(c, "password2", PASSWORD).await?;
+    shot(c, "02-register").await?;
+    submit(c, "/register").await?;
+    ensure!(
+        c.current_url().await?.path() == "/signin",
+        "after registering: {}",
+        c.current_url().await?
+    );
+    ensure!(text(c).await?.contains("sign in with it"));
+    fill(c, "email", ALICE).await?;
+    fill(c, "password", PASSWORD).await?;
+    shot(c, "03-signin").await?;
+    submit(c, "/signin").await?;
+    ensure!(text(c).await?.contains(&format!("Signed in as {ALICE}")));
+    shot(c, "04-home-signed-in").await?;
+
+    c.goto(&format!("{site}/tokens")).await?;
+    fill(c, "label", "Living-room PC").await?;
+    c.find(Locator::Css("select[name=client] option[value=msn4]"))
+        .await?
+        .click()
+        .await?;
+    submit(c, "/tokens").await?;
+    let token = c
+        .find(Locator::Css("input.token"))
+        .await?
+        .prop("value")
+        .await?
+        .context("the new token's value")?;
+    ensure!(token.len() == 16, "token {token:?}");
+    // The copy button is there once the page's script ran (under the CSP); without JavaScript
+    // it stays hidden and the field is copied by hand.
+    ensure!(
+        c.find(Locator::Css("button.copy"))
+            .await?
+            .is_displayed()
+            .await?,
+        "the copy button stayed hidden"
+    );
+    shot(c, "05-token-created").await?;
+
+    // That token logs a real MSNP7 client in over a socket.
+    let mut msn = stack.connect_ns("alice_ns").await?;
+    login_md5(&mut msn, 7, ALICE, &token).await?;
+    change_status(&mut msn, "NLN").await?;
+    // MSN Messenger 4.7 says which version it is (a late CVR, as 4.x sends it).
+    msn.send_line("CVR 9 0x0409 winnt 5.1 i386 MSMSGS 4.7.3001 MSMSGS alice@example.com")
+        .await?;
+    msn.wait_for("CVR 9", |m| matches!(m, ServerMessage::Cvr { .. }))
+        .await?;
+
+    c.goto(&format!("{site}/tokens")).await?;
+    ensure!(
+        text(c).await?.contains("loopback"),
+        "last-used address class"
+    );
+    shot(c, "06-tokens").await?;
+    c.goto(&format!("{site}/contacts")).await?;
+    shot(c, "07-contacts").await?;
+    c.goto(&format!("{site}/connect")).await?;
+    ensure!(text(c).await?.contains(&format!("--handle {ALICE}")));
+    shot(c, "08-connect").await?;
+    c.goto(&format!("{site}/account")).await?;
+    shot(c, "09-account").await?;
+
+    // The operator makes alice an admin (`relive-server user admin`); she broadcasts.
+    stack.store.set_admin(&parse_handle(ALICE)?, true).await?;
+    c.goto(&format!("{site}/admin")).await?;
+    let admin = text(c).await?;
+    ensure!(
+        admin.contains("Online now (1)") && admin.contains("MSNP7") && admin.contains("4.7.3001"),
+        "{admin}"
+    );
+    fill(c, "text", "Server upgrade tonight at 22:00").await?;
+    shot(c, "10-admin").await?;
+    submit(c, "/admin/broadcast").await?;
+    let (msg, _) = msn
+        .wait_for("the broadcast", |m| matches!(m, ServerMessage::Msg { .. }))
+        .await?;
+    let ServerMessage::Msg { payload, .. } = msg else {
+        unreachable!()
+    };
+    ensure!(String::from_utf8_lossy(&payload).contains("Subject: Server upgrade tonight at 22:00"));
+    shot(c, "11-admin-broadcast-sent").await?;
+
+    // Revoking the token ends the client's session.
+    c.goto(&format!("{site}/tokens")).await?;
+    submit(c, "/tokens/revoke").await?;
+    msn.expect_line("OUT OTH").await?;
+    msn.expect_closed().await?;
+    ensure!(text(c).await?.contains("revoked"));
+    shot(c, "12-token-revoked").await?;
+
+    // Readable on a phone.
+    c.set_window_size(390, 844).await?;
+    c.goto(&format!("{site}/connect")).await?;
+    shot(c, "13-connect-phone").await?;
+    c.goto(&format!("{site}/tokens")).await?;
+    shot(c, "14-tokens-phone").await?;
+    Ok(())
+}
