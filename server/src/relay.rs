@@ -47,7 +47,7 @@ use relive_relay::ports::{PoolConfig, PortPool};
 use relive_relay::quic;
 use relive_relay::remote::{RemoteConfig, RemoteRelay};
 use relive_relay::rewrite::{Allocate, Policy};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 use crate::passport::PassportService;
@@ -83,7 +83,7 @@ const MAX_AGENT_CREDENTIAL: usize = 512;
 pub const DEFAULT_REMOTE_PORT: u16 = 1865;
 
 /// The raw `[relay]` table of `relive.toml`. Every key is optional.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelayConfig {
     /// Rewrite invitations and relay transfers at all.
