@@ -1,5 +1,6 @@
 //! Runs the built `relive-server` binary against a temporary data directory.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -214,7 +215,7 @@ fn first_start_and_demo_rerun_say_what_happened_in_plain_words() {
     // Every start names the CA with the fingerprint a user compares before trusting it, and
     // the URL it is published at (the desktop app downloads it from there).
     let pem = std::fs::read(&ca).unwrap();
-    let der = rustls_pemfile::certs(&mut pem.as_slice())
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_slice())
         .next()
         .unwrap()
         .unwrap();
