@@ -52,23 +52,31 @@ impl ListView {
     /// Lists with privacy default `blp` and `contacts` (later entries for the same handle
     /// replace earlier ones; empty sets are left out).
     pub(super) fn new(blp: Blp, contacts: &[(Passport, ListSet)], handles: &mut Handles) -> Self {
-        // Stable sort by handle, then keep the last entry of each.
-        let mut by_handle: Vec<(&str, ListSet)> =
-            contacts.iter().map(|(c, b)| (c.as_str(), *b)).collect();
-        by_handle.sort_by_key(|&(c, _)| c);
-        let mut unique: Vec<(&str, ListSet)> = Vec::with_capacity(by_handle.len());
-        for (contact, bits) in by_handle {
-            match unique.last_mut() {
-                Some(last) if last.0 == contact => last.1 = bits,
-                _ => unique.push((contact, bits)),
+        // One reference per input entry; duplicates and empty sets give theirs back below
+        // (the store sends neither, so that is rare). Sorting ids, not strings, keeps login cheap.
+        let mut all: Vec<(HandleId, ListSet)> = contacts
+            .iter()
+            .map(|(contact, bits)| (handles.acquire(contact.as_str()), *bits))
+            .collect();
+        // Stable: of several entries for one handle, the last one stays last.
+        all.sort_by_key(|&(id, _)| id);
+        let mut entries: Vec<(HandleId, ListSet)> = Vec::with_capacity(all.len());
+        for (id, bits) in all {
+            match entries.last_mut() {
+                Some(last) if last.0 == id => {
+                    last.1 = bits;
+                    handles.release(id);
+                }
+                _ => entries.push((id, bits)),
             }
         }
-        let mut entries: Vec<(HandleId, ListSet)> = unique
-            .into_iter()
-            .filter(|&(_, bits)| bits != ListSet::EMPTY)
-            .map(|(contact, bits)| (handles.acquire(contact), bits))
-            .collect();
-        entries.sort_unstable_by_key(|&(id, _)| id);
+        entries.retain(|&(id, bits)| {
+            let keep = bits != ListSet::EMPTY;
+            if !keep {
+                handles.release(id);
+            }
+            keep
+        });
         Self {
             blp,
             entries: entries.into_boxed_slice(),
