@@ -4,6 +4,7 @@
 //! ports, transfers with byte counts sampled every [`SAMPLE_EVERY`]). Dropping the handle
 //! stops it. The token is sent only to the relay, as `"<handle> <token>"`, and never logged.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -175,7 +176,7 @@ fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     file.take(MAX_CA_FILE)
         .read_to_end(&mut text)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut text.as_slice())
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(text.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {

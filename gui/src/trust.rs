@@ -13,6 +13,7 @@
 //! Parsing is pure ([`parse_ca`]); [`download_ca`] is a one-shot HTTP/1.0 GET with a bounded
 //! answer (std sockets: the worker thread has no async runtime); only [`import`] runs a process.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
@@ -116,7 +117,7 @@ pub fn parse_ca(path: &Path, bytes: &[u8]) -> Result<CaInfo, CaError> {
         // DER: a SEQUENCE. certutil checks the rest; we only fingerprint it.
         vec![bytes.to_vec()]
     } else {
-        rustls_pemfile::certs(&mut &bytes[..])
+        rustls::pki_types::CertificateDer::pem_slice_iter(bytes)
             .map(|c| c.map(|c| c.as_ref().to_vec()))
             .collect::<Result<_, _>>()
             .map_err(|_| not_cert())?

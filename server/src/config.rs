@@ -1,18 +1,22 @@
 //! Configuration: the raw `relive.toml` ([`Config`]), environment and flag overrides, and the
 //! validated [`Settings`] the rest of the server sees.
 //!
-//! Precedence, highest first: command-line flags ([`Overrides`]), `RELIVE_*` environment
-//! variables, `relive.toml` in the data directory, built-in defaults. The environment is read
-//! through a lookup function so tests can supply their own.
+//! Precedence, highest first: command-line flags, `RELIVE_*` environment variables (both read by
+//! clap from [`Overrides`], so `--help` shows each flag with its variable), `relive.toml` in the
+//! data directory, built-in defaults.
+//!
+//! The commented `relive.toml` written on first start is generated ([`default_file_text`]) from
+//! one table of documented keys ([`KEYS`]), the defaults of [`Config`] (serialized) and the
+//! flags/variables of [`Overrides`]; a test checks that the table covers every key.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::limits::{Limits, LimitsConfig};
-use crate::passport::{DaLoginPort, NamedPort, PassportSettings};
+use crate::passport::PassportSettings;
 use crate::relay::{RelayConfig, RelaySettings};
 use crate::store::{ListLimits, StoreOptions};
 
@@ -59,14 +63,6 @@ pub enum ConfigError {
         #[source]
         source: Box<toml::de::Error>,
     },
-    /// An environment variable has an invalid value.
-    #[error("environment variable {name} is invalid: {reason}")]
-    Env {
-        /// The variable.
-        name: &'static str,
-        /// Why.
-        reason: String,
-    },
     /// A value is out of range.
     #[error("invalid setting {key}: {reason}")]
     Invalid {
@@ -78,7 +74,7 @@ pub enum ConfigError {
 }
 
 /// The raw configuration file. Every key is optional.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// NS bind address.
@@ -156,21 +152,52 @@ impl Default for Config {
     }
 }
 
-/// Values given on the command line; `None` means "not given".
-#[derive(Debug, Clone, Default)]
+/// Settings that can be given as command-line flags or `RELIVE_*` environment variables (clap
+/// reads both; a flag beats its variable); `None` means "not given". They override
+/// `relive.toml`. Flattened into every subcommand of `relive-server` (global flags).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
-    /// `--ns`.
+    /// NS (and dispatch) bind address.
+    #[arg(long, global = true, env = "RELIVE_NS", value_name = "ADDR")]
     pub ns: Option<SocketAddr>,
-    /// `--sb`.
+    /// Switchboard bind address.
+    #[arg(long, global = true, env = "RELIVE_SB", value_name = "ADDR")]
     pub sb: Option<SocketAddr>,
-    /// `--http`.
+    /// HTTP bind address.
+    #[arg(long, global = true, env = "RELIVE_HTTP", value_name = "ADDR")]
     pub http: Option<SocketAddr>,
-    /// `--https`.
+    /// HTTPS bind address.
+    #[arg(long, global = true, env = "RELIVE_HTTPS", value_name = "ADDR")]
     pub https: Option<SocketAddr>,
-    /// `--metrics` (an address or `off`).
+    /// Prometheus `/metrics` bind address, or `off` (default 127.0.0.1:9863: this host only).
+    #[arg(long, global = true, env = "RELIVE_METRICS", value_name = "ADDR|off")]
     pub metrics: Option<String>,
-    /// `--public-host`.
+    /// Host name or IP clients are told to connect to.
+    #[arg(long, global = true, env = "RELIVE_PUBLIC_HOST", value_name = "HOST")]
     pub public_host: Option<String>,
+    /// Host handed out in `XFR NS` referrals, if different from the public host.
+    #[arg(
+        long,
+        global = true,
+        env = "RELIVE_NS_REFERRAL_HOST",
+        value_name = "HOST"
+    )]
+    pub ns_referral_host: Option<String>,
+    /// bcrypt cost for account passwords (4..=31).
+    #[arg(long, global = true, env = "RELIVE_BCRYPT_COST", value_name = "COST")]
+    pub bcrypt_cost: Option<u32>,
+    /// Maximum forward-list entries.
+    #[arg(long, global = true, env = "RELIVE_MAX_FL", value_name = "N")]
+    pub max_fl: Option<usize>,
+    /// Maximum entries on each of the allow and block lists.
+    #[arg(long, global = true, env = "RELIVE_MAX_AL_BL", value_name = "N")]
+    pub max_al_bl: Option<usize>,
+    /// Maximum simultaneous client connections over all listeners.
+    #[arg(long, global = true, env = "RELIVE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Send `CHL` challenges to MSNP6+ clients.
+    #[arg(long, global = true, env = "RELIVE_CHL", value_name = "BOOL")]
+    pub chl: Option<bool>,
 }
 
 /// Validated settings.
@@ -236,23 +263,6 @@ impl Settings {
     }
 }
 
-fn env_value<T: std::str::FromStr>(
-    lookup: &dyn Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<T>, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    lookup(name)
-        .map(|v| {
-            v.trim().parse().map_err(|e: T::Err| ConfigError::Env {
-                name,
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
-}
-
 impl Config {
     /// Reads `path`, or returns the defaults if it does not exist.
     ///
@@ -273,69 +283,27 @@ impl Config {
         }
     }
 
-    /// Applies `RELIVE_NS`, `RELIVE_SB`, `RELIVE_HTTP`, `RELIVE_HTTPS`, `RELIVE_METRICS`,
-    /// `RELIVE_PUBLIC_HOST`,
-    /// `RELIVE_NS_REFERRAL_HOST`, `RELIVE_BCRYPT_COST`, `RELIVE_MAX_FL`, `RELIVE_MAX_AL_BL`,
-    /// `RELIVE_MAX_CONNECTIONS` and `RELIVE_CHL`, looked up with `lookup`.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::Env`] for an unparsable value.
-    pub fn apply_env(
-        &mut self,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
-        if let Some(v) = env_value(lookup, "RELIVE_NS")? {
-            self.ns = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_SB")? {
-            self.sb = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_HTTP")? {
-            self.http = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_HTTPS")? {
-            self.https = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_METRICS")? {
-            self.metrics = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_PUBLIC_HOST")? {
-            self.public_host = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_NS_REFERRAL_HOST")? {
-            self.ns_referral_host = Some(v);
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_BCRYPT_COST")? {
-            self.bcrypt_cost = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_MAX_FL")? {
-            self.max_fl = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_MAX_AL_BL")? {
-            self.max_al_bl = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_MAX_CONNECTIONS")? {
-            self.max_connections = v;
-        }
-        if let Some(v) = env_value(lookup, "RELIVE_CHL")? {
-            self.chl = v;
-        }
-        Ok(())
-    }
-
-    /// Applies command-line overrides.
+    /// Applies what was given as flags or environment variables.
     pub fn apply_overrides(&mut self, o: &Overrides) {
-        self.ns = o.ns.unwrap_or(self.ns);
-        self.sb = o.sb.unwrap_or(self.sb);
-        self.http = o.http.unwrap_or(self.http);
-        self.https = o.https.unwrap_or(self.https);
-        if let Some(metrics) = &o.metrics {
-            self.metrics.clone_from(metrics);
+        fn set<T: Clone>(value: &Option<T>, slot: &mut T) {
+            if let Some(v) = value {
+                slot.clone_from(v);
+            }
         }
-        if let Some(host) = &o.public_host {
-            self.public_host.clone_from(host);
+        set(&o.ns, &mut self.ns);
+        set(&o.sb, &mut self.sb);
+        set(&o.http, &mut self.http);
+        set(&o.https, &mut self.https);
+        set(&o.metrics, &mut self.metrics);
+        set(&o.public_host, &mut self.public_host);
+        if o.ns_referral_host.is_some() {
+            self.ns_referral_host.clone_from(&o.ns_referral_host);
         }
+        set(&o.bcrypt_cost, &mut self.bcrypt_cost);
+        set(&o.max_fl, &mut self.max_fl);
+        set(&o.max_al_bl, &mut self.max_al_bl);
+        set(&o.max_connections, &mut self.max_connections);
+        set(&o.chl, &mut self.chl);
     }
 
     /// Validates into [`Settings`].
@@ -436,275 +404,405 @@ impl Config {
     }
 }
 
-/// Builds [`Settings`] for `data_dir` from the file, the environment (`lookup`) and `overrides`.
+/// Builds [`Settings`] for `data_dir` from the file and `overrides` (flags and environment).
 ///
 /// # Errors
 ///
 /// Any [`ConfigError`].
-pub fn resolve(
-    data_dir: &Path,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    overrides: &Overrides,
-) -> Result<Settings, ConfigError> {
+pub fn resolve(data_dir: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
     let mut config = Config::load(&data_dir.join(CONFIG_FILE))?;
-    config.apply_env(lookup)?;
     config.apply_overrides(overrides);
     config.validate(data_dir.to_path_buf())
 }
 
-/// The commented `relive.toml` written on first start: every key, commented out, at its default.
+/// One documented key of `relive.toml`.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The table it sits in (`""`: top level, `"passport.nexus"`: a nested table).
+    pub table: &'static str,
+    /// Its name.
+    pub name: &'static str,
+    /// What it does, one comment line per line; a leading blank line separates groups. Empty
+    /// for the later keys of a group the first key's text covers.
+    pub doc: &'static str,
+    /// An example value, for keys that are unset by default (the file shows the default
+    /// otherwise).
+    pub example: Option<&'static str>,
+}
+
+const fn key(table: &'static str, name: &'static str, doc: &'static str) -> Key {
+    Key {
+        table,
+        name,
+        doc,
+        example: None,
+    }
+}
+
+const fn example(
+    table: &'static str,
+    name: &'static str,
+    doc: &'static str,
+    example: &'static str,
+) -> Key {
+    Key {
+        table,
+        name,
+        doc,
+        example: Some(example),
+    }
+}
+
+/// What each table is for, written above its header.
+pub const TABLES: &[(&str, &str)] = &[
+    (
+        "passport",
+        "Passport 1.4 (MSNP8+ logins: nexus, login2.srf, tickets).",
+    ),
+    (
+        "passport.nexus",
+        "The nexus PassportURLs value: DARealm=<realm>,DALogin=[<scheme>://]<host>[:<port>]<path>.\n\
+         With the default scheme and port the login follows the listener the nexus was asked\n\
+         on: bare host:<https port> over HTTPS, the legacy port over legacy TLS, and\n\
+         http://host:<http port> over plain HTTP (clients patched with --http-login). Any\n\
+         other scheme or port is the one answer on every listener.",
+    ),
+    (
+        "relay",
+        "The relay: rewrites file-transfer invitations and carries transfers across NAT.",
+    ),
+    ("limits", "Limits against floods and probing."),
+    (
+        "web",
+        "The website (on the HTTP and HTTPS listeners). `relive-server user admin EMAIL` opens\n\
+         the admin pages to an account.",
+    ),
+];
+
+/// Every key of `relive.toml`, in the order the written file lists them, with its
+/// documentation: the one source of the commented file ([`default_file_text`]).
+pub const KEYS: &[Key] = &[
+    key(
+        "",
+        "ns",
+        "Where the notification server (and dispatch) listens.",
+    ),
+    key("", "sb", "Where the switchboard listens."),
+    key(
+        "",
+        "http",
+        "Plain HTTP (nexus, login, MsgrConfig, the pages the client's links open, the CA\n\
+         certificate at /relive-ca.crt).",
+    ),
+    key("", "https", "HTTPS (rustls)."),
+    key(
+        "",
+        "metrics",
+        "Prometheus metrics (GET /metrics), or \"off\". The default answers this host only; a\n\
+         scraper elsewhere needs e.g. \"0.0.0.0:9863\" (and a firewall that admits only it).",
+    ),
+    key(
+        "",
+        "public_host",
+        "\nHost name or IP address clients are told to connect to; also goes in the certificate.",
+    ),
+    example(
+        "",
+        "ns_referral_host",
+        "Host handed out in XFR NS referrals when it differs from public_host.",
+        "\"ns.example.com\"",
+    ),
+    key(
+        "",
+        "bcrypt_cost",
+        "\nbcrypt cost for account passwords (4..=31).",
+    ),
+    key("", "max_fl", "Maximum forward-list entries."),
+    key(
+        "",
+        "max_al_bl",
+        "Maximum entries on each of the allow and block lists.",
+    ),
+    key(
+        "",
+        "max_connections",
+        "Maximum simultaneous client connections over all listeners (each user holds one NS\n\
+         connection, plus one SB connection per open chat), shared out among the listeners\n\
+         by [limits]. The server raises its open-file limit to fit, if the system allows.",
+    ),
+    key("", "chl", "Send CHL challenges to MSNP6+ clients."),
+    key(
+        "",
+        "chl_timeout_secs",
+        "Seconds a CHL may go unanswered before the client is disconnected.",
+    ),
+    example(
+        "",
+        "sb_public_port",
+        "\nPort clients are told for the switchboard (XFR SB, RNG) when it differs from the\n\
+         listener's, e.g. behind port forwarding. Default: the SB listener's port.",
+        "1864",
+    ),
+    key(
+        "",
+        "ns_idle_timeout_secs",
+        "Close an NS connection after this many seconds of silence (clients ping every ~50 s).",
+    ),
+    key(
+        "",
+        "sb_auth_timeout_secs",
+        "Close an SB connection that has not authenticated within this many seconds.",
+    ),
+    key(
+        "passport",
+        "ticket_lifetime_secs",
+        "Seconds a login ticket stays valid (1..=120), and most tickets held at once.",
+    ),
+    key("passport", "max_tickets", ""),
+    key(
+        "passport",
+        "login_slow_after",
+        "Failed logins (Passport, MD5, CTP, TWN, relay agents) slow the attacker, never the\n\
+         owner. Per account and source (an IPv4 address or an IPv6 /64): full speed up to\n\
+         login_slow_after, then spaced by login_delay_secs (doubling), refused from\n\
+         login_refuse_after on. A source with login_source_refuse_after failures over all\n\
+         accounts is refused. An account with login_account_delay_after failures over all\n\
+         sources has every attempt delayed, by at most login_max_delay_ms, never refused:\n\
+         the right token from a source that has not failed always gets in. One failure is\n\
+         forgiven every login_decay_secs.",
+    ),
+    key("passport", "login_refuse_after", ""),
+    key("passport", "login_delay_secs", ""),
+    key("passport", "login_decay_secs", ""),
+    key("passport", "login_source_refuse_after", ""),
+    key("passport", "login_account_delay_after", ""),
+    key("passport", "login_max_delay_ms", ""),
+    key(
+        "passport",
+        "login_max_tracked",
+        "Most (account, source) pairs, sources and accounts the limiter tracks (each).",
+    ),
+    key(
+        "passport",
+        "password_over_plain_http",
+        "Accept account passwords (not only access tokens) over plain HTTP too.",
+    ),
+    example(
+        "passport",
+        "legacy_tls",
+        "Legacy TLS listener (TLS 1.0, RSA, 3DES) for Windows XP; off unless set. Its RSA\n\
+         certificates are generated in <data-dir>/tls/legacy/ unless legacy_cert/legacy_key\n\
+         name existing PEM files. XP users import legacy-ca.crt (`relive-server cert export`).\n\
+         Needs a server built with the `legacy-tls` feature (the default).",
+        "\"0.0.0.0:8444\"",
+    ),
+    example("passport", "legacy_cert", "", "\"/path/to/chain.pem\""),
+    example("passport", "legacy_key", "", "\"/path/to/key.pem\""),
+    key(
+        "passport.nexus",
+        "realm",
+        "realm: \"\" leaves DARealm out (and with an empty extra list the value is the bare\n\
+         DALogin=<url> some clients, e.g. msnp11-sdk, require).",
+    ),
+    key(
+        "passport.nexus",
+        "scheme",
+        "scheme: \"\" (bare host/path, as the official service), \"http\" or \"https\".",
+    ),
+    key("passport.nexus", "host", "host: \"\" means public_host."),
+    key(
+        "passport.nexus",
+        "port",
+        "port: a number, or \"https\", \"http\", \"legacy\" (that listener's port), or \"omit\".",
+    ),
+    key("passport.nexus", "path", ""),
+    key("passport.nexus", "extra", ""),
+    key("relay", "enabled", ""),
+    example(
+        "relay",
+        "public_ip",
+        "Public IP written into invitations. Default: public_host, if it is an IP address\n\
+         (otherwise the relay stays off until this is set).",
+        "\"203.0.113.1\"",
+    ),
+    example(
+        "relay",
+        "bind_ip",
+        "Address and TCP port range of relay allocations (0 and 0: the OS chooses). Each\n\
+         allocation also listens on port XOR 0x3141 (MSNFTP PortX) when that is in range.\n\
+         Default address: the NS listener's (all addresses unless ns says otherwise).",
+        "\"0.0.0.0\"",
+    ),
+    key("relay", "port_min", ""),
+    key("relay", "port_max", ""),
+    key(
+        "relay",
+        "vpn_ranges",
+        "VPN ranges peers reach each other on (Hamachi, Radmin).",
+    ),
+    example(
+        "relay",
+        "quic",
+        "QUIC (UDP) address companion agents connect to. Default: the NS listener's\n\
+         address, port 1865.",
+        "\"0.0.0.0:1865\"",
+    ),
+    key(
+        "relay",
+        "per_user_limit",
+        "Concurrent relay allocations per user (a rendezvous holds two).",
+    ),
+    key(
+        "relay",
+        "msnftp_rendezvous",
+        "MSNFTP rendezvous: both peers dial the relay, which splices them. Experimental:\n\
+         unverified against real MSN 5.0+ senders (Sender-Connect), hence off.",
+    ),
+    key(
+        "relay",
+        "slp_fallback",
+        "MSN 6+: send over the switchboard when no direct connection can work.",
+    ),
+    example(
+        "relay",
+        "remote",
+        "Use a standalone relay (`relive-relay serve` on another host) instead of the\n\
+         embedded one: its QUIC address, the control-secret and relay-cert.pem files it wrote\n\
+         on first start (copied here; relative paths are in the data directory), and the name\n\
+         its certificate carries (default: the host of `remote`). Set public_ip to the relay\n\
+         host's public IP; bind_ip, port_min/max and per_user_limit are then the relay's own\n\
+         flags, and quic is the local address of the control connection (default: any).\n\
+         Agents then connect to the standalone relay (with --ca relay-cert.pem).",
+        "\"relay.example:1865\"",
+    ),
+    example(
+        "relay",
+        "remote_secret_file",
+        "",
+        "\"relay-control-secret\"",
+    ),
+    example("relay", "remote_ca", "", "\"relay-cert.pem\""),
+    example("relay", "remote_name", "", "\"relay.example\""),
+    key(
+        "limits",
+        "ns_share",
+        "Each listener has its own pool, a share (percent) of max_connections, so a flood of\n\
+         one kind cannot take the places of the others; the shares add up to at most 100.",
+    ),
+    key("limits", "sb_share", ""),
+    key("limits", "http_share", ""),
+    key("limits", "https_share", ""),
+    key("limits", "legacy_tls_share", ""),
+    key(
+        "limits",
+        "ns_per_source",
+        "Connections one source (an IPv4 address, or an IPv6 /64) may hold on the NS, on the\n\
+         SB (one per open chat), and on each HTTP listener; more are closed at once.",
+    ),
+    key("limits", "sb_per_source", ""),
+    key("limits", "http_per_source", ""),
+    key(
+        "limits",
+        "exempt_sources",
+        "Sources the per-source limits do not apply to (a reverse proxy, a campus NAT).",
+    ),
+    key(
+        "limits",
+        "login_timeout_secs",
+        "Seconds an NS connection has from connect to log in (however it trickles bytes);\n\
+         an SB connection has sb_auth_timeout_secs. HTTP connections are closed\n\
+         http_connection_secs after connect.",
+    ),
+    key("limits", "http_connection_secs", ""),
+    key(
+        "limits",
+        "refusal_log_per_minute",
+        "Lines about refused connections per minute; the rest are counted in the next line.",
+    ),
+    key(
+        "limits",
+        "lookup_burst",
+        "Commands that name another user (ADD, REM, REA, FND, CAL): lookup_burst at once per\n\
+         account, then lookups_per_minute (answers come later, never differently).",
+    ),
+    key("limits", "lookups_per_minute", ""),
+    key(
+        "web",
+        "registration",
+        "Who may register: \"open\" (anyone), \"invite\" (with an unused invite code from an\n\
+         admin) or \"closed\" (nobody; use `relive-server user add`).",
+    ),
+];
+
+/// The flag and environment variable of each setting [`Overrides`] has, by key.
+fn flags() -> Vec<(String, String, String)> {
+    use clap::Args as _;
+    Overrides::augment_args(clap::Command::new("relive-server"))
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let env = arg.get_env()?.to_str()?;
+            Some((arg.get_id().to_string(), long.to_owned(), env.to_owned()))
+        })
+        .collect()
+}
+
+/// The default of `key` as TOML, from the serialized [`Config::default`].
+fn default_value(defaults: &toml::Table, key: &Key) -> Option<String> {
+    let mut table = defaults;
+    for part in key.table.split('.').filter(|p| !p.is_empty()) {
+        table = table.get(part)?.as_table()?;
+    }
+    table.get(key.name).map(toml::Value::to_string)
+}
+
+/// The commented `relive.toml` written on first start: every key of [`KEYS`], commented out,
+/// at its default (or an example where it has none), with its documentation, and for the
+/// settings [`Overrides`] has, their flag and environment variable.
 #[must_use]
 pub fn default_file_text() -> String {
-    let d = Config::default();
-    let p = &d.passport;
-    let LimitsConfig {
-        ns_share,
-        sb_share,
-        http_share,
-        https_share,
-        legacy_tls_share,
-        ns_per_source,
-        sb_per_source,
-        http_per_source,
-        exempt_sources: _,
-        login_timeout_secs,
-        http_connection_secs,
-        refusal_log_per_minute,
-        lookup_burst,
-        lookups_per_minute,
-    } = d.limits.clone();
-    // Validated extra fields hold no quotes, commas or spaces.
-    let extra = format!(
-        "[{}]",
-        p.nexus
-            .extra
-            .iter()
-            .map(|f| format!("\"{f}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let relay_vpn = format!(
-        "[{}]",
-        d.relay
-            .vpn_ranges
-            .iter()
-            .map(|r| format!("\"{r}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    format!(
+    use std::fmt::Write as _;
+    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+    let flags = flags();
+    let mut out = String::from(
         "# Relive server configuration. Every key is optional; the values shown are the defaults.\n\
          # Precedence: command-line flags > RELIVE_* environment variables > this file > defaults.\n\
-         \n\
-         # Where the notification server (and dispatch) listens. Env: RELIVE_NS, flag: --ns.\n\
-         # ns = \"{ns}\"\n\
-         # Where the switchboard listens. Env: RELIVE_SB, flag: --sb.\n\
-         # sb = \"{sb}\"\n\
-         # Plain HTTP (nexus, login, MsgrConfig, the pages the client's links open, the CA\n\
-         # certificate at /relive-ca.crt). Env: RELIVE_HTTP, flag: --http.\n\
-         # http = \"{http}\"\n\
-         # HTTPS (rustls). Env: RELIVE_HTTPS, flag: --https.\n\
-         # https = \"{https}\"\n\
-         # Prometheus metrics (GET /metrics), or \"off\". The default answers this host only; a\n\
-         # scraper elsewhere needs e.g. \"0.0.0.0:9863\" (and a firewall that admits only it).\n\
-         # Env: RELIVE_METRICS, flag: --metrics.\n\
-         # metrics = \"{metrics}\"\n\
-         \n\
-         # Host name or IP address clients are told to connect to; also goes in the certificate.\n\
-         # Env: RELIVE_PUBLIC_HOST, flag: --public-host.\n\
-         # public_host = \"{host}\"\n\
-         # Host handed out in XFR NS referrals when it differs from public_host.\n\
-         # Env: RELIVE_NS_REFERRAL_HOST.\n\
-         # ns_referral_host = \"ns.example.com\"\n\
-         \n\
-         # bcrypt cost for account passwords (4..=31). Env: RELIVE_BCRYPT_COST.\n\
-         # bcrypt_cost = {cost}\n\
-         # Maximum forward-list entries, and entries on each of the allow and block lists.\n\
-         # Env: RELIVE_MAX_FL, RELIVE_MAX_AL_BL.\n\
-         # max_fl = {fl}\n\
-         # max_al_bl = {albl}\n\
-         # Maximum simultaneous client connections over all listeners (each user holds one NS\n\
-         # connection, plus one SB connection per open chat), shared out among the listeners\n\
-         # by [limits]. The server raises its open-file limit to fit, if the system allows.\n\
-         # Env: RELIVE_MAX_CONNECTIONS.\n\
-         # max_connections = {conns}\n\
-         # Send CHL challenges to MSNP6+ clients. Env: RELIVE_CHL.\n\
-         # chl = {chl}\n\
-         # Seconds a CHL may go unanswered before the client is disconnected.\n\
-         # chl_timeout_secs = {chl_timeout}\n\
-         \n\
-         # Port clients are told for the switchboard (XFR SB, RNG) when it differs from the\n\
-         # listener's, e.g. behind port forwarding. Default: the SB listener's port.\n\
-         # sb_public_port = 1864\n\
-         # Close an NS connection after this many seconds of silence (clients ping every ~50 s).\n\
-         # ns_idle_timeout_secs = {ns_idle}\n\
-         # Close an SB connection that has not authenticated within this many seconds.\n\
-         # sb_auth_timeout_secs = {sb_auth}\n\
-         \n\
-         # Passport 1.4 (MSNP8+ logins: nexus, login2.srf, tickets).\n\
-         # [passport]\n\
-         # Seconds a login ticket stays valid (1..=120), and most tickets held at once.\n\
-         # ticket_lifetime_secs = {ticket_lifetime}\n\
-         # max_tickets = {max_tickets}\n\
-         # Failed logins (Passport, MD5, CTP, TWN, relay agents) slow the attacker, never the\n\
-         # owner. Per account and source (an IPv4 address or an IPv6 /64): full speed up to\n\
-         # login_slow_after, then spaced by login_delay_secs (doubling), refused from\n\
-         # login_refuse_after on. A source with login_source_refuse_after failures over all\n\
-         # accounts is refused. An account with login_account_delay_after failures over all\n\
-         # sources has every attempt delayed, by at most login_max_delay_ms, never refused:\n\
-         # the right token from a source that has not failed always gets in. One failure is\n\
-         # forgiven every login_decay_secs.\n\
-         # login_slow_after = {slow_after}\n\
-         # login_refuse_after = {refuse_after}\n\
-         # login_delay_secs = {delay}\n\
-         # login_decay_secs = {decay}\n\
-         # login_source_refuse_after = {source_refuse}\n\
-         # login_account_delay_after = {account_delay}\n\
-         # login_max_delay_ms = {max_delay}\n\
-         # Most (account, source) pairs, sources and accounts the limiter tracks (each).\n\
-         # login_max_tracked = {max_tracked}\n\
-         # Accept account passwords (not only access tokens) over plain HTTP too.\n\
-         # password_over_plain_http = {pw_plain}\n\
-         # Legacy TLS listener (TLS 1.0, RSA, 3DES) for Windows XP; off unless set. Its RSA\n\
-         # certificates are generated in <data-dir>/tls/legacy/ unless legacy_cert/legacy_key\n\
-         # name existing PEM files. XP users import legacy-ca.crt (`relive-server cert export`).\n\
-         # legacy_tls = \"0.0.0.0:8444\"\n\
-         # legacy_cert = \"/path/to/chain.pem\"\n\
-         # legacy_key = \"/path/to/key.pem\"\n\
-         \n\
-         # The nexus PassportURLs value: DARealm=<realm>,DALogin=[<scheme>://]<host>[:<port>]<path>.\n\
-         # With the default scheme and port the login follows the listener the nexus was asked\n\
-         # on: bare host:<https port> over HTTPS, the legacy port over legacy TLS, and\n\
-         # http://host:<http port> over plain HTTP (clients patched with --http-login). Any\n\
-         # other scheme or port is the one answer on every listener.\n\
-         # [passport.nexus]\n\
-         # realm: \"\" leaves DARealm out (and with an empty extra list the value is the bare\n\
-         # DALogin=<url> some clients, e.g. msnp11-sdk, require).\n\
-         # realm = \"{realm}\"\n\
-         # scheme: \"\" (bare host/path, as the official service), \"http\" or \"https\".\n\
-         # scheme = \"{scheme}\"\n\
-         # host: \"\" means public_host.\n\
-         # host = \"{nexus_host}\"\n\
-         # port: a number, or \"https\", \"http\", \"legacy\" (that listener's port), or \"omit\".\n\
-         # port = {port}\n\
-         # path = \"{path}\"\n\
-         # extra = {extra}\n\
-         \n\
-         # The relay: rewrites file-transfer invitations and carries transfers across NAT.\n\
-         # [relay]\n\
-         # enabled = {relay_enabled}\n\
-         # Public IP written into invitations. Default: public_host, if it is an IP address\n\
-         # (otherwise the relay stays off until this is set).\n\
-         # public_ip = \"203.0.113.1\"\n\
-         # Address and TCP port range of relay allocations (0 and 0: the OS chooses). Each\n\
-         # allocation also listens on port XOR 0x3141 (MSNFTP PortX) when that is in range.\n\
-         # Default address: the NS listener's (all addresses unless ns says otherwise).\n\
-         # bind_ip = \"0.0.0.0\"\n\
-         # port_min = {relay_min}\n\
-         # port_max = {relay_max}\n\
-         # VPN ranges peers reach each other on (Hamachi, Radmin).\n\
-         # vpn_ranges = {relay_vpn}\n\
-         # QUIC (UDP) address companion agents connect to. Default: the NS listener's\n\
-         # address, port {relay_quic_port}.\n\
-         # quic = \"0.0.0.0:{relay_quic_port}\"\n\
-         # Concurrent relay allocations per user (a rendezvous holds two).\n\
-         # per_user_limit = {relay_limit}\n\
-         # MSNFTP rendezvous: both peers dial the relay, which splices them. Experimental:\n\
-         # unverified against real MSN 5.0+ senders (Sender-Connect), hence off.\n\
-         # msnftp_rendezvous = {relay_rendezvous}\n\
-         # MSN 6+: send over the switchboard when no direct connection can work.\n\
-         # slp_fallback = {relay_fallback}\n\
-         # Use a standalone relay (`relive-relay serve` on another host) instead of the\n\
-         # embedded one: its QUIC address, the control-secret and relay-cert.pem files it wrote\n\
-         # on first start (copied here; relative paths are in the data directory), and the name\n\
-         # its certificate carries (default: the host of `remote`). Set public_ip to the relay\n\
-         # host's public IP; bind_ip, port_min/max and per_user_limit are then the relay's own\n\
-         # flags, and quic is the local address of the control connection (default: any).\n\
-         # Agents then connect to the standalone relay (with --ca relay-cert.pem).\n\
-         # remote = \"relay.example:1865\"\n\
-         # remote_secret_file = \"relay-control-secret\"\n\
-         # remote_ca = \"relay-cert.pem\"\n\
-         # remote_name = \"relay.example\"\n\
-         \n\
-         # Limits against floods and probing.\n\
-         # [limits]\n\
-         # Each listener has its own pool, a share (percent) of max_connections, so a flood of\n\
-         # one kind cannot take the places of the others; the shares add up to at most 100.\n\
-         # ns_share = {ns_share}\n\
-         # sb_share = {sb_share}\n\
-         # http_share = {http_share}\n\
-         # https_share = {https_share}\n\
-         # legacy_tls_share = {legacy_tls_share}\n\
-         # Connections one source (an IPv4 address, or an IPv6 /64) may hold on the NS, on the\n\
-         # SB (one per open chat), and on each HTTP listener; more are closed at once.\n\
-         # ns_per_source = {ns_per_source}\n\
-         # sb_per_source = {sb_per_source}\n\
-         # http_per_source = {http_per_source}\n\
-         # Sources the per-source limits do not apply to (a reverse proxy, a campus NAT).\n\
-         # exempt_sources = []\n\
-         # Seconds an NS connection has from connect to log in (however it trickles bytes);\n\
-         # an SB connection has sb_auth_timeout_secs. HTTP connections are closed\n\
-         # http_connection_secs after connect.\n\
-         # login_timeout_secs = {login_timeout_secs}\n\
-         # http_connection_secs = {http_connection_secs}\n\
-         # Lines about refused connections per minute; the rest are counted in the next line.\n\
-         # refusal_log_per_minute = {refusal_log_per_minute}\n\
-         # Commands that name another user (ADD, REM, REA, FND, CAL): lookup_burst at once per\n\
-         # account, then lookups_per_minute (answers come later, never differently).\n\
-         # lookup_burst = {lookup_burst}\n\
-         # lookups_per_minute = {lookups_per_minute}\n\
-         \n\
-         # The website (on the HTTP and HTTPS listeners): who may register there. \"open\":\n\
-         # anyone; \"invite\": with an unused invite code from an admin; \"closed\": nobody (use\n\
-         # `relive-server user add`). `relive-server user admin EMAIL` opens the admin pages.\n\
-         # [web]\n\
-         # registration = \"open\"\n",
-        relay_enabled = d.relay.enabled,
-        relay_min = d.relay.port_min,
-        relay_max = d.relay.port_max,
-        relay_vpn = relay_vpn,
-        relay_quic_port = crate::relay::DEFAULT_QUIC_PORT,
-        relay_limit = d.relay.per_user_limit,
-        relay_rendezvous = d.relay.msnftp_rendezvous,
-        relay_fallback = d.relay.slp_fallback,
-        ns = d.ns,
-        sb = d.sb,
-        http = d.http,
-        https = d.https,
-        metrics = d.metrics,
-        host = d.public_host,
-        cost = d.bcrypt_cost,
-        fl = d.max_fl,
-        albl = d.max_al_bl,
-        conns = d.max_connections,
-        chl = d.chl,
-        chl_timeout = d.chl_timeout_secs,
-        ns_idle = d.ns_idle_timeout_secs,
-        sb_auth = d.sb_auth_timeout_secs,
-        ticket_lifetime = p.ticket_lifetime_secs,
-        max_tickets = p.max_tickets,
-        slow_after = p.login_slow_after,
-        refuse_after = p.login_refuse_after,
-        delay = p.login_delay_secs,
-        decay = p.login_decay_secs,
-        source_refuse = p.login_source_refuse_after,
-        account_delay = p.login_account_delay_after,
-        max_delay = p.login_max_delay_ms,
-        max_tracked = p.login_max_tracked,
-        pw_plain = p.password_over_plain_http,
-        realm = p.nexus.realm,
-        scheme = p.nexus.scheme,
-        nexus_host = p.nexus.host,
-        port = match p.nexus.port {
-            DaLoginPort::Number(n) => n.to_string(),
-            DaLoginPort::Named(NamedPort::Https) => "\"https\"".to_owned(),
-            DaLoginPort::Named(NamedPort::Http) => "\"http\"".to_owned(),
-            DaLoginPort::Named(NamedPort::Legacy) => "\"legacy\"".to_owned(),
-            DaLoginPort::Named(NamedPort::Omit) => "\"omit\"".to_owned(),
-        },
-        path = p.nexus.path,
-        extra = extra,
-    )
+         \n",
+    );
+    let comment = |out: &mut String, text: &str| {
+        for line in text.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+    };
+    let mut table = "";
+    for key in KEYS {
+        if key.table != table {
+            table = key.table;
+            out.push('\n');
+            let doc = TABLES.iter().find(|(t, _)| *t == table).map_or("", |t| t.1);
+            comment(&mut out, doc);
+            let _ = writeln!(out, "# [{table}]");
+        }
+        let doc = match key.doc.strip_prefix('\n') {
+            Some(rest) => {
+                out.push('\n');
+                rest
+            }
+            None => key.doc,
+        };
+        comment(&mut out, doc);
+        if let Some((_, long, env)) = flags.iter().find(|(id, ..)| id == key.name) {
+            let _ = writeln!(out, "# Env: {env}, flag: --{long}.");
+        }
+        if let Some(value) = key
+            .example
+            .map(str::to_owned)
+            .or_else(|| default_value(&defaults, key))
+        {
+            let _ = writeln!(out, "# {} = {value}", key.name);
+        }
+    }
+    out
 }
 
 /// Writes [`default_file_text`] to `<data_dir>/relive.toml` unless the file exists. Returns
@@ -735,33 +833,25 @@ pub fn write_default_file(data_dir: &Path) -> Result<bool, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     #[test]
-    fn flags_beat_env_beat_file_beat_defaults() {
+    fn overrides_beat_file_beat_defaults() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(CONFIG_FILE),
             "ns = \"127.0.0.1:1001\"\nsb = \"127.0.0.1:1002\"\nhttp = \"127.0.0.1:1003\"\nbcrypt_cost = 5\n",
         )
         .unwrap();
-        let env: HashMap<&str, &str> = [
-            ("RELIVE_NS", "127.0.0.1:2001"),
-            ("RELIVE_SB", "127.0.0.1:2002"),
-        ]
-        .into_iter()
-        .collect();
-        let lookup = |k: &str| env.get(k).map(|v| (*v).to_owned());
         let flags = Overrides {
             ns: Some("127.0.0.1:3001".parse().unwrap()),
+            chl: Some(true),
             ..Overrides::default()
         };
-        let s = resolve(dir.path(), &lookup, &flags).unwrap();
-        assert_eq!(s.ns.port(), 3001); // flag
-        assert_eq!(s.sb.port(), 2002); // env
-        assert_eq!(s.http.port(), 1003); // file
+        let s = resolve(dir.path(), &flags).unwrap();
+        assert_eq!(s.ns.port(), 3001); // flag or env
+        assert!(s.chl);
+        assert_eq!(s.sb.port(), 1002); // file
         assert_eq!(s.https.port(), DEFAULT_HTTPS_PORT); // default
         assert_eq!(s.bcrypt_cost, 5);
         assert_eq!(s.ns_referral_host, s.public_host);
@@ -770,40 +860,95 @@ mod tests {
             metrics: Some("off".to_owned()),
             ..Overrides::default()
         };
-        assert_eq!(resolve(dir.path(), &lookup, &off).unwrap().metrics, None);
+        assert_eq!(resolve(dir.path(), &off).unwrap().metrics, None);
     }
 
     #[test]
     fn bad_values_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
-        let none = |_: &str| None;
         std::fs::write(dir.path().join(CONFIG_FILE), "nonsense = 1\n").unwrap();
         assert!(matches!(
-            resolve(dir.path(), &none, &Overrides::default()),
+            resolve(dir.path(), &Overrides::default()),
             Err(ConfigError::Parse { .. })
         ));
         std::fs::write(dir.path().join(CONFIG_FILE), "metrics = \"localhost\"\n").unwrap();
         assert!(matches!(
-            resolve(dir.path(), &none, &Overrides::default()),
+            resolve(dir.path(), &Overrides::default()),
             Err(ConfigError::Invalid { key: "metrics", .. })
         ));
         std::fs::write(dir.path().join(CONFIG_FILE), "bcrypt_cost = 99\n").unwrap();
         assert!(matches!(
-            resolve(dir.path(), &none, &Overrides::default()),
+            resolve(dir.path(), &Overrides::default()),
             Err(ConfigError::Invalid {
                 key: "bcrypt_cost",
                 ..
             })
         ));
-        std::fs::remove_file(dir.path().join(CONFIG_FILE)).unwrap();
-        let bad_env = |k: &str| (k == "RELIVE_CHL").then(|| "maybe".to_owned());
-        assert!(matches!(
-            resolve(dir.path(), &bad_env, &Overrides::default()),
-            Err(ConfigError::Env {
-                name: "RELIVE_CHL",
-                ..
+        // Flags and variables are clap's: a bad value stops the parse, naming the variable.
+        let mut cli = <Overrides as clap::Args>::augment_args(clap::Command::new("t"));
+        let err = cli
+            .try_get_matches_from_mut(["t", "--chl", "maybe"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(
+            cli.render_long_help()
+                .to_string()
+                .contains("[env: RELIVE_CHL=")
+        );
+    }
+
+    /// Every key path of a TOML table, `table.key`.
+    fn paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in table {
+            match v.as_table() {
+                Some(inner) => paths(inner, &format!("{prefix}{k}."), out),
+                None => out.push(format!("{prefix}{k}")),
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_table_documents_every_key_of_the_file_once() {
+        let mut documented: Vec<String> = KEYS
+            .iter()
+            .map(|k| match k.table {
+                "" => k.name.to_owned(),
+                t => format!("{t}.{}", k.name),
             })
-        ));
+            .collect();
+        let mut sorted = documented.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), documented.len(), "a key documented twice");
+        // Keys unset by default serialize to nothing: they must have an example instead.
+        let mut set = Vec::new();
+        paths(
+            &toml::Table::try_from(Config::default()).unwrap(),
+            "",
+            &mut set,
+        );
+        let examples: Vec<String> = KEYS
+            .iter()
+            .filter(|k| k.example.is_some())
+            .map(|k| match k.table {
+                "" => k.name.to_owned(),
+                t => format!("{t}.{}", k.name),
+            })
+            .collect();
+        set.extend(examples);
+        set.sort();
+        documented.sort();
+        assert_eq!(documented, set);
+        // Every table but the top level has its header text, and every flag names a key.
+        for key in KEYS.iter().filter(|k| !k.table.is_empty()) {
+            assert!(TABLES.iter().any(|(t, _)| *t == key.table), "{}", key.table);
+        }
+        for (id, ..) in flags() {
+            assert!(
+                KEYS.iter().any(|k| k.table.is_empty() && k.name == id),
+                "{id}"
+            );
+        }
     }
 
     #[test]
@@ -838,7 +983,9 @@ mod tests {
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
         // Every key but the examples: 14 top-level, 11 in [passport], 6 in [passport.nexus],
-        // 7 in [relay], 14 in [limits], 1 in [web].
+        // 7 in [relay], 14 in [limits], 1 in [web]. Each documented setting says its flag and
+        // variable.
+        assert!(text.contains("# Env: RELIVE_MAX_CONNECTIONS, flag: --max-connections.\n"));
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
             53

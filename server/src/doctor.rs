@@ -8,6 +8,7 @@
 //! the certificate's creation, the relay's ports, disk space, the permissions of `secret.key`
 //! and the open-file limit against `max_connections`.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -244,7 +245,7 @@ async fn nexus(host: &str, port: u16) -> Check {
 fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
     let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_slice()) {
         let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
         roots
             .add(cert)
@@ -331,7 +332,7 @@ fn ca_certificate(name: &str, path: &Path) -> Check {
         Ok(pem) => pem,
         Err(e) => return Check::problem(name, format!("{}: {e}", path.display()), fix),
     };
-    match rustls_pemfile::certs(&mut pem.as_slice()).next() {
+    match rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_slice()).next() {
         Some(Ok(der)) => {
             let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
             let thumbprint: Vec<String> =

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: `relive.toml`, `RELIVE_*` environment, flags → validated [`config::Settings`].
+//! - [`config`]: `relive.toml` (its commented template generated from one table of documented
+//!   keys), flags and `RELIVE_*` variables (one clap struct) → validated [`config::Settings`].
 //! - [`data_dir`]: first-start setup of the data directory.
 //! - [`store`]: SQLite accounts, list data model, access tokens.
 //! - [`secret`]: the server key and the [`secret::Secret`] wrapper that never logs.
@@ -11,7 +12,9 @@
 //! - [`net`]: accept loops and the per-connection entry points.
 //! - [`demo`]: `serve --demo` accounts.
 //! - [`doctor`]: `relive-server doctor`, the host-side checks of what stops clients connecting.
-//! - [`hub`]: the in-memory registry of online users, presence fan-out and privacy checks.
+//! - [`hub`]: the in-memory registry of online users (`hub::registry`, keyed by handles the hub
+//!   interns and frees), the visibility rule (`hub::privacy`), connection outboxes
+//!   ([`hub::Outbox`]); presence fan-out decided under one short lock, delivered after it.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint and the series it serves.
 //! - [`limits`]: connection pools per listener and caps per source, list-lookup throttling.
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).

@@ -30,6 +30,9 @@ struct Cli {
     data_dir: PathBuf,
     #[command(flatten)]
     logging: Logging,
+    /// Settings over `relive.toml` (every subcommand reads the configuration).
+    #[command(flatten)]
+    overrides: Overrides,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,10 +52,10 @@ enum Command {
     Cert(CertCommand),
     /// Check, from this host, what usually stops clients from connecting (run it while the
     /// server runs, with the same flags).
-    Doctor(ListenArgs),
+    Doctor,
     /// Exit 0 if the server on this host answers an MSNP `VER` on its NS port (for container
     /// and service-manager health checks).
-    Health(ListenArgs),
+    Health,
     /// Write a consistent copy of the database to FILE (safe while the server runs).
     Backup {
         /// Destination file (replaced only once the copy is complete and checked).
@@ -71,31 +74,6 @@ struct ServeArgs {
     /// Create alice@, bob@ and carol@example.com with a token each (if missing) and print them.
     #[arg(long)]
     demo: bool,
-    #[command(flatten)]
-    listen: ListenArgs,
-}
-
-/// The listener addresses and public host, as `serve` takes them (and `doctor` checks them).
-#[derive(Debug, clap::Args)]
-struct ListenArgs {
-    /// NS bind address.
-    #[arg(long, value_name = "ADDR")]
-    ns: Option<SocketAddr>,
-    /// Switchboard bind address.
-    #[arg(long, value_name = "ADDR")]
-    sb: Option<SocketAddr>,
-    /// HTTP bind address.
-    #[arg(long, value_name = "ADDR")]
-    http: Option<SocketAddr>,
-    /// HTTPS bind address.
-    #[arg(long, value_name = "ADDR")]
-    https: Option<SocketAddr>,
-    /// Prometheus `/metrics` bind address, or `off` (default 127.0.0.1:9863: this host only).
-    #[arg(long, value_name = "ADDR|off")]
-    metrics: Option<String>,
-    /// Host name or IP clients are told to connect to.
-    #[arg(long, value_name = "HOST")]
-    public_host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,27 +173,27 @@ fn main() -> ExitCode {
 }
 
 fn settings(data_dir: PathBuf, overrides: &Overrides) -> anyhow::Result<Settings> {
-    config::resolve(&data_dir, &|k| std::env::var(k).ok(), overrides)
-        .context("reading configuration")
+    config::resolve(&data_dir, overrides).context("reading configuration")
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let o = &cli.overrides;
     match cli.command {
-        Command::Serve(args) => serve(cli.data_dir, args).await,
+        Command::Serve(args) => serve(cli.data_dir, o, args).await,
         Command::User(cmd) => {
-            let store = open(cli.data_dir).await?;
+            let store = open(cli.data_dir, o).await?;
             let result = user(&store, cmd).await;
             store.close().await?;
             result
         }
         Command::Token(cmd) => {
-            let store = open(cli.data_dir).await?;
+            let store = open(cli.data_dir, o).await?;
             let result = token(&store, cmd).await;
             store.close().await?;
             result
         }
         Command::Backup { file } => {
-            let settings = settings(cli.data_dir, &Overrides::default())?;
+            let settings = settings(cli.data_dir, o)?;
             let db = settings.database_path();
             let dest = file.clone();
             let summary = tokio::task::spawn_blocking(move || backup::backup(&db, &dest))
@@ -232,9 +210,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Restore { file } => restore(cli.data_dir, file).await,
-        Command::Doctor(listen) => {
-            let settings = settings(cli.data_dir, &listen.overrides())?;
+        Command::Restore { file } => restore(cli.data_dir, o, file).await,
+        Command::Doctor => {
+            let settings = settings(cli.data_dir, o)?;
             let checks = relive_server::doctor::run(&settings).await;
             for check in &checks {
                 println!("{check}");
@@ -246,8 +224,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("no problems found");
             Ok(())
         }
-        Command::Health(listen) => {
-            let settings = settings(cli.data_dir, &listen.overrides())?;
+        Command::Health => {
+            let settings = settings(cli.data_dir, o)?;
             let check = relive_server::doctor::health(&settings).await;
             println!("{check}");
             if !check.is_ok() {
@@ -295,22 +273,9 @@ fn legacy_export_path(file: &std::path::Path) -> PathBuf {
     file.with_file_name(name)
 }
 
-impl ListenArgs {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            ns: self.ns,
-            sb: self.sb,
-            http: self.http,
-            https: self.https,
-            metrics: self.metrics.clone(),
-            public_host: self.public_host.clone(),
-        }
-    }
-}
-
 /// `restore FILE`: under the data directory's lock, with its key.
-async fn restore(data_dir: PathBuf, file: PathBuf) -> anyhow::Result<()> {
-    let settings = settings(data_dir, &Overrides::default())?;
+async fn restore(data_dir: PathBuf, o: &Overrides, file: PathBuf) -> anyhow::Result<()> {
+    let settings = settings(data_dir, o)?;
     data_dir::create_dir(&settings.data_dir)?;
     let lock =
         backup::DataDirLock::acquire(&settings.data_dir).context("locking the data directory")?;
@@ -332,8 +297,8 @@ async fn restore(data_dir: PathBuf, file: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(data_dir: PathBuf) -> anyhow::Result<Store> {
-    let settings = settings(data_dir, &Overrides::default())?;
+async fn open(data_dir: PathBuf, o: &Overrides) -> anyhow::Result<Store> {
+    let settings = settings(data_dir, o)?;
     data_dir::open_store(&settings)
         .await
         .context("opening the data directory")
@@ -448,8 +413,8 @@ async fn token(store: &Store, cmd: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
-    let settings = settings(data_dir, &args.listen.overrides())?;
+async fn serve(data_dir: PathBuf, o: &Overrides, args: ServeArgs) -> anyhow::Result<()> {
+    let settings = settings(data_dir, o)?;
     data_dir::create_dir(&settings.data_dir)?;
     // Held until the server exits: `restore` refuses to run under a live server.
     let _lock = backup::DataDirLock::acquire(&settings.data_dir)

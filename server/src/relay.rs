@@ -34,6 +34,7 @@
 //! UDP address of the control connection (the default `0.0.0.0:1865` becomes any port), and
 //! `bind_ip`, `port_min`/`port_max`, `per_user_limit` are set on the relay's command line.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ use relive_relay::ports::{PoolConfig, PortPool};
 use relive_relay::quic;
 use relive_relay::remote::{RemoteConfig, RemoteRelay};
 use relive_relay::rewrite::{Allocate, Policy};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 use crate::passport::PassportService;
@@ -64,7 +65,7 @@ pub use relive_relay as engine;
 /// [`quic::client_config`]. Unparsable input gives none.
 #[must_use]
 pub fn trust_anchors(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut &pem[..])
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .unwrap_or_default()
 }
@@ -83,7 +84,7 @@ const MAX_AGENT_CREDENTIAL: usize = 512;
 pub const DEFAULT_REMOTE_PORT: u16 = 1865;
 
 /// The raw `[relay]` table of `relive.toml`. Every key is optional.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelayConfig {
     /// Rewrite invitations and relay transfers at all.
@@ -496,13 +497,13 @@ fn identity(data_dir: &std::path::Path, public_host: &str) -> Result<quic::Ident
         for path in [&paths.server_cert, &paths.ca_cert] {
             let text = std::fs::read(path).ok()?;
             certs.extend(
-                rustls_pemfile::certs(&mut text.as_slice())
+                rustls::pki_types::CertificateDer::pem_slice_iter(text.as_slice())
                     .collect::<Result<Vec<_>, _>>()
                     .ok()?,
             );
         }
         let key_text = std::fs::read(&paths.server_key).ok()?;
-        let key = rustls_pemfile::private_key(&mut key_text.as_slice()).ok()??;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_text).ok()?;
         Some(quic::Identity { certs, key })
     };
     match load() {

@@ -10,6 +10,7 @@ use md5::{Digest as _, Md5};
 use relive_msnp::client::ClientCommand;
 use relive_msnp::frame::{Direction, decode};
 use relive_msnp::types::Passport;
+use relive_msnp::verb::Verb;
 
 use crate::Context;
 use crate::config::Config;
@@ -137,7 +138,7 @@ impl<S: Service> Harness<S> {
             };
             match ClientCommand::from_frame(&frame, self.svc.role(), &self.svc.caps()) {
                 Ok(cmd) => self.svc.handle(cmd, &mut out).await,
-                Err(e) => self.svc.parse_error(&frame.name, &e, &mut out),
+                Err(e) => self.svc.parse_error(Verb::parse(&frame.name), &e, &mut out),
             }
         }
         self.closed = out.is_closing();

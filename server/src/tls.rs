@@ -10,6 +10,7 @@
 //!
 //! The rustls config is built with the ring provider explicitly: the workspace has exactly one.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -218,7 +219,7 @@ pub fn server_config(paths: &CertPaths) -> Result<Arc<rustls::ServerConfig>, Tls
     let mut chain = Vec::new();
     for path in [&paths.server_cert, &paths.ca_cert] {
         let text = read(path)?;
-        let certs = rustls_pemfile::certs(&mut text.as_bytes())
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| pem_err(path))?;
         if certs.is_empty() {
@@ -227,9 +228,8 @@ pub fn server_config(paths: &CertPaths) -> Result<Arc<rustls::ServerConfig>, Tls
         chain.extend(certs);
     }
     let key_text = read(&paths.server_key)?;
-    let key = rustls_pemfile::private_key(&mut key_text.as_bytes())
-        .map_err(|_| pem_err(&paths.server_key))?
-        .ok_or_else(|| pem_err(&paths.server_key))?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_text.as_bytes())
+        .map_err(|_| pem_err(&paths.server_key))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(sha256_first()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -276,7 +276,7 @@ pub fn export_ca(paths: &CertPaths, dest: &Path) -> Result<(), TlsError> {
 /// [`TlsError::Io`] if it cannot be read, [`TlsError::Pem`] if it holds no certificate.
 pub fn fingerprint(path: &Path) -> Result<String, TlsError> {
     let pem = read(path)?;
-    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
         .and_then(Result::ok)
         .ok_or_else(|| TlsError::Pem {
@@ -295,7 +295,7 @@ mod tests {
 
     fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
         }
         Arc::new(

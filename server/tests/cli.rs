@@ -1,5 +1,6 @@
 //! Runs the built `relive-server` binary against a temporary data directory.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -214,7 +215,7 @@ fn first_start_and_demo_rerun_say_what_happened_in_plain_words() {
     // Every start names the CA with the fingerprint a user compares before trusting it, and
     // the URL it is published at (the desktop app downloads it from there).
     let pem = std::fs::read(&ca).unwrap();
-    let der = rustls_pemfile::certs(&mut pem.as_slice())
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_slice())
         .next()
         .unwrap()
         .unwrap();
@@ -844,4 +845,50 @@ fn kill_9_under_a_thousand_list_changes_loses_no_acknowledged_change() {
         allowed.len()
     );
     server.stop();
+}
+
+#[test]
+fn settings_come_from_flags_then_environment_and_help_names_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = |args: &[&str], cost: &str| {
+        Command::new(env!("CARGO_BIN_EXE_relive-server"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("RELIVE_BCRYPT_COST", cost)
+            .output()
+            .expect("the binary runs")
+    };
+    // The variable is read (and refused when out of range) ...
+    let refused = server(&["user", "list"], "99");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("bcrypt_cost"));
+    // ... and a flag, in any subcommand's place, beats it.
+    assert!(
+        server(&["user", "list", "--bcrypt-cost", "4"], "99")
+            .status
+            .success()
+    );
+    assert!(
+        server(&["--bcrypt-cost", "4", "user", "list"], "99")
+            .status
+            .success()
+    );
+    // A value that is no number stops the parse, naming the setting.
+    let bad = server(&["user", "list"], "many");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--bcrypt-cost"));
+    let help = server(&["serve", "--help"], "4");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for (flag, var) in [
+        ("--ns", "RELIVE_NS"),
+        ("--max-connections", "RELIVE_MAX_CONNECTIONS"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(&format!("[env: {var}")),
+            "{help}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! byte for byte and responses kept with their header names as sent, so tests can check the
 //! exact case real clients depend on.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ const MAX_BODY: usize = 64 * 1024;
 pub fn tls12_connector(ca_pem: &Path) -> anyhow::Result<TlsConnector> {
     let pem = std::fs::read(ca_pem).with_context(|| ca_pem.display().to_string())?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_slice()) {
         roots.add(cert?)?;
     }
     ensure!(!roots.is_empty(), "no certificate in {}", ca_pem.display());

@@ -19,6 +19,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::FrameError;
+use crate::verb::Verb;
 
 /// Maximum command line length in bytes, including the line terminator. A buffer holding this
 /// many bytes without a newline is an error, so a peer cannot make us buffer forever.
@@ -49,25 +50,13 @@ pub enum Direction {
 
 /// The payload byte limit for `name` sent in `dir`, or `None` if it carries no payload.
 ///
-/// | direction | command | limit |
-/// |---|---|---|
-/// | client → server | `MSG` | [`MAX_CLIENT_MSG_BYTES`] (1664) |
-/// | client → server | `QRY` | [`MAX_QRY_BYTES`] |
-/// | client → server | `SDC`, `PAG` | [`MAX_CLIENT_TEXT_BYTES`] |
-/// | client → server | `UUX`, `UUN`, `UUM` | [`MAX_CLIENT_XML_BYTES`] |
-/// | client → server | `ADL`, `RML`, `FQY` | [`MAX_CLIENT_LIST_XML_BYTES`] |
-/// | server → client | `MSG`, `NOT`, `IPG`, `UBX`, `GCF`, `UBN` | [`MAX_SERVER_PAYLOAD_BYTES`] |
+/// Client → server: [`Verb::payload_limit`], the one table of client payload commands. Server →
+/// client: `MSG`, `NOT`, `IPG`, `UBX`, `GCF` and `UBN` carry up to [`MAX_SERVER_PAYLOAD_BYTES`]
+/// (decoded only by test clients).
 #[must_use]
 pub fn payload_limit(name: &str, dir: Direction) -> Option<usize> {
     match dir {
-        Direction::ClientToServer => match name {
-            "MSG" => Some(MAX_CLIENT_MSG_BYTES),
-            "QRY" => Some(MAX_QRY_BYTES),
-            "SDC" | "PAG" => Some(MAX_CLIENT_TEXT_BYTES),
-            "UUX" | "UUN" | "UUM" => Some(MAX_CLIENT_XML_BYTES),
-            "ADL" | "RML" | "FQY" => Some(MAX_CLIENT_LIST_XML_BYTES),
-            _ => None,
-        },
+        Direction::ClientToServer => Verb::parse(name).and_then(Verb::payload_limit),
         Direction::ServerToClient => match name {
             "MSG" | "NOT" | "IPG" | "UBX" | "GCF" | "UBN" => Some(MAX_SERVER_PAYLOAD_BYTES),
             _ => None,
@@ -179,7 +168,8 @@ pub fn decode(buf: &mut BytesMut, dir: Direction) -> Result<Option<Frame>, Frame
         }
         let (name, args) = tokenize(line)?;
         let mut payload_len = 0usize;
-        if let Some(limit) = payload_limit(&name, dir) {
+        let limit = payload_limit(&name, dir);
+        if let Some(limit) = limit {
             let Some(last) = args.last() else {
                 return Err(FrameError::MissingLength { command: name });
             };
@@ -199,7 +189,7 @@ pub fn decode(buf: &mut BytesMut, dir: Direction) -> Result<Option<Frame>, Frame
                 })?;
         }
         let total = nl + 1 + payload_len;
-        let has_payload = payload_limit(&name, dir).is_some();
+        let has_payload = limit.is_some();
         if buf.len() < total {
             return Ok(None);
         }

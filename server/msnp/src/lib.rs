@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //!
+//! * [`verb`]: the client command names ([`verb::Verb`]) and which carry a payload.
 //! * [`frame`]: incremental line/payload decoder with limits, and [`frame::Frame::encode`].
 //! * [`args`]: argument cursor used by the command parsers.
 //! * [`types`]: newtypes ([`types::TrId`], [`types::Passport`], [`types::ListKind`],
@@ -46,5 +47,6 @@ pub mod server;
 pub mod session;
 pub mod transcript;
 pub mod types;
+pub mod verb;
 pub mod version;
 pub mod xml;

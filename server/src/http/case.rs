@@ -74,3 +74,51 @@ async fn parse_template() -> Extensions {
     }
     rx.await.unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the hyper behaviour this module relies on (a crate-private map, not a supported
+    /// API): a response carrying [`response_cases`] is written with [`EXACT_NAMES`] spelled as
+    /// listed and other names title-cased, with the builder options `serve_io` uses. A hyper
+    /// upgrade that changes it fails here, before any client does.
+    #[tokio::test]
+    async fn hyper_writes_the_exact_names_from_the_template() {
+        let cases = response_cases().await;
+        assert!(!cases.is_empty(), "the template yields hyper's case map");
+        let (mut client, server) = tokio::io::duplex(4096);
+        let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+            let mut response = Response::new(Body::empty());
+            let headers = response.headers_mut();
+            for name in EXACT_NAMES {
+                let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                headers.insert(name, axum::http::HeaderValue::from_static("v"));
+            }
+            headers.insert("x-other-name", axum::http::HeaderValue::from_static("v"));
+            response.extensions_mut().extend(cases.clone());
+            std::future::ready(Ok::<_, Infallible>(response))
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.title_case_headers(true);
+        let conn = builder.serve_connection(TokioIo::new(server), svc);
+        let exchange = async {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut raw = Vec::new();
+            client.read_to_end(&mut raw).await.unwrap();
+            String::from_utf8(raw).unwrap()
+        };
+        let (served, raw) = tokio::join!(conn, exchange);
+        served.unwrap();
+        for name in EXACT_NAMES {
+            assert!(
+                raw.contains(&format!("\r\n{name}: v\r\n")),
+                "{name} in {raw}"
+            );
+        }
+        assert!(raw.contains("\r\nX-Other-Name: v\r\n"), "{raw}");
+    }
+}

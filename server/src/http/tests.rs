@@ -1,6 +1,7 @@
 //! Socket-level tests of the HTTP side: every exchange goes over real TCP on 127.0.0.1:0, and
 //! the responses are read as raw bytes so header spelling is checked exactly as sent.
 
+use rustls::pki_types::pem::PemObject as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -488,7 +489,7 @@ fn https_connector(
 ) -> tokio_rustls::TlsConnector {
     let ca = std::fs::read_to_string(CertPaths::in_data_dir(server.dir.path()).ca_cert).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca.as_bytes()) {
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -32,6 +32,7 @@ use relive_msnp::client::{ClientCommand, Role};
 use relive_msnp::error::ParseError;
 use relive_msnp::frame::{Direction, decode};
 use relive_msnp::server::ServerMessage;
+use relive_msnp::verb::Verb;
 use relive_msnp::version::Capabilities;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
@@ -102,8 +103,9 @@ pub trait Service: Send + 'static {
     /// Handles one parsed command.
     fn handle(&mut self, cmd: ClientCommand, out: &mut Replies) -> impl Future<Output = ()> + Send;
 
-    /// A complete frame whose arguments did not parse: answer a code or close.
-    fn parse_error(&mut self, command: &str, error: &ParseError, out: &mut Replies);
+    /// A complete frame of command `verb` (`None`: a name this crate does not know) whose
+    /// arguments did not parse: answer a code or close.
+    fn parse_error(&mut self, verb: Option<Verb>, error: &ParseError, out: &mut Replies);
 
     /// Called for every read that delivered bytes (resets idle timers).
     fn activity(&mut self, now: Instant);
@@ -511,7 +513,7 @@ async fn process_frames<S: Service>(rbuf: &mut BytesMut, service: &mut S, out: &
                     %error,
                     "unparsable command"
                 );
-                service.parse_error(&frame.name, &error, out);
+                service.parse_error(Verb::parse(&frame.name), &error, out);
             }
         }
     }

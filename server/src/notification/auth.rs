@@ -44,7 +44,6 @@ use relive_msnp::version::{Capabilities, ProfileGeneration};
 use tracing::{Span, info, warn};
 
 use super::{Auth, NsService, User};
-use crate::hub::ListView;
 use crate::metrics::{LoginMethod, LoginResult};
 use crate::net::conn::Replies;
 use crate::passport::LoginFailure;
@@ -338,10 +337,6 @@ impl NsService {
         out: &mut Replies,
     ) {
         let LoginState { account, contacts } = state;
-        let lists = ListView::new(
-            account.blp,
-            contacts.iter().map(|(email, bits)| (email, *bits)),
-        );
         let handle = account.email.clone();
         Span::current().record("user", handle.as_str());
         info!(user = handle.as_str(), "logged in");
@@ -349,7 +344,8 @@ impl NsService {
             &handle,
             self.outbox.clone(),
             account.friendly_name.clone(),
-            lists,
+            account.blp,
+            &contacts,
         );
         self.ctx.hub.set_dialect(&handle, *caps);
         self.ctx.devices.logged_in(

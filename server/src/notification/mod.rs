@@ -35,6 +35,7 @@ use relive_msnp::error::{ParseError, ParseErrorKind};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::session::{Decision, NsSession};
 use relive_msnp::types::{ErrorCode, FriendlyName, OutReason, Passport, Token, TrId};
+use relive_msnp::verb::Verb;
 use relive_msnp::version::{Capabilities, ProtocolVersion};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -144,18 +145,13 @@ impl NsService {
             .unwrap_or_else(|| Capabilities::for_version(ProtocolVersion::MSNP2))
     }
 
-    /// Answers a store error the MSNP way: its code (`205` for an unknown user is `208` from
-    /// MSNP10), or a close for RL edits.
+    /// Answers a store error the MSNP way ([`list_error_code`]), or closes for RL edits.
     fn list_error(&self, error: &ListError, trid: TrId, out: &mut Replies) {
-        match error.code() {
+        match list_error_code(error, &self.dialect()) {
             Some(code) => {
                 if matches!(error, ListError::Store(_) | ListError::NoSuchAccount) {
                     warn!(%error, trid = trid.0, "store failure");
                 }
-                let code = match error {
-                    ListError::NoSuchUser if self.dialect().abch => ErrorCode::InvalidUsername,
-                    _ => ErrorCode::from_code(code),
-                };
                 out.push(ServerMessage::error(code, trid));
             }
             None => {
@@ -242,6 +238,32 @@ impl NsService {
     }
 }
 
+/// The MSNP error code a violation of the list model is answered with in dialect `caps`, or
+/// `None` where the connection is closed instead (an RL edit: MSN servers disconnect for it).
+/// The one mapping from [`ListError`] to the protocol; `205` for an unknown user is `208` from
+/// MSNP10 (the address book).
+#[must_use]
+pub fn list_error_code(error: &ListError, caps: &Capabilities) -> Option<ErrorCode> {
+    Some(match error {
+        ListError::AlreadyOnList => ErrorCode::AlreadyThere,
+        ListError::NotOnList => ErrorCode::NotOnList,
+        ListError::InOppositeList => ErrorCode::AlreadyInOppositeList,
+        ListError::NoSuchUser if caps.abch => ErrorCode::InvalidUsername,
+        ListError::NoSuchUser => ErrorCode::InvalidUser,
+        ListError::ListFull => ErrorCode::ListFull,
+        ListError::NoSuchGroup => ErrorCode::InvalidGroup,
+        ListError::NotInGroup => ErrorCode::UserNotInGroup,
+        ListError::TooManyGroups => ErrorCode::TooManyGroups,
+        ListError::GroupNameTooLong => ErrorCode::GroupNameTooLong,
+        ListError::GroupExists => ErrorCode::GroupAlreadyExists,
+        ListError::CannotRemoveGroupZero => ErrorCode::CannotRemoveGroupZero,
+        ListError::SameValue => ErrorCode::AlreadyInMode,
+        ListError::InvalidName | ListError::InvalidParameter => ErrorCode::InvalidParameter,
+        ListError::ReverseListReadOnly => return None,
+        ListError::NoSuchAccount | ListError::Store(_) => ErrorCode::InternalServerError,
+    })
+}
+
 impl Service for NsService {
     fn role(&self) -> Role {
         Role::Notification
@@ -275,26 +297,28 @@ impl Service for NsService {
         }
     }
 
-    fn parse_error(&mut self, command: &str, error: &ParseError, out: &mut Replies) {
+    fn parse_error(&mut self, verb: Option<Verb>, error: &ParseError, out: &mut Replies) {
+        use ParseErrorKind as K;
+        use Verb as V;
         let online = self.user.is_some();
-        let code = match (command, &error.kind) {
+        let code = match (verb, &error.kind) {
             // MSNP10's "invalid user name"; a well-formed handle nobody has is no error.
-            ("ADC", ParseErrorKind::BadPassport) if self.dialect().abch => {
+            (Some(V::Adc), K::BadPassport) if self.dialect().abch => {
                 Some(ErrorCode::InvalidUsername)
             }
-            ("ADD" | "ADC" | "REM" | "REA", ParseErrorKind::BadPassport)
-            | ("ADD" | "ADC" | "REA", ParseErrorKind::BadName(_))
-            | ("ADD" | "ADC" | "REA" | "ADG" | "REG", ParseErrorKind::NotUtf8(_))
-            | ("GTC" | "BLP" | "CHG" | "PRP" | "SBP" | "ADC", ParseErrorKind::BadValue(_)) => {
+            (Some(V::Add | V::Adc | V::Rem | V::Rea), K::BadPassport)
+            | (Some(V::Add | V::Adc | V::Rea), K::BadName(_))
+            | (Some(V::Add | V::Adc | V::Rea | V::Adg | V::Reg), K::NotUtf8(_))
+            | (Some(V::Gtc | V::Blp | V::Chg | V::Prp | V::Sbp | V::Adc), K::BadValue(_)) => {
                 Some(ErrorCode::InvalidParameter)
             }
-            ("ADG" | "REG", ParseErrorKind::BadName(_)) => Some(ErrorCode::GroupNameTooLong),
+            (Some(V::Adg | V::Reg), K::BadName(_)) => Some(ErrorCode::GroupNameTooLong),
             _ => None,
         };
         match (online, code, error.trid) {
             (true, Some(code), Some(trid)) => out.push(ServerMessage::error(code, trid)),
             _ => {
-                info!(command, %error, "malformed NS command; closing");
+                info!(?verb, %error, "malformed NS command; closing");
                 out.close();
             }
         }

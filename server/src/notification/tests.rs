@@ -1104,3 +1104,38 @@ async fn msnp11_sbs_gcf_uux_reach_only_msnp11_watchers_and_the_product_key_chl()
     );
     assert!(d.is_closed());
 }
+
+#[test]
+fn list_errors_map_to_their_msnp_codes_per_dialect() {
+    use crate::store::ListError as E;
+    use relive_msnp::version::{Capabilities, ProtocolVersion};
+    let v7 = Capabilities::for_version(ProtocolVersion::MSNP7);
+    let v10 = Capabilities::for_version(ProtocolVersion::MSNP10);
+    let code = |e: &E, caps| super::list_error_code(e, caps).map(|c| c.code());
+    let table = [
+        (E::AlreadyOnList, 215),
+        (E::NotOnList, 216),
+        (E::InOppositeList, 219),
+        (E::NoSuchUser, 205),
+        (E::ListFull, 210),
+        (E::NoSuchGroup, 224),
+        (E::NotInGroup, 225),
+        (E::TooManyGroups, 223),
+        (E::GroupNameTooLong, 229),
+        (E::GroupExists, 228),
+        (E::CannotRemoveGroupZero, 230),
+        (E::SameValue, 218),
+        (E::InvalidName, 201),
+        (E::InvalidParameter, 201),
+        (E::NoSuchAccount, 500),
+    ];
+    for (error, expected) in &table {
+        assert_eq!(code(error, &v7), Some(*expected), "{error}");
+    }
+    assert_eq!(
+        code(&E::NoSuchUser, &v10),
+        Some(208),
+        "the address book says 208"
+    );
+    assert_eq!(code(&E::ReverseListReadOnly, &v7), None, "closes instead");
+}

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::login::Transport;
 use super::rate_limit::RateLimitSettings;
@@ -40,7 +40,7 @@ pub struct PassportSettingsError {
 }
 
 /// Which port goes into `DALogin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum DaLoginPort {
     /// A literal port number.
@@ -50,7 +50,7 @@ pub enum DaLoginPort {
 }
 
 /// Listener-relative port choices for `DALogin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NamedPort {
     /// The HTTPS (rustls) listener's port (the default).
@@ -65,7 +65,7 @@ pub enum NamedPort {
 }
 
 /// The parts of the `PassportURLs` header value.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NexusSettings {
     /// `DARealm` value.
@@ -263,7 +263,7 @@ impl NexusSettings {
 }
 
 /// The `[passport]` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PassportSettings {
     /// The nexus `PassportURLs` value.

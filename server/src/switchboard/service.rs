@@ -21,6 +21,7 @@ use relive_msnp::error::{ParseError, ParseErrorKind};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::session::{Decision, SbSession};
 use relive_msnp::types::{AckMode, ErrorCode, FriendlyName, Passport, SessionId, TrId};
+use relive_msnp::verb::Verb;
 use relive_msnp::version::{Capabilities, ProtocolVersion};
 use tokio::time::Instant;
 use tracing::{debug, info};
@@ -326,17 +327,17 @@ impl Service for SbService {
         }
     }
 
-    fn parse_error(&mut self, command: &str, error: &ParseError, out: &mut Replies) {
+    fn parse_error(&mut self, verb: Option<Verb>, error: &ParseError, out: &mut Replies) {
         // A malformed handle in CAL is answered 208 (transcript 09); anything else closes,
         // including a bad ack letter (PROTOCOL.md §3.2).
         if self.session.is_joined()
-            && command == "CAL"
+            && verb == Some(Verb::Cal)
             && error.kind == ParseErrorKind::BadPassport
             && let Some(trid) = error.trid
         {
             return out.push(ServerMessage::error(ErrorCode::InvalidUsername, trid));
         }
-        info!(command, %error, "malformed SB command; closing");
+        info!(?verb, %error, "malformed SB command; closing");
         out.close();
     }
 

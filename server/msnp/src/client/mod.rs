@@ -24,6 +24,7 @@ use crate::args::Args;
 use crate::error::ParseError;
 use crate::frame::Frame;
 use crate::types::{Token, TrId};
+use crate::verb::Verb;
 use crate::version::Capabilities;
 
 /// Which kind of server the connection talks to; the `USR` grammar differs.
@@ -131,54 +132,56 @@ impl ClientCommand {
     pub fn from_frame(frame: &Frame, role: Role, caps: &Capabilities) -> Result<Self, ParseError> {
         let mut a = Args::new(frame);
         let a = &mut a;
-        let payload_cmd = matches!(frame.name.as_str(), "MSG" | "QRY" | "SDC" | "PAG" | "UUX");
-        if frame.payload.is_some() != payload_cmd {
+        let verb = Verb::parse(&frame.name);
+        if frame.payload.is_some() != verb.and_then(Verb::payload_limit).is_some() {
             let _ = a.next_trid();
             return Err(a.error(crate::error::ParseErrorKind::Payload));
         }
-        Ok(match frame.name.as_str() {
-            "VER" => Self::Ver(Ver::parse(a)?),
-            "CVR" => Self::Cvr(Cvr::parse(a)?),
-            "INF" => Self::Inf(Inf::parse(a)?),
-            "USR" => Self::Usr(match role {
+        Ok(match verb {
+            Some(Verb::Ver) => Self::Ver(Ver::parse(a)?),
+            Some(Verb::Cvr) => Self::Cvr(Cvr::parse(a)?),
+            Some(Verb::Inf) => Self::Inf(Inf::parse(a)?),
+            Some(Verb::Usr) => Self::Usr(match role {
                 Role::Notification => Usr::parse_ns(a)?,
                 Role::Switchboard => Usr::parse_sb(a)?,
             }),
-            "XFR" => Self::Xfr(Xfr::parse(a)?),
-            "SYN" => Self::Syn(Syn::parse(a, caps)?),
-            "LST" => Self::Lst(Lst::parse(a)?),
-            "LSG" => Self::Lsg(Lsg::parse(a)?),
-            "GTC" => Self::Gtc(Gtc::parse(a)?),
-            "BLP" => Self::Blp(Blp::parse(a)?),
-            "ADD" => Self::Add(Add::parse(a)?),
-            "ADC" => Self::Adc(Adc::parse(a)?),
-            "REM" => Self::Rem(Rem::parse(a, caps)?),
-            "REA" => Self::Rea(Rea::parse(a)?),
-            "ADG" => Self::Adg(Adg::parse(a)?),
-            "RMG" => Self::Rmg(Rmg::parse(a, caps)?),
-            "REG" => Self::Reg(Reg::parse(a, caps)?),
-            "PRP" => Self::Prp(Prp::parse(a)?),
-            "SBP" => Self::Sbp(Sbp::parse(a)?),
-            "UUX" => Self::Uux(Uux::parse(a)?),
-            "GCF" => Self::Gcf(Gcf::parse(a)?),
-            "CHG" => Self::Chg(Chg::parse(a)?),
-            "PNG" => misc::parse_bare(a).map(|()| Self::Png)?,
-            "OUT" => misc::parse_bare(a).map(|()| Self::Out)?,
-            "URL" => Self::Url(Url::parse(a)?),
-            "FND" => Self::Fnd(Fnd::parse(a)?),
-            "SND" => Self::Snd(Snd::parse(a)?),
-            "SDC" => Self::Sdc(Sdc::parse(a)?),
-            "IMS" => Self::Ims(Ims::parse(a)?),
-            "PAG" => Self::Pag(Pag::parse(a)?),
-            "QRY" => Self::Qry(Qry::parse(a)?),
-            "CAL" => Self::Cal(Cal::parse(a)?),
-            "ANS" => Self::Ans(Ans::parse(a)?),
-            "MSG" => Self::Msg(Msg::parse(a)?),
-            other => Self::Unknown {
-                name: Token::parse(other)
-                    .map_err(|_| a.error(crate::error::ParseErrorKind::BadValue("name")))?,
-                trid: a.peek().and_then(|s| TrId::parse(s).ok()),
-            },
+            Some(Verb::Xfr) => Self::Xfr(Xfr::parse(a)?),
+            Some(Verb::Syn) => Self::Syn(Syn::parse(a, caps)?),
+            Some(Verb::Lst) => Self::Lst(Lst::parse(a)?),
+            Some(Verb::Lsg) => Self::Lsg(Lsg::parse(a)?),
+            Some(Verb::Gtc) => Self::Gtc(Gtc::parse(a)?),
+            Some(Verb::Blp) => Self::Blp(Blp::parse(a)?),
+            Some(Verb::Add) => Self::Add(Add::parse(a)?),
+            Some(Verb::Adc) => Self::Adc(Adc::parse(a)?),
+            Some(Verb::Rem) => Self::Rem(Rem::parse(a, caps)?),
+            Some(Verb::Rea) => Self::Rea(Rea::parse(a)?),
+            Some(Verb::Adg) => Self::Adg(Adg::parse(a)?),
+            Some(Verb::Rmg) => Self::Rmg(Rmg::parse(a, caps)?),
+            Some(Verb::Reg) => Self::Reg(Reg::parse(a, caps)?),
+            Some(Verb::Prp) => Self::Prp(Prp::parse(a)?),
+            Some(Verb::Sbp) => Self::Sbp(Sbp::parse(a)?),
+            Some(Verb::Uux) => Self::Uux(Uux::parse(a)?),
+            Some(Verb::Gcf) => Self::Gcf(Gcf::parse(a)?),
+            Some(Verb::Chg) => Self::Chg(Chg::parse(a)?),
+            Some(Verb::Png) => misc::parse_bare(a).map(|()| Self::Png)?,
+            Some(Verb::Out) => misc::parse_bare(a).map(|()| Self::Out)?,
+            Some(Verb::Url) => Self::Url(Url::parse(a)?),
+            Some(Verb::Fnd) => Self::Fnd(Fnd::parse(a)?),
+            Some(Verb::Snd) => Self::Snd(Snd::parse(a)?),
+            Some(Verb::Sdc) => Self::Sdc(Sdc::parse(a)?),
+            Some(Verb::Ims) => Self::Ims(Ims::parse(a)?),
+            Some(Verb::Pag) => Self::Pag(Pag::parse(a)?),
+            Some(Verb::Qry) => Self::Qry(Qry::parse(a)?),
+            Some(Verb::Cal) => Self::Cal(Cal::parse(a)?),
+            Some(Verb::Ans) => Self::Ans(Ans::parse(a)?),
+            Some(Verb::Msg) => Self::Msg(Msg::parse(a)?),
+            None | Some(Verb::Uun | Verb::Uum | Verb::Adl | Verb::Rml | Verb::Fqy) => {
+                Self::Unknown {
+                    name: Token::parse(&frame.name)
+                        .map_err(|_| a.error(crate::error::ParseErrorKind::BadValue("name")))?,
+                    trid: a.peek().and_then(|s| TrId::parse(s).ok()),
+                }
+            }
         })
     }
 

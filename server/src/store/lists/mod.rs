@@ -3,8 +3,9 @@
 //!
 //! Every operation runs in one transaction that also bumps and persists the owner's list version
 //! (and the other account's, when its RL changes), so an acknowledged change is durable and its
-//! version is the one the reply carries. Violations are typed [`ListError`]s; the protocol layer
-//! maps them to MSNP error codes ([`ListError::code`]).
+//! version is the one the reply carries. Violations are typed [`ListError`]s; the store knows no
+//! MSNP numbers: the notification service maps each variant to its error code (one function,
+//! `notification::list_error_code`).
 //!
 //! Model rules kept here:
 //! - A contact row holds list bits FL=1 AL=2 BL=4 RL=8, the stored friendly name, and (FL only)
@@ -46,7 +47,8 @@ use snapshot::guid_of;
 pub(crate) use snapshot::login_contacts;
 pub use snapshot::{Contact, Group, ListSnapshot, LoginState};
 
-/// Violations of the list model. [`ListError::code`] gives the MSNP error code for each.
+/// Violations of the list model. The numbers in the variants' docs are the MSNP error codes the
+/// notification service answers with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ListError {
@@ -102,31 +104,6 @@ pub enum ListError {
     /// Infrastructure failure (500).
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl ListError {
-    /// The MSNP error code for this error, or `None` where the connection should be closed
-    /// instead ([`ListError::ReverseListReadOnly`]).
-    #[must_use]
-    pub const fn code(&self) -> Option<u16> {
-        Some(match self {
-            Self::AlreadyOnList => 215,
-            Self::NotOnList => 216,
-            Self::InOppositeList => 219,
-            Self::NoSuchUser => 205,
-            Self::ListFull => 210,
-            Self::NoSuchGroup => 224,
-            Self::NotInGroup => 225,
-            Self::TooManyGroups => 223,
-            Self::GroupNameTooLong => 229,
-            Self::GroupExists => 228,
-            Self::CannotRemoveGroupZero => 230,
-            Self::SameValue => 218,
-            Self::InvalidName | Self::InvalidParameter => 201,
-            Self::ReverseListReadOnly => return None,
-            Self::NoSuchAccount | Self::Store(_) => 500,
-        })
-    }
 }
 
 impl From<rusqlite::Error> for ListError {

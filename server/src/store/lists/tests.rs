@@ -198,8 +198,6 @@ async fn list_errors_are_typed() {
             .await,
         Err(ListError::ListFull)
     ));
-    assert_eq!(ListError::ListFull.code(), Some(210));
-    assert_eq!(ListError::ReverseListReadOnly.code(), None);
 }
 
 use crate::store::StoreOptions;

@@ -370,7 +370,7 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         public_host: Some("127.0.0.1".to_owned()),
         ..Overrides::default()
     };
-    let settings = config::resolve(data_dir, &|k| std::env::var(k).ok(), &overrides)?;
+    let settings = config::resolve(data_dir, &overrides)?;
     let (store, _) = relive_server::data_dir::prepare(&settings).await?;
     let mut ctx = Context::new(settings.clone(), store)?;
     ctx.https_tls = Some(relive_server::http::tls::acceptor(
