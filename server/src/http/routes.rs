@@ -264,23 +264,39 @@ async fn login(
                 Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
             }
         }
-        Err(LoginError::Failed(why)) => {
-            tracing::info!(handle = %credentials.handle, reason = %why, "passport login failed");
+        Err(error) => login_failed("passport", &credentials, &peer, error, failed),
+    }
+}
+
+/// The answer of both login endpoints (`login2.srf` logs as "passport", `RST.srf`) to a login
+/// that did not issue a ticket, with its log line (the handle and why; never the secret): the
+/// endpoint's own failure for wrong credentials, `503` for a rate-limited one, `500` for a
+/// store failure.
+fn login_failed(
+    endpoint: &'static str,
+    credentials: &Credentials,
+    peer: &Peer,
+    error: LoginError,
+    failed: impl FnOnce() -> Response,
+) -> Response {
+    match error {
+        LoginError::Failed(why) => {
+            tracing::info!(handle = %credentials.handle, reason = %why, "{endpoint} login failed");
             failed()
         }
-        Err(LoginError::Refused(refused)) => {
+        LoginError::Refused(refused) => {
             if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
                 tracing::warn!(
                     handle = %credentials.handle,
                     peer = %peer.addr,
                     suppressed,
-                    "passport login rate-limited"
+                    "{endpoint} login rate-limited"
                 );
             }
             rate_limited(&refused)
         }
-        Err(LoginError::Store(error)) => {
-            tracing::error!(%error, "passport login: store failed");
+        LoginError::Store(error) => {
+            tracing::error!(%error, "{endpoint} login: store failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
@@ -368,25 +384,7 @@ async fn rst_login(
             );
             soap(StatusCode::OK, body)
         }
-        Err(LoginError::Failed(why)) => {
-            tracing::info!(handle = %credentials.handle, reason = %why, "RST.srf login failed");
-            failed()
-        }
-        Err(LoginError::Refused(refused)) => {
-            if let Some(suppressed) = REFUSAL_LOG.take(std::time::Instant::now()) {
-                tracing::warn!(
-                    handle = %credentials.handle,
-                    peer = %peer.addr,
-                    suppressed,
-                    "RST.srf login rate-limited"
-                );
-            }
-            rate_limited(&refused)
-        }
-        Err(LoginError::Store(error)) => {
-            tracing::error!(%error, "RST.srf login: store failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(error) => login_failed("RST.srf", &credentials, &peer, error, failed),
     }
 }
 
