@@ -107,6 +107,13 @@ enum UserCommand {
         #[arg(long)]
         revoke: bool,
     },
+    /// Issue a one-time password reset code (24 hours; replaces an earlier one); prints only
+    /// the code. Its owner sets a new password with it on the website's /reset page.
+    ResetCode {
+        /// The account's handle.
+        #[arg(value_parser = parse_handle)]
+        email: Passport,
+    },
     /// Change an account's password.
     Passwd {
         /// The account's handle.
@@ -365,6 +372,14 @@ async fn user(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
             } else {
                 eprintln!("{email} is an admin: the website shows it the admin pages");
             }
+        }
+        UserCommand::ResetCode { email } => {
+            let (code, expires) = store.create_reset_code(&email).await?;
+            eprintln!(
+                "reset code for {email}, valid once until {} UTC: its owner types it on /reset",
+                format_time(expires)
+            );
+            println!("{code}");
         }
         UserCommand::Passwd {
             email,

@@ -105,6 +105,19 @@ fn user_and_token_commands() {
         &["user", "passwd", "alice@example.com", "--password-stdin"],
         Some("other\n"),
     );
+    // A reset code for the website's /reset: only the code on standard output.
+    let printed = stdout(&run(
+        &data,
+        &["user", "reset-code", "alice@example.com"],
+        None,
+    ));
+    let lines: Vec<_> = printed.lines().collect();
+    assert_eq!(lines.len(), 1, "{printed:?}");
+    assert_eq!(
+        lines[0].chars().filter(char::is_ascii_hexdigit).count(),
+        32,
+        "{printed:?}"
+    );
     run(&data, &["user", "del", "alice@example.com"], None);
     assert_eq!(stdout(&run(&data, &["user", "list"], None)), "");
 }

@@ -229,7 +229,7 @@ fn check_password(password: &Secret) -> Result<(), AccountError> {
 }
 
 impl Store {
-    async fn hash_password(&self, password: Secret) -> Result<String, AccountError> {
+    pub(super) async fn hash_password(&self, password: Secret) -> Result<String, AccountError> {
         check_password(&password)?;
         let cost = self.options().bcrypt_cost;
         let hash = tokio::task::spawn_blocking(move || bcrypt::hash(password.expose(), cost))

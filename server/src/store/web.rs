@@ -1,8 +1,10 @@
-//! What the website keeps in the database: sign-in sessions, admin API keys, invite codes, the
-//! admin and disabled flags of accounts, and the address class tokens were last used from.
+//! What the website keeps in the database: sign-in sessions, admin API keys, invite codes,
+//! password reset codes, the admin and disabled flags of accounts, and the address class tokens
+//! were last used from.
 //!
-//! Session ids and API keys are random values the browser or the API client holds; only their
-//! SHA-256 is stored ([`hash_secret`]), so a copy of the database signs nobody in.
+//! Session ids, API keys and reset codes are random values the browser, the API client or the
+//! account's owner holds; only their SHA-256 is stored ([`hash_secret`]), so a copy of the
+//! database signs nobody in and resets no password.
 
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom as _, SystemRandom};
@@ -10,6 +12,7 @@ use rusqlite::{OptionalExtension as _, params};
 
 use super::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use super::{Account, AccountError, AccountId, Store, StoreError, TokenId, now_unix};
+use crate::secret::Secret;
 use relive_msnp::types::Passport;
 
 /// How long a website session lasts without signing in again: 30 days.
@@ -20,6 +23,23 @@ pub const MAX_OPEN_INVITES: usize = 1000;
 
 /// Most API keys per admin.
 pub const MAX_API_KEYS: usize = 20;
+
+/// How long a password reset code stays valid: 24 hours.
+pub const RESET_CODE_LIFETIME_SECS: i64 = 24 * 3600;
+
+/// Random bytes in a reset code (128 bits).
+const RESET_CODE_BYTES: usize = 16;
+
+/// A reset code as typed back: hex digits only, lower case (dashes, spaces and case are
+/// forgiven; the code is read out or pasted by people).
+#[must_use]
+pub fn normalize_reset_code(code: &str) -> String {
+    code.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(2 * RESET_CODE_BYTES + 1)
+        .collect()
+}
 
 /// An invite code and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,6 +522,103 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Issues a one-time password reset code for `email` (replacing any earlier one), valid
+    /// for [`RESET_CODE_LIFETIME_SECS`]; returns the code (32 hex digits in groups of four,
+    /// stored only hashed: show it once) and when it expires (Unix seconds).
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::NoSuchAccount`], or an infrastructure error.
+    pub async fn create_reset_code(&self, email: &Passport) -> Result<(String, i64), AccountError> {
+        let mut raw = [0u8; RESET_CODE_BYTES];
+        SystemRandom::new()
+            .fill(&mut raw)
+            .map_err(|_| StoreError::Crypto)?;
+        let digits = hex::encode(raw);
+        let code = digits
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("-");
+        let hash = hash_secret(&digits);
+        let email = email.clone();
+        let now = now_unix();
+        let expires = now + RESET_CODE_LIFETIME_SECS;
+        self.call(move |conn| {
+            conn.execute("DELETE FROM reset_codes WHERE expires_at <= ?1", [now])?;
+            let n = conn.execute(
+                "INSERT INTO reset_codes (account_id, code_hash, issued_at, expires_at)
+                 SELECT id, ?2, ?3, ?4 FROM accounts WHERE email = ?1 AND placeholder = 0
+                 ON CONFLICT (account_id) DO UPDATE SET code_hash = excluded.code_hash,
+                   issued_at = excluded.issued_at, expires_at = excluded.expires_at",
+                params![email.as_str(), hash, now, expires],
+            )?;
+            if n == 0 {
+                return Err(AccountError::NoSuchAccount);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok((code, expires))
+    }
+
+    /// Sets `email`'s password to `password` if `code` is its unexpired, unused reset code at
+    /// `now` (Unix seconds): in one transaction the code is consumed, the password replaced and
+    /// every website session of the account ended. Tokens are left alone. `Ok(None)` when the
+    /// handle is unknown or disabled, the code wrong, expired or used: callers answer those
+    /// alike. The new password is hashed first either way, so they also take alike.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::InvalidPassword`], or an infrastructure error.
+    pub async fn reset_password_with_code(
+        &self,
+        email: &Passport,
+        code: &str,
+        password: Secret,
+        now: i64,
+    ) -> Result<Option<Account>, AccountError> {
+        let hash = self.hash_password(password).await?;
+        let code_hash = hash_secret(&normalize_reset_code(code));
+        let email = email.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let found = tx
+                .query_row(
+                    &format!(
+                        "SELECT {ACCOUNT_COLUMNS} FROM accounts
+                         WHERE email = ?1 AND placeholder = 0 AND disabled = 0 AND id IN
+                           (SELECT account_id FROM reset_codes
+                            WHERE code_hash = ?2 AND expires_at > ?3)"
+                    ),
+                    params![email.as_str(), code_hash, now],
+                    account_from_row,
+                )
+                .optional()?;
+            let Some(account) = found else {
+                return Ok(None);
+            };
+            tx.execute(
+                "DELETE FROM reset_codes WHERE account_id = ?1",
+                [account.id.0],
+            )?;
+            tx.execute(
+                "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+                params![account.id.0, hash],
+            )?;
+            tx.execute(
+                "DELETE FROM web_sessions WHERE account_id = ?1",
+                [account.id.0],
+            )?;
+            tx.commit()?;
+            Ok(Some(account))
+        })
+        .await
+    }
+}
+
 /// Whether `account` is disabled (an unknown id counts as disabled).
 pub(crate) fn account_disabled(
     conn: &rusqlite::Connection,
@@ -512,4 +629,106 @@ pub(crate) fn account_disabled(
         .query_row([account.0], |r| r.get(0))
         .optional()?
         .unwrap_or(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    fn pw(s: &str) -> Secret {
+        Secret::new(s.into())
+    }
+
+    #[tokio::test]
+    async fn a_reset_code_works_once_until_it_expires_and_a_new_one_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(dir.path()).await;
+        let alice = Passport::parse("alice@example.com").unwrap();
+        let account = store
+            .create_account(&alice, "Alice", pw("old"))
+            .await
+            .unwrap();
+        let session = store.create_web_session(account.id).await.unwrap();
+        let token = store.new_token(account.id, "pc").await.unwrap();
+        assert!(matches!(
+            store
+                .create_reset_code(&Passport::parse("nobody@example.com").unwrap())
+                .await,
+            Err(AccountError::NoSuchAccount)
+        ));
+
+        let (first, expires) = store.create_reset_code(&alice).await.unwrap();
+        assert_eq!(normalize_reset_code(&first).len(), 32);
+        let (code, _) = store.create_reset_code(&alice).await.unwrap();
+        assert_ne!(first, code);
+        let now = now_unix();
+        // The replaced code, a wrong handle and an expired code are all refused, untouched.
+        let refused = [
+            (alice.clone(), first.clone(), now),
+            (
+                Passport::parse("bob@example.com").unwrap(),
+                code.clone(),
+                now,
+            ),
+            (alice.clone(), code.clone(), expires),
+            (
+                alice.clone(),
+                code.clone(),
+                now + RESET_CODE_LIFETIME_SECS + 1,
+            ),
+        ];
+        for (who, c, at) in refused {
+            let r = store.reset_password_with_code(&who, &c, pw("new-pass-123"), at);
+            assert!(r.await.unwrap().is_none(), "{who} {at}");
+        }
+        // Typed back in upper case without dashes, just before it expires: it works once.
+        let typed = code.replace('-', " ").to_ascii_uppercase();
+        let done = store
+            .reset_password_with_code(&alice, &typed, pw("new-pass-123"), expires - 1)
+            .await
+            .unwrap();
+        assert_eq!(done.map(|a| a.id), Some(account.id));
+        let again = store
+            .reset_password_with_code(&alice, &code, pw("other-pass-1"), now)
+            .await
+            .unwrap();
+        assert!(again.is_none());
+        assert!(
+            store
+                .verify_password(&alice, &pw("new-pass-123"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .verify_password(&alice, &pw("old"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.web_session(&session).await.unwrap().is_none());
+        assert!(
+            store
+                .tokens(account.id)
+                .await
+                .unwrap()
+                .iter()
+                .any(|t| t.id == token.id && t.revoked_at.is_none())
+        );
+
+        // Deleting the account deletes its code.
+        store.create_reset_code(&alice).await.unwrap();
+        store.delete_account(&alice).await.unwrap();
+        let left: i64 = store
+            .call(|c| {
+                Ok::<_, StoreError>(
+                    c.query_row("SELECT count(*) FROM reset_codes", [], |r| r.get(0))?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+    }
 }

@@ -1,6 +1,6 @@
 //! The admin pages (accounts flagged with `relive-server user admin EMAIL`) and the actions the
 //! JSON API shares: who is online (client version, dialect), accounts (search, disable/enable,
-//! reset tokens), invite codes, API keys, a broadcast to everyone online, and a maintenance
+//! reset tokens, issue a password reset code), invite codes, API keys, a broadcast to everyone online, and a maintenance
 //! countdown that ends every session with `OUT SSD`.
 //!
 //! A broadcast reaches every dialect as `MSG Hotmail Hotmail` with a
@@ -227,6 +227,27 @@ pub async fn reset_tokens(web: &Web, email: &Passport) -> Result<Option<usize>, 
     Ok(Some(ids.len()))
 }
 
+/// Issues a one-time password reset code for `email` (replacing an earlier one); returns the
+/// code (show it once, never log it) and when it expires (Unix seconds).
+///
+/// # Errors
+///
+/// [`crate::store::AccountError::NoSuchAccount`] or a store failure.
+pub async fn issue_reset_code(web: &Web, email: &Passport) -> Result<(String, i64), WebError> {
+    let issued = web.store.create_reset_code(email).await?;
+    tracing::info!(handle = %email, "admin: password reset code issued");
+    Ok(issued)
+}
+
+/// A secret the admin page shows once, on top.
+#[derive(Debug, Clone, Copy)]
+enum ShowOnce<'a> {
+    /// A new API key.
+    ApiKey(&'a str),
+    /// A reset code for an account, and when it expires.
+    ResetCode(&'a Passport, &'a str, i64),
+}
+
 /// The admin page's query.
 #[derive(Debug, Default, Deserialize)]
 pub struct AdminQuery {
@@ -244,11 +265,25 @@ async fn page(
     admin_page(&web, &visitor, &query, None).await
 }
 
+/// The admin page showing `secret` once (not cached).
+async fn admin_page_once(
+    web: &Arc<Web>,
+    visitor: &Visitor,
+    secret: ShowOnce<'_>,
+) -> Result<Response, WebError> {
+    let mut response = admin_page(web, visitor, &AdminQuery::default(), Some(secret)).await?;
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
 async fn admin_page(
     web: &Arc<Web>,
     visitor: &Visitor,
     query: &AdminQuery,
-    new_key: Option<&str>,
+    once: Option<ShowOnce<'_>>,
 ) -> Result<Response, WebError> {
     let me = admin(visitor)?;
     let sessions = online(web);
@@ -266,12 +301,21 @@ async fn admin_page(
                 _ => "",
             }) }
         }
-        @if let Some(key) = new_key {
+        @if let Some(ShowOnce::ApiKey(key)) = once {
             section.card.created {
                 h2 { "New API key" }
                 p { "Send it as " code { "Authorization: Bearer KEY" } " to " code { "/api/" } ". Shown only now." }
                 label { "Key" input.token id="new-key" type="text" readonly value=(key) autocomplete="off" spellcheck="false"; }
                 button.copy type="button" data-copy="new-key" hidden { "Copy" }
+            }
+        }
+        @if let Some(ShowOnce::ResetCode(handle, code, expires)) = once {
+            section.card.created {
+                h2 { "Reset code for " (handle.as_str()) }
+                p { "Give it to the account's owner (not by a channel others read): they set a new password with it on "
+                    code { "/reset" } ". It works once, until " (when(expires)) "; a new code replaces it. Shown only now." }
+                label { "Code" input.token id="new-code" type="text" readonly value=(code) autocomplete="off" spellcheck="false"; }
+                button.copy type="button" data-copy="new-code" hidden { "Copy" }
             }
         }
         section.card {
@@ -320,7 +364,7 @@ async fn admin_page(
                     td { (when(a.created_at)) }
                     td { @if *is_admin { span.tag { "admin" } " " } @if *disabled { span.tag.bad { "disabled" } } }
                     td {
-                        @for (action, label) in [(if *disabled { "enable" } else { "disable" }, if *disabled { "Enable" } else { "Disable" }), ("reset-tokens", "Reset tokens")] {
+                        @for (action, label) in [(if *disabled { "enable" } else { "disable" }, if *disabled { "Enable" } else { "Disable" }), ("reset-tokens", "Reset tokens"), ("reset-code", "Reset code")] {
                             form.inline method="post" action="/admin/account" {
                                 (csrf_field(csrf))
                                 input type="hidden" name="email" value=(a.email.as_str());
@@ -386,6 +430,13 @@ async fn account_action(
         "disable" => set_disabled(&web, &email, true).await.map(|()| true),
         "enable" => set_disabled(&web, &email, false).await.map(|()| true),
         "reset-tokens" => reset_tokens(&web, &email).await.map(|n| n.is_some()),
+        "reset-code" => match issue_reset_code(&web, &email).await {
+            Ok((code, expires)) => {
+                let once = ShowOnce::ResetCode(&email, &code, expires);
+                return admin_page_once(&web, &visitor, once).await;
+            }
+            Err(e) => Err(e),
+        },
         _ => Ok(false),
     };
     match result {
@@ -460,10 +511,5 @@ async fn new_api_key(
     let me = admin(&visitor)?;
     let key = web.store.create_api_key(me.id, form.label.trim()).await?;
     tracing::info!(handle = %me.email, "admin: API key created");
-    let mut response = admin_page(&web, &visitor, &AdminQuery::default(), Some(&key)).await?;
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    admin_page_once(&web, &visitor, ShowOnce::ApiKey(&key)).await
 }

@@ -33,6 +33,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/api/accounts/{handle}/enable", post(enable))
         .route("/api/accounts/{handle}/tokens", get(tokens))
         .route("/api/accounts/{handle}/tokens/reset", post(reset_tokens))
+        .route("/api/accounts/{handle}/reset-code", post(reset_code))
         .route("/api/accounts/{handle}/tokens/{id}", delete(revoke_token))
         .route("/api/broadcast", post(broadcast))
         .route("/api/maintenance", post(maintenance))
@@ -42,8 +43,8 @@ pub(super) fn routes() -> Router<Arc<Web>> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Relive management API", description = "Accounts, tokens, online users, broadcasts and server status of a Relive server. Admins only: `Authorization: Bearer <API key>` (create keys on /admin)."),
-    paths(status, online, accounts, disable, enable, tokens, reset_tokens, revoke_token, broadcast, maintenance),
-    components(schemas(Status, DialectCount, OnlineSession, AccountInfo, TokenView, Broadcast, Sent, Maintenance, Revoked, ApiError)),
+    paths(status, online, accounts, disable, enable, reset_code, tokens, reset_tokens, revoke_token, broadcast, maintenance),
+    components(schemas(Status, DialectCount, OnlineSession, AccountInfo, ResetCode, TokenView, Broadcast, Sent, Maintenance, Revoked, ApiError)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -289,6 +290,35 @@ async fn enable(
 ) -> Result<StatusCode, ApiFailure> {
     admin::set_disabled(&web, &handle(&raw)?, false).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A one-time password reset code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetCode {
+    /// The account's handle.
+    pub handle: String,
+    /// The code (shown only in this answer; the owner types it on `/reset`).
+    pub code: String,
+    /// Unix seconds after which it no longer works.
+    pub expires_at: i64,
+}
+
+/// Issues a one-time password reset code for an account (valid 24 hours, replacing any earlier
+/// one). The owner sets a new password with it on `/reset`; that ends the account's website
+/// sessions and leaves its tokens alone.
+#[utoipa::path(post, path = "/api/accounts/{handle}/reset-code", params(("handle" = String, Path, description = "The account's handle")), responses((status = 200, body = ResetCode), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+async fn reset_code(
+    State(web): State<Arc<Web>>,
+    _admin: ApiAdmin,
+    Path(raw): Path<String>,
+) -> Result<Json<ResetCode>, ApiFailure> {
+    let handle = handle(&raw)?;
+    let (code, expires_at) = admin::issue_reset_code(&web, &handle).await?;
+    Ok(Json(ResetCode {
+        handle: handle.as_str().to_owned(),
+        code,
+        expires_at,
+    }))
 }
 
 /// A token as listed (never the token).

@@ -12,8 +12,14 @@
 //! cookie (double submit, compared in constant time); every response carries a CSP without
 //! scripts, `frame-ancestors 'none'`, `nosniff` and no referrer. Sign-in goes through the
 //! Passport rate limiter ([`crate::passport::RateLimiter::attempt`]) under the handle and the
-//! source address, and register / sign-in answer alike whether or not a handle exists.
-//! Nothing here logs a password, token, session id or API key.
+//! source address, and so does a password reset; register, sign-in and reset answer alike
+//! whether or not a handle exists.
+//!
+//! Password resets: the server sends no mail, so an admin issues a one-time code (admin page,
+//! `POST /api/accounts/{handle}/reset-code`, or `relive-server user reset-code EMAIL`; 24 hours,
+//! stored hashed, a new one replaces the old) and the owner sets a new password with it on
+//! `/reset`, which ends the account's website sessions and leaves its tokens alone.
+//! Nothing here logs a password, token, session id, API key or reset code.
 //!
 //! # Layout
 //!
@@ -212,6 +218,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/register", get(pages::register_form).post(pages::register))
         .route("/signin", get(pages::signin_form).post(pages::signin))
         .route("/signout", post(pages::signout))
+        .route("/reset", get(pages::reset_form).post(pages::reset))
         .route("/account", get(pages::account))
         .route("/account/name", post(pages::change_name))
         .route("/account/password", post(pages::change_password))

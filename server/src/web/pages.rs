@@ -1,5 +1,5 @@
-//! The user pages: home, register, sign in/out, account (name, password, delete), tokens,
-//! contacts and privacy, connect.
+//! The user pages: home, register, sign in/out, password reset with an admin's code, account
+//! (name, password, delete), tokens, contacts and privacy, connect.
 //!
 //! Every change an online client could also make goes the way the NS handlers make it: the
 //! store first, then the hub (watchers get `NLN`/`FLN`), then the user's own client gets the
@@ -57,6 +57,12 @@ impl Note {
             Some("no-contact") => "That address is not on your lists.",
             Some("full") => "That list is full.",
             Some("signed-out") => "You are signed out.",
+            Some("reset") => {
+                "Your password was reset and your website sessions were signed out: sign in with the new one."
+            }
+            Some("reset-failed") => {
+                "That reset code does not work for that address: it may be mistyped, used, replaced or expired. Ask the admin for a new one."
+            }
             _ => return html! {},
         };
         html! { p.notice role="status" { (text) } }
@@ -175,9 +181,6 @@ pub async fn register(
     }
     let password = Secret::new(form.password);
     // Registration is an attempt like a sign-in: a source that keeps trying is slowed down.
-    let limiter = Arc::clone(web.passport.rate_limiter());
-    let passport = web.passport.clone();
-    let now = move || passport.now();
     let attempt = async {
         let name = handle.as_str();
         let created = if mode == Registration::Invite {
@@ -201,14 +204,8 @@ pub async fn register(
             Err(e) => Err(e),
         }
     };
-    let outcome = limiter
-        .attempt(
-            &format!("register:{}", visitor.ip),
-            visitor.ip,
-            &now,
-            Ceiling::Wait,
-            attempt,
-        )
+    let outcome = web
+        .limited(&format!("register:{}", visitor.ip), visitor.ip, attempt)
         .await;
     match outcome {
         Err(_) => Ok(redirect("/register?m=slow-down", &[])),
@@ -232,8 +229,95 @@ pub async fn signin_form(visitor: Visitor, Query(note): Query<Note>) -> Response
             button type="submit" { "Sign in" }
         }
         p.small { "No account yet? " a href="/register" { "Register" } "." }
+        p.small { "Forgot your password? " a href="/reset" { "Ask the server's admin for a reset code" } "." }
     };
     visitor.page("Sign in", &body)
+}
+
+/// `GET /reset`.
+pub async fn reset_form(visitor: Visitor, Query(note): Query<Note>) -> Response {
+    reset_page(&visitor, &note)
+}
+
+/// The reset page, with `note` on top. Every failure that could tell whether an account exists
+/// renders this same page with the same note.
+fn reset_page(visitor: &Visitor, note: &Note) -> Response {
+    let body = html! {
+        (note.show())
+        p { "This server sends no mail. Ask its admin for a " strong { "reset code" }
+            " for your address; it works once, for 24 hours." }
+        form.card method="post" action="/reset" {
+            (csrf_field(&visitor.csrf))
+            (field("E-mail address", "email", "email", "username"))
+            (field("Reset code", "code", "text", "one-time-code"))
+            (field("New password (at least 10 characters)", "password", "password", "new-password"))
+            (field("New password again", "password2", "password", "new-password"))
+            button type="submit" { "Set the new password" }
+        }
+        p.small { "Your website sessions are signed out. Your access tokens stay as they are: Messenger keeps signing in with them (revoke them on the tokens page if a device was lost)." }
+    };
+    visitor.page("Reset your password", &body)
+}
+
+/// The reset form.
+#[derive(Debug, Deserialize)]
+pub struct ResetForm {
+    csrf: String,
+    email: String,
+    code: String,
+    password: String,
+    password2: String,
+}
+
+/// `POST /reset`: an unknown handle, a wrong, used or expired code answer the same page,
+/// through the sign-in rate limiter (keyed the same: handle and source address).
+pub async fn reset(
+    State(web): State<Arc<Web>>,
+    visitor: Visitor,
+    Form(form): Form<ResetForm>,
+) -> Result<Response, WebError> {
+    visitor.check(&form.csrf)?;
+    let answer = |m: &str| {
+        reset_page(
+            &visitor,
+            &Note {
+                m: Some(m.to_owned()),
+            },
+        )
+    };
+    if form.password != form.password2 {
+        return Ok(answer("mismatch"));
+    }
+    let Ok(handle) = Passport::parse(form.email.trim().to_ascii_lowercase().as_str()) else {
+        return Ok(answer("reset-failed"));
+    };
+    if !strong_enough(&form.password, handle.as_str()) {
+        return Ok(answer("weak"));
+    }
+    let password = Secret::new(form.password);
+    let attempt = async {
+        match web
+            .store
+            .reset_password_with_code(&handle, &form.code, password, crate::store::now_unix())
+            .await
+        {
+            Ok(found) => Ok(found.ok_or(())),
+            Err(AccountError::InvalidPassword) => Ok(Err(())),
+            Err(e) => Err(WebError::from(e)),
+        }
+    };
+    match web.limited(handle.as_str(), visitor.ip, attempt).await {
+        Err(_) => Ok(answer("slow-down")),
+        Ok(Ok(Ok(_account))) => {
+            tracing::info!(handle = %handle, "website: password reset with a code");
+            Ok(redirect("/signin?m=reset", &[]))
+        }
+        Ok(Ok(Err(()))) => {
+            tracing::info!(handle = %handle, "website: password reset refused");
+            Ok(answer("reset-failed"))
+        }
+        Ok(Err(e)) => Err(e),
+    }
 }
 
 /// The sign-in form.
@@ -252,9 +336,6 @@ async fn check_password(
     password: &Secret,
     ip: std::net::IpAddr,
 ) -> Result<Result<Option<crate::store::Account>, ()>, WebError> {
-    let limiter = Arc::clone(web.passport.rate_limiter());
-    let passport = web.passport.clone();
-    let now = move || passport.now();
     let verify = async {
         let found = web.store.verify_password(handle, password).await?;
         if found.is_none() && web.store.account(handle).await?.is_none() {
@@ -262,10 +343,7 @@ async fn check_password(
         }
         Ok::<_, WebError>(found.ok_or(()))
     };
-    match limiter
-        .attempt(handle.as_str(), ip, &now, Ceiling::Wait, verify)
-        .await
-    {
+    match web.limited(handle.as_str(), ip, verify).await {
         Err(_) => Ok(Err(())),
         Ok(Ok(Ok(account))) => Ok(Ok(Some(account))),
         Ok(Ok(Err(()))) => Ok(Ok(None)),
@@ -274,6 +352,22 @@ async fn check_password(
 }
 
 impl Web {
+    /// Runs one attempt keyed `key` from `ip` under the Passport rate limiter, waiting out a
+    /// delay ([`crate::passport::RateLimiter::attempt`] says how outcomes count).
+    async fn limited<T, F, E>(
+        &self,
+        key: &str,
+        ip: std::net::IpAddr,
+        attempt: impl Future<Output = Result<Result<T, F>, E>>,
+    ) -> Result<Result<Result<T, F>, E>, crate::passport::rate_limit::Refused> {
+        let passport = self.passport.clone();
+        let now = move || passport.now();
+        self.passport
+            .rate_limiter()
+            .attempt(key, ip, &now, Ceiling::Wait, attempt)
+            .await
+    }
+
     /// A bcrypt check against a hash of nothing anyone knows, at the store's cost.
     async fn dummy_check(&self, password: &Secret) {
         let cost = self.store.options().bcrypt_cost;

@@ -247,6 +247,9 @@ async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
     msn.expect_closed().await?;
     ensure!(text(c).await?.contains("revoked"));
     shot(c, "12-token-revoked").await?;
+    // The password reset page (codes come from an admin; the server sends no mail).
+    c.goto(&format!("{site}/reset")).await?;
+    shot(c, "15-reset").await?;
 
     // Readable on a phone.
     c.set_window_size(390, 844).await?;

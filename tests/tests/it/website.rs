@@ -170,6 +170,7 @@ async fn forms_need_the_csrf_token_and_pages_send_security_headers() -> anyhow::
         "/",
         "/register",
         "/signin",
+        "/reset",
         "/account",
         "/tokens",
         "/contacts",
@@ -221,7 +222,7 @@ async fn forms_need_the_csrf_token_and_pages_send_security_headers() -> anyhow::
 }
 
 #[tokio::test]
-async fn sign_in_shares_the_passport_rate_limiter() -> anyhow::Result<()> {
+async fn sign_in_and_reset_share_the_passport_rate_limiter() -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::new().configure(|c| {
         c.passport.login_slow_after = 3;
         c.passport.login_refuse_after = 3;
@@ -229,7 +230,9 @@ async fn sign_in_shares_the_passport_rate_limiter() -> anyhow::Result<()> {
     .await?;
     let mut web = member(&stack, ALICE).await?;
     web.post("/signout", &[]).await?;
-    for _ in 0..3 {
+    let (code, _) = stack.store.create_reset_code(&parse_handle(ALICE)?).await?;
+    const NEW: &str = "brand-new-secret-7";
+    for _ in 0..2 {
         let r = web
             .post(
                 "/signin",
@@ -238,11 +241,18 @@ async fn sign_in_shares_the_passport_rate_limiter() -> anyhow::Result<()> {
             .await?;
         ensure!(location(&r) == Some("/signin?m=signin-failed"));
     }
-    // Now even the right password is refused from this address…
+    // A wrong reset code is the third failure of the same handle from the same address.
+    let r = web
+        .post("/reset", &reset_fields(ALICE, "not-the-code", NEW))
+        .await?;
+    ensure!(String::from_utf8(r.body)?.contains("does not work for that address"));
+    // Now even the right password is refused from this address, and the right reset code…
     let r = web
         .post("/signin", &[("email", ALICE), ("password", PASSWORD)])
         .await?;
     ensure!(location(&r) == Some("/signin?m=slow-down"), "{r:?}");
+    let r = web.post("/reset", &reset_fields(ALICE, &code, NEW)).await?;
+    ensure!(String::from_utf8(r.body)?.contains("Too many attempts"));
     // …and so is a Passport login of the same account from it: one limiter.
     let token = "ABCDEFGHJKMNPQRS";
     let response = stack
@@ -590,6 +600,188 @@ async fn deleting_the_account_removes_everything_and_ends_the_session() -> anyho
         bob.contacts
     );
     ensure!(web.get("/account").await.map(|r| status(&r))? == 403);
+    stack.shutdown().await?;
+    Ok(())
+}
+
+/// The `/reset` form's fields.
+fn reset_fields<'a>(handle: &'a str, code: &'a str, password: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("email", handle),
+        ("code", code),
+        ("password", password),
+        ("password2", password),
+    ]
+}
+
+/// A page's body with the visitor's CSRF token blanked (it differs per visitor).
+fn without_csrf(web: &WebClient, r: &relive_tests::http::Response) -> anyhow::Result<String> {
+    let body = String::from_utf8(r.body.clone())?;
+    let csrf = web.cookie("relive_csrf").context("no CSRF cookie")?;
+    Ok(body.replace(csrf, "CSRF"))
+}
+
+#[tokio::test]
+async fn an_admins_reset_code_sets_a_new_password_once_and_every_failure_answers_alike()
+-> anyhow::Result<()> {
+    // A roomy limiter: this test fails on purpose several times in a row from one address.
+    let stack = TestStack::start(StackOptions::cast().configure(|c| {
+        c.passport.login_slow_after = 20;
+        c.passport.login_refuse_after = 20;
+    }))
+    .await?;
+    let key = admin_key(&stack).await?;
+    for (who, password) in [(ALICE, PASSWORD), (BOB, "bob-old-password-1")] {
+        stack
+            .store
+            .set_password(
+                &parse_handle(who)?,
+                relive_server::secret::Secret::new(password.into()),
+            )
+            .await?;
+    }
+    const NEW: &str = "brand-new-secret-7";
+    // Bob is signed in on the website before he forgets his password.
+    let mut bob_web = WebClient::new(stack.http);
+    let r = bob_web
+        .post(
+            "/signin",
+            &[("email", BOB), ("password", "bob-old-password-1")],
+        )
+        .await?;
+    ensure!(location(&r) == Some("/"), "{r:?}");
+
+    // Alice (admin) issues a code on the admin page: the form needs the CSRF token, the code
+    // is shown once.
+    let mut admin = WebClient::new(stack.http);
+    admin
+        .post("/signin", &[("email", ALICE), ("password", PASSWORD)])
+        .await?;
+    ensure!(admin.page("/admin").await?.contains("Reset code"));
+    let forged = admin
+        .post_raw(
+            "/admin/account",
+            &[
+                ("csrf", "not-the-token-0123456789"),
+                ("email", BOB),
+                ("action", "reset-code"),
+            ],
+        )
+        .await?;
+    ensure!(status(&forged) == 403, "{}", forged.status_line);
+    let r = admin
+        .post(
+            "/admin/account",
+            &[("email", BOB), ("action", "reset-code")],
+        )
+        .await?;
+    ensure!(status(&r) == 200, "{}", r.status_line);
+    ensure!(header(&r, "cache-control") == ["no-store"]);
+    let page_code = shown_token(&String::from_utf8(r.body)?).context("no code shown")?;
+    // The API issues another one, which replaces it.
+    let mut api = WebClient::new(stack.http);
+    let r = api
+        .api(
+            "POST",
+            "/api/accounts/nobody@example.com/reset-code",
+            Some(&key),
+            None,
+        )
+        .await?;
+    ensure!(status(&r) == 404, "{}", r.status_line);
+    let r = api
+        .api(
+            "POST",
+            "/api/accounts/bob@example.com/reset-code",
+            Some(&key),
+            None,
+        )
+        .await?;
+    ensure!(status(&r) == 200, "{}", r.status_line);
+    let issued: serde_json::Value = serde_json::from_slice(&r.body)?;
+    let code = issued["code"].as_str().context("code")?.to_owned();
+    let expires = issued["expires_at"].as_i64().context("expires_at")?;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+    )?;
+    ensure!(
+        (now + 23 * 3600..=now + 24 * 3600 + 60).contains(&expires),
+        "{issued}"
+    );
+    ensure!(code != page_code && code.chars().filter(char::is_ascii_hexdigit).count() == 32);
+
+    // Sign-in points at /reset; failures all get the same page, whoever asks.
+    let mut web = WebClient::new(stack.http);
+    ensure!(web.page("/signin").await?.contains("href=\"/reset\""));
+    ensure!(web.page("/reset").await?.contains("tokens stay"));
+    let mut failures = Vec::new();
+    for (handle, tried) in [
+        ("nobody@example.com", code.as_str()),
+        (BOB, "0123-4567-89ab-cdef-0123-4567-89ab-cdef"),
+        (BOB, page_code.as_str()),
+        (ALICE, code.as_str()),
+    ] {
+        let mut visitor = WebClient::new(stack.http);
+        let r = visitor
+            .post("/reset", &reset_fields(handle, tried, NEW))
+            .await?;
+        ensure!(status(&r) == 200 && location(&r).is_none(), "{r:?}");
+        failures.push((r.status_line.clone(), without_csrf(&visitor, &r)?));
+    }
+    ensure!(
+        failures[0].1.contains("does not work for that address"),
+        "{}",
+        failures[0].1
+    );
+    // The right code, typed back in capitals: a new password, bob's website session ends.
+    let r = web
+        .post(
+            "/reset",
+            &reset_fields(BOB, &code.to_ascii_uppercase(), NEW),
+        )
+        .await?;
+    ensure!(location(&r) == Some("/signin?m=reset"), "{r:?}");
+    ensure!(
+        web.page("/signin?m=reset")
+            .await?
+            .contains("Your password was reset")
+    );
+    ensure!(
+        status(&bob_web.get("/account").await?) == 403,
+        "bob's old session lives on"
+    );
+    // Used once: the second use answers exactly as an unknown handle and a wrong code.
+    let mut again = WebClient::new(stack.http);
+    let r = again
+        .post("/reset", &reset_fields(BOB, &code, "yet-another-pass-9"))
+        .await?;
+    let used = (r.status_line.clone(), without_csrf(&again, &r)?);
+    for f in &failures {
+        ensure!(
+            *f == used,
+            "a failure answered differently:\n{}\n---\n{}",
+            f.1,
+            used.1
+        );
+    }
+
+    // The new password signs in on the website; the old one does not; the token still works.
+    let r = web
+        .post(
+            "/signin",
+            &[("email", BOB), ("password", "bob-old-password-1")],
+        )
+        .await?;
+    ensure!(location(&r) == Some("/signin?m=signin-failed"));
+    let r = web
+        .post("/signin", &[("email", BOB), ("password", NEW)])
+        .await?;
+    ensure!(location(&r) == Some("/"), "{r:?}");
+    ensure!(web.page("/account").await?.contains(BOB));
+    let mut c = stack.connect_ns("bob_ns").await?;
+    login_md5(&mut c, 7, BOB, stack.token(BOB)).await?;
     stack.shutdown().await?;
     Ok(())
 }
