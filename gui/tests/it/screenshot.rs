@@ -137,19 +137,35 @@ fn wait_viewable(display: &str, id: &str) {
     }
 }
 
+/// Captures the window once it is mapped and shows more than a blank frame. The app says
+/// "ready" after its first paint, but with Mesa's software renderer the X server may show the
+/// frame a moment later (the buffer swap is asynchronous), so a blank capture is taken again,
+/// every 200 ms for at most [`PAINT_TIMEOUT`]; [`check_png`] then judges the last one.
 fn capture(display: &str, id: &str, name: &str) -> PathBuf {
     wait_viewable(display, id);
     let dir = fixture::target_dir().join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     let png = dir.join(name);
-    output(
-        Command::new("import")
-            .args(["-window", id])
-            .arg(&png)
-            .env("DISPLAY", display),
-    );
-    png
+    let start = std::time::Instant::now();
+    loop {
+        output(
+            Command::new("import")
+                .args(["-window", id])
+                .arg(&png)
+                .env("DISPLAY", display),
+        );
+        if describe_png(&png).0 > MIN_COLOURS || start.elapsed() > PAINT_TIMEOUT {
+            return png;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
+
+/// How long a mapped window may take to show its first frame.
+const PAINT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// More distinct colours than a blank (or nearly blank) window has.
+const MIN_COLOURS: u64 = 16;
 
 /// Number of distinct colours and the size, from ImageMagick.
 fn describe_png(png: &Path) -> (u64, String) {
@@ -218,7 +234,7 @@ fn window_shows_a_fixture_client_ready_to_patch() {
 fn check_png(png: &Path) {
     let (colours, size) = describe_png(png);
     assert!(
-        colours > 16,
+        colours > MIN_COLOURS,
         "{} has {colours} colours: blank window?",
         png.display()
     );
