@@ -253,6 +253,7 @@ fn rst_request(handle: &str, pwd: &str) -> String {
 
 /// The Messenger ticket of an `RST.srf` answer, which the Passport service accepts (once)
 /// for alice.
+#[cfg(feature = "legacy-tls")]
 fn assert_rst_ticket_for_alice(server: &Server, raw: &Raw) {
     assert_eq!(raw.status(), "HTTP/1.1 200 OK", "{}", raw.head);
     let ticket = relive_msnp::rst::messenger_ticket(&raw.body).unwrap();
