@@ -55,6 +55,12 @@ fuzz_target!(|data: &[u8]| {
                 let Ok(cmd) = ClientCommand::from_frame(frame, role, &caps) else {
                     continue;
                 };
+                // An unmodelled name keeps only its name and trid (the server answers it with
+                // an error and never writes it), so it has no wire form to round-trip; a
+                // payload verb such as MSNP13's `ADL` would re-frame without its length.
+                if matches!(cmd, ClientCommand::Unknown { .. }) {
+                    continue;
+                }
                 let mut bytes = BytesMut::new();
                 cmd.encode(&mut bytes);
                 let again = decode(&mut bytes, Direction::ClientToServer)
