@@ -288,7 +288,7 @@ pub async fn reset(
     if form.password != form.password2 {
         return Ok(answer("mismatch"));
     }
-    let Ok(handle) = Passport::parse(form.email.trim().to_ascii_lowercase().as_str()) else {
+    let Ok(handle) = Passport::parse(form.email.trim()) else {
         return Ok(answer("reset-failed"));
     };
     if !strong_enough(&form.password, handle.as_str()) {
@@ -399,7 +399,7 @@ pub async fn signin(
     Form(form): Form<SigninForm>,
 ) -> Result<Response, WebError> {
     visitor.check(&form.csrf)?;
-    let Ok(handle) = Passport::parse(form.email.trim().to_ascii_lowercase().as_str()) else {
+    let Ok(handle) = Passport::parse(form.email.trim()) else {
         return Ok(redirect("/signin?m=signin-failed", &[]));
     };
     let password = Secret::new(form.password);
