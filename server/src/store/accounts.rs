@@ -4,7 +4,7 @@
 //! milliseconds at cost 10) does not hold up other queries.
 
 use rand::Rng as _;
-use rusqlite::{Connection, OptionalExtension as _, Row, params};
+use crate::store::db::{Conn as Connection, OptionalExtension as _, Row, params};
 
 use super::types::{AccountId, Blp, FriendlyName, Gtc, Passport, is_storable_handle};
 use super::{Store, StoreError, now_unix};
@@ -78,14 +78,11 @@ pub struct Account {
 /// Columns read by [`account_from_row`], in order.
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, email, friendly_name, list_version, gtc, blp, allow_password_login, member_id, created_at, searchable";
 
-pub(crate) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+pub(crate) fn account_from_row(row: &Row<'_>) -> crate::store::db::Result<Account> {
     let email: String = row.get(1)?;
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("invalid {what} in database").into(),
-        )
+    let bad = |column: usize, what: &str| StoreError::Decode {
+        column,
+        why: format!("invalid {what} in database"),
     };
     let name: String = row.get(2)?;
     let gtc: String = row.get(4)?;
@@ -136,7 +133,7 @@ pub fn encode_friendly_name(display: &str) -> String {
 pub(crate) fn account_by_email(
     conn: &Connection,
     email: &Passport,
-) -> rusqlite::Result<Option<Account>> {
+) -> crate::store::db::Result<Option<Account>> {
     conn.prepare_cached(&format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1 AND placeholder = 0"
     ))?
@@ -148,7 +145,7 @@ pub(crate) fn account_by_email(
 pub(crate) fn handle_id(
     conn: &Connection,
     email: &Passport,
-) -> rusqlite::Result<Option<AccountId>> {
+) -> crate::store::db::Result<Option<AccountId>> {
     conn.prepare_cached("SELECT id FROM accounts WHERE email = ?1")?
         .query_row([email.as_str()], |r| Ok(AccountId(r.get(0)?)))
         .optional()
@@ -159,7 +156,7 @@ pub(crate) fn handle_id(
 pub(crate) fn handle_id_or_placeholder(
     conn: &Connection,
     email: &Passport,
-) -> rusqlite::Result<AccountId> {
+) -> crate::store::db::Result<AccountId> {
     if let Some(id) = handle_id(conn, email)? {
         return Ok(id);
     }
@@ -173,7 +170,7 @@ fn insert_account(
     name: &str,
     password_hash: &str,
     placeholder: bool,
-) -> rusqlite::Result<AccountId> {
+) -> crate::store::db::Result<AccountId> {
     // Positive 63-bit member id; a collision is astronomically unlikely and would surface as a
     // constraint error rather than a silent duplicate.
     let member_id: i64 = rand::rng().random_range(1..i64::MAX);
@@ -190,7 +187,7 @@ fn insert_account(
             placeholder
         ],
     )?;
-    let id = conn.last_insert_rowid();
+    let id = conn.last_insert_rowid()?;
     conn.execute(
         "INSERT INTO groups (account_id, group_id, name) VALUES (?1, 0, ?2)",
         params![id, GROUP_ZERO_NAME],
@@ -199,7 +196,7 @@ fn insert_account(
 }
 
 /// Deletes placeholder accounts no list names any more (their own rows go with them).
-pub(crate) fn drop_unlisted_placeholders(conn: &Connection) -> rusqlite::Result<usize> {
+pub(crate) fn drop_unlisted_placeholders(conn: &Connection) -> crate::store::db::Result<usize> {
     conn.execute(
         "DELETE FROM accounts WHERE placeholder = 1
            AND NOT EXISTS (SELECT 1 FROM contacts WHERE contact_id = accounts.id)",
@@ -211,7 +208,7 @@ pub(crate) fn drop_unlisted_placeholders(conn: &Connection) -> rusqlite::Result<
 pub(crate) fn drop_placeholder_if_unlisted(
     conn: &Connection,
     id: AccountId,
-) -> rusqlite::Result<()> {
+) -> crate::store::db::Result<()> {
     conn.prepare_cached(
         "DELETE FROM accounts WHERE id = ?1 AND placeholder = 1
            AND NOT EXISTS (SELECT 1 FROM contacts WHERE contact_id = ?1)",

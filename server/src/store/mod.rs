@@ -33,6 +33,7 @@
 
 pub mod accounts;
 pub mod backup;
+pub mod db;
 pub mod lists;
 pub mod migrations;
 pub mod seed;
@@ -49,6 +50,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use ring::aead::LessSafeKey;
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;
+
+use db::{Conn, PgConn};
 
 use crate::secret::ServerKey;
 
@@ -75,15 +78,32 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("database error")]
+    Postgres(#[from] postgres::Error),
+    /// A single-row query found no row (`.optional()` turns this into `None`).
+    #[error("query returned no rows")]
+    NoRows,
+    /// A column's value did not fit the Rust type it was read as.
+    #[error("column {column} holds an unexpected value: {why}")]
+    Decode {
+        /// 0-based column.
+        column: usize,
+        /// What did not fit.
+        why: String,
+    },
     /// A migration failed; the database stays at the previous version.
     #[error("schema migration {version} failed")]
     Migration {
         /// The version the migration would have produced.
         version: u32,
-        /// The SQLite error.
+        /// The backend's error.
         #[source]
-        source: rusqlite::Error,
+        source: Box<StoreError>,
     },
+    /// The operation exists only for the embedded SQLite store (backup, restore).
+    #[error("{0} works on the embedded SQLite store only; use PostgreSQL's own tools (pg_dump)")]
+    SqliteOnly(&'static str),
     /// The database was written by a newer binary.
     #[error("database schema version {found} is newer than this binary supports ({known})")]
     TooNew {
@@ -113,6 +133,21 @@ pub enum StoreError {
     Crypto,
 }
 
+impl StoreError {
+    /// Whether a UNIQUE, PRIMARY KEY, CHECK or FOREIGN KEY constraint refused the write.
+    #[must_use]
+    pub fn is_constraint_violation(&self) -> bool {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            // SQLSTATE class 23: integrity constraint violation.
+            Self::Postgres(e) => e.code().is_some_and(|c| c.code().starts_with("23")),
+            _ => false,
+        }
+    }
+}
+
 /// Tunables of the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -132,7 +167,7 @@ impl Default for StoreOptions {
 }
 
 /// An operation for the store thread: gets the connection (`None` once closed).
-type Job = Box<dyn FnOnce(&mut Option<Connection>) + Send>;
+type Job = Box<dyn FnOnce(&mut Option<Conn>) + Send>;
 
 struct Inner {
     /// The queue of the store thread, which owns the connection.
@@ -178,14 +213,42 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
         let conn = tokio::task::spawn_blocking(move || {
-            let mut conn = Connection::open(&path)?;
+            let conn = Connection::open(&path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
-            prepare(&mut conn)?;
-            Ok::<_, StoreError>(conn)
+            prepare(conn)
         })
         .await??;
-        Self::from_connection(conn, key, options)
+        Self::from_conn(conn, key, options)
+    }
+
+    /// Connects to a PostgreSQL database (`postgres://…` or a `key=value` connection string)
+    /// and migrates it. The connection lives on the store thread, like SQLite's.
+    ///
+    /// # Errors
+    ///
+    /// Connection errors, [`StoreError::TooNew`], or a failed migration.
+    pub async fn open_postgres(
+        url: &str,
+        key: ServerKey,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let url = url.to_owned();
+        // The synchronous client runs its own small runtime: connect on a thread outside Tokio's.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("relive-store-connect".into())
+            .spawn(move || {
+                let conn = PgConn::connect(&url).and_then(|pg| {
+                    let mut conn = Conn::Postgres(pg);
+                    migrations::migrate(&mut conn)?;
+                    Ok(conn)
+                });
+                let _ = tx.send(conn);
+            })
+            .map_err(|_| StoreError::Thread)?;
+        let conn = rx.await.map_err(|_| StoreError::Thread)??;
+        Self::from_conn(conn, key, options)
     }
 
     /// A fresh in-memory database (unit tests; nothing survives the handle).
@@ -195,19 +258,13 @@ impl Store {
     /// SQLite errors or a failed migration.
     pub async fn open_in_memory(key: ServerKey, options: StoreOptions) -> Result<Self, StoreError> {
         let conn = tokio::task::spawn_blocking(|| {
-            let mut conn = Connection::open_in_memory()?;
-            prepare(&mut conn)?;
-            Ok::<_, StoreError>(conn)
+            prepare(Connection::open_in_memory()?)
         })
         .await??;
-        Self::from_connection(conn, key, options)
+        Self::from_conn(conn, key, options)
     }
 
-    fn from_connection(
-        conn: Connection,
-        key: ServerKey,
-        options: StoreOptions,
-    ) -> Result<Self, StoreError> {
+    fn from_conn(conn: Conn, key: ServerKey, options: StoreOptions) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("relive-store".into())
@@ -263,12 +320,12 @@ impl Store {
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
     {
         let (reply, result) = tokio::sync::oneshot::channel();
         let queued = std::time::Instant::now();
         let latency = self.inner.latency.clone();
-        self.submit(Box::new(move |conn: &mut Option<Connection>| {
+        self.submit(Box::new(move |conn: &mut Option<Conn>| {
             let Some(conn) = conn.as_mut() else {
                 let _ = reply.send(Err(E::from(StoreError::Closed)));
                 return;
@@ -292,10 +349,12 @@ impl Store {
     /// The SQLite error from closing (the WAL checkpoint).
     pub async fn close(&self) -> Result<(), StoreError> {
         let (reply, result) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn: &mut Option<Connection>| {
+        let job: Job = Box::new(move |conn: &mut Option<Conn>| {
             let closed = match conn.take() {
-                Some(conn) => conn.close().map_err(|(_, e)| StoreError::Sqlite(e)),
-                None => Ok(()),
+                Some(Conn::Sqlite(conn)) => conn.close().map_err(|(_, e)| StoreError::Sqlite(e)),
+                // Dropping the client ends the session (the server rolls back nothing: every
+                // operation committed before it returned).
+                Some(Conn::Postgres(_)) | None => Ok(()),
             };
             let _ = reply.send(closed);
         });
@@ -312,7 +371,7 @@ impl Store {
 const STATEMENT_CACHE: usize = 64;
 
 /// Pragmas every connection needs, then migrations.
-fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
+fn prepare(conn: Connection) -> Result<Conn, StoreError> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // The query planner stability guarantee: a plan never depends on the values bound. Without
     // it SQLite re-prepares (re-parses and re-plans) a cached statement whenever a parameter it
@@ -321,8 +380,9 @@ fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    migrations::migrate(conn)?;
-    Ok(())
+    let mut conn = Conn::Sqlite(conn);
+    migrations::migrate(&mut conn)?;
+    Ok(conn)
 }
 
 /// Current time in Unix seconds.
@@ -369,6 +429,7 @@ mod tests {
         let store = file_store(dir.path()).await;
         let (version, journal, fk): (u32, String, i64) = store
             .call(|c| {
+                let c = c.sqlite().expect("a SQLite store");
                 Ok::<_, StoreError>((
                     c.pragma_query_value(None, "user_version", |r| r.get(0))?,
                     c.pragma_query_value(None, "journal_mode", |r| r.get(0))?,

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use rand::Rng as _;
-use rusqlite::params;
+use crate::store::db::params;
 
 use super::accounts::{GROUP_ZERO_NAME, is_valid_friendly_name};
 use super::tokens::{generate_token, seal};
@@ -190,14 +190,12 @@ impl Store {
                     match inserted {
                         Ok(_) => {}
                         // A duplicate within this call.
-                        Err(rusqlite::Error::SqliteFailure(e, _))
-                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                        {
+                        Err(e) if e.is_constraint_violation() => {
                             return Err(SeedError::EmailTaken { index });
                         }
                         Err(e) => return Err(e.into()),
                     }
-                    let id = AccountId(tx.last_insert_rowid());
+                    let id = AccountId(tx.last_insert_rowid()?);
                     group.execute(params![id.0, GROUP_ZERO_NAME])?;
                     let (nonce, ciphertext) = seal(&key, id, &tokens[index])?;
                     token.execute(params![id.0, label, nonce, ciphertext, now])?;

@@ -10,7 +10,7 @@
 use md5::{Digest as _, Md5};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
-use rusqlite::{Connection, params};
+use crate::store::db::{Conn as Connection, params};
 use subtle::ConstantTimeEq as _;
 
 use super::accounts::{Account, account_by_email};
@@ -158,13 +158,12 @@ where
     F: FnMut(&Secret) -> bool,
 {
     let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query([account.0])?;
     let mut found = None;
-    while let Some(row) = rows.next()? {
+    let rows = stmt.query_map([account.0], |row| {
         let id: i64 = row.get(0)?;
-        // Borrowed straight from SQLite's row buffer; `open` copies into its own buffer.
-        let nonce = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-        let ciphertext = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        // Borrowed straight from the row buffer; `open` copies into its own buffer.
+        let nonce = row.get_ref(1)?.as_blob()?;
+        let ciphertext = row.get_ref(2)?.as_blob()?;
         match open(key, account, nonce, ciphertext) {
             // Keep looping after a match so the time taken does not depend on which token it was.
             Some(token) => {
@@ -174,7 +173,9 @@ where
             }
             None => tracing::warn!(token = id, "token does not decrypt under the server key"),
         }
-    }
+        Ok(())
+    })?;
+    rows.collect::<Result<(), _>>()?;
     Ok(found)
 }
 
@@ -371,7 +372,7 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![account.0, label, nonce, ciphertext, now_unix()],
                 )?;
-                let id = TokenId(tx.last_insert_rowid());
+                let id = TokenId(tx.last_insert_rowid()?);
                 tx.commit()?;
                 Ok(id)
             })

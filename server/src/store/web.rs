@@ -8,7 +8,7 @@
 
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom as _, SystemRandom};
-use rusqlite::{OptionalExtension as _, params};
+use crate::store::db::{OptionalExtension as _, params};
 
 use super::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use super::{Account, AccountError, AccountId, Store, StoreError, TokenId, now_unix};
@@ -621,9 +621,9 @@ impl Store {
 
 /// Whether `account` is disabled (an unknown id counts as disabled).
 pub(crate) fn account_disabled(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::db::Conn,
     account: AccountId,
-) -> rusqlite::Result<bool> {
+) -> crate::store::db::Result<bool> {
     Ok(conn
         .prepare_cached("SELECT disabled FROM accounts WHERE id = ?1")?
         .query_row([account.0], |r| r.get(0))

@@ -1,6 +1,6 @@
 //! Contact groups (MSNP7+): `ADG`, `RMG`, `REG` and group membership helpers.
 
-use rusqlite::{Connection, params};
+use crate::store::db::{Conn as Connection, params};
 
 use super::{ListError, bump, guid_of, owner_version};
 use crate::store::Store;
@@ -17,7 +17,7 @@ pub(super) fn exists(
     conn: &Connection,
     owner: AccountId,
     group: GroupId,
-) -> rusqlite::Result<bool> {
+) -> crate::store::db::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM groups WHERE account_id = ?1 AND group_id = ?2)",
         params![owner.0, group.0],
@@ -31,7 +31,7 @@ pub(super) fn add_member(
     owner: AccountId,
     contact: AccountId,
     group: GroupId,
-) -> rusqlite::Result<()> {
+) -> crate::store::db::Result<()> {
     conn.execute(
         "INSERT OR IGNORE INTO contact_groups (owner_id, contact_id, group_id) VALUES (?1, ?2, ?3)",
         params![owner.0, contact.0, group.0],
@@ -55,7 +55,7 @@ fn name_taken(
     owner: AccountId,
     name: &str,
     except: Option<GroupId>,
-) -> rusqlite::Result<bool> {
+) -> crate::store::db::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM groups WHERE account_id = ?1 AND name = ?2 AND group_id <> ?3)",
         params![owner.0, name, except.map_or(-1, |g| i64::from(g.0))],

@@ -31,7 +31,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use crate::store::db::{Conn as Connection, OptionalExtension as _, params};
 
 use super::accounts::{
     drop_placeholder_if_unlisted, handle_id, handle_id_or_placeholder, is_valid_friendly_name,
@@ -189,7 +189,7 @@ fn contact_row(
     conn: &Connection,
     owner: AccountId,
     contact: AccountId,
-) -> rusqlite::Result<Option<(ListSet, String)>> {
+) -> crate::store::db::Result<Option<(ListSet, String)>> {
     conn.query_row(
         "SELECT lists, friendly_name FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
         [owner.0, contact.0],
@@ -199,7 +199,7 @@ fn contact_row(
 }
 
 /// The GUID of `contact`'s row in `owner`'s lists.
-fn row_guid(conn: &Connection, owner: AccountId, contact: AccountId) -> rusqlite::Result<Guid> {
+fn row_guid(conn: &Connection, owner: AccountId, contact: AccountId) -> crate::store::db::Result<Guid> {
     let text: Option<Option<String>> = conn
         .query_row(
             "SELECT guid FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
@@ -217,7 +217,7 @@ fn write_row(
     contact: AccountId,
     bits: ListSet,
     name: &str,
-) -> rusqlite::Result<()> {
+) -> crate::store::db::Result<()> {
     if bits == ListSet::EMPTY {
         conn.execute(
             "DELETE FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
@@ -234,7 +234,7 @@ fn write_row(
     Ok(())
 }
 
-fn count_on(conn: &Connection, owner: AccountId, list: ListKind) -> rusqlite::Result<usize> {
+fn count_on(conn: &Connection, owner: AccountId, list: ListKind) -> crate::store::db::Result<usize> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM contacts WHERE owner_id = ?1 AND (lists & ?2) <> 0",
         params![owner.0, list.bit()],
@@ -248,7 +248,7 @@ fn in_group(
     owner: AccountId,
     contact: AccountId,
     group: GroupId,
-) -> rusqlite::Result<bool> {
+) -> crate::store::db::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM contact_groups
                         WHERE owner_id = ?1 AND contact_id = ?2 AND group_id = ?3)",

@@ -1,7 +1,7 @@
 //! Account properties that bump the list version: GTC, BLP, phone properties, the account's own
 //! friendly name, and the names stored for contacts.
 
-use rusqlite::{Connection, params};
+use crate::store::db::{Conn as Connection, params};
 
 use super::{ListError, bump, owner_version};
 use crate::store::Store;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
+use crate::store::db::Conn as Connection;
 
 use super::{ListError, bits_from_db};
 use crate::store::accounts::{Account, account_by_email};
@@ -67,7 +67,7 @@ fn phone_row(prop: &str, value: &str) -> Option<(PhoneProp, Token)> {
     PhoneProp::parse(prop).ok().zip(Token::parse(value).ok())
 }
 
-fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp, Token)>> {
+fn phones_of(conn: &Connection, account: i64) -> crate::store::db::Result<Vec<(PhoneProp, Token)>> {
     let mut stmt =
         conn.prepare_cached("SELECT prop, value FROM account_phones WHERE account_id = ?1")?;
     let mut rows = stmt.query([account])?;
@@ -84,7 +84,7 @@ fn phones_of(conn: &Connection, account: i64) -> rusqlite::Result<Vec<(PhoneProp
 fn contact_phones(
     conn: &Connection,
     owner: i64,
-) -> rusqlite::Result<HashMap<i64, Vec<(PhoneProp, Token)>>> {
+) -> crate::store::db::Result<HashMap<i64, Vec<(PhoneProp, Token)>>> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.account_id, p.prop, p.value
          FROM contacts c JOIN account_phones p ON p.account_id = c.contact_id
@@ -120,7 +120,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .map_err(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => ListError::NoSuchAccount,
+            StoreError::NoRows => ListError::NoSuchAccount,
             e => e.into(),
         })?;
     let phones = phones_of(&tx, owner.0)?;
@@ -222,7 +222,7 @@ fn snapshot_tx(conn: &mut Connection, owner: AccountId) -> Result<ListSnapshot, 
 pub(crate) fn login_contacts(
     conn: &Connection,
     owner: AccountId,
-) -> rusqlite::Result<Vec<(Passport, ListSet)>> {
+) -> crate::store::db::Result<Vec<(Passport, ListSet)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT a.id, a.email, c.lists
          FROM contacts c JOIN accounts a ON a.id = c.contact_id
