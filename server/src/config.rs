@@ -119,6 +119,17 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The `[web]` table: the website (who may register).
     pub web: crate::web::WebConfig,
+    /// The `[store]` table: where accounts and lists are kept.
+    pub store: StoreConfig,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://…` (or `postgresql://…`): keep the data in PostgreSQL instead of the
+    /// embedded SQLite file `relive.db`. Unset: SQLite.
+    pub url: Option<String>,
 }
 
 impl Default for Config {
@@ -148,6 +159,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             limits: LimitsConfig::default(),
             web: crate::web::WebConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -198,6 +210,9 @@ pub struct Overrides {
     /// Send `CHL` challenges to MSNP6+ clients.
     #[arg(long, global = true, env = "RELIVE_CHL", value_name = "BOOL")]
     pub chl: Option<bool>,
+    /// Keep the data in PostgreSQL (`postgres://…`) instead of the embedded SQLite file.
+    #[arg(long, global = true, env = "RELIVE_STORE_URL", value_name = "URL")]
+    pub store_url: Option<String>,
 }
 
 /// Validated settings.
@@ -244,6 +259,8 @@ pub struct Settings {
     pub abuse: Limits,
     /// The `[web]` table.
     pub web: crate::web::WebConfig,
+    /// PostgreSQL connection URL; `None`: the embedded SQLite file.
+    pub store_url: Option<String>,
 }
 
 impl Settings {
@@ -304,6 +321,9 @@ impl Config {
         set(&o.max_al_bl, &mut self.max_al_bl);
         set(&o.max_connections, &mut self.max_connections);
         set(&o.chl, &mut self.chl);
+        if o.store_url.is_some() {
+            self.store.url.clone_from(&o.store_url);
+        }
     }
 
     /// Validates into [`Settings`].
@@ -374,7 +394,16 @@ impl Config {
             .relay
             .validate_listening_on(&self.public_host, self.ns.ip())?;
         let limits = self.limits.validate(self.max_connections)?;
+        if let Some(url) = &self.store.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "store.url",
+                reason: "must be a postgres:// URL (leave it unset for the embedded SQLite file)",
+            });
+        }
         Ok(Settings {
+            store_url: self.store.url,
             web: self.web,
             abuse: limits,
             data_dir,
@@ -476,6 +505,12 @@ pub const TABLES: &[(&str, &str)] = &[
         "web",
         "The website (on the HTTP and HTTPS listeners). `relive-server user admin EMAIL` opens\n\
          the admin pages to an account.",
+    ),
+    (
+        "store",
+        "Where accounts, lists and tokens are kept: the embedded SQLite file relive.db unless\n\
+         a PostgreSQL URL is set. secret.key stays in the data directory either way (tokens\n\
+         only decrypt with it). `relive-server migrate-store --to URL` copies relive.db there.",
     ),
 ];
 
@@ -732,7 +767,23 @@ pub const KEYS: &[Key] = &[
         "Who may register: \"open\" (anyone), \"invite\" (with an unused invite code from an\n\
          admin) or \"closed\" (nobody; use `relive-server user add`).",
     ),
+    example(
+        "store",
+        "url",
+        "PostgreSQL instead of relive.db: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or a\n\
+         Unix socket directory as ?host=/run/postgresql. The schema is created and migrated at\n\
+         start. `backup` and `restore` are for relive.db only; use pg_dump with PostgreSQL.",
+        "\"postgres://relive@localhost/relive\"",
+    ),
 ];
+
+/// The [`Overrides`] field of `key`: its name, prefixed by its table (`store_url`).
+fn flag_id(key: &Key) -> String {
+    match key.table {
+        "" => key.name.to_owned(),
+        table => format!("{}_{}", table.replace('.', "_"), key.name),
+    }
+}
 
 /// The flag and environment variable of each setting [`Overrides`] has, by key.
 fn flags() -> Vec<(String, String, String)> {
@@ -791,7 +842,7 @@ pub fn default_file_text() -> String {
             None => key.doc,
         };
         comment(&mut out, doc);
-        if let Some((_, long, env)) = flags.iter().find(|(id, ..)| id == key.name) {
+        if let Some((_, long, env)) = flags.iter().find(|(id, ..)| *id == flag_id(key)) {
             let _ = writeln!(out, "# Env: {env}, flag: --{long}.");
         }
         if let Some(value) = key
@@ -944,10 +995,7 @@ mod tests {
             assert!(TABLES.iter().any(|(t, _)| *t == key.table), "{}", key.table);
         }
         for (id, ..) in flags() {
-            assert!(
-                KEYS.iter().any(|k| k.table.is_empty() && k.name == id),
-                "{id}"
-            );
+            assert!(KEYS.iter().any(|k| flag_id(k) == id), "{id}");
         }
     }
 
@@ -977,6 +1025,8 @@ mod tests {
                     && !l.starts_with("bind_ip")
                     && !l.starts_with("quic")
                     && !l.starts_with("remote")
+                    && !l.starts_with("url =")
+                    && !l.starts_with("[store]")
             })
             .map(|l| format!("{l}\n"))
             .collect();

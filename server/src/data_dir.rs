@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <data-dir>/relive.toml      commented configuration (written once)
-//! <data-dir>/relive.db        SQLite database (+ -wal, -shm)
+//! <data-dir>/relive.db        SQLite database (+ -wal, -shm), unless `[store] url` names PostgreSQL
 //! <data-dir>/secret.key       server key encrypting access tokens (0600)
 //! <data-dir>/tls/             local CA and server certificate (keys 0600)
 //! ```
@@ -46,7 +46,10 @@ pub fn create_dir(data_dir: &Path) -> Result<(), Error> {
 pub async fn open_store(settings: &Settings) -> Result<Store, Error> {
     create_dir(&settings.data_dir)?;
     let key = ServerKey::load_or_create(&settings.data_dir.join(KEY_FILE))?;
-    Ok(Store::open(&settings.database_path(), key, settings.store_options()).await?)
+    Ok(match &settings.store_url {
+        Some(url) => Store::open_postgres(url, key, settings.store_options()).await?,
+        None => Store::open(&settings.database_path(), key, settings.store_options()).await?,
+    })
 }
 
 /// First-start setup for `serve`: [`open_store`] plus the commented `relive.toml` and the

@@ -41,6 +41,8 @@ pub mod secret;
 pub mod store;
 pub mod switchboard;
 #[cfg(test)]
+mod test_pg;
+#[cfg(test)]
 mod testing;
 pub mod tls;
 pub mod web;

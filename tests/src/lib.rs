@@ -20,6 +20,7 @@ pub mod http;
 pub mod logon;
 pub mod netns;
 pub mod p2p;
+pub mod postgres;
 pub mod replay;
 pub mod sb;
 pub mod stack;

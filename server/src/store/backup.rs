@@ -316,12 +316,12 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{file_store, test_key};
+    use crate::store::test_support::{sqlite_file_store, test_key};
 
     #[tokio::test]
     async fn a_backup_is_self_contained_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let store = file_store(dir.path()).await;
+        let store = sqlite_file_store(dir.path()).await;
         let db = dir.path().join("relive.db");
         let dest = dir.path().join("copy.db");
         let summary = tokio::task::spawn_blocking({

@@ -410,8 +410,46 @@ pub(crate) mod test_support {
         ServerKey::from_bytes([42; crate::secret::SERVER_KEY_BYTES])
     }
 
-    /// Opens a store on a real file inside `dir`.
+    /// Whether the tests run on PostgreSQL (`RELIVE_TEST_STORE=postgres`) instead of SQLite.
+    pub(crate) fn on_postgres() -> bool {
+        std::env::var("RELIVE_TEST_STORE").is_ok_and(|v| v == "postgres")
+    }
+
+    /// The PostgreSQL database standing for the data directory `dir` (the same one each time,
+    /// so a test that closes and reopens its store finds its data); `None` when PostgreSQL is
+    /// not installed (skipped with a printed reason; a failure with `CI=true`).
+    fn pg_database(dir: &Path) -> Option<String> {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        static DATABASES: Mutex<Option<HashMap<std::path::PathBuf, String>>> = Mutex::new(None);
+        let mut map = DATABASES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = map.get_or_insert_with(HashMap::new);
+        if let Some(url) = map.get(dir) {
+            return Some(url.clone());
+        }
+        let url = crate::test_pg::postgres::database()?;
+        map.insert(dir.to_path_buf(), url.clone());
+        Some(url)
+    }
+
+    /// Opens the SQLite file `dir/relive.db` whatever the backend under test (tests of what
+    /// only SQLite has: pragmas, files, backups).
+    pub(crate) async fn sqlite_file_store(dir: &Path) -> Store {
+        Store::open(&dir.join("relive.db"), test_key(), fast_options())
+            .await
+            .unwrap()
+    }
+
+    /// Opens a store for the data directory `dir`: the SQLite file `dir/relive.db`, or with
+    /// `RELIVE_TEST_STORE=postgres` a PostgreSQL database of its own.
     pub(crate) async fn file_store(dir: &Path) -> Store {
+        if on_postgres()
+            && let Some(url) = pg_database(dir)
+        {
+            return Store::open_postgres(&url, test_key(), fast_options())
+                .await
+                .unwrap();
+        }
         Store::open(&dir.join("relive.db"), test_key(), fast_options())
             .await
             .unwrap()
@@ -426,7 +464,7 @@ mod tests {
     #[tokio::test]
     async fn migrations_apply_on_a_fresh_file_and_are_idempotent_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = file_store(dir.path()).await;
+        let store = sqlite_file_store(dir.path()).await;
         let (version, journal, fk): (u32, String, i64) = store
             .call(|c| {
                 let c = c.sqlite().expect("a SQLite store");
@@ -449,7 +487,7 @@ mod tests {
         ));
 
         // Reopening applies nothing and finds the same version.
-        let again = file_store(dir.path()).await;
+        let again = sqlite_file_store(dir.path()).await;
         let found = again.call(migrations::migrate).await.unwrap();
         assert_eq!(found, migrations::SCHEMA_VERSION);
         again.close().await.unwrap();

@@ -560,13 +560,15 @@ mod tests {
         );
         assert_eq!(store.verify_plain(bob.id, &new.token).await.unwrap(), None);
 
-        // The database file never holds the token in clear.
+        // The database file never holds the token in clear (a file only SQLite has).
         store.close().await.unwrap();
-        let mut raw = std::fs::read(dir.path().join("relive.db")).unwrap();
-        if let Ok(wal) = std::fs::read(dir.path().join("relive.db-wal")) {
-            raw.extend(wal);
+        if !on_postgres() {
+            let mut raw = std::fs::read(dir.path().join("relive.db")).unwrap();
+            if let Ok(wal) = std::fs::read(dir.path().join("relive.db-wal")) {
+                raw.extend(wal);
+            }
+            assert!(!raw.windows(TOKEN_CHARS).any(|w| w == token.as_bytes()));
         }
-        assert!(!raw.windows(TOKEN_CHARS).any(|w| w == token.as_bytes()));
 
         let store = file_store(dir.path()).await;
         store.revoke_token(alice.id, new.id).await.unwrap();

@@ -33,7 +33,8 @@ pub(super) fn add_member(
     group: GroupId,
 ) -> crate::store::db::Result<()> {
     conn.execute(
-        "INSERT OR IGNORE INTO contact_groups (owner_id, contact_id, group_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO contact_groups (owner_id, contact_id, group_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
         params![owner.0, contact.0, group.0],
     )?;
     Ok(())
