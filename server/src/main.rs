@@ -56,16 +56,31 @@ enum Command {
     /// Exit 0 if the server on this host answers an MSNP `VER` on its NS port (for container
     /// and service-manager health checks).
     Health,
-    /// Write a consistent copy of the database to FILE (safe while the server runs).
+    /// Write a consistent copy of the database to FILE (safe while the server runs). SQLite
+    /// store only: with `[store] url` (PostgreSQL) use pg_dump.
     Backup {
         /// Destination file (replaced only once the copy is complete and checked).
         file: PathBuf,
     },
     /// Replace the database with the backup FILE (the server must be stopped; the current
-    /// database is kept as relive.db.before-restore).
+    /// database is kept as relive.db.before-restore). SQLite store only: with `[store] url`
+    /// (PostgreSQL) use pg_restore.
     Restore {
         /// A file written by `backup`.
         file: PathBuf,
+    },
+    /// Copy the data directory's SQLite database (relive.db) into an empty PostgreSQL
+    /// database, keeping every id, in one transaction, and verify it table by table (row counts
+    /// and SHA-256 digests on both sides). Stop the server first. Then set `[store] url` to the
+    /// same URL and keep secret.key: tokens only decrypt with it.
+    MigrateStore {
+        /// The PostgreSQL database, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (or
+        /// `?host=/socket/dir`).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Only compare relive.db with the PostgreSQL database (after a copy), writing nothing.
+        #[arg(long)]
+        verify: bool,
     },
 }
 
@@ -201,6 +216,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Backup { file } => {
             let settings = settings(cli.data_dir, o)?;
+            sqlite_only(&settings, "backup")?;
             let db = settings.database_path();
             let dest = file.clone();
             let summary = tokio::task::spawn_blocking(move || backup::backup(&db, &dest))
@@ -218,6 +234,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { file } => restore(cli.data_dir, o, file).await,
+        Command::MigrateStore { to, verify } => migrate_store(cli.data_dir, o, to, verify).await,
         Command::Doctor => {
             let settings = settings(cli.data_dir, o)?;
             let checks = relive_server::doctor::run(&settings).await;
@@ -280,9 +297,78 @@ fn legacy_export_path(file: &std::path::Path) -> PathBuf {
     file.with_file_name(name)
 }
 
+/// Refuses `what` (backup, restore) for a PostgreSQL store.
+fn sqlite_only(settings: &Settings, what: &'static str) -> anyhow::Result<()> {
+    if settings.store_url.is_some() {
+        bail!(
+            "{what} works on the embedded SQLite store (relive.db) only; this server keeps its \
+             data in PostgreSQL ([store] url): use pg_dump / pg_restore"
+        );
+    }
+    Ok(())
+}
+
+/// `migrate-store --to URL`: relive.db into PostgreSQL, under the data directory's lock.
+async fn migrate_store(
+    data_dir: PathBuf,
+    o: &Overrides,
+    url: String,
+    verify_only: bool,
+) -> anyhow::Result<()> {
+    let settings = settings(data_dir, o)?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!("--to must be a postgres:// URL");
+    }
+    let db = settings.database_path();
+    if !db.exists() {
+        bail!("no SQLite database at {} to copy", db.display());
+    }
+    // No server may write relive.db while it is copied.
+    let _lock = backup::DataDirLock::acquire(&settings.data_dir)
+        .context("locking the data directory (stop the server first)")?;
+    // The synchronous PostgreSQL client must not run inside the async runtime.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = if verify_only {
+            relive_server::store::copy::verify(&db, &url)
+        } else {
+            relive_server::store::copy::copy_to_postgres(&db, &url)
+        };
+        let _ = tx.send(result);
+    });
+    let reports = rx
+        .await
+        .context("the copy thread stopped")?
+        .context(if verify_only {
+            "verifying the copy"
+        } else {
+            "copying relive.db to PostgreSQL (nothing was committed)"
+        })?;
+    let mut total = 0;
+    for table in &reports {
+        println!("{:<16} {:>9} rows  sha256 {}", table.name, table.rows, table.digest);
+        total += table.rows;
+    }
+    if verify_only {
+        eprintln!(
+            "relive.db and the PostgreSQL database match: {} tables, {total} rows",
+            reports.len()
+        );
+    } else {
+        eprintln!(
+            "copied and verified {} tables, {total} rows (every id kept). Set `[store] url` (or \
+             --store-url) to this URL and keep this data directory's secret.key: tokens only \
+             decrypt with it",
+            reports.len()
+        );
+    }
+    Ok(())
+}
+
 /// `restore FILE`: under the data directory's lock, with its key.
 async fn restore(data_dir: PathBuf, o: &Overrides, file: PathBuf) -> anyhow::Result<()> {
     let settings = settings(data_dir, o)?;
+    sqlite_only(&settings, "restore")?;
     data_dir::create_dir(&settings.data_dir)?;
     let lock =
         backup::DataDirLock::acquire(&settings.data_dir).context("locking the data directory")?;

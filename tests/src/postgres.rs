@@ -171,6 +171,49 @@ impl Cluster {
             .spawn();
     }
 
+    /// CPU time (user + system, in clock ticks) the cluster's processes have used: the
+    /// postmaster, its running children (the backends serving connections, the writers), and
+    /// the children it has reaped. For benchmarks that charge the database's work per operation.
+    #[must_use]
+    pub fn cpu_ticks(&self) -> u64 {
+        let Some(postmaster) = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        else {
+            return 0;
+        };
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut ticks = 0;
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command name (in parentheses, may hold spaces): state is field 3.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            // ppid = field 4, utime/stime = 14/15, cutime/cstime = 16/17 (`rest` starts at 3).
+            let (Some(&ppid), Some(own)) = (f.get(1), f.get(11..13)) else {
+                continue;
+            };
+            if pid == postmaster {
+                ticks += own.iter().sum::<u64>() + f.get(13..15).map_or(0, |c| c.iter().sum());
+            } else if u32::try_from(ppid).is_ok_and(|p| p == postmaster) {
+                ticks += own.iter().sum::<u64>();
+            }
+        }
+        ticks
+    }
+
     /// The socket directory (the `host` of a connection).
     #[must_use]
     pub fn socket_dir(&self) -> &Path {

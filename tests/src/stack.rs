@@ -160,6 +160,64 @@ impl StackOptions {
 pub struct DataDir {
     dir: tempfile::TempDir,
     tokens: HashMap<String, String>,
+    /// The PostgreSQL database of this data directory, when the stack runs on PostgreSQL.
+    store_url: Option<String>,
+}
+
+impl DataDir {
+    /// A fresh data directory on the embedded SQLite store, whatever `RELIVE_TEST_STORE` says
+    /// (for tests that start from `relive.db`, such as `migrate-store`).
+    ///
+    /// # Errors
+    ///
+    /// The temporary directory could not be made.
+    pub fn sqlite() -> anyhow::Result<Self> {
+        Ok(Self {
+            dir: tempfile::tempdir()?,
+            tokens: HashMap::new(),
+            store_url: None,
+        })
+    }
+
+    /// From now on, stacks on this data directory keep their data in the PostgreSQL database
+    /// `url` (after `migrate-store` copied `relive.db` there).
+    pub fn use_postgres(&mut self, url: &str) {
+        self.store_url = Some(url.to_owned());
+    }
+
+    /// The data directory itself (`relive.db`, `secret.key`, `relive.toml`, `tls/`).
+    #[must_use]
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The PostgreSQL URL of this data directory's store; `None`: SQLite (`relive.db`).
+    #[must_use]
+    pub fn store_url(&self) -> Option<&str> {
+        self.store_url.as_deref()
+    }
+}
+
+/// Whether the stacks run on PostgreSQL: `RELIVE_TEST_STORE=postgres` (the CI runs the
+/// end-to-end suite once so). Otherwise the embedded SQLite file, as a user's server.
+#[must_use]
+pub fn on_postgres() -> bool {
+    std::env::var("RELIVE_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// Skips the running test when the stacks run on PostgreSQL, because it reads or writes the
+/// SQLite file itself: prints why and returns `true` (the caller returns).
+#[must_use]
+pub fn sqlite_only(why: &str) -> bool {
+    if on_postgres() {
+        let thread = std::thread::current();
+        eprintln!(
+            "skipping {} on PostgreSQL: {why}",
+            thread.name().unwrap_or("a test")
+        );
+        return true;
+    }
+    false
 }
 
 /// A running server on loopback ports.
@@ -227,6 +285,11 @@ impl TestStack {
             None => DataDir {
                 dir: tempfile::tempdir()?,
                 tokens: HashMap::new(),
+                store_url: if on_postgres() {
+                    crate::postgres::database()
+                } else {
+                    None
+                },
             },
         };
         let defaults = Config::default();
@@ -255,6 +318,9 @@ impl TestStack {
                 port_min: 0,
                 port_max: 0,
                 ..RelayConfig::default()
+            },
+            store: relive_server::config::StoreConfig {
+                url: data.store_url.clone(),
             },
             ..defaults
         };

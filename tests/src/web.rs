@@ -44,6 +44,12 @@ impl WebClient {
         }
     }
 
+    /// The same visitor (cookies and all) at another address: the server restarted elsewhere.
+    #[must_use]
+    pub fn at(self, addr: SocketAddr) -> Self {
+        Self { addr, ..self }
+    }
+
     /// The value of cookie `name`, if set.
     #[must_use]
     pub fn cookie(&self, name: &str) -> Option<&str> {

@@ -285,6 +285,11 @@ impl PgConn {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
+    /// Drops the prepared statement of `sql` (one that runs once, such as a bulk insert).
+    pub fn forget(&self, sql: &str) {
+        self.cache.borrow_mut().remove(sql);
+    }
+
     /// The client, for what the store layer does not cover (the copy tool's `COPY`).
     pub fn client(&self) -> std::cell::RefMut<'_, postgres::Client> {
         self.client.borrow_mut()

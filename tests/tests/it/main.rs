@@ -10,6 +10,9 @@ mod login;
 /// List management: ADD/REM with RL notifications, groups, list versions across restarts.
 mod contacts;
 
+/// The PostgreSQL store: `migrate-store` from SQLite, then old tokens and lists on PostgreSQL.
+mod store;
+
 /// Presence fan-out: HDN, block/unblock, BLP, name changes, duplicate login.
 mod presence;
 

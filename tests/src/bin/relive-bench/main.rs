@@ -9,14 +9,16 @@
 //! error, and ends with a table (targets next to the figures, ✓/✗) and, with `--json FILE`,
 //! the same figures as JSON. The exit status is 1 when a target is missed.
 //!
-//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`flood`] (issue #14: logins from
-//! other addresses while one address floods every listener); users log in as [`logon`] says
+//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`lists`], [`flood`] (issue #14:
+//! logins from other addresses while one address floods every listener); `--store postgres`
+//! runs any of them with the server on PostgreSQL (issue #19); users log in as [`logon`] says
 //! (`--login md5`, MSNP7; `--login passport`, MSNP9 through HTTPS `login2.srf`; `--login
 //! msnp11`, the same as MSN 7.0).
 
 mod chat;
 mod flood;
 mod idle;
+mod lists;
 mod login;
 mod logon;
 mod presence;
@@ -63,6 +65,12 @@ pub(crate) struct Common {
     /// its `--mode`).
     #[arg(long, global = true, value_enum, default_value_t = logon::Method::Md5)]
     login: logon::Method,
+    /// Where the server keeps its data: the embedded SQLite file, or PostgreSQL (a cluster
+    /// this benchmark starts from Debian's `postgresql` package, with its durable defaults:
+    /// `fsync` and `synchronous_commit` on). With PostgreSQL, "server CPU" includes the
+    /// database's processes.
+    #[arg(long, global = true, value_enum, default_value_t = server::StoreKind::Sqlite)]
+    store: server::StoreKind,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +86,9 @@ enum Scenario {
     Login(login::Args),
     /// Presence: one user with K online watchers changes status; time until all K have the NLN.
     Presence(presence::Args),
+    /// Lists: logged-in users add and remove contacts (`ADD`/`REM FL`), one change in flight
+    /// each; acknowledged (committed) list changes per second.
+    Lists(lists::Args),
     /// Flood: one address holds 10,000 connections to every listener, idle and trickling;
     /// login latency of users from other addresses, MD5 and Passport.
     Flood(flood::Args),
@@ -127,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Scenario::Idle(args) => idle::run(&common, args, fds).await,
             Scenario::Login(args) => login::run(&common, args).await,
             Scenario::Presence(args) => presence::run(&common, args).await,
+            Scenario::Lists(args) => lists::run(&common, args).await,
             Scenario::Flood(args) => flood::run(&common, args, fds).await,
             Scenario::Serve { .. } => unreachable!("handled in main"),
         }

@@ -81,6 +81,15 @@ pub(crate) fn ring_contacts(n: usize, per_user: usize) -> Vec<SeedContact> {
     out
 }
 
+/// Where the server under test keeps its data (`--store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreKind {
+    /// The embedded SQLite file (the default).
+    Sqlite,
+    /// A PostgreSQL cluster started for the run.
+    Postgres,
+}
+
 /// A seeded user.
 #[derive(Debug, Clone)]
 pub(crate) struct User {
@@ -146,6 +155,8 @@ pub(crate) struct Server {
     child: Child,
     dir: Option<tempfile::TempDir>,
     log: PathBuf,
+    /// The PostgreSQL cluster with `--store postgres` (it stops once this process has exited).
+    postgres: Option<relive_tests::postgres::Cluster>,
 }
 
 /// Seeds a fresh data directory with `accounts` and `contacts`, starts the server on it and
@@ -159,11 +170,25 @@ pub(crate) async fn start(
     let dir = tempfile::Builder::new().prefix("relive-bench-").tempdir()?;
     let data_dir = dir.path().join("data");
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let (postgres, store_url) = match common.store {
+        StoreKind::Sqlite => (None, None),
+        StoreKind::Postgres => {
+            use relive_tests::postgres::{Cluster, Durability, bin_dir};
+            let bin = bin_dir().context("PostgreSQL is not installed (Debian package postgresql)")?;
+            let cluster = Cluster::start(bin, Durability::Durable).map_err(anyhow::Error::msg)?;
+            let url = cluster.create_database().map_err(anyhow::Error::msg)?;
+            eprintln!("PostgreSQL cluster started (fsync on, synchronous_commit on)");
+            (Some(cluster), Some(url))
+        }
+    };
     let settings = Config {
         ns: any,
         sb: any,
         http: any,
         https: any,
+        store: config::StoreConfig {
+            url: store_url.clone(),
+        },
         ..Config::default()
     }
     .validate(data_dir.clone())?;
@@ -181,8 +206,11 @@ pub(crate) async fn start(
         .await
         .context("seeding accounts")?;
     store.close().await?;
-    std::fs::write(data_dir.join(config::CONFIG_FILE), opts.config_file())
-        .context("writing relive.toml")?;
+    let mut toml = opts.config_file();
+    if let Some(url) = &store_url {
+        toml.push_str(&format!("[store]\nurl = \"{url}\"\n"));
+    }
+    std::fs::write(data_dir.join(config::CONFIG_FILE), toml).context("writing relive.toml")?;
     eprintln!(
         "seeded {} accounts and {rows} contact entries in {:.1} s",
         seeded.len(),
@@ -235,6 +263,7 @@ pub(crate) async fn start(
         child,
         dir: Some(dir),
         log,
+        postgres,
     };
     if common.keep {
         eprintln!("server pid {pid}, log {}", server.log.display());
@@ -276,8 +305,16 @@ impl Server {
             .ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", self.pid))
     }
 
-    /// CPU time the server process has used so far (user + system), in seconds.
+    /// CPU time the server process has used so far (user + system), in seconds; with
+    /// `--store postgres` plus the PostgreSQL cluster's processes (the work the store does).
     pub(crate) fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let db = self.postgres.as_ref().map_or(0, |c| c.cpu_ticks());
+        let hz = f64::from(rustix::param::clock_ticks_per_second() as u32);
+        Ok(self.process_cpu_seconds()? + db as f64 / hz)
+    }
+
+    /// CPU time of the server process alone, in seconds.
+    fn process_cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
         // Fields after the command name (which is in parentheses and may contain spaces).
         let rest = stat
