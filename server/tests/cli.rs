@@ -905,3 +905,59 @@ fn settings_come_from_flags_then_environment_and_help_names_both() {
         );
     }
 }
+
+/// The PostgreSQL fixture of the tests crate (one throwaway cluster per test process).
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/src/postgres.rs"]
+mod postgres;
+
+#[test]
+fn migrate_store_copies_relive_db_and_the_commands_then_work_on_postgres() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(
+        &data,
+        &["user", "add", "alice@example.com", "--password-stdin"],
+        Some("s3cret\n"),
+    );
+    run(&data, &["token", "new", "alice@example.com"], None);
+
+    // The copy prints every table with its rows and digest.
+    let copied = stdout(&run(&data, &["migrate-store", "--to", &url], None));
+    assert!(copied.lines().any(|l| l.starts_with("accounts ") && l.contains(" 1 rows")), "{copied}");
+    assert!(copied.lines().any(|l| l.starts_with("tokens ") && l.contains(" 1 rows")), "{copied}");
+    let verified = stdout(&run(&data, &["migrate-store", "--to", &url, "--verify"], None));
+    assert_eq!(copied, verified);
+    // A second copy is refused: the target is not empty.
+    let (ok, err) = run_status(&data, &["migrate-store", "--to", &url]);
+    assert!(!ok && err.contains("not empty"), "{err}");
+
+    // The same commands on PostgreSQL see the copied data (the env layer names the store).
+    let on_pg = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_relive-server"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("RELIVE_STORE_URL", &url)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs")
+    };
+    let users = on_pg(&["user", "list"]);
+    assert!(users.status.success());
+    assert!(stdout(&users).starts_with("alice@example.com\t"));
+    let tokens = on_pg(&["token", "list", "alice@example.com"]);
+    assert!(tokens.status.success(), "{}", String::from_utf8_lossy(&tokens.stderr));
+    // A header and the one copied token, keeping its id.
+    let listed = stdout(&tokens);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.lines().nth(1).is_some_and(|l| l.starts_with("1\t")), "{listed}");
+    // backup and restore are for relive.db only, and say what to use instead.
+    let backup = on_pg(&["backup", "x.db"]);
+    assert!(!backup.status.success());
+    assert!(String::from_utf8_lossy(&backup.stderr).contains("pg_dump"));
+}
