@@ -346,7 +346,10 @@ async fn migrate_store(
         })?;
     let mut total = 0;
     for table in &reports {
-        println!("{:<16} {:>9} rows  sha256 {}", table.name, table.rows, table.digest);
+        println!(
+            "{:<16} {:>9} rows  sha256 {}",
+            table.name, table.rows, table.digest
+        );
         total += table.rows;
     }
     if verify_only {

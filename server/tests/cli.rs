@@ -927,9 +927,23 @@ fn migrate_store_copies_relive_db_and_the_commands_then_work_on_postgres() {
 
     // The copy prints every table with its rows and digest.
     let copied = stdout(&run(&data, &["migrate-store", "--to", &url], None));
-    assert!(copied.lines().any(|l| l.starts_with("accounts ") && l.contains(" 1 rows")), "{copied}");
-    assert!(copied.lines().any(|l| l.starts_with("tokens ") && l.contains(" 1 rows")), "{copied}");
-    let verified = stdout(&run(&data, &["migrate-store", "--to", &url, "--verify"], None));
+    assert!(
+        copied
+            .lines()
+            .any(|l| l.starts_with("accounts ") && l.contains(" 1 rows")),
+        "{copied}"
+    );
+    assert!(
+        copied
+            .lines()
+            .any(|l| l.starts_with("tokens ") && l.contains(" 1 rows")),
+        "{copied}"
+    );
+    let verified = stdout(&run(
+        &data,
+        &["migrate-store", "--to", &url, "--verify"],
+        None,
+    ));
     assert_eq!(copied, verified);
     // A second copy is refused: the target is not empty.
     let (ok, err) = run_status(&data, &["migrate-store", "--to", &url]);
@@ -951,11 +965,18 @@ fn migrate_store_copies_relive_db_and_the_commands_then_work_on_postgres() {
     assert!(users.status.success());
     assert!(stdout(&users).starts_with("alice@example.com\t"));
     let tokens = on_pg(&["token", "list", "alice@example.com"]);
-    assert!(tokens.status.success(), "{}", String::from_utf8_lossy(&tokens.stderr));
+    assert!(
+        tokens.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tokens.stderr)
+    );
     // A header and the one copied token, keeping its id.
     let listed = stdout(&tokens);
     assert_eq!(listed.lines().count(), 2, "{listed}");
-    assert!(listed.lines().nth(1).is_some_and(|l| l.starts_with("1\t")), "{listed}");
+    assert!(
+        listed.lines().nth(1).is_some_and(|l| l.starts_with("1\t")),
+        "{listed}"
+    );
     // backup and restore are for relive.db only, and say what to use instead.
     let backup = on_pg(&["backup", "x.db"]);
     assert!(!backup.status.success());

@@ -122,10 +122,15 @@ impl Cluster {
         }
         let data = cluster.dir.join("data");
         let mut initdb = cluster.program("initdb");
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "relive", "-E", "UTF8", "--locale=C"]);
+        initdb.arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "relive",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
         if durability == Durability::Tests {
             initdb.arg("--no-sync");
         }
@@ -163,8 +168,10 @@ impl Cluster {
             pid = std::process::id(),
             dir = self.dir.display()
         );
-        let _ = Command::new("sh")
-            .args(["-c", &script])
+        // In a session of its own, so that stopping the test's process group (a timeout) does
+        // not take the watchdog with it.
+        let _ = Command::new("setsid")
+            .args(["sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -187,7 +194,11 @@ impl Cluster {
         };
         let mut ticks = 0;
         for entry in procs.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {

@@ -205,10 +205,12 @@ pub fn on_postgres() -> bool {
     std::env::var("RELIVE_TEST_STORE").is_ok_and(|v| v == "postgres")
 }
 
-/// Skips the running test when the stacks run on PostgreSQL, because it reads or writes the
-/// SQLite file itself: prints why and returns `true` (the caller returns).
+/// Skips the running test when the stacks run on PostgreSQL (`RELIVE_TEST_STORE=postgres`),
+/// because it does not exercise the store under test (it runs a release binary on its own data
+/// directory) or reads the SQLite file itself: prints why and returns `true` (the caller
+/// returns).
 #[must_use]
-pub fn sqlite_only(why: &str) -> bool {
+pub fn skip_on_postgres(why: &str) -> bool {
     if on_postgres() {
         let thread = std::thread::current();
         eprintln!(

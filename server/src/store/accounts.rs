@@ -3,8 +3,8 @@
 //! bcrypt runs in a blocking task but outside the connection mutex, so hashing (tens of
 //! milliseconds at cost 10) does not hold up other queries.
 
-use rand::Rng as _;
 use crate::store::db::{Conn as Connection, OptionalExtension as _, Row, params};
+use rand::Rng as _;
 
 use super::types::{AccountId, Blp, FriendlyName, Gtc, Passport, is_storable_handle};
 use super::{Store, StoreError, now_unix};

@@ -36,7 +36,9 @@ pub enum CopyError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The target already holds data.
-    #[error("the target database is not empty (table {table} has rows); migrate-store only fills an empty database")]
+    #[error(
+        "the target database is not empty (table {table} has rows); migrate-store only fills an empty database"
+    )]
     NotEmpty {
         /// A table with rows.
         table: String,
@@ -243,7 +245,10 @@ fn pg_tables(conn: &Conn) -> Result<BTreeMap<String, BTreeSet<String>>, CopyErro
 }
 
 /// Checks that both sides have the same tables and columns.
-fn same_schema(source: &[Table], target: &BTreeMap<String, BTreeSet<String>>) -> Result<(), CopyError> {
+fn same_schema(
+    source: &[Table],
+    target: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<(), CopyError> {
     let names: BTreeSet<&str> = source.iter().map(|t| t.name.as_str()).collect();
     let theirs: BTreeSet<&str> = target.keys().map(String::as_str).collect();
     if names != theirs {
@@ -285,7 +290,9 @@ fn read_all(conn: &Conn, table: &Table) -> Result<Vec<Vec<Owned>>, CopyError> {
     let n = table.columns.len();
     Ok(conn
         .prepare(&table.select())?
-        .query_map([], |r| (0..n).map(|i| Ok(Owned::from_ref(r.get_ref(i)?))).collect())?
+        .query_map([], |r| {
+            (0..n).map(|i| Ok(Owned::from_ref(r.get_ref(i)?))).collect()
+        })?
         .collect::<Result<_, _>>()?)
 }
 
@@ -315,8 +322,10 @@ fn write_all(conn: &Conn, table: &Table, rows: &[Vec<Owned>]) -> Result<(), Copy
             }
             sql.push(')');
         }
-        let params: Vec<&dyn super::db::ToValue> =
-            values.iter().map(|v| v as &dyn super::db::ToValue).collect();
+        let params: Vec<&dyn super::db::ToValue> = values
+            .iter()
+            .map(|v| v as &dyn super::db::ToValue)
+            .collect();
         conn.prepare(&sql)?.execute(params.as_slice())?;
         if let Some(pg) = conn.postgres() {
             // Batch statements are used once: do not keep them prepared.

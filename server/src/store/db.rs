@@ -361,7 +361,9 @@ impl postgres::types::ToSql for Value<'_> {
                 Type::INT4 => out.put_i32(i32::try_from(i)?),
                 Type::INT2 => out.put_i16(i16::try_from(i)?),
                 Type::BOOL => out.put_u8(u8::from(i != 0)),
-                Type::TEXT | Type::VARCHAR | Type::UNKNOWN => out.put_slice(i.to_string().as_bytes()),
+                Type::TEXT | Type::VARCHAR | Type::UNKNOWN => {
+                    out.put_slice(i.to_string().as_bytes())
+                }
                 _ => return Err(format!("cannot bind an integer to {ty}").into()),
             },
             Self::Text(s) => match *ty {
@@ -391,7 +393,10 @@ impl<'a> postgres::types::FromSql<'a> for ValueRef<'a> {
         raw: &'a [u8],
     ) -> std::result::Result<Self, Box<dyn StdError + Sync + Send>> {
         let int = |n: usize| -> std::result::Result<i64, Box<dyn StdError + Sync + Send>> {
-            let bytes = raw.get(..n).filter(|_| raw.len() == n).ok_or("bad integer")?;
+            let bytes = raw
+                .get(..n)
+                .filter(|_| raw.len() == n)
+                .ok_or("bad integer")?;
             let mut wide = [0u8; 8];
             // Sign-extend the big-endian value.
             let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) {

@@ -77,7 +77,9 @@ pub fn version(conn: &Conn) -> Result<u32, StoreError> {
 /// failing migration (the transaction is rolled back).
 pub(crate) fn migrate(conn: &mut Conn) -> Result<u32, StoreError> {
     if conn.is_postgres() {
-        conn.query_row("SELECT pg_advisory_lock(?1)", [PG_MIGRATION_LOCK], |_| Ok(()))?;
+        conn.query_row("SELECT pg_advisory_lock(?1)", [PG_MIGRATION_LOCK], |_| {
+            Ok(())
+        })?;
         let result = migrate_locked(conn);
         let unlocked = conn.query_row("SELECT pg_advisory_unlock(?1)", [PG_MIGRATION_LOCK], |_| {
             Ok(())

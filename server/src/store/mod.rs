@@ -297,10 +297,7 @@ impl Store {
     ///
     /// SQLite errors or a failed migration.
     pub async fn open_in_memory(key: ServerKey, options: StoreOptions) -> Result<Self, StoreError> {
-        let conn = tokio::task::spawn_blocking(|| {
-            prepare(Connection::open_in_memory()?)
-        })
-        .await??;
+        let conn = tokio::task::spawn_blocking(|| prepare(Connection::open_in_memory()?)).await??;
         Self::from_conn(conn, key, options)
     }
 
@@ -462,7 +459,9 @@ pub(crate) mod test_support {
         use std::collections::HashMap;
         use std::sync::Mutex;
         static DATABASES: Mutex<Option<HashMap<std::path::PathBuf, String>>> = Mutex::new(None);
-        let mut map = DATABASES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = DATABASES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let map = map.get_or_insert_with(HashMap::new);
         if let Some(url) = map.get(dir) {
             return Some(url.clone());

@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 
-use rand::Rng as _;
 use crate::store::db::params;
+use rand::Rng as _;
 
 use super::accounts::{GROUP_ZERO_NAME, is_valid_friendly_name};
 use super::tokens::{generate_token, seal};

@@ -7,10 +7,10 @@
 //! another account). MD5 logins need `md5(challenge ‖ token)` with a fresh challenge, which is
 //! why tokens are encrypted rather than hashed.
 
+use crate::store::db::{Conn as Connection, params};
 use md5::{Digest as _, Md5};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
-use crate::store::db::{Conn as Connection, params};
 use subtle::ConstantTimeEq as _;
 
 use super::accounts::{Account, account_by_email};

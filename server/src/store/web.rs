@@ -6,9 +6,9 @@
 //! account's owner holds; only their SHA-256 is stored ([`hash_secret`]), so a copy of the
 //! database signs nobody in and resets no password.
 
+use crate::store::db::{OptionalExtension as _, params};
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom as _, SystemRandom};
-use crate::store::db::{OptionalExtension as _, params};
 
 use super::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use super::{Account, AccountError, AccountId, Store, StoreError, TokenId, now_unix};

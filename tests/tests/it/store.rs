@@ -22,10 +22,7 @@ async fn change(c: &mut MsnpClient, line: &str) -> anyhow::Result<()> {
     c.send_line(&line.replace("{t}", &t.to_string())).await?;
     let reply = c.recv().await?;
     let text = format!("{reply:?}");
-    ensure!(
-        !text.starts_with("Error"),
-        "{line}: refused with {reply:?}"
-    );
+    ensure!(!text.starts_with("Error"), "{line}: refused with {reply:?}");
     Ok(())
 }
 
@@ -47,7 +44,10 @@ fn lists_of(dump: &[ServerMessage]) -> Vec<String> {
             let text = format!("{m:?}");
             match text.split_once("trid: TrId(") {
                 Some((head, tail)) => {
-                    format!("{head}{}", tail.split_once(')').map_or("", |(_, rest)| rest))
+                    format!(
+                        "{head}{}",
+                        tail.split_once(')').map_or("", |(_, rest)| rest)
+                    )
                 }
                 None => text,
             }
@@ -90,7 +90,13 @@ async fn migrate_store_moves_a_data_directory_to_postgres_and_old_tokens_still_l
     // bob's ADD put him on alice's RL: she is told, and her version moved too.
     let note = alice.recv().await?;
     ensure!(
-        matches!(note, ServerMessage::Add { list: ListKind::Rl, .. }),
+        matches!(
+            note,
+            ServerMessage::Add {
+                list: ListKind::Rl,
+                ..
+            }
+        ),
         "{note:?}"
     );
     let (alice_version, alice_lists) = sync_lists(&mut alice).await?;
@@ -184,7 +190,10 @@ async fn migrate_store_moves_a_data_directory_to_postgres_and_old_tokens_still_l
     let stack = TestStack::start(StackOptions::new().reuse(data)).await?;
     let mut alice = stack.login(7, ALICE).await?;
     let (v, lists) = sync_lists(&mut alice).await?;
-    ensure!(v == alice_version, "alice's list version {v} != {alice_version}");
+    ensure!(
+        v == alice_version,
+        "alice's list version {v} != {alice_version}"
+    );
     ensure!(
         lists_of(&lists) == lists_of(&alice_lists),
         "alice's lists changed:\n{lists:?}\n{alice_lists:?}"

@@ -199,7 +199,11 @@ fn contact_row(
 }
 
 /// The GUID of `contact`'s row in `owner`'s lists.
-fn row_guid(conn: &Connection, owner: AccountId, contact: AccountId) -> crate::store::db::Result<Guid> {
+fn row_guid(
+    conn: &Connection,
+    owner: AccountId,
+    contact: AccountId,
+) -> crate::store::db::Result<Guid> {
     let text: Option<Option<String>> = conn
         .query_row(
             "SELECT guid FROM contacts WHERE owner_id = ?1 AND contact_id = ?2",
@@ -234,7 +238,11 @@ fn write_row(
     Ok(())
 }
 
-fn count_on(conn: &Connection, owner: AccountId, list: ListKind) -> crate::store::db::Result<usize> {
+fn count_on(
+    conn: &Connection,
+    owner: AccountId,
+    list: ListKind,
+) -> crate::store::db::Result<usize> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM contacts WHERE owner_id = ?1 AND (lists & ?2) <> 0",
         params![owner.0, list.bit()],

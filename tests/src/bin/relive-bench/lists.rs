@@ -93,7 +93,8 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
                         c.send_line(&line).await?;
                         loop {
                             match c.recv().await? {
-                                ServerMessage::Add { trid, .. } | ServerMessage::Rem { trid, .. }
+                                ServerMessage::Add { trid, .. }
+                                | ServerMessage::Rem { trid, .. }
                                     if trid == t =>
                                 {
                                     return Ok(());

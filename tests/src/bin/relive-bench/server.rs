@@ -174,7 +174,8 @@ pub(crate) async fn start(
         StoreKind::Sqlite => (None, None),
         StoreKind::Postgres => {
             use relive_tests::postgres::{Cluster, Durability, bin_dir};
-            let bin = bin_dir().context("PostgreSQL is not installed (Debian package postgresql)")?;
+            let bin =
+                bin_dir().context("PostgreSQL is not installed (Debian package postgresql)")?;
             let cluster = Cluster::start(bin, Durability::Durable).map_err(anyhow::Error::msg)?;
             let url = cluster.create_database().map_err(anyhow::Error::msg)?;
             eprintln!("PostgreSQL cluster started (fsync on, synchronous_commit on)");
