@@ -396,10 +396,15 @@ fn open_source(path: &Path) -> Result<Conn, CopyError> {
     Ok(conn)
 }
 
-fn open_target(url: &str) -> Result<Conn, CopyError> {
-    let mut conn = Conn::Postgres(PgConn::connect(url)?);
-    migrations::migrate(&mut conn)?;
-    Ok(conn)
+/// Both databases at this binary's schema version, and the tables (checked to be the same on
+/// both sides) in copy order.
+fn open_both(sqlite: &Path, url: &str) -> Result<(Conn, Conn, Vec<Table>), CopyError> {
+    let source = open_source(sqlite)?;
+    let mut target = Conn::Postgres(PgConn::connect(url)?);
+    migrations::migrate(&mut target)?;
+    let tables = sqlite_tables(&source)?;
+    same_schema(&tables, &pg_tables(&target)?)?;
+    Ok((source, target, tables))
 }
 
 /// Copies the SQLite database at `sqlite` into the empty PostgreSQL database at `url` and
@@ -410,10 +415,7 @@ fn open_target(url: &str) -> Result<Conn, CopyError> {
 ///
 /// [`CopyError`]; on any error nothing stays written in PostgreSQL (beyond the empty schema).
 pub fn copy_to_postgres(sqlite: &Path, url: &str) -> Result<Vec<TableReport>, CopyError> {
-    let mut source = open_source(sqlite)?;
-    let mut target = open_target(url)?;
-    let tables = sqlite_tables(&source)?;
-    same_schema(&tables, &pg_tables(&target)?)?;
+    let (mut source, mut target, tables) = open_both(sqlite, url)?;
     // One snapshot of the source for reading, copying and comparing.
     let snapshot = source.transaction()?;
     let tx = target.transaction()?;
@@ -445,10 +447,7 @@ pub fn copy_to_postgres(sqlite: &Path, url: &str) -> Result<Vec<TableReport>, Co
 ///
 /// [`CopyError::Mismatch`] naming the first table that differs, or another [`CopyError`].
 pub fn verify(sqlite: &Path, url: &str) -> Result<Vec<TableReport>, CopyError> {
-    let mut source = open_source(sqlite)?;
-    let mut target = open_target(url)?;
-    let tables = sqlite_tables(&source)?;
-    same_schema(&tables, &pg_tables(&target)?)?;
+    let (mut source, mut target, tables) = open_both(sqlite, url)?;
     let snapshot = source.transaction()?;
     let tx = target.transaction()?;
     let reports = compare(&snapshot, &tx, &tables)?;

@@ -40,18 +40,8 @@ pub enum Value<'a> {
     Blob(&'a [u8]),
 }
 
-/// A value read from a result column, borrowed from the row.
-#[derive(Debug, Clone, Copy)]
-pub enum ValueRef<'a> {
-    /// SQL NULL.
-    Null,
-    /// An integer (PostgreSQL booleans read as 0/1).
-    Int(i64),
-    /// Text.
-    Text(&'a str),
-    /// Bytes.
-    Blob(&'a [u8]),
-}
+/// A value read from a result column, borrowed from the row (PostgreSQL booleans read as 0/1).
+pub type ValueRef<'a> = Value<'a>;
 
 /// Rust values that bind as a statement parameter.
 pub trait ToValue {
@@ -387,7 +377,7 @@ impl postgres::types::ToSql for Value<'_> {
     to_sql_checked!();
 }
 
-impl<'a> postgres::types::FromSql<'a> for ValueRef<'a> {
+impl<'a> postgres::types::FromSql<'a> for Value<'a> {
     fn from_sql(
         ty: &Type,
         raw: &'a [u8],
@@ -441,7 +431,7 @@ impl ColumnIndex for usize {
     }
 }
 
-impl<'a> ValueRef<'a> {
+impl<'a> Value<'a> {
     /// The text of a text value.
     ///
     /// # Errors

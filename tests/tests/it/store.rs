@@ -8,7 +8,6 @@ use relive_msnp::server::ServerMessage;
 use relive_msnp::types::ListKind;
 use relive_server::store::copy::{self, CopyError, TableReport};
 use relive_tests::stack::{DataDir, sync_lists};
-use relive_tests::web::{WebClient, location};
 use relive_tests::{MsnpClient, StackOptions, TestStack};
 
 const ALICE: &str = "alice@example.com";
@@ -102,22 +101,7 @@ async fn migrate_store_moves_a_data_directory_to_postgres_and_old_tokens_still_l
     let (alice_version, alice_lists) = sync_lists(&mut alice).await?;
     let (bob_version, bob_lists) = sync_lists(&mut bob).await?;
     // The website: dave registers and signs in (a session row); an API key and an invite.
-    let mut web = WebClient::new(stack.http);
-    let r = web
-        .post(
-            "/register",
-            &[
-                ("email", DAVE),
-                ("password", PASSWORD),
-                ("password2", PASSWORD),
-            ],
-        )
-        .await?;
-    ensure!(location(&r) == Some("/signin?m=registered"), "{r:?}");
-    let r = web
-        .post("/signin", &[("email", DAVE), ("password", PASSWORD)])
-        .await?;
-    ensure!(location(&r) == Some("/"), "sign-in: {r:?}");
+    let web = crate::website::member(&stack, DAVE).await?;
     let alice_id = stack.id(ALICE).await?;
     stack.store.create_api_key(alice_id, "ops").await?;
     stack.store.create_invite(alice_id).await?;

@@ -30,7 +30,7 @@ fn header<'a>(r: &'a relive_tests::http::Response, name: &str) -> Vec<&'a str> {
 }
 
 /// Registers `handle` with [`PASSWORD`] and signs in; returns the signed-in visitor.
-async fn member(stack: &TestStack, handle: &str) -> anyhow::Result<WebClient> {
+pub(crate) async fn member(stack: &TestStack, handle: &str) -> anyhow::Result<WebClient> {
     let mut web = WebClient::new(stack.http);
     let r = web
         .post(

@@ -126,22 +126,15 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
             })
         })
         .collect();
-    let mut last = (started, 0);
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = Instant::now();
-        eprintln!(
-            "[lists] t={:>4.1}s  {:>7.0} changes/s  {} failed",
-            (now - started).as_secs_f64(),
-            (done.get() - last.1) as f64 / (now - last.0).as_secs_f64(),
-            failed.get()
-        );
-        last = (now, done.get());
-    }
-    let mut lat = Samples::default();
-    for w in workers {
-        lat.extend(&w.await.context("list worker")?);
-    }
+    let mut lat = crate::stats::watch(
+        "[lists]",
+        "changes/s",
+        (started, deadline),
+        &done,
+        &failed,
+        workers,
+    )
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
     let rate = done.get() as f64 / elapsed;
     let cpu = (server.cpu_seconds()? - cpu_before) * 1e6 / done.get().max(1) as f64;

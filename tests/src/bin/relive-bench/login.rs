@@ -16,7 +16,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 
 use crate::Common;
 use crate::logon::{Logon, Method};
@@ -214,22 +213,15 @@ async fn measure(
             })
         })
         .collect();
-    let mut last = (started, 0);
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = Instant::now();
-        eprintln!(
-            "[login] {mode:<8} t={:>4.1}s  {:>7.0} logins/s  {} failed",
-            (now - started).as_secs_f64(),
-            (done.get() - last.1) as f64 / (now - last.0).as_secs_f64(),
-            failed.get()
-        );
-        last = (now, done.get());
-    }
-    let mut lat = Samples::default();
-    for w in workers {
-        lat.extend(&w.await.context("login worker")?);
-    }
+    let lat = crate::stats::watch(
+        &format!("[login] {mode:<8}"),
+        "logins/s",
+        (started, deadline),
+        &done,
+        &failed,
+        workers,
+    )
+    .await?;
     let rate = done.get() as f64 / started.elapsed().as_secs_f64();
     let cpu = (server.cpu_seconds()? - cpu_before) * 1e6 / done.get().max(1) as f64;
     Ok((rate, lat, failed.get(), cpu))

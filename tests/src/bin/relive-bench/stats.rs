@@ -59,3 +59,34 @@ mod tests {
         assert_eq!(s.quantile_ms(1.0), f64::from(u32::MAX) / 1e6);
     }
 }
+
+/// Prints the rate once a second (`label t=…s  N unit  F failed`) until `deadline`, then
+/// gathers the workers' latency samples.
+pub(crate) async fn watch(
+    label: &str,
+    unit: &str,
+    (started, deadline): (std::time::Instant, std::time::Instant),
+    done: &std::cell::Cell<u64>,
+    failed: &std::cell::Cell<usize>,
+    workers: Vec<tokio::task::JoinHandle<Samples>>,
+) -> anyhow::Result<Samples> {
+    use anyhow::Context as _;
+    use std::time::Instant;
+    let mut last = (started, 0);
+    while Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = Instant::now();
+        eprintln!(
+            "{label} t={:>4.1}s  {:>7.0} {unit}  {} failed",
+            (now - started).as_secs_f64(),
+            (done.get() - last.1) as f64 / (now - last.0).as_secs_f64(),
+            failed.get()
+        );
+        last = (now, done.get());
+    }
+    let mut lat = Samples::default();
+    for w in workers {
+        lat.extend(&w.await.context("worker")?);
+    }
+    Ok(lat)
+}
