@@ -287,8 +287,7 @@ impl Store {
     /// Infrastructure errors only.
     pub async fn account(&self, email: &Passport) -> Result<Option<Account>, StoreError> {
         let email = email.clone();
-        self.call(move |conn| Ok(account_by_email(conn, &email)?))
-            .await
+        self.call(move |conn| account_by_email(conn, &email)).await
     }
 
     /// Looks an account up by id.
@@ -298,15 +297,14 @@ impl Store {
     /// Infrastructure errors only.
     pub async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!(
-                        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1 AND placeholder = 0"
-                    ),
-                    [id.0],
-                    account_from_row,
-                )
-                .optional()?)
+            conn.query_row(
+                &format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1 AND placeholder = 0"
+                ),
+                [id.0],
+                account_from_row,
+            )
+            .optional()
         })
         .await
     }
@@ -322,7 +320,7 @@ impl Store {
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE placeholder = 0 ORDER BY email"
             ))?;
             let rows = stmt.query_map([], account_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            rows.collect::<Result<Vec<_>, _>>()
         })
         .await
     }
@@ -393,17 +391,15 @@ impl Store {
         let lookup = email.clone();
         let found = self
             .call(move |conn| {
-                Ok::<_, StoreError>(
-                    conn.query_row(
-                        &format!(
-                            "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts
+                conn.query_row(
+                    &format!(
+                        "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts
                              WHERE email = ?1 AND placeholder = 0 AND disabled = 0"
-                        ),
-                        [lookup.as_str()],
-                        |row| Ok((account_from_row(row)?, row.get::<_, String>(10)?)),
-                    )
-                    .optional()?,
+                    ),
+                    [lookup.as_str()],
+                    |row| Ok((account_from_row(row)?, row.get::<_, String>(10)?)),
                 )
+                .optional()
             })
             .await?;
         let Some((account, hash)) = found else {
@@ -475,7 +471,7 @@ impl Store {
                  ORDER BY email LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], account_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            rows.collect::<Result<Vec<_>, _>>()
         })
         .await
     }

@@ -400,7 +400,7 @@ fn open_source(path: &Path) -> Result<Conn, CopyError> {
 /// both sides) in copy order.
 fn open_both(sqlite: &Path, url: &str) -> Result<(Conn, Conn, Vec<Table>), CopyError> {
     let source = open_source(sqlite)?;
-    let mut target = Conn::Postgres(PgConn::connect(url)?);
+    let mut target = Conn::Postgres(Box::new(PgConn::connect(url)?));
     migrations::migrate(&mut target)?;
     let tables = sqlite_tables(&source)?;
     same_schema(&tables, &pg_tables(&target)?)?;

@@ -309,8 +309,8 @@ pub fn pg_sql(sql: &str) -> String {
 pub enum Conn {
     /// The embedded database.
     Sqlite(rusqlite::Connection),
-    /// A PostgreSQL server.
-    Postgres(PgConn),
+    /// A PostgreSQL server (boxed: its client is much larger than a SQLite handle).
+    Postgres(Box<PgConn>),
 }
 
 impl std::fmt::Debug for Conn {

@@ -44,7 +44,7 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 pub const PG_VERSION_TABLE: &str = "relive_schema";
 
 /// Key of the advisory lock held while migrating a PostgreSQL database ("relive" in ASCII).
-const PG_MIGRATION_LOCK: i64 = 0x0072_656c_6976_65;
+const PG_MIGRATION_LOCK: i64 = 0x0000_7265_6c69_7665;
 
 /// The schema version of the database behind `conn`.
 ///

@@ -139,7 +139,7 @@ pub enum StoreError {
         version: u32,
         /// The backend's error.
         #[source]
-        source: Box<StoreError>,
+        source: Box<Self>,
     },
     /// The operation exists only for the embedded SQLite store (backup, restore).
     #[error("{0} works on the embedded SQLite store only; use PostgreSQL's own tools (pg_dump)")]
@@ -280,7 +280,7 @@ impl Store {
             .name("relive-store-connect".into())
             .spawn(move || {
                 let conn = PgConn::connect(&url).and_then(|pg| {
-                    let mut conn = Conn::Postgres(pg);
+                    let mut conn = Conn::Postgres(Box::new(pg));
                     migrations::migrate(&mut conn)?;
                     Ok(conn)
                 });

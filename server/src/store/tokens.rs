@@ -400,7 +400,7 @@ impl Store {
                     revoked_at: r.get(4)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            rows.collect::<Result<Vec<_>, _>>()
         })
         .await
     }
@@ -695,10 +695,7 @@ mod tests {
             let (store, email, plain) = (store.clone(), alice.email.clone(), plain.clone());
             async move {
                 store
-                    .call(move |c| {
-                        c.execute("UPDATE tokens SET last_used_at = ?1", [at])
-                            .map_err(StoreError::from)
-                    })
+                    .call(move |c| c.execute("UPDATE tokens SET last_used_at = ?1", [at]))
                     .await
                     .unwrap();
                 store.token_login(&email, plain, false).await.unwrap();

@@ -114,7 +114,7 @@ impl Store {
     pub async fn web_session(&self, id: &str) -> Result<Option<Account>, StoreError> {
         let hash = hash_secret(id);
         self.call(move |conn| {
-            Ok(conn
+            conn
                 .query_row(
                     &format!(
                         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE disabled = 0 AND id =
@@ -123,7 +123,7 @@ impl Store {
                     params![hash, now_unix()],
                     account_from_row,
                 )
-                .optional()?)
+                .optional()
         })
         .await
     }
@@ -221,8 +221,7 @@ impl Store {
     ///
     /// Infrastructure errors only.
     pub async fn is_disabled(&self, account: AccountId) -> Result<bool, StoreError> {
-        self.call(move |conn| Ok(account_disabled(conn, account)?))
-            .await
+        self.call(move |conn| account_disabled(conn, account)).await
     }
 
     /// Accounts (not placeholders) whose handle contains `query`, with their admin and
@@ -395,14 +394,12 @@ impl Store {
         let code = code.to_owned();
         let open = self
             .call(move |conn| {
-                Ok::<_, StoreError>(
-                    conn.query_row(
-                        "SELECT code FROM invite_codes WHERE code = ?1 AND used_by IS NULL",
-                        [&code],
-                        |r| r.get::<_, String>(0),
-                    )
-                    .optional()?,
+                conn.query_row(
+                    "SELECT code FROM invite_codes WHERE code = ?1 AND used_by IS NULL",
+                    [&code],
+                    |r| r.get::<_, String>(0),
                 )
+                .optional()
             })
             .await?;
         let Some(code) = open else {
@@ -507,16 +504,15 @@ impl Store {
     pub async fn api_key_admin(&self, key: &str) -> Result<Option<Account>, StoreError> {
         let hash = hash_secret(key);
         self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!(
-                        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE admin = 1 AND disabled = 0
+            conn.query_row(
+                &format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE admin = 1 AND disabled = 0
                          AND id = (SELECT account_id FROM api_keys WHERE key_hash = ?1)"
-                    ),
-                    [hash],
-                    account_from_row,
-                )
-                .optional()?)
+                ),
+                [hash],
+                account_from_row,
+            )
+            .optional()
         })
         .await
     }
@@ -722,11 +718,7 @@ mod tests {
         store.create_reset_code(&alice).await.unwrap();
         store.delete_account(&alice).await.unwrap();
         let left: i64 = store
-            .call(|c| {
-                Ok::<_, StoreError>(
-                    c.query_row("SELECT count(*) FROM reset_codes", [], |r| r.get(0))?,
-                )
-            })
+            .call(|c| c.query_row("SELECT count(*) FROM reset_codes", [], |r| r.get(0)))
             .await
             .unwrap();
         assert_eq!(left, 0);

@@ -452,12 +452,12 @@ async fn deleting_an_account_cleans_other_lists_and_bumps_their_versions() {
     ));
     let leftovers: i64 = store
         .call(|c| {
-            Ok::<_, StoreError>(c.query_row(
+            c.query_row(
                 "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM groups WHERE account_id = 1)
                       + (SELECT COUNT(*) FROM contact_groups)",
                 [],
                 |r| r.get(0),
-            )?)
+            )
         })
         .await
         .unwrap();
@@ -495,9 +495,7 @@ async fn adding_yourself_sets_both_bits() {
 /// Rows in `accounts`, placeholders included.
 async fn account_rows(store: &Store) -> i64 {
     store
-        .call(|conn| {
-            Ok::<_, StoreError>(conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?)
-        })
+        .call(|conn| conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0)))
         .await
         .unwrap()
 }

@@ -16,7 +16,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-
 use crate::Common;
 use crate::logon::{Logon, Method};
 use crate::report::{Report, Target};

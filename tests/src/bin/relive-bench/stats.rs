@@ -39,27 +39,6 @@ impl Samples {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_use_the_nearest_rank() {
-        let mut s = Samples::default();
-        assert_eq!(s.quantile_ms(0.5), 0.0);
-        for ms in 1..=100 {
-            s.push(Duration::from_millis(ms));
-        }
-        assert_eq!(s.len(), 100);
-        assert_eq!(s.quantile_ms(0.5), 50.0);
-        assert_eq!(s.quantile_ms(0.99), 99.0);
-        assert_eq!(s.quantile_ms(0.999), 100.0);
-        assert_eq!(s.quantile_ms(1.0), 100.0);
-        s.push(Duration::from_secs(10));
-        assert_eq!(s.quantile_ms(1.0), f64::from(u32::MAX) / 1e6);
-    }
-}
-
 /// Prints the rate once a second (`label t=…s  N unit  F failed`) until `deadline`, then
 /// gathers the workers' latency samples.
 pub(crate) async fn watch(
@@ -89,4 +68,25 @@ pub(crate) async fn watch(
         lat.extend(&w.await.context("worker")?);
     }
     Ok(lat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let mut s = Samples::default();
+        assert_eq!(s.quantile_ms(0.5), 0.0);
+        for ms in 1..=100 {
+            s.push(Duration::from_millis(ms));
+        }
+        assert_eq!(s.len(), 100);
+        assert_eq!(s.quantile_ms(0.5), 50.0);
+        assert_eq!(s.quantile_ms(0.99), 99.0);
+        assert_eq!(s.quantile_ms(0.999), 100.0);
+        assert_eq!(s.quantile_ms(1.0), 100.0);
+        s.push(Duration::from_secs(10));
+        assert_eq!(s.quantile_ms(1.0), f64::from(u32::MAX) / 1e6);
+    }
 }
