@@ -212,8 +212,11 @@ pub fn on_postgres() -> bool {
 #[must_use]
 pub fn skip_on_postgres(why: &str) -> bool {
     if on_postgres() {
+        use std::io::Write as _;
         let thread = std::thread::current();
-        eprintln!(
+        // Straight to the terminal, past the harness's capture (as `tool::skip`).
+        let _ = writeln!(
+            std::io::stderr(),
             "skipping {} on PostgreSQL: {why}",
             thread.name().unwrap_or("a test")
         );
