@@ -221,7 +221,11 @@ impl<T> OptionalExtension<T> for Result<T> {
 
 /// A PostgreSQL connection with its prepared statements.
 pub struct PgConn {
+    /// Where it connected (to connect again after the server closed the session).
+    url: String,
     client: RefCell<postgres::Client>,
+    /// Set when an error said the session is gone (closed, I/O, the server shutting down).
+    broken: std::cell::Cell<bool>,
     /// Prepared statements by the store's SQL text (the `?N` form).
     cache: RefCell<HashMap<String, postgres::Statement>>,
 }
@@ -235,16 +239,37 @@ impl PgConn {
     pub fn connect(url: &str) -> Result<Self> {
         let client = postgres::Client::connect(url, postgres::NoTls)?;
         Ok(Self {
+            url: url.to_owned(),
             client: RefCell::new(client),
+            broken: std::cell::Cell::new(false),
             cache: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// Passes `e` on, noting whether it means the session is gone: not a database error (I/O,
+    /// closed), or SQLSTATE class 08 (connection exception) or 57 (operator intervention: the
+    /// server shutting down, the session terminated).
+    fn note(&self, e: postgres::Error) -> StoreError {
+        let gone = e.is_closed()
+            || e.code().is_none_or(|c| {
+                let c = c.code();
+                c.starts_with("08") || c.starts_with("57")
+            });
+        if gone {
+            self.broken.set(true);
+        }
+        StoreError::Postgres(e)
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement> {
         if let Some(s) = self.cache.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let statement = self.client.borrow_mut().prepare(&pg_sql(sql))?;
+        let statement = self
+            .client
+            .borrow_mut()
+            .prepare(&pg_sql(sql))
+            .map_err(|e| self.note(e))?;
         let mut cache = self.cache.borrow_mut();
         // Statements are a fixed set; the bound only guards against a caller building SQL.
         if cache.len() >= 512 {
@@ -263,7 +288,10 @@ impl PgConn {
             .iter()
             .map(|v| v as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        Ok(self.client.borrow_mut().query(statement, &refs)?)
+        self.client
+            .borrow_mut()
+            .query(statement, &refs)
+            .map_err(|e| self.note(e))
     }
 
     fn execute(&self, statement: &postgres::Statement, values: &[Value<'_>]) -> Result<usize> {
@@ -271,8 +299,32 @@ impl PgConn {
             .iter()
             .map(|v| v as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        let n = self.client.borrow_mut().execute(statement, &refs)?;
+        let n = self
+            .client
+            .borrow_mut()
+            .execute(statement, &refs)
+            .map_err(|e| self.note(e))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// After the server closed the session (a restart, a failover, an administrator), connects
+    /// again, so the next operation works; the one that met the closed session has already
+    /// failed (and was not acknowledged). Nothing happens while the session is open.
+    pub fn reconnect_if_closed(&self) {
+        if !self.broken.get() && !self.client.borrow().is_closed() {
+            return;
+        }
+        match postgres::Client::connect(&self.url, postgres::NoTls) {
+            Ok(client) => {
+                *self.client.borrow_mut() = client;
+                self.broken.set(false);
+                self.cache.borrow_mut().clear();
+                tracing::warn!("the PostgreSQL session was closed; connected again");
+            }
+            Err(error) => {
+                tracing::error!(%error, "the PostgreSQL session was closed; reconnecting failed")
+            }
+        }
     }
 
     /// Drops the prepared statement of `sql` (one that runs once, such as a bulk insert).
@@ -581,7 +633,11 @@ impl Conn {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match self {
             Self::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Self::Postgres(c) => Ok(c.client.borrow_mut().batch_execute(sql)?),
+            Self::Postgres(c) => c
+                .client
+                .borrow_mut()
+                .batch_execute(sql)
+                .map_err(|e| c.note(e)),
         }
     }
 

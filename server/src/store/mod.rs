@@ -310,6 +310,9 @@ impl Store {
                 // Ends when every handle (every sender) is gone; the connection drops with it.
                 while let Ok(job) = queue.recv() {
                     job(&mut conn);
+                    if let Some(Conn::Postgres(pg)) = &conn {
+                        pg.reconnect_if_closed();
+                    }
                 }
             })
             .map_err(|_| StoreError::Thread)?;
@@ -530,6 +533,42 @@ mod tests {
         let found = again.call(migrations::migrate).await.unwrap();
         assert_eq!(found, migrations::SCHEMA_VERSION);
         again.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_closed_postgres_session_fails_one_operation_and_the_next_reconnects() {
+        let Some(url) = crate::test_pg::postgres::database() else {
+            return;
+        };
+        let cluster = crate::test_pg::postgres::cluster().unwrap();
+        let store = Store::open_postgres(&url, test_key(), fast_options())
+            .await
+            .unwrap();
+        let alice = Passport::parse("alice@example.com").unwrap();
+        store
+            .create_account(&alice, "Alice", crate::secret::Secret::new("pw".into()))
+            .await
+            .unwrap();
+        let db = url
+            .split('?')
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .unwrap();
+        // An administrator (or a restart) ends every session of the database.
+        cluster
+            .psql(
+                "postgres",
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+                ),
+            )
+            .unwrap();
+        // The operation that meets the closed session fails; the store then connects again.
+        let mut found = store.account(&alice).await;
+        if found.is_err() {
+            found = store.account(&alice).await;
+        }
+        assert_eq!(found.unwrap().unwrap().email, alice);
     }
 
     #[tokio::test]
