@@ -21,13 +21,13 @@ const ALICE: &str = "alice@example.com";
 const PASSWORD: &str = "purple-monkey-42";
 
 /// chromedriver, ended when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: tokio::process::Child,
     url: String,
 }
 
 impl Driver {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -59,7 +59,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver) -> anyhow::Result<Client> {
+pub(crate) async fn browser(driver: &Driver) -> anyhow::Result<Client> {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
@@ -85,13 +85,13 @@ fn screenshots() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn shot(c: &Client, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn shot(c: &Client, name: &str) -> anyhow::Result<()> {
     let png = c.screenshot().await?;
     std::fs::write(screenshots()?.join(format!("{name}.png")), png)?;
     Ok(())
 }
 
-async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
+pub(crate) async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
     c.find(Locator::Css(&format!("[name={name}]")))
         .await
         .with_context(|| format!("no field {name}"))?
@@ -101,7 +101,7 @@ async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
 }
 
 /// Clicks the submit button of the form posting to `action` and waits for the next page.
-async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
+pub(crate) async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
     let before = c.current_url().await?;
     c.find(Locator::Css(&format!(
         "form[action=\"{action}\"] button[type=submit]"
@@ -123,7 +123,7 @@ async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn text(c: &Client) -> anyhow::Result<String> {
+pub(crate) async fn text(c: &Client) -> anyhow::Result<String> {
     Ok(c.find(Locator::Css("body")).await?.text().await?)
 }
 
