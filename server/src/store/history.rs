@@ -291,12 +291,12 @@ fn join(set: &BTreeSet<String>) -> String {
     set.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
 }
 
-/// Deletes `owner`'s oldest messages beyond the cap, and conversations left empty.
-fn prune(conn: &Connection, owner: AccountId) -> rusqlite::Result<usize> {
+/// Deletes `owner`'s oldest messages beyond `cap`, and conversations left empty.
+fn prune(conn: &Connection, owner: AccountId, cap: i64) -> rusqlite::Result<usize> {
     let count: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM history_messages WHERE owner_id = ?1")?
         .query_row([owner.0], |r| r.get(0))?;
-    if count <= MAX_MESSAGES_PER_OWNER {
+    if count <= cap {
         return Ok(0);
     }
     let pruned = conn
@@ -304,7 +304,7 @@ fn prune(conn: &Connection, owner: AccountId) -> rusqlite::Result<usize> {
             "DELETE FROM history_messages WHERE id IN \
              (SELECT id FROM history_messages WHERE owner_id = ?1 ORDER BY id LIMIT ?2)",
         )?
-        .execute(params![owner.0, count - MAX_MESSAGES_PER_OWNER])?;
+        .execute(params![owner.0, count - cap])?;
     conn.prepare_cached(
         "DELETE FROM history_conversations WHERE owner_id = ?1 AND NOT EXISTS \
          (SELECT 1 FROM history_messages m WHERE m.conversation_id = history_conversations.id)",
@@ -362,7 +362,7 @@ fn append(
         }
     }
     for owner in keys.keys() {
-        done.pruned += prune(&tx, *owner)?;
+        done.pruned += prune(&tx, *owner, MAX_MESSAGES_PER_OWNER)?;
     }
     tx.commit()?;
     Ok(done)
@@ -824,5 +824,72 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(done.written, 0);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_messages_go_beyond_the_cap() {
+        let (store, ids) = store_with(&["a@x.com", "b@x.com"]).await;
+        for id in &ids {
+            store.set_history_enabled(*id, true).await.unwrap();
+        }
+        let both = ["a@x.com", "b@x.com"];
+        store
+            .append_history(vec![
+                record(1, "a@x.com", "old room", &both),
+                record(2, "a@x.com", "two", &both),
+                record(2, "b@x.com", "three", &both),
+            ])
+            .await
+            .unwrap();
+        let owner = ids[0];
+        let pruned = store
+            .call(move |c| Ok::<_, StoreError>(prune(c, owner, 2)?))
+            .await
+            .unwrap();
+        assert_eq!(pruned, 1);
+        // Room 1 lost its only message and went; room 2 is whole; b was not touched.
+        let list = store.history_conversations(owner).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].messages, 2);
+        assert_eq!(store.history_conversations(ids[1]).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn history_goes_with_the_account() {
+        let (store, ids) = store_with(&["a@x.com", "b@x.com"]).await;
+        for id in &ids {
+            store.set_history_enabled(*id, true).await.unwrap();
+        }
+        let done = store
+            .append_history(vec![record(1, "a@x.com", "bye", &["a@x.com", "b@x.com"])])
+            .await
+            .unwrap();
+        assert_eq!(done.written, 2);
+        store.delete_account(&handle("a@x.com")).await.unwrap();
+        let gone = ids[0].0;
+        let (messages, conversations, settings): (i64, i64, i64) = store
+            .call(move |c| {
+                let count = |table: &str| {
+                    c.query_row(
+                        &format!("SELECT COUNT(*) FROM {table} WHERE owner_id = ?1"),
+                        [gone],
+                        |r| r.get(0),
+                    )
+                };
+                Ok::<_, StoreError>((
+                    count("history_messages")?,
+                    count("history_conversations")?,
+                    c.query_row(
+                        "SELECT COUNT(*) FROM history_settings WHERE account_id = ?1",
+                        [gone],
+                        |r| r.get(0),
+                    )?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!((messages, conversations, settings), (0, 0, 0));
+        // b's copy stays.
+        assert_eq!(store.history_conversations(ids[1]).await.unwrap().len(), 1);
     }
 }

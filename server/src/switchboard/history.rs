@@ -210,7 +210,7 @@ impl History {
             Ok(()) => Offer::Queued,
             Err(_) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n % 1000 == 0 {
+                if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!(
                         dropped = n,
                         "history: writer queue full; a message was not recorded"
