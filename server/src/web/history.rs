@@ -238,15 +238,29 @@ fn not_found(visitor: &Visitor) -> Response {
     r
 }
 
+/// The visitor's conversation `id` with its messages, or the not-found page.
+async fn owned(
+    web: &Web,
+    visitor: &Visitor,
+    id: i64,
+) -> Result<Result<(Conversation, Vec<Message>), Response>, WebError> {
+    let account = visitor.account()?;
+    Ok(web
+        .store
+        .history_conversation(account.id, id)
+        .await?
+        .ok_or_else(|| not_found(visitor)))
+}
+
 /// `GET /history/{id}`.
 pub async fn view(
     State(web): State<Arc<Web>>,
     visitor: Visitor,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    let account = visitor.account()?;
-    let Some((c, messages)) = web.store.history_conversation(account.id, id).await? else {
-        return Ok(not_found(&visitor));
+    let (c, messages) = match owned(&web, &visitor, id).await? {
+        Ok(found) => found,
+        Err(missing) => return Ok(missing),
     };
     let csrf = &visitor.csrf;
     let body = html! {
@@ -329,8 +343,9 @@ pub async fn export_text(
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     let account = visitor.account()?;
-    let Some((c, messages)) = web.store.history_conversation(account.id, id).await? else {
-        return Ok(not_found(&visitor));
+    let (c, messages) = match owned(&web, &visitor, id).await? {
+        Ok(found) => found,
+        Err(missing) => return Ok(missing),
     };
     let text = render_text(account.email.as_str(), &c, &messages);
     Ok(download(
@@ -347,8 +362,9 @@ pub async fn export_json(
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     let account = visitor.account()?;
-    let Some((c, messages)) = web.store.history_conversation(account.id, id).await? else {
-        return Ok(not_found(&visitor));
+    let (c, messages) = match owned(&web, &visitor, id).await? {
+        Ok(found) => found,
+        Err(missing) => return Ok(missing),
     };
     let json = serde_json::to_vec_pretty(&Export {
         conversation: c.id,

@@ -127,24 +127,44 @@ pub(crate) async fn text(c: &Client) -> anyhow::Result<String> {
     Ok(c.find(Locator::Css("body")).await?.text().await?)
 }
 
-#[tokio::test]
-async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow::Result<()> {
-    if let Some(why) = tool::missing(&[
+/// Whether `chromium` and `chromedriver` are installed (if not, the test is skipped, or fails
+/// in CI).
+pub(crate) fn have_chromium() -> bool {
+    match tool::missing(&[
         ("chromium", "--version", "chromium"),
         ("chromedriver", "--version", "chromium-driver"),
     ]) {
-        tool::skip(&why);
+        Some(why) => {
+            tool::skip(&why);
+            false
+        }
+        None => true,
+    }
+}
+
+/// Closes the browser session and the stack after a walk, reporting the walk's error first.
+pub(crate) async fn finish(
+    stack: TestStack,
+    c: Client,
+    walked: anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let closed = c.close().await;
+    walked?;
+    closed?;
+    stack.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow::Result<()> {
+    if !have_chromium() {
         return Ok(());
     }
     let stack = TestStack::start(StackOptions::new().account("bob@example.com", "Bob")).await?;
     let driver = Driver::start().await?;
     let c = browser(&driver).await?;
-    let result = walk(&stack, &c).await;
-    let closed = c.close().await;
-    result?;
-    closed?;
-    stack.shutdown().await?;
-    Ok(())
+    let walked = walk(&stack, &c).await;
+    finish(stack, c, walked).await
 }
 
 async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {

@@ -13,9 +13,9 @@ use relive_msnp::version::ProtocolVersion;
 use relive_tests::sb::{self, expect_msg, send_acked, send_msg, text_payload};
 use relive_tests::stack::{change_status, sync_lists};
 use relive_tests::web::{WebClient, location};
-use relive_tests::{MsnpClient, StackOptions, TestStack, tool};
+use relive_tests::{MsnpClient, StackOptions, TestStack};
 
-use crate::browser::{Driver, browser, fill, shot, submit, text};
+use crate::browser::{Driver, browser, fill, finish, have_chromium, shot, submit, text};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
@@ -88,6 +88,30 @@ async fn until_recorded(
     bail!("{handle}: {last:?} was not recorded within 5 s")
 }
 
+/// alice opens a switchboard and invites bob: their two switchboard connections.
+async fn alice_calls_bob(
+    alice_ns: &mut MsnpClient,
+    bob_ns: &mut MsnpClient,
+) -> anyhow::Result<(MsnpClient, MsnpClient)> {
+    let mut alice = sb::open(alice_ns, ALICE, "alice_sb").await?;
+    let bob = sb::invite(&mut alice, bob_ns, BOB, "bob_sb").await?.sb;
+    alice.expect("JOI bob", |m| is_joi(m, BOB)).await?;
+    Ok((alice, bob))
+}
+
+/// `from` says each of `texts` to `to` in turn (`MSG A`, relayed, `ACK`).
+async fn say(
+    from: &mut MsnpClient,
+    handle: &str,
+    to: &mut MsnpClient,
+    texts: &[&str],
+) -> anyhow::Result<()> {
+    for text in texts {
+        send_acked(from, handle, &mut [&mut *to], &text_payload(text)).await?;
+    }
+    Ok(())
+}
+
 fn is_joi(m: &ServerMessage, who: &str) -> bool {
     matches!(m, ServerMessage::Joi { handle, .. } if handle.as_str() == who)
 }
@@ -153,9 +177,7 @@ async fn msnp7_msnp9_msnp11_room_records_only_text_while_everyone_consents() -> 
     let mut carol_ns = online(&stack, 11, CAROL).await?;
     let mut dave_ns = online(&stack, 7, DAVE).await?;
 
-    let mut alice = sb::open(&mut alice_ns, ALICE, "alice_sb").await?;
-    let mut bob = sb::invite(&mut alice, &mut bob_ns, BOB, "bob_sb").await?.sb;
-    alice.expect("JOI bob", |m| is_joi(m, BOB)).await?;
+    let (mut alice, mut bob) = alice_calls_bob(&mut alice_ns, &mut bob_ns).await?;
     let mut carol = sb::invite(&mut alice, &mut carol_ns, CAROL, "carol_sb")
         .await?
         .sb;
@@ -285,21 +307,13 @@ async fn export_is_one_conversation_delete_is_one_copy_and_the_file_holds_no_tex
     let mut bob_ns = online(&stack, 9, BOB).await?;
 
     // Room one, opened by alice.
-    let mut alice = sb::open(&mut alice_ns, ALICE, "alice_sb").await?;
-    let mut bob = sb::invite(&mut alice, &mut bob_ns, BOB, "bob_sb").await?.sb;
-    alice.expect("JOI bob", |m| is_joi(m, BOB)).await?;
-    send_acked(
-        &mut alice,
-        ALICE,
-        &mut [&mut bob],
-        &text_payload("first room one"),
-    )
-    .await?;
-    send_acked(
+    let (mut alice, mut bob) = alice_calls_bob(&mut alice_ns, &mut bob_ns).await?;
+    say(&mut alice, ALICE, &mut bob, &["first room one"]).await?;
+    say(
         &mut bob,
         BOB,
-        &mut [&mut alice],
-        &text_payload("first room two\r\nsecond line"),
+        &mut alice,
+        &["first room two\r\nsecond line"],
     )
     .await?;
     // Room two, opened by bob.
@@ -472,22 +486,14 @@ async fn export_is_one_conversation_delete_is_one_copy_and_the_file_holds_no_tex
 /// clients, the list, search, the export links, delete. Screenshots `history-*.png`.
 #[tokio::test]
 async fn history_pages_in_chromium() -> anyhow::Result<()> {
-    if let Some(why) = tool::missing(&[
-        ("chromium", "--version", "chromium"),
-        ("chromedriver", "--version", "chromium-driver"),
-    ]) {
-        tool::skip(&why);
+    if !have_chromium() {
         return Ok(());
     }
     let stack = TestStack::start(StackOptions::cast()).await?;
     let driver = Driver::start().await?;
     let c = browser(&driver).await?;
-    let result = walk(&stack, &c).await;
-    let closed = c.close().await;
-    result?;
-    closed?;
-    stack.shutdown().await?;
-    Ok(())
+    let walked = walk(&stack, &c).await;
+    finish(stack, c, walked).await
 }
 
 async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
@@ -514,23 +520,15 @@ async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
     set_history(&mut bob_web, true).await?;
     let mut alice_ns = online(stack, 7, ALICE).await?;
     let mut bob_ns = online(stack, 7, BOB).await?;
-    let mut alice = sb::open(&mut alice_ns, ALICE, "alice_sb").await?;
-    let mut bob = sb::invite(&mut alice, &mut bob_ns, BOB, "bob_sb").await?.sb;
-    alice.expect("JOI bob", |m| is_joi(m, BOB)).await?;
-    send_acked(
+    let (mut alice, mut bob) = alice_calls_bob(&mut alice_ns, &mut bob_ns).await?;
+    say(
         &mut alice,
         ALICE,
-        &mut [&mut bob],
-        &text_payload("Shall we play chess tonight?"),
-    )
-    .await?;
-    send_acked(
         &mut bob,
-        BOB,
-        &mut [&mut alice],
-        &text_payload("Sure, at nine!"),
+        &["Shall we play chess tonight?"],
     )
     .await?;
+    say(&mut bob, BOB, &mut alice, &["Sure, at nine!"]).await?;
     until_recorded(stack, ALICE, "Sure, at nine!").await?;
 
     c.goto(&format!("{site}/history")).await?;
