@@ -16,13 +16,14 @@
 //!   member (keyed by a random per-room key).
 //! - Never on the delivery path: [`History::offer`] hands a [`Record`] to a bounded queue with
 //!   `try_send`. When the queue is full the message is not recorded, and that is counted
-//!   ([`History::dropped`]) and logged (the first drop and every thousandth; never the text).
+//!   ([`History::dropped`], `relive_history_dropped_total` on `/metrics`) and logged (the first drop and every thousandth; never the text).
 //!   One background task ([`History::spawn_writer`]) writes what it finds queued, up to
 //!   [`MAX_BATCH`] records per transaction.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use prometheus_client::metrics::counter::Counter;
 
 use relive_msnp::types::Passport;
 use tokio::sync::mpsc;
@@ -44,8 +45,8 @@ pub struct History {
     enabled: RwLock<HashSet<Passport>>,
     queue: mpsc::Sender<Record>,
     receiver: Mutex<Option<mpsc::Receiver<Record>>>,
-    dropped: AtomicU64,
-    written: AtomicU64,
+    dropped: Counter,
+    written: Counter,
 }
 
 impl Default for History {
@@ -121,8 +122,8 @@ impl History {
             enabled: RwLock::new(HashSet::new()),
             queue,
             receiver: Mutex::new(Some(receiver)),
-            dropped: AtomicU64::new(0),
-            written: AtomicU64::new(0),
+            dropped: Counter::default(),
+            written: Counter::default(),
         }
     }
 
@@ -161,16 +162,16 @@ impl History {
             .is_empty()
     }
 
-    /// Messages not recorded because the queue was full.
+    /// Messages not recorded because the queue was full (shared with the metrics endpoint).
     #[must_use]
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    pub fn dropped(&self) -> &Counter {
+        &self.dropped
     }
 
-    /// Message rows written so far (one per owner).
+    /// Message rows written so far, one per owner (shared with the metrics endpoint).
     #[must_use]
-    pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+    pub fn written(&self) -> &Counter {
+        &self.written
     }
 
     /// Offers a relayed message: `text` is [`plain_text`] of its payload (`None`: not text),
@@ -209,7 +210,7 @@ impl History {
         match self.queue.try_send(record) {
             Ok(()) => Offer::Queued,
             Err(_) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self.dropped.inc() + 1;
                 if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!(
                         dropped = n,
@@ -275,8 +276,7 @@ impl History {
         let records = batch.len();
         match store.append_history(batch).await {
             Ok(done) => {
-                self.written
-                    .fetch_add(done.written as u64, Ordering::Relaxed);
+                self.written.inc_by(done.written as u64);
                 tracing::debug!(
                     records,
                     written = done.written,
@@ -366,7 +366,7 @@ mod tests {
             h.offer(1, &a, "A", plain_text(TEXT), &members),
             Offer::Dropped
         );
-        assert_eq!(h.dropped(), 1);
+        assert_eq!(h.dropped().get(), 1);
         // c turns it on: consent; b turns it off: none.
         h.set_enabled(&c, true);
         h.set_enabled(&b, false);

@@ -454,6 +454,11 @@ async fn export_is_one_conversation_delete_is_one_copy_and_the_file_holds_no_tex
     ensure!(texts(&stack, BOB).await?.is_empty());
     ensure!(texts(&stack, ALICE).await? == [["second room only"]]);
 
+    // Six copies written (room one: 2 messages × 2 members, room two: 1 × 2), none dropped.
+    let metrics = crate::metrics::scrape(&stack).await?;
+    ensure!(metrics.get("relive_history_recorded_total")? == 6.0);
+    ensure!(metrics.get("relive_history_dropped_total")? == 0.0);
+
     // The real SQLite file (after a clean shutdown: WAL checkpointed) holds the handles as
     // metadata and none of the texts, deleted or kept.
     drop((alice, bob, alice2, bob2, alice_ns, bob_ns));
