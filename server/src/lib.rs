@@ -200,7 +200,9 @@ impl Context {
         );
         let hub = Arc::new(hub::Hub::new());
         let devices = Arc::new(web::Devices::new());
+        let switchboards = Arc::new(switchboard::Switchboards::new());
         let web = web::Web::new(web::WebParts {
+            history: Arc::clone(switchboards.history()),
             config: settings.web.clone(),
             store: store.clone(),
             passport: passport.clone(),
@@ -215,7 +217,6 @@ impl Context {
             .merge(http::routes::certificates(&settings.data_dir))
             .merge(web::router(Arc::clone(&web)));
         let outboxes = Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY));
-        let switchboards = Arc::new(switchboard::Switchboards::new());
         let connections = Arc::new(watch::Sender::new(0));
         let metrics = Arc::new(metrics::Metrics::new(&metrics::Sources {
             logins: passport.logins(),
@@ -366,6 +367,14 @@ pub async fn run_with_relay(
         &shutdown,
     )?;
     ctx.switchboards.set_relay(relay.map(Arc::new));
+    // The history recorder: who has it on, and its writer (ends after the connections).
+    let history = Arc::clone(ctx.switchboards.history());
+    match ctx.store.history_enabled_handles().await {
+        Ok(handles) => history.load(handles),
+        Err(error) => tracing::warn!(%error, "cannot load the history settings; recording none"),
+    }
+    let history_closing = CancellationToken::new();
+    let history_writer = history.spawn_writer(ctx.store.clone(), history_closing.clone());
     let loops = TaskTracker::new();
     let mut all = vec![
         (Kind::Ns, listeners.ns),
@@ -394,6 +403,12 @@ pub async fn run_with_relay(
     tracing::info!(open, "shutting down: waiting for connections to close");
     tracker.close();
     tracker.wait().await;
+    history_closing.cancel();
+    if let Some(writer) = history_writer
+        && let Err(error) = writer.await
+    {
+        tracing::warn!(%error, "history writer failed");
+    }
     ctx.store.close().await?;
     tracing::info!("shutdown complete");
     Ok(())

@@ -162,6 +162,14 @@ pub struct DataDir {
     tokens: HashMap<String, String>,
 }
 
+impl DataDir {
+    /// The server's SQLite database file (`<data-dir>/relive.db`; `-wal` beside it).
+    #[must_use]
+    pub fn database(&self) -> std::path::PathBuf {
+        self.dir.path().join("data").join("relive.db")
+    }
+}
+
 /// A running server on loopback ports.
 #[derive(Debug)]
 pub struct TestStack {

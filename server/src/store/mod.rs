@@ -29,10 +29,12 @@
 //! - [`tokens`]: access tokens encrypted at rest, MD5 and plain verification.
 //! - [`seed`]: bulk creation of many accounts, tokens and contacts in one transaction
 //!   (benchmarks, imports).
+//! - [`history`]: the opt-in message history, sealed per account under the server key.
 //! - [`backup`]: consistent backups while serving, and restoring one (with the key check).
 
 pub mod accounts;
 pub mod backup;
+pub mod history;
 pub mod lists;
 pub mod migrations;
 pub mod seed;

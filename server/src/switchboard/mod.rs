@@ -17,7 +17,11 @@
 //!   on ([`Switchboards::set_relay`]) every copy goes through [`RoomRelay::rewrite`] with the
 //!   members' [`Seat`]s (observed address, client generation) and the agent registry.
 //! * [`SbService`] ([`service`]) is the per-connection protocol on top of the driver.
+//! * [`history`]: after the fan-out, still under the room lock, a `text/plain` message is
+//!   offered to the opt-in history recorder with the members present ([`History::offer`]:
+//!   consent of all, a bounded queue, never blocking delivery).
 
+pub mod history;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -40,6 +44,7 @@ use tokio::time::Instant;
 use crate::hub::{ConnId, Event, Outbox};
 use crate::relay::Relay;
 
+pub use history::History;
 pub use service::SbService;
 
 /// How long an `XFR SB` or `RNG` cookie stays valid.
@@ -133,6 +138,8 @@ pub struct Participant {
 
 #[derive(Debug, Default)]
 struct Room {
+    /// Random per room: the history's conversation key (session ids repeat across restarts).
+    key: i64,
     members: Vec<Member>,
     /// Users rung and not yet joined (a second `CAL` for them is `215`).
     invited: Vec<Passport>,
@@ -176,6 +183,8 @@ pub struct Switchboards {
     relay: RwLock<Option<Arc<Relay>>>,
     /// `MSG`s relayed (one per sender's `MSG`, whatever the number of recipients).
     messages: Counter,
+    /// The opt-in history recorder.
+    history: Arc<History>,
 }
 
 impl Default for Switchboards {
@@ -202,7 +211,14 @@ impl Switchboards {
             address: RwLock::new(address),
             relay: RwLock::new(None),
             messages: Counter::default(),
+            history: Arc::new(History::new()),
         }
+    }
+
+    /// The history recorder messages are offered to.
+    #[must_use]
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// How many `MSG`s were relayed to a room (one per sender's `MSG`); shares its value with
@@ -297,6 +313,7 @@ impl Switchboards {
             rooms.insert(
                 id,
                 Room {
+                    key: rand::rng().random_range(1..i64::MAX),
                     members: vec![Member {
                         user: who.user.clone(),
                         name: who.name.clone(),
@@ -418,6 +435,12 @@ impl Switchboards {
     ) -> Delivery {
         // Plain messages skip the rewriter (and the per-recipient peer lookups) altogether.
         let relay = self.relay_state().filter(|_| may_need_rewriting(payload));
+        // Parsed outside the lock, and only when somebody records at all.
+        let text = if self.history.anyone() {
+            history::plain_text(payload)
+        } else {
+            None
+        };
         let mut rooms = lock(&self.rooms);
         let Some(room) = rooms.get_mut(&id) else {
             return Delivery {
@@ -426,7 +449,13 @@ impl Switchboards {
             };
         };
         self.messages.inc();
-        fan_out_message(room, relay.as_deref(), from, sender, sender_name, payload)
+        let delivery = fan_out_message(room, relay.as_deref(), from, sender, sender_name, payload);
+        if text.is_some() && delivery.recipients > 0 {
+            let members: Vec<Passport> = room.members.iter().map(|m| m.user.clone()).collect();
+            self.history
+                .offer(room.key, sender, &sender_name.to_display(), text, &members);
+        }
+        delivery
     }
 }
 

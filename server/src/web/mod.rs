@@ -25,12 +25,14 @@
 //!
 //! - [`devices`]: which token and client version each online session uses.
 //! - [`pages`]: the user pages.
+//! - [`history`]: the opt-in message history (setting, list, view, search, export, delete).
 //! - [`admin`]: the admin pages and the actions the API shares.
 //! - [`api`]: the JSON API and its OpenAPI document.
 
 pub mod admin;
 pub mod api;
 pub mod devices;
+pub mod history;
 pub mod pages;
 
 use std::path::PathBuf;
@@ -108,6 +110,7 @@ pub struct Web {
     passport: PassportService,
     hub: Arc<Hub>,
     devices: Arc<Devices>,
+    history: Arc<crate::switchboard::History>,
     ns_address: Arc<RwLock<Token>>,
     endpoints: RwLock<Endpoints>,
     relay_quic_port: Option<u16>,
@@ -140,6 +143,8 @@ pub struct WebParts {
     pub hub: Arc<Hub>,
     /// Sessions' devices.
     pub devices: Arc<Devices>,
+    /// The switchboard's history recorder (the setting takes effect there at once).
+    pub history: Arc<crate::switchboard::History>,
     /// The NS address clients are told.
     pub ns_address: Arc<RwLock<Token>>,
     /// The HTTP(S) endpoints (re-set once listeners are bound).
@@ -160,6 +165,7 @@ impl Web {
             passport: parts.passport,
             hub: parts.hub,
             devices: parts.devices,
+            history: parts.history,
             ns_address: parts.ns_address,
             endpoints: RwLock::new(parts.endpoints),
             relay_quic_port: parts.relay_quic_port,
@@ -230,6 +236,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/contacts/block", post(pages::block))
         .route("/connect", get(pages::connect))
         .route("/connect/relive.reg", get(pages::reg_file))
+        .merge(history::routes())
         .merge(admin::routes())
         .merge(api::routes())
         .layer(axum::middleware::from_fn(security_headers))
@@ -504,6 +511,7 @@ fn shell(title: &str, account: Option<&Account>, admin: bool, csrf: &str, body: 
                         @if let Some(a) = account {
                             a href="/tokens" { "Tokens" }
                             a href="/contacts" { "Contacts" }
+                            a href="/history" { "History" }
                             a href="/connect" { "Connect" }
                             a href="/account" { "Account" }
                             @if admin { a href="/admin" { "Admin" } }

@@ -21,13 +21,13 @@ const ALICE: &str = "alice@example.com";
 const PASSWORD: &str = "purple-monkey-42";
 
 /// chromedriver, ended when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: tokio::process::Child,
     url: String,
 }
 
 impl Driver {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -59,7 +59,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver) -> anyhow::Result<Client> {
+pub(crate) async fn browser(driver: &Driver) -> anyhow::Result<Client> {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
@@ -85,13 +85,13 @@ fn screenshots() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn shot(c: &Client, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn shot(c: &Client, name: &str) -> anyhow::Result<()> {
     let png = c.screenshot().await?;
     std::fs::write(screenshots()?.join(format!("{name}.png")), png)?;
     Ok(())
 }
 
-async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
+pub(crate) async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
     c.find(Locator::Css(&format!("[name={name}]")))
         .await
         .with_context(|| format!("no field {name}"))?
@@ -101,7 +101,7 @@ async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
 }
 
 /// Clicks the submit button of the form posting to `action` and waits for the next page.
-async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
+pub(crate) async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
     let before = c.current_url().await?;
     c.find(Locator::Css(&format!(
         "form[action=\"{action}\"] button[type=submit]"
@@ -123,28 +123,48 @@ async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn text(c: &Client) -> anyhow::Result<String> {
+pub(crate) async fn text(c: &Client) -> anyhow::Result<String> {
     Ok(c.find(Locator::Css("body")).await?.text().await?)
+}
+
+/// Whether `chromium` and `chromedriver` are installed (if not, the test is skipped, or fails
+/// in CI).
+pub(crate) fn have_chromium() -> bool {
+    match tool::missing(&[
+        ("chromium", "--version", "chromium"),
+        ("chromedriver", "--version", "chromium-driver"),
+    ]) {
+        Some(why) => {
+            tool::skip(&why);
+            false
+        }
+        None => true,
+    }
+}
+
+/// Closes the browser session and the stack after a walk, reporting the walk's error first.
+pub(crate) async fn finish(
+    stack: TestStack,
+    c: Client,
+    walked: anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let closed = c.close().await;
+    walked?;
+    closed?;
+    stack.shutdown().await?;
+    Ok(())
 }
 
 #[tokio::test]
 async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow::Result<()> {
-    if let Some(why) = tool::missing(&[
-        ("chromium", "--version", "chromium"),
-        ("chromedriver", "--version", "chromium-driver"),
-    ]) {
-        tool::skip(&why);
+    if !have_chromium() {
         return Ok(());
     }
     let stack = TestStack::start(StackOptions::new().account("bob@example.com", "Bob")).await?;
     let driver = Driver::start().await?;
     let c = browser(&driver).await?;
-    let result = walk(&stack, &c).await;
-    let closed = c.close().await;
-    result?;
-    closed?;
-    stack.shutdown().await?;
-    Ok(())
+    let walked = walk(&stack, &c).await;
+    finish(stack, c, walked).await
 }
 
 async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {

@@ -68,3 +68,7 @@ mod website;
 
 /// The website in headless Chromium over WebDriver (needs `chromium`, `chromium-driver`).
 mod browser;
+
+/// The opt-in message history: MSNP7/9/11 rooms, consent, export and delete, sealed at rest,
+/// and its pages in Chromium.
+mod history;
