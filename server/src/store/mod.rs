@@ -29,12 +29,16 @@
 //! - [`tokens`]: access tokens encrypted at rest, MD5 and plain verification.
 //! - [`seed`]: bulk creation of many accounts, tokens and contacts in one transaction
 //!   (benchmarks, imports).
+//! - [`mail`]: the local mailboxes (Inbox/Sent/Deleted) and their unread counts.
+//! - [`pages`]: the pager inbox (pages stored until delivered as `IPG`).
 //! - [`backup`]: consistent backups while serving, and restoring one (with the key check).
 
 pub mod accounts;
 pub mod backup;
 pub mod lists;
+pub mod mail;
 pub mod migrations;
+pub mod pages;
 pub mod seed;
 pub mod tokens;
 pub mod types;
