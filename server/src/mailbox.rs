@@ -31,7 +31,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use md5::{Digest as _, Md5};
 use relive_msnp::mail::{self, MailCounts, MailLinks, NewMail};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{FriendlyName, Token};
@@ -138,7 +137,7 @@ pub fn notify_unread_left(hub: &Hub, owner: &Passport, dest: &str) -> bool {
 /// Whether `creds` is `md5hex(auth ‖ sl ‖ secret)` (compared in constant time, case-blind).
 #[must_use]
 pub fn creds_match(auth: &str, sl: &str, secret: &str, creds: &str) -> bool {
-    let want = hex::encode(Md5::digest(format!("{auth}{sl}{secret}").as_bytes()));
+    let want = relive_msnp::auth::md5_response(&format!("{auth}{sl}"), secret);
     creds.len() == want.len()
         && bool::from(
             want.as_bytes()
@@ -300,8 +299,8 @@ mod tests {
 
     #[test]
     fn creds_are_md5_of_auth_sl_secret() {
-        // md5("abc" "12" "tok") computed independently.
-        let creds = hex::encode(Md5::digest(b"abc12tok"));
+        // md5("abc12tok"), computed with coreutils' md5sum.
+        let creds = "4d4dae0cd1232995b384136168120ae6".to_owned();
         assert!(creds_match("abc", "12", "tok", &creds));
         assert!(creds_match("abc", "12", "tok", &creds.to_uppercase()));
         assert!(!creds_match("abc", "13", "tok", &creds));

@@ -658,12 +658,16 @@ pub async fn login_md5(
         matches!(m, ServerMessage::UsrOk { trid, handle, .. } if *trid == t && handle.as_str() == want_handle)
     })
     .await?;
-    c.expect("the profile MSG from Hotmail", |m| {
-        matches!(m, ServerMessage::Msg { from, payload, .. }
+    let profile = c
+        .expect("the profile MSG from Hotmail", |m| {
+            matches!(m, ServerMessage::Msg { from, payload, .. }
             if from.as_str() == "Hotmail"
             && payload.windows(29).any(|w| w == b"Content-Type: text/x-msmsgspr"))
-    })
-    .await?;
+        })
+        .await?;
+    if let ServerMessage::Msg { payload, .. } = profile {
+        c.set_profile(payload);
+    }
     Ok(())
 }
 
@@ -818,6 +822,9 @@ where
         "expected the profile, got {:?}",
         profile.line()
     );
+    if let Some(payload) = profile.payload() {
+        c.set_profile(payload.clone());
+    }
     Ok(())
 }
 
