@@ -83,7 +83,7 @@ async fn inbox_signin(stack: &TestStack, c: &mut MsnpClient, handle: &str, sl: u
     let mut web = WebClient::new(stack.http);
     let r = post_form(&mut web, &inbox_form(c, handle, sl, stack.token(handle))?).await?;
     ensure!(r.status_line.contains(" 200 "), "inbox sign-in: {r:?}");
-    ensure!(r.header("refresh") == Some("0;url=/mail"), "{:?}", r.headers);
+    ensure!(r.header("Refresh") == Some("0;url=/mail"), "{:?}", r.headers);
     ensure!(web.cookie("relive_session").is_some(), "no session cookie");
     let inbox = web.page("/mail").await?;
     ensure!(inbox.contains("<h1>Inbox</h1>"), "{inbox}");
@@ -217,6 +217,7 @@ async fn forged_and_replayed(version: u8) -> anyhow::Result<()> {
     ensure!(r.status_line.contains(" 200 "), "{r:?}");
     // After sign-out the grant is gone.
     a.send_line("OUT").await?;
+    a.expect_line("OUT").await?;
     a.expect_closed().await?;
     let mut after = WebClient::new(stack.http);
     let late = inbox_form(&a, ALICE, 50, token)?;
