@@ -139,10 +139,7 @@ pub fn notify_unread_left(hub: &Hub, owner: &Passport, dest: &str) -> bool {
 pub fn creds_match(auth: &str, sl: &str, secret: &str, creds: &str) -> bool {
     let want = relive_msnp::auth::md5_response(&format!("{auth}{sl}"), secret);
     creds.len() == want.len()
-        && bool::from(
-            want.as_bytes()
-                .ct_eq(creds.to_ascii_lowercase().as_bytes()),
-        )
+        && bool::from(want.as_bytes().ct_eq(creds.to_ascii_lowercase().as_bytes()))
 }
 
 /// `sl` as the client posts it: decimal digits only, at most [`MAX_SL`].
@@ -219,7 +216,14 @@ impl InboxGrants {
     }
 
     /// Records the grant of a login that got `auth` as its `MSPAuth`.
-    pub fn issue(&self, auth: &str, account: AccountId, handle: &Passport, token: TokenId, conn: ConnId) {
+    pub fn issue(
+        &self,
+        auth: &str,
+        account: AccountId,
+        handle: &Passport,
+        token: TokenId,
+        conn: ConnId,
+    ) {
         let mut grants = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
         if grants.len() >= MAX_GRANTS {
             let now = Instant::now();
@@ -258,7 +262,12 @@ impl InboxGrants {
     /// # Errors
     ///
     /// [`SigninRefusal`].
-    pub fn candidate(&self, auth: &str, username: &str, sl: u64) -> Result<Candidate, SigninRefusal> {
+    pub fn candidate(
+        &self,
+        auth: &str,
+        username: &str,
+        sl: u64,
+    ) -> Result<Candidate, SigninRefusal> {
         let grants = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
         let g = grants.get(&key(auth)).ok_or(SigninRefusal::NoGrant)?;
         if g.issued.elapsed() >= GRANT_LIFETIME {
@@ -322,19 +331,43 @@ mod tests {
         let grants = InboxGrants::new();
         let alice = Passport::parse("alice@example.com").unwrap();
         grants.issue("AUTH", AccountId(1), &alice, TokenId(7), ConnId(3));
-        assert_eq!(grants.candidate("nope", "alice@example.com", 1), Err(SigninRefusal::NoGrant));
-        assert_eq!(grants.candidate("AUTH", "bob@example.com", 1), Err(SigninRefusal::WrongUser));
+        assert_eq!(
+            grants.candidate("nope", "alice@example.com", 1),
+            Err(SigninRefusal::NoGrant)
+        );
+        assert_eq!(
+            grants.candidate("AUTH", "bob@example.com", 1),
+            Err(SigninRefusal::WrongUser)
+        );
         let c = grants.candidate("AUTH", "Alice@Example.com", 5).unwrap();
-        assert_eq!(c, Candidate { account: AccountId(1), token: TokenId(7) });
+        assert_eq!(
+            c,
+            Candidate {
+                account: AccountId(1),
+                token: TokenId(7)
+            }
+        );
         grants.accept("AUTH", 5).unwrap();
-        assert_eq!(grants.candidate("AUTH", "alice@example.com", 5), Err(SigninRefusal::Replayed));
-        assert_eq!(grants.candidate("AUTH", "alice@example.com", 4), Err(SigninRefusal::Replayed));
+        assert_eq!(
+            grants.candidate("AUTH", "alice@example.com", 5),
+            Err(SigninRefusal::Replayed)
+        );
+        assert_eq!(
+            grants.candidate("AUTH", "alice@example.com", 4),
+            Err(SigninRefusal::Replayed)
+        );
         assert_eq!(grants.accept("AUTH", 5), Err(SigninRefusal::Replayed));
         assert!(grants.candidate("AUTH", "alice@example.com", 6).is_ok());
         grants.end_session(&alice, ConnId(4));
-        assert!(grants.candidate("AUTH", "alice@example.com", 6).is_ok(), "other session");
+        assert!(
+            grants.candidate("AUTH", "alice@example.com", 6).is_ok(),
+            "other session"
+        );
         grants.end_session(&alice, ConnId(3));
-        assert_eq!(grants.candidate("AUTH", "alice@example.com", 6), Err(SigninRefusal::NoGrant));
+        assert_eq!(
+            grants.candidate("AUTH", "alice@example.com", 6),
+            Err(SigninRefusal::NoGrant)
+        );
     }
 
     #[test]
@@ -354,6 +387,10 @@ mod tests {
             panic!("not a MSG");
         };
         assert_eq!(from.as_str(), "Hotmail");
-        assert!(std::str::from_utf8(&payload).unwrap().contains("Inbox-Unread: 2\r\nFolders-Unread: 0\r\n"));
+        assert!(
+            std::str::from_utf8(&payload)
+                .unwrap()
+                .contains("Inbox-Unread: 2\r\nFolders-Unread: 0\r\n")
+        );
     }
 }

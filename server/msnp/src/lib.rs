@@ -40,10 +40,10 @@ macro_rules! words {
 pub mod args;
 pub mod auth;
 pub mod client;
-pub mod mail;
-pub mod pager;
 pub mod error;
 pub mod frame;
+pub mod mail;
+pub mod pager;
 pub mod passport;
 pub mod psm;
 pub mod rst;

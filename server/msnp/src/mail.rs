@@ -116,7 +116,11 @@ pub fn header_value(value: &str) -> String {
 /// The initial mail notification (`text/x-msmsgsinitialemailnotification`; MSNP2:
 /// `application/x-msmsgsemailnotification`).
 #[must_use]
-pub fn initial_notification(generation: MailGeneration, counts: MailCounts, links: MailLinks<'_>) -> Bytes {
+pub fn initial_notification(
+    generation: MailGeneration,
+    counts: MailCounts,
+    links: MailLinks<'_>,
+) -> Bytes {
     let mut p = head(match generation {
         MailGeneration::Legacy => "application/x-msmsgsemailnotification",
         MailGeneration::Text => "text/x-msmsgsinitialemailnotification",
@@ -212,11 +216,9 @@ charset=UTF-8\r\n\r\nInbox-Unread: 3\r\nFolders-Unread: 1\r\nInbox-URL: /mail\r\
 Folders-URL: /mail/folders\r\nPost-URL: http://127.0.0.1:8080/\r\n\r\n"
         );
         let legacy = initial_notification(MailGeneration::Legacy, counts, LINKS);
-        assert!(
-            legacy.starts_with(
-                b"MIME-Version: 1.0\r\nContent-Type: application/x-msmsgsemailnotification;"
-            )
-        );
+        assert!(legacy.starts_with(
+            b"MIME-Version: 1.0\r\nContent-Type: application/x-msmsgsemailnotification;"
+        ));
     }
 
     #[test]
@@ -252,13 +254,19 @@ Dest-Folder: ACTIVE\r\nFrom-Addr: bob@example.comXy\r\nid: 2\r\n\r\n"
 
     #[test]
     fn active_mail_only_for_a_change_and_from_msnp3() {
-        let p = active_mail_notification(MailGeneration::Text, INBOX_FOLDER, TRASH_FOLDER, 1).unwrap();
+        let p =
+            active_mail_notification(MailGeneration::Text, INBOX_FOLDER, TRASH_FOLDER, 1).unwrap();
         assert_eq!(
             &p[..],
             b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsactivemailnotification; \
 charset=UTF-8\r\n\r\nSrc-Folder: ACTIVE\r\nDest-Folder: .!!trAsH\r\nMessage-Delta: 1\r\n\r\n"
         );
-        assert!(active_mail_notification(MailGeneration::Text, INBOX_FOLDER, TRASH_FOLDER, 0).is_none());
-        assert!(active_mail_notification(MailGeneration::Legacy, INBOX_FOLDER, TRASH_FOLDER, 1).is_none());
+        assert!(
+            active_mail_notification(MailGeneration::Text, INBOX_FOLDER, TRASH_FOLDER, 0).is_none()
+        );
+        assert!(
+            active_mail_notification(MailGeneration::Legacy, INBOX_FOLDER, TRASH_FOLDER, 1)
+                .is_none()
+        );
     }
 }

@@ -91,7 +91,11 @@ pub struct PageParty<'a> {
 }
 
 fn pid(member_id: u64) -> String {
-    format!("0x{:08X}:0x{:08X}", member_id >> 32, member_id & 0xffff_ffff)
+    format!(
+        "0x{:08X}:0x{:08X}",
+        member_id >> 32,
+        member_id & 0xffff_ffff
+    )
 }
 
 /// The `IPG` payload that delivers `text` from `from` to `to`; `site_url` is where the

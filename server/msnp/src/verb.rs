@@ -287,8 +287,7 @@ mod tests {
         assert_eq!(
             with,
             [
-                "UUX", "UUN", "UUM", "SDC", "PAG", "PGD", "QRY", "MSG", "ADL", "RML",
-                "FQY"
+                "UUX", "UUN", "UUM", "SDC", "PAG", "PGD", "QRY", "MSG", "ADL", "RML", "FQY"
             ]
         );
         assert_eq!(Verb::Msg.payload_limit(), Some(1664));

@@ -230,8 +230,14 @@ impl NsService {
                 trid: i.trid,
                 on: i.on,
             }),
-            C::Pag(p) => self.handle_page(p.trid, &p.fields, &p.payload, user, out).await,
-            C::Pgd(p) => self.handle_page(p.trid, &p.fields, &p.payload, user, out).await,
+            C::Pag(p) => {
+                self.handle_page(p.trid, &p.fields, &p.payload, user, out)
+                    .await
+            }
+            C::Pgd(p) => {
+                self.handle_page(p.trid, &p.fields, &p.payload, user, out)
+                    .await
+            }
             other => {
                 info!(trid = ?other.trid(), "command out of state; closing");
                 out.close();
@@ -366,7 +372,10 @@ impl Service for NsService {
             && self.registered
         {
             self.ctx.hub.unregister(&user.handle, self.outbox.id());
-            self.ctx.web.inbox().end_session(&user.handle, self.outbox.id());
+            self.ctx
+                .web
+                .inbox()
+                .end_session(&user.handle, self.outbox.id());
         }
     }
 }

@@ -39,15 +39,24 @@ impl NsService {
     /// Reads the unread counts and the undelivered pages of `account` (a store failure is
     /// logged and leaves nothing waiting: the login goes on).
     pub(super) async fn waiting_for(&self, account: AccountId, caps: &Capabilities) -> Waiting {
-        let counts = self.ctx.store.mail_counts(account).await.unwrap_or_else(|error| {
-            warn!(%error, "mail counts unavailable at login");
-            MailCounts::default()
-        });
+        let counts = self
+            .ctx
+            .store
+            .mail_counts(account)
+            .await
+            .unwrap_or_else(|error| {
+                warn!(%error, "mail counts unavailable at login");
+                MailCounts::default()
+            });
         let pages = if caps.ipg {
-            self.ctx.store.pending_pages(account).await.unwrap_or_else(|error| {
-                warn!(%error, "pending pages unavailable at login");
-                Vec::new()
-            })
+            self.ctx
+                .store
+                .pending_pages(account)
+                .await
+                .unwrap_or_else(|error| {
+                    warn!(%error, "pending pages unavailable at login");
+                    Vec::new()
+                })
         } else {
             Vec::new()
         };
@@ -77,7 +86,11 @@ impl NsService {
             out.push(ipg(&user.handle, member_id, page, &website));
             ids.push(page.id);
         }
-        info!(user = user.handle.as_str(), pages = ids.len(), "pages delivered at login");
+        info!(
+            user = user.handle.as_str(),
+            pages = ids.len(),
+            "pages delivered at login"
+        );
         if let Err(error) = self.ctx.store.mark_pages_delivered(user.id, ids).await {
             warn!(%error, "could not mark pages delivered");
         }
@@ -129,7 +142,12 @@ impl NsService {
         );
         let (to, id) = stored;
         if self.ctx.hub.dialect_of(&to.email).is_some_and(|c| c.ipg) {
-            let pending = self.ctx.store.pending_pages(to.id).await.unwrap_or_default();
+            let pending = self
+                .ctx
+                .store
+                .pending_pages(to.id)
+                .await
+                .unwrap_or_default();
             let website = self.ctx.http.website();
             if let Some(page) = pending.iter().find(|p| p.id == id)
                 && self

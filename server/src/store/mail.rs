@@ -243,14 +243,21 @@ impl Store {
     /// # Errors
     ///
     /// Infrastructure errors only.
-    pub async fn mailbox(&self, account: AccountId, folder: Folder) -> Result<Vec<Mail>, StoreError> {
+    pub async fn mailbox(
+        &self,
+        account: AccountId,
+        folder: Folder,
+    ) -> Result<Vec<Mail>, StoreError> {
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, folder, from_addr, from_name, to_addr, subject, '', created_at, read_at
                  FROM mail_messages WHERE owner_id = ?1 AND folder = ?2
                  ORDER BY created_at DESC, id DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![account.0, folder.as_str(), MAX_LISTED], mail_from_row)?;
+            let rows = stmt.query_map(
+                params![account.0, folder.as_str(), MAX_LISTED],
+                mail_from_row,
+            )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -310,7 +317,12 @@ impl Store {
                 .query_row(
                     "SELECT folder, read_at FROM mail_messages WHERE id = ?1 AND owner_id = ?2",
                     params![id, account.0],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?.is_some())),
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<i64>>(1)?.is_some(),
+                        ))
+                    },
                 )
                 .optional()?
             else {
@@ -370,11 +382,19 @@ mod tests {
 
     async fn two_accounts(store: &Store) -> (Account, Account) {
         let a = store
-            .create_account(&Passport::parse("alice@example.com").unwrap(), "Alice", Secret::new("password-alice".into()))
+            .create_account(
+                &Passport::parse("alice@example.com").unwrap(),
+                "Alice",
+                Secret::new("password-alice".into()),
+            )
             .await
             .unwrap();
         let b = store
-            .create_account(&Passport::parse("bob@example.com").unwrap(), "Bob", Secret::new("password-bob1".into()))
+            .create_account(
+                &Passport::parse("bob@example.com").unwrap(),
+                "Bob",
+                Secret::new("password-bob1".into()),
+            )
             .await
             .unwrap();
         (a, b)
@@ -385,8 +405,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(dir.path()).await;
         let (alice, bob) = two_accounts(&store).await;
-        let SendOutcome::Sent { to, inbox_id } =
-            store.send_mail(&alice, &bob.email, "Hi", "Hello Bob").await.unwrap()
+        let SendOutcome::Sent { to, inbox_id } = store
+            .send_mail(&alice, &bob.email, "Hi", "Hello Bob")
+            .await
+            .unwrap()
         else {
             panic!("not sent");
         };
@@ -397,7 +419,10 @@ mod tests {
             SendOutcome::NoSuchRecipient
         );
         assert_eq!(store.mail_counts(bob.id).await.unwrap().inbox_unread, 1);
-        assert_eq!(store.mail_counts(alice.id).await.unwrap(), MailCounts::default());
+        assert_eq!(
+            store.mail_counts(alice.id).await.unwrap(),
+            MailCounts::default()
+        );
         // Both copies in Sent: to Bob and to the address with no account.
         let sent = store.mailbox(alice.id, Folder::Sent).await.unwrap();
         assert_eq!(sent.len(), 2);
@@ -413,12 +438,24 @@ mod tests {
         // Delete: to Deleted, then for good.
         let change = store.delete_mail(bob.id, inbox_id).await.unwrap().unwrap();
         assert!(!change.left_unread_inbox, "it was read already");
-        assert_eq!(store.mailbox(bob.id, Folder::Deleted).await.unwrap().len(), 1);
+        assert_eq!(
+            store.mailbox(bob.id, Folder::Deleted).await.unwrap().len(),
+            1
+        );
         store.delete_mail(bob.id, inbox_id).await.unwrap().unwrap();
-        assert!(store.mailbox(bob.id, Folder::Deleted).await.unwrap().is_empty());
+        assert!(
+            store
+                .mailbox(bob.id, Folder::Deleted)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(store.delete_mail(bob.id, inbox_id).await.unwrap().is_none());
         // Alice's Sent copies are still there.
-        assert_eq!(store.mailbox(alice.id, Folder::Sent).await.unwrap().len(), 2);
+        assert_eq!(
+            store.mailbox(alice.id, Folder::Sent).await.unwrap().len(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -426,8 +463,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(dir.path()).await;
         let (alice, bob) = two_accounts(&store).await;
-        let SendOutcome::Sent { inbox_id, .. } =
-            store.send_mail(&alice, &bob.email, "Hi", "x").await.unwrap()
+        let SendOutcome::Sent { inbox_id, .. } = store
+            .send_mail(&alice, &bob.email, "Hi", "x")
+            .await
+            .unwrap()
         else {
             panic!("not sent");
         };
@@ -448,10 +487,26 @@ mod tests {
         let store = file_store(dir.path()).await;
         let (alice, bob) = two_accounts(&store).await;
         let token = store.new_token(alice.id, "pc").await.unwrap();
-        let secret = store.active_token_secret(alice.id, token.id).await.unwrap().unwrap();
+        let secret = store
+            .active_token_secret(alice.id, token.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(secret.expose(), token.token.expose());
-        assert!(store.active_token_secret(bob.id, token.id).await.unwrap().is_none());
+        assert!(
+            store
+                .active_token_secret(bob.id, token.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
         store.revoke_token(alice.id, token.id).await.unwrap();
-        assert!(store.active_token_secret(alice.id, token.id).await.unwrap().is_none());
+        assert!(
+            store
+                .active_token_secret(alice.id, token.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -231,7 +231,11 @@ impl Store {
     /// # Errors
     ///
     /// Infrastructure errors only.
-    pub async fn mark_pages_delivered(&self, account: AccountId, ids: Vec<i64>) -> Result<(), StoreError> {
+    pub async fn mark_pages_delivered(
+        &self,
+        account: AccountId,
+        ids: Vec<i64>,
+    ) -> Result<(), StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let now = now_unix();
@@ -311,19 +315,37 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .create_account(&Passport::parse(h).unwrap(), h, Secret::new("long-password".into()))
+                    .create_account(
+                        &Passport::parse(h).unwrap(),
+                        h,
+                        Secret::new("long-password".into()),
+                    )
                     .await
                     .unwrap()
             }
         };
-        let (alice, bob, carol) = (mk("alice@x.com").await, mk("bob@x.com").await, mk("carol@x.com").await);
+        let (alice, bob, carol) = (
+            mk("alice@x.com").await,
+            mk("bob@x.com").await,
+            mk("carol@x.com").await,
+        );
         assert_eq!(
-            store.send_page(alice.id, &alice.email, &bob.email, page("hi")).await.unwrap(),
+            store
+                .send_page(alice.id, &alice.email, &bob.email, page("hi"))
+                .await
+                .unwrap(),
             Err(PageRefusal::NotPageable)
         );
-        store.set_phone(bob.id, PhoneProp::Mob, Some("Y")).await.unwrap();
+        store
+            .set_phone(bob.id, PhoneProp::Mob, Some("Y"))
+            .await
+            .unwrap();
         assert!(store.allows_pages(bob.id).await.unwrap());
-        let (to, _) = store.send_page(alice.id, &alice.email, &bob.email, page("hi")).await.unwrap().unwrap();
+        let (to, _) = store
+            .send_page(alice.id, &alice.email, &bob.email, page("hi"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(to.id, bob.id);
         // Bob blocks Carol.
         store
@@ -331,18 +353,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            store.send_page(carol.id, &carol.email, &bob.email, page("hi")).await.unwrap(),
+            store
+                .send_page(carol.id, &carol.email, &bob.email, page("hi"))
+                .await
+                .unwrap(),
             Err(PageRefusal::Blocked)
         );
         for _ in 1..MAX_PAGES_PER_MINUTE {
-            store.send_page(alice.id, &alice.email, &bob.email, page("again")).await.unwrap().unwrap();
+            store
+                .send_page(alice.id, &alice.email, &bob.email, page("again"))
+                .await
+                .unwrap()
+                .unwrap();
         }
         assert_eq!(
-            store.send_page(alice.id, &alice.email, &bob.email, page("one more")).await.unwrap(),
+            store
+                .send_page(alice.id, &alice.email, &bob.email, page("one more"))
+                .await
+                .unwrap(),
             Err(PageRefusal::RateLimited)
         );
         let pending = store.pending_pages(bob.id).await.unwrap();
-        assert_eq!(pending.len(), usize::try_from(MAX_PAGES_PER_MINUTE).unwrap());
+        assert_eq!(
+            pending.len(),
+            usize::try_from(MAX_PAGES_PER_MINUTE).unwrap()
+        );
         assert_eq!(pending[0].body, "hi");
         assert_eq!(pending[0].from_member_id, Some(alice.member_id));
         store

@@ -102,7 +102,11 @@ pub async fn mailbox(
     let Some(account) = &visitor.account else {
         return Ok(signed_out());
     };
-    let folder = q.folder.as_deref().and_then(Folder::parse).unwrap_or(Folder::Inbox);
+    let folder = q
+        .folder
+        .as_deref()
+        .and_then(Folder::parse)
+        .unwrap_or(Folder::Inbox);
     let mails = web.store.mailbox(account.id, folder).await?;
     let csrf = &visitor.csrf;
     let body = html! {
@@ -196,12 +200,19 @@ pub async fn read(
             button type="submit" { "Delete" }
         }
     };
-    let title = if mail.subject.is_empty() { "(no subject)".to_owned() } else { mail.subject.clone() };
+    let title = if mail.subject.is_empty() {
+        "(no subject)".to_owned()
+    } else {
+        mail.subject.clone()
+    };
     Ok(visitor.page(&title, &body))
 }
 
 /// `GET /mail/compose`.
-pub async fn compose_form(visitor: Visitor, Query(q): Query<MailQuery>) -> Result<Response, WebError> {
+pub async fn compose_form(
+    visitor: Visitor,
+    Query(q): Query<MailQuery>,
+) -> Result<Response, WebError> {
     if visitor.account.is_none() {
         return Ok(signed_out());
     }
@@ -248,8 +259,17 @@ pub async fn compose(
     let Ok(to) = Passport::parse(form.to.trim()) else {
         return Ok(redirect("/mail/compose?m=bad-to", &[]));
     };
-    let subject: String = form.subject.trim().chars().take(MAX_SUBJECT_CHARS).collect();
-    match web.store.send_mail(account, &to, &subject, &form.body).await? {
+    let subject: String = form
+        .subject
+        .trim()
+        .chars()
+        .take(MAX_SUBJECT_CHARS)
+        .collect();
+    match web
+        .store
+        .send_mail(account, &to, &subject, &form.body)
+        .await?
+    {
         SendOutcome::Sent { to, inbox_id } => {
             tracing::info!(from = %account.email, to = %to.email, bytes = form.body.len(), "mail sent");
             mailbox::notify_new_mail(
@@ -367,8 +387,12 @@ pub async fn set_pager(
     visitor.check(&form.csrf)?;
     let account = visitor.account()?;
     let value = if form.on == "1" { "Y" } else { "N" };
-    web.store.set_phone(account.id, PhoneProp::Mob, Some(value)).await?;
-    web.store.set_phone(account.id, PhoneProp::Mbe, Some(value)).await?;
+    web.store
+        .set_phone(account.id, PhoneProp::Mob, Some(value))
+        .await?;
+    web.store
+        .set_phone(account.id, PhoneProp::Mbe, Some(value))
+        .await?;
     Ok(redirect("/mobile?m=pager", &[]))
 }
 
@@ -402,12 +426,19 @@ pub struct InboxForm {
 }
 
 /// `POST /`: the inbox sign-in when a form is posted, otherwise MSN 7.5's empty probe.
-pub async fn root_post(State(web): State<Arc<Web>>, visitor: Visitor, request: Request) -> Response {
+pub async fn root_post(
+    State(web): State<Arc<Web>>,
+    visitor: Visitor,
+    request: Request,
+) -> Response {
     let is_form = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     if !is_form {
         return crate::http::routes::key_port_probe().await.into_response();
     }
@@ -415,7 +446,11 @@ pub async fn root_post(State(web): State<Arc<Web>>, visitor: Visitor, request: R
 }
 
 /// `POST /ppsecure/md5auth.srf`.
-pub async fn inbox_signin(State(web): State<Arc<Web>>, visitor: Visitor, request: Request) -> Response {
+pub async fn inbox_signin(
+    State(web): State<Arc<Web>>,
+    visitor: Visitor,
+    request: Request,
+) -> Response {
     signin_request(web, visitor, request).await
 }
 
@@ -451,12 +486,19 @@ async fn signin_request(web: Arc<Web>, visitor: Visitor, request: Request) -> Re
                 p.notice { "Messenger could not sign you in to your mailbox. Sign in with your password instead." }
                 p { a href="/signin" { "Sign in" } }
             };
-            (StatusCode::FORBIDDEN, visitor.page("Mailbox sign-in", &body)).into_response()
+            (
+                StatusCode::FORBIDDEN,
+                visitor.page("Mailbox sign-in", &body),
+            )
+                .into_response()
         }
     }
 }
 
-async fn check_signin(web: &Web, form: &InboxForm) -> Result<crate::store::AccountId, SigninRefusal> {
+async fn check_signin(
+    web: &Web,
+    form: &InboxForm,
+) -> Result<crate::store::AccountId, SigninRefusal> {
     let sl = parse_sl(form.sl.trim()).ok_or(SigninRefusal::Malformed)?;
     if form.auth.is_empty() || form.auth.len() > 4096 || form.creds.len() != 32 {
         return Err(SigninRefusal::Malformed);
@@ -517,13 +559,29 @@ mod tests {
         let w = "http://host:8080";
         assert_eq!(landing(&form("/mail", ""), w), "/mail");
         assert_eq!(landing(&form("/mail/7", ""), w), "/mail/7");
-        assert_eq!(landing(&form("/mail/compose?to=a@b.c", ""), w), "/mail/compose?to=a@b.c");
+        assert_eq!(
+            landing(&form("/mail/compose?to=a@b.c", ""), w),
+            "/mail/compose?to=a@b.c"
+        );
         assert_eq!(landing(&form("/mobile", ""), w), "/mobile");
-        for bad in ["//evil.example/mail", "http://evil/mail", "/admin", "/mailx", "/mail\r\nX: y", "/\\evil"] {
+        for bad in [
+            "//evil.example/mail",
+            "http://evil/mail",
+            "/admin",
+            "/mailx",
+            "/mail\r\nX: y",
+            "/\\evil",
+        ] {
             assert_eq!(landing(&form(bad, ""), w), "/mail", "{bad:?}");
         }
-        assert_eq!(landing(&form("", "http://host:8080/account"), w), "/account");
-        assert_eq!(landing(&form("", "http://host:8080.evil/account"), w), "/mail");
+        assert_eq!(
+            landing(&form("", "http://host:8080/account"), w),
+            "/account"
+        );
+        assert_eq!(
+            landing(&form("", "http://host:8080.evil/account"), w),
+            "/mail"
+        );
         assert_eq!(landing(&form("", "http://evil/account"), w), "/mail");
     }
 }

@@ -226,10 +226,7 @@ impl Web {
 /// The website's routes (merged next to Passport's).
 pub fn router(web: Arc<Web>) -> Router {
     Router::new()
-        .route(
-            "/",
-            get(pages::home).post(mail::root_post),
-        )
+        .route("/", get(pages::home).post(mail::root_post))
         .route("/style.css", get(stylesheet))
         .route("/copy.js", get(copy_script))
         .route("/register", get(pages::register_form).post(pages::register))

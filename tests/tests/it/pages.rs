@@ -18,7 +18,8 @@ const CAROL: &str = "carol@example.com";
 const PAG_BODY: &[u8] = br#"<TEXT xml:space="preserve">This is an example message.</TEXT>"#;
 /// yellows111 `PGD`: the body without a callback number (73 bytes; the wiki's header says 74,
 /// one more than its body).
-const PGD_BODY: &[u8] = br#"<TEXT xml:space="preserve" enc="utf-8">This is an example message.</TEXT>"#;
+const PGD_BODY: &[u8] =
+    br#"<TEXT xml:space="preserve" enc="utf-8">This is an example message.</TEXT>"#;
 /// yellows111 `PGD` with a home callback number.
 const PGD_CALLBACK_BODY: &[u8] = br#"<PHONE pri="1"><LOC>HOME</LOC><NUM>15551114444</NUM></PHONE><TEXT xml:space="preserve" enc="utf-8">This is an example message with a home callback number.</TEXT>"#;
 
@@ -52,13 +53,24 @@ async fn page(c: &mut MsnpClient, to: &str, body: &[u8]) -> anyhow::Result<u32> 
 }
 
 fn pid(member_id: u64) -> String {
-    format!("0x{:08X}:0x{:08X}", member_id >> 32, member_id & 0xffff_ffff)
+    format!(
+        "0x{:08X}:0x{:08X}",
+        member_id >> 32,
+        member_id & 0xffff_ffff
+    )
 }
 
-async fn offline_page_delivered_at_login(version: u8, body: &[u8], text: &str) -> anyhow::Result<()> {
+async fn offline_page_delivered_at_login(
+    version: u8,
+    body: &[u8],
+    text: &str,
+) -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
     let site = format!("http://127.0.0.1:{}/", stack.http.port());
-    stack.store.set_phone(stack.id(BOB).await?, PhoneProp::Mob, Some("Y")).await?;
+    stack
+        .store
+        .set_phone(stack.id(BOB).await?, PhoneProp::Mob, Some("Y"))
+        .await?;
     let mut a = login(&stack, version, ALICE).await?;
     page(&mut a, BOB, body).await?;
     // Success has no reply: the next answer is the one to PNG.
@@ -75,7 +87,11 @@ async fn offline_page_delivered_at_login(version: u8, body: &[u8], text: &str) -
     );
     let raw = b.recv_raw().await?;
     let want = format!("IPG {}\r\n{payload}", payload.len());
-    ensure!(raw.bytes == want.as_bytes(), "{:?}", String::from_utf8_lossy(&raw.bytes));
+    ensure!(
+        raw.bytes == want.as_bytes(),
+        "{:?}",
+        String::from_utf8_lossy(&raw.bytes)
+    );
     b.sync().await?;
     // Delivered once: the next login has nothing waiting.
     drop(b);
@@ -83,7 +99,10 @@ async fn offline_page_delivered_at_login(version: u8, body: &[u8], text: &str) -
     again.sync().await?;
     // The website lists it.
     let pages = stack.store.pages(bob.id).await?;
-    ensure!(pages.len() == 1 && pages[0].delivered_at.is_some(), "{pages:?}");
+    ensure!(
+        pages.len() == 1 && pages[0].delivered_at.is_some(),
+        "{pages:?}"
+    );
     Ok(())
 }
 
@@ -111,7 +130,10 @@ async fn refusals(version: u8) -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
     let bob = stack.id(BOB).await?;
     // Bob allows pages but blocks Carol.
-    stack.store.set_phone(bob, PhoneProp::Mob, Some("Y")).await?;
+    stack
+        .store
+        .set_phone(bob, PhoneProp::Mob, Some("Y"))
+        .await?;
     stack
         .store
         .add_to_list(bob, ListKind::Bl, &parse_handle(CAROL)?, "Carol", None)
@@ -130,7 +152,10 @@ async fn refusals(version: u8) -> anyhow::Result<()> {
     // Bob gets nothing at login.
     let mut b = login(&stack, version, BOB).await?;
     b.sync().await?;
-    ensure!(stack.store.pages(bob).await?.is_empty(), "a refused page was stored");
+    ensure!(
+        stack.store.pages(bob).await?.is_empty(),
+        "a refused page was stored"
+    );
     Ok(())
 }
 
@@ -153,7 +178,10 @@ async fn msnp11_page_from_blocked_user_refused() -> anyhow::Result<()> {
 #[tokio::test]
 async fn msnp9_rate_limit_and_old_pag() -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
-    stack.store.set_phone(stack.id(BOB).await?, PhoneProp::Mob, Some("Y")).await?;
+    stack
+        .store
+        .set_phone(stack.id(BOB).await?, PhoneProp::Mob, Some("Y"))
+        .await?;
     let mut a = login(&stack, 9, ALICE).await?;
     let t = a.trid();
     a.send_payload(&format!("PAG {t} {BOB}"), PAG_BODY).await?;
