@@ -182,6 +182,16 @@ impl MsnpClient {
         self.profile.as_ref()
     }
 
+    /// The value of `key` in the profile message (`MSPAuth`, `sid`, `LoginTime` …).
+    #[must_use]
+    pub fn profile_field(&self, key: &str) -> Option<String> {
+        let profile = std::str::from_utf8(self.profile.as_ref()?).ok()?;
+        profile
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+            .map(str::to_owned)
+    }
+
     /// Records the profile payload (the login helpers do).
     pub fn set_profile(&mut self, payload: Bytes) {
         self.profile = Some(payload);

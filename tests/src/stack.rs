@@ -418,6 +418,20 @@ impl TestStack {
         Ok(c)
     }
 
+    /// Logs `handle` in as a client of dialect `version` would: MD5 for MSNP2–7
+    /// ([`TestStack::login`]), Passport 1.4 from MSNP8 ([`TestStack::login_twn`]).
+    ///
+    /// # Errors
+    ///
+    /// Any step of the login failed.
+    pub async fn login_as(&self, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
+        if version <= 7 {
+            self.login(version, handle).await
+        } else {
+            self.login_twn(version, handle).await
+        }
+    }
+
     /// A TLS 1.2 client trusting exactly this stack's generated CA.
     ///
     /// # Errors

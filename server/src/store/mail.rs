@@ -123,6 +123,19 @@ fn mail_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mail> {
     })
 }
 
+/// The registered (not placeholder) account with handle `email`.
+pub(super) fn registered_account(
+    conn: &rusqlite::Connection,
+    email: &str,
+) -> rusqlite::Result<Option<Account>> {
+    conn.query_row(
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1 AND placeholder = 0"),
+        [email],
+        account_from_row,
+    )
+    .optional()
+}
+
 fn count(conn: &rusqlite::Connection, sql: &str, account: AccountId) -> Result<u32, StoreError> {
     let n: i64 = conn.query_row(sql, [account.0], |r| r.get(0))?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
@@ -171,14 +184,7 @@ impl Store {
             let insert = "INSERT INTO mail_messages
                  (owner_id, folder, from_addr, from_name, to_addr, subject, body, created_at, read_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-            let Some(recipient) = tx
-                .query_row(
-                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1 AND placeholder = 0"),
-                    [&to],
-                    account_from_row,
-                )
-                .optional()?
-            else {
+            let Some(recipient) = registered_account(&tx, &to)? else {
                 // Kept in Sent, delivered nowhere (web::mail: no address oracle).
                 tx.execute(
                     insert,

@@ -9,7 +9,6 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use super::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use super::{Account, AccountId, Passport, Store, StoreError, now_unix};
 
 /// Most pages one sender may send in a minute.
@@ -116,14 +115,7 @@ impl Store {
         let to = to.as_str().to_owned();
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            let Some(target) = tx
-                .query_row(
-                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1 AND placeholder = 0"),
-                    [&to],
-                    account_from_row,
-                )
-                .optional()?
-            else {
+            let Some(target) = super::mail::registered_account(&tx, &to)? else {
                 return Ok(Err(PageRefusal::NoSuchAccount));
             };
             let mob: Option<String> = tx

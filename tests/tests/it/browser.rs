@@ -127,8 +127,12 @@ async fn text(c: &Client) -> anyhow::Result<String> {
     Ok(c.find(Locator::Css("body")).await?.text().await?)
 }
 
-#[tokio::test]
-async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow::Result<()> {
+/// Starts a stack with `opts` and one Chromium session, runs `walk`, and closes both (skipped
+/// without `chromium` and `chromedriver`, outside CI).
+async fn in_chromium(
+    opts: StackOptions,
+    walk: impl AsyncFnOnce(&TestStack, &Client) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     if let Some(why) = tool::missing(&[
         ("chromium", "--version", "chromium"),
         ("chromedriver", "--version", "chromium-driver"),
@@ -136,7 +140,7 @@ async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow
         tool::skip(&why);
         return Ok(());
     }
-    let stack = TestStack::start(StackOptions::new().account("bob@example.com", "Bob")).await?;
+    let stack = TestStack::start(opts).await?;
     let driver = Driver::start().await?;
     let c = browser(&driver).await?;
     let result = walk(&stack, &c).await;
@@ -145,6 +149,11 @@ async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow
     closed?;
     stack.shutdown().await?;
     Ok(())
+}
+
+#[tokio::test]
+async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow::Result<()> {
+    in_chromium(StackOptions::new().account("bob@example.com", "Bob"), walk).await
 }
 
 async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
@@ -267,22 +276,7 @@ async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
 /// page with a page waiting. Screenshots `20-…` to `25-…`.
 #[tokio::test]
 async fn mailbox_signin_from_messenger_compose_and_mobile_in_chromium() -> anyhow::Result<()> {
-    if let Some(why) = tool::missing(&[
-        ("chromium", "--version", "chromium"),
-        ("chromedriver", "--version", "chromium-driver"),
-    ]) {
-        tool::skip(&why);
-        return Ok(());
-    }
-    let stack = TestStack::start(StackOptions::cast()).await?;
-    let driver = Driver::start().await?;
-    let c = browser(&driver).await?;
-    let result = mailbox_walk(&stack, &c).await;
-    let closed = c.close().await;
-    result?;
-    closed?;
-    stack.shutdown().await?;
-    Ok(())
+    in_chromium(StackOptions::cast(), mailbox_walk).await
 }
 
 async fn mailbox_walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
@@ -317,14 +311,7 @@ async fn mailbox_walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
         .await?;
     b.wait_for("the page", |m| matches!(m, ServerMessage::Ipg { .. }))
         .await?;
-    let profile = String::from_utf8(b.profile().context("no profile")?.to_vec())?;
-    let field = |k: &str| {
-        profile
-            .split("\r\n")
-            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let field = |k: &str| b.profile_field(k).unwrap_or_default();
     let (auth, sl) = (field("MSPAuth"), 42u64);
     let creds = relive_msnp::auth::md5_response(&format!("{auth}{sl}"), stack.token(BOB));
     let form = format!(

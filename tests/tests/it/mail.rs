@@ -7,7 +7,6 @@
 
 use anyhow::{Context as _, ensure};
 use relive_msnp::auth::md5_response;
-use relive_msnp::version::ProtocolVersion;
 use relive_server::store::mail::SendOutcome;
 use relive_server::store::parse_handle;
 use relive_tests::client::MsnpClient;
@@ -16,29 +15,6 @@ use relive_tests::{StackOptions, TestStack};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
-
-/// Logs `handle` in as a client of dialect `version`: MD5 for MSNP7, Passport 1.4 otherwise.
-async fn login(stack: &TestStack, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
-    match version {
-        7 => stack.login(7, handle).await,
-        11 => {
-            stack
-                .login_passport_as(&[ProtocolVersion::MSNP11], "7.0.0813", handle)
-                .await
-        }
-        v => stack.login_twn(v, handle).await,
-    }
-}
-
-/// The value of `key` in the profile the login read.
-fn profile_field(c: &MsnpClient, key: &str) -> anyhow::Result<String> {
-    let profile = std::str::from_utf8(c.profile().context("no profile read")?)?;
-    profile
-        .split("\r\n")
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .map(str::to_owned)
-        .with_context(|| format!("no {key} in the profile"))
-}
 
 /// `MSG Hotmail Hotmail <len>` + `payload`, exactly.
 fn hotmail(payload: &str) -> Vec<u8> {
@@ -53,14 +29,14 @@ fn inbox_form(
     sl: u64,
     secret: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let auth = profile_field(c, "MSPAuth")?;
+    let auth = c.profile_field("MSPAuth").context("MSPAuth")?;
     let creds = md5_response(&format!("{auth}{sl}"), secret);
     Ok([
         ("mode", "ttl".to_owned()),
         ("login", handle.to_owned()),
         ("username", handle.to_owned()),
-        ("sid", profile_field(c, "sid")?),
-        ("kv", profile_field(c, "kv")?),
+        ("sid", c.profile_field("sid").context("sid")?),
+        ("kv", c.profile_field("kv").context("kv")?),
         ("id", "2".to_owned()),
         ("sl", sl.to_string()),
         ("rru", "/mail".to_owned()),
@@ -128,7 +104,7 @@ async fn mail_round(version: u8) -> anyhow::Result<()> {
     stack.store.delete_mail(bob_id, first[1].id).await?;
 
     // The initial notification, right after the profile.
-    let mut b = login(&stack, version, BOB).await?;
+    let mut b = stack.login_as(version, BOB).await?;
     let raw = b.recv_raw().await?;
     let want = hotmail(&format!(
         "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinitialemailnotification; charset=UTF-8\r\n\r\n\
@@ -267,8 +243,8 @@ fn with(form: &[(String, String)], key: &str, value: &str) -> Vec<(String, Strin
 
 async fn forged_and_replayed(version: u8) -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
-    let mut a = login(&stack, version, ALICE).await?;
-    let mut b = login(&stack, version, BOB).await?;
+    let mut a = stack.login_as(version, ALICE).await?;
+    let mut b = stack.login_as(version, BOB).await?;
     let token = stack.token(ALICE);
     // Forged: the wrong password in the hash, or another user's name with Alice's auth.
     let mut web = WebClient::new(stack.http);

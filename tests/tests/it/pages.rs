@@ -5,7 +5,6 @@
 //! sender, an unpageable target and an over-long page get `800`; `PAG` in MSNP9 gets `715`.
 
 use anyhow::ensure;
-use relive_msnp::version::ProtocolVersion;
 use relive_server::store::{ListKind, PhoneProp, parse_handle};
 use relive_tests::client::MsnpClient;
 use relive_tests::{StackOptions, TestStack};
@@ -22,18 +21,6 @@ const PGD_BODY: &[u8] =
     br#"<TEXT xml:space="preserve" enc="utf-8">This is an example message.</TEXT>"#;
 /// yellows111 `PGD` with a home callback number.
 const PGD_CALLBACK_BODY: &[u8] = br#"<PHONE pri="1"><LOC>HOME</LOC><NUM>15551114444</NUM></PHONE><TEXT xml:space="preserve" enc="utf-8">This is an example message with a home callback number.</TEXT>"#;
-
-async fn login(stack: &TestStack, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
-    match version {
-        7 => stack.login(7, handle).await,
-        11 => {
-            stack
-                .login_passport_as(&[ProtocolVersion::MSNP11], "7.0.0813", handle)
-                .await
-        }
-        v => stack.login_twn(v, handle).await,
-    }
-}
 
 /// Sends a page to `to` in the dialect's command, written in two pieces split inside the body.
 async fn page(c: &mut MsnpClient, to: &str, body: &[u8]) -> anyhow::Result<u32> {
@@ -71,11 +58,11 @@ async fn offline_page_delivered_at_login(
         .store
         .set_phone(stack.id(BOB).await?, PhoneProp::Mob, Some("Y"))
         .await?;
-    let mut a = login(&stack, version, ALICE).await?;
+    let mut a = stack.login_as(version, ALICE).await?;
     page(&mut a, BOB, body).await?;
     // Success has no reply: the next answer is the one to PNG.
     a.sync().await?;
-    let mut b = login(&stack, version, BOB).await?;
+    let mut b = stack.login_as(version, BOB).await?;
     let (alice, bob) = (stack.account(ALICE).await?, stack.account(BOB).await?);
     let payload = format!(
         "<NOTIFICATION id=\"0\" siteid=\"111100400\" siteurl=\"{site}\"><TO name=\"{BOB}\" \
@@ -95,7 +82,7 @@ async fn offline_page_delivered_at_login(
     b.sync().await?;
     // Delivered once: the next login has nothing waiting.
     drop(b);
-    let mut again = login(&stack, version, BOB).await?;
+    let mut again = stack.login_as(version, BOB).await?;
     again.sync().await?;
     // The website lists it.
     let pages = stack.store.pages(bob.id).await?;
@@ -139,7 +126,7 @@ async fn refusals(version: u8) -> anyhow::Result<()> {
         .add_to_list(bob, ListKind::Bl, &parse_handle(CAROL)?, "Carol", None)
         .await?;
     let body = if version == 7 { PAG_BODY } else { PGD_BODY };
-    let mut c = login(&stack, version, CAROL).await?;
+    let mut c = stack.login_as(version, CAROL).await?;
     let t = page(&mut c, BOB, body).await?;
     c.expect_line(&format!("800 {t}")).await?;
     // Alice is not blocked, but Carol does not allow pages: the same 800.
@@ -150,7 +137,7 @@ async fn refusals(version: u8) -> anyhow::Result<()> {
     c.expect_line(&format!("800 {t}")).await?;
     c.sync().await?;
     // Bob gets nothing at login.
-    let mut b = login(&stack, version, BOB).await?;
+    let mut b = stack.login_as(version, BOB).await?;
     b.sync().await?;
     ensure!(
         stack.store.pages(bob).await?.is_empty(),
@@ -182,7 +169,7 @@ async fn msnp9_rate_limit_and_old_pag() -> anyhow::Result<()> {
         .store
         .set_phone(stack.id(BOB).await?, PhoneProp::Mob, Some("Y"))
         .await?;
-    let mut a = login(&stack, 9, ALICE).await?;
+    let mut a = stack.login_as(9, ALICE).await?;
     let t = a.trid();
     a.send_payload(&format!("PAG {t} {BOB}"), PAG_BODY).await?;
     a.expect_line(&format!("715 {t}")).await?;
