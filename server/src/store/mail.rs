@@ -488,6 +488,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn senders_are_limited_per_hour_and_bodies_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(dir.path()).await;
+        let (alice, bob) = two_accounts(&store).await;
+        let long = "é".repeat(MAX_BODY_BYTES);
+        for _ in 0..MAX_SENT_PER_HOUR {
+            let sent = store.send_mail(&alice, &bob.email, "x", &long).await.unwrap();
+            assert!(matches!(sent, SendOutcome::Sent { .. }));
+        }
+        assert_eq!(
+            store.send_mail(&alice, &bob.email, "x", "y").await.unwrap(),
+            SendOutcome::RateLimited
+        );
+        let inbox = store.mailbox(bob.id, Folder::Inbox).await.unwrap();
+        let (mail, _) = store.open_mail(bob.id, inbox[0].id).await.unwrap().unwrap();
+        assert!(mail.body.len() <= MAX_BODY_BYTES && mail.body.len() > MAX_BODY_BYTES - 2);
+    }
+
+    #[tokio::test]
     async fn token_secret_only_while_active() {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(dir.path()).await;

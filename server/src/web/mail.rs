@@ -132,7 +132,7 @@ pub async fn mailbox(
                                 form.inline method="post" action="/mail/delete" {
                                     (csrf_field(csrf))
                                     input type="hidden" name="id" value=(m.id);
-                                    button.link type="submit" { "Delete" }
+                                    button type="submit" { "Delete" }
                                 }
                             }
                         }
@@ -358,7 +358,7 @@ pub async fn mobile(
                                 form.inline method="post" action="/mobile/delete" {
                                     (csrf_field(csrf))
                                     input type="hidden" name="id" value=(p.id);
-                                    button.link type="submit" { "Delete" }
+                                    button type="submit" { "Delete" }
                                 }
                             }
                         }

@@ -5,6 +5,7 @@
 //! sender, an unpageable target and an over-long page get `800`; `PAG` in MSNP9 gets `715`.
 
 use anyhow::ensure;
+use relive_msnp::server::ServerMessage;
 use relive_server::store::{ListKind, PhoneProp, parse_handle};
 use relive_tests::client::MsnpClient;
 use relive_tests::{StackOptions, TestStack};
@@ -116,11 +117,16 @@ async fn msnp11_pgd_with_callback_to_offline_contact_delivered_at_login() -> any
 async fn refusals(version: u8) -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
     let bob = stack.id(BOB).await?;
-    // Bob allows pages but blocks Carol.
-    stack
-        .store
-        .set_phone(bob, PhoneProp::Mob, Some("Y"))
-        .await?;
+    // Bob allows pages from his own client ("allow contacts to page me": PRP MOB Y) and
+    // blocks Carol.
+    let mut b = stack.login_as(version, BOB).await?;
+    let t = b.trid();
+    b.send_line(&format!("PRP {t} MOB Y")).await?;
+    b.wait_for(
+        "PRP MOB Y",
+        |m| matches!(m, ServerMessage::Prp { trid, .. } if *trid == t),
+    )
+    .await?;
     stack
         .store
         .add_to_list(bob, ListKind::Bl, &parse_handle(CAROL)?, "Carol", None)
@@ -129,14 +135,15 @@ async fn refusals(version: u8) -> anyhow::Result<()> {
     let mut c = stack.login_as(version, CAROL).await?;
     let t = page(&mut c, BOB, body).await?;
     c.expect_line(&format!("800 {t}")).await?;
-    // Alice is not blocked, but Carol does not allow pages: the same 800.
+    // Alice does not allow pages: the same 800 as the block.
     let t = page(&mut c, ALICE, body).await?;
     c.expect_line(&format!("800 {t}")).await?;
     // Not page XML: 800, and the connection stays usable.
     let t = page(&mut c, BOB, b"just some text that is not the page XML").await?;
     c.expect_line(&format!("800 {t}")).await?;
     c.sync().await?;
-    // Bob gets nothing at login.
+    // Bob gets nothing, online or at his next login.
+    b.sync().await?;
     let mut b = stack.login_as(version, BOB).await?;
     b.sync().await?;
     ensure!(
