@@ -4,7 +4,7 @@
 //! * `XFR SB` → a fresh single-use cookie bound to the user (`913` while hidden or before the
 //!   first `CHG` is decided by the session rules).
 //! * `URL` → links into this server's website, with its HTTP port: `INBOX`, `FOLDERS`, `COMPOSE
-//!   [address]` to the mailbox, `PROFILE`/`PERSON`/`PASSWORD` to the account page, `CHGMOB`/
+//!   [address]` to the mailbox, `PROFILE`/`PERSON`/`PASSWORD` to the profile page, `CHGMOB`/
 //!   `MOBILE` to the Mobile page, the rest to the home page; the login URL is the site's root,
 //!   where the client posts its inbox sign-in form ([`crate::web::mail`]).
 //! * `FND` searches only accounts whose owner opted in (`searchable`, off by default): a result
@@ -111,7 +111,7 @@ impl NsService {
                 Some(to) => format!("{}?to={to}", crate::mailbox::COMPOSE_PATH),
                 None => crate::mailbox::COMPOSE_PATH.to_owned(),
             },
-            "PROFILE" | "PERSON" | "PASSWORD" => "/account".to_owned(),
+            "PROFILE" | "PERSON" | "PASSWORD" => "/profile".to_owned(),
             "CHGMOB" | "MOBILE" => "/mobile".to_owned(),
             _ => "/".to_owned(),
         };

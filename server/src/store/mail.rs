@@ -494,7 +494,10 @@ mod tests {
         let (alice, bob) = two_accounts(&store).await;
         let long = "é".repeat(MAX_BODY_BYTES);
         for _ in 0..MAX_SENT_PER_HOUR {
-            let sent = store.send_mail(&alice, &bob.email, "x", &long).await.unwrap();
+            let sent = store
+                .send_mail(&alice, &bob.email, "x", &long)
+                .await
+                .unwrap();
             assert!(matches!(sent, SendOutcome::Sent { .. }));
         }
         assert_eq!(

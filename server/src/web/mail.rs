@@ -75,8 +75,15 @@ fn note(m: Option<&str>) -> Markup {
     html! { p.notice { (text) } }
 }
 
-fn signed_out() -> Response {
-    redirect("/signin", &[])
+/// What a signed-out visitor sees on a mailbox page (a `200`: Messenger's links open here).
+fn signed_out(visitor: &Visitor) -> Response {
+    visitor.page(
+        "Mail",
+        &html! {
+            p { "Sign in to read your mail and pages. From Messenger, its mail buttons sign you in by themselves." }
+            p { a href="/signin" { "Sign in" } }
+        },
+    )
 }
 
 fn folder_nav(current: Folder) -> Markup {
@@ -100,7 +107,7 @@ pub async fn mailbox(
     Query(q): Query<MailQuery>,
 ) -> Result<Response, WebError> {
     let Some(account) = &visitor.account else {
-        return Ok(signed_out());
+        return Ok(signed_out(&visitor));
     };
     let folder = q
         .folder
@@ -152,7 +159,7 @@ pub async fn mailbox(
 /// `GET /mail/folders`.
 pub async fn folders(State(web): State<Arc<Web>>, visitor: Visitor) -> Result<Response, WebError> {
     let Some(account) = &visitor.account else {
-        return Ok(signed_out());
+        return Ok(signed_out(&visitor));
     };
     let counts = web.store.mail_counts(account.id).await?;
     let body = html! {
@@ -173,7 +180,7 @@ pub async fn read(
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     let Some(account) = &visitor.account else {
-        return Ok(signed_out());
+        return Ok(signed_out(&visitor));
     };
     let Some((mail, change)) = web.store.open_mail(account.id, id).await? else {
         return Ok((StatusCode::NOT_FOUND, visitor.page("No such message", &html! {
@@ -214,7 +221,7 @@ pub async fn compose_form(
     Query(q): Query<MailQuery>,
 ) -> Result<Response, WebError> {
     if visitor.account.is_none() {
-        return Ok(signed_out());
+        return Ok(signed_out(&visitor));
     }
     let to = q.to.unwrap_or_default();
     let body = html! {
@@ -322,7 +329,7 @@ pub async fn mobile(
     Query(q): Query<MailQuery>,
 ) -> Result<Response, WebError> {
     let Some(account) = &visitor.account else {
-        return Ok(signed_out());
+        return Ok(signed_out(&visitor));
     };
     let on = web.store.allows_pages(account.id).await?;
     let pages = web.store.pages(account.id).await?;
