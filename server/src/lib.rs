@@ -17,6 +17,7 @@
 //!   ([`hub::Outbox`]); presence fan-out decided under one short lock, delivered after it.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint and the series it serves.
 //! - [`limits`]: connection pools per listener and caps per source, list-lookup throttling.
+//! - [`mailbox`]: the Hotmail notifications and the inbox sign-in grants (issue 18).
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
 //! - [`web`]: the website (accounts, tokens, contacts, connect, admin) and the `/api/`.
@@ -32,6 +33,7 @@ pub mod doctor;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod mailbox;
 pub mod metrics;
 pub mod net;
 pub mod notification;

@@ -426,6 +426,20 @@ impl TestStack {
         Ok(c)
     }
 
+    /// Logs `handle` in as a client of dialect `version` would: MD5 for MSNP2–7
+    /// ([`TestStack::login`]), Passport 1.4 from MSNP8 ([`TestStack::login_twn`]).
+    ///
+    /// # Errors
+    ///
+    /// Any step of the login failed.
+    pub async fn login_as(&self, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
+        if version <= 7 {
+            self.login(version, handle).await
+        } else {
+            self.login_twn(version, handle).await
+        }
+    }
+
     /// A TLS 1.2 client trusting exactly this stack's generated CA.
     ///
     /// # Errors
@@ -666,12 +680,16 @@ pub async fn login_md5(
         matches!(m, ServerMessage::UsrOk { trid, handle, .. } if *trid == t && handle.as_str() == want_handle)
     })
     .await?;
-    c.expect("the profile MSG from Hotmail", |m| {
-        matches!(m, ServerMessage::Msg { from, payload, .. }
+    let profile = c
+        .expect("the profile MSG from Hotmail", |m| {
+            matches!(m, ServerMessage::Msg { from, payload, .. }
             if from.as_str() == "Hotmail"
             && payload.windows(29).any(|w| w == b"Content-Type: text/x-msmsgspr"))
-    })
-    .await?;
+        })
+        .await?;
+    if let ServerMessage::Msg { payload, .. } = profile {
+        c.set_profile(payload);
+    }
     Ok(())
 }
 
@@ -826,6 +844,9 @@ where
         "expected the profile, got {:?}",
         profile.line()
     );
+    if let Some(payload) = profile.payload() {
+        c.set_profile(payload.clone());
+    }
     Ok(())
 }
 

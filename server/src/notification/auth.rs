@@ -224,7 +224,11 @@ impl NsService {
                 match verified {
                     Ok(Ok(Ok((state, token)))) => {
                         logins.record(method, LoginResult::Ok);
+                        // What waits for the user: read before the (synchronous) login.
+                        let waiting = self.waiting_for(state.account.id, caps).await;
+                        let member_id = state.account.member_id;
                         self.logged_in(trid, state, token, ticket_t.as_deref(), caps, out);
+                        self.deliver_waiting(waiting, member_id, caps, out).await;
                     }
                     Ok(Ok(Err(why))) => {
                         logins.record(method, LoginResult::Failed);
@@ -362,6 +366,24 @@ impl NsService {
         }
         self.registered = true;
         self.session.login_succeeded();
+        // MSPAuth: the ticket's `t` part after a Passport login, random otherwise; a token
+        // login leaves an inbox sign-in grant for it (crate::mailbox).
+        let auth: String = ticket_t.map_or_else(
+            || {
+                (0..16)
+                    .map(|_| format!("{:02x}", rand::random::<u8>()))
+                    .collect()
+            },
+            str::to_owned,
+        );
+        if let Some(token) = token
+            && caps.profile >= ProfileGeneration::PassportFields
+        {
+            self.ctx
+                .web
+                .inbox()
+                .issue(&auth, account.id, &handle, token, self.outbox.id());
+        }
         out.push(ServerMessage::UsrOk {
             trid,
             handle: handle.clone(),
@@ -375,7 +397,7 @@ impl NsService {
             from: hotmail(),
             name: FriendlyName::from_display("Hotmail")
                 .unwrap_or_else(|_| FriendlyName::from(handle.clone())),
-            payload: self.profile(&account, ticket_t, caps),
+            payload: self.profile(&account, &auth, caps),
         });
         self.user = Some(User {
             id: account.id,
@@ -384,9 +406,9 @@ impl NsService {
         });
     }
 
-    /// The `text/x-msmsgsprofile` payload for the dialect (PROTOCOL.md §2.4); `MSPAuth` is the
-    /// ticket's `t` part after a Passport login, random otherwise.
-    fn profile(&self, account: &Account, ticket_t: Option<&str>, caps: &Capabilities) -> Bytes {
+    /// The `text/x-msmsgsprofile` payload for the dialect (PROTOCOL.md §2.4) with `auth` as
+    /// its `MSPAuth`.
+    fn profile(&self, account: &Account, auth: &str, caps: &Capabilities) -> Bytes {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -396,14 +418,6 @@ impl NsService {
         let _ = write!(p, "LoginTime: {now}\r\n");
         if caps.profile >= ProfileGeneration::PassportFields {
             let id = account.member_id;
-            let auth: String = ticket_t.map_or_else(
-                || {
-                    (0..16)
-                        .map(|_| format!("{:02x}", rand::random::<u8>()))
-                        .collect()
-                },
-                str::to_owned,
-            );
             let _ = write!(
                 p,
                 "EmailEnabled: 1\r\nMemberIdHigh: {}\r\nMemberIdLow: {}\r\n\

@@ -8,8 +8,8 @@
 //! - [`contacts`](self::contacts): `ADD`, `ADC`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`,
 //!   `PRP`, `SBP`.
 //! - [`presence`](self::presence): `CHG`, `UUX`, `CHL`/`QRY`.
-//! - [`misc`](self::misc): `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `PAG`, `GCF`,
-//!   `XFR SB`.
+//! - [`misc`](self::misc): `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `GCF`, `XFR SB`.
+//! - [`pager`](self::pager): `PAG`, `PGD`, and the mail counts and pages sent at login.
 //!
 //! Which command may run when is decided by [`NsSession`] (login-stage strictness, removed
 //! commands, `207`, `913` …): a command it rejects closes the connection with a log line.
@@ -20,6 +20,7 @@
 mod auth;
 mod contacts;
 mod misc;
+mod pager;
 mod presence;
 mod sync;
 #[cfg(test)]
@@ -229,7 +230,14 @@ impl NsService {
                 trid: i.trid,
                 on: i.on,
             }),
-            C::Pag(p) => self.handle_pag(p.trid, out),
+            C::Pag(p) => {
+                self.handle_page(p.trid, &p.fields, &p.payload, user, out)
+                    .await
+            }
+            C::Pgd(p) => {
+                self.handle_page(p.trid, &p.fields, &p.payload, user, out)
+                    .await
+            }
             other => {
                 info!(trid = ?other.trid(), "command out of state; closing");
                 out.close();
@@ -364,6 +372,10 @@ impl Service for NsService {
             && self.registered
         {
             self.ctx.hub.unregister(&user.handle, self.outbox.id());
+            self.ctx
+                .web
+                .inbox()
+                .end_session(&user.handle, self.outbox.id());
         }
     }
 }

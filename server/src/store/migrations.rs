@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_guids.sql"),
     include_str!("migrations/0005_website.sql"),
     include_str!("migrations/0006_reset_codes.sql"),
+    include_str!("migrations/0007_mail_pages.sql"),
     include_str!("migrations/0008_history.sql"),
 ];
 

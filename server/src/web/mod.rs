@@ -26,6 +26,7 @@
 //! - [`devices`]: which token and client version each online session uses.
 //! - [`pages`]: the user pages.
 //! - [`history`]: the opt-in message history (setting, list, view, search, export, delete).
+//! - [`mail`]: the mailbox and pager pages and the Messenger's inbox sign-in (`POST /`).
 //! - [`admin`]: the admin pages and the actions the API shares.
 //! - [`api`]: the JSON API and its OpenAPI document.
 
@@ -33,6 +34,7 @@ pub mod admin;
 pub mod api;
 pub mod devices;
 pub mod history;
+pub mod mail;
 pub mod pages;
 
 use std::path::PathBuf;
@@ -120,6 +122,8 @@ pub struct Web {
     /// sign-in takes as long either way.
     dummy_hash: OnceLock<String>,
     maintenance: Mutex<Option<Maintenance>>,
+    /// The inbox sign-in grants of the sessions online ([`crate::mailbox`]).
+    inbox: crate::mailbox::InboxGrants,
 }
 
 impl std::fmt::Debug for Web {
@@ -173,6 +177,7 @@ impl Web {
             started: Instant::now(),
             dummy_hash: OnceLock::new(),
             maintenance: Mutex::new(None),
+            inbox: crate::mailbox::InboxGrants::new(),
         })
     }
 
@@ -210,15 +215,24 @@ impl Web {
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
+
+    /// The inbox sign-in grants.
+    #[must_use]
+    pub fn inbox(&self) -> &crate::mailbox::InboxGrants {
+        &self.inbox
+    }
+
+    /// This server's plain-HTTP base URL (no trailing slash).
+    #[must_use]
+    pub fn website(&self) -> String {
+        self.endpoints().website()
+    }
 }
 
 /// The website's routes (merged next to Passport's).
 pub fn router(web: Arc<Web>) -> Router {
     Router::new()
-        .route(
-            "/",
-            get(pages::home).post(crate::http::routes::key_port_probe),
-        )
+        .route("/", get(pages::home).post(mail::root_post))
         .route("/style.css", get(stylesheet))
         .route("/copy.js", get(copy_script))
         .route("/register", get(pages::register_form).post(pages::register))
@@ -237,6 +251,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/connect", get(pages::connect))
         .route("/connect/relive.reg", get(pages::reg_file))
         .merge(history::routes())
+        .merge(mail::routes())
         .merge(admin::routes())
         .merge(api::routes())
         .layer(axum::middleware::from_fn(security_headers))
@@ -509,6 +524,8 @@ fn shell(title: &str, account: Option<&Account>, admin: bool, csrf: &str, body: 
                     }
                     nav {
                         @if let Some(a) = account {
+                            a href="/mail" { "Mail" }
+                            a href="/mobile" { "Mobile" }
                             a href="/tokens" { "Tokens" }
                             a href="/contacts" { "Contacts" }
                             a href="/history" { "History" }

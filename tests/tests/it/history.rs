@@ -15,7 +15,7 @@ use relive_tests::stack::{change_status, sync_lists};
 use relive_tests::web::{WebClient, location};
 use relive_tests::{MsnpClient, StackOptions, TestStack};
 
-use crate::browser::{Driver, browser, fill, finish, have_chromium, shot, submit, text};
+use crate::browser::{fill, in_chromium, shot, submit, text};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
@@ -491,14 +491,7 @@ async fn export_is_one_conversation_delete_is_one_copy_and_the_file_holds_no_tex
 /// clients, the list, search, the export links, delete. Screenshots `history-*.png`.
 #[tokio::test]
 async fn history_pages_in_chromium() -> anyhow::Result<()> {
-    if !have_chromium() {
-        return Ok(());
-    }
-    let stack = TestStack::start(StackOptions::cast()).await?;
-    let driver = Driver::start().await?;
-    let c = browser(&driver).await?;
-    let walked = walk(&stack, &c).await;
-    finish(stack, c, walked).await
+    in_chromium(StackOptions::cast(), walk).await
 }
 
 async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {

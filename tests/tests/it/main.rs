@@ -42,6 +42,12 @@ mod msnp10;
 /// MSNP11/12 (MSN 7.0/7.5): RST.srf over HTTPS, SBS, GCF, the MSNP11 challenge, UUX/UBX.
 mod msnp12;
 
+/// The local Hotmail (issue 18): mail notifications per dialect, the inbox sign-in.
+mod mail;
+
+/// Pagers (issue 18): PAG/PGD stored for offline contacts, IPG at login, privacy.
+mod pages;
+
 /// MSN 4.7, 6.0, 7.0 and 7.5 in one contact list and one conversation.
 mod mixed;
 
