@@ -9,6 +9,10 @@
 //! OUT                                    → close; the others get BYE <handle>
 //! ```
 //!
+//! An `ANS` to a room of the virtual pager contact ([`super::Switchboards::ring_pager`]) gets,
+//! after `ANS OK`, one `MSG` per waiting page from that contact and its `BYE`; the pages are
+//! marked delivered once those messages are queued on this connection.
+//!
 //! A connection that has not authenticated within `Settings::sb_auth_timeout` of connecting
 //! is closed (bytes do not extend it). A `CAL` names another user, so it first waits for the
 //! account's turn in the lookup throttle ([`crate::limits::lookups`]); unknown and offline
@@ -20,13 +24,13 @@ use relive_msnp::client::{Ans, Cal, ClientCommand, Msg, Role, Usr};
 use relive_msnp::error::{ParseError, ParseErrorKind};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::session::{Decision, SbSession};
-use relive_msnp::types::{AckMode, ErrorCode, FriendlyName, Passport, SessionId, TrId};
+use relive_msnp::types::{AckMode, ErrorCode, FriendlyName, Passport, SessionId, Token, TrId};
 use relive_msnp::verb::Verb;
 use relive_msnp::version::{Capabilities, ProtocolVersion};
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::{Grant, JoinError, Participant, Purpose, Seat};
+use super::{Grant, JoinError, PagerDelivery, Participant, Purpose, Seat};
 use crate::Context;
 use crate::hub::Outbox;
 use crate::net::conn::{Replies, Service};
@@ -122,7 +126,7 @@ impl SbService {
         self.joined = Some(Joined { user, name, room });
     }
 
-    fn ans(&mut self, ans: &Ans, out: &mut Replies) {
+    async fn ans(&mut self, ans: &Ans, out: &mut Replies) {
         let grant = self
             .ctx
             .switchboards
@@ -167,7 +171,35 @@ impl SbService {
         }
         out.push(ServerMessage::AnsOk { trid: ans.trid });
         debug!(session = room.0, "joined room");
+        if let Some((pager, delivery)) = self.ctx.switchboards.take_pager(room, &user) {
+            self.say_pages(&pager, delivery, out).await;
+        }
         self.joined = Some(Joined { user, name, room });
+    }
+
+    /// The virtual pager contact says each page, leaves, and the pages are marked delivered.
+    async fn say_pages(&self, pager: &Participant, delivery: PagerDelivery, out: &mut Replies) {
+        for payload in delivery.messages {
+            out.push(ServerMessage::Msg {
+                from: Token::from(&pager.user),
+                name: pager.name.clone(),
+                payload,
+            });
+        }
+        out.push(ServerMessage::Bye {
+            handle: pager.user.clone(),
+            timed_out: false,
+        });
+        let pages = delivery.page_ids.len();
+        match self
+            .ctx
+            .store
+            .mark_pages_delivered(delivery.account, delivery.page_ids)
+            .await
+        {
+            Ok(_) => info!(pages, "pages delivered by the virtual pager contact"),
+            Err(error) => warn!(%error, "could not mark pages delivered"),
+        }
     }
 
     fn cal(&self, cal: &Cal, me: &Joined, out: &mut Replies) {
@@ -312,7 +344,7 @@ impl Service for SbService {
             ) => {
                 self.usr(*trid, handle, cookie, out);
             }
-            (ClientCommand::Ans(ans), None) => self.ans(ans, out),
+            (ClientCommand::Ans(ans), None) => self.ans(ans, out).await,
             (ClientCommand::Cal(cal), Some(me)) => {
                 // A CAL names another user: the account's turn in the lookup throttle.
                 self.ctx.lookups.turn(&me.user).await;
