@@ -11,7 +11,8 @@
 //!
 //! An `ANS` to a room of the virtual pager contact ([`super::Switchboards::ring_pager`]) gets,
 //! after `ANS OK`, one `MSG` per waiting page from that contact and its `BYE`; the pages are
-//! marked delivered once those messages are queued on this connection.
+//! marked delivered once those messages are written to this connection's socket
+//! ([`Replies::on_written`]); if it ends first they stay waiting for the next login.
 //!
 //! A connection that has not authenticated within `Settings::sb_auth_timeout` of connecting
 //! is closed (bytes do not extend it). A `CAL` names another user, so it first waits for the
@@ -126,7 +127,7 @@ impl SbService {
         self.joined = Some(Joined { user, name, room });
     }
 
-    async fn ans(&mut self, ans: &Ans, out: &mut Replies) {
+    fn ans(&mut self, ans: &Ans, out: &mut Replies) {
         let grant = self
             .ctx
             .switchboards
@@ -172,13 +173,14 @@ impl SbService {
         out.push(ServerMessage::AnsOk { trid: ans.trid });
         debug!(session = room.0, "joined room");
         if let Some((pager, delivery)) = self.ctx.switchboards.take_pager(room, &user) {
-            self.say_pages(&pager, delivery, out).await;
+            self.say_pages(&pager, delivery, out);
         }
         self.joined = Some(Joined { user, name, room });
     }
 
-    /// The virtual pager contact says each page, leaves, and the pages are marked delivered.
-    async fn say_pages(&self, pager: &Participant, delivery: PagerDelivery, out: &mut Replies) {
+    /// The virtual pager contact says each page and leaves; the pages are marked delivered
+    /// once all that is written.
+    fn say_pages(&self, pager: &Participant, delivery: PagerDelivery, out: &mut Replies) {
         for payload in delivery.messages {
             out.push(ServerMessage::Msg {
                 from: Token::from(&pager.user),
@@ -190,16 +192,26 @@ impl SbService {
             handle: pager.user.clone(),
             timed_out: false,
         });
-        let pages = delivery.page_ids.len();
-        match self
-            .ctx
-            .store
-            .mark_pages_delivered(delivery.account, delivery.page_ids)
-            .await
-        {
-            Ok(_) => info!(pages, "pages delivered by the virtual pager contact"),
-            Err(error) => warn!(%error, "could not mark pages delivered"),
-        }
+        let written = out.on_written();
+        let ctx = Arc::clone(&self.ctx);
+        tokio::spawn(async move {
+            let pages = delivery.page_ids.len();
+            if written.await.is_err() {
+                info!(
+                    pages,
+                    "connection ended before the pages were written; they wait"
+                );
+                return;
+            }
+            match ctx
+                .store
+                .mark_pages_delivered(delivery.account, delivery.page_ids)
+                .await
+            {
+                Ok(()) => info!(pages, "pages delivered by the virtual pager contact"),
+                Err(error) => warn!(%error, "could not mark pages delivered"),
+            }
+        });
     }
 
     fn cal(&self, cal: &Cal, me: &Joined, out: &mut Replies) {
@@ -344,7 +356,7 @@ impl Service for SbService {
             ) => {
                 self.usr(*trid, handle, cookie, out);
             }
-            (ClientCommand::Ans(ans), None) => self.ans(ans, out).await,
+            (ClientCommand::Ans(ans), None) => self.ans(ans, out),
             (ClientCommand::Cal(cal), Some(me)) => {
                 // A CAL names another user: the account's turn in the lookup throttle.
                 self.ctx.lookups.turn(&me.user).await;
