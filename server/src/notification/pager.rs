@@ -10,12 +10,14 @@
 //!   with an `IPG`-capable client (MSNP6+) is delivered at once.
 //! * At login: the initial mail notification ([`crate::mailbox::initial`]) right after the
 //!   profile, then each page not yet delivered as an `IPG` (MSNP6+). A client without `IPG`
-//!   (MSNP2–5) is rung instead into a switchboard with the virtual contact
-//!   [`pager::VIRTUAL_HANDLE`] ("Pager"): `RNG <session> <sb> CKI <cookie> pager@pager.invalid
-//!   Pager`; its `ANS` gets `IRO` naming the contact, one `text/plain` `MSG` per page
-//!   ([`pager::page_message`]: sender's name and handle, time, text, callback number) and the
-//!   contact's `BYE` ([`crate::switchboard`]). The pages are marked delivered only then; a
-//!   client that never answers (within the cookie's lifetime) finds them at its next login.
+//!   (MSNP2–5) has its pages read at login and is rung, at its first `CHG` to a visible status
+//!   (the server's own rule: no switchboard before the first `CHG`, none while hidden), into a
+//!   switchboard with the virtual contact [`pager::VIRTUAL_HANDLE`] ("Pager"):
+//!   `RNG <session> <sb> CKI <cookie> pager@pager.invalid Pager`; its `ANS` gets `IRO` naming
+//!   the contact, one `text/plain` `MSG` per page ([`pager::page_message`]: sender's name and
+//!   handle, time, text, callback number) and the contact's `BYE` ([`crate::switchboard`]).
+//!   The pages are marked delivered once that is written to the SB socket; a client that never
+//!   answers (within the cookie's lifetime) or stays hidden finds them at its next login.
 //!   Either way every page is listed on the website's Mobile page.
 //!
 //! Page text is never logged; the log names sender, target and the refusal.
@@ -24,7 +26,7 @@ use bytes::Bytes;
 use relive_msnp::mail::MailCounts;
 use relive_msnp::pager::{self, PageParty, PageSender};
 use relive_msnp::server::ServerMessage;
-use relive_msnp::types::{ClientCaps, ErrorCode, FriendlyName, Passport, Token, TrId};
+use relive_msnp::types::{ClientCaps, ErrorCode, FriendlyName, Passport, Status, Token, TrId};
 use relive_msnp::version::Capabilities;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -86,7 +88,8 @@ impl NsService {
             return;
         }
         if !caps.ipg {
-            return self.ring_pager(&user, waiting.pages, caps, out).await;
+            self.pager_waiting = Some(Box::new(self.pager_delivery(&user, waiting.pages).await));
+            return;
         }
         let mut ids = Vec::with_capacity(waiting.pages.len());
         for page in &waiting.pages {
@@ -103,19 +106,8 @@ impl NsService {
         }
     }
 
-    /// Rings `user` (a client without `IPG`) into a room with the virtual pager contact,
-    /// which says `pages` when they answer (module doc).
-    async fn ring_pager(
-        &self,
-        user: &User,
-        pages: Vec<StoredPage>,
-        caps: &Capabilities,
-        out: &mut Replies,
-    ) {
-        #[allow(clippy::unwrap_used, reason = "a constant, valid handle")]
-        let handle = Passport::parse(pager::VIRTUAL_HANDLE).unwrap();
-        #[allow(clippy::unwrap_used, reason = "a constant, valid name")]
-        let name = FriendlyName::from_display(pager::VIRTUAL_NAME).unwrap();
+    /// What the virtual pager contact will say to `user`: one message per page.
+    async fn pager_delivery(&self, user: &User, pages: Vec<StoredPage>) -> PagerDelivery {
         let mut messages = Vec::with_capacity(pages.len());
         let mut page_ids = Vec::with_capacity(pages.len());
         for page in pages {
@@ -137,7 +129,33 @@ impl NsService {
             ));
             page_ids.push(page.id);
         }
-        let count = page_ids.len();
+        PagerDelivery {
+            account: user.id,
+            messages,
+            page_ids,
+        }
+    }
+
+    /// At a `CHG` to `status`: if pages wait for the virtual contact and `status` is visible,
+    /// rings `user` into a room with it (module doc).
+    pub(super) fn ring_pager_if_waiting(
+        &mut self,
+        status: Status,
+        user: &User,
+        caps: &Capabilities,
+        out: &mut Replies,
+    ) {
+        if status == Status::Hdn {
+            return;
+        }
+        let Some(delivery) = self.pager_waiting.take() else {
+            return;
+        };
+        #[allow(clippy::unwrap_used, reason = "a constant, valid handle")]
+        let handle = Passport::parse(pager::VIRTUAL_HANDLE).unwrap();
+        #[allow(clippy::unwrap_used, reason = "a constant, valid name")]
+        let name = FriendlyName::from_display(pager::VIRTUAL_NAME).unwrap();
+        let count = delivery.page_ids.len();
         let me = Participant {
             user: user.handle.clone(),
             name: user.name.clone(),
@@ -152,11 +170,7 @@ impl NsService {
             },
             &me,
             *caps,
-            PagerDelivery {
-                account: user.id,
-                messages,
-                page_ids,
-            },
+            *delivery,
             Instant::now(),
         );
         info!(

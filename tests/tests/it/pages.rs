@@ -5,7 +5,7 @@
 //! sender, an unpageable target and an over-long page get `800`; `PAG` in MSNP9 gets `715`.
 //!
 //! Clients without `IPG` (MSNP2–5) get their pages from the virtual contact
-//! `pager@pager.invalid` ("Pager"): `RNG` at login, then `ANS` → `IRO`, `ANS OK`, one
+//! `pager@pager.invalid` ("Pager"): `RNG` at the first visible `CHG` after login, then `ANS` → `IRO`, `ANS OK`, one
 //! `text/plain` `MSG` per page and `BYE`, byte for byte; the website's Mobile page lists them
 //! delivered, the next login rings no more, and a client that ignores the `RNG` is rung again
 //! at its next login (the old cookie then finds its room gone). The virtual handle cannot be
@@ -231,10 +231,22 @@ async fn two_pages_for_bob(stack: &TestStack) -> anyhow::Result<Vec<String>> {
     ])
 }
 
-/// The next NS frame must be the virtual contact's `RNG`, exactly; returns its session and
-/// cookie.
-async fn pager_rng(stack: &TestStack, c: &mut MsnpClient) -> anyhow::Result<(String, String)> {
-    let raw = c.recv_raw().await?;
+/// Sends `CHG <status>`; after its echo and the `ILN`s the next NS frame must be the virtual
+/// contact's `RNG`, exactly; returns its session and cookie.
+async fn pager_rng(
+    stack: &TestStack,
+    c: &mut MsnpClient,
+    status: &str,
+) -> anyhow::Result<(String, String)> {
+    let t = c.trid();
+    c.send_line(&format!("CHG {t} {status}")).await?;
+    c.expect_line(&format!("CHG {t} {status}")).await?;
+    let raw = loop {
+        let raw = c.recv_raw().await?;
+        if !raw.line().starts_with("ILN ") {
+            break raw;
+        }
+    };
     let line = raw.line();
     let words: Vec<&str> = line.split(' ').collect();
     ensure!(words.len() == 7, "not an RNG: {line:?}");
@@ -319,7 +331,9 @@ async fn pages_from_the_virtual_contact(version: u8) -> anyhow::Result<()> {
     let mut web = stack.web_for(BOB).await?;
     mobile_lists(&mut web, false).await?;
     let mut b = stack.login_as(version, BOB).await?;
-    let (session, cookie) = pager_rng(&stack, &mut b).await?;
+    // Rung at the first CHG, not before (no switchboard before it).
+    relive_tests::stack::sync_lists(&mut b).await?;
+    let (session, cookie) = pager_rng(&stack, &mut b, "NLN").await?;
     b.sync().await?;
     answer_pager(&stack, (&session, &cookie), &pages).await?;
     delivered(&stack).await?;
@@ -327,6 +341,7 @@ async fn pages_from_the_virtual_contact(version: u8) -> anyhow::Result<()> {
     // Delivered once: the next login is not rung.
     drop(b);
     let mut again = stack.login_as(version, BOB).await?;
+    relive_tests::stack::change_status(&mut again, "NLN").await?;
     again.sync().await?;
     Ok(())
 }
@@ -348,7 +363,7 @@ async fn msnp3_ignored_pager_ring_rings_again_at_next_login() -> anyhow::Result<
     let stack = TestStack::start(StackOptions::cast()).await?;
     let pages = two_pages_for_bob(&stack).await?;
     let mut b = stack.login_as(3, BOB).await?;
-    let (old_session, old_cookie) = pager_rng(&stack, &mut b).await?;
+    let (old_session, old_cookie) = pager_rng(&stack, &mut b, "BSY").await?;
     // Nobody can list the virtual contact.
     let t = b.trid();
     b.send_line(&format!("ADD {t} FL {VIRTUAL_HANDLE} Pager"))
@@ -357,8 +372,11 @@ async fn msnp3_ignored_pager_ring_rings_again_at_next_login() -> anyhow::Result<
     drop(b);
     let mut web = stack.web_for(BOB).await?;
     mobile_lists(&mut web, false).await?;
+    // Hidden, nobody rings: only a visible status does.
     let mut b = stack.login_as(3, BOB).await?;
-    let (session, cookie) = pager_rng(&stack, &mut b).await?;
+    relive_tests::stack::change_status(&mut b, "HDN").await?;
+    b.sync().await?;
+    let (session, cookie) = pager_rng(&stack, &mut b, "NLN").await?;
     ensure!(cookie != old_cookie, "the RNG cookie was reused");
     // The ignored ring's room is gone.
     let mut late = stack.connect_sb("late").await?;
