@@ -11,7 +11,8 @@
 //! exist); `ADD`, `ADC`, `REM`, `SBP` and `REA` of a contact first wait for the account's turn
 //! in the lookup throttle.
 //! A handle under the reserved `.invalid` domain (the virtual pager contact,
-//! [`relive_msnp::pager::is_reserved_handle`]) is `208` for `ADD` and `ADC` on every list.
+//! [`relive_msnp::pager::is_reserved_handle`]) is `208` for `ADD` and `ADC` on every list (the
+//! store refuses it, [`ListError::ReservedHandle`], for the website's block form as well).
 //! Store errors map to their MSNP codes (201, 210, 215, 216, 219, 223, 224, 225, 228, 229,
 //! 230, 218); client RL edits never get here (the session closes the connection first).
 //!
@@ -93,10 +94,6 @@ impl NsService {
         user: &User,
         out: &mut Replies,
     ) {
-        if relive_msnp::pager::is_reserved_handle(handle.as_str()) {
-            // The server's virtual contacts (the pager) are never list entries.
-            return out.push(ServerMessage::error(ErrorCode::InvalidUsername, trid));
-        }
         let store = &self.ctx.store;
         let result = match name {
             Some(n) => {

@@ -261,6 +261,7 @@ pub fn list_error_code(error: &ListError, caps: &Capabilities) -> Option<ErrorCo
         ListError::NotOnList => ErrorCode::NotOnList,
         ListError::InOppositeList => ErrorCode::AlreadyInOppositeList,
         ListError::NoSuchUser if caps.abch => ErrorCode::InvalidUsername,
+        ListError::ReservedHandle => ErrorCode::InvalidUsername,
         ListError::NoSuchUser => ErrorCode::InvalidUser,
         ListError::ListFull => ErrorCode::ListFull,
         ListError::NoSuchGroup => ErrorCode::InvalidGroup,
