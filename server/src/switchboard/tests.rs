@@ -528,21 +528,13 @@ async fn a_pager_room_waits_for_its_user_drops_what_it_hears_and_expires() {
 
 /// Bob (allowing pages) has one page from alice waiting: his account and the page's id.
 async fn page_for_bob(ctx: &Context) -> (AccountId, i64) {
-    account(ctx, "alice@example.com", "Alice").await;
-    account(ctx, "bob@example.com", "Bob").await;
-    let p = |s: &str| Passport::parse(s).unwrap();
-    let alice = ctx
-        .store
-        .account(&p("alice@example.com"))
-        .await
-        .unwrap()
-        .unwrap();
-    let bob = ctx
-        .store
-        .account(&p("bob@example.com"))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut accounts = Vec::new();
+    for (handle, name) in [("alice@example.com", "Alice"), ("bob@example.com", "Bob")] {
+        account(ctx, handle, name).await;
+        let handle = Passport::parse(handle).unwrap();
+        accounts.push(ctx.store.account(&handle).await.unwrap().unwrap());
+    }
+    let (alice, bob) = (&accounts[0], &accounts[1]);
     ctx.store
         .set_phone(bob.id, crate::store::PhoneProp::Mob, Some("Y"))
         .await
