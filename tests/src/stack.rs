@@ -30,6 +30,9 @@ use crate::replay::QRY_CLIENT_ID;
 /// id; PROTOCOL.md §8).
 pub const QRY_PRODUCT_ID: &str = "PROD0090YUAUV{2B";
 
+/// The website password of every account [`TestStack::start`] seeds.
+pub const SEEDED_PASSWORD: &str = "password-not-used";
+
 /// bcrypt cost for seeded accounts (the minimum: tests do not measure hashing).
 const TEST_BCRYPT_COST: u32 = 4;
 /// How long a clean shutdown may take.
@@ -274,7 +277,7 @@ impl TestStack {
         for a in &opts.accounts {
             let email = parse_handle(&a.handle)?;
             let account = store
-                .create_account(&email, &a.name, Secret::new("password-not-used".to_owned()))
+                .create_account(&email, &a.name, Secret::new(SEEDED_PASSWORD.to_owned()))
                 .await
                 .with_context(|| format!("creating {}", a.handle))?;
             let token = store.new_token(account.id, "e2e").await?;
@@ -438,6 +441,26 @@ impl TestStack {
         } else {
             self.login_twn(version, handle).await
         }
+    }
+
+    /// Signs `handle` (a seeded account) in on the website with [`SEEDED_PASSWORD`].
+    ///
+    /// # Errors
+    ///
+    /// HTTP failed, or the sign-in did not land on `/`.
+    pub async fn web_for(&self, handle: &str) -> anyhow::Result<crate::web::WebClient> {
+        let mut web = crate::web::WebClient::new(self.http);
+        let r = web
+            .post(
+                "/signin",
+                &[("email", handle), ("password", SEEDED_PASSWORD)],
+            )
+            .await?;
+        ensure!(
+            crate::web::location(&r) == Some("/"),
+            "sign-in of {handle}: {r:?}"
+        );
+        Ok(web)
     }
 
     /// A TLS 1.2 client trusting exactly this stack's generated CA.

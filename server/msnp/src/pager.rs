@@ -12,6 +12,11 @@
 //!
 //! It is read with the crate's bounded XML reader ([`crate::xml`]) inside a wrapper element,
 //! so the entities clients write (`&#x3B;`, `&#x3C;`, `&amp;` …) come back as text.
+//!
+//! Clients without `IPG` (MSNP2–5) get their pages from a virtual contact instead: the
+//! switchboard member [`VIRTUAL_HANDLE`] ("Pager"), which says one [`page_message`] per page.
+//! Its domain is under `.invalid` (RFC 2606: never a real domain), and every handle there is
+//! reserved ([`is_reserved_handle`]): no account, no list entry can name one.
 
 use bytes::Bytes;
 
@@ -79,6 +84,65 @@ pub fn parse_page(body: &[u8]) -> Result<Page, PageError> {
             .then_some((loc, num))
     });
     Ok(Page { text, callback })
+}
+
+/// The handle of the virtual contact that delivers pages to clients without `IPG`.
+pub const VIRTUAL_HANDLE: &str = "pager@pager.invalid";
+
+/// The friendly name of [`VIRTUAL_HANDLE`].
+pub const VIRTUAL_NAME: &str = "Pager";
+
+/// Whether `handle` is under the reserved `.invalid` top-level domain (RFC 2606), where the
+/// server's virtual contacts live: such a handle is never an account or a list entry.
+#[must_use]
+pub fn is_reserved_handle(handle: &str) -> bool {
+    let Some((_, domain)) = handle.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.');
+    let tld = domain.rsplit('.').next().unwrap_or(domain);
+    tld.eq_ignore_ascii_case("invalid")
+}
+
+/// Who sent a page, as [`page_message`] names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSender<'a> {
+    /// The friendly name (decoded, for display).
+    pub name: &'a str,
+    /// The handle.
+    pub handle: &'a str,
+}
+
+/// The switchboard `text/plain` message that delivers one page from the virtual contact:
+///
+/// ```text
+/// MIME-Version: 1.0
+/// Content-Type: text/plain; charset=UTF-8
+/// X-MMS-IM-Format: FN=MS%20Sans%20Serif; EF=; CO=0; CS=0; PF=0
+///
+/// Page from Alice (alice@example.com), 2026-12-07 22:30 UTC: Hi [call back: MOBILE 15551114444]
+/// ```
+///
+/// Every dialect's text messages carry `X-MMS-IM-Format` (PROTOCOL.md §3.3; already in the
+/// MSNP2 draft's example), so every client gets it. `sent` is the page's time as displayed;
+/// `callback` the location and number the sender attached.
+#[must_use]
+pub fn page_message(
+    from: PageSender<'_>,
+    sent: &str,
+    text: &str,
+    callback: Option<(&str, &str)>,
+) -> Bytes {
+    let mut body = format!(
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\
+         X-MMS-IM-Format: FN=MS%20Sans%20Serif; EF=; CO=0; CS=0; PF=0\r\n\r\n\
+         Page from {} ({}), {sent}: {text}",
+        from.name, from.handle
+    );
+    if let Some((loc, num)) = callback {
+        body.push_str(&format!(" [call back: {loc} {num}]"));
+    }
+    Bytes::from(body)
 }
 
 /// One side of an `IPG`: a handle and its Passport member id.
@@ -151,6 +215,35 @@ mod tests {
         assert_eq!(parse_page(b"<TEXT>unclosed"), Err(PageError::Malformed));
         let long = format!("<TEXT>{}</TEXT>", "x".repeat(MAX_PAGE_CHARS + 1));
         assert_eq!(parse_page(long.as_bytes()), Err(PageError::TooLong));
+    }
+
+    #[test]
+    fn reserved_handles_are_the_invalid_domain() {
+        assert!(is_reserved_handle(VIRTUAL_HANDLE));
+        assert!(is_reserved_handle("someone@PAGER.Invalid"));
+        assert!(is_reserved_handle("x@invalid"));
+        assert!(is_reserved_handle("x@a.invalid."));
+        assert!(!is_reserved_handle("alice@example.com"));
+        assert!(!is_reserved_handle("invalid@example.com"));
+        assert!(!is_reserved_handle("x@invalid.example.com"));
+        assert!(!is_reserved_handle("no-at-sign"));
+    }
+
+    #[test]
+    fn page_message_exact_bytes() {
+        let from = PageSender {
+            name: "Alice",
+            handle: "alice@example.com",
+        };
+        let m = page_message(from, "2026-12-07 22:30 UTC", "Hi there", None);
+        assert_eq!(
+            &m[..],
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\
+X-MMS-IM-Format: FN=MS%20Sans%20Serif; EF=; CO=0; CS=0; PF=0\r\n\r\n\
+Page from Alice (alice@example.com), 2026-12-07 22:30 UTC: Hi there"
+        );
+        let m = page_message(from, "t", "x", Some(("MOBILE", "15551114444")));
+        assert!(m.ends_with(b"t: x [call back: MOBILE 15551114444]"));
     }
 
     #[test]

@@ -225,7 +225,7 @@ impl NsService {
                     Ok(Ok(Ok((state, token)))) => {
                         logins.record(method, LoginResult::Ok);
                         // What waits for the user: read before the (synchronous) login.
-                        let waiting = self.waiting_for(state.account.id, caps).await;
+                        let waiting = self.waiting_for(state.account.id).await;
                         let member_id = state.account.member_id;
                         self.logged_in(trid, state, token, ticket_t.as_deref(), caps, out);
                         self.deliver_waiting(waiting, member_id, caps, out).await;

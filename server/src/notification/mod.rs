@@ -116,6 +116,9 @@ pub struct NsService {
     /// `[limits] login_timeout_secs`). Bytes do not move it, so neither a trickle nor blank
     /// lines keep a connection that never logs in.
     login_deadline: Instant,
+    /// Pages for the virtual pager contact to say (clients without `IPG`), read at login and
+    /// rung for at the first visible `CHG` ([`pager`]).
+    pager_waiting: Option<Box<crate::switchboard::PagerDelivery>>,
 }
 
 impl NsService {
@@ -135,6 +138,7 @@ impl NsService {
             last_read: Instant::now(),
             client_version: None,
             login_deadline: Instant::now() + ctx_login_timeout,
+            pager_waiting: None,
         }
     }
 
@@ -257,6 +261,7 @@ pub fn list_error_code(error: &ListError, caps: &Capabilities) -> Option<ErrorCo
         ListError::NotOnList => ErrorCode::NotOnList,
         ListError::InOppositeList => ErrorCode::AlreadyInOppositeList,
         ListError::NoSuchUser if caps.abch => ErrorCode::InvalidUsername,
+        ListError::ReservedHandle => ErrorCode::InvalidUsername,
         ListError::NoSuchUser => ErrorCode::InvalidUser,
         ListError::ListFull => ErrorCode::ListFull,
         ListError::NoSuchGroup => ErrorCode::InvalidGroup,

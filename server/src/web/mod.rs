@@ -577,7 +577,7 @@ pub fn format_utc(unix: i64) -> String {
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
-fn when(unix: i64) -> String {
+pub fn when(unix: i64) -> String {
     let mut text = format_utc(unix);
     text.truncate(16);
     text.push_str(" UTC");

@@ -985,6 +985,9 @@ pub async fn block(
             Ok(o) => o,
             Err(ListError::AlreadyOnList | ListError::NotOnList) => continue,
             Err(ListError::ListFull) => return Ok(redirect("/contacts?m=full", &[])),
+            Err(ListError::ReservedHandle) => {
+                return Ok(redirect("/contacts?m=no-contact", &[]));
+            }
             Err(e) => return Err(e.into()),
         };
         web.hub

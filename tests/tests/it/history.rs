@@ -11,7 +11,7 @@ use fantoccini::{Client, Locator};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::version::ProtocolVersion;
 use relive_tests::sb::{self, expect_msg, send_acked, send_msg, text_payload};
-use relive_tests::stack::{change_status, sync_lists};
+use relive_tests::stack::{SEEDED_PASSWORD, change_status, sync_lists};
 use relive_tests::web::{WebClient, location};
 use relive_tests::{MsnpClient, StackOptions, TestStack};
 
@@ -21,21 +21,6 @@ const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
 const CAROL: &str = "carol@example.com";
 const DAVE: &str = "dave@example.com";
-/// The password [`TestStack`] gives seeded accounts.
-const SEEDED_PASSWORD: &str = "password-not-used";
-
-/// Signs `handle` (seeded) in on the website.
-async fn web_for(stack: &TestStack, handle: &str) -> anyhow::Result<WebClient> {
-    let mut web = WebClient::new(stack.http);
-    let r = web
-        .post(
-            "/signin",
-            &[("email", handle), ("password", SEEDED_PASSWORD)],
-        )
-        .await?;
-    ensure!(location(&r) == Some("/"), "sign-in of {handle}: {r:?}");
-    Ok(web)
-}
 
 /// Turns the history on or off on the website, as the page's button does.
 async fn set_history(web: &mut WebClient, on: bool) -> anyhow::Result<()> {
@@ -167,7 +152,7 @@ async fn msnp7_msnp9_msnp11_room_records_only_text_while_everyone_consents() -> 
     let stack = TestStack::start(StackOptions::cast().account(DAVE, "Dave")).await?;
     let mut webs = Vec::new();
     for h in [ALICE, BOB, CAROL] {
-        let mut web = web_for(&stack, h).await?;
+        let mut web = stack.web_for(h).await?;
         set_history(&mut web, true).await?;
         webs.push(web);
     }
@@ -299,8 +284,8 @@ fn header<'a>(r: &'a relive_tests::http::Response, name: &str) -> Option<&'a str
 async fn export_is_one_conversation_delete_is_one_copy_and_the_file_holds_no_text()
 -> anyhow::Result<()> {
     let stack = TestStack::start(StackOptions::cast()).await?;
-    let mut alice_web = web_for(&stack, ALICE).await?;
-    let mut bob_web = web_for(&stack, BOB).await?;
+    let mut alice_web = stack.web_for(ALICE).await?;
+    let mut bob_web = stack.web_for(BOB).await?;
     set_history(&mut alice_web, true).await?;
     set_history(&mut bob_web, true).await?;
     let mut alice_ns = online(&stack, 7, ALICE).await?;
@@ -514,7 +499,7 @@ async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
     shot(c, "history-02-on").await?;
 
     // bob turns it on too (plain HTTP); they talk over MSNP7.
-    let mut bob_web = web_for(stack, BOB).await?;
+    let mut bob_web = stack.web_for(BOB).await?;
     set_history(&mut bob_web, true).await?;
     let mut alice_ns = online(stack, 7, ALICE).await?;
     let mut bob_ns = online(stack, 7, BOB).await?;
