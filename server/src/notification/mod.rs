@@ -2,14 +2,14 @@
 //! with handlers grouped by domain and written once for every dialect. Version differences live
 //! in [`Capabilities`] and the `relive-msnp` encoders; no handler compares version numbers.
 //!
-//! - [`auth`](self::auth): `VER`, `CVR`, `INF`, `USR` (MD5, CTP, TWN), optional `XFR NS` referral,
+//! - [`auth`]: `VER`, `CVR`, `INF`, `USR` (MD5, CTP, TWN), optional `XFR NS` referral,
 //!   the login itself, `SBS` (MSNP11+) and the profile message.
-//! - [`sync`](self::sync): `SYN`, client `LST`/`LSG`.
-//! - [`contacts`](self::contacts): `ADD`, `ADC`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`,
+//! - [`sync`]: `SYN`, client `LST`/`LSG`.
+//! - [`contacts`]: `ADD`, `ADC`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`,
 //!   `PRP`, `SBP`.
-//! - [`presence`](self::presence): `CHG`, `UUX`, `CHL`/`QRY`.
-//! - [`misc`](self::misc): `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `GCF`, `XFR SB`.
-//! - [`pager`](self::pager): `PAG`, `PGD`, and the mail counts and pages sent at login.
+//! - [`presence`]: `CHG`, `UUX`, `CHL`/`QRY`.
+//! - [`misc`]: `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `GCF`, `XFR SB`.
+//! - [`pager`]: `PAG`, `PGD`, and the mail counts and pages sent at login.
 //!
 //! Which command may run when is decided by [`NsSession`] (login-stage strictness, removed
 //! commands, `207`, `913` …): a command it rejects closes the connection with a log line.
