@@ -19,12 +19,15 @@
 //! - [`limits`]: connection pools per listener and caps per source, list-lookup throttling.
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
+//! - [`cluster`]: cluster mode (`[cluster]`): presence and delivery across nodes over NATS,
+//!   heartbeats, `XFR NS`/`XFR SB` by node, signed SB cookies, tickets in NATS KV.
 //! - [`web`]: the website (accounts, tokens, contacts, connect, admin) and the `/api/`.
 //!
 //! The protocol itself (framing, commands, version capabilities) lives in `relive-msnp`, which
 //! has no I/O. The services here are socket-free; [`net::conn`] is the thin driver that connects
 //! them to sockets.
 
+pub mod cluster;
 pub mod config;
 pub mod data_dir;
 pub mod demo;
@@ -99,6 +102,9 @@ pub enum Error {
     /// The legacy-TLS certificates could not be generated or loaded.
     #[error(transparent)]
     LegacyTls(#[from] http::legacy::LegacyTlsError),
+    /// The cluster could not be joined.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// A built-in demo handle is invalid (a bug).
     #[error("built-in demo data is invalid")]
     Demo,
@@ -152,6 +158,9 @@ pub struct Context {
     pub connection_limits: Arc<limits::connections::ConnectionLimits>,
     /// The per-account throttle of list lookups.
     pub lookups: Arc<limits::lookups::LookupThrottle>,
+    /// Cluster mode: this node's membership (`None`: a single node, the default). Set by
+    /// [`run_with_relay`] when the settings have a `[cluster]` node id.
+    pub cluster: Option<Arc<cluster::Cluster>>,
     connections: Arc<watch::Sender<usize>>,
 }
 
@@ -247,6 +256,7 @@ impl Context {
             https_tls: None,
             legacy_tls: None,
             metrics,
+            cluster: None,
             connections,
         })
     }
@@ -348,14 +358,25 @@ pub async fn run_with(
 ///
 /// The relay could not start, or closing the store failed.
 pub async fn run_with_relay(
-    ctx: Context,
+    mut ctx: Context,
     listeners: Listeners,
     relay_quic: Option<std::net::UdpSocket>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     advertise(&ctx, &listeners);
-    let ctx = Arc::new(ctx);
     let tracker = TaskTracker::new();
+    if let Some(settings) = ctx.settings.cluster.clone() {
+        let view = cluster::NodeView {
+            hub: Arc::clone(&ctx.hub),
+            switchboards: Arc::clone(&ctx.switchboards),
+            ns_address: Arc::clone(&ctx.ns_address),
+        };
+        let joined =
+            cluster::Cluster::start(settings, ctx.store.key(), view, &tracker, &shutdown).await?;
+        ctx.passport.set_cluster_tickets(joined.tickets().clone());
+        ctx.cluster = Some(joined);
+    }
+    let ctx = Arc::new(ctx);
     let relay = relay::Relay::start(
         &ctx.settings.relay,
         &ctx.settings.data_dir,

@@ -125,6 +125,8 @@ pub struct PassportService {
     clock: Clock,
     password_over_plain_http: bool,
     logins: Logins,
+    /// Cluster mode: the network-wide ticket bucket ([`Self::set_cluster_tickets`]).
+    cluster: Arc<std::sync::OnceLock<crate::cluster::tickets::ClusterTickets>>,
 }
 
 impl std::fmt::Debug for PassportService {
@@ -153,6 +155,7 @@ impl PassportService {
             clock,
             password_over_plain_http: settings.password_over_plain_http,
             logins: Logins::new(),
+            cluster: Arc::default(),
         }
     }
 
@@ -215,6 +218,32 @@ impl PassportService {
         self.tickets.consume_with_token(ticket, handle, self.now())
     }
 
+    /// Cluster mode: tickets are also recorded in, and consumed from, the network's bucket,
+    /// so a ticket from any node logs in on any NS node, once.
+    pub fn set_cluster_tickets(&self, tickets: crate::cluster::tickets::ClusterTickets) {
+        let _ = self.cluster.set(tickets);
+    }
+
+    /// [`Self::consume_ticket_with_token`] wherever the ticket was issued: in cluster mode
+    /// from the network's bucket (the local copy is burnt too), else locally.
+    ///
+    /// # Errors
+    ///
+    /// [`TicketError`]; the NS answers `911`.
+    pub async fn consume_ticket_anywhere(
+        &self,
+        ticket: &str,
+        handle: &Passport,
+    ) -> Result<(AccountId, Option<TokenId>), TicketError> {
+        match self.cluster.get() {
+            Some(cluster) => {
+                let _ = self.tickets.consume_with_token(ticket, handle, self.now());
+                cluster.consume(ticket, handle).await
+            }
+            None => self.consume_ticket_with_token(ticket, handle),
+        }
+    }
+
     /// Checks `credentials` for a request from `from` over `transport` and issues a ticket.
     ///
     /// # Errors
@@ -255,9 +284,25 @@ impl PassportService {
             .await??;
         match verified {
             Ok((account, token)) => {
-                Ok(self
-                    .tickets
-                    .issue_for_token(account, token, &credentials.handle, self.now()))
+                let ticket =
+                    self.tickets
+                        .issue_for_token(account, token, &credentials.handle, self.now());
+                if let Some(cluster) = self.cluster.get() {
+                    cluster
+                        .issue(
+                            ticket.expose(),
+                            account,
+                            token,
+                            &credentials.handle,
+                            self.tickets.lifetime(),
+                        )
+                        .await
+                        .map_err(|error| {
+                            tracing::warn!(%error, "cannot record the ticket network-wide");
+                            LoginError::Store(StoreError::Closed)
+                        })?;
+                }
+                Ok(ticket)
             }
             Err(why) => Err(LoginError::Failed(why)),
         }
