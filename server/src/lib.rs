@@ -20,7 +20,7 @@
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
 //! - [`cluster`]: cluster mode (`[cluster]`): presence and delivery across nodes over NATS,
-//!   heartbeats, `XFR NS`/`XFR SB` by node, signed SB cookies, tickets in NATS KV.
+//!   heartbeats, `XFR NS`/`XFR SB` by node, signed SB cookies, tickets on any node.
 //! - [`web`]: the website (accounts, tokens, contacts, connect, admin) and the `/api/`.
 //!
 //! The protocol itself (framing, commands, version capabilities) lives in `relive-msnp`, which
@@ -321,6 +321,38 @@ fn endpoints(
     }
 }
 
+/// Cluster mode (the settings have a `[cluster]` node id): advertises the listeners' addresses,
+/// connects to NATS and joins the network ([`cluster::Cluster::start`], its tasks on
+/// `tracker`, ending with `shutdown`), and sets [`Context::cluster`]. A no-op for a single
+/// node. [`run_with_relay`] calls it unless the caller already has (to wait for its peers
+/// before serving).
+///
+/// # Errors
+///
+/// [`Error::Cluster`] if NATS cannot be reached or set up.
+pub async fn join_cluster(
+    ctx: &mut Context,
+    listeners: &Listeners,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let Some(settings) = ctx.settings.cluster.clone() else {
+        return Ok(());
+    };
+    advertise(ctx, listeners);
+    let view = cluster::NodeView {
+        hub: Arc::clone(&ctx.hub),
+        switchboards: Arc::clone(&ctx.switchboards),
+        ns_address: Arc::clone(&ctx.ns_address),
+        passport: ctx.passport.clone(),
+    };
+    let joined =
+        cluster::Cluster::start(settings, ctx.store.key(), view, tracker, shutdown).await?;
+    ctx.passport.set_cluster_tickets(joined.tickets().clone());
+    ctx.cluster = Some(joined);
+    Ok(())
+}
+
 /// Serves until `shutdown` is cancelled, then stops accepting, cancels and waits for every
 /// connection task, and closes the store (after any write in flight has finished).
 ///
@@ -365,16 +397,8 @@ pub async fn run_with_relay(
 ) -> Result<(), Error> {
     advertise(&ctx, &listeners);
     let tracker = TaskTracker::new();
-    if let Some(settings) = ctx.settings.cluster.clone() {
-        let view = cluster::NodeView {
-            hub: Arc::clone(&ctx.hub),
-            switchboards: Arc::clone(&ctx.switchboards),
-            ns_address: Arc::clone(&ctx.ns_address),
-        };
-        let joined =
-            cluster::Cluster::start(settings, ctx.store.key(), view, &tracker, &shutdown).await?;
-        ctx.passport.set_cluster_tickets(joined.tickets().clone());
-        ctx.cluster = Some(joined);
+    if ctx.cluster.is_none() {
+        join_cluster(&mut ctx, &listeners, &tracker, &shutdown).await?;
     }
     let ctx = Arc::new(ctx);
     let relay = relay::Relay::start(

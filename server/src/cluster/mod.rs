@@ -1,5 +1,5 @@
 //! Cluster mode (`[cluster]`, `serve --node-id`): several Relive nodes on one network, joined
-//! by one NATS server (core subjects; JetStream KV only for Passport tickets).
+//! by one NATS server (core subjects only: no JetStream).
 //!
 //! - **Presence and delivery** ([`crate::hub::replica`]): every node's hub holds every online
 //!   user; each node publishes the changes of its own sessions, in order, on
@@ -22,8 +22,8 @@
 //! - **Referrals** ([`Cluster::pick_ns`], [`Cluster::pick_sb`]): `XFR NS` from a dispatch
 //!   node by rendezvous hash of the handle over the live NS nodes; `XFR SB` to the SB node
 //!   with the least load, with a cookie signed for that node ([`cookie`]).
-//! - **Passport tickets** ([`tickets`]): a JetStream KV bucket, so a ticket from `login2.srf`
-//!   on one node logs in on any NS node, once.
+//! - **Passport tickets** ([`tickets`]): asked for by request/reply from the node that issued
+//!   them, which consumes them under its own lock: valid on any NS node, once.
 
 pub mod cookie;
 pub mod tickets;
@@ -307,6 +307,7 @@ struct Subjects {
     ops: String,
     hb: String,
     to_prefix: String,
+    ticket: String,
     all: String,
 }
 
@@ -316,6 +317,7 @@ impl Subjects {
             ops: format!("relive.{name}.ops"),
             hb: format!("relive.{name}.hb"),
             to_prefix: format!("relive.{name}.to."),
+            ticket: format!("relive.{name}.ticket"),
             all: format!("relive.{name}.>"),
         }
     }
@@ -330,6 +332,8 @@ pub struct NodeView {
     pub switchboards: Arc<Switchboards>,
     /// The NS address clients reach.
     pub ns_address: Arc<std::sync::RwLock<relive_msnp::types::Token>>,
+    /// Passport (answers other nodes' questions for tickets issued here).
+    pub passport: crate::passport::PassportService,
 }
 
 impl Cluster {
@@ -365,9 +369,7 @@ impl Cluster {
             .subscribe(subjects.all.clone())
             .await
             .map_err(|e| ClusterError::Setup(e.to_string()))?;
-        let tickets = tickets::ClusterTickets::open(client.clone(), &settings.name)
-            .await
-            .map_err(|e| ClusterError::Setup(e.to_string()))?;
+        let tickets = tickets::ClusterTickets::new(client.clone(), subjects.ticket.clone());
         let (tx, rx) = mpsc::channel(OUTGOING_CAPACITY);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -388,7 +390,12 @@ impl Cluster {
             rx,
             shutdown.clone(),
         ));
-        tracker.spawn(Arc::clone(&cluster).inbound(subscriber, view.hub.clone(), shutdown.clone()));
+        tracker.spawn(Arc::clone(&cluster).inbound(
+            client.clone(),
+            subscriber,
+            view.clone(),
+            shutdown.clone(),
+        ));
         tracker.spawn(Arc::clone(&cluster).beat(client, subjects, view, shutdown.clone()));
         info!(node = %cluster.settings.node_id, "joined the cluster");
         Ok(cluster)
@@ -466,10 +473,12 @@ impl Cluster {
 
     async fn inbound(
         self: Arc<Self>,
+        client: async_nats::Client,
         mut subscriber: async_nats::Subscriber,
-        hub: Arc<Hub>,
+        view: NodeView,
         shutdown: CancellationToken,
     ) {
+        let hub = &view.hub;
         let subjects = Subjects::new(&self.settings.name);
         let to_me = format!("{}{}", subjects.to_prefix, self.settings.node_id);
         loop {
@@ -484,17 +493,23 @@ impl Cluster {
             if subject == subjects.hb {
                 match serde_json::from_slice::<Heartbeat>(&message.payload) {
                     Ok(beat) if beat.node != self.settings.node_id => {
-                        self.on_heartbeat(beat, &hub);
+                        self.on_heartbeat(beat, hub);
                     }
                     Ok(_) => {}
                     Err(error) => warn!(%error, "bad heartbeat"),
                 }
             } else if subject == subjects.ops || subject == to_me {
                 match serde_json::from_slice::<Envelope>(&message.payload) {
-                    Ok(env) if env.node != self.settings.node_id => self.apply(env, &hub),
+                    Ok(env) if env.node != self.settings.node_id => self.apply(env, hub),
                     Ok(_) => {}
                     Err(error) => warn!(%error, "bad cluster message"),
                 }
+            } else if subject == subjects.ticket
+                && let Some(reply) = message.reply.clone()
+                && let Some(answer) = tickets::answer(&view.passport, &message.payload)
+                && let Err(error) = client.publish(reply, answer).await
+            {
+                warn!(%error, "cannot answer a ticket question");
             }
         }
         let _ = subscriber.unsubscribe().await;

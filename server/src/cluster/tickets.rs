@@ -1,142 +1,118 @@
-//! Passport tickets valid on every node: a JetStream KV bucket `relive_<cluster>_tickets`.
+//! Passport tickets valid on every node, over core NATS request/reply.
 //!
-//! `login2.srf` on any node issues the ticket as it always did (in memory) and also puts its
-//! SHA-256 (never the ticket) with the account, the access token, the handle and the expiry
-//! into the bucket. `USR TWN S` on any NS node consumes it there: read the entry, then replace
-//! it by an empty value *at the revision read* (compare-and-swap), so of two nodes presenting
-//! one ticket exactly one succeeds. The bucket's `max_age` ([`MAX_TICKET_LIFETIME`]) is the
-//! TTL: nothing outlives the longest ticket. Why KV and not the database: tickets are
-//! short-lived, never need a backup, and must not wait for the store's writer.
+//! A ticket stays where `login2.srf` issued it (the node's in-memory
+//! [`crate::passport::TicketStore`], as on a
+//! single node). `USR TWN S` on a node that does not hold it asks the network: a request on
+//! `relive.<cluster>.ticket` carrying the ticket's SHA-256 (never the ticket) and the handle.
+//! Every node listens; only the node holding it answers, after consuming it under its own
+//! lock, so a ticket is single-use in the whole network by construction. Nobody answering
+//! within [`ASK_TIMEOUT`] means unknown (`911`). Why not a KV bucket: one atomic owner needs
+//! no replicated state and no JetStream (whose replies the Debian 2.9 server words in a way
+//! async-nats 0.52 cannot decode: measured). The cost: a ticket dies with the node that
+//! issued it (the client logs in again, which it does on any failure).
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use relive_msnp::types::Passport;
 use serde::{Deserialize, Serialize};
 
-use crate::passport::tickets::{MAX_TICKET_LIFETIME, TicketError};
+use crate::passport::PassportService;
+use crate::passport::tickets::{TicketError, digest};
 use crate::store::{AccountId, TokenId};
 
-/// The ticket bucket of one network.
+/// How long a node waits for the node holding a ticket.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks the other nodes for tickets.
 #[derive(Debug, Clone)]
 pub struct ClusterTickets {
-    kv: async_nats::jetstream::kv::Store,
+    client: async_nats::Client,
+    subject: String,
 }
 
+/// The question.
 #[derive(Debug, Serialize, Deserialize)]
-struct Record {
-    a: i64,
-    t: Option<i64>,
+pub(super) struct Ask {
+    /// Hex SHA-256 of the ticket.
+    d: String,
+    /// The handle of `USR TWN I`.
     h: String,
-    /// Expiry, Unix milliseconds.
-    x: u64,
 }
 
-/// Why the bucket could not be used.
-#[derive(Debug, thiserror::Error)]
-#[error("ticket bucket: {0}")]
-pub struct BucketError(String);
-
-fn key(ticket: &str) -> String {
-    hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        ticket.as_bytes(),
-    ))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// The holder's answer.
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    /// Account id, on success.
+    a: Option<i64>,
+    /// Access token id.
+    t: Option<i64>,
+    /// The failure otherwise: "expired" or "wrong".
+    e: Option<String>,
 }
 
 impl ClusterTickets {
-    /// Opens (creating if needed) the bucket of network `cluster`.
-    ///
-    /// # Errors
-    /// [`BucketError`] if JetStream is unavailable.
-    pub async fn open(client: async_nats::Client, cluster: &str) -> Result<Self, BucketError> {
-        let js = async_nats::jetstream::new(client);
-        let bucket = format!("relive_{cluster}_tickets");
-        let kv = match js.get_key_value(bucket.clone()).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(async_nats::jetstream::kv::Config {
-                    bucket,
-                    history: 1,
-                    max_age: MAX_TICKET_LIFETIME,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| BucketError(e.to_string()))?,
-        };
-        Ok(Self { kv })
+    /// Asks on `subject` (`relive.<cluster>.ticket`) through `client`.
+    #[must_use]
+    pub const fn new(client: async_nats::Client, subject: String) -> Self {
+        Self { client, subject }
     }
 
-    /// Records a ticket issued on this node, valid for `lifetime`.
+    /// Consumes `ticket` for `handle` on whichever node holds it.
     ///
     /// # Errors
-    /// [`BucketError`] if NATS did not store it (the login then fails: another node could
-    /// not accept the ticket).
-    pub async fn issue(
-        &self,
-        ticket: &str,
-        account: AccountId,
-        token: Option<TokenId>,
-        handle: &Passport,
-        lifetime: std::time::Duration,
-    ) -> Result<(), BucketError> {
-        let record = Record {
-            a: account.0,
-            t: token.map(|t| t.0),
-            h: handle.as_str().to_owned(),
-            x: now_ms() + u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX),
-        };
-        let value = serde_json::to_vec(&record).map_err(|e| BucketError(e.to_string()))?;
-        self.kv
-            .put(key(ticket), Bytes::from(value))
-            .await
-            .map_err(|e| BucketError(e.to_string()))?;
-        Ok(())
-    }
-
-    /// Consumes `ticket` for `handle`, once in the whole network.
-    ///
-    /// # Errors
-    /// [`TicketError`] (unknown, already used, expired or another account's); a NATS failure
-    /// counts as unknown.
+    /// [`TicketError`]: unknown (nobody answered), expired or another account's.
     pub async fn consume(
         &self,
         ticket: &str,
         handle: &Passport,
     ) -> Result<(AccountId, Option<TokenId>), TicketError> {
-        let key = key(ticket);
-        let entry = match self.kv.entry(key.clone()).await {
-            Ok(Some(entry)) => entry,
-            Ok(None) => return Err(TicketError::Unknown),
-            Err(error) => {
-                tracing::warn!(%error, "ticket bucket unreadable");
-                return Err(TicketError::Unknown);
-            }
+        let ask = Ask {
+            d: hex::encode(digest(ticket)),
+            h: handle.as_str().to_owned(),
         };
-        if entry.operation != async_nats::jetstream::kv::Operation::Put || entry.value.is_empty() {
-            return Err(TicketError::Unknown);
+        let payload = serde_json::to_vec(&ask).map_err(|_| TicketError::Unknown)?;
+        let reply = tokio::time::timeout(
+            ASK_TIMEOUT,
+            self.client
+                .request(self.subject.clone(), Bytes::from(payload)),
+        )
+        .await
+        .map_err(|_| TicketError::Unknown)?
+        .map_err(|_| TicketError::Unknown)?;
+        let answer: Answer =
+            serde_json::from_slice(&reply.payload).map_err(|_| TicketError::Unknown)?;
+        match (answer.a, answer.e.as_deref()) {
+            (Some(a), _) => Ok((AccountId(a), answer.t.map(TokenId))),
+            (None, Some("expired")) => Err(TicketError::Expired),
+            (None, Some("wrong")) => Err(TicketError::WrongAccount),
+            _ => Err(TicketError::Unknown),
         }
-        // Burnt at the revision read: a second consumer's update fails.
-        if self
-            .kv
-            .update(key, Bytes::new(), entry.revision)
-            .await
-            .is_err()
-        {
-            return Err(TicketError::Unknown);
-        }
-        let record: Record =
-            serde_json::from_slice(&entry.value).map_err(|_| TicketError::Unknown)?;
-        if record.x <= now_ms() {
-            return Err(TicketError::Expired);
-        }
-        if record.h != handle.as_str() {
-            return Err(TicketError::WrongAccount);
-        }
-        Ok((AccountId(record.a), record.t.map(TokenId)))
     }
+}
+
+/// Answers a question if this node holds the ticket (`None`: stay silent).
+pub(super) fn answer(passport: &PassportService, payload: &[u8]) -> Option<Bytes> {
+    let ask: Ask = serde_json::from_slice(payload).ok()?;
+    let handle = Passport::parse(&ask.h).ok()?;
+    let digest: [u8; 32] = hex::decode(&ask.d).ok()?.try_into().ok()?;
+    let answer = match passport.consume_ticket_digest(&digest, &handle) {
+        Ok((account, token)) => Answer {
+            a: Some(account.0),
+            t: token.map(|t| t.0),
+            e: None,
+        },
+        Err(TicketError::Unknown) => return None,
+        Err(TicketError::Expired) => Answer {
+            a: None,
+            t: None,
+            e: Some("expired".to_owned()),
+        },
+        Err(_) => Answer {
+            a: None,
+            t: None,
+            e: Some("wrong".to_owned()),
+        },
+    };
+    serde_json::to_vec(&answer).ok().map(Bytes::from)
 }

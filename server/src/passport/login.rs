@@ -218,14 +218,14 @@ impl PassportService {
         self.tickets.consume_with_token(ticket, handle, self.now())
     }
 
-    /// Cluster mode: tickets are also recorded in, and consumed from, the network's bucket,
-    /// so a ticket from any node logs in on any NS node, once.
+    /// Cluster mode: a ticket this node does not hold is asked for on the network, so a
+    /// ticket from any node logs in on any NS node, once ([`crate::cluster::tickets`]).
     pub fn set_cluster_tickets(&self, tickets: crate::cluster::tickets::ClusterTickets) {
         let _ = self.cluster.set(tickets);
     }
 
-    /// [`Self::consume_ticket_with_token`] wherever the ticket was issued: in cluster mode
-    /// from the network's bucket (the local copy is burnt too), else locally.
+    /// [`Self::consume_ticket_with_token`] wherever the ticket was issued: here, else (in
+    /// cluster mode) on the node that holds it.
     ///
     /// # Errors
     ///
@@ -235,13 +235,26 @@ impl PassportService {
         ticket: &str,
         handle: &Passport,
     ) -> Result<(AccountId, Option<TokenId>), TicketError> {
-        match self.cluster.get() {
-            Some(cluster) => {
-                let _ = self.tickets.consume_with_token(ticket, handle, self.now());
-                cluster.consume(ticket, handle).await
-            }
-            None => self.consume_ticket_with_token(ticket, handle),
+        match (
+            self.consume_ticket_with_token(ticket, handle),
+            self.cluster.get(),
+        ) {
+            (Err(TicketError::Unknown), Some(cluster)) => cluster.consume(ticket, handle).await,
+            (here, _) => here,
         }
+    }
+
+    /// Consumes a ticket held here by its SHA-256, for another cluster node.
+    ///
+    /// # Errors
+    ///
+    /// [`TicketError`].
+    pub fn consume_ticket_digest(
+        &self,
+        digest: &[u8; 32],
+        handle: &Passport,
+    ) -> Result<(AccountId, Option<TokenId>), TicketError> {
+        self.tickets.consume_digest(digest, handle, self.now())
     }
 
     /// Checks `credentials` for a request from `from` over `transport` and issues a ticket.
@@ -284,25 +297,9 @@ impl PassportService {
             .await??;
         match verified {
             Ok((account, token)) => {
-                let ticket =
-                    self.tickets
-                        .issue_for_token(account, token, &credentials.handle, self.now());
-                if let Some(cluster) = self.cluster.get() {
-                    cluster
-                        .issue(
-                            ticket.expose(),
-                            account,
-                            token,
-                            &credentials.handle,
-                            self.tickets.lifetime(),
-                        )
-                        .await
-                        .map_err(|error| {
-                            tracing::warn!(%error, "cannot record the ticket network-wide");
-                            LoginError::Store(StoreError::Closed)
-                        })?;
-                }
-                Ok(ticket)
+                Ok(self
+                    .tickets
+                    .issue_for_token(account, token, &credentials.handle, self.now()))
             }
             Err(why) => Err(LoginError::Failed(why)),
         }

@@ -68,3 +68,7 @@ mod website;
 
 /// The website in headless Chromium over WebDriver (needs `chromium`, `chromium-driver`).
 mod browser;
+
+/// Cluster mode: a dispatch, two NS and two SB nodes over a real `nats-server`, one killed
+/// with SIGKILL (needs `nats-server`).
+mod cluster;
