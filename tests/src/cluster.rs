@@ -109,6 +109,25 @@ impl Node {
         Ok(())
     }
 
+    /// SIGTERM (through `kill`, no unsafe code): the node tells its peers it leaves, closes
+    /// its sessions and exits; waits for that.
+    ///
+    /// # Errors
+    ///
+    /// `kill` failed, or the node did not exit within 30 s.
+    pub async fn terminate(&mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().context("already exited")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid}: {status}");
+        tokio::time::timeout(START, self.child.wait())
+            .await
+            .with_context(|| format!("node {} did not stop", self.id))??;
+        Ok(())
+    }
+
     /// The process id (for CPU readings from `/proc`).
     #[must_use]
     pub fn pid(&self) -> Option<u32> {

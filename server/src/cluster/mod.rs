@@ -22,6 +22,8 @@
 //! - **Referrals** ([`Cluster::pick_ns`], [`Cluster::pick_sb`]): `XFR NS` from a dispatch
 //!   node by rendezvous hash of the handle over the live NS nodes; `XFR SB` to the SB node
 //!   with the least load, with a cookie signed for that node ([`cookie`]).
+//! - **Login rate limits**: every failure and success a node's limiter records is published
+//!   with the hub's changes and counted by every node, so the limits hold network-wide.
 //! - **Passport tickets** ([`tickets`]): asked for by request/reply from the node that issued
 //!   them, which consumes them under its own lock: valid on any NS node, once.
 
@@ -292,6 +294,24 @@ impl Replicate for Shared {
     }
 }
 
+impl crate::passport::rate_limit::LimitSink for Shared {
+    fn failure(&self, handle: &str, addr: std::net::IpAddr) {
+        let _state = self.state();
+        self.send(Outgoing::Op(WireOp::Fail {
+            u: handle.to_owned(),
+            a: addr,
+        }));
+    }
+
+    fn success(&self, handle: &str, addr: std::net::IpAddr) {
+        let _state = self.state();
+        self.send(Outgoing::Op(WireOp::Pass {
+            u: handle.to_owned(),
+            a: addr,
+        }));
+    }
+}
+
 /// This node's membership of the cluster: the NATS connection, the peers, the ticket bucket.
 #[derive(Debug)]
 pub struct Cluster {
@@ -382,7 +402,11 @@ impl Cluster {
             shared: Arc::clone(&shared),
             tickets,
         });
-        view.hub.set_replica(shared as Arc<dyn Replicate>);
+        view.hub
+            .set_replica(Arc::clone(&shared) as Arc<dyn Replicate>);
+        view.passport
+            .rate_limiter()
+            .set_sink(shared as Arc<dyn crate::passport::rate_limit::LimitSink>);
         tracker.spawn(publisher(
             client.clone(),
             subjects.clone(),
@@ -500,7 +524,7 @@ impl Cluster {
                 }
             } else if subject == subjects.ops || subject == to_me {
                 match serde_json::from_slice::<Envelope>(&message.payload) {
-                    Ok(env) if env.node != self.settings.node_id => self.apply(env, hub),
+                    Ok(env) if env.node != self.settings.node_id => self.apply(env, &view),
                     Ok(_) => {}
                     Err(error) => warn!(%error, "bad cluster message"),
                 }
@@ -576,9 +600,19 @@ impl Cluster {
         }
     }
 
-    fn apply(&self, env: Envelope, hub: &Hub) {
+    fn apply(&self, env: Envelope, view: &NodeView) {
+        let hub = &view.hub;
+        let limiter = view.passport.rate_limiter();
         for op in env.ops {
             let conn = match &op {
+                WireOp::Fail { u, a } => {
+                    limiter.remote_failure(u, *a, view.passport.now());
+                    continue;
+                }
+                WireOp::Pass { u, a } => {
+                    limiter.remote_success(u, *a);
+                    continue;
+                }
                 WireOp::Reg { u, c, e, .. } => {
                     let Ok(user) = Passport::parse(u) else {
                         continue;

@@ -130,6 +130,20 @@ pub enum WireOp {
         /// `a`'s name for an `ADD`.
         n: Option<String>,
     },
+    /// A failed login attempt ([`crate::passport::RateLimiter`]).
+    Fail {
+        /// Handle as given.
+        u: String,
+        /// Source address.
+        a: std::net::IpAddr,
+    },
+    /// A successful login attempt.
+    Pass {
+        /// Handle as given.
+        u: String,
+        /// Source address.
+        a: std::net::IpAddr,
+    },
     /// [`HubOp::Ring`].
     Rng {
         /// The callee.
@@ -161,7 +175,7 @@ impl WireOp {
             | Self::Rea { u, .. }
             | Self::Bits { u, .. }
             | Self::Blp { u, .. } => Some(u),
-            Self::Rl { .. } | Self::Rng { .. } => None,
+            Self::Rl { .. } | Self::Rng { .. } | Self::Fail { .. } | Self::Pass { .. } => None,
         }
     }
 
@@ -352,6 +366,7 @@ impl WireOp {
                     message,
                 }
             }
+            Self::Fail { .. } | Self::Pass { .. } => return None,
             Self::Rng { u, s, a, k, c, n } => HubOp::Ring {
                 callee: p(u)?,
                 message: ServerMessage::Rng {

@@ -197,6 +197,18 @@ struct Inner {
 pub struct RateLimiter {
     settings: RateLimitSettings,
     inner: Mutex<Inner>,
+    /// Cluster mode: where this node's failures and successes are published, so that every
+    /// node counts them ([`RateLimiter::set_sink`]).
+    sink: std::sync::OnceLock<std::sync::Arc<dyn LimitSink>>,
+}
+
+/// Where a clustered limiter publishes what it records (implemented by [`crate::cluster`]);
+/// must not block.
+pub trait LimitSink: Send + Sync + std::fmt::Debug {
+    /// A failed attempt on `handle` from `addr`.
+    fn failure(&self, handle: &str, addr: IpAddr);
+    /// A successful attempt on `handle` from `addr`.
+    fn success(&self, handle: &str, addr: IpAddr);
 }
 
 /// The key of an account: its handle, lower-cased. Unknown handles are counted too, so the
@@ -235,6 +247,7 @@ impl RateLimiter {
                 sources: Table::new(),
                 accounts: Table::new(),
             }),
+            sink: std::sync::OnceLock::new(),
         }
     }
 
@@ -299,6 +312,31 @@ impl RateLimiter {
     /// Records a failed attempt (wrong secret, unknown account) against the pair, the source
     /// and the account.
     pub fn record_failure(&self, handle: &str, addr: IpAddr, now: Instant) {
+        self.count_failure(handle, addr, now);
+        if let Some(sink) = self.sink.get() {
+            sink.failure(handle, addr);
+        }
+    }
+
+    /// Cluster mode: from now on every failure and success recorded here is also published
+    /// through `sink` (limits hold network-wide: an attacker gains nothing by spreading guesses
+    /// over the NS nodes). Returns `false` if a sink was already set.
+    pub fn set_sink(&self, sink: std::sync::Arc<dyn LimitSink>) -> bool {
+        self.sink.set(sink).is_ok()
+    }
+
+    /// Counts a failure another node recorded (not published again).
+    pub fn remote_failure(&self, handle: &str, addr: IpAddr, now: Instant) {
+        self.count_failure(handle, addr, now);
+    }
+
+    /// Applies a success another node recorded (not published again).
+    pub fn remote_success(&self, handle: &str, addr: IpAddr) {
+        let key = (account_key(handle), SourceKey::of(addr));
+        self.lock().pairs.records.remove(&key);
+    }
+
+    fn count_failure(&self, handle: &str, addr: IpAddr, now: Instant) {
         let s = &self.settings;
         let source = SourceKey::of(addr);
         let account = account_key(handle);
@@ -321,8 +359,10 @@ impl RateLimiter {
 
     /// Records a successful login of `handle` from `addr`: clears that pair only.
     pub fn record_success(&self, handle: &str, addr: IpAddr) {
-        let key = (account_key(handle), SourceKey::of(addr));
-        self.lock().pairs.records.remove(&key);
+        self.remote_success(handle, addr);
+        if let Some(sink) = self.sink.get() {
+            sink.success(handle, addr);
+        }
     }
 
     /// Runs one login attempt of `handle` from `addr` under the limiter, the way every login

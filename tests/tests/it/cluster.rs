@@ -5,7 +5,8 @@
 //! used on another), see each other, chat one-to-one and three-way through SB nodes, change
 //! lists and block; a duplicate login on another node gets `OUT OTH`; then one NS node is
 //! killed with SIGKILL: its users log in again through the dispatch and find every
-//! acknowledged change, and nobody else is disturbed.
+//! acknowledged change, and nobody else is disturbed; finally an SB node is drained
+//! (SIGTERM) and no room is sent to it any more.
 
 use std::net::SocketAddr;
 
@@ -147,9 +148,10 @@ async fn two_ns_two_sb_one_dispatch_survive_losing_an_ns_node() -> anyhow::Resul
         .await?
         .sb;
     for sb in [&mut bob_sb, &mut alice_sb] {
-        sb.wait_for("JOI carol", |m| {
-            matches!(m, ServerMessage::Joi { handle, .. } if handle.as_str() == CAROL)
-        })
+        sb.wait_for(
+            "JOI carol",
+            |m| matches!(m, ServerMessage::Joi { handle, .. } if handle.as_str() == CAROL),
+        )
         .await?;
     }
     let all = sb::text_payload("hello all three");
@@ -247,5 +249,25 @@ async fn two_ns_two_sb_one_dispatch_survive_losing_an_ns_node() -> anyhow::Resul
     sb::expect_msg(&mut bob_sb, CAROL, &still).await?;
     bob.sync().await?;
     carol.sync().await?;
+
+    // sb2 is drained (SIGTERM): it says it leaves, and every new room goes to sb1.
+    sb2.terminate().await?;
+    // ns2 hears the goodbye asynchronously: at most a moment after the process exited.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while sb::request_sb(&mut carol).await?.addr != sb1.sb {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "sb2 still chosen after it left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        let ticket = sb::request_sb(&mut carol).await?;
+        ensure!(
+            ticket.addr == sb1.sb,
+            "XFR SB to {} after sb2 left",
+            ticket.addr
+        );
+    }
     Ok(())
 }
