@@ -110,6 +110,11 @@ pub(crate) async fn run(_common: &Common, args: Args) -> anyhow::Result<Report> 
     // Everyone sees the owner online before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
     while rx.try_recv().is_ok() {}
+    // The owner has heard its watchers come online: skip that.
+    owner.send_line("PNG").await?;
+    owner
+        .wait_for("QNG", |m| matches!(m, ServerMessage::Qng { .. }))
+        .await?;
     let (pid1, pid2) = (
         n1.pid().context("node 1 gone")?,
         n2.pid().context("node 2 gone")?,
