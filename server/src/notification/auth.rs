@@ -311,16 +311,16 @@ impl NsService {
     /// ([`crate::cluster::Cluster::pick_ns`]); with none live, `600` (server busy) and a close.
     fn referral(&self, trid: TrId, handle: &relive_msnp::types::Passport) -> Option<ServerMessage> {
         let s = &self.ctx.settings;
+        let current = self
+            .ctx
+            .ns_address
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         if let Some(cluster) = &self.ctx.cluster
             && cluster.settings().ds
             && !cluster.settings().ns
         {
-            let current = self
-                .ctx
-                .ns_address
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
             return Some(match cluster.pick_ns(handle, current.as_str()) {
                 Some(addr) => ServerMessage::XfrNs {
                     trid,
@@ -333,12 +333,6 @@ impl NsService {
         if s.ns_referral_host == s.public_host {
             return None;
         }
-        let current = self
-            .ctx
-            .ns_address
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
         let port = current
             .as_str()
             .rsplit_once(':')

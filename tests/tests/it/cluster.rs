@@ -158,14 +158,22 @@ async fn two_ns_two_sb_one_dispatch_survive_losing_an_ns_node() -> anyhow::Resul
     sb::send_msg(&mut alice_sb, "N", &all).await?;
     sb::expect_msg(&mut bob_sb, ALICE, &all).await?;
     sb::expect_msg(&mut carol_sb, ALICE, &all).await?;
-    // A second XFR SB goes to the other SB node (the first has a room now).
-    let second = sb::request_sb(&mut alice).await?;
-    ensure!(
-        sbs.contains(&second.addr) && second.addr != bob_sb.peer_addr(),
-        "second room on {} (first on {})",
-        second.addr,
-        bob_sb.peer_addr()
-    );
+    // A second XFR SB goes to the other SB node once its heartbeat (every 200 ms) tells that
+    // the first has a room now.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    let second = loop {
+        let ticket = sb::request_sb(&mut alice).await?;
+        ensure!(sbs.contains(&ticket.addr), "XFR SB to {}", ticket.addr);
+        if ticket.addr != bob_sb.peer_addr() {
+            break ticket;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "every room on {}",
+            ticket.addr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     // Its cookie is signed for that node: presented to the other SB node it is refused.
     let mut wrong = MsnpClient::connect(bob_sb.peer_addr(), Role::Switchboard, "wrong").await?;
     wrong
