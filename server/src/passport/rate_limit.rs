@@ -566,4 +566,46 @@ mod tests {
         limiter.record_failure("e@example.com", ip(5), later);
         assert_eq!(limiter.tracked(), 3);
     }
+
+    /// Failures and successes published by one node's limiter, counted by another's.
+    #[derive(Debug, Default)]
+    struct Relay(Mutex<Vec<(bool, String, IpAddr)>>);
+
+    impl LimitSink for Relay {
+        fn failure(&self, handle: &str, addr: IpAddr) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((false, handle.to_owned(), addr));
+        }
+        fn success(&self, handle: &str, addr: IpAddr) {
+            self.0.lock().unwrap().push((true, handle.to_owned(), addr));
+        }
+    }
+
+    #[test]
+    fn a_clustered_limiter_counts_the_failures_of_every_node() {
+        let (a, b) = (RateLimiter::new(settings()), RateLimiter::new(settings()));
+        let relay = std::sync::Arc::new(Relay::default());
+        assert!(a.set_sink(relay.clone()));
+        let now = Instant::now();
+        for _ in 0..4 {
+            a.record_failure(ALICE, ip(1), now);
+        }
+        assert!(b.check(ALICE, ip(1), now).is_ok());
+        for (ok, handle, addr) in std::mem::take(&mut *relay.0.lock().unwrap()) {
+            if ok {
+                b.remote_success(&handle, addr);
+            } else {
+                b.remote_failure(&handle, addr, now);
+            }
+        }
+        // Node B refuses the pair node A saw fail, without having seen a failure itself.
+        assert!(b.check(ALICE, ip(1), now).is_err());
+        a.record_success(ALICE, ip(1));
+        let events = std::mem::take(&mut *relay.0.lock().unwrap());
+        assert_eq!(events, vec![(true, ALICE.to_owned(), ip(1))]);
+        b.remote_success(ALICE, ip(1));
+        assert!(b.check(ALICE, ip(1), now).is_ok());
+    }
 }
