@@ -292,12 +292,6 @@ impl TicketStore {
         Ok((entry.account, entry.token))
     }
 
-    /// How long a ticket lives.
-    #[must_use]
-    pub const fn lifetime(&self) -> Duration {
-        self.settings.lifetime
-    }
-
     /// Number of live (issued, unused, not yet purged) tickets.
     #[must_use]
     pub fn len(&self) -> usize {
