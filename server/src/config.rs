@@ -119,6 +119,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The `[web]` table: the website (who may register).
     pub web: crate::web::WebConfig,
+    /// The `[cluster]` table: several nodes over NATS (absent `node_id`: one node).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl Default for Config {
@@ -148,6 +150,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             limits: LimitsConfig::default(),
             web: crate::web::WebConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }
@@ -198,6 +201,12 @@ pub struct Overrides {
     /// Send `CHL` challenges to MSNP6+ clients.
     #[arg(long, global = true, env = "RELIVE_CHL", value_name = "BOOL")]
     pub chl: Option<bool>,
+    /// Cluster mode: this node's id (`[cluster] node_id`; unset: a single node).
+    #[arg(long, global = true, env = "RELIVE_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Cluster mode: the NATS server (`[cluster] nats_url`).
+    #[arg(long, global = true, env = "RELIVE_NATS_URL", value_name = "URL")]
+    pub nats_url: Option<String>,
 }
 
 /// Validated settings.
@@ -244,6 +253,8 @@ pub struct Settings {
     pub abuse: Limits,
     /// The `[web]` table.
     pub web: crate::web::WebConfig,
+    /// Cluster mode (`None`: a single node).
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 impl Settings {
@@ -304,6 +315,10 @@ impl Config {
         set(&o.max_al_bl, &mut self.max_al_bl);
         set(&o.max_connections, &mut self.max_connections);
         set(&o.chl, &mut self.chl);
+        if o.node_id.is_some() {
+            self.cluster.node_id.clone_from(&o.node_id);
+        }
+        set(&o.nats_url, &mut self.cluster.nats_url);
     }
 
     /// Validates into [`Settings`].
@@ -374,7 +389,12 @@ impl Config {
             .relay
             .validate_listening_on(&self.public_host, self.ns.ip())?;
         let limits = self.limits.validate(self.max_connections)?;
+        let cluster = self.cluster.validate().map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            reason: e.reason,
+        })?;
         Ok(Settings {
+            cluster,
             web: self.web,
             abuse: limits,
             data_dir,
@@ -472,6 +492,12 @@ pub const TABLES: &[(&str, &str)] = &[
         "The relay: rewrites file-transfer invitations and carries transfers across NAT.",
     ),
     ("limits", "Limits against floods and probing."),
+    (
+        "cluster",
+        "Cluster mode: several nodes sharing one network over NATS (docs/DESIGN.md\n\
+         \"Scale-out\"). Without node_id the server is a single node and none of this applies.\n\
+         Every node needs the same secret.key and the same database.",
+    ),
     (
         "web",
         "The website (on the HTTP and HTTPS listeners). `relive-server user admin EMAIL` opens\n\
@@ -726,6 +752,35 @@ pub const KEYS: &[Key] = &[
          account, then lookups_per_minute (answers come later, never differently).",
     ),
     key("limits", "lookups_per_minute", ""),
+    example(
+        "cluster",
+        "node_id",
+        "This node's id (letters, digits, - and _), unique in the network.",
+        "\"ns1\"",
+    ),
+    key(
+        "cluster",
+        "nats_url",
+        "The NATS server every node connects to (nats-server -js: tickets use JetStream KV).",
+    ),
+    key(
+        "cluster",
+        "name",
+        "The network's name: nodes with the same name on one NATS server form one network.",
+    ),
+    key(
+        "cluster",
+        "roles",
+        "What this node serves: \"ns\" (logins, presence), \"sb\" (switchboards), \"ds\"\n\
+         (dispatch: refers each login to an NS node with XFR NS).",
+    ),
+    key(
+        "cluster",
+        "heartbeat_ms",
+        "Milliseconds between heartbeats; a node silent for dead_after_ms is taken for dead\n\
+         (its users go offline everywhere and nobody is referred to it).",
+    ),
+    key("cluster", "dead_after_ms", ""),
     key(
         "web",
         "registration",
@@ -944,8 +999,17 @@ mod tests {
             assert!(TABLES.iter().any(|(t, _)| *t == key.table), "{}", key.table);
         }
         for (id, ..) in flags() {
+            let id = match id.as_str() {
+                "node_id" | "nats_url" => format!("cluster.{id}"),
+                _ => id,
+            };
             assert!(
-                KEYS.iter().any(|k| k.table.is_empty() && k.name == id),
+                KEYS.iter().any(|k| format!(
+                    "{}{}{}",
+                    k.table,
+                    if k.table.is_empty() { "" } else { "." },
+                    k.name
+                ) == id),
                 "{id}"
             );
         }
@@ -977,18 +1041,19 @@ mod tests {
                     && !l.starts_with("bind_ip")
                     && !l.starts_with("quic")
                     && !l.starts_with("remote")
+                    && !l.starts_with("node_id")
             })
             .map(|l| format!("{l}\n"))
             .collect();
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
         // Every key but the examples: 14 top-level, 11 in [passport], 6 in [passport.nexus],
-        // 7 in [relay], 14 in [limits], 1 in [web]. Each documented setting says its flag and
+        // 7 in [relay], 14 in [limits], 1 in [web], 5 in [cluster]. Each documented setting says its flag and
         // variable.
         assert!(text.contains("# Env: RELIVE_MAX_CONNECTIONS, flag: --max-connections.\n"));
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
-            53
+            58
         );
         // The legacy-TLS examples are valid [passport] keys.
         let legacy: String = text

@@ -20,12 +20,15 @@
 //! - [`mailbox`]: the Hotmail notifications and the inbox sign-in grants (issue 18).
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
+//! - [`cluster`]: cluster mode (`[cluster]`): presence and delivery across nodes over NATS,
+//!   heartbeats, `XFR NS`/`XFR SB` by node, signed SB cookies, tickets on any node.
 //! - [`web`]: the website (accounts, tokens, contacts, connect, admin) and the `/api/`.
 //!
 //! The protocol itself (framing, commands, version capabilities) lives in `relive-msnp`, which
 //! has no I/O. The services here are socket-free; [`net::conn`] is the thin driver that connects
 //! them to sockets.
 
+pub mod cluster;
 pub mod config;
 pub mod data_dir;
 pub mod demo;
@@ -101,6 +104,9 @@ pub enum Error {
     /// The legacy-TLS certificates could not be generated or loaded.
     #[error(transparent)]
     LegacyTls(#[from] http::legacy::LegacyTlsError),
+    /// The cluster could not be joined.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// A built-in demo handle is invalid (a bug).
     #[error("built-in demo data is invalid")]
     Demo,
@@ -154,6 +160,9 @@ pub struct Context {
     pub connection_limits: Arc<limits::connections::ConnectionLimits>,
     /// The per-account throttle of list lookups.
     pub lookups: Arc<limits::lookups::LookupThrottle>,
+    /// Cluster mode: this node's membership (`None`: a single node, the default). Set by
+    /// [`run_with_relay`] when the settings have a `[cluster]` node id.
+    pub cluster: Option<Arc<cluster::Cluster>>,
     connections: Arc<watch::Sender<usize>>,
 }
 
@@ -250,6 +259,7 @@ impl Context {
             https_tls: None,
             legacy_tls: None,
             metrics,
+            cluster: None,
             connections,
         })
     }
@@ -314,6 +324,38 @@ fn endpoints(
     }
 }
 
+/// Cluster mode (the settings have a `[cluster]` node id): advertises the listeners' addresses,
+/// connects to NATS and joins the network ([`cluster::Cluster::start`], its tasks on
+/// `tracker`, ending with `shutdown`), and sets [`Context::cluster`]. A no-op for a single
+/// node. [`run_with_relay`] calls it unless the caller already has (to wait for its peers
+/// before serving).
+///
+/// # Errors
+///
+/// [`Error::Cluster`] if NATS cannot be reached or set up.
+pub async fn join_cluster(
+    ctx: &mut Context,
+    listeners: &Listeners,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let Some(settings) = ctx.settings.cluster.clone() else {
+        return Ok(());
+    };
+    advertise(ctx, listeners);
+    let view = cluster::NodeView {
+        hub: Arc::clone(&ctx.hub),
+        switchboards: Arc::clone(&ctx.switchboards),
+        ns_address: Arc::clone(&ctx.ns_address),
+        passport: ctx.passport.clone(),
+    };
+    let joined =
+        cluster::Cluster::start(settings, ctx.store.key(), view, tracker, shutdown).await?;
+    ctx.passport.set_cluster_tickets(joined.tickets().clone());
+    ctx.cluster = Some(joined);
+    Ok(())
+}
+
 /// Serves until `shutdown` is cancelled, then stops accepting, cancels and waits for every
 /// connection task, and closes the store (after any write in flight has finished).
 ///
@@ -351,14 +393,17 @@ pub async fn run_with(
 ///
 /// The relay could not start, or closing the store failed.
 pub async fn run_with_relay(
-    ctx: Context,
+    mut ctx: Context,
     listeners: Listeners,
     relay_quic: Option<std::net::UdpSocket>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     advertise(&ctx, &listeners);
-    let ctx = Arc::new(ctx);
     let tracker = TaskTracker::new();
+    if ctx.cluster.is_none() {
+        join_cluster(&mut ctx, &listeners, &tracker, &shutdown).await?;
+    }
+    let ctx = Arc::new(ctx);
     let relay = relay::Relay::start(
         &ctx.settings.relay,
         &ctx.settings.data_dir,

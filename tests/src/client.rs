@@ -219,6 +219,18 @@ impl MsnpClient {
         Ok(self.stream.local_addr()?)
     }
 
+    /// The server's address (where this client connected).
+    ///
+    /// # Panics
+    ///
+    /// Never for a connected TCP stream on Linux.
+    #[must_use]
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
     /// Sends a typed command.
     ///
     /// # Errors

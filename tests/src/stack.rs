@@ -171,6 +171,18 @@ impl DataDir {
     pub fn database(&self) -> std::path::PathBuf {
         self.dir.path().join("data").join("relive.db")
     }
+
+    /// The data directory itself (key, database, certificates).
+    #[must_use]
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The access token seeded for `handle`, if any.
+    #[must_use]
+    pub fn token(&self, handle: &str) -> Option<&str> {
+        self.tokens.get(handle).map(String::as_str)
+    }
 }
 
 /// A running server on loopback ports.

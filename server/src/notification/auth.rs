@@ -135,7 +135,7 @@ impl NsService {
                 method,
                 handle,
             } => {
-                if let Some(referral) = self.referral(trid) {
+                if let Some(referral) = self.referral(trid, &handle) {
                     out.push(referral);
                     return out.close();
                 }
@@ -294,7 +294,12 @@ impl NsService {
         handle: &relive_msnp::types::Passport,
         ticket: &str,
     ) -> Result<Result<(LoginState, Option<TokenId>), LoginFailure>, crate::store::StoreError> {
-        let (id, token) = match self.ctx.passport.consume_ticket_with_token(ticket, handle) {
+        let (id, token) = match self
+            .ctx
+            .passport
+            .consume_ticket_anywhere(ticket, handle)
+            .await
+        {
             Ok(found) => found,
             Err(error) => return Ok(Err(error.into())),
         };
@@ -305,18 +310,33 @@ impl NsService {
         })
     }
 
-    /// `XFR NS` when a separate NS host is configured (PROTOCOL.md §1.2).
-    fn referral(&self, trid: TrId) -> Option<ServerMessage> {
+    /// `XFR NS` when a separate NS host is configured (PROTOCOL.md §1.2), or on a cluster's
+    /// dispatch node (role `ds` without `ns`): to the live NS node the handle hashes to
+    /// ([`crate::cluster::Cluster::pick_ns`]); with none live, `600` (server busy) and a close.
+    fn referral(&self, trid: TrId, handle: &relive_msnp::types::Passport) -> Option<ServerMessage> {
         let s = &self.ctx.settings;
-        if s.ns_referral_host == s.public_host {
-            return None;
-        }
         let current = self
             .ctx
             .ns_address
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        if let Some(cluster) = &self.ctx.cluster
+            && cluster.settings().ds
+            && !cluster.settings().ns
+        {
+            return Some(match cluster.pick_ns(handle, current.as_str()) {
+                Some(addr) => ServerMessage::XfrNs {
+                    trid,
+                    addr: token(&addr, "127.0.0.1:1863"),
+                    current,
+                },
+                None => ServerMessage::error(ErrorCode::ServerBusy, trid),
+            });
+        }
+        if s.ns_referral_host == s.public_host {
+            return None;
+        }
         let port = current
             .as_str()
             .rsplit_once(':')

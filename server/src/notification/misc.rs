@@ -67,6 +67,18 @@ impl NsService {
         out: &mut Replies,
     ) {
         let sbs = &self.ctx.switchboards;
+        if let Some(cluster) = &self.ctx.cluster {
+            // The SB node with the least load; its cookie is signed for it.
+            let own = cluster.load(sbs.rooms() as u64, cluster.local_sessions());
+            let Some((node, addr)) = cluster.pick_sb(own, sbs.address().as_str()) else {
+                return out.push(ServerMessage::error(ErrorCode::ServerBusy, trid));
+            };
+            return out.push(ServerMessage::XfrSb {
+                trid,
+                addr: Token::parse(&addr).unwrap_or_else(|_| sbs.address()),
+                cookie: cluster.cookies().issue(&node, &user.handle),
+            });
+        }
         let cookie = sbs.issue(
             Grant {
                 user: user.handle.clone(),

@@ -279,6 +279,12 @@ impl Switchboards {
             .clone()
     }
 
+    /// Open rooms (an SB node's load in cluster mode).
+    #[must_use]
+    pub fn rooms(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
     /// The advertised `host:port`.
     #[must_use]
     pub fn address(&self) -> Token {

@@ -95,7 +95,11 @@ impl SbService {
         cookie: &relive_msnp::types::Secret,
         out: &mut Replies,
     ) {
-        let grant = self.ctx.switchboards.redeem(cookie, handle, Instant::now());
+        let grant = self
+            .ctx
+            .switchboards
+            .redeem(cookie, handle, Instant::now())
+            .or_else(|| self.signed_grant(handle, cookie));
         let Some(Grant {
             user,
             name,
@@ -125,6 +129,30 @@ impl SbService {
         });
         debug!(session = room.0, "room opened");
         self.joined = Some(Joined { user, name, room });
+    }
+
+    /// Cluster mode: a cookie `XFR SB` signed on some NS node for this SB node; the rest of
+    /// the grant comes from the hub, which knows every online user of the network.
+    fn signed_grant(
+        &self,
+        handle: &Passport,
+        cookie: &relive_msnp::types::Secret,
+    ) -> Option<Grant> {
+        let cluster = self.ctx.cluster.as_ref()?;
+        if !cluster
+            .cookies()
+            .redeem(&cluster.settings().node_id, handle, cookie.as_str())
+        {
+            return None;
+        }
+        let hub = &self.ctx.hub;
+        Some(Grant {
+            user: handle.clone(),
+            name: hub.name_of(handle)?,
+            caps: hub.dialect_of(handle)?,
+            client_caps: hub.caps_of(handle).unwrap_or_default(),
+            purpose: Purpose::NewRoom,
+        })
     }
 
     fn ans(&mut self, ans: &Ans, out: &mut Replies) {

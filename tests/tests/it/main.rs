@@ -78,3 +78,7 @@ mod browser;
 /// The opt-in message history: MSNP7/9/11 rooms, consent, export and delete, sealed at rest,
 /// and its pages in Chromium.
 mod history;
+
+/// Cluster mode: a dispatch, two NS and two SB nodes over a real `nats-server`, one killed
+/// with SIGKILL (needs `nats-server`).
+mod cluster;

@@ -9,12 +9,14 @@
 //! error, and ends with a table (targets next to the figures, ✓/✗) and, with `--json FILE`,
 //! the same figures as JSON. The exit status is 1 when a target is missed.
 //!
-//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`flood`] (issue #14: logins from
+//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`cluster`] (issue 19: two nodes
+//! over NATS), [`flood`] (issue #14: logins from
 //! other addresses while one address floods every listener); users log in as [`logon`] says
 //! (`--login md5`, MSNP7; `--login passport`, MSNP9 through HTTPS `login2.srf`; `--login
 //! msnp11`, the same as MSN 7.0).
 
 mod chat;
+mod cluster;
 mod flood;
 mod idle;
 mod login;
@@ -81,6 +83,9 @@ enum Scenario {
     /// Flood: one address holds 10,000 connections to every listener, idle and trickling;
     /// login latency of users from other addresses, MD5 and Passport.
     Flood(flood::Args),
+    /// Cluster (issue 19): two nodes over a real nats-server; presence latency within a
+    /// node and across nodes, CPU per status change on each node.
+    Cluster(cluster::Args),
     /// Internal: run the server on a prepared data directory (what the scenarios start).
     #[command(name = "__serve", hide = true)]
     Serve {
@@ -128,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Scenario::Login(args) => login::run(&common, args).await,
             Scenario::Presence(args) => presence::run(&common, args).await,
             Scenario::Flood(args) => flood::run(&common, args, fds).await,
+            Scenario::Cluster(args) => cluster::run(&common, args).await,
             Scenario::Serve { .. } => unreachable!("handled in main"),
         }
     })?;
