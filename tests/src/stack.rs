@@ -169,7 +169,7 @@ impl DataDir {
     /// The server's SQLite database file (`<data-dir>/relive.db`; `-wal` beside it).
     #[must_use]
     pub fn database(&self) -> std::path::PathBuf {
-        self.dir.path().join("data").join("relive.db")
+        self.path().join("relive.db")
     }
 
     /// The data directory itself (key, database, certificates).
