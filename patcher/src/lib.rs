@@ -25,11 +25,11 @@
 //! - `rsrc`: rebuilding the resource section when a resource outgrows its place.
 //! - [`scan`]: content search for endpoint hosts, ASCII and UTF-16LE.
 //! - [`catalog`]: known client builds as data.
-//! - [`plan`]: [`Target`], [`Plan`], [`Edit`] and the pure planner.
+//! - [`plan`](mod@plan): [`Target`], [`Plan`], [`Edit`] and the pure planner.
 //! - [`registry`]: registry changes and the `.reg` file.
 //! - [`apply`](mod@apply): applying and verifying a plan in memory.
 //! - `container`: IExpress self-extractors, cabinets and MSI packages.
-//! - [`file`]: the only I/O: backup, atomic write, restore.
+//! - [`file`](mod@file): the only I/O: backup, atomic write, restore.
 //! - [`synth`]: synthetic PE images for tests and benchmarks.
 //!
 //! # What it does not do
@@ -311,7 +311,7 @@ pub fn plan(data: &[u8], target: &Target) -> Result<Plan, PatchError> {
     visitor.finish(data, kind)
 }
 
-/// [`inspect`] and, with a target, [`plan`] in one walk: every PE is parsed once (what a
+/// [`inspect`] and, with a target, [`plan`](fn@plan) in one walk: every PE is parsed once (what a
 /// front end does when a file is opened). The plan's own errors come back in its slot.
 ///
 /// # Errors
@@ -343,7 +343,7 @@ pub fn inspect_and_plan(
 /// otherwise by rebuilding the resource section: grown in place when it is the last
 /// section, moved to a new last `.rsrc` section otherwise), strips the signature and
 /// recomputes the checksum.
-/// [`apply`] does this itself; this is the building block, for tools and tests.
+/// [`apply`](fn@apply) does this itself; this is the building block, for tools and tests.
 ///
 /// # Errors
 /// [`PatchError::NotPe`], [`PatchError::Installer`] when there is no CABINET,

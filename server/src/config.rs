@@ -121,6 +121,8 @@ pub struct Config {
     pub web: crate::web::WebConfig,
     /// The `[store]` table: where accounts and lists are kept.
     pub store: StoreConfig,
+    /// The `[cluster]` table: several nodes over NATS (absent `node_id`: one node).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// The `[store]` table.
@@ -160,6 +162,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             web: crate::web::WebConfig::default(),
             store: StoreConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }
@@ -213,6 +216,24 @@ pub struct Overrides {
     /// Keep the data in PostgreSQL (`postgres://…`) instead of the embedded SQLite file.
     #[arg(long, global = true, env = "RELIVE_STORE_URL", value_name = "URL")]
     pub store_url: Option<String>,
+    /// Cluster mode: this node's id (`[cluster] node_id`; unset: a single node).
+    #[arg(
+        id = "cluster_node_id",
+        long,
+        global = true,
+        env = "RELIVE_NODE_ID",
+        value_name = "ID"
+    )]
+    pub node_id: Option<String>,
+    /// Cluster mode: the NATS server (`[cluster] nats_url`).
+    #[arg(
+        id = "cluster_nats_url",
+        long,
+        global = true,
+        env = "RELIVE_NATS_URL",
+        value_name = "URL"
+    )]
+    pub nats_url: Option<String>,
 }
 
 /// Validated settings.
@@ -261,6 +282,8 @@ pub struct Settings {
     pub web: crate::web::WebConfig,
     /// PostgreSQL connection URL; `None`: the embedded SQLite file.
     pub store_url: Option<String>,
+    /// Cluster mode (`None`: a single node).
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 impl Settings {
@@ -324,6 +347,10 @@ impl Config {
         if o.store_url.is_some() {
             self.store.url.clone_from(&o.store_url);
         }
+        if o.node_id.is_some() {
+            self.cluster.node_id.clone_from(&o.node_id);
+        }
+        set(&o.nats_url, &mut self.cluster.nats_url);
     }
 
     /// Validates into [`Settings`].
@@ -402,8 +429,13 @@ impl Config {
                 reason: "must be a postgres:// URL (leave it unset for the embedded SQLite file)",
             });
         }
+        let cluster = self.cluster.validate().map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            reason: e.reason,
+        })?;
         Ok(Settings {
             store_url: self.store.url,
+            cluster,
             web: self.web,
             abuse: limits,
             data_dir,
@@ -501,6 +533,12 @@ pub const TABLES: &[(&str, &str)] = &[
         "The relay: rewrites file-transfer invitations and carries transfers across NAT.",
     ),
     ("limits", "Limits against floods and probing."),
+    (
+        "cluster",
+        "Cluster mode: several nodes sharing one network over NATS (docs/DESIGN.md\n\
+         \"Scale-out\"). Without node_id the server is a single node and none of this applies.\n\
+         Every node needs the same secret.key and the same database.",
+    ),
     (
         "web",
         "The website (on the HTTP and HTTPS listeners). `relive-server user admin EMAIL` opens\n\
@@ -761,6 +799,35 @@ pub const KEYS: &[Key] = &[
          account, then lookups_per_minute (answers come later, never differently).",
     ),
     key("limits", "lookups_per_minute", ""),
+    example(
+        "cluster",
+        "node_id",
+        "This node's id (letters, digits, - and _), unique in the network.",
+        "\"ns1\"",
+    ),
+    key(
+        "cluster",
+        "nats_url",
+        "The NATS server every node connects to (nats-server -js: tickets use JetStream KV).",
+    ),
+    key(
+        "cluster",
+        "name",
+        "The network's name: nodes with the same name on one NATS server form one network.",
+    ),
+    key(
+        "cluster",
+        "roles",
+        "What this node serves: \"ns\" (logins, presence), \"sb\" (switchboards), \"ds\"\n\
+         (dispatch: refers each login to an NS node with XFR NS).",
+    ),
+    key(
+        "cluster",
+        "heartbeat_ms",
+        "Milliseconds between heartbeats; a node silent for dead_after_ms is taken for dead\n\
+         (its users go offline everywhere and nobody is referred to it).",
+    ),
+    key("cluster", "dead_after_ms", ""),
     key(
         "web",
         "registration",
@@ -1027,18 +1094,19 @@ mod tests {
                     && !l.starts_with("remote")
                     && !l.starts_with("url =")
                     && !l.starts_with("[store]")
+                    && !l.starts_with("node_id")
             })
             .map(|l| format!("{l}\n"))
             .collect();
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
         // Every key but the examples: 14 top-level, 11 in [passport], 6 in [passport.nexus],
-        // 7 in [relay], 14 in [limits], 1 in [web]. Each documented setting says its flag and
+        // 7 in [relay], 14 in [limits], 1 in [web], 5 in [cluster]. Each documented setting says its flag and
         // variable.
         assert!(text.contains("# Env: RELIVE_MAX_CONNECTIONS, flag: --max-connections.\n"));
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
-            53
+            58
         );
         // The legacy-TLS examples are valid [passport] keys.
         let legacy: String = text

@@ -17,14 +17,18 @@
 //!   ([`hub::Outbox`]); presence fan-out decided under one short lock, delivered after it.
 //! - [`metrics`]: the Prometheus `/metrics` endpoint and the series it serves.
 //! - [`limits`]: connection pools per listener and caps per source, list-lookup throttling.
+//! - [`mailbox`]: the Hotmail notifications and the inbox sign-in grants (issue 18).
 //! - [`notification`]: the NS service (MSNP2–MSNP7 login, lists, presence, referrals).
 //! - [`switchboard`]: SB cookies, rooms and the SB service.
+//! - [`cluster`]: cluster mode (`[cluster]`): presence and delivery across nodes over NATS,
+//!   heartbeats, `XFR NS`/`XFR SB` by node, signed SB cookies, tickets on any node.
 //! - [`web`]: the website (accounts, tokens, contacts, connect, admin) and the `/api/`.
 //!
 //! The protocol itself (framing, commands, version capabilities) lives in `relive-msnp`, which
 //! has no I/O. The services here are socket-free; [`net::conn`] is the thin driver that connects
 //! them to sockets.
 
+pub mod cluster;
 pub mod config;
 pub mod data_dir;
 pub mod demo;
@@ -32,6 +36,7 @@ pub mod doctor;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod mailbox;
 pub mod metrics;
 pub mod net;
 pub mod notification;
@@ -101,6 +106,9 @@ pub enum Error {
     /// The legacy-TLS certificates could not be generated or loaded.
     #[error(transparent)]
     LegacyTls(#[from] http::legacy::LegacyTlsError),
+    /// The cluster could not be joined.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// A built-in demo handle is invalid (a bug).
     #[error("built-in demo data is invalid")]
     Demo,
@@ -154,6 +162,9 @@ pub struct Context {
     pub connection_limits: Arc<limits::connections::ConnectionLimits>,
     /// The per-account throttle of list lookups.
     pub lookups: Arc<limits::lookups::LookupThrottle>,
+    /// Cluster mode: this node's membership (`None`: a single node, the default). Set by
+    /// [`run_with_relay`] when the settings have a `[cluster]` node id.
+    pub cluster: Option<Arc<cluster::Cluster>>,
     connections: Arc<watch::Sender<usize>>,
 }
 
@@ -202,7 +213,9 @@ impl Context {
         );
         let hub = Arc::new(hub::Hub::new());
         let devices = Arc::new(web::Devices::new());
+        let switchboards = Arc::new(switchboard::Switchboards::new());
         let web = web::Web::new(web::WebParts {
+            history: Arc::clone(switchboards.history()),
             config: settings.web.clone(),
             store: store.clone(),
             passport: passport.clone(),
@@ -217,7 +230,6 @@ impl Context {
             .merge(http::routes::certificates(&settings.data_dir))
             .merge(web::router(Arc::clone(&web)));
         let outboxes = Arc::new(hub::OutboxFactory::new(hub::DEFAULT_OUTBOX_CAPACITY));
-        let switchboards = Arc::new(switchboard::Switchboards::new());
         let connections = Arc::new(watch::Sender::new(0));
         let metrics = Arc::new(metrics::Metrics::new(&metrics::Sources {
             logins: passport.logins(),
@@ -249,6 +261,7 @@ impl Context {
             https_tls: None,
             legacy_tls: None,
             metrics,
+            cluster: None,
             connections,
         })
     }
@@ -313,6 +326,38 @@ fn endpoints(
     }
 }
 
+/// Cluster mode (the settings have a `[cluster]` node id): advertises the listeners' addresses,
+/// connects to NATS and joins the network ([`cluster::Cluster::start`], its tasks on
+/// `tracker`, ending with `shutdown`), and sets [`Context::cluster`]. A no-op for a single
+/// node. [`run_with_relay`] calls it unless the caller already has (to wait for its peers
+/// before serving).
+///
+/// # Errors
+///
+/// [`Error::Cluster`] if NATS cannot be reached or set up.
+pub async fn join_cluster(
+    ctx: &mut Context,
+    listeners: &Listeners,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let Some(settings) = ctx.settings.cluster.clone() else {
+        return Ok(());
+    };
+    advertise(ctx, listeners);
+    let view = cluster::NodeView {
+        hub: Arc::clone(&ctx.hub),
+        switchboards: Arc::clone(&ctx.switchboards),
+        ns_address: Arc::clone(&ctx.ns_address),
+        passport: ctx.passport.clone(),
+    };
+    let joined =
+        cluster::Cluster::start(settings, ctx.store.key(), view, tracker, shutdown).await?;
+    ctx.passport.set_cluster_tickets(joined.tickets().clone());
+    ctx.cluster = Some(joined);
+    Ok(())
+}
+
 /// Serves until `shutdown` is cancelled, then stops accepting, cancels and waits for every
 /// connection task, and closes the store (after any write in flight has finished).
 ///
@@ -350,14 +395,17 @@ pub async fn run_with(
 ///
 /// The relay could not start, or closing the store failed.
 pub async fn run_with_relay(
-    ctx: Context,
+    mut ctx: Context,
     listeners: Listeners,
     relay_quic: Option<std::net::UdpSocket>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     advertise(&ctx, &listeners);
-    let ctx = Arc::new(ctx);
     let tracker = TaskTracker::new();
+    if ctx.cluster.is_none() {
+        join_cluster(&mut ctx, &listeners, &tracker, &shutdown).await?;
+    }
+    let ctx = Arc::new(ctx);
     let relay = relay::Relay::start(
         &ctx.settings.relay,
         &ctx.settings.data_dir,
@@ -368,6 +416,14 @@ pub async fn run_with_relay(
         &shutdown,
     )?;
     ctx.switchboards.set_relay(relay.map(Arc::new));
+    // The history recorder: who has it on, and its writer (ends after the connections).
+    let history = Arc::clone(ctx.switchboards.history());
+    match ctx.store.history_enabled_handles().await {
+        Ok(handles) => history.load(handles),
+        Err(error) => tracing::warn!(%error, "cannot load the history settings; recording none"),
+    }
+    let history_closing = CancellationToken::new();
+    let history_writer = history.spawn_writer(ctx.store.clone(), history_closing.clone());
     let loops = TaskTracker::new();
     let mut all = vec![
         (Kind::Ns, listeners.ns),
@@ -396,6 +452,12 @@ pub async fn run_with_relay(
     tracing::info!(open, "shutting down: waiting for connections to close");
     tracker.close();
     tracker.wait().await;
+    history_closing.cancel();
+    if let Some(writer) = history_writer
+        && let Err(error) = writer.await
+    {
+        tracing::warn!(%error, "history writer failed");
+    }
     ctx.store.close().await?;
     tracing::info!("shutdown complete");
     Ok(())

@@ -12,6 +12,8 @@
 //! | `relive_switchboard_sessions` | gauge | |
 //! | `relive_switchboard_messages_total` | counter | |
 //! | `relive_outbox_overflows_total` | counter | |
+//! | `relive_history_recorded_total` | counter | |
+//! | `relive_history_dropped_total` | counter | |
 //! | `relive_relay_allocations_open` | gauge | |
 //! | `relive_relay_allocations_total` | counter | |
 //! | `relive_relay_transfers_total` | counter | `result` (`ok`, `failed`, `expired`) |
@@ -420,6 +422,16 @@ impl Metrics {
             "relive_switchboard_messages",
             "MSG commands relayed in switchboard sessions (one per sender's MSG)",
             sources.switchboards.messages().clone(),
+        );
+        registry.register(
+            "relive_history_recorded",
+            "History message copies written (one per member who keeps it)",
+            sources.switchboards.history().written().clone(),
+        );
+        registry.register(
+            "relive_history_dropped",
+            "Text messages not recorded in the history because its writer's queue was full",
+            sources.switchboards.history().dropped().clone(),
         );
         registry.register(
             "relive_outbox_overflows",

@@ -77,6 +77,8 @@ pub struct MsnpClient {
     caps: Capabilities,
     label: String,
     next_trid: u32,
+    /// The profile message's payload, once a login helper has read it.
+    profile: Option<Bytes>,
 }
 
 impl MsnpClient {
@@ -146,6 +148,7 @@ impl MsnpClient {
             caps: Capabilities::for_version(ProtocolVersion::MSNP2),
             label: label.to_owned(),
             next_trid: 1,
+            profile: None,
         }
     }
 
@@ -173,6 +176,27 @@ impl MsnpClient {
         self.caps = Capabilities::for_version(version);
     }
 
+    /// The profile message's payload (`text/x-msmsgsprofile`), once a login helper read it.
+    #[must_use]
+    pub const fn profile(&self) -> Option<&Bytes> {
+        self.profile.as_ref()
+    }
+
+    /// The value of `key` in the profile message (`MSPAuth`, `sid`, `LoginTime` …).
+    #[must_use]
+    pub fn profile_field(&self, key: &str) -> Option<String> {
+        let profile = std::str::from_utf8(self.profile.as_ref()?).ok()?;
+        profile
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+            .map(str::to_owned)
+    }
+
+    /// Records the profile payload (the login helpers do).
+    pub fn set_profile(&mut self, payload: Bytes) {
+        self.profile = Some(payload);
+    }
+
     /// The next transaction id (1, 2, 3 … per connection).
     pub fn trid(&mut self) -> TrId {
         let t = TrId(self.next_trid);
@@ -193,6 +217,18 @@ impl MsnpClient {
     /// The socket has no local address.
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.stream.local_addr()?)
+    }
+
+    /// The server's address (where this client connected).
+    ///
+    /// # Panics
+    ///
+    /// Never for a connected TCP stream on Linux.
+    #[must_use]
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Sends a typed command.

@@ -10,14 +10,18 @@
 //! - [`netns`]: the NAT testbed; [`p2p`]: MSN P2P/MSNSLP framing for its scripted clients.
 //! - [`tool`]: the one rule for tests that need a system tool (fail in CI, skip elsewhere).
 //! - [`web`]: a cookie-keeping HTTP client for the website's handler tests.
+//! - [`cluster`]: nodes of a Relive cluster as child processes (`relive-node`), and
+//!   [`nats`]: the real `nats-server` they share.
 //! - [`dist`]: the release binaries (static Linux, Windows) and running them under wine.
 //!
 //! Tests live in `tests/it/`; each test starts its own stack, so they run in parallel.
 
 pub mod client;
+pub mod cluster;
 pub mod dist;
 pub mod http;
 pub mod logon;
+pub mod nats;
 pub mod netns;
 pub mod p2p;
 pub mod postgres;

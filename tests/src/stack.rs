@@ -30,6 +30,9 @@ use crate::replay::QRY_CLIENT_ID;
 /// id; PROTOCOL.md §8).
 pub const QRY_PRODUCT_ID: &str = "PROD0090YUAUV{2B";
 
+/// The website password of every account [`TestStack::start`] seeds.
+pub const SEEDED_PASSWORD: &str = "password-not-used";
+
 /// bcrypt cost for seeded accounts (the minimum: tests do not measure hashing).
 const TEST_BCRYPT_COST: u32 = 4;
 /// How long a clean shutdown may take.
@@ -225,6 +228,20 @@ pub fn skip_on_postgres(why: &str) -> bool {
     false
 }
 
+impl DataDir {
+    /// The server's SQLite database file (`<data-dir>/relive.db`; `-wal` beside it).
+    #[must_use]
+    pub fn database(&self) -> std::path::PathBuf {
+        self.path().join("relive.db")
+    }
+
+    /// The access token seeded for `handle`, if any.
+    #[must_use]
+    pub fn token(&self, handle: &str) -> Option<&str> {
+        self.tokens.get(handle).map(String::as_str)
+    }
+}
+
 /// A running server on loopback ports.
 #[derive(Debug)]
 pub struct TestStack {
@@ -337,7 +354,7 @@ impl TestStack {
         for a in &opts.accounts {
             let email = parse_handle(&a.handle)?;
             let account = store
-                .create_account(&email, &a.name, Secret::new("password-not-used".to_owned()))
+                .create_account(&email, &a.name, Secret::new(SEEDED_PASSWORD.to_owned()))
                 .await
                 .with_context(|| format!("creating {}", a.handle))?;
             let token = store.new_token(account.id, "e2e").await?;
@@ -487,6 +504,40 @@ impl TestStack {
         let mut c = self.connect_ns(&ns_label(handle)).await?;
         login_md5(&mut c, version, handle, self.token(handle)).await?;
         Ok(c)
+    }
+
+    /// Logs `handle` in as a client of dialect `version` would: MD5 for MSNP2–7
+    /// ([`TestStack::login`]), Passport 1.4 from MSNP8 ([`TestStack::login_twn`]).
+    ///
+    /// # Errors
+    ///
+    /// Any step of the login failed.
+    pub async fn login_as(&self, version: u8, handle: &str) -> anyhow::Result<MsnpClient> {
+        if version <= 7 {
+            self.login(version, handle).await
+        } else {
+            self.login_twn(version, handle).await
+        }
+    }
+
+    /// Signs `handle` (a seeded account) in on the website with [`SEEDED_PASSWORD`].
+    ///
+    /// # Errors
+    ///
+    /// HTTP failed, or the sign-in did not land on `/`.
+    pub async fn web_for(&self, handle: &str) -> anyhow::Result<crate::web::WebClient> {
+        let mut web = crate::web::WebClient::new(self.http);
+        let r = web
+            .post(
+                "/signin",
+                &[("email", handle), ("password", SEEDED_PASSWORD)],
+            )
+            .await?;
+        ensure!(
+            crate::web::location(&r) == Some("/"),
+            "sign-in of {handle}: {r:?}"
+        );
+        Ok(web)
     }
 
     /// A TLS 1.2 client trusting exactly this stack's generated CA.
@@ -729,12 +780,16 @@ pub async fn login_md5(
         matches!(m, ServerMessage::UsrOk { trid, handle, .. } if *trid == t && handle.as_str() == want_handle)
     })
     .await?;
-    c.expect("the profile MSG from Hotmail", |m| {
-        matches!(m, ServerMessage::Msg { from, payload, .. }
+    let profile = c
+        .expect("the profile MSG from Hotmail", |m| {
+            matches!(m, ServerMessage::Msg { from, payload, .. }
             if from.as_str() == "Hotmail"
             && payload.windows(29).any(|w| w == b"Content-Type: text/x-msmsgspr"))
-    })
-    .await?;
+        })
+        .await?;
+    if let ServerMessage::Msg { payload, .. } = profile {
+        c.set_profile(payload);
+    }
     Ok(())
 }
 
@@ -889,6 +944,9 @@ where
         "expected the profile, got {:?}",
         profile.line()
     );
+    if let Some(payload) = profile.payload() {
+        c.set_profile(payload.clone());
+    }
     Ok(())
 }
 

@@ -416,7 +416,7 @@ pub(crate) fn write(
     write_with_stats(contents, progress).map(|(bytes, _)| bytes)
 }
 
-/// [`write`], also saying how many blocks were reused.
+/// [`write`](fn@write), also saying how many blocks were reused.
 pub(crate) fn write_with_stats(
     contents: &Contents,
     progress: &mut dyn FnMut(u64, u64),

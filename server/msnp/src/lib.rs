@@ -18,6 +18,8 @@
 //! * [`auth`]: MD5 login and `CHL`/`QRY` challenge helpers (MD5 and MSNP11 product-key).
 //! * [`passport`]: the Passport 1.4 `Authorization` header of `login2.srf` requests.
 //! * [`rst`]: the MSNP12 ("Passport 3.0") SOAP `RST.srf` login request and its answers.
+//! * [`mail`]: the Hotmail notifications (initial counts, new mail, active mail).
+//! * [`pager`]: `PAG`/`PGD` page bodies and the `IPG` incoming page.
 //! * [`psm`]: the MSNP11+ personal message (`UUX`/`UBX` XML).
 //! * [`xml`]: the small bounded XML tree `psm` and `rst` use.
 //! * [`session`]: pure login-phase rules for NS and SB connections.
@@ -40,6 +42,8 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod frame;
+pub mod mail;
+pub mod pager;
 pub mod passport;
 pub mod psm;
 pub mod rst;

@@ -205,7 +205,11 @@ impl NsSession {
             C::Lsg(_) if !(caps.client_list_query && caps.groups) => removed,
             C::Prp(_) if !caps.phone_props => removed,
             C::Qry(_) if !caps.chl_qry => removed,
+            // MSNP9+ answers the old pager command `715` (yellows111 `PAG`); older dialects
+            // never had it.
+            C::Pag(p) if !caps.pag && caps.pgd => Decision::Reply(ErrorCode::NotExpected, p.trid),
             C::Pag(_) if !caps.pag => removed,
+            C::Pgd(_) if !caps.pgd => removed,
             C::Sdc(_) if !caps.notifications => removed,
             C::Snd(_) if !caps.snd => removed,
             C::Fnd(_) if !caps.fnd => removed,

@@ -77,6 +77,8 @@ pub enum Verb {
     Ims,
     /// `PAG`.
     Pag,
+    /// `PGD`.
+    Pgd,
     /// `QRY`.
     Qry,
     /// `CAL`.
@@ -95,7 +97,7 @@ pub enum Verb {
 
 impl Verb {
     /// Every name, in the order above.
-    pub const ALL: [Self; 39] = [
+    pub const ALL: [Self; 40] = [
         Self::Ver,
         Self::Cvr,
         Self::Inf,
@@ -128,6 +130,7 @@ impl Verb {
         Self::Sdc,
         Self::Ims,
         Self::Pag,
+        Self::Pgd,
         Self::Qry,
         Self::Cal,
         Self::Ans,
@@ -173,6 +176,7 @@ impl Verb {
             "SDC" => Self::Sdc,
             "IMS" => Self::Ims,
             "PAG" => Self::Pag,
+            "PGD" => Self::Pgd,
             "QRY" => Self::Qry,
             "CAL" => Self::Cal,
             "ANS" => Self::Ans,
@@ -220,6 +224,7 @@ impl Verb {
             Self::Sdc => "SDC",
             Self::Ims => "IMS",
             Self::Pag => "PAG",
+            Self::Pgd => "PGD",
             Self::Qry => "QRY",
             Self::Cal => "CAL",
             Self::Ans => "ANS",
@@ -237,7 +242,7 @@ impl Verb {
     /// |---|---|
     /// | `MSG` | [`MAX_CLIENT_MSG_BYTES`] (1664) |
     /// | `QRY` | [`MAX_QRY_BYTES`] |
-    /// | `SDC`, `PAG` | [`MAX_CLIENT_TEXT_BYTES`] |
+    /// | `SDC`, `PAG`, `PGD` | [`MAX_CLIENT_TEXT_BYTES`] |
     /// | `UUX`, `UUN`, `UUM` | [`MAX_CLIENT_XML_BYTES`] |
     /// | `ADL`, `RML`, `FQY` | [`MAX_CLIENT_LIST_XML_BYTES`] |
     #[must_use]
@@ -245,7 +250,7 @@ impl Verb {
         match self {
             Self::Msg => Some(MAX_CLIENT_MSG_BYTES),
             Self::Qry => Some(MAX_QRY_BYTES),
-            Self::Sdc | Self::Pag => Some(MAX_CLIENT_TEXT_BYTES),
+            Self::Sdc | Self::Pag | Self::Pgd => Some(MAX_CLIENT_TEXT_BYTES),
             Self::Uux | Self::Uun | Self::Uum => Some(MAX_CLIENT_XML_BYTES),
             Self::Adl | Self::Rml | Self::Fqy => Some(MAX_CLIENT_LIST_XML_BYTES),
             _ => None,
@@ -282,7 +287,7 @@ mod tests {
         assert_eq!(
             with,
             [
-                "UUX", "UUN", "UUM", "SDC", "PAG", "QRY", "MSG", "ADL", "RML", "FQY"
+                "UUX", "UUN", "UUM", "SDC", "PAG", "PGD", "QRY", "MSG", "ADL", "RML", "FQY"
             ]
         );
         assert_eq!(Verb::Msg.payload_limit(), Some(1664));

@@ -124,6 +124,17 @@ pub enum ProfileGeneration {
     Abch,
 }
 
+/// Which Hotmail notifications a dialect gets (research note for issue 18, §1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MailGeneration {
+    /// MSNP2: `application/x-msmsgsemailnotification` for both the initial and the new-mail
+    /// message, no site `id`, no active-mail message.
+    Legacy,
+    /// MSNP3+: `text/x-msmsgsinitialemailnotification`, `text/x-msmsgsemailnotification` with
+    /// the site `id`, and `text/x-msmsgsactivemailnotification`.
+    Text,
+}
+
 /// How the `SYN` list dump is laid out (PROTOCOL.md §2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SynGeneration {
@@ -221,6 +232,11 @@ pub struct Capabilities {
     pub add_rea: bool,
     /// `PAG` paging (MSNP5–MSNP8).
     pub pag: bool,
+    /// `PGD` paging (MSNP9+; `PAG` is then answered `715`).
+    pub pgd: bool,
+    /// Hotmail notifications from `Hotmail`: the content types and fields of the initial,
+    /// new-mail and active-mail messages ([`crate::mail`]).
+    pub mail: MailGeneration,
     /// `NOT` notifications and `SDC` (MSNP5+).
     pub notifications: bool,
     /// `IPG` incoming pages (MSNP6+).
@@ -300,6 +316,12 @@ impl Capabilities {
             client_list_query: n <= 8,
             add_rea: n <= 9,
             pag: (5..=8).contains(&n),
+            pgd: n >= 9,
+            mail: if n == 2 {
+                MailGeneration::Legacy
+            } else {
+                MailGeneration::Text
+            },
             notifications: n >= 5,
             ipg: n >= 6,
             ims: n >= 3,
@@ -391,6 +413,8 @@ mod tests {
         assert!(!c(8).msn_object && c(9).msn_object && c(9).qng_seconds);
         assert!(c(8).client_list_query && !c(9).client_list_query);
         assert!(c(8).pag && !c(9).pag && !c(4).pag);
+        assert!(c(9).pgd && c(11).pgd && !c(8).pgd);
+        assert!(c(2).mail == MailGeneration::Legacy && c(3).mail == MailGeneration::Text);
         assert_eq!(c(8).profile, ProfileGeneration::ClientAddress);
         // MSNP10–12 (issue 16).
         assert!(!c(9).abch && c(10).abch && !c(10).usr_ok_name && !c(10).add_rea);

@@ -81,7 +81,7 @@ pub const CA_PATH: &str = "/relive-ca.crt";
 pub const LEGACY_CA_PATH: &str = "/relive-ca-legacy.crt";
 
 /// The pages the NS links to: `CVR`'s info and download links, `URL`'s mail and profile links.
-pub const LINKED_PAGES: [&str; 4] = ["/", "/mail", "/profile", "/download"];
+pub const LINKED_PAGES: [&str; 3] = ["/", "/profile", "/download"];
 
 /// The nexus header name, spelled as the clients look it up (see [`super::case`]).
 pub const PASSPORT_URLS: HeaderName = HeaderName::from_static("passporturls");

@@ -30,6 +30,7 @@ mod handles;
 mod outbox;
 mod privacy;
 mod registry;
+mod replica;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,7 @@ pub use outbox::{
 };
 use privacy::shows;
 use registry::{Entry, Registry};
+pub use replica::{HubOp, Replicate};
 
 /// What a user shows to others once they have sent `CHG`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +108,8 @@ pub struct OnlineUser {
 #[derive(Debug, Default)]
 pub struct Hub {
     registry: Mutex<Registry>,
+    /// Cluster mode: where every change about a local user is published ([`replica`]).
+    replica: std::sync::OnceLock<Arc<dyn Replicate>>,
 }
 
 /// What one hub call delivers once its lock is released, in order.
@@ -191,7 +195,7 @@ impl Hub {
     /// entries for the same handle replace earlier ones). An older session of the same user is
     /// told `OUT OTH` and closed; people who saw it online get `FLN` until the new session
     /// sends `CHG`.
-    pub fn register(
+    fn register_here(
         &self,
         user: &Passport,
         outbox: Outbox,
@@ -214,7 +218,7 @@ impl Hub {
 
     /// Removes `user`'s session `id` (a no-op if a newer session replaced it) and tells the
     /// people who saw it online that it went offline.
-    pub fn unregister(&self, user: &Passport, id: ConnId) {
+    fn unregister_here(&self, user: &Passport, id: ConnId) {
         self.with_mail(|reg, mail| {
             if reg.get(user.as_str()).is_none_or(|e| e.outbox.id() != id) {
                 return;
@@ -232,7 +236,7 @@ impl Hub {
     /// Applies a `CHG`: stores the presence and sends `NLN` (or `FLN` when going hidden) to every
     /// watcher allowed to see it. On the session's first `CHG`, returns the `ILN` burst: one line
     /// per online FL contact who does not block `user`, all with `trid`, in handle order.
-    pub fn set_presence(
+    fn set_presence_here(
         &self,
         user: &Passport,
         presence: Presence,
@@ -286,7 +290,7 @@ impl Hub {
 
     /// Applies a `UUX`: stores `user`'s personal message and, if `user` is visible, sends it as
     /// `UBX` to every watcher allowed to see `user` whose dialect has personal messages.
-    pub fn set_personal(&self, user: &Passport, message: PersonalMessage) {
+    fn set_personal_here(&self, user: &Passport, message: PersonalMessage) {
         self.with_mail(|reg, mail| {
             let Some(entry) = reg.get_mut(user.as_str()) else {
                 return;
@@ -313,7 +317,7 @@ impl Hub {
     }
 
     /// Applies a change of `user`'s own friendly name; watchers get a fresh `NLN`.
-    pub fn set_name(&self, user: &Passport, name: FriendlyName) {
+    fn set_name_here(&self, user: &Passport, name: FriendlyName) {
         self.with_mail(|reg, mail| {
             let Some(entry) = reg.get_mut(user.as_str()) else {
                 return;
@@ -329,7 +333,7 @@ impl Hub {
     }
 
     /// Records the dialect of `user`'s session (so a switchboard invitation can carry it).
-    pub fn set_dialect(&self, user: &Passport, caps: Capabilities) {
+    fn set_dialect_here(&self, user: &Passport, caps: Capabilities) {
         if let Some(entry) = self.lock().get_mut(user.as_str()) {
             entry.dialect = Some(caps);
         }
@@ -361,14 +365,14 @@ impl Hub {
     /// Applies a change to the bits `contact` has in `user`'s lists, after the store made it
     /// durable. If that changes whether `contact` may see `user` (BL/AL edits), `contact` gets
     /// `FLN user` or `NLN user` accordingly.
-    pub fn set_contact_bits(&self, user: &Passport, contact: &Passport, bits: ListSet) {
+    fn set_contact_bits_here(&self, user: &Passport, contact: &Passport, bits: ListSet) {
         self.update_privacy(user, |lists, handles| {
             lists.set_bits(contact.as_str(), bits, handles);
         });
     }
 
     /// Applies a `BLP` change; watchers whose visibility flips get `FLN`/`NLN`.
-    pub fn set_blp(&self, user: &Passport, blp: Blp) {
+    fn set_blp_here(&self, user: &Passport, blp: Blp) {
         self.update_privacy(user, |lists, _| lists.blp = blp);
     }
 
@@ -422,7 +426,7 @@ impl Hub {
 
     /// Delivers `message` to `user` if online, first applying `bits` as the new list bits of
     /// `about` in `user`'s lists (server-initiated `ADD 0 RL` / `REM 0 RL`).
-    pub fn notify_list_change(
+    fn notify_list_change_here(
         &self,
         user: &Passport,
         about: &Passport,
@@ -460,6 +464,17 @@ impl Hub {
                 || entry.lists.blocks(reg.handles.id(caller.as_str()))
             {
                 return Err(RingError::Unreachable);
+            }
+            if entry.outbox.id().is_remote() {
+                // On another node: that node rings its own session (and checks again).
+                let replica = self.replica.get().ok_or(RingError::Unreachable)?;
+                let op = HubOp::Ring {
+                    callee: callee.clone(),
+                    message: ring(),
+                };
+                drop(reg);
+                replica.publish(op);
+                return Ok(());
             }
             entry.outbox.recipient()
         };

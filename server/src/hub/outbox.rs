@@ -99,6 +99,18 @@ impl Eq for Broadcast {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
+impl ConnId {
+    /// The bit that marks the stand-in of a session on another cluster node
+    /// ([`Outbox::remote`]); local connections count up from 1 and never reach it.
+    pub const REMOTE: u64 = 1 << 63;
+
+    /// Whether this is the stand-in of a session on another cluster node.
+    #[must_use]
+    pub const fn is_remote(self) -> bool {
+        self.0 & Self::REMOTE != 0
+    }
+}
+
 /// The sending side of a connection: its outbox (see the module documentation for why it is
 /// not a tokio channel).
 #[derive(Debug)]
@@ -325,6 +337,23 @@ fn deliver(queue: &Queue, event: Event) -> bool {
 }
 
 impl Outbox {
+    /// The stand-in outbox of a session that lives on another cluster node: nothing is ever
+    /// queued (delivery returns `false` at once), since that node delivers to its own
+    /// sessions. `id` should have [`ConnId::REMOTE`] set.
+    #[must_use]
+    pub fn remote(id: ConnId) -> Self {
+        Self {
+            queue: Arc::new(Queue {
+                id,
+                state: Mutex::new(QueueState {
+                    senders: 1,
+                    ..QueueState::default()
+                }),
+                capacity: 1,
+            }),
+        }
+    }
+
     /// A non-counting handle for delivering after the hub's lock is released.
     pub(super) fn recipient(&self) -> Recipient {
         Recipient(Arc::clone(&self.queue))

@@ -336,3 +336,84 @@ fn handles_are_freed_when_their_last_user_goes_offline() {
     hub.unregister(&p("bob@example.com"), bob.id);
     assert_eq!((hub.len(), hub.lock().handles.len()), (0, 0));
 }
+
+/// Collects what a clustered hub publishes, to apply it to another hub.
+#[derive(Debug, Default)]
+struct Collect(std::sync::Mutex<Vec<HubOp>>);
+
+impl Replicate for Collect {
+    fn publish(&self, op: HubOp) {
+        self.0.lock().unwrap().push(op);
+    }
+}
+
+/// Applies what `from` published to `to`, as the cluster layer does (a session of another
+/// node gets a stand-in id there).
+fn replay(from: &Collect, to: &Hub) {
+    for op in std::mem::take(&mut *from.0.lock().unwrap()) {
+        let op = match op {
+            HubOp::Register {
+                user,
+                conn,
+                name,
+                blp,
+                contacts,
+            } => HubOp::Register {
+                user,
+                conn: ConnId(ConnId::REMOTE | conn.0),
+                name,
+                blp,
+                contacts,
+            },
+            HubOp::Unregister { user, conn } => HubOp::Unregister {
+                user,
+                conn: ConnId(ConnId::REMOTE | conn.0),
+            },
+            op => op,
+        };
+        to.apply(op);
+    }
+}
+
+#[test]
+fn two_clustered_hubs_deliver_each_others_presence_and_rings_only_locally() {
+    let (a, b) = (Hub::new(), Hub::new());
+    let (ca, cb) = (Arc::new(Collect::default()), Arc::new(Collect::default()));
+    assert!(a.set_replica(ca.clone()));
+    assert!(b.set_replica(cb.clone()));
+    let f = Arc::new(OutboxFactory::new(16));
+    let both = [ListKind::Fl, ListKind::Al, ListKind::Rl];
+    let mut alice = login(&a, &f, "alice@x.com", &[("bob@x.com", &both)]);
+    a.set_presence(&p("alice@x.com"), online(Status::Nln), TrId(1));
+    replay(&ca, &b);
+    let mut bob = login(&b, &f, "bob@x.com", &[("alice@x.com", &both)]);
+    // bob's ILN burst on node B shows alice of node A.
+    let iln = b.set_presence(&p("bob@x.com"), online(Status::Bsy), TrId(2));
+    assert_eq!(iln.len(), 1, "{iln:?}");
+    assert!(bob.drain().is_empty());
+    replay(&cb, &a);
+    // alice (node A) is told by her own node; node B queued nothing for its stand-in.
+    assert!(alice.drain().iter().any(|e| matches!(e,
+        Event::Send(ServerMessage::Nln { handle, status: Status::Bsy, .. }) if handle.as_str() == "bob@x.com")));
+    // A ring for alice placed on node B travels as an op and is delivered on node A.
+    let rng = || ServerMessage::Qng { seconds: 1 };
+    assert_eq!(b.ring(&p("bob@x.com"), &p("alice@x.com"), rng), Ok(()));
+    replay(&cb, &a);
+    assert_eq!(
+        alice.drain(),
+        vec![Event::Send(ServerMessage::Qng { seconds: 1 })]
+    );
+    // The snapshot of node A holds only its own session.
+    let snapshot = a.local_snapshot();
+    assert!(matches!(&snapshot[0], HubOp::Register { user, .. } if user.as_str() == "alice@x.com"));
+    assert!(
+        snapshot
+            .iter()
+            .all(|op| !matches!(op, HubOp::Register { user, .. } if user.as_str() == "bob@x.com"))
+    );
+    // bob logs out on B: alice gets FLN on A.
+    b.unregister(&p("bob@x.com"), bob.id);
+    replay(&cb, &a);
+    assert!(alice.drain().iter().any(|e| matches!(e,
+        Event::Send(ServerMessage::Fln { handle }) if handle.as_str() == "bob@x.com")));
+}

@@ -19,7 +19,8 @@
 //! was produced by the bytes of one read plus any events already queued), so a burst of commands
 //! costs one `write`. While a write is stuck nothing is read and no event is taken (the bounded
 //! outbox then finds the reader too slow). A framing error closes the connection with a log
-//! line; nothing is relayed. Payloads and credentials are never logged, only command names,
+//! line; nothing is relayed. A service that must know its replies went out (pages marked
+//! delivered) asks [`Replies::on_written`]: told once the socket took every byte before it. Payloads and credentials are never logged, only command names,
 //! transaction ids and sizes.
 
 use std::future::Future;
@@ -55,6 +56,8 @@ const KEEP_WRITE_BUFFER: usize = 1024;
 pub struct Replies {
     messages: Vec<ServerMessage>,
     close: bool,
+    /// Told once everything queued before them is written to the socket.
+    written: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Replies {
@@ -67,6 +70,15 @@ impl Replies {
     /// Queues `message`.
     pub fn push(&mut self, message: ServerMessage) {
         self.messages.push(message);
+    }
+
+    /// A receiver that resolves once every message queued so far on this connection (this
+    /// batch's and any before) has been written to the socket — handed to the kernel, the
+    /// most a server can know. It fails instead if the connection ends first.
+    pub fn on_written(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.written.push(tx);
+        rx
     }
 
     /// Closes the connection once the queued messages are written.
@@ -360,6 +372,12 @@ where
             }
             if matches!(*this.state, State::Ending(_)) {
                 continue;
+            }
+            if *this.written == this.wbuf.len() {
+                // Every reply encoded so far is out: tell whoever waits for that.
+                for tx in this.out.written.drain(..) {
+                    let _ = tx.send(());
+                }
             }
             if !this.wbuf.is_empty() && *this.written == this.wbuf.len() {
                 *this.written = 0;

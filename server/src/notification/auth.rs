@@ -135,7 +135,7 @@ impl NsService {
                 method,
                 handle,
             } => {
-                if let Some(referral) = self.referral(trid) {
+                if let Some(referral) = self.referral(trid, &handle) {
                     out.push(referral);
                     return out.close();
                 }
@@ -224,7 +224,11 @@ impl NsService {
                 match verified {
                     Ok(Ok(Ok((state, token)))) => {
                         logins.record(method, LoginResult::Ok);
+                        // What waits for the user: read before the (synchronous) login.
+                        let waiting = self.waiting_for(state.account.id).await;
+                        let member_id = state.account.member_id;
                         self.logged_in(trid, state, token, ticket_t.as_deref(), caps, out);
+                        self.deliver_waiting(waiting, member_id, caps, out).await;
                     }
                     Ok(Ok(Err(why))) => {
                         logins.record(method, LoginResult::Failed);
@@ -290,7 +294,12 @@ impl NsService {
         handle: &relive_msnp::types::Passport,
         ticket: &str,
     ) -> Result<Result<(LoginState, Option<TokenId>), LoginFailure>, crate::store::StoreError> {
-        let (id, token) = match self.ctx.passport.consume_ticket_with_token(ticket, handle) {
+        let (id, token) = match self
+            .ctx
+            .passport
+            .consume_ticket_anywhere(ticket, handle)
+            .await
+        {
             Ok(found) => found,
             Err(error) => return Ok(Err(error.into())),
         };
@@ -301,18 +310,33 @@ impl NsService {
         })
     }
 
-    /// `XFR NS` when a separate NS host is configured (PROTOCOL.md §1.2).
-    fn referral(&self, trid: TrId) -> Option<ServerMessage> {
+    /// `XFR NS` when a separate NS host is configured (PROTOCOL.md §1.2), or on a cluster's
+    /// dispatch node (role `ds` without `ns`): to the live NS node the handle hashes to
+    /// ([`crate::cluster::Cluster::pick_ns`]); with none live, `600` (server busy) and a close.
+    fn referral(&self, trid: TrId, handle: &relive_msnp::types::Passport) -> Option<ServerMessage> {
         let s = &self.ctx.settings;
-        if s.ns_referral_host == s.public_host {
-            return None;
-        }
         let current = self
             .ctx
             .ns_address
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        if let Some(cluster) = &self.ctx.cluster
+            && cluster.settings().ds
+            && !cluster.settings().ns
+        {
+            return Some(match cluster.pick_ns(handle, current.as_str()) {
+                Some(addr) => ServerMessage::XfrNs {
+                    trid,
+                    addr: token(&addr, "127.0.0.1:1863"),
+                    current,
+                },
+                None => ServerMessage::error(ErrorCode::ServerBusy, trid),
+            });
+        }
+        if s.ns_referral_host == s.public_host {
+            return None;
+        }
         let port = current
             .as_str()
             .rsplit_once(':')
@@ -362,6 +386,24 @@ impl NsService {
         }
         self.registered = true;
         self.session.login_succeeded();
+        // MSPAuth: the ticket's `t` part after a Passport login, random otherwise; a token
+        // login leaves an inbox sign-in grant for it (crate::mailbox).
+        let auth: String = ticket_t.map_or_else(
+            || {
+                (0..16)
+                    .map(|_| format!("{:02x}", rand::random::<u8>()))
+                    .collect()
+            },
+            str::to_owned,
+        );
+        if let Some(token) = token
+            && caps.profile >= ProfileGeneration::PassportFields
+        {
+            self.ctx
+                .web
+                .inbox()
+                .issue(&auth, account.id, &handle, token, self.outbox.id());
+        }
         out.push(ServerMessage::UsrOk {
             trid,
             handle: handle.clone(),
@@ -375,7 +417,7 @@ impl NsService {
             from: hotmail(),
             name: FriendlyName::from_display("Hotmail")
                 .unwrap_or_else(|_| FriendlyName::from(handle.clone())),
-            payload: self.profile(&account, ticket_t, caps),
+            payload: self.profile(&account, &auth, caps),
         });
         self.user = Some(User {
             id: account.id,
@@ -384,9 +426,9 @@ impl NsService {
         });
     }
 
-    /// The `text/x-msmsgsprofile` payload for the dialect (PROTOCOL.md §2.4); `MSPAuth` is the
-    /// ticket's `t` part after a Passport login, random otherwise.
-    fn profile(&self, account: &Account, ticket_t: Option<&str>, caps: &Capabilities) -> Bytes {
+    /// The `text/x-msmsgsprofile` payload for the dialect (PROTOCOL.md §2.4) with `auth` as
+    /// its `MSPAuth`.
+    fn profile(&self, account: &Account, auth: &str, caps: &Capabilities) -> Bytes {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -396,14 +438,6 @@ impl NsService {
         let _ = write!(p, "LoginTime: {now}\r\n");
         if caps.profile >= ProfileGeneration::PassportFields {
             let id = account.member_id;
-            let auth: String = ticket_t.map_or_else(
-                || {
-                    (0..16)
-                        .map(|_| format!("{:02x}", rand::random::<u8>()))
-                        .collect()
-                },
-                str::to_owned,
-            );
             let _ = write!(
                 p,
                 "EmailEnabled: 1\r\nMemberIdHigh: {}\r\nMemberIdLow: {}\r\n\

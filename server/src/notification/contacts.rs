@@ -10,6 +10,9 @@
 //! no MSNP10 `208`, which is kept for malformed handles: the answer does not tell which handles
 //! exist); `ADD`, `ADC`, `REM`, `SBP` and `REA` of a contact first wait for the account's turn
 //! in the lookup throttle.
+//! A handle under the reserved `.invalid` domain (the virtual pager contact,
+//! [`relive_msnp::pager::is_reserved_handle`]) is `208` for `ADD` and `ADC` on every list (the
+//! store refuses it, [`ListError::ReservedHandle`], for the website's block form as well).
 //! Store errors map to their MSNP codes (201, 210, 215, 216, 219, 223, 224, 225, 228, 229,
 //! 230, 218); client RL edits never get here (the session closes the connection first).
 //!

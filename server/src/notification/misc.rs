@@ -3,14 +3,16 @@
 //! * `PNG` → `QNG` (with the seconds until the next ping from MSNP9).
 //! * `XFR SB` → a fresh single-use cookie bound to the user (`913` while hidden or before the
 //!   first `CHG` is decided by the session rules).
-//! * `URL` → links into this server's website, with its HTTP port (the Hotmail pages are gone).
+//! * `URL` → links into this server's website, with its HTTP port: `INBOX`, `FOLDERS`, `COMPOSE
+//!   [address]` to the mailbox, `PROFILE`/`PERSON`/`PASSWORD` to the profile page, `CHGMOB`/
+//!   `MOBILE` to the Mobile page, the rest to the home page; the login URL is the site's root,
+//!   where the client posts its inbox sign-in form ([`crate::web::mail`]).
 //! * `FND` searches only accounts whose owner opted in (`searchable`, off by default): a result
 //!   is an account whose friendly name contains the given first and last name (case-insensitive;
 //!   `*` matches anything). Locations are not stored, so `city`/`state`/`country` must be `*` or
 //!   nothing matches. More than [`MAX_FND_RESULTS`] matches → `301`. Results show the name only,
 //!   never the handle.
 //! * `SND`/`SDC` are accepted and no e-mail is ever sent; `IMS` is echoed.
-//! * `PAG` (pager) is answered `502` (command disabled): there is no pager network to reach.
 //! * `GCF Shields.xml` (MSNP11–12) → the "shields" configuration that blocks no client build
 //!   (yellows111's example, as the service sent it); any other file → an empty one.
 
@@ -65,6 +67,18 @@ impl NsService {
         out: &mut Replies,
     ) {
         let sbs = &self.ctx.switchboards;
+        if let Some(cluster) = &self.ctx.cluster {
+            // The SB node with the least load; its cookie is signed for it.
+            let own = cluster.load(sbs.rooms() as u64, cluster.local_sessions());
+            let Some((node, addr)) = cluster.pick_sb(own, sbs.address().as_str()) else {
+                return out.push(ServerMessage::error(ErrorCode::ServerBusy, trid));
+            };
+            return out.push(ServerMessage::XfrSb {
+                trid,
+                addr: Token::parse(&addr).unwrap_or_else(|_| sbs.address()),
+                cookie: cluster.cookies().issue(&node, &user.handle),
+            });
+        }
         let cookie = sbs.issue(
             Grant {
                 user: user.handle.clone(),
@@ -98,17 +112,29 @@ impl NsService {
     pub(super) fn handle_url(&mut self, url: &Url, out: &mut Replies) {
         let base = self.ctx.http.website();
         let path = match url.service.as_str() {
-            "INBOX" | "FOLDERS" | "COMPOSE" => "mail",
-            "PROFILE" | "PERSON" => "profile",
-            _ => "",
+            "INBOX" => crate::mailbox::INBOX_PATH.to_owned(),
+            "FOLDERS" => crate::mailbox::FOLDERS_PATH.to_owned(),
+            // `COMPOSE <address>`: the address arrives where other services have the LCID.
+            "COMPOSE" => match url
+                .lcid
+                .as_ref()
+                .and_then(|a| relive_msnp::types::Passport::parse(a.as_str()).ok())
+            {
+                Some(to) => format!("{}?to={to}", crate::mailbox::COMPOSE_PATH),
+                None => crate::mailbox::COMPOSE_PATH.to_owned(),
+            },
+            "PROFILE" | "PERSON" | "PASSWORD" => "/profile".to_owned(),
+            "CHGMOB" | "MOBILE" => "/mobile".to_owned(),
+            _ => "/".to_owned(),
         };
         let link =
-            |p: &str| Token::parse(&format!("{base}/{p}")).unwrap_or_else(|_| url.service.clone());
+            |p: &str| Token::parse(&format!("{base}{p}")).unwrap_or_else(|_| url.service.clone());
         out.push(ServerMessage::Url {
             trid: url.trid,
-            url: link(path),
-            login_url: link(""),
-            site_id: 2,
+            url: link(&path),
+            // The client posts its inbox sign-in form here (crate::mailbox, web::mail).
+            login_url: link("/"),
+            site_id: relive_msnp::mail::SITE_ID,
         });
     }
 
@@ -161,9 +187,5 @@ impl NsService {
                 fields,
             });
         }
-    }
-
-    pub(super) fn handle_pag(&mut self, trid: TrId, out: &mut Replies) {
-        out.push(ServerMessage::error(ErrorCode::CommandDisabled, trid));
     }
 }

@@ -2,14 +2,14 @@
 //! with handlers grouped by domain and written once for every dialect. Version differences live
 //! in [`Capabilities`] and the `relive-msnp` encoders; no handler compares version numbers.
 //!
-//! - [`auth`](self::auth): `VER`, `CVR`, `INF`, `USR` (MD5, CTP, TWN), optional `XFR NS` referral,
+//! - [`auth`]: `VER`, `CVR`, `INF`, `USR` (MD5, CTP, TWN), optional `XFR NS` referral,
 //!   the login itself, `SBS` (MSNP11+) and the profile message.
-//! - [`sync`](self::sync): `SYN`, client `LST`/`LSG`.
-//! - [`contacts`](self::contacts): `ADD`, `ADC`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`,
+//! - [`sync`]: `SYN`, client `LST`/`LSG`.
+//! - [`contacts`]: `ADD`, `ADC`, `REM`, `REA`, `ADG`, `RMG`, `REG`, `GTC`, `BLP`,
 //!   `PRP`, `SBP`.
-//! - [`presence`](self::presence): `CHG`, `UUX`, `CHL`/`QRY`.
-//! - [`misc`](self::misc): `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `PAG`, `GCF`,
-//!   `XFR SB`.
+//! - [`presence`]: `CHG`, `UUX`, `CHL`/`QRY`.
+//! - [`misc`]: `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`, `GCF`, `XFR SB`.
+//! - [`pager`]: `PAG`, `PGD`, and the mail counts and pages sent at login.
 //!
 //! Which command may run when is decided by [`NsSession`] (login-stage strictness, removed
 //! commands, `207`, `913` …): a command it rejects closes the connection with a log line.
@@ -20,6 +20,7 @@
 mod auth;
 mod contacts;
 mod misc;
+mod pager;
 mod presence;
 mod sync;
 #[cfg(test)]
@@ -115,6 +116,9 @@ pub struct NsService {
     /// `[limits] login_timeout_secs`). Bytes do not move it, so neither a trickle nor blank
     /// lines keep a connection that never logs in.
     login_deadline: Instant,
+    /// Pages for the virtual pager contact to say (clients without `IPG`), read at login and
+    /// rung for at the first visible `CHG` ([`pager`]).
+    pager_waiting: Option<Box<crate::switchboard::PagerDelivery>>,
 }
 
 impl NsService {
@@ -134,6 +138,7 @@ impl NsService {
             last_read: Instant::now(),
             client_version: None,
             login_deadline: Instant::now() + ctx_login_timeout,
+            pager_waiting: None,
         }
     }
 
@@ -229,7 +234,14 @@ impl NsService {
                 trid: i.trid,
                 on: i.on,
             }),
-            C::Pag(p) => self.handle_pag(p.trid, out),
+            C::Pag(p) => {
+                self.handle_page(p.trid, &p.fields, &p.payload, user, out)
+                    .await
+            }
+            C::Pgd(p) => {
+                self.handle_page(p.trid, &p.fields, &p.payload, user, out)
+                    .await
+            }
             other => {
                 info!(trid = ?other.trid(), "command out of state; closing");
                 out.close();
@@ -249,6 +261,7 @@ pub fn list_error_code(error: &ListError, caps: &Capabilities) -> Option<ErrorCo
         ListError::NotOnList => ErrorCode::NotOnList,
         ListError::InOppositeList => ErrorCode::AlreadyInOppositeList,
         ListError::NoSuchUser if caps.abch => ErrorCode::InvalidUsername,
+        ListError::ReservedHandle => ErrorCode::InvalidUsername,
         ListError::NoSuchUser => ErrorCode::InvalidUser,
         ListError::ListFull => ErrorCode::ListFull,
         ListError::NoSuchGroup => ErrorCode::InvalidGroup,
@@ -364,6 +377,10 @@ impl Service for NsService {
             && self.registered
         {
             self.ctx.hub.unregister(&user.handle, self.outbox.id());
+            self.ctx
+                .web
+                .inbox()
+                .end_session(&user.handle, self.outbox.id());
         }
     }
 }

@@ -67,6 +67,7 @@ impl NsService {
                 self.challenge.deadline = Some(Instant::now() + self.ctx.settings.chl_timeout);
             }
         }
+        self.ring_pager_if_waiting(chg.status, user, caps, out);
     }
 
     pub(super) fn handle_uux(&mut self, uux: &Uux, user: &User, out: &mut Replies) {

@@ -524,9 +524,10 @@ async fn fnd_searches_only_opted_in_accounts_and_misc_commands_answer() {
         a.send("URL 24 INBOX").await,
         ["URL 24 http://127.0.0.1:8080/mail http://127.0.0.1:8080/ 2"]
     );
+    // A page whose body is not the page XML (and to a contact who does not allow pages).
     assert_eq!(
         a.send_payload("PAG 25 bob@example.com", "hi").await,
-        ["502 25"]
+        ["800 25"]
     );
 }
 

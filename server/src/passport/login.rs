@@ -125,6 +125,8 @@ pub struct PassportService {
     clock: Clock,
     password_over_plain_http: bool,
     logins: Logins,
+    /// Cluster mode: the network-wide ticket bucket ([`Self::set_cluster_tickets`]).
+    cluster: Arc<std::sync::OnceLock<crate::cluster::tickets::ClusterTickets>>,
 }
 
 impl std::fmt::Debug for PassportService {
@@ -153,6 +155,7 @@ impl PassportService {
             clock,
             password_over_plain_http: settings.password_over_plain_http,
             logins: Logins::new(),
+            cluster: Arc::default(),
         }
     }
 
@@ -213,6 +216,45 @@ impl PassportService {
         handle: &Passport,
     ) -> Result<(AccountId, Option<TokenId>), TicketError> {
         self.tickets.consume_with_token(ticket, handle, self.now())
+    }
+
+    /// Cluster mode: a ticket this node does not hold is asked for on the network, so a
+    /// ticket from any node logs in on any NS node, once ([`crate::cluster::tickets`]).
+    pub fn set_cluster_tickets(&self, tickets: crate::cluster::tickets::ClusterTickets) {
+        let _ = self.cluster.set(tickets);
+    }
+
+    /// [`Self::consume_ticket_with_token`] wherever the ticket was issued: here, else (in
+    /// cluster mode) on the node that holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`TicketError`]; the NS answers `911`.
+    pub async fn consume_ticket_anywhere(
+        &self,
+        ticket: &str,
+        handle: &Passport,
+    ) -> Result<(AccountId, Option<TokenId>), TicketError> {
+        match (
+            self.consume_ticket_with_token(ticket, handle),
+            self.cluster.get(),
+        ) {
+            (Err(TicketError::Unknown), Some(cluster)) => cluster.consume(ticket, handle).await,
+            (here, _) => here,
+        }
+    }
+
+    /// Consumes a ticket held here by its SHA-256, for another cluster node.
+    ///
+    /// # Errors
+    ///
+    /// [`TicketError`].
+    pub fn consume_ticket_digest(
+        &self,
+        digest: &[u8; 32],
+        handle: &Passport,
+    ) -> Result<(AccountId, Option<TokenId>), TicketError> {
+        self.tickets.consume_digest(digest, handle, self.now())
     }
 
     /// Checks `credentials` for a request from `from` over `transport` and issues a ticket.

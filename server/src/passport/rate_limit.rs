@@ -197,6 +197,18 @@ struct Inner {
 pub struct RateLimiter {
     settings: RateLimitSettings,
     inner: Mutex<Inner>,
+    /// Cluster mode: where this node's failures and successes are published, so that every
+    /// node counts them ([`RateLimiter::set_sink`]).
+    sink: std::sync::OnceLock<std::sync::Arc<dyn LimitSink>>,
+}
+
+/// Where a clustered limiter publishes what it records (implemented by [`crate::cluster`]);
+/// must not block.
+pub trait LimitSink: Send + Sync + std::fmt::Debug {
+    /// A failed attempt on `handle` from `addr`.
+    fn failure(&self, handle: &str, addr: IpAddr);
+    /// A successful attempt on `handle` from `addr`.
+    fn success(&self, handle: &str, addr: IpAddr);
 }
 
 /// The key of an account: its handle, lower-cased. Unknown handles are counted too, so the
@@ -235,6 +247,7 @@ impl RateLimiter {
                 sources: Table::new(),
                 accounts: Table::new(),
             }),
+            sink: std::sync::OnceLock::new(),
         }
     }
 
@@ -299,6 +312,31 @@ impl RateLimiter {
     /// Records a failed attempt (wrong secret, unknown account) against the pair, the source
     /// and the account.
     pub fn record_failure(&self, handle: &str, addr: IpAddr, now: Instant) {
+        self.count_failure(handle, addr, now);
+        if let Some(sink) = self.sink.get() {
+            sink.failure(handle, addr);
+        }
+    }
+
+    /// Cluster mode: from now on every failure and success recorded here is also published
+    /// through `sink` (limits hold network-wide: an attacker gains nothing by spreading guesses
+    /// over the NS nodes). Returns `false` if a sink was already set.
+    pub fn set_sink(&self, sink: std::sync::Arc<dyn LimitSink>) -> bool {
+        self.sink.set(sink).is_ok()
+    }
+
+    /// Counts a failure another node recorded (not published again).
+    pub fn remote_failure(&self, handle: &str, addr: IpAddr, now: Instant) {
+        self.count_failure(handle, addr, now);
+    }
+
+    /// Applies a success another node recorded (not published again).
+    pub fn remote_success(&self, handle: &str, addr: IpAddr) {
+        let key = (account_key(handle), SourceKey::of(addr));
+        self.lock().pairs.records.remove(&key);
+    }
+
+    fn count_failure(&self, handle: &str, addr: IpAddr, now: Instant) {
         let s = &self.settings;
         let source = SourceKey::of(addr);
         let account = account_key(handle);
@@ -321,8 +359,10 @@ impl RateLimiter {
 
     /// Records a successful login of `handle` from `addr`: clears that pair only.
     pub fn record_success(&self, handle: &str, addr: IpAddr) {
-        let key = (account_key(handle), SourceKey::of(addr));
-        self.lock().pairs.records.remove(&key);
+        self.remote_success(handle, addr);
+        if let Some(sink) = self.sink.get() {
+            sink.success(handle, addr);
+        }
     }
 
     /// Runs one login attempt of `handle` from `addr` under the limiter, the way every login
@@ -525,5 +565,47 @@ mod tests {
         let later = t0 + Duration::from_secs(100);
         limiter.record_failure("e@example.com", ip(5), later);
         assert_eq!(limiter.tracked(), 3);
+    }
+
+    /// Failures and successes published by one node's limiter, counted by another's.
+    #[derive(Debug, Default)]
+    struct Relay(Mutex<Vec<(bool, String, IpAddr)>>);
+
+    impl LimitSink for Relay {
+        fn failure(&self, handle: &str, addr: IpAddr) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((false, handle.to_owned(), addr));
+        }
+        fn success(&self, handle: &str, addr: IpAddr) {
+            self.0.lock().unwrap().push((true, handle.to_owned(), addr));
+        }
+    }
+
+    #[test]
+    fn a_clustered_limiter_counts_the_failures_of_every_node() {
+        let (a, b) = (RateLimiter::new(settings()), RateLimiter::new(settings()));
+        let relay = std::sync::Arc::new(Relay::default());
+        assert!(a.set_sink(relay.clone()));
+        let now = Instant::now();
+        for _ in 0..4 {
+            a.record_failure(ALICE, ip(1), now);
+        }
+        assert!(b.check(ALICE, ip(1), now).is_ok());
+        for (ok, handle, addr) in std::mem::take(&mut *relay.0.lock().unwrap()) {
+            if ok {
+                b.remote_success(&handle, addr);
+            } else {
+                b.remote_failure(&handle, addr, now);
+            }
+        }
+        // Node B refuses the pair node A saw fail, without having seen a failure itself.
+        assert!(b.check(ALICE, ip(1), now).is_err());
+        a.record_success(ALICE, ip(1));
+        let events = std::mem::take(&mut *relay.0.lock().unwrap());
+        assert_eq!(events, vec![(true, ALICE.to_owned(), ip(1))]);
+        b.remote_success(ALICE, ip(1));
+        assert!(b.check(ALICE, ip(1), now).is_ok());
     }
 }

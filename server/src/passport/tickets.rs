@@ -114,6 +114,13 @@ impl fmt::Display for Ticket {
 
 type Digest = [u8; 32];
 
+/// The SHA-256 of a ticket, the only form in which tickets are kept (or asked for across
+/// cluster nodes).
+#[must_use]
+pub fn digest(ticket: &str) -> [u8; 32] {
+    hash(ticket)
+}
+
 fn hash(ticket: &str) -> Digest {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, ticket.as_bytes()).as_ref());
@@ -256,7 +263,22 @@ impl TicketStore {
         if ticket.len() > MAX_TICKET_BYTES {
             return Err(TicketError::Unknown);
         }
-        let digest = hash(ticket);
+        self.consume_digest(&hash(ticket), handle, now)
+    }
+
+    /// [`Self::consume_with_token`] by the ticket's SHA-256 ([`digest`]): how another cluster
+    /// node asks for a ticket issued here without sending the ticket itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::consume`].
+    pub fn consume_digest(
+        &self,
+        digest: &[u8; 32],
+        handle: &Passport,
+        now: Instant,
+    ) -> Result<(AccountId, Option<TokenId>), TicketError> {
+        let digest = *digest;
         let mut inner = self.lock();
         let entry = inner.live.remove(&digest);
         inner.purge(now);

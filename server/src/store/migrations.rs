@@ -20,6 +20,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_guids.sql"),
     include_str!("migrations/0005_website.sql"),
     include_str!("migrations/0006_reset_codes.sql"),
+    include_str!("migrations/0007_mail_pages.sql"),
+    include_str!("migrations/0008_history.sql"),
 ];
 
 /// The PostgreSQL migrations: the same numbers, the same schema, PostgreSQL's dialect.
@@ -30,6 +32,8 @@ const PG_MIGRATIONS: &[&str] = &[
     include_str!("migrations/pg/0004_guids.sql"),
     include_str!("migrations/pg/0005_website.sql"),
     include_str!("migrations/pg/0006_reset_codes.sql"),
+    include_str!("migrations/pg/0007_mail_pages.sql"),
+    include_str!("migrations/pg/0008_history.sql"),
 ];
 
 const _: () = assert!(

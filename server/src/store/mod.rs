@@ -65,6 +65,9 @@
 //! - [`tokens`]: access tokens encrypted at rest, MD5 and plain verification.
 //! - [`seed`]: bulk creation of many accounts, tokens and contacts in one transaction
 //!   (benchmarks, imports).
+//! - [`history`]: the opt-in message history, sealed per account under the server key.
+//! - [`mail`]: the local mailboxes (Inbox/Sent/Deleted) and their unread counts.
+//! - [`pages`]: the pager inbox (pages stored until delivered as `IPG`).
 //! - [`backup`]: consistent backups while serving, and restoring one (with the key check);
 //!   SQLite only.
 //! - [`db`]: the connection of either backend (the seam).
@@ -74,8 +77,11 @@ pub mod accounts;
 pub mod backup;
 pub mod copy;
 pub mod db;
+pub mod history;
 pub mod lists;
+pub mod mail;
 pub mod migrations;
+pub mod pages;
 pub mod seed;
 pub mod tokens;
 pub mod types;

@@ -110,19 +110,11 @@ pub(super) fn seal(
     account: AccountId,
     token: &Secret,
 ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| StoreError::Crypto)?;
-    let mut data = token.expose().as_bytes().to_vec();
-    aead_key(key)?
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(account.0.to_be_bytes()),
-            &mut data,
-        )
-        .map_err(|_| StoreError::Crypto)?;
-    Ok((nonce.to_vec(), data))
+    seal_bytes(
+        &aead_key(key)?,
+        &account.0.to_be_bytes(),
+        token.expose().as_bytes().to_vec(),
+    )
 }
 
 pub(super) fn open(
@@ -131,14 +123,46 @@ pub(super) fn open(
     nonce: &[u8],
     ciphertext: &[u8],
 ) -> Option<Secret> {
+    let data = open_bytes(key, &account.0.to_be_bytes(), nonce, ciphertext)?;
+    String::from_utf8(data).ok().map(Secret::new)
+}
+
+/// Seals `data` under `key` with a fresh random 96-bit nonce and `aad` as associated data;
+/// returns `(nonce, ciphertext ‖ tag)`. Shared by tokens and the message history.
+pub(super) fn seal_bytes(
+    key: &LessSafeKey,
+    aad: &[u8],
+    mut data: Vec<u8>,
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| StoreError::Crypto)?;
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut data,
+    )
+    .map_err(|_| StoreError::Crypto)?;
+    Ok((nonce.to_vec(), data))
+}
+
+/// Opens what [`seal_bytes`] sealed; `None` if the key, the associated data, the nonce or the
+/// ciphertext is not the one it was sealed with.
+pub(super) fn open_bytes(
+    key: &LessSafeKey,
+    aad: &[u8],
+    nonce: &[u8],
+    ciphertext: &[u8],
+) -> Option<Vec<u8>> {
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut data = ciphertext.to_vec();
     let len = key
-        .open_in_place(nonce, Aad::from(account.0.to_be_bytes()), &mut data)
+        .open_in_place(nonce, Aad::from(aad), &mut data)
         .ok()?
         .len();
     data.truncate(len);
-    String::from_utf8(data).ok().map(Secret::new)
+    Some(data)
 }
 
 /// Most revoked tokens a failed login compares against (the latest revoked), to tell a

@@ -57,7 +57,8 @@ impl fmt::Display for TokenId {
 pub struct EmailError(&'static str);
 
 /// Validates and lowercases a handle for a new account: a valid [`Passport`] (at most 129
-/// bytes, one `@`, a dotted domain) made of printable ASCII only.
+/// bytes, one `@`, a dotted domain) made of printable ASCII only, and not under the `.invalid`
+/// domain reserved for the server's virtual contacts ([`relive_msnp::pager::is_reserved_handle`]).
 ///
 /// # Errors
 ///
@@ -69,6 +70,11 @@ pub fn parse_handle(input: &str) -> Result<Passport, EmailError> {
     if !input.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(EmailError("only printable ASCII without spaces is allowed"));
     }
+    if relive_msnp::pager::is_reserved_handle(input) {
+        return Err(EmailError(
+            "the .invalid domain is reserved for the server's own contacts",
+        ));
+    }
     Passport::parse(input)
         .map_err(|_| EmailError("needs exactly one '@' between a name and a domain with a dot"))
 }
@@ -77,6 +83,7 @@ pub fn parse_handle(input: &str) -> Result<Passport, EmailError> {
 #[must_use]
 pub fn is_storable_handle(p: &Passport) -> bool {
     p.as_str().bytes().all(|b| b.is_ascii_graphic())
+        && !relive_msnp::pager::is_reserved_handle(p.as_str())
 }
 
 #[cfg(test)]
@@ -90,7 +97,17 @@ mod tests {
             "alice@example.com"
         );
         for bad in [
-            "", "alice", "a@b@c", "@b.c", "a@", "a b@c.d", "a\t@b.c", "ä@b.c", "a@b",
+            "",
+            "alice",
+            "a@b@c",
+            "@b.c",
+            "a@",
+            "a b@c.d",
+            "a\t@b.c",
+            "ä@b.c",
+            "a@b",
+            "pager@pager.invalid",
+            "x@PAGER.INVALID",
         ] {
             assert!(parse_handle(bad).is_err(), "{bad:?} accepted");
         }

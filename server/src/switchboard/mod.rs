@@ -17,7 +17,19 @@
 //!   on ([`Switchboards::set_relay`]) every copy goes through [`RoomRelay::rewrite`] with the
 //!   members' [`Seat`]s (observed address, client generation) and the agent registry.
 //! * [`SbService`] ([`service`]) is the per-connection protocol on top of the driver.
+//! * [`history`]: after the fan-out, still under the room lock, a `text/plain` message is
+//!   offered to the opt-in history recorder with the members present ([`History::offer`]:
+//!   consent of all, a bounded queue, never blocking delivery).
+//! * Pages for clients without `IPG` (MSNP2–5, issue 18): [`Switchboards::ring_pager`] opens a
+//!   room whose only member is the virtual contact [`relive_msnp::pager::VIRTUAL_HANDLE`]
+//!   ("Pager"), a member with no connection, and issues the user's `RNG` cookie for it. The
+//!   user's `ANS` gets `IRO` naming it; [`Switchboards::take_pager`] then hands the page
+//!   messages to the answering connection, after which the virtual member leaves (`BYE`).
+//!   While it is there, what the user sends it is counted as delivered and dropped. A room
+//!   nobody answered is removed after [`COOKIE_LIFETIME`] or when the same user is rung again
+//!   (their pages stay waiting).
 
+pub mod history;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -39,7 +51,9 @@ use tokio::time::Instant;
 
 use crate::hub::{ConnId, Event, Outbox};
 use crate::relay::Relay;
+use crate::store::AccountId;
 
+pub use history::History;
 pub use service::SbService;
 
 /// How long an `XFR SB` or `RNG` cookie stays valid.
@@ -131,13 +145,40 @@ pub struct Participant {
     pub caps: ClientCaps,
 }
 
+/// Pages the virtual pager contact says to one user ([`Switchboards::ring_pager`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagerDelivery {
+    /// The user's account (whose pages these are).
+    pub account: AccountId,
+    /// One `text/plain` payload per page, in order.
+    pub messages: Vec<Bytes>,
+    /// The pages' row ids, to mark delivered once the messages are written.
+    pub page_ids: Vec<i64>,
+}
+
+/// The virtual member of a pager room.
+#[derive(Debug)]
+struct PagerSeat {
+    /// The virtual contact as `IRO` names it.
+    who: Participant,
+    /// The only user who may answer.
+    user: Passport,
+    delivery: PagerDelivery,
+    /// When an unanswered room is dropped.
+    expires: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Room {
+    /// Random per room: the history's conversation key (session ids repeat across restarts).
+    key: i64,
     members: Vec<Member>,
     /// Users rung and not yet joined (a second `CAL` for them is `215`).
     invited: Vec<Passport>,
     /// The relay rewriter's per-session state.
     relay: RoomRelay,
+    /// The virtual pager contact, until it has said its pages.
+    pager: Option<PagerSeat>,
 }
 
 /// Why joining a room failed.
@@ -176,6 +217,8 @@ pub struct Switchboards {
     relay: RwLock<Option<Arc<Relay>>>,
     /// `MSG`s relayed (one per sender's `MSG`, whatever the number of recipients).
     messages: Counter,
+    /// The opt-in history recorder.
+    history: Arc<History>,
 }
 
 impl Default for Switchboards {
@@ -202,7 +245,14 @@ impl Switchboards {
             address: RwLock::new(address),
             relay: RwLock::new(None),
             messages: Counter::default(),
+            history: Arc::new(History::new()),
         }
+    }
+
+    /// The history recorder messages are offered to.
+    #[must_use]
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// How many `MSG`s were relayed to a room (one per sender's `MSG`); shares its value with
@@ -227,6 +277,12 @@ impl Switchboards {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Open rooms (an SB node's load in cluster mode).
+    #[must_use]
+    pub fn rooms(&self) -> usize {
+        lock(&self.rooms).len()
     }
 
     /// The advertised `host:port`.
@@ -288,7 +344,23 @@ impl Switchboards {
     /// Creates a room with `who` as its only member.
     #[must_use]
     pub fn create_room(&self, who: &Participant, outbox: Outbox, seat: Seat) -> SessionId {
-        let mut rooms = lock(&self.rooms);
+        let member = Member {
+            user: who.user.clone(),
+            name: who.name.clone(),
+            caps: who.caps,
+            outbox,
+            seat,
+        };
+        self.insert_room(&mut lock(&self.rooms), vec![member], Vec::new(), None)
+    }
+
+    fn insert_room(
+        &self,
+        rooms: &mut HashMap<SessionId, Room>,
+        members: Vec<Member>,
+        invited: Vec<Passport>,
+        pager: Option<PagerSeat>,
+    ) -> SessionId {
         loop {
             let id = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
             if id.0 == 0 || rooms.contains_key(&id) {
@@ -297,19 +369,74 @@ impl Switchboards {
             rooms.insert(
                 id,
                 Room {
-                    members: vec![Member {
-                        user: who.user.clone(),
-                        name: who.name.clone(),
-                        caps: who.caps,
-                        outbox,
-                        seat,
-                    }],
-                    invited: Vec::new(),
+                    key: rand::rng().random_range(1..i64::MAX),
+                    members,
+                    invited,
                     relay: RoomRelay::new(),
+                    pager,
                 },
             );
             return id;
         }
+    }
+
+    /// Opens a room whose only member is the virtual pager contact `pager`, with `delivery`
+    /// for `user` (their NS dialect `caps`), and issues `user`'s cookie to join it: the caller
+    /// sends `RNG <session> <address> CKI <cookie> <pager>`. Any earlier unanswered pager room
+    /// of `user`, and every expired one, is removed first (its cookie then finds it gone).
+    #[must_use]
+    pub fn ring_pager(
+        &self,
+        pager: Participant,
+        user: &Participant,
+        caps: Capabilities,
+        delivery: PagerDelivery,
+        now: Instant,
+    ) -> (SessionId, Secret) {
+        let id = {
+            let mut rooms = lock(&self.rooms);
+            rooms.retain(|_, r| {
+                !(r.members.is_empty()
+                    && r.pager
+                        .as_ref()
+                        .is_some_and(|p| p.expires <= now || p.user == user.user))
+            });
+            let seat = PagerSeat {
+                who: pager,
+                user: user.user.clone(),
+                delivery,
+                expires: now + COOKIE_LIFETIME,
+            };
+            self.insert_room(&mut rooms, Vec::new(), vec![user.user.clone()], Some(seat))
+        };
+        let cookie = self.issue(
+            Grant {
+                user: user.user.clone(),
+                name: user.name.clone(),
+                caps,
+                client_caps: user.caps,
+                purpose: Purpose::Join(id),
+            },
+            now,
+        );
+        (id, cookie)
+    }
+
+    /// Takes the pages of room `id`'s virtual pager contact, if `user` is the one it waits
+    /// for: the contact leaves the room (the caller writes its messages, then its `BYE`).
+    #[must_use]
+    pub fn take_pager(
+        &self,
+        id: SessionId,
+        user: &Passport,
+    ) -> Option<(Participant, PagerDelivery)> {
+        let mut rooms = lock(&self.rooms);
+        let room = rooms.get_mut(&id)?;
+        if room.pager.as_ref().is_none_or(|p| &p.user != user) {
+            return None;
+        }
+        let seat = room.pager.take()?;
+        Some((seat.who, seat.delivery))
     }
 
     /// Whether `user` is in room `id` or already rung for it.
@@ -349,13 +476,14 @@ impl Switchboards {
         room.invited.retain(|u| u != &who.user);
         // A user joining twice (two windows) replaces nothing: both connections take part.
         let present: Vec<Participant> = room
-            .members
+            .pager
             .iter()
-            .map(|m| Participant {
+            .map(|p| p.who.clone())
+            .chain(room.members.iter().map(|m| Participant {
                 user: m.user.clone(),
                 name: m.name.clone(),
                 caps: m.caps,
-            })
+            }))
             .collect();
         let joi = ServerMessage::Joi {
             handle: who.user.clone(),
@@ -418,6 +546,12 @@ impl Switchboards {
     ) -> Delivery {
         // Plain messages skip the rewriter (and the per-recipient peer lookups) altogether.
         let relay = self.relay_state().filter(|_| may_need_rewriting(payload));
+        // Parsed outside the lock, and only when somebody records at all.
+        let text = if self.history.anyone() {
+            history::plain_text(payload)
+        } else {
+            None
+        };
         let mut rooms = lock(&self.rooms);
         let Some(room) = rooms.get_mut(&id) else {
             return Delivery {
@@ -426,7 +560,19 @@ impl Switchboards {
             };
         };
         self.messages.inc();
-        fan_out_message(room, relay.as_deref(), from, sender, sender_name, payload)
+        let mut delivery =
+            fan_out_message(room, relay.as_deref(), from, sender, sender_name, payload);
+        if text.is_some() && delivery.recipients > 0 {
+            let members: Vec<Passport> = room.members.iter().map(|m| m.user.clone()).collect();
+            self.history
+                .offer(room.key, sender, &sender_name.to_display(), text, &members);
+        }
+        if room.pager.is_some() {
+            // The virtual pager contact takes everything and keeps nothing (not even history).
+            delivery.recipients += 1;
+            delivery.delivered += 1;
+        }
+        delivery
     }
 }
 

@@ -9,6 +9,11 @@
 //! OUT                                    → close; the others get BYE <handle>
 //! ```
 //!
+//! An `ANS` to a room of the virtual pager contact ([`super::Switchboards::ring_pager`]) gets,
+//! after `ANS OK`, one `MSG` per waiting page from that contact and its `BYE`; the pages are
+//! marked delivered once those messages are written to this connection's socket
+//! ([`Replies::on_written`]); if it ends first they stay waiting for the next login.
+//!
 //! A connection that has not authenticated within `Settings::sb_auth_timeout` of connecting
 //! is closed (bytes do not extend it). A `CAL` names another user, so it first waits for the
 //! account's turn in the lookup throttle ([`crate::limits::lookups`]); unknown and offline
@@ -20,13 +25,13 @@ use relive_msnp::client::{Ans, Cal, ClientCommand, Msg, Role, Usr};
 use relive_msnp::error::{ParseError, ParseErrorKind};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::session::{Decision, SbSession};
-use relive_msnp::types::{AckMode, ErrorCode, FriendlyName, Passport, SessionId, TrId};
+use relive_msnp::types::{AckMode, ErrorCode, FriendlyName, Passport, SessionId, Token, TrId};
 use relive_msnp::verb::Verb;
 use relive_msnp::version::{Capabilities, ProtocolVersion};
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::{Grant, JoinError, Participant, Purpose, Seat};
+use super::{Grant, JoinError, PagerDelivery, Participant, Purpose, Seat};
 use crate::Context;
 use crate::hub::Outbox;
 use crate::net::conn::{Replies, Service};
@@ -90,7 +95,11 @@ impl SbService {
         cookie: &relive_msnp::types::Secret,
         out: &mut Replies,
     ) {
-        let grant = self.ctx.switchboards.redeem(cookie, handle, Instant::now());
+        let grant = self
+            .ctx
+            .switchboards
+            .redeem(cookie, handle, Instant::now())
+            .or_else(|| self.signed_grant(handle, cookie));
         let Some(Grant {
             user,
             name,
@@ -120,6 +129,30 @@ impl SbService {
         });
         debug!(session = room.0, "room opened");
         self.joined = Some(Joined { user, name, room });
+    }
+
+    /// Cluster mode: a cookie `XFR SB` signed on some NS node for this SB node; the rest of
+    /// the grant comes from the hub, which knows every online user of the network.
+    fn signed_grant(
+        &self,
+        handle: &Passport,
+        cookie: &relive_msnp::types::Secret,
+    ) -> Option<Grant> {
+        let cluster = self.ctx.cluster.as_ref()?;
+        if !cluster
+            .cookies()
+            .redeem(&cluster.settings().node_id, handle, cookie.as_str())
+        {
+            return None;
+        }
+        let hub = &self.ctx.hub;
+        Some(Grant {
+            user: handle.clone(),
+            name: hub.name_of(handle)?,
+            caps: hub.dialect_of(handle)?,
+            client_caps: hub.caps_of(handle).unwrap_or_default(),
+            purpose: Purpose::NewRoom,
+        })
     }
 
     fn ans(&mut self, ans: &Ans, out: &mut Replies) {
@@ -167,7 +200,46 @@ impl SbService {
         }
         out.push(ServerMessage::AnsOk { trid: ans.trid });
         debug!(session = room.0, "joined room");
+        if let Some((pager, delivery)) = self.ctx.switchboards.take_pager(room, &user) {
+            self.say_pages(&pager, delivery, out);
+        }
         self.joined = Some(Joined { user, name, room });
+    }
+
+    /// The virtual pager contact says each page and leaves; the pages are marked delivered
+    /// once all that is written.
+    fn say_pages(&self, pager: &Participant, delivery: PagerDelivery, out: &mut Replies) {
+        for payload in delivery.messages {
+            out.push(ServerMessage::Msg {
+                from: Token::from(&pager.user),
+                name: pager.name.clone(),
+                payload,
+            });
+        }
+        out.push(ServerMessage::Bye {
+            handle: pager.user.clone(),
+            timed_out: false,
+        });
+        let written = out.on_written();
+        let ctx = Arc::clone(&self.ctx);
+        tokio::spawn(async move {
+            let pages = delivery.page_ids.len();
+            if written.await.is_err() {
+                info!(
+                    pages,
+                    "connection ended before the pages were written; they wait"
+                );
+                return;
+            }
+            match ctx
+                .store
+                .mark_pages_delivered(delivery.account, delivery.page_ids)
+                .await
+            {
+                Ok(()) => info!(pages, "pages delivered by the virtual pager contact"),
+                Err(error) => warn!(%error, "could not mark pages delivered"),
+            }
+        });
     }
 
     fn cal(&self, cal: &Cal, me: &Joined, out: &mut Replies) {

@@ -453,3 +453,166 @@ fn only_invitations_and_p2p_messages_are_offered_to_the_rewriter() {
     huge.resize(relive_relay::rewrite::MAX_INSPECTED_PAYLOAD + 1, b'x');
     assert!(!may_need_rewriting(&huge));
 }
+
+/// What [`Switchboards::ring_pager`] delivers in these tests: one payload for page `id`.
+fn delivery(account: i64, id: i64) -> PagerDelivery {
+    PagerDelivery {
+        account: AccountId(account),
+        messages: vec![Bytes::from_static(b"page")],
+        page_ids: vec![id],
+    }
+}
+
+#[tokio::test]
+async fn a_pager_room_waits_for_its_user_drops_what_it_hears_and_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), |_| {}).await;
+    let sbs = Switchboards::new();
+    let (bob, carol) = (
+        who("bob@example.com", "Bob"),
+        who("carol@example.com", "Carol"),
+    );
+    let pager = who(relive_msnp::pager::VIRTUAL_HANDLE, "Pager");
+    let caps = Capabilities::for_version(relive_msnp::version::ProtocolVersion::MSNP5);
+    let now = Instant::now();
+    let (first, first_cookie) = sbs.ring_pager(pager.clone(), &bob, caps, delivery(1, 1), now);
+    // Bob rung again (a new login): the unanswered room is replaced, its cookie finds it gone.
+    let (_, cookie) = sbs.ring_pager(pager.clone(), &bob, caps, delivery(1, 2), now);
+    assert_eq!(sbs.room_count(), 1);
+    let old = sbs.redeem(&first_cookie, &bob.user, now).unwrap();
+    assert_eq!(old.purpose, Purpose::Join(first));
+    let (o, mut rx) = ctx.outboxes.create();
+    assert_eq!(
+        sbs.join(first, &bob, o.clone(), Seat::default()),
+        Err(JoinError::Gone)
+    );
+    // The new cookie is bob's, for the new room; IRO names the virtual contact.
+    assert!(sbs.redeem(&cookie, &carol.user, now).is_none(), "burnt");
+    let (_, cookie) = sbs.ring_pager(pager.clone(), &bob, caps, delivery(1, 2), now);
+    let grant = sbs.redeem(&cookie, &bob.user, now).unwrap();
+    let Purpose::Join(room) = grant.purpose else {
+        panic!("{grant:?}")
+    };
+    assert_eq!(grant.caps, caps);
+    assert!(sbs.is_present_or_invited(room, &bob.user));
+    let present = sbs.join(room, &bob, o.clone(), Seat::default()).unwrap();
+    assert_eq!(present, vec![pager.clone()]);
+    // What bob tells it counts as delivered and goes nowhere (no echo, no history).
+    let said = Bytes::from_static(b"MIME-Version: 1.0\r\n\r\nhello pager");
+    assert!(
+        sbs.relay(room, o.id(), &bob.user, &bob.name, &said)
+            .complete()
+    );
+    assert!(rx.try_recv().is_err());
+    // Only bob takes the pages, once; then the contact is gone and a MSG is NAKed.
+    assert!(sbs.take_pager(room, &carol.user).is_none());
+    assert_eq!(
+        sbs.take_pager(room, &bob.user),
+        Some((pager.clone(), delivery(1, 2)))
+    );
+    assert!(sbs.take_pager(room, &bob.user).is_none());
+    assert!(
+        !sbs.relay(room, o.id(), &bob.user, &bob.name, &said)
+            .complete()
+    );
+    // Carol never answers: her room goes once the cookie lifetime is over (bob's, with bob
+    // in it, stays).
+    let _ = sbs.ring_pager(pager.clone(), &carol, caps, delivery(2, 3), now);
+    assert_eq!(sbs.room_count(), 2);
+    let dave = who("dave@example.com", "Dave");
+    let (dave_room, _) = sbs.ring_pager(pager, &dave, caps, delivery(3, 4), now + COOKIE_LIFETIME);
+    assert_eq!(sbs.room_count(), 2);
+    assert!(sbs.is_present_or_invited(room, &bob.user));
+    assert!(sbs.is_present_or_invited(dave_room, &dave.user));
+}
+
+/// Bob (allowing pages) has one page from alice waiting: his account and the page's id.
+async fn page_for_bob(ctx: &Context) -> (AccountId, i64) {
+    let mut accounts = Vec::new();
+    for (handle, name) in [("alice@example.com", "Alice"), ("bob@example.com", "Bob")] {
+        account(ctx, handle, name).await;
+        let handle = Passport::parse(handle).unwrap();
+        accounts.push(ctx.store.account(&handle).await.unwrap().unwrap());
+    }
+    let (alice, bob) = (&accounts[0], &accounts[1]);
+    ctx.store
+        .set_phone(bob.id, crate::store::PhoneProp::Mob, Some("Y"))
+        .await
+        .unwrap();
+    let page = crate::store::pages::NewPage {
+        text: "hi".to_owned(),
+        callback: None,
+    };
+    let (_, id) = ctx
+        .store
+        .send_page(alice.id, &alice.email, &bob.email, page)
+        .await
+        .unwrap()
+        .unwrap();
+    (bob.id, id)
+}
+
+/// Through the driver over a 64-byte pipe: the page is marked delivered only once the socket
+/// took the virtual contact's messages; a client that goes away first keeps it waiting.
+#[tokio::test]
+async fn pages_are_marked_delivered_only_once_written() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for reads in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path(), |_| {}).await;
+        let (bob, id) = page_for_bob(&ctx).await;
+        let pending = || async { ctx.store.pending_pages(bob).await.unwrap().len() };
+        let big = Bytes::from(vec![b'x'; 4096]);
+        let (session, cookie) = ctx.switchboards.ring_pager(
+            who(relive_msnp::pager::VIRTUAL_HANDLE, "Pager"),
+            &who("bob@example.com", "Bob"),
+            Capabilities::for_version(relive_msnp::version::ProtocolVersion::MSNP5),
+            PagerDelivery {
+                account: bob,
+                messages: vec![big],
+                page_ids: vec![id],
+            },
+            Instant::now(),
+        );
+        let (client, server) = tokio::io::duplex(64);
+        let (outbox, inbox) = ctx.outboxes.create();
+        let svc = SbService::new(std::sync::Arc::new(ctx.clone()), outbox);
+        let driver = tokio::spawn(crate::net::conn::Connection::new(server, svc, inbox));
+        let (mut r, mut w) = tokio::io::split(client);
+        w.write_all(format!("ANS 1 bob@example.com {cookie} {}\r\n", session.0).as_bytes())
+            .await
+            .unwrap();
+        // 4 KiB do not fit the pipe: not written yet, so not delivered.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pending().await, 1);
+        if reads {
+            let end = b"BYE pager@pager.invalid\r\n";
+            let mut got = Vec::new();
+            while !got.ends_with(end) {
+                let mut b = [0u8; 1024];
+                let n = r.read(&mut b).await.unwrap();
+                assert!(n > 0, "closed early");
+                got.extend_from_slice(&b[..n]);
+            }
+            tokio::time::timeout(Duration::from_secs(20), async {
+                while pending().await != 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("the page was never marked delivered");
+            drop((r, w));
+        } else {
+            drop((r, w));
+        }
+        tokio::time::timeout(Duration::from_secs(20), driver)
+            .await
+            .unwrap()
+            .unwrap();
+        if !reads {
+            // Give a (wrong) marking task the time it would need.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(pending().await, 1, "marked delivered without being written");
+        }
+    }
+}

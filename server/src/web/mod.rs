@@ -25,12 +25,16 @@
 //!
 //! - [`devices`]: which token and client version each online session uses.
 //! - [`pages`]: the user pages.
+//! - [`history`]: the opt-in message history (setting, list, view, search, export, delete).
+//! - [`mail`]: the mailbox and pager pages and the Messenger's inbox sign-in (`POST /`).
 //! - [`admin`]: the admin pages and the actions the API shares.
 //! - [`api`]: the JSON API and its OpenAPI document.
 
 pub mod admin;
 pub mod api;
 pub mod devices;
+pub mod history;
+pub mod mail;
 pub mod pages;
 
 use std::path::PathBuf;
@@ -108,6 +112,7 @@ pub struct Web {
     passport: PassportService,
     hub: Arc<Hub>,
     devices: Arc<Devices>,
+    history: Arc<crate::switchboard::History>,
     ns_address: Arc<RwLock<Token>>,
     endpoints: RwLock<Endpoints>,
     relay_quic_port: Option<u16>,
@@ -117,6 +122,8 @@ pub struct Web {
     /// sign-in takes as long either way.
     dummy_hash: OnceLock<String>,
     maintenance: Mutex<Option<Maintenance>>,
+    /// The inbox sign-in grants of the sessions online ([`crate::mailbox`]).
+    inbox: crate::mailbox::InboxGrants,
 }
 
 impl std::fmt::Debug for Web {
@@ -140,6 +147,8 @@ pub struct WebParts {
     pub hub: Arc<Hub>,
     /// Sessions' devices.
     pub devices: Arc<Devices>,
+    /// The switchboard's history recorder (the setting takes effect there at once).
+    pub history: Arc<crate::switchboard::History>,
     /// The NS address clients are told.
     pub ns_address: Arc<RwLock<Token>>,
     /// The HTTP(S) endpoints (re-set once listeners are bound).
@@ -160,6 +169,7 @@ impl Web {
             passport: parts.passport,
             hub: parts.hub,
             devices: parts.devices,
+            history: parts.history,
             ns_address: parts.ns_address,
             endpoints: RwLock::new(parts.endpoints),
             relay_quic_port: parts.relay_quic_port,
@@ -167,6 +177,7 @@ impl Web {
             started: Instant::now(),
             dummy_hash: OnceLock::new(),
             maintenance: Mutex::new(None),
+            inbox: crate::mailbox::InboxGrants::new(),
         })
     }
 
@@ -204,15 +215,24 @@ impl Web {
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
+
+    /// The inbox sign-in grants.
+    #[must_use]
+    pub fn inbox(&self) -> &crate::mailbox::InboxGrants {
+        &self.inbox
+    }
+
+    /// This server's plain-HTTP base URL (no trailing slash).
+    #[must_use]
+    pub fn website(&self) -> String {
+        self.endpoints().website()
+    }
 }
 
 /// The website's routes (merged next to Passport's).
 pub fn router(web: Arc<Web>) -> Router {
     Router::new()
-        .route(
-            "/",
-            get(pages::home).post(crate::http::routes::key_port_probe),
-        )
+        .route("/", get(pages::home).post(mail::root_post))
         .route("/style.css", get(stylesheet))
         .route("/copy.js", get(copy_script))
         .route("/register", get(pages::register_form).post(pages::register))
@@ -230,6 +250,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/contacts/block", post(pages::block))
         .route("/connect", get(pages::connect))
         .route("/connect/relive.reg", get(pages::reg_file))
+        .merge(history::routes())
+        .merge(mail::routes())
         .merge(admin::routes())
         .merge(api::routes())
         .layer(axum::middleware::from_fn(security_headers))
@@ -502,8 +524,11 @@ fn shell(title: &str, account: Option<&Account>, admin: bool, csrf: &str, body: 
                     }
                     nav {
                         @if let Some(a) = account {
+                            a href="/mail" { "Mail" }
+                            a href="/mobile" { "Mobile" }
                             a href="/tokens" { "Tokens" }
                             a href="/contacts" { "Contacts" }
+                            a href="/history" { "History" }
                             a href="/connect" { "Connect" }
                             a href="/account" { "Account" }
                             @if admin { a href="/admin" { "Admin" } }
@@ -552,7 +577,7 @@ pub fn format_utc(unix: i64) -> String {
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
-fn when(unix: i64) -> String {
+pub fn when(unix: i64) -> String {
     let mut text = format_utc(unix);
     text.truncate(16);
     text.push_str(" UTC");

@@ -620,8 +620,8 @@ pub async fn delete_account(
     Ok(redirect("/?m=deleted", &[visitor.clear_session_cookie()]))
 }
 
-/// Deletes `user` with everything the server holds (lists, groups, tokens, sessions, API keys
-/// through the store's cascades) and ends its online session.
+/// Deletes `user` with everything the server holds (lists, groups, tokens, sessions, API keys,
+/// history through the store's cascades) and ends its online session.
 ///
 /// # Errors
 ///
@@ -632,6 +632,8 @@ pub async fn delete_everything(web: &Web, user: &Passport) -> Result<(), WebErro
         Ok(()) | Err(AccountError::NoSuchAccount) => {}
         Err(e) => return Err(e.into()),
     }
+    // The history went with the account (cascade); a new account of that handle starts off.
+    web.history.set_enabled(user, false);
     tracing::info!(handle = %user, "account deleted");
     Ok(())
 }
@@ -983,6 +985,9 @@ pub async fn block(
             Ok(o) => o,
             Err(ListError::AlreadyOnList | ListError::NotOnList) => continue,
             Err(ListError::ListFull) => return Ok(redirect("/contacts?m=full", &[])),
+            Err(ListError::ReservedHandle) => {
+                return Ok(redirect("/contacts?m=no-contact", &[]));
+            }
             Err(e) => return Err(e.into()),
         };
         web.hub

@@ -845,7 +845,7 @@ fn listening_body(nonce: &str, external: IpAddr, own: IpAddr, port: u16) -> Stri
 
 /// Connecting side of a direct connection: tries the internal addresses of `offer` (a
 /// listening `transrespbody`), then the external ones (pidgin's order); on the first that
-/// answers sends `foo` and the nonce handshake and checks the echo. Prints "CONNECTED <addr>"
+/// answers sends `foo` and the nonce handshake and checks the echo. Prints `"CONNECTED <addr>"`
 /// or "DC-FAILED".
 async fn dc_connect(offer: &p2p::Slp, handshake_id: u32) -> anyhow::Result<BufReader<TcpStream>> {
     let nonce = p2p::guid_bytes(offer.field("Nonce").unwrap_or(ZERO_GUID))?;

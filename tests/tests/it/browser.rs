@@ -21,13 +21,13 @@ const ALICE: &str = "alice@example.com";
 const PASSWORD: &str = "purple-monkey-42";
 
 /// chromedriver, ended when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: tokio::process::Child,
     url: String,
 }
 
 impl Driver {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -59,7 +59,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver) -> anyhow::Result<Client> {
+pub(crate) async fn browser(driver: &Driver) -> anyhow::Result<Client> {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
@@ -85,13 +85,13 @@ fn screenshots() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn shot(c: &Client, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn shot(c: &Client, name: &str) -> anyhow::Result<()> {
     let png = c.screenshot().await?;
     std::fs::write(screenshots()?.join(format!("{name}.png")), png)?;
     Ok(())
 }
 
-async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
+pub(crate) async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
     c.find(Locator::Css(&format!("[name={name}]")))
         .await
         .with_context(|| format!("no field {name}"))?
@@ -101,7 +101,7 @@ async fn fill(c: &Client, name: &str, value: &str) -> anyhow::Result<()> {
 }
 
 /// Clicks the submit button of the form posting to `action` and waits for the next page.
-async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
+pub(crate) async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
     let before = c.current_url().await?;
     c.find(Locator::Css(&format!(
         "form[action=\"{action}\"] button[type=submit]"
@@ -123,12 +123,16 @@ async fn submit(c: &Client, action: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn text(c: &Client) -> anyhow::Result<String> {
+pub(crate) async fn text(c: &Client) -> anyhow::Result<String> {
     Ok(c.find(Locator::Css("body")).await?.text().await?)
 }
 
-#[tokio::test]
-async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow::Result<()> {
+/// Starts a stack with `opts` and one Chromium session, runs `walk`, and closes both (skipped
+/// without `chromium` and `chromedriver`, outside CI).
+pub(crate) async fn in_chromium(
+    opts: StackOptions,
+    walk: impl AsyncFnOnce(&TestStack, &Client) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     if let Some(why) = tool::missing(&[
         ("chromium", "--version", "chromium"),
         ("chromedriver", "--version", "chromium-driver"),
@@ -136,15 +140,20 @@ async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow
         tool::skip(&why);
         return Ok(());
     }
-    let stack = TestStack::start(StackOptions::new().account("bob@example.com", "Bob")).await?;
+    let stack = TestStack::start(opts).await?;
     let driver = Driver::start().await?;
     let c = browser(&driver).await?;
-    let result = walk(&stack, &c).await;
+    let walked = walk(&stack, &c).await;
     let closed = c.close().await;
-    result?;
+    walked?;
     closed?;
     stack.shutdown().await?;
     Ok(())
+}
+
+#[tokio::test]
+async fn register_token_msnp7_login_broadcast_and_revoke_in_chromium() -> anyhow::Result<()> {
+    in_chromium(StackOptions::new().account("bob@example.com", "Bob"), walk).await
 }
 
 async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
@@ -257,5 +266,120 @@ async fn walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
     shot(c, "13-connect-phone").await?;
     c.goto(&format!("{site}/tokens")).await?;
     shot(c, "14-tokens-phone").await?;
+    Ok(())
+}
+
+/// The mailbox and pager pages (issue 18) in Chromium, entered the way Messenger enters them:
+/// the client's auto-login form in a local `file://` page posted to the site root (so the
+/// `SameSite=Strict` session cookie must survive the hop from a cross-site POST), then reading,
+/// composing (the recipient's MSNP7 client gets the new-mail toast), deleting, and the Mobile
+/// page with a page waiting. Screenshots `20-…` to `25-…`.
+#[tokio::test]
+async fn mailbox_signin_from_messenger_compose_and_mobile_in_chromium() -> anyhow::Result<()> {
+    in_chromium(StackOptions::cast(), mailbox_walk).await
+}
+
+async fn mailbox_walk(stack: &TestStack, c: &Client) -> anyhow::Result<()> {
+    const BOB: &str = "bob@example.com";
+    let site = format!("http://{}", stack.http);
+    let (alice, bob) = (stack.account(ALICE).await?, stack.account(BOB).await?);
+    stack
+        .store
+        .send_mail(&alice, &bob.email, "Lunch?", "Noon at the usual place.")
+        .await?;
+    stack
+        .store
+        .set_phone(bob.id, relive_server::store::PhoneProp::Mob, Some("Y"))
+        .await?;
+    stack
+        .store
+        .send_page(
+            alice.id,
+            &alice.email,
+            &bob.email,
+            relive_server::store::pages::NewPage {
+                text: "Call me when you land".to_owned(),
+                callback: Some(("MOBILE".to_owned(), "15551114444".to_owned())),
+            },
+        )
+        .await?
+        .map_err(|e| anyhow::anyhow!("page refused: {e}"))?;
+    let mut a = stack.login(7, ALICE).await?;
+    let mut b = stack.login(7, BOB).await?;
+    // Bob's client: the mail count, then the page (IPG), then it builds its inbox form.
+    b.wait_for("the mail count", |m| matches!(m, ServerMessage::Msg { .. }))
+        .await?;
+    b.wait_for("the page", |m| matches!(m, ServerMessage::Ipg { .. }))
+        .await?;
+    let field = |k: &str| b.profile_field(k).unwrap_or_default();
+    let (auth, sl) = (field("MSPAuth"), 42u64);
+    let creds = relive_msnp::auth::md5_response(&format!("{auth}{sl}"), stack.token(BOB));
+    let form = format!(
+        "<html><body><form name=\"hiddenform\" action=\"{site}/\" method=\"POST\">\
+         <input type=\"hidden\" name=\"mode\" value=\"ttl\">\
+         <input type=\"hidden\" name=\"login\" value=\"bob\">\
+         <input type=\"hidden\" name=\"username\" value=\"{BOB}\">\
+         <input type=\"hidden\" name=\"sid\" value=\"{}\"><input type=\"hidden\" name=\"kv\" value=\"{}\">\
+         <input type=\"hidden\" name=\"id\" value=\"2\"><input type=\"hidden\" name=\"sl\" value=\"{sl}\">\
+         <input type=\"hidden\" name=\"rru\" value=\"/mail\"><input type=\"hidden\" name=\"auth\" value=\"{auth}\">\
+         <input type=\"hidden\" name=\"creds\" value=\"{creds}\"><input type=\"hidden\" name=\"svc\" value=\"mail\">\
+         <input type=\"hidden\" name=\"js\" value=\"yes\"></form>\
+         <script>document.hiddenform.submit();</script></body></html>",
+        field("sid"),
+        field("kv"),
+    );
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("hotmail.htm");
+    std::fs::write(&file, form)?;
+    c.goto(&format!("file://{}", file.display())).await?;
+    let mut inbox = String::new();
+    for _ in 0..50 {
+        if c.current_url().await?.path() == "/mail" {
+            inbox = text(c).await?;
+            if inbox.contains("Lunch?") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        inbox.contains("Lunch?") && inbox.contains("Sign out"),
+        "not signed in to the Inbox after the Messenger form: {} {inbox}",
+        c.current_url().await?
+    );
+    shot(c, "20-mail-inbox").await?;
+    c.find(Locator::LinkText("Lunch?")).await?.click().await?;
+    ensure!(text(c).await?.contains("Noon at the usual place."));
+    shot(c, "21-mail-message").await?;
+    b.wait_for("the active-mail count change", |m| {
+        matches!(m, ServerMessage::Msg { payload, .. }
+            if String::from_utf8_lossy(payload).contains("x-msmsgsactivemailnotification"))
+    })
+    .await?;
+    c.find(Locator::LinkText("Reply")).await?.click().await?;
+    fill(c, "subject", "Re: Lunch?").await?;
+    fill(c, "body", "See you there.").await?;
+    shot(c, "22-mail-compose").await?;
+    submit(c, "/mail/compose").await?;
+    ensure!(text(c).await?.contains("Re: Lunch?"), "the Sent folder");
+    shot(c, "23-mail-sent").await?;
+    a.wait_for("the new-mail toast", |m| {
+        matches!(m, ServerMessage::Msg { payload, .. }
+            if String::from_utf8_lossy(payload).contains("Subject: Re: Lunch?"))
+    })
+    .await?;
+    c.goto(&format!("{site}/mail?folder=inbox")).await?;
+    submit(c, "/mail/delete").await?;
+    ensure!(text(c).await?.contains("Deleted."));
+    c.goto(&format!("{site}/mail?folder=deleted")).await?;
+    ensure!(text(c).await?.contains("Lunch?"));
+    shot(c, "24-mail-deleted").await?;
+    c.goto(&format!("{site}/mobile")).await?;
+    let mobile = text(c).await?;
+    ensure!(
+        mobile.contains("Call me when you land") && mobile.contains("MOBILE 15551114444"),
+        "{mobile}"
+    );
+    shot(c, "25-mobile").await?;
     Ok(())
 }

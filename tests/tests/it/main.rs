@@ -45,6 +45,12 @@ mod msnp10;
 /// MSNP11/12 (MSN 7.0/7.5): RST.srf over HTTPS, SBS, GCF, the MSNP11 challenge, UUX/UBX.
 mod msnp12;
 
+/// The local Hotmail (issue 18): mail notifications per dialect, the inbox sign-in.
+mod mail;
+
+/// Pagers (issue 18): PAG/PGD stored for offline contacts, IPG at login, privacy.
+mod pages;
+
 /// MSN 4.7, 6.0, 7.0 and 7.5 in one contact list and one conversation.
 mod mixed;
 
@@ -71,3 +77,11 @@ mod website;
 
 /// The website in headless Chromium over WebDriver (needs `chromium`, `chromium-driver`).
 mod browser;
+
+/// The opt-in message history: MSNP7/9/11 rooms, consent, export and delete, sealed at rest,
+/// and its pages in Chromium.
+mod history;
+
+/// Cluster mode: a dispatch, two NS and two SB nodes over a real `nats-server`, one killed
+/// with SIGKILL (needs `nats-server`).
+mod cluster;

@@ -15,14 +15,14 @@ const BOB: &str = "bob@example.com";
 const CAROL: &str = "carol@example.com";
 
 /// One scrape: every sample by its series (`name{labels}` exactly as written), and the text.
-struct Scrape {
+pub(crate) struct Scrape {
     samples: HashMap<String, f64>,
     text: String,
 }
 
 impl Scrape {
     /// The value of `series`; fails if the scrape lacks it.
-    fn get(&self, series: &str) -> anyhow::Result<f64> {
+    pub(crate) fn get(&self, series: &str) -> anyhow::Result<f64> {
         self.samples
             .get(series)
             .copied()
@@ -36,7 +36,7 @@ impl Scrape {
 }
 
 /// `GET /metrics` on a fresh connection; checks the status and the content type.
-async fn scrape(stack: &TestStack) -> anyhow::Result<Scrape> {
+pub(crate) async fn scrape(stack: &TestStack) -> anyhow::Result<Scrape> {
     let mut conn = TcpStream::connect(stack.metrics).await?;
     let response = relive_tests::http::exchange(
         &mut conn,
@@ -107,6 +107,8 @@ async fn metrics_move_with_logins_chats_and_logouts() -> anyhow::Result<()> {
         ("relive_switchboard_sessions", "gauge"),
         ("relive_switchboard_messages_total", "counter"),
         ("relive_outbox_overflows_total", "counter"),
+        ("relive_history_recorded_total", "counter"),
+        ("relive_history_dropped_total", "counter"),
         ("relive_relay_allocations_open", "gauge"),
         ("relive_relay_allocations_total", "counter"),
         ("relive_relay_transfers_total", "counter"),

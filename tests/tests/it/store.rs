@@ -6,7 +6,10 @@
 use anyhow::{Context as _, bail, ensure};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::ListKind;
+use relive_server::store::Passport;
 use relive_server::store::copy::{self, CopyError, TableReport};
+use relive_server::store::history::Record;
+use relive_server::store::pages::NewPage;
 use relive_tests::stack::{DataDir, sync_lists};
 use relive_tests::{MsnpClient, StackOptions, TestStack};
 
@@ -102,6 +105,47 @@ async fn migrate_store_moves_a_data_directory_to_postgres_and_old_tokens_still_l
     let (bob_version, bob_lists) = sync_lists(&mut bob).await?;
     // The website: dave registers and signs in (a session row); an API key and an invite.
     let web = crate::website::member(&stack, DAVE).await?;
+    // Issue 18's tables: a mail (two copies), a page waiting for bob (who allows pages), and
+    // one history message (a copy each for alice and bob, who turned history on).
+    change(&mut bob, "PRP {t} MOB Y").await?;
+    let alice_account = stack
+        .store
+        .account(&Passport::parse(ALICE)?)
+        .await?
+        .context("alice")?;
+    let bob_handle = Passport::parse(BOB)?;
+    stack
+        .store
+        .send_mail(&alice_account, &bob_handle, "hello", "a mail to copy")
+        .await?;
+    stack
+        .store
+        .send_page(
+            alice_account.id,
+            &alice_account.email,
+            &bob_handle,
+            NewPage {
+                text: "a page to copy".to_owned(),
+                callback: None,
+            },
+        )
+        .await?
+        .map_err(|refused| anyhow::anyhow!("page refused: {refused:?}"))?;
+    let bob_id = stack.id(BOB).await?;
+    for owner in [alice_account.id, bob_id] {
+        stack.store.set_history_enabled(owner, true).await?;
+    }
+    stack
+        .store
+        .append_history(vec![Record {
+            room_key: 7,
+            at: 1,
+            sender: alice_account.email.clone(),
+            sender_name: "Alice".to_owned(),
+            text: "a history line to copy".to_owned(),
+            members: vec![alice_account.email.clone(), bob_handle.clone()],
+        }])
+        .await?;
     let alice_id = stack.id(ALICE).await?;
     stack.store.create_api_key(alice_id, "ops").await?;
     stack.store.create_invite(alice_id).await?;
@@ -125,6 +169,11 @@ async fn migrate_store_moves_a_data_directory_to_postgres_and_old_tokens_still_l
         ("web_sessions", 1),
         ("api_keys", 1),
         ("invite_codes", 1),
+        ("mail_messages", 2),
+        ("pages", 1),
+        ("history_settings", 2),
+        ("history_conversations", 2),
+        ("history_messages", 2),
     ] {
         ensure!(
             rows(&reports, table) >= at_least,

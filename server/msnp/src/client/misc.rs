@@ -1,5 +1,5 @@
 //! Presence and other NS commands: `CHG`, `PNG`, `OUT`, `URL`, `FND`, `SND`, `SDC`, `IMS`,
-//! `PAG`, `QRY`, and MSNP11's `UUX` and `GCF`.
+//! `PAG`, `PGD`, `QRY`, and MSNP11's `UUX` and `GCF`.
 
 use bytes::Bytes;
 
@@ -209,6 +209,21 @@ raw_command!(
     Pag,
     "PAG",
     "PAG field",
+    payload: " The page body."
+);
+
+raw_command!(
+    /// `PGD`: page a contact's mobile device or MSN Direct watch (replaces `PAG`).
+    ///
+    /// # Format
+    /// ```text
+    /// PGD trid <handle> <device-type> <len>\r\n<TEXT xml:space="preserve" enc="utf-8">…</TEXT>
+    /// ```
+    /// Client → NS, MSNP9+ (device type 1 = mobile device, 2 = MSN Direct). The arguments
+    /// before the length are kept verbatim.
+    Pgd,
+    "PGD",
+    "PGD field",
     payload: " The page body."
 );
 

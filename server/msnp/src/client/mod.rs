@@ -17,7 +17,7 @@ pub use lists::{
     Sbp, Syn, SynCache,
 };
 pub use login::{Cvr, Inf, Usr, Ver, Xfr};
-pub use misc::{Chg, Fnd, Gcf, Ims, Pag, Qry, Sdc, Snd, Url, Uux};
+pub use misc::{Chg, Fnd, Gcf, Ims, Pag, Pgd, Qry, Sdc, Snd, Url, Uux};
 pub use switchboard::{Ans, Cal, Msg};
 
 use crate::args::Args;
@@ -100,6 +100,8 @@ pub enum ClientCommand {
     Ims(Ims),
     /// `PAG`: page.
     Pag(Pag),
+    /// `PGD`: page (MSNP9+).
+    Pgd(Pgd),
     /// `QRY`: challenge answer.
     Qry(Qry),
     /// `CAL`: switchboard invite.
@@ -171,6 +173,7 @@ impl ClientCommand {
             Some(Verb::Sdc) => Self::Sdc(Sdc::parse(a)?),
             Some(Verb::Ims) => Self::Ims(Ims::parse(a)?),
             Some(Verb::Pag) => Self::Pag(Pag::parse(a)?),
+            Some(Verb::Pgd) => Self::Pgd(Pgd::parse(a)?),
             Some(Verb::Qry) => Self::Qry(Qry::parse(a)?),
             Some(Verb::Cal) => Self::Cal(Cal::parse(a)?),
             Some(Verb::Ans) => Self::Ans(Ans::parse(a)?),
@@ -217,6 +220,7 @@ impl ClientCommand {
             Self::Sdc(c) => c.trid,
             Self::Ims(c) => c.trid,
             Self::Pag(c) => c.trid,
+            Self::Pgd(c) => c.trid,
             Self::Qry(c) => c.trid,
             Self::Cal(c) => c.trid,
             Self::Ans(c) => c.trid,
@@ -260,6 +264,7 @@ impl ClientCommand {
             Self::Sdc(c) => c.to_frame(),
             Self::Ims(c) => c.to_frame(),
             Self::Pag(c) => c.to_frame(),
+            Self::Pgd(c) => c.to_frame(),
             Self::Qry(c) => c.to_frame(),
             Self::Cal(c) => c.to_frame(),
             Self::Ans(c) => c.to_frame(),

@@ -1,4 +1,4 @@
-//! Parsing of server lines back into [`ServerMessage`] (used by test clients).
+//! Parsing of server lines back into [`ServerMessage`](super::ServerMessage) (used by test clients).
 
 use crate::args::Args;
 use crate::client::Role;

@@ -1,4 +1,4 @@
-//! Per-dialect encoding of [`ServerMessage`]: the only place that drops or adds fields by
+//! Per-dialect encoding of [`ServerMessage`](super::ServerMessage): the only place that drops or adds fields by
 //! [`Capabilities`] flag.
 
 use bytes::Bytes;

@@ -266,6 +266,13 @@ pub(crate) fn client_command(abch: bool) -> impl Strategy<Value = C> {
                 payload
             }
         )),
+        (trid(), vec(token(), 1..3), payload(300)).prop_map(|(trid, fields, payload)| C::Pgd(
+            c::Pgd {
+                trid,
+                fields,
+                payload
+            }
+        )),
         (trid(), token(), payload(64)).prop_map(|(trid, client_id, payload)| C::Qry(c::Qry {
             trid,
             client_id,

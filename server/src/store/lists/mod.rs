@@ -65,6 +65,10 @@ pub enum ListError {
     /// are listed as placeholders so `ADD` does not tell them apart.
     #[error("no such user")]
     NoSuchUser,
+    /// The handle is under the `.invalid` domain of the server's virtual contacts (the pager,
+    /// [`relive_msnp::pager::is_reserved_handle`]): never a list entry (208).
+    #[error("reserved handle")]
+    ReservedHandle,
     /// The list reached its size limit (210).
     #[error("list is full")]
     ListFull,
@@ -300,6 +304,9 @@ fn add_tx(
     name: Option<&str>,
     group: Option<GroupId>,
 ) -> Result<Outcome, ListError> {
+    if relive_msnp::pager::is_reserved_handle(email.as_str()) {
+        return Err(ListError::ReservedHandle);
+    }
     let tx = conn.transaction()?;
     owner_version(&tx, owner)?;
     if list == ListKind::Rl {

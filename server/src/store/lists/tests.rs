@@ -648,3 +648,30 @@ async fn a_placeholder_nobody_lists_any_more_is_deleted() {
     store.delete_account(&bob.email).await.unwrap();
     assert_eq!(account_rows(&store).await, 1);
 }
+
+#[tokio::test]
+async fn the_virtual_pager_contact_is_never_a_list_entry_nor_an_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    let alice = account(&store, "alice@example.com", "Alice").await;
+    let pager = email(relive_msnp::pager::VIRTUAL_HANDLE);
+    for list in [ListKind::Fl, ListKind::Al, ListKind::Bl] {
+        assert!(matches!(
+            store
+                .add_to_list(alice.id, list, &pager, "Pager", None)
+                .await,
+            Err(ListError::ReservedHandle)
+        ));
+        assert!(matches!(
+            store.add_to_list_unnamed(alice.id, list, &pager).await,
+            Err(ListError::ReservedHandle)
+        ));
+    }
+    assert_eq!(version(&store, alice.id).await, 0);
+    assert!(matches!(
+        store
+            .create_account(&pager, "Pager", Secret::new("pw".to_owned()))
+            .await,
+        Err(crate::store::AccountError::InvalidHandle)
+    ));
+}

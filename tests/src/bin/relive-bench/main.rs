@@ -9,13 +9,15 @@
 //! error, and ends with a table (targets next to the figures, ✓/✗) and, with `--json FILE`,
 //! the same figures as JSON. The exit status is 1 when a target is missed.
 //!
-//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`lists`], [`flood`] (issue #14:
-//! logins from other addresses while one address floods every listener); `--store postgres`
-//! runs any of them with the server on PostgreSQL (issue #19); users log in as [`logon`] says
+//! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`lists`], [`cluster`] (issue 19: two
+//! nodes over NATS), [`flood`] (issue #14: logins from other addresses while one address floods
+//! every listener); `--store postgres` runs any of them with the server on PostgreSQL (issue
+//! #19); users log in as [`logon`] says
 //! (`--login md5`, MSNP7; `--login passport`, MSNP9 through HTTPS `login2.srf`; `--login
 //! msnp11`, the same as MSN 7.0).
 
 mod chat;
+mod cluster;
 mod flood;
 mod idle;
 mod lists;
@@ -92,6 +94,9 @@ enum Scenario {
     /// Flood: one address holds 10,000 connections to every listener, idle and trickling;
     /// login latency of users from other addresses, MD5 and Passport.
     Flood(flood::Args),
+    /// Cluster (issue 19): two nodes over a real nats-server; presence latency within a
+    /// node and across nodes, CPU per status change on each node.
+    Cluster(cluster::Args),
     /// Internal: run the server on a prepared data directory (what the scenarios start).
     #[command(name = "__serve", hide = true)]
     Serve {
@@ -140,6 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Scenario::Presence(args) => presence::run(&common, args).await,
             Scenario::Lists(args) => lists::run(&common, args).await,
             Scenario::Flood(args) => flood::run(&common, args, fds).await,
+            Scenario::Cluster(args) => cluster::run(&common, args).await,
             Scenario::Serve { .. } => unreachable!("handled in main"),
         }
     })?;
