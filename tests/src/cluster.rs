@@ -1,6 +1,7 @@
 //! A Relive cluster for tests and `relive-bench cluster`: `relive-node` child processes (one
 //! per node, so a test can `kill -9` one) on `127.0.0.1:0`, sharing one prepared data
-//! directory (SQLite database, key, certificates) and one [`crate::nats::Nats`].
+//! directory (key, certificates, and the store: its SQLite file or its PostgreSQL database) and
+//! one [`crate::nats::Nats`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,8 @@ const START: Duration = Duration::from_secs(30);
 
 impl Node {
     /// Starts node `id` (with `roles`, e.g. `"ns"` or `"ds"`) of network `name` serving
-    /// `data` over NATS at `nats`, and waits until it listens (not yet for its peers: see
+    /// `data` (its key and certificates, and its store: the SQLite file or its PostgreSQL
+    /// database) over NATS at `nats`, and waits until it listens (not yet for its peers: see
     /// [`Self::ready`]).
     ///
     /// # Errors
@@ -41,15 +43,19 @@ impl Node {
     /// The binary did not start or did not print its addresses in time.
     pub async fn spawn(
         program: &Path,
-        data: &Path,
+        data: &crate::stack::DataDir,
         nats: &str,
         name: &str,
         id: &str,
         roles: &str,
         peers: usize,
     ) -> anyhow::Result<Self> {
-        let mut child = Command::new(program)
-            .arg(data)
+        let mut command = Command::new(program);
+        if let Some(url) = data.store_url() {
+            command.env("RELIVE_STORE_URL", url);
+        }
+        let mut child = command
+            .arg(data.path())
             .args([nats, name, id, roles, &peers.to_string()])
             .env(
                 "RUST_LOG",

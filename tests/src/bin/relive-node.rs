@@ -12,9 +12,9 @@
 //!     SIGKILL (peers notice the missing heartbeats).
 //! ```
 //!
-//! The database is the data directory's SQLite file, opened by every node (WAL mode and a busy
-//! timeout make that safe in one host). With a PostgreSQL store the one thing that changes is
-//! the store the nodes open: see `store_for` below.
+//! The store is the PostgreSQL database named by `RELIVE_STORE_URL` (as the cluster test runs
+//! it), else the data directory's SQLite file, opened by every node (WAL mode and a busy
+//! timeout make that safe on one host; `relive-bench cluster` uses it).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         bcrypt_cost: 4,
         ..Config::default()
     };
+    config.store.url = std::env::var("RELIVE_STORE_URL").ok();
     config.cluster.node_id = Some(node.clone());
     config.cluster.nats_url.clone_from(nats);
     config.cluster.name.clone_from(name);
@@ -96,8 +97,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store this node serves: the shared SQLite file of the data directory. For PostgreSQL,
-/// open the `[store] url` here instead (the one line to change).
+/// The store this node serves: the PostgreSQL database of `RELIVE_STORE_URL` (every node the
+/// same), else the data directory's shared SQLite file.
 async fn store_for(
     settings: &relive_server::config::Settings,
 ) -> anyhow::Result<relive_server::store::Store> {

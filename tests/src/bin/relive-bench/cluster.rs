@@ -75,8 +75,8 @@ pub(crate) async fn run(_common: &Common, args: Args) -> anyhow::Result<Report> 
     let token = |h: &str| data.token(h).map(str::to_owned).context("token");
     let program = node_program()?;
     let name = format!("bench{}", std::process::id());
-    let mut n1 = Node::spawn(&program, &data.path(), nats.url(), &name, "n1", "ns,sb", 1).await?;
-    let mut n2 = Node::spawn(&program, &data.path(), nats.url(), &name, "n2", "ns,sb", 1).await?;
+    let mut n1 = Node::spawn(&program, &data, nats.url(), &name, "n1", "ns,sb", 1).await?;
+    let mut n2 = Node::spawn(&program, &data, nats.url(), &name, "n2", "ns,sb", 1).await?;
     n1.ready().await?;
     n2.ready().await?;
     let on1 = Logon::new(Method::Md5, n1.ns, n1.https, &ca, None).await?;
