@@ -6,10 +6,10 @@
 use anyhow::{Context as _, bail, ensure};
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::ListKind;
-use relive_server::store::Passport;
 use relive_server::store::copy::{self, CopyError, TableReport};
 use relive_server::store::history::Record;
 use relive_server::store::pages::NewPage;
+use relive_server::store::{Passport, PhoneProp};
 use relive_tests::stack::{DataDir, sync_lists};
 use relive_tests::{MsnpClient, StackOptions, TestStack};
 
@@ -105,9 +105,16 @@ async fn migrate_store_moves_a_data_directory_to_postgres_and_old_tokens_still_l
     let (bob_version, bob_lists) = sync_lists(&mut bob).await?;
     // The website: dave registers and signs in (a session row); an API key and an invite.
     let web = crate::website::member(&stack, DAVE).await?;
-    // Issue 18's tables: a mail (two copies), a page waiting for bob (who allows pages), and
-    // one history message (a copy each for alice and bob, who turned history on).
-    change(&mut bob, "PRP {t} MOB Y").await?;
+    // Issue 18's tables: a mail to dave (two copies), a page waiting for dave (who allows
+    // pages; he is in nobody's lists and never signs in to Messenger here, so the lists and
+    // logins compared below are untouched), and one history message (a copy each for alice
+    // and bob, who turned history on).
+    let dave_id = stack.id(DAVE).await?;
+    let dave = Passport::parse(DAVE)?;
+    stack
+        .store
+        .set_phone(dave_id, PhoneProp::Mob, Some("Y"))
+        .await?;
     let alice_account = stack
         .store
         .account(&Passport::parse(ALICE)?)
@@ -116,14 +123,14 @@ async fn migrate_store_moves_a_data_directory_to_postgres_and_old_tokens_still_l
     let bob_handle = Passport::parse(BOB)?;
     stack
         .store
-        .send_mail(&alice_account, &bob_handle, "hello", "a mail to copy")
+        .send_mail(&alice_account, &dave, "hello", "a mail to copy")
         .await?;
     stack
         .store
         .send_page(
             alice_account.id,
             &alice_account.email,
-            &bob_handle,
+            &dave,
             NewPage {
                 text: "a page to copy".to_owned(),
                 callback: None,
@@ -241,6 +248,12 @@ async fn migrate_store_moves_a_data_directory_to_postgres_and_old_tokens_still_l
     let mut web = web.at(stack.http);
     let page = web.page("/").await?;
     ensure!(page.contains(DAVE), "dave is no longer signed in");
+    // dave's unread mail and waiting page, and alice's history setting, moved too.
+    let counts = stack.store.mail_counts(dave_id).await?;
+    ensure!(counts.inbox_unread == 1, "{counts:?}");
+    let pages = stack.store.pending_pages(dave_id).await?;
+    ensure!(pages.len() == 1 && pages[0].from_addr == ALICE, "{pages:?}");
+    ensure!(stack.store.history_enabled(alice_account.id).await?);
     // New rows continue after the copied ids.
     let eve = stack
         .store
