@@ -1,7 +1,7 @@
 //! Cluster mode (`[cluster]`, `serve --node-id`): several Relive nodes on one network, joined
 //! by one NATS server (core subjects only: no JetStream).
 //!
-//! - **Presence and delivery** ([`crate::hub::replica`]): every node's hub holds every online
+//! - **Presence and delivery** (`hub::replica`): every node's hub holds every online
 //!   user; each node publishes the changes of its own sessions, in order, on
 //!   `relive.<cluster>.ops`, and applies everyone else's. A node delivers only to its own
 //!   sessions, so a watcher on node B learns of a user on node A when B applies A's change.
@@ -10,7 +10,7 @@
 //!   ([`OUTGOING_CAPACITY`]) without waiting; when it is full (NATS unreachable) the change is
 //!   dropped, counted and logged, and the queue keeps going. A slow peer is NATS's business:
 //!   the server cuts a slow consumer, never slows the publisher. What a peer missed is soft
-//!   state: it resyncs with a snapshot when it next joins ([`Self::on_heartbeat`]).
+//!   state: it resyncs with a snapshot when it next joins (`on_heartbeat`).
 //! - **Duplicate login across nodes**: every registration carries a login epoch (milliseconds,
 //!   unique per node); of two sessions of one user the later epoch (then the higher node id)
 //!   wins on every node, and the node holding the loser sends it `OUT OTH`.

@@ -266,7 +266,7 @@ impl TicketStore {
         self.consume_digest(&hash(ticket), handle, now)
     }
 
-    /// [`Self::consume_with_token`] by the ticket's SHA-256 ([`digest`]): how another cluster
+    /// [`Self::consume_with_token`] by the ticket's SHA-256 ([`digest`](fn@digest)): how another cluster
     /// node asks for a ticket issued here without sending the ticket itself.
     ///
     /// # Errors
