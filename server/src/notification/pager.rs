@@ -48,23 +48,14 @@ impl NsService {
     /// Reads the unread counts and the undelivered pages of `account` (a store failure is
     /// logged and leaves nothing waiting: the login goes on).
     pub(super) async fn waiting_for(&self, account: AccountId) -> Waiting {
-        let counts = self
+        let (counts, pages) = self
             .ctx
             .store
-            .mail_counts(account)
+            .waiting_at_login(account)
             .await
             .unwrap_or_else(|error| {
-                warn!(%error, "mail counts unavailable at login");
-                MailCounts::default()
-            });
-        let pages = self
-            .ctx
-            .store
-            .pending_pages(account)
-            .await
-            .unwrap_or_else(|error| {
-                warn!(%error, "pending pages unavailable at login");
-                Vec::new()
+                warn!(%error, "mail counts and pending pages unavailable at login");
+                (MailCounts::default(), Vec::new())
             });
         Waiting { counts, pages }
     }

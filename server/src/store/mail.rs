@@ -133,6 +133,24 @@ pub(super) fn registered_account(conn: &Conn, email: &str) -> super::db::Result<
     .optional()
 }
 
+/// The unread counts of `account`'s mailbox (see [`Store::mail_counts`]).
+pub(super) fn unread_counts(conn: &Conn, account: AccountId) -> Result<MailCounts, StoreError> {
+    Ok(MailCounts {
+        inbox_unread: count(
+            conn,
+            "SELECT COUNT(*) FROM mail_messages
+             WHERE owner_id = ?1 AND folder = 'inbox' AND read_at IS NULL",
+            account,
+        )?,
+        folders_unread: count(
+            conn,
+            "SELECT COUNT(*) FROM mail_messages
+             WHERE owner_id = ?1 AND folder <> 'inbox' AND read_at IS NULL",
+            account,
+        )?,
+    })
+}
+
 fn count(conn: &Conn, sql: &str, account: AccountId) -> Result<u32, StoreError> {
     let n: i64 = conn.query_row(sql, [account.0], |r| r.get(0))?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
@@ -222,23 +240,7 @@ impl Store {
     ///
     /// Infrastructure errors only.
     pub async fn mail_counts(&self, account: AccountId) -> Result<MailCounts, StoreError> {
-        self.call(move |conn| {
-            Ok(MailCounts {
-                inbox_unread: count(
-                    conn,
-                    "SELECT COUNT(*) FROM mail_messages
-                     WHERE owner_id = ?1 AND folder = 'inbox' AND read_at IS NULL",
-                    account,
-                )?,
-                folders_unread: count(
-                    conn,
-                    "SELECT COUNT(*) FROM mail_messages
-                     WHERE owner_id = ?1 AND folder <> 'inbox' AND read_at IS NULL",
-                    account,
-                )?,
-            })
-        })
-        .await
+        self.call(move |conn| unread_counts(conn, account)).await
     }
 
     /// The newest [`MAX_LISTED`] messages of `folder` (bodies left empty).

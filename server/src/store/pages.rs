@@ -8,6 +8,7 @@
 //! never logged.
 
 use super::db::{OptionalExtension as _, params};
+use relive_msnp::mail::MailCounts;
 
 use super::{Account, AccountId, Passport, Store, StoreError, now_unix};
 
@@ -70,6 +71,16 @@ pub struct NewPage {
 
 const COLUMNS: &str = "p.id, p.from_addr, a.member_id, p.body, p.callback_loc, p.callback_num, \
                        p.created_at, p.delivered_at";
+
+/// The pages of `account` no client has received yet, oldest first.
+fn pending(conn: &super::db::Conn, account: AccountId) -> Result<Vec<StoredPage>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM pages p LEFT JOIN accounts a ON a.id = p.from_id
+         WHERE p.to_id = ?1 AND p.delivered_at IS NULL ORDER BY p.id"
+    ))?;
+    let rows = stmt.query_map([account.0], page_from_row)?;
+    rows.collect::<Result<Vec<_>, _>>()
+}
 
 fn page_from_row(row: &super::db::Row<'_>) -> super::db::Result<StoredPage> {
     let loc: Option<String> = row.get(4)?;
@@ -190,13 +201,24 @@ impl Store {
     ///
     /// Infrastructure errors only.
     pub async fn pending_pages(&self, account: AccountId) -> Result<Vec<StoredPage>, StoreError> {
+        self.call(move |conn| pending(conn, account)).await
+    }
+
+    /// What waits for `account` at login, in one store round trip: its unread mail counts
+    /// ([`Self::mail_counts`]) and its undelivered pages ([`Self::pending_pages`]).
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors only.
+    pub async fn waiting_at_login(
+        &self,
+        account: AccountId,
+    ) -> Result<(MailCounts, Vec<StoredPage>), StoreError> {
         self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM pages p LEFT JOIN accounts a ON a.id = p.from_id
-                 WHERE p.to_id = ?1 AND p.delivered_at IS NULL ORDER BY p.id"
-            ))?;
-            let rows = stmt.query_map([account.0], page_from_row)?;
-            rows.collect::<Result<Vec<_>, _>>()
+            Ok((
+                super::mail::unread_counts(conn, account)?,
+                pending(conn, account)?,
+            ))
         })
         .await
     }
