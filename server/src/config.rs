@@ -219,7 +219,7 @@ pub struct Overrides {
     /// Cluster mode: this node's id (`[cluster] node_id`; unset: a single node).
     #[arg(
         id = "cluster_node_id",
-        long,
+        long = "node-id",
         global = true,
         env = "RELIVE_NODE_ID",
         value_name = "ID"
@@ -228,12 +228,50 @@ pub struct Overrides {
     /// Cluster mode: the NATS server (`[cluster] nats_url`).
     #[arg(
         id = "cluster_nats_url",
-        long,
+        long = "nats-url",
         global = true,
         env = "RELIVE_NATS_URL",
         value_name = "URL"
     )]
     pub nats_url: Option<String>,
+    /// Cluster mode: the network's name (`[cluster] name`).
+    #[arg(
+        id = "cluster_name",
+        long = "cluster-name",
+        global = true,
+        env = "RELIVE_CLUSTER_NAME",
+        value_name = "NAME"
+    )]
+    pub cluster_name: Option<String>,
+    /// Cluster mode: what this node serves, comma-separated: ns, sb, ds (`[cluster] roles`).
+    #[arg(
+        id = "cluster_roles",
+        long = "roles",
+        global = true,
+        env = "RELIVE_ROLES",
+        value_name = "ROLES",
+        value_delimiter = ','
+    )]
+    pub roles: Option<Vec<String>>,
+    /// Cluster mode: milliseconds between heartbeats (`[cluster] heartbeat_ms`).
+    #[arg(
+        id = "cluster_heartbeat_ms",
+        long = "heartbeat-ms",
+        global = true,
+        env = "RELIVE_HEARTBEAT_MS",
+        value_name = "MS"
+    )]
+    pub heartbeat_ms: Option<u64>,
+    /// Cluster mode: silence after which a peer is taken for dead, ms (`[cluster]
+    /// dead_after_ms`).
+    #[arg(
+        id = "cluster_dead_after_ms",
+        long = "dead-after-ms",
+        global = true,
+        env = "RELIVE_DEAD_AFTER_MS",
+        value_name = "MS"
+    )]
+    pub dead_after_ms: Option<u64>,
 }
 
 /// Validated settings.
@@ -351,6 +389,10 @@ impl Config {
             self.cluster.node_id.clone_from(&o.node_id);
         }
         set(&o.nats_url, &mut self.cluster.nats_url);
+        set(&o.cluster_name, &mut self.cluster.name);
+        set(&o.roles, &mut self.cluster.roles);
+        set(&o.heartbeat_ms, &mut self.cluster.heartbeat_ms);
+        set(&o.dead_after_ms, &mut self.cluster.dead_after_ms);
     }
 
     /// Validates into [`Settings`].
@@ -808,7 +850,7 @@ pub const KEYS: &[Key] = &[
     key(
         "cluster",
         "nats_url",
-        "The NATS server every node connects to (nats-server -js: tickets use JetStream KV).",
+        "The NATS server every node connects to (core NATS: JetStream is not needed).",
     ),
     key(
         "cluster",
@@ -979,6 +1021,42 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(resolve(dir.path(), &off).unwrap().metrics, None);
+    }
+
+    /// Every `[cluster]` key has the flag README names (an operator or a container sets a
+    /// node up without editing its `relive.toml`).
+    #[test]
+    fn cluster_flags_set_the_cluster_table() {
+        use clap::FromArgMatches as _;
+        let cli = <Overrides as clap::Args>::augment_args(clap::Command::new("t"));
+        let matches = cli
+            .try_get_matches_from([
+                "t",
+                "--node-id",
+                "ns1",
+                "--nats-url",
+                "nats://10.0.0.5:4222",
+                "--cluster-name",
+                "net",
+                "--roles",
+                "ds,ns",
+                "--heartbeat-ms",
+                "200",
+                "--dead-after-ms",
+                "1000",
+            ])
+            .unwrap();
+        let o = Overrides::from_arg_matches(&matches).unwrap();
+        let mut config = Config::default();
+        config.apply_overrides(&o);
+        let c = config.cluster.validate().unwrap().unwrap();
+        assert_eq!(
+            (c.node_id.as_str(), c.nats_url.as_str(), c.name.as_str()),
+            ("ns1", "nats://10.0.0.5:4222", "net")
+        );
+        assert!(c.ds && c.ns && !c.sb);
+        assert_eq!(c.heartbeat, Duration::from_millis(200));
+        assert_eq!(c.dead_after, Duration::from_millis(1000));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! ([`relive_cli`]): `--data-dir`, the account as the positional `EMAIL`, `-v`/`-q`,
 //! `--log-format text|json`, `RUST_LOG` deciding when set.
 
-use std::io::{BufRead as _, IsTerminal as _};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +20,7 @@ use relive_server::tls::CertPaths;
 use relive_server::{Context, Listeners, data_dir, demo, tls};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Relive: a self-hosted MSN Messenger server.
 #[derive(Debug, Parser)]
@@ -618,8 +619,31 @@ async fn serve(data_dir: PathBuf, o: &Overrides, args: ServeArgs) -> anyhow::Res
     };
     // Registered before the ready line: a supervisor may signal as soon as it sees it.
     let signals = Signals::register();
-    println!("{}", public_host_line(&settings.public_host));
     let shutdown = CancellationToken::new();
+    // Cluster mode: join before serving (so the first client already counts in the network),
+    // then say which peers are live whenever that changes.
+    let cluster_tasks = TaskTracker::new();
+    relive_server::join_cluster(&mut ctx, &listeners, &cluster_tasks, &shutdown)
+        .await
+        .context("joining the cluster")?;
+    if let Some(cluster) = &ctx.cluster {
+        let s = cluster.settings();
+        let roles: Vec<&str> = [(s.ds, "ds"), (s.ns, "ns"), (s.sb, "sb")]
+            .into_iter()
+            .filter_map(|(on, role)| on.then_some(role))
+            .collect();
+        println!(
+            "cluster node {} ({}) of network {} on {}",
+            s.node_id,
+            roles.join(","),
+            s.name,
+            s.nats_url
+        );
+    }
+    println!("{}", public_host_line(&settings.public_host));
+    if let Some(cluster) = &ctx.cluster {
+        cluster_tasks.spawn(print_peers(cluster.watch_peers(), shutdown.clone()));
+    }
     if let Some(listener) = metrics_listener {
         let (metrics, stop) = (std::sync::Arc::clone(&ctx.metrics), shutdown.clone());
         tokio::spawn(async move {
@@ -637,7 +661,36 @@ async fn serve(data_dir: PathBuf, o: &Overrides, args: ServeArgs) -> anyhow::Res
         trigger.cancel();
     });
     relive_server::run_with_relay(ctx, listeners, relay_quic, shutdown).await?;
+    // The cluster's tasks end with the shutdown, after telling the peers this node leaves.
+    cluster_tasks.close();
+    cluster_tasks.wait().await;
     Ok(())
+}
+
+/// Cluster mode: prints `cluster peers: <ids>` (or `none`) now and whenever a peer joins or
+/// leaves, until `shutdown`. Standard output only (a closed one is ignored).
+async fn print_peers(
+    mut peers: tokio::sync::watch::Receiver<Vec<String>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let line = {
+            let ids = peers.borrow_and_update();
+            let count = ids.len();
+            match count {
+                0 => "cluster peers: none".to_owned(),
+                _ => format!("cluster peers: {} ({count})", ids.join(" ")),
+            }
+        };
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = peers.changed() => if changed.is_err() { break },
+        }
+    }
 }
 
 /// `serve --demo`: creates the demo accounts that are missing and prints their tokens; says

@@ -57,6 +57,15 @@ pub fn missing_target(target: &str) -> Option<String> {
 /// …) stay.
 #[must_use]
 pub fn script(path: &str) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(workspace().join(path));
+    without_test_env(&mut cmd);
+    cmd
+}
+
+/// Removes from `cmd`'s environment the variables `cargo test` set for this test binary (see
+/// [`script`]), so a nested `cargo build` finds the build it made up to date.
+pub fn without_test_env(cmd: &mut Command) {
     const SETTINGS: [&str; 8] = [
         "CARGO_HOME",
         "CARGO_TARGET_DIR",
@@ -67,8 +76,6 @@ pub fn script(path: &str) -> Command {
         "CARGO_HTTP_",
         "CARGO_REGISTR",
     ];
-    let mut cmd = Command::new("bash");
-    cmd.arg(workspace().join(path));
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if (name.starts_with("CARGO_") && !SETTINGS.iter().any(|s| name.starts_with(s)))
@@ -77,7 +84,6 @@ pub fn script(path: &str) -> Command {
             cmd.env_remove(&*name);
         }
     }
-    cmd
 }
 
 /// Builds (or finds up to date) the release binaries for `platform` (`linux`: static musl,

@@ -10,7 +10,7 @@
 //! - [`netns`]: the NAT testbed; [`p2p`]: MSN P2P/MSNSLP framing for its scripted clients.
 //! - [`tool`]: the one rule for tests that need a system tool (fail in CI, skip elsewhere).
 //! - [`web`]: a cookie-keeping HTTP client for the website's handler tests.
-//! - [`cluster`]: nodes of a Relive cluster as child processes (`relive-node`), and
+//! - [`cluster`]: nodes of a Relive cluster as `relive-server serve` child processes, and
 //!   [`nats`]: the real `nats-server` they share.
 //! - [`dist`]: the release binaries (static Linux, Windows) and running them under wine.
 //!

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use relive_msnp::types::Passport;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -241,11 +241,21 @@ struct Shared {
     state: Mutex<State>,
     tx: mpsc::Sender<Outgoing>,
     dropped: AtomicU64,
+    /// The ids of the live peers, sorted, sent on each change ([`Cluster::watch_peers`]).
+    peer_ids: watch::Sender<Vec<String>>,
 }
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes the live peers after `state.peers` changed (under the state lock, so the
+    /// watchers see the changes in order).
+    fn peers_changed(&self, state: &State) {
+        let mut ids: Vec<String> = state.peers.keys().cloned().collect();
+        ids.sort();
+        self.peer_ids.send_replace(ids);
     }
 
     fn send(&self, item: Outgoing) {
@@ -395,6 +405,7 @@ impl Cluster {
             state: Mutex::new(State::default()),
             tx,
             dropped: AtomicU64::new(0),
+            peer_ids: watch::Sender::new(Vec::new()),
         });
         let cluster = Arc::new(Self {
             cookies: cookie::CookieKey::derive(key, &settings.name),
@@ -490,9 +501,14 @@ impl Cluster {
     /// The ids of the live peers (not this node).
     #[must_use]
     pub fn peers(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.shared.state().peers.keys().cloned().collect();
-        ids.sort();
-        ids
+        self.shared.peer_ids.borrow().clone()
+    }
+
+    /// The ids of the live peers (sorted, not this node), updated whenever one joins or
+    /// leaves: what `serve` prints as `cluster peers: …`.
+    #[must_use]
+    pub fn watch_peers(&self) -> watch::Receiver<Vec<String>> {
+        self.shared.peer_ids.subscribe()
     }
 
     async fn inbound(
@@ -561,6 +577,7 @@ impl Cluster {
             .is_none();
         if new {
             info!(%node, "peer joined");
+            self.shared.peers_changed(&state);
             let ops = hub
                 .local_snapshot()
                 .iter()
@@ -580,7 +597,9 @@ impl Cluster {
     fn drop_peer(&self, node: &str, hub: &Hub) {
         let gone: Vec<(Passport, ConnId)> = {
             let mut state = self.shared.state();
-            state.peers.remove(node);
+            if state.peers.remove(node).is_some() {
+                self.shared.peers_changed(&state);
+            }
             let users: Vec<Passport> = state
                 .remote
                 .iter()

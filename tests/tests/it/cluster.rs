@@ -1,7 +1,9 @@
-//! Cluster mode end to end (issue 19): a real `nats-server` and five `relive-node` processes
-//! on `127.0.0.1:0` — one dispatch, two NS, two SB — sharing one PostgreSQL database (needs
-//! `nats-server` and PostgreSQL; skipped with the reason outside CI when either is missing). Users on different NS nodes log in (MD5 and Passport, the ticket from one node
-//! used on another), see each other, chat one-to-one and three-way through SB nodes, change
+//! Cluster mode end to end (issue 19): a real `nats-server` and five `relive-server serve`
+//! processes on `127.0.0.1:0` — one dispatch, two NS, two SB — each with its own data
+//! directory (the same `secret.key` and CA copied in, as README says), sharing one PostgreSQL
+//! database ([`relive_tests::cluster`]; needs `nats-server` and PostgreSQL, skipped with the
+//! reason outside CI when either is missing). Users on different NS nodes log in (MD5 and
+//! Passport, the ticket from one node used on another), see each other, chat one-to-one and three-way through SB nodes, change
 //! lists and block; a duplicate login on another node gets `OUT OTH`; then one NS node is
 //! killed with SIGKILL: its users log in again through the dispatch and find every
 //! acknowledged change, and nobody else is disturbed; finally an SB node is drained
@@ -13,7 +15,7 @@ use anyhow::{Context as _, bail, ensure};
 use relive_msnp::client::Role;
 use relive_msnp::server::ServerMessage;
 use relive_server::store::ListKind;
-use relive_tests::cluster::Node;
+use relive_tests::cluster::{Node, node_program};
 use relive_tests::logon::{Logon, Method};
 use relive_tests::nats::Nats;
 use relive_tests::stack::{DataDir, change_status, sync_lists};
@@ -23,7 +25,6 @@ const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
 const CAROL: &str = "carol@example.com";
 const DAVE: &str = "dave@example.com";
-const NODE: &str = env!("CARGO_BIN_EXE_relive-node");
 
 /// Asks the dispatch node where `handle` logs in (`XFR NS`), as MSN 1.x–6.x clients do.
 async fn referral(ds: SocketAddr, handle: &str) -> anyhow::Result<SocketAddr> {
@@ -77,6 +78,7 @@ async fn two_ns_two_sb_one_dispatch_survive_losing_an_ns_node() -> anyhow::Resul
     let data = stack.shutdown().await?;
     let token = |h: &str| data.token(h).map(str::to_owned).context("token");
     let name = format!("t{}", std::process::id());
+    let program = tokio::task::spawn_blocking(node_program).await??;
     let mut nodes = Vec::new();
     for (id, roles) in [
         ("ds", "ds"),
@@ -85,7 +87,7 @@ async fn two_ns_two_sb_one_dispatch_survive_losing_an_ns_node() -> anyhow::Resul
         ("sb1", "sb"),
         ("sb2", "sb"),
     ] {
-        nodes.push(Node::spawn(NODE.as_ref(), &data, nats.url(), &name, id, roles, 4).await?);
+        nodes.push(Node::spawn(&program, &data, nats.url(), &name, id, roles, 4).await?);
     }
     for node in &mut nodes {
         node.ready().await?;
