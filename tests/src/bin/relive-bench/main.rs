@@ -10,7 +10,7 @@
 //! the same figures as JSON. The exit status is 1 when a target is missed.
 //!
 //! Scenarios: [`chat`], [`idle`], [`login`], [`presence`], [`lists`], [`cluster`] (issue 19: two
-//! nodes over NATS), [`flood`] (issue #14: logins from other addresses while one address floods
+//! `relive-server serve` nodes over NATS, presence and chat), [`flood`] (issue #14: logins from other addresses while one address floods
 //! every listener); `--store postgres` runs any of them with the server on PostgreSQL (issue
 //! #19); users log in as [`logon`] says
 //! (`--login md5`, MSNP7; `--login passport`, MSNP9 through HTTPS `login2.srf`; `--login
@@ -94,8 +94,10 @@ enum Scenario {
     /// Flood: one address holds 10,000 connections to every listener, idle and trickling;
     /// login latency of users from other addresses, MD5 and Passport.
     Flood(flood::Args),
-    /// Cluster (issue 19): two nodes over a real nats-server; presence latency within a
-    /// node and across nodes, CPU per status change on each node.
+    /// Cluster (issue 19): two `relive-server serve` nodes over a real nats-server;
+    /// `--scenario presence`: presence latency within a node and across nodes, CPU per status
+    /// change on each node; `--scenario chat`: invitation and message latency and CPU per
+    /// message, rooms of two users on one node vs on two nodes.
     Cluster(cluster::Args),
     /// Internal: run the server on a prepared data directory (what the scenarios start).
     #[command(name = "__serve", hide = true)]
