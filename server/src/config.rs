@@ -579,7 +579,9 @@ pub const TABLES: &[(&str, &str)] = &[
         "cluster",
         "Cluster mode: several nodes sharing one network over NATS (docs/DESIGN.md\n\
          \"Scale-out\"). Without node_id the server is a single node and none of this applies.\n\
-         Every node needs the same secret.key and the same database.",
+         Every node has its own data directory with the same secret.key and the same CA\n\
+         (tls/relive-ca.crt, tls/ca.key, tls/ca.name, copied from the first node), and the\n\
+         same database ([store] url). It prints \"cluster peers: ...\" when peers come and go.",
     ),
     (
         "web",

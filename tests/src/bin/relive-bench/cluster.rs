@@ -346,9 +346,10 @@ async fn chat(common: &Common, args: Args) -> anyhow::Result<Report> {
             // The caller sees the callee online (on n1: for a callee on n2, once n1 applied
             // n2's change).
             caller
-                .wait_for("NLN callee", |m| {
-                    matches!(m, ServerMessage::Nln { handle, .. } if handle.as_str() == b)
-                })
+                .wait_for(
+                    "NLN callee",
+                    |m| matches!(m, ServerMessage::Nln { handle, .. } if handle.as_str() == b),
+                )
                 .await?;
             let mut caller_sb = sb::open(&mut caller, a, "caller_sb").await?;
             ensure!(
@@ -405,37 +406,37 @@ async fn chat(common: &Common, args: Args) -> anyhow::Result<Report> {
         let messages = (args.repeats * rooms.len()) as f64;
         let per_message = |cpu: f64| cpu * 1e6 / messages;
         report.info(
-            &format!("invitation (CAL to ANS OK) {what} p50"),
+            format!("invitation (CAL to ANS OK) {what} p50"),
             setup.quantile_ms(0.5),
             "ms",
         );
         report.info(
-            &format!("invitation (CAL to ANS OK) {what} max"),
+            format!("invitation (CAL to ANS OK) {what} max"),
             setup.quantile_ms(1.0),
             "ms",
         );
         report.info(
-            &format!("message latency {what} p50"),
+            format!("message latency {what} p50"),
             latency.quantile_ms(0.5),
             "ms",
         );
         report.info(
-            &format!("message latency {what} p99"),
+            format!("message latency {what} p99"),
             latency.quantile_ms(0.99),
             "ms",
         );
         report.info(
-            &format!("CPU per message {what}, n1 + n2"),
+            format!("CPU per message {what}, n1 + n2"),
             per_message(after.0 - before.0 + after.1 - before.1),
             "µs",
         );
         report.info(
-            &format!("CPU per message {what}, n1 (the room's node)"),
+            format!("CPU per message {what}, n1 (the room's node)"),
             per_message(after.0 - before.0),
             "µs",
         );
         report.info(
-            &format!("CPU per message {what}, n2"),
+            format!("CPU per message {what}, n2"),
             per_message(after.1 - before.1),
             "µs",
         );
