@@ -2,14 +2,15 @@
 //! its own data directory as on separate hosts ([`relive_tests::cluster`]), sharing the store
 //! (`--store sqlite`: one SQLite file, which only nodes on one host can share; `--store
 //! postgres`: one PostgreSQL database). CPU is read from `/proc/<pid>/stat` of each node
-//! (user + system), which stays a cost per operation when other work loads the machine.
+//! (user + system), which stays a cost per operation when other work loads the machine; the
+//! measured operations write nothing to the store, so no database CPU is added.
 //!
-//! - `--scenario presence`: nodes `n1` and `n2` both `ns,sb`. One user on `n1` changes status,
-//!   alternating `AWY` and `NLN`; half of its watchers are on `n1` (same node), half on `n2`
-//!   (across nodes). Reports the latency from the write of `CHG` until each watcher has read
-//!   its `NLN`, p50/p99 within one node and across nodes, and the CPU each node spent per
-//!   status change (`n1` decides, delivers to its watchers and publishes; `n2` applies the
-//!   change and delivers to its own).
+//! - `--scenario presence`: nodes `n1` and `n2` both `ns,sb`. A user on `n1` changes status,
+//!   alternating `AWY` and `NLN`: first one whose watchers are all on `n1` ("one node"), then
+//!   one whose watchers are half on `n1` (same node), half on `n2` (across nodes). Reports
+//!   the latency from the write of `CHG` until each watcher has read its `NLN`, p50/p99, and
+//!   the CPU each node spent per status change (`n1` decides, delivers to its watchers and
+//!   publishes; `n2` applies the change, and delivers to its own watchers if it has any).
 //! - `--scenario chat`: `n1` is `ns,sb`, `n2` is `ns` only, so every room is on `n1`. Pairs of
 //!   users chat in rooms of two: first pairs with both users logged in on `n1` (one node),
 //!   then pairs whose caller is on `n1` and callee on `n2` (across nodes: the `RNG` of the
@@ -65,6 +66,8 @@ pub(crate) struct Args {
 }
 
 const OWNER: &str = "owner@example.com";
+/// The presence owner whose watchers are all on its node.
+const SOLO: &str = "solo@example.com";
 
 fn watcher(i: usize) -> String {
     format!("w{i}@example.com")
@@ -193,6 +196,72 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     }
 }
 
+/// Logs `watchers` in (watcher `i` on `n2` when `on_n2(i)`, else on `n1`); each reports
+/// (on `n2`, when) for every `NLN` of `owner` it reads.
+async fn watch_owner(
+    net: &Network,
+    owner: &'static str,
+    watchers: &[String],
+    on_n2: impl Fn(usize) -> bool,
+) -> anyhow::Result<mpsc::UnboundedReceiver<(bool, Instant)>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (i, handle) in watchers.iter().enumerate() {
+        let cross = on_n2(i);
+        let mut c = net.login(cross, handle).await?;
+        let tx = tx.clone();
+        let me = handle.clone();
+        tokio::task::spawn_local(async move {
+            loop {
+                match c.recv().await {
+                    Ok(ServerMessage::Nln { handle, .. }) if handle.as_str() == owner => {
+                        if tx.send((cross, Instant::now())).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    // Nothing for 5 s (the other owner's phase): keep waiting (the client's
+                    // reads survive a timeout).
+                    Err(error) if error.to_string().contains("timed out") => {}
+                    Err(error) => {
+                        eprintln!("watcher {me}: {error:#}");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
+
+/// `owner` changes status `args.repeats` times (`AWY`, `NLN`, …), each time waiting until all
+/// `watchers` have read it. Returns the latencies to watchers on `n1` and on `n2`, and the
+/// CPU seconds `n1` and `n2` spent meanwhile.
+async fn changes(
+    net: &Network,
+    owner: &mut MsnpClient,
+    rx: &mut mpsc::UnboundedReceiver<(bool, Instant)>,
+    watchers: usize,
+    args: &Args,
+) -> anyhow::Result<(Samples, Samples, (f64, f64))> {
+    let before = cpu_pair(&net.n1, &net.n2)?;
+    let (mut same, mut across) = (Samples::default(), Samples::default());
+    for r in 0..args.repeats {
+        let status = if r % 2 == 0 { "AWY" } else { "NLN" };
+        let sent = Instant::now();
+        change_status(owner, status).await?;
+        for _ in 0..watchers {
+            let (cross, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .context("a watcher missed a status change")?
+                .context("watchers gone")?;
+            if cross { &mut across } else { &mut same }.push(at - sent);
+        }
+        tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+    }
+    let after = cpu_pair(&net.n1, &net.n2)?;
+    Ok((same, across, (after.0 - before.0, after.1 - before.1)))
+}
+
 async fn presence(common: &Common, args: Args) -> anyhow::Result<Report> {
     ensure!(args.watchers >= 2, "--watchers must be at least 2");
     let mut report = Report::new(
@@ -206,58 +275,55 @@ async fn presence(common: &Common, args: Args) -> anyhow::Result<Report> {
             "store": format!("{:?}", common.store),
         }),
     );
+    // OWNER's watchers are split over the nodes; SOLO's are all on n1 (with SOLO).
     let watchers: Vec<String> = (0..args.watchers).map(watcher).collect();
-    let mut accounts = vec![OWNER.to_owned()];
+    let solo_watchers: Vec<String> = (0..args.watchers)
+        .map(|i| format!("v{i}@example.com"))
+        .collect();
+    let mut accounts = vec![OWNER.to_owned(), SOLO.to_owned()];
     accounts.extend(watchers.iter().cloned());
+    accounts.extend(solo_watchers.iter().cloned());
     let friends: Vec<(String, String)> = watchers
         .iter()
         .map(|w| (OWNER.to_owned(), w.clone()))
+        .chain(solo_watchers.iter().map(|w| (SOLO.to_owned(), w.clone())))
         .collect();
     let mut net = network(common, &accounts, &friends, ["ns,sb", "ns,sb"]).await?;
     let mut owner = net.login(false, OWNER).await?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<(bool, Instant)>();
-    for (i, handle) in watchers.iter().enumerate() {
-        let cross = i % 2 == 1;
-        let mut c = net.login(cross, handle).await?;
-        let tx = tx.clone();
-        tokio::task::spawn_local(async move {
-            loop {
-                match c.recv().await {
-                    Ok(ServerMessage::Nln { handle, .. }) if handle.as_str() == OWNER => {
-                        if tx.send((cross, Instant::now())).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-    }
-    // Everyone sees the owner online before measuring.
+    let mut solo = net.login(false, SOLO).await?;
+    let mut rx = watch_owner(&net, OWNER, &watchers, |i| i % 2 == 1).await?;
+    let mut solo_rx = watch_owner(&net, SOLO, &solo_watchers, |_| false).await?;
+    // Everyone sees the owners online before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
     while rx.try_recv().is_ok() {}
-    // The owner has heard its watchers come online: skip that.
-    owner.send_line("PNG").await?;
-    owner
-        .wait_for("QNG", |m| matches!(m, ServerMessage::Qng { .. }))
-        .await?;
-    let before = cpu_pair(&net.n1, &net.n2)?;
-    let (mut same, mut across) = (Samples::default(), Samples::default());
-    for r in 0..args.repeats {
-        let status = if r % 2 == 0 { "AWY" } else { "NLN" };
-        let sent = Instant::now();
-        change_status(&mut owner, status).await?;
-        for _ in 0..args.watchers {
-            let (cross, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .context("a watcher missed a status change")?
-                .context("watchers gone")?;
-            if cross { &mut across } else { &mut same }.push(at - sent);
-        }
-        tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+    while solo_rx.try_recv().is_ok() {}
+    // The owners have heard their watchers come online: skip that.
+    for c in [&mut owner, &mut solo] {
+        c.send_line("PNG").await?;
+        c.wait_for("QNG", |m| matches!(m, ServerMessage::Qng { .. }))
+            .await?;
     }
-    let after = cpu_pair(&net.n1, &net.n2)?;
+    #[allow(clippy::cast_precision_loss, reason = "small counts")]
+    let per_change = |cpu: f64| cpu * 1e6 / args.repeats as f64;
+    let (mut one, _, cpu) = changes(&net, &mut solo, &mut solo_rx, args.watchers, &args).await?;
+    report.info("one node: presence latency p50", one.quantile_ms(0.5), "ms");
+    report.info(
+        "one node: presence latency p99",
+        one.quantile_ms(0.99),
+        "ms",
+    );
+    report.info(
+        "one node: n1 (owner's, all watchers) CPU per status change",
+        per_change(cpu.0),
+        "µs",
+    );
+    report.info(
+        "one node: n2 (applies it, no watcher) CPU per status change",
+        per_change(cpu.1),
+        "µs",
+    );
+    let (mut same, mut across, cpu) =
+        changes(&net, &mut owner, &mut rx, args.watchers, &args).await?;
     report.info(
         "presence latency same node p50",
         same.quantile_ms(0.5),
@@ -278,22 +344,21 @@ async fn presence(common: &Common, args: Args) -> anyhow::Result<Report> {
         across.quantile_ms(0.99),
         "ms",
     );
-    #[allow(clippy::cast_precision_loss, reason = "small counts")]
-    let per_change = |cpu: f64| cpu * 1e6 / args.repeats as f64;
     report.info(
         "node 1 (owner's) CPU per status change",
-        per_change(after.0 - before.0),
+        per_change(cpu.0),
         "µs",
     );
     report.info(
         "node 2 (applies it) CPU per status change",
-        per_change(after.1 - before.1),
+        per_change(cpu.1),
         "µs",
     );
     report.note(format!(
-        "{} watchers on each node; each change reaches {} watchers",
+        "one node: {n} watchers, all on n1 with their owner; then split: {} watchers on each \
+         node; each change reaches {n} watchers",
         args.watchers / 2,
-        args.watchers
+        n = args.watchers
     ));
     net.n1.kill().await?;
     net.n2.kill().await?;
