@@ -350,6 +350,7 @@ pub async fn join_cluster(
         switchboards: Arc::clone(&ctx.switchboards),
         ns_address: Arc::clone(&ctx.ns_address),
         passport: ctx.passport.clone(),
+        devices: Arc::clone(&ctx.devices),
     };
     let joined =
         cluster::Cluster::start(settings, ctx.store.key(), view, tracker, shutdown).await?;

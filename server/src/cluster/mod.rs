@@ -231,8 +231,9 @@ struct State {
 #[derive(Debug)]
 enum Outgoing {
     Op(WireOp),
-    /// A snapshot for one joining node.
-    To(String, Vec<WireOp>),
+    /// One envelope for one node (a snapshot for a joining node, a notice for a session it
+    /// holds), or for every node (`None`: a snapshot after reconnecting to NATS).
+    To(Option<String>, Vec<WireOp>),
 }
 
 /// The shared part the hub's [`Replicate`] and the tasks use.
@@ -248,7 +249,7 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn send(&self, item: Outgoing) {
+    fn send(&self, item: Outgoing) -> bool {
         if self.tx.try_send(item).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
@@ -257,7 +258,9 @@ impl Shared {
                     "cluster outgoing queue full or closed; change dropped"
                 );
             }
+            return false;
         }
+        true
     }
 }
 
@@ -291,6 +294,50 @@ impl Replicate for Shared {
         if let Some(wire) = WireOp::from_op(&op, epoch) {
             self.send(Outgoing::Op(wire));
         }
+    }
+
+    fn forward(&self, op: HubOp) -> bool {
+        let state = self.state();
+        let (user, stub) = match &op {
+            HubOp::SendAll { .. } => {
+                return WireOp::from_op(&op, 0).is_some_and(|w| self.send(Outgoing::Op(w)));
+            }
+            HubOp::Kick { user, conn, .. }
+            | HubOp::Send { user, conn, .. }
+            | HubOp::Revoke { user, conn, .. } => (user, *conn),
+            _ => return false,
+        };
+        // Only to the node holding the session, with its own id for it.
+        let Some((node, session)) = state.remote.get(user).filter(|(_, s)| s.stub == stub) else {
+            return false;
+        };
+        let theirs = ConnId(session.conn);
+        let op = match op {
+            HubOp::Kick { user, reason, .. } => HubOp::Kick {
+                user,
+                conn: theirs,
+                reason,
+            },
+            HubOp::Send {
+                user,
+                version,
+                message,
+                ..
+            } => HubOp::Send {
+                user,
+                conn: theirs,
+                version,
+                message,
+            },
+            HubOp::Revoke { user, token, .. } => HubOp::Revoke {
+                user,
+                conn: theirs,
+                token,
+            },
+            _ => return false,
+        };
+        WireOp::from_op(&op, 0)
+            .is_some_and(|w| self.send(Outgoing::To(Some(node.clone()), vec![w])))
     }
 }
 
@@ -354,6 +401,9 @@ pub struct NodeView {
     pub ns_address: Arc<std::sync::RwLock<relive_msnp::types::Token>>,
     /// Passport (answers other nodes' questions for tickets issued here).
     pub passport: crate::passport::PassportService,
+    /// Which token each of this node's sessions logged in with (token revocations made on
+    /// another node's website).
+    pub devices: Arc<crate::web::Devices>,
 }
 
 impl Cluster {
@@ -370,12 +420,22 @@ impl Cluster {
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Result<Arc<Self>, ClusterError> {
+        // Every (re)connection: resync with the peers (`resync`), what was published while
+        // the connection was down may be lost.
+        let connected = Arc::new(tokio::sync::Notify::new());
+        let on_connect = Arc::clone(&connected);
         let client = async_nats::ConnectOptions::new()
             .name(format!("relive-{}", settings.node_id))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => info!("NATS connected"),
-                    other => warn!(event = %other, "NATS event"),
+            .event_callback(move |event| {
+                let on_connect = Arc::clone(&on_connect);
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            info!("NATS connected");
+                            on_connect.notify_one();
+                        }
+                        other => warn!(event = %other, "NATS event"),
+                    }
                 }
             })
             .connect(&settings.nats_url)
@@ -420,6 +480,7 @@ impl Cluster {
             view.clone(),
             shutdown.clone(),
         ));
+        tracker.spawn(Arc::clone(&cluster).resync(connected, view.hub.clone(), shutdown.clone()));
         tracker.spawn(Arc::clone(&cluster).beat(client, subjects, view, shutdown.clone()));
         info!(node = %cluster.settings.node_id, "joined the cluster");
         Ok(cluster)
@@ -561,18 +622,32 @@ impl Cluster {
             .is_none();
         if new {
             info!(%node, "peer joined");
-            let ops = hub
-                .local_snapshot()
-                .iter()
-                .filter_map(|op| {
-                    let epoch = match op {
-                        HubOp::Register { user, .. } => state.local.get(user).map_or(0, |l| l.1),
-                        _ => 0,
-                    };
-                    WireOp::from_op(op, epoch)
-                })
-                .collect();
-            self.shared.send(Outgoing::To(node, ops));
+            let ops = snapshot(&state, hub);
+            self.shared.send(Outgoing::To(Some(node), ops));
+        }
+    }
+
+    /// After every (re)connection to NATS: tells every node this node's sessions (a full
+    /// snapshot: they forget what it does not list) and asks each for its own
+    /// ([`WireOp::Want`]), so that changes lost while the connection was down (either way)
+    /// are made good. Sent under the state lock like any change, so no older change
+    /// overtakes it.
+    async fn resync(
+        self: Arc<Self>,
+        connected: Arc<tokio::sync::Notify>,
+        hub: Arc<Hub>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = connected.notified() => {}
+            }
+            let state = self.shared.state();
+            let mut ops = vec![WireOp::Want];
+            ops.extend(snapshot(&state, &hub));
+            debug!(sessions = state.local.len(), "resyncing with the cluster");
+            self.shared.send(Outgoing::To(None, ops));
         }
     }
 
@@ -603,8 +678,34 @@ impl Cluster {
     fn apply(&self, env: Envelope, view: &NodeView) {
         let hub = &view.hub;
         let limiter = view.passport.rate_limiter();
+        // A node that sends is alive (a snapshot after a NATS outage may come before its
+        // next heartbeat).
+        if let Some(peer) = self.shared.state().peers.get_mut(&env.node) {
+            peer.seen = Instant::now();
+        }
+        // A full snapshot: the sessions of that node it lists.
+        let mut listed: Option<std::collections::HashSet<String>> = None;
         for op in env.ops {
             let conn = match &op {
+                WireOp::Sync => {
+                    listed = Some(std::collections::HashSet::new());
+                    continue;
+                }
+                WireOp::Want => {
+                    let state = self.shared.state();
+                    let ops = snapshot(&state, hub);
+                    self.shared.send(Outgoing::To(Some(env.node.clone()), ops));
+                    continue;
+                }
+                WireOp::Rvk { u, c, k } => {
+                    if let Ok(user) = Passport::parse(u)
+                        && hub.conn_of(&user) == Some(ConnId(*c))
+                    {
+                        view.devices
+                            .revoked_here(hub, &user, crate::store::TokenId(*k));
+                    }
+                    continue;
+                }
                 WireOp::Fail { u, a } => {
                     limiter.remote_failure(u, *a, view.passport.now());
                     continue;
@@ -614,6 +715,9 @@ impl Cluster {
                     continue;
                 }
                 WireOp::Reg { u, c, e, .. } => {
+                    if let Some(listed) = &mut listed {
+                        listed.insert(u.clone());
+                    }
                     let Ok(user) = Passport::parse(u) else {
                         continue;
                     };
@@ -681,6 +785,33 @@ impl Cluster {
                 Some(op) => hub.apply(op),
                 None => debug!(node = %env.node, "unparsable cluster change ignored"),
             }
+        }
+        if let Some(listed) = listed {
+            self.forget_unlisted(&env.node, &listed, hub);
+        }
+    }
+
+    /// After a full snapshot from `node`: its sessions the snapshot does not list ended
+    /// while their `Unreg` was lost; their watchers get `FLN`.
+    fn forget_unlisted(&self, node: &str, listed: &std::collections::HashSet<String>, hub: &Hub) {
+        let gone: Vec<(Passport, ConnId)> = {
+            let mut state = self.shared.state();
+            let users: Vec<Passport> = state
+                .remote
+                .iter()
+                .filter(|(u, (n, _))| n == node && !listed.contains(u.as_str()))
+                .map(|(u, _)| u.clone())
+                .collect();
+            users
+                .into_iter()
+                .filter_map(|u| state.remote.remove(&u).map(|(_, s)| (u, s.stub)))
+                .collect()
+        };
+        if !gone.is_empty() {
+            info!(%node, users = gone.len(), "sessions missing from a peer's snapshot are offline");
+        }
+        for (user, stub) in gone {
+            hub.apply(HubOp::Unregister { user, conn: stub });
         }
     }
 
@@ -755,6 +886,21 @@ impl Cluster {
     }
 }
 
+/// This node's sessions as a full snapshot ([`WireOp::Sync`] first), with each
+/// registration's login epoch. Taken with the state lock held (`state`), so that it is
+/// queued in order with the changes.
+fn snapshot(state: &State, hub: &Hub) -> Vec<WireOp> {
+    let mut ops = vec![WireOp::Sync];
+    ops.extend(hub.local_snapshot().iter().filter_map(|op| {
+        let epoch = match op {
+            HubOp::Register { user, .. } => state.local.get(user).map_or(0, |l| l.1),
+            _ => 0,
+        };
+        WireOp::from_op(op, epoch)
+    }));
+    ops
+}
+
 /// The rendezvous weight of `node` for `handle`.
 fn hrw(node: &str, handle: &str) -> u64 {
     let digest = ring::digest::digest(
@@ -800,7 +946,10 @@ async fn publisher(
                 Outgoing::To(peer, ops) => {
                     flush(&client, &subjects.ops, &node, &mut batch).await;
                     let mut ops = ops;
-                    let subject = format!("{}{peer}", subjects.to_prefix);
+                    let subject = peer.map_or_else(
+                        || subjects.ops.clone(),
+                        |peer| format!("{}{peer}", subjects.to_prefix),
+                    );
                     flush(&client, &subject, &node, &mut ops).await;
                 }
             }
