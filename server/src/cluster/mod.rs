@@ -26,6 +26,13 @@
 //!   with the hub's changes and counted by every node, so the limits hold network-wide.
 //! - **Passport tickets** ([`tickets`]): asked for by request/reply from the node that issued
 //!   them, which consumes them under its own lock: valid on any NS node, once.
+//! - **Website notices** (`Hub::kick`, `Hub::send_to`, `Hub::send_to_all`, token
+//!   revocation) for a session of another node are forwarded ([`Replicate::forward`]) to the
+//!   node holding it on `relive.<cluster>.to.<node>`, through the same queue as the changes;
+//!   a broadcast goes once on `.ops` and each node delivers it to its own sessions.
+//! - **NATS reconnects**: on every (re)connection a node sends its full snapshot
+//!   ([`WireOp::Sync`]) to everyone and asks for theirs ([`WireOp::Want`]), so changes lost
+//!   while NATS was unreachable are made good on both sides.
 
 pub mod cookie;
 pub mod tickets;
