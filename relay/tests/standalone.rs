@@ -176,35 +176,11 @@ async fn a_leased_port_is_forwarded_through_the_agent_byte_exact() {
     // The MSN client's listening socket on the agent's machine.
     let upload = pattern(3 * 1024 * 1024 + 17, 0x1234_5678);
     let download = pattern(256 * 1024 + 3, 0x9abc_def0);
-    let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
-    let target = listener.local_addr().unwrap().port();
-    let served = tokio::spawn({
-        let download = download.clone();
-        async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).await.unwrap();
-            s.write_all(&download).await.unwrap();
-            s.shutdown().await.unwrap();
-            got
-        }
-    });
-
-    let allocated = remote.forward(ALICE, LOCAL, target).expect("allocated");
-    // Connect at once: the arm may still be on its way (the relay holds the connection).
-    let mut peer = TcpStream::connect((LOCAL, allocated.port)).await.unwrap();
-    peer.write_all(&upload).await.unwrap();
-    peer.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    tokio::time::timeout(WAIT, peer.read_to_end(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
-    let got = tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+    let (got, back, port) = carry(&remote, &upload, download.clone()).await;
     assert!(got == upload, "upload differs ({} bytes)", got.len());
     assert!(back == download, "download differs ({} bytes)", back.len());
     // The allocation took its one connection: the port is closed now.
-    assert!(TcpStream::connect((LOCAL, allocated.port)).await.is_err());
+    assert!(TcpStream::connect((LOCAL, port)).await.is_err());
 
     // The control connection drops (the relay stops): presence and stock are forgotten.
     relay.stop.cancel();
@@ -213,7 +189,7 @@ async fn a_leased_port_is_forwarded_through_the_agent_byte_exact() {
         .expect("the server side notices");
     assert!(!remote.connected(ALICE));
     assert_eq!(remote.stock(), 0);
-    assert!(remote.forward(ALICE, LOCAL, target).is_none());
+    assert!(remote.forward(ALICE, LOCAL, 9).is_none());
     agent.abort();
 }
 
@@ -422,20 +398,22 @@ async fn the_server_side_reconnects_after_losing_the_control_connection() {
     );
 }
 
-/// Forwards one connection through `remote`'s allocation to a local listener standing for
-/// the agent's MSN client; returns what the listener got.
-async fn carry_one(remote: &RemoteRelay, upload: &[u8]) -> Vec<u8> {
+/// Forwards one connection through `remote`'s allocation for alice to a local listener
+/// standing for the MSN client on the agent's machine: `upload` goes in, the listener answers
+/// `download`. Returns what the listener got, what came back, and the relay port.
+async fn carry(remote: &RemoteRelay, upload: &[u8], download: Vec<u8>) -> (Vec<u8>, Vec<u8>, u16) {
     let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
     let target = listener.local_addr().unwrap().port();
     let served = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut got = Vec::new();
         s.read_to_end(&mut got).await.unwrap();
-        s.write_all(b"ok").await.unwrap();
+        s.write_all(&download).await.unwrap();
         s.shutdown().await.unwrap();
         got
     });
     let allocated = remote.forward(ALICE, LOCAL, target).expect("allocated");
+    // Connect at once: the arm may still be on its way (the relay holds the connection).
     let mut peer = TcpStream::connect((LOCAL, allocated.port)).await.unwrap();
     peer.write_all(upload).await.unwrap();
     peer.shutdown().await.unwrap();
@@ -444,8 +422,8 @@ async fn carry_one(remote: &RemoteRelay, upload: &[u8]) -> Vec<u8> {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(back, b"ok");
-    tokio::time::timeout(WAIT, served).await.unwrap().unwrap()
+    let got = tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+    (got, back, allocated.port)
 }
 
 #[tokio::test]
@@ -472,11 +450,10 @@ async fn two_servers_drive_one_relay_and_both_reach_the_agent() {
     // A room on either SB node forwards through the one agent, byte-exact.
     let one = pattern(512 * 1024 + 5, 0x0102_0304);
     let two = pattern(700 * 1024 + 9, 0x0506_0708);
-    assert!(
-        carry_one(&second, &two).await == two,
-        "via the second server"
-    );
-    assert!(carry_one(&first, &one).await == one, "via the first server");
+    let (got, back, _) = carry(&second, &two, b"ok".to_vec()).await;
+    assert!(got == two && back == b"ok", "via the second server");
+    let (got, back, _) = carry(&first, &one, b"ok".to_vec()).await;
+    assert!(got == one && back == b"ok", "via the first server");
     // Both connections stay up: neither replaced the other.
     assert!(first.is_up() && second.is_up());
     // A third server replaces the oldest (the first), which reconnects and replaces the

@@ -660,13 +660,18 @@ impl Cluster {
 
     /// Forgets a peer and every session it held (their watchers get `FLN`).
     fn drop_peer(&self, node: &str, hub: &Hub) {
+        self.shared.state().peers.remove(node);
+        self.forget_sessions(node, hub, |_| false, "peer's users are offline");
+    }
+
+    /// Forgets the sessions of `node` that `keep` does not keep; their watchers get `FLN`.
+    fn forget_sessions(&self, node: &str, hub: &Hub, keep: impl Fn(&str) -> bool, why: &str) {
         let gone: Vec<(Passport, ConnId)> = {
             let mut state = self.shared.state();
-            state.peers.remove(node);
             let users: Vec<Passport> = state
                 .remote
                 .iter()
-                .filter(|(_, (n, _))| n == node)
+                .filter(|(u, (n, _))| n == node && !keep(u.as_str()))
                 .map(|(u, _)| u.clone())
                 .collect();
             users
@@ -675,7 +680,7 @@ impl Cluster {
                 .collect()
         };
         if !gone.is_empty() {
-            info!(%node, users = gone.len(), "peer's users are offline");
+            info!(%node, users = gone.len(), "{why}");
         }
         for (user, stub) in gone {
             hub.apply(HubOp::Unregister { user, conn: stub });
@@ -793,32 +798,11 @@ impl Cluster {
                 None => debug!(node = %env.node, "unparsable cluster change ignored"),
             }
         }
+        // A full snapshot: the sender's sessions it does not list ended while their `Unreg`
+        // was lost.
         if let Some(listed) = listed {
-            self.forget_unlisted(&env.node, &listed, hub);
-        }
-    }
-
-    /// After a full snapshot from `node`: its sessions the snapshot does not list ended
-    /// while their `Unreg` was lost; their watchers get `FLN`.
-    fn forget_unlisted(&self, node: &str, listed: &std::collections::HashSet<String>, hub: &Hub) {
-        let gone: Vec<(Passport, ConnId)> = {
-            let mut state = self.shared.state();
-            let users: Vec<Passport> = state
-                .remote
-                .iter()
-                .filter(|(u, (n, _))| n == node && !listed.contains(u.as_str()))
-                .map(|(u, _)| u.clone())
-                .collect();
-            users
-                .into_iter()
-                .filter_map(|u| state.remote.remove(&u).map(|(_, s)| (u, s.stub)))
-                .collect()
-        };
-        if !gone.is_empty() {
-            info!(%node, users = gone.len(), "sessions missing from a peer's snapshot are offline");
-        }
-        for (user, stub) in gone {
-            hub.apply(HubOp::Unregister { user, conn: stub });
+            let why = "sessions missing from a peer's snapshot are offline";
+            self.forget_sessions(&env.node, hub, |u| listed.contains(u), why);
         }
     }
 
