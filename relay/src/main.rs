@@ -101,6 +101,10 @@ enum Command {
         /// Concurrent allocations per user (a rendezvous holds two).
         #[arg(long, default_value_t = DEFAULT_PER_USER_LIMIT)]
         per_user_limit: usize,
+        /// Servers that drive this relay at once: 1 for one relive-server; in cluster mode
+        /// the number of SB nodes (each sees every agent). One more replaces the oldest.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        servers: u16,
     },
 }
 
@@ -112,6 +116,7 @@ struct ServeArgs {
     bind_ip: IpAddr,
     ports: std::ops::RangeInclusive<u16>,
     per_user_limit: usize,
+    servers: u16,
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -144,7 +149,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         trigger.cancel();
     });
-    serve::run(endpoint, ServeConfig { pool, secret }, shutdown).await?;
+    let mut config = ServeConfig::new(pool, secret);
+    config.servers = usize::from(args.servers);
+    serve::run(endpoint, config, shutdown).await?;
     Ok(())
 }
 
@@ -227,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
             port_min,
             port_max,
             per_user_limit,
+            servers,
         } => {
             serve(ServeArgs {
                 data_dir,
@@ -235,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
                 bind_ip,
                 ports: port_min..=port_max,
                 per_user_limit,
+                servers,
             })
             .await
         }

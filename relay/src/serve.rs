@@ -24,8 +24,16 @@
 //! **When the control connection drops**, every leased-but-unarmed port is closed, agent
 //! verifications in flight are answered "no", and armed allocations run on under their
 //! own limits (an unused one expires after the pool's TTL, ≈ 60 s; a transfer in progress is
-//! not cut). The server reconnects with a backoff and leases afresh. Only one control
-//! connection is served: a newer one (the same server, reconnecting) replaces the older.
+//! not cut). The server reconnects with a backoff and leases afresh.
+//!
+//! **Several servers** ([`ServeConfig::servers`], `--servers`): by default one control
+//! connection is served and a newer one (the same server, reconnecting) replaces the older.
+//! In cluster mode every SB node drives this one relay: up to `servers` control connections
+//! are served at once (one more replaces the oldest), each with its own leases and ids
+//! (a [`Session`] per connection), each told the presence of every agent, so an agent
+//! connected here is reachable from a room on any SB node; per-user limits are this relay's
+//! pool's, network-wide. An agent's token is verified by the newest connected server (they
+//! share one store).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -211,6 +219,21 @@ pub struct ServeConfig {
     pub pool: PoolConfig,
     /// The control secret the server must present.
     pub secret: Vec<u8>,
+    /// Most server control connections served at once (1: one server; the SB nodes of a
+    /// cluster: their number). One more replaces the oldest.
+    pub servers: usize,
+}
+
+impl ServeConfig {
+    /// One server's relay: `pool`, `secret`, [`Self::servers`] 1.
+    #[must_use]
+    pub const fn new(pool: PoolConfig, secret: Vec<u8>) -> Self {
+        Self {
+            pool,
+            secret,
+            servers: 1,
+        }
+    }
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -218,12 +241,15 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("pool", &self.pool)
             .field("secret", &"***")
+            .field("servers", &self.servers)
             .finish()
     }
 }
 
 /// The current control connection, as the agent verifier needs it.
 struct Link {
+    /// The connection's `stable_id`.
+    id: usize,
     connection: quinn::Connection,
     out: mpsc::Sender<ToServer>,
     pending: HashMap<u64, oneshot::Sender<Option<String>>>,
@@ -231,14 +257,15 @@ struct Link {
 
 #[derive(Default)]
 struct Shared {
-    link: Mutex<Option<Link>>,
+    /// The servers' control connections, oldest first.
+    links: Mutex<Vec<Link>>,
     next_request: AtomicU64,
 }
 
 impl Shared {
-    fn link(&self) -> std::sync::MutexGuard<'_, Option<Link>> {
-        // Every update is one replace or one map operation: a poisoned lock is consistent.
-        self.link.lock().unwrap_or_else(PoisonError::into_inner)
+    fn links(&self) -> std::sync::MutexGuard<'_, Vec<Link>> {
+        // Every update is one push, removal or map operation: a poisoned lock is consistent.
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -251,9 +278,10 @@ impl Authenticate for ServerVerifies {
         let shared = Arc::clone(&self.0);
         let request = shared.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let sent = {
-            let mut link = shared.link();
-            match link.as_mut() {
+        let (sent, link_id) = {
+            let mut links = shared.links();
+            // The newest server connection: the likeliest to be alive.
+            match links.last_mut() {
                 Some(link) if link.pending.len() < MAX_PENDING => {
                     let frame = ToServer::Verify {
                         request,
@@ -265,9 +293,9 @@ impl Authenticate for ServerVerifies {
                     if !sent {
                         link.pending.remove(&request);
                     }
-                    sent
+                    (sent, link.id)
                 }
-                _ => false,
+                _ => (false, 0),
             }
         };
         Box::pin(async move {
@@ -276,7 +304,7 @@ impl Authenticate for ServerVerifies {
                 return None;
             }
             let answer = tokio::time::timeout(VERIFY_TIMEOUT, rx).await;
-            if let Some(link) = shared.link().as_mut() {
+            if let Some(link) = shared.links().iter_mut().find(|l| l.id == link_id) {
                 link.pending.remove(&request);
             }
             answer.ok()?.ok()?
@@ -297,6 +325,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let shared = Arc::new(Shared::default());
+    let servers = config.servers.max(1);
     let hub = AgentHub::new(Arc::new(ServerVerifies(Arc::clone(&shared))));
     let pool = PortPool::new(config.pool, Some(Arc::new(hub.clone()) as Arc<dyn Dial>))?;
     let secret: Arc<[u8]> = config.secret.into();
@@ -333,7 +362,8 @@ pub async fn run(
                 Err(_) => return,
             };
             if quic::negotiated_alpn(&connection).as_deref() == Some(control::ALPN) {
-                if let Err(error) = serve_control(&shared, &pool, &hub, connection, &secret).await {
+                let server = (&*shared, &pool, &hub);
+                if let Err(error) = serve_control(server, connection, &secret, servers).await {
                     tracing::warn!(target: "relive_relay::serve", %remote, %error, "control connection ended");
                 }
             } else {
@@ -358,6 +388,8 @@ pub fn endpoint_config(identity: Identity) -> Result<quinn::ServerConfig, QuicEr
 struct Session<'a> {
     pool: &'a PortPool,
     shared: &'a Shared,
+    /// This control connection's `stable_id`.
+    link: usize,
     leased: HashMap<u16, crate::ports::Bound>,
     armed: HashMap<u64, AllocationId>,
     armed_order: VecDeque<u64>,
@@ -443,8 +475,9 @@ impl Session<'_> {
             ToRelay::Verdict { request, user } => {
                 let waiter = self
                     .shared
-                    .link()
-                    .as_mut()
+                    .links()
+                    .iter_mut()
+                    .find(|link| link.id == self.link)
                     .and_then(|link| link.pending.remove(&request));
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(user);
@@ -467,11 +500,10 @@ impl Session<'_> {
 }
 
 async fn serve_control(
-    shared: &Shared,
-    pool: &PortPool,
-    hub: &AgentHub,
+    (shared, pool, hub): (&Shared, &PortPool, &AgentHub),
     connection: quinn::Connection,
     secret: &[u8],
+    servers: usize,
 ) -> Result<(), ServeError> {
     let remote = connection.remote_address();
     let hello = async {
@@ -493,11 +525,16 @@ async fn serve_control(
     let mut send = FramedWrite::new(send, control::relay_codec());
     send.send(ToServer::Welcome).await?;
     let (out_tx, mut out_rx) = mpsc::channel(OUT_QUEUE);
-    let previous = shared.link().replace(Link {
-        connection: connection.clone(),
-        out: out_tx,
-        pending: HashMap::new(),
-    });
+    let previous = {
+        let mut links = shared.links();
+        links.push(Link {
+            id: connection.stable_id(),
+            connection: connection.clone(),
+            out: out_tx,
+            pending: HashMap::new(),
+        });
+        (links.len() > servers).then(|| links.remove(0))
+    };
     if let Some(previous) = previous {
         previous
             .connection
@@ -510,6 +547,7 @@ async fn serve_control(
     let mut session = Session {
         pool,
         shared,
+        link: connection.stable_id(),
         leased: HashMap::new(),
         armed: HashMap::new(),
         armed_order: VecDeque::new(),
@@ -534,7 +572,7 @@ async fn serve_control(
                     send.flush().await?;
                 }
                 message = out_rx.recv() => {
-                    // The sender lives in `shared` until a newer connection replaces this one.
+                    // The sender lives in `shared` until this connection is replaced.
                     let Some(message) = message else { return Ok(()) };
                     send.send(message).await?;
                 }
@@ -562,15 +600,7 @@ async fn serve_control(
         }
     }
     .await;
-    {
-        let mut link = shared.link();
-        if link
-            .as_ref()
-            .is_some_and(|l| l.connection.stable_id() == connection.stable_id())
-        {
-            *link = None;
-        }
-    }
+    shared.links().retain(|l| l.id != connection.stable_id());
     tracing::info!(
         target: "relive_relay::serve",
         %remote,

@@ -1,7 +1,9 @@
 //! The standalone relay (`relive-relay serve`'s library) driven by the server's side
 //! ([`RemoteRelay`]) over real QUIC and TCP on 127.0.0.1: an agent forward carried
 //! byte-exact, an unauthenticated control connection refused, a wrong agent token refused
-//! by the server's verification, presence cleared when the control connection drops.
+//! by the server's verification, presence cleared when the control connection drops, and
+//! two servers (the SB nodes of a cluster) driving one relay, each seeing the agent and
+//! each forwarding through it.
 
 #![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
 
@@ -50,8 +52,13 @@ struct Relay {
     _dir: tempfile::TempDir,
 }
 
-/// Starts `serve::run` with files generated in a fresh directory.
+/// Starts `serve::run` with files generated in a fresh directory, for one server.
 async fn start_relay() -> Relay {
+    start_relay_for(1).await
+}
+
+/// Starts `serve::run` for up to `servers` servers at once.
+async fn start_relay_for(servers: usize) -> Relay {
     let dir = tempfile::tempdir().unwrap();
     let files = RelayFiles::in_dir(dir.path());
     let names = ["localhost".to_owned()];
@@ -72,10 +79,8 @@ async fn start_relay() -> Relay {
     let endpoint =
         quic::server_endpoint(serve::endpoint_config(identity).unwrap(), socket).unwrap();
     let stop = CancellationToken::new();
-    let config = ServeConfig {
-        pool: PoolConfig::new(LOCAL, 0..=0),
-        secret: secret.clone(),
-    };
+    let mut config = ServeConfig::new(PoolConfig::new(LOCAL, 0..=0), secret.clone());
+    config.servers = servers;
     tokio::spawn(serve::run(endpoint, config, stop.clone()));
     Relay {
         addr,
@@ -171,35 +176,11 @@ async fn a_leased_port_is_forwarded_through_the_agent_byte_exact() {
     // The MSN client's listening socket on the agent's machine.
     let upload = pattern(3 * 1024 * 1024 + 17, 0x1234_5678);
     let download = pattern(256 * 1024 + 3, 0x9abc_def0);
-    let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
-    let target = listener.local_addr().unwrap().port();
-    let served = tokio::spawn({
-        let download = download.clone();
-        async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).await.unwrap();
-            s.write_all(&download).await.unwrap();
-            s.shutdown().await.unwrap();
-            got
-        }
-    });
-
-    let allocated = remote.forward(ALICE, LOCAL, target).expect("allocated");
-    // Connect at once: the arm may still be on its way (the relay holds the connection).
-    let mut peer = TcpStream::connect((LOCAL, allocated.port)).await.unwrap();
-    peer.write_all(&upload).await.unwrap();
-    peer.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    tokio::time::timeout(WAIT, peer.read_to_end(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
-    let got = tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+    let (got, back, port) = carry(&remote, &upload, download.clone()).await;
     assert!(got == upload, "upload differs ({} bytes)", got.len());
     assert!(back == download, "download differs ({} bytes)", back.len());
     // The allocation took its one connection: the port is closed now.
-    assert!(TcpStream::connect((LOCAL, allocated.port)).await.is_err());
+    assert!(TcpStream::connect((LOCAL, port)).await.is_err());
 
     // The control connection drops (the relay stops): presence and stock are forgotten.
     relay.stop.cancel();
@@ -208,7 +189,7 @@ async fn a_leased_port_is_forwarded_through_the_agent_byte_exact() {
         .expect("the server side notices");
     assert!(!remote.connected(ALICE));
     assert_eq!(remote.stock(), 0);
-    assert!(remote.forward(ALICE, LOCAL, target).is_none());
+    assert!(remote.forward(ALICE, LOCAL, 9).is_none());
     agent.abort();
 }
 
@@ -415,4 +396,74 @@ async fn the_server_side_reconnects_after_losing_the_control_connection() {
             if c.error_code == control::CLOSE_REPLACED.into()),
         "{reason:?}"
     );
+}
+
+/// Forwards one connection through `remote`'s allocation for alice to a local listener
+/// standing for the MSN client on the agent's machine: `upload` goes in, the listener answers
+/// `download`. Returns what the listener got, what came back, and the relay port.
+async fn carry(remote: &RemoteRelay, upload: &[u8], download: Vec<u8>) -> (Vec<u8>, Vec<u8>, u16) {
+    let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
+    let target = listener.local_addr().unwrap().port();
+    let served = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        s.write_all(&download).await.unwrap();
+        s.shutdown().await.unwrap();
+        got
+    });
+    let allocated = remote.forward(ALICE, LOCAL, target).expect("allocated");
+    // Connect at once: the arm may still be on its way (the relay holds the connection).
+    let mut peer = TcpStream::connect((LOCAL, allocated.port)).await.unwrap();
+    peer.write_all(upload).await.unwrap();
+    peer.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(WAIT, peer.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+    (got, back, allocated.port)
+}
+
+#[tokio::test]
+async fn two_servers_drive_one_relay_and_both_reach_the_agent() {
+    let relay = start_relay_for(2).await;
+    let (first, _, _stop1) = start_server_side(&relay, relay.secret.clone());
+    let (second, _, _stop2) = start_server_side(&relay, relay.secret.clone());
+    for remote in [&first, &second] {
+        tokio::time::timeout(WAIT, remote.wait_until(|r| r.is_up() && r.stock() >= 2))
+            .await
+            .expect("both server sides connect and lease ports");
+    }
+    let agent = tokio::spawn({
+        let relay_addr = relay.addr;
+        let certs = relay.certs.clone();
+        async move { run_agent_with((relay_addr, &certs), &format!("{ALICE} good-token")).await }
+    });
+    // Both servers are told the agent is there, whichever verified it.
+    for remote in [&first, &second] {
+        tokio::time::timeout(WAIT, remote.wait_until(|r| r.connected(ALICE)))
+            .await
+            .expect("the relay reports the agent's presence to every server");
+    }
+    // A room on either SB node forwards through the one agent, byte-exact.
+    let one = pattern(512 * 1024 + 5, 0x0102_0304);
+    let two = pattern(700 * 1024 + 9, 0x0506_0708);
+    let (got, back, _) = carry(&second, &two, b"ok".to_vec()).await;
+    assert!(got == two && back == b"ok", "via the second server");
+    let (got, back, _) = carry(&first, &one, b"ok".to_vec()).await;
+    assert!(got == one && back == b"ok", "via the first server");
+    // Both connections stay up: neither replaced the other.
+    assert!(first.is_up() && second.is_up());
+    // A third server replaces the oldest (the first), which reconnects and replaces the
+    // second in turn: at most two are served at once.
+    let (third, _, _stop3) = start_server_side(&relay, relay.secret.clone());
+    tokio::time::timeout(WAIT, third.wait_until(|r| r.is_up()))
+        .await
+        .expect("the third connects");
+    tokio::time::timeout(WAIT, first.wait_until(|r| !r.is_up()))
+        .await
+        .expect("the oldest is replaced");
+    agent.abort();
 }

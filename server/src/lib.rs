@@ -344,12 +344,20 @@ pub async fn join_cluster(
     let Some(settings) = ctx.settings.cluster.clone() else {
         return Ok(());
     };
+    if settings.sb && ctx.settings.relay.enabled && ctx.settings.relay.remote.is_none() {
+        tracing::info!(
+            "cluster mode with an embedded relay: an agent connected to this node is not seen \
+             by rooms on other SB nodes; give every SB node the same [relay] remote \
+             (relive-relay serve --servers <SB nodes>)"
+        );
+    }
     advertise(ctx, listeners);
     let view = cluster::NodeView {
         hub: Arc::clone(&ctx.hub),
         switchboards: Arc::clone(&ctx.switchboards),
         ns_address: Arc::clone(&ctx.ns_address),
         passport: ctx.passport.clone(),
+        devices: Arc::clone(&ctx.devices),
     };
     let joined =
         cluster::Cluster::start(settings, ctx.store.key(), view, tracker, shutdown).await?;

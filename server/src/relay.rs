@@ -700,7 +700,7 @@ mod tests {
         let pool = PoolConfig::new("127.0.0.1".parse().unwrap(), 0..=0);
         tokio::spawn(serve::run(
             endpoint,
-            ServeConfig { pool, secret },
+            ServeConfig::new(pool, secret),
             stop.clone(),
         ));
         // The server: secret copied into its data directory (relative path), CA absolute.

@@ -32,18 +32,7 @@ impl Nats {
             return Ok(None);
         }
         let dir = tempfile::tempdir()?;
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-            .arg(dir.path().join("js"))
-            .arg("--ports_file_dir")
-            .arg(dir.path())
-            .arg("-l")
-            .arg(dir.path().join("nats.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nats-server")?;
+        let child = spawn(dir.path(), "-1")?;
         let mut nats = Self {
             url: String::new(),
             child,
@@ -57,11 +46,64 @@ impl Nats {
         Ok(Some(nats))
     }
 
+    /// Kills the server: clients see the connection drop and start reconnecting (until
+    /// [`Self::resume`]).
+    ///
+    /// # Errors
+    ///
+    /// The process could not be killed or reaped.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts a new server on the port of the stopped one, as an operator restarting NATS
+    /// would; returns once it accepts connections.
+    ///
+    /// # Errors
+    ///
+    /// It did not start or did not listen within 10 s.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .context("no port in the URL")?
+            .to_owned();
+        self.child = spawn(self._dir.path(), &port)?;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("nats-server did not listen again on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// `nats://127.0.0.1:<port>`.
     #[must_use]
     pub fn url(&self) -> &str {
         &self.url
     }
+}
+
+/// `nats-server` on 127.0.0.1 port `port` (`-1`: any), its files in `dir`.
+fn spawn(dir: &Path, port: &str) -> anyhow::Result<Child> {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", port, "-js", "-sd"])
+        .arg(dir.join("js"))
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .arg("-l")
+        .arg(dir.join("nats.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nats-server")
 }
 
 fn wait_for_url(ports: &Path) -> anyhow::Result<String> {

@@ -26,6 +26,13 @@
 //!   with the hub's changes and counted by every node, so the limits hold network-wide.
 //! - **Passport tickets** ([`tickets`]): asked for by request/reply from the node that issued
 //!   them, which consumes them under its own lock: valid on any NS node, once.
+//! - **Website notices** (`Hub::kick`, `Hub::send_to`, `Hub::send_to_all`, token
+//!   revocation) for a session of another node are forwarded ([`Replicate::forward`]) to the
+//!   node holding it on `relive.<cluster>.to.<node>`, through the same queue as the changes;
+//!   a broadcast goes once on `.ops` and each node delivers it to its own sessions.
+//! - **NATS reconnects**: on every (re)connection a node sends its full snapshot
+//!   ([`WireOp::Sync`]) to everyone and asks for theirs ([`WireOp::Want`]), so changes lost
+//!   while NATS was unreachable are made good on both sides.
 
 pub mod cookie;
 pub mod tickets;
@@ -231,8 +238,9 @@ struct State {
 #[derive(Debug)]
 enum Outgoing {
     Op(WireOp),
-    /// A snapshot for one joining node.
-    To(String, Vec<WireOp>),
+    /// One envelope for one node (a snapshot for a joining node, a notice for a session it
+    /// holds), or for every node (`None`: a snapshot after reconnecting to NATS).
+    To(Option<String>, Vec<WireOp>),
 }
 
 /// The shared part the hub's [`Replicate`] and the tasks use.
@@ -258,7 +266,7 @@ impl Shared {
         self.peer_ids.send_replace(ids);
     }
 
-    fn send(&self, item: Outgoing) {
+    fn send(&self, item: Outgoing) -> bool {
         if self.tx.try_send(item).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
@@ -267,7 +275,9 @@ impl Shared {
                     "cluster outgoing queue full or closed; change dropped"
                 );
             }
+            return false;
         }
+        true
     }
 }
 
@@ -301,6 +311,50 @@ impl Replicate for Shared {
         if let Some(wire) = WireOp::from_op(&op, epoch) {
             self.send(Outgoing::Op(wire));
         }
+    }
+
+    fn forward(&self, op: HubOp) -> bool {
+        let state = self.state();
+        let (user, stub) = match &op {
+            HubOp::SendAll { .. } => {
+                return WireOp::from_op(&op, 0).is_some_and(|w| self.send(Outgoing::Op(w)));
+            }
+            HubOp::Kick { user, conn, .. }
+            | HubOp::Send { user, conn, .. }
+            | HubOp::Revoke { user, conn, .. } => (user, *conn),
+            _ => return false,
+        };
+        // Only to the node holding the session, with its own id for it.
+        let Some((node, session)) = state.remote.get(user).filter(|(_, s)| s.stub == stub) else {
+            return false;
+        };
+        let theirs = ConnId(session.conn);
+        let op = match op {
+            HubOp::Kick { user, reason, .. } => HubOp::Kick {
+                user,
+                conn: theirs,
+                reason,
+            },
+            HubOp::Send {
+                user,
+                version,
+                message,
+                ..
+            } => HubOp::Send {
+                user,
+                conn: theirs,
+                version,
+                message,
+            },
+            HubOp::Revoke { user, token, .. } => HubOp::Revoke {
+                user,
+                conn: theirs,
+                token,
+            },
+            _ => return false,
+        };
+        WireOp::from_op(&op, 0)
+            .is_some_and(|w| self.send(Outgoing::To(Some(node.clone()), vec![w])))
     }
 }
 
@@ -364,6 +418,9 @@ pub struct NodeView {
     pub ns_address: Arc<std::sync::RwLock<relive_msnp::types::Token>>,
     /// Passport (answers other nodes' questions for tickets issued here).
     pub passport: crate::passport::PassportService,
+    /// Which token each of this node's sessions logged in with (token revocations made on
+    /// another node's website).
+    pub devices: Arc<crate::web::Devices>,
 }
 
 impl Cluster {
@@ -380,12 +437,22 @@ impl Cluster {
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Result<Arc<Self>, ClusterError> {
+        // Every (re)connection: resync with the peers (`resync`), what was published while
+        // the connection was down may be lost.
+        let connected = Arc::new(tokio::sync::Notify::new());
+        let on_connect = Arc::clone(&connected);
         let client = async_nats::ConnectOptions::new()
             .name(format!("relive-{}", settings.node_id))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => info!("NATS connected"),
-                    other => warn!(event = %other, "NATS event"),
+            .event_callback(move |event| {
+                let on_connect = Arc::clone(&on_connect);
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            info!("NATS connected");
+                            on_connect.notify_one();
+                        }
+                        other => warn!(event = %other, "NATS event"),
+                    }
                 }
             })
             .connect(&settings.nats_url)
@@ -431,6 +498,7 @@ impl Cluster {
             view.clone(),
             shutdown.clone(),
         ));
+        tracker.spawn(Arc::clone(&cluster).resync(connected, view.hub.clone(), shutdown.clone()));
         tracker.spawn(Arc::clone(&cluster).beat(client, subjects, view, shutdown.clone()));
         info!(node = %cluster.settings.node_id, "joined the cluster");
         Ok(cluster)
@@ -578,32 +646,54 @@ impl Cluster {
         if new {
             info!(%node, "peer joined");
             self.shared.peers_changed(&state);
-            let ops = hub
-                .local_snapshot()
-                .iter()
-                .filter_map(|op| {
-                    let epoch = match op {
-                        HubOp::Register { user, .. } => state.local.get(user).map_or(0, |l| l.1),
-                        _ => 0,
-                    };
-                    WireOp::from_op(op, epoch)
-                })
-                .collect();
-            self.shared.send(Outgoing::To(node, ops));
+            let ops = snapshot(&state, hub);
+            self.shared.send(Outgoing::To(Some(node), ops));
+        }
+    }
+
+    /// After every (re)connection to NATS: tells every node this node's sessions (a full
+    /// snapshot: they forget what it does not list) and asks each for its own
+    /// ([`WireOp::Want`]), so that changes lost while the connection was down (either way)
+    /// are made good. Sent under the state lock like any change, so no older change
+    /// overtakes it.
+    async fn resync(
+        self: Arc<Self>,
+        connected: Arc<tokio::sync::Notify>,
+        hub: Arc<Hub>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = connected.notified() => {}
+            }
+            let state = self.shared.state();
+            let mut ops = vec![WireOp::Want];
+            ops.extend(snapshot(&state, &hub));
+            debug!(sessions = state.local.len(), "resyncing with the cluster");
+            self.shared.send(Outgoing::To(None, ops));
         }
     }
 
     /// Forgets a peer and every session it held (their watchers get `FLN`).
     fn drop_peer(&self, node: &str, hub: &Hub) {
-        let gone: Vec<(Passport, ConnId)> = {
+        {
             let mut state = self.shared.state();
             if state.peers.remove(node).is_some() {
                 self.shared.peers_changed(&state);
             }
+        }
+        self.forget_sessions(node, hub, |_| false, "peer's users are offline");
+    }
+
+    /// Forgets the sessions of `node` that `keep` does not keep; their watchers get `FLN`.
+    fn forget_sessions(&self, node: &str, hub: &Hub, keep: impl Fn(&str) -> bool, why: &str) {
+        let gone: Vec<(Passport, ConnId)> = {
+            let mut state = self.shared.state();
             let users: Vec<Passport> = state
                 .remote
                 .iter()
-                .filter(|(_, (n, _))| n == node)
+                .filter(|(u, (n, _))| n == node && !keep(u.as_str()))
                 .map(|(u, _)| u.clone())
                 .collect();
             users
@@ -612,7 +702,7 @@ impl Cluster {
                 .collect()
         };
         if !gone.is_empty() {
-            info!(%node, users = gone.len(), "peer's users are offline");
+            info!(%node, users = gone.len(), "{why}");
         }
         for (user, stub) in gone {
             hub.apply(HubOp::Unregister { user, conn: stub });
@@ -622,8 +712,34 @@ impl Cluster {
     fn apply(&self, env: Envelope, view: &NodeView) {
         let hub = &view.hub;
         let limiter = view.passport.rate_limiter();
+        // A node that sends is alive (a snapshot after a NATS outage may come before its
+        // next heartbeat).
+        if let Some(peer) = self.shared.state().peers.get_mut(&env.node) {
+            peer.seen = Instant::now();
+        }
+        // A full snapshot: the sessions of that node it lists.
+        let mut listed: Option<std::collections::HashSet<String>> = None;
         for op in env.ops {
             let conn = match &op {
+                WireOp::Sync => {
+                    listed = Some(std::collections::HashSet::new());
+                    continue;
+                }
+                WireOp::Want => {
+                    let state = self.shared.state();
+                    let ops = snapshot(&state, hub);
+                    self.shared.send(Outgoing::To(Some(env.node.clone()), ops));
+                    continue;
+                }
+                WireOp::Rvk { u, c, k } => {
+                    if let Ok(user) = Passport::parse(u)
+                        && hub.conn_of(&user) == Some(ConnId(*c))
+                    {
+                        view.devices
+                            .revoked_here(hub, &user, crate::store::TokenId(*k));
+                    }
+                    continue;
+                }
                 WireOp::Fail { u, a } => {
                     limiter.remote_failure(u, *a, view.passport.now());
                     continue;
@@ -633,6 +749,9 @@ impl Cluster {
                     continue;
                 }
                 WireOp::Reg { u, c, e, .. } => {
+                    if let Some(listed) = &mut listed {
+                        listed.insert(u.clone());
+                    }
                     let Ok(user) = Passport::parse(u) else {
                         continue;
                     };
@@ -700,6 +819,12 @@ impl Cluster {
                 Some(op) => hub.apply(op),
                 None => debug!(node = %env.node, "unparsable cluster change ignored"),
             }
+        }
+        // A full snapshot: the sender's sessions it does not list ended while their `Unreg`
+        // was lost.
+        if let Some(listed) = listed {
+            let why = "sessions missing from a peer's snapshot are offline";
+            self.forget_sessions(&env.node, hub, |u| listed.contains(u), why);
         }
     }
 
@@ -774,6 +899,21 @@ impl Cluster {
     }
 }
 
+/// This node's sessions as a full snapshot ([`WireOp::Sync`] first), with each
+/// registration's login epoch. Taken with the state lock held (`state`), so that it is
+/// queued in order with the changes.
+fn snapshot(state: &State, hub: &Hub) -> Vec<WireOp> {
+    let mut ops = vec![WireOp::Sync];
+    ops.extend(hub.local_snapshot().iter().filter_map(|op| {
+        let epoch = match op {
+            HubOp::Register { user, .. } => state.local.get(user).map_or(0, |l| l.1),
+            _ => 0,
+        };
+        WireOp::from_op(op, epoch)
+    }));
+    ops
+}
+
 /// The rendezvous weight of `node` for `handle`.
 fn hrw(node: &str, handle: &str) -> u64 {
     let digest = ring::digest::digest(
@@ -819,7 +959,10 @@ async fn publisher(
                 Outgoing::To(peer, ops) => {
                     flush(&client, &subjects.ops, &node, &mut batch).await;
                     let mut ops = ops;
-                    let subject = format!("{}{peer}", subjects.to_prefix);
+                    let subject = peer.map_or_else(
+                        || subjects.ops.clone(),
+                        |peer| format!("{}{peer}", subjects.to_prefix),
+                    );
                     flush(&client, &subject, &node, &mut ops).await;
                 }
             }

@@ -2,13 +2,15 @@
 //! [`Envelope`]) and heartbeats ([`Heartbeat`]), as JSON. Strings are the MSNP wire forms, so
 //! a value that was valid on one node parses on every other.
 
+use relive_msnp::client::Role;
+use relive_msnp::frame;
 use relive_msnp::psm::PersonalMessage;
 use relive_msnp::server::ServerMessage;
 use relive_msnp::types::{
-    Blp, ClientCaps, FriendlyName, Guid, ListKind, ListSet, MsnObject, Passport, SessionId, Status,
-    Token, TrId,
+    Blp, ClientCaps, FriendlyName, Guid, ListKind, ListSet, MsnObject, OutReason, Passport,
+    SessionId, Status, Token, TrId,
 };
-use relive_msnp::version::ProtocolVersion;
+use relive_msnp::version::{Capabilities, ProtocolVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::hub::{ConnId, HubOp, Presence};
@@ -144,6 +146,48 @@ pub enum WireOp {
         /// Source address.
         a: std::net::IpAddr,
     },
+    /// [`HubOp::Kick`], sent to the node holding the session.
+    Out {
+        /// Handle.
+        u: String,
+        /// Connection id on the receiving node.
+        c: u64,
+        /// `OUT` reason.
+        r: String,
+    },
+    /// [`HubOp::Send`], sent to the node holding the session.
+    Say {
+        /// Handle.
+        u: String,
+        /// Connection id on the receiving node.
+        c: u64,
+        /// The session's dialect.
+        v: u8,
+        /// The message as that dialect writes it.
+        m: String,
+    },
+    /// [`HubOp::SendAll`].
+    All {
+        /// The dialect `m` is written in.
+        v: u8,
+        /// The message.
+        m: String,
+    },
+    /// [`HubOp::Revoke`], sent to the node holding the session.
+    Rvk {
+        /// Handle.
+        u: String,
+        /// Connection id on the receiving node.
+        c: u64,
+        /// The revoked token's id.
+        k: i64,
+    },
+    /// The first op of a node's full snapshot of its own sessions: on applying the envelope,
+    /// the receiver forgets every session of that node the snapshot does not list (ended
+    /// while messages were lost, e.g. during a NATS outage).
+    Sync,
+    /// The sender (re)connected to NATS and asks every node for its snapshot.
+    Want,
     /// [`HubOp::Ring`].
     Rng {
         /// The callee.
@@ -175,7 +219,16 @@ impl WireOp {
             | Self::Rea { u, .. }
             | Self::Bits { u, .. }
             | Self::Blp { u, .. } => Some(u),
-            Self::Rl { .. } | Self::Rng { .. } | Self::Fail { .. } | Self::Pass { .. } => None,
+            Self::Rl { .. }
+            | Self::Rng { .. }
+            | Self::Fail { .. }
+            | Self::Pass { .. }
+            | Self::Out { .. }
+            | Self::Say { .. }
+            | Self::All { .. }
+            | Self::Rvk { .. }
+            | Self::Sync
+            | Self::Want => None,
         }
     }
 
@@ -263,6 +316,34 @@ impl WireOp {
                     n,
                 }
             }
+            HubOp::Kick { user, conn, reason } => Self::Out {
+                u: s(user),
+                c: conn.0,
+                r: reason.as_str().to_owned(),
+            },
+            HubOp::Send {
+                user,
+                conn,
+                version,
+                message,
+            } => Self::Say {
+                u: s(user),
+                c: conn.0,
+                v: version.number(),
+                m: encode(message, *version)?,
+            },
+            HubOp::SendAll { message } => {
+                let version = *ProtocolVersion::IMPLEMENTED.end();
+                Self::All {
+                    v: version.number(),
+                    m: encode(message, version)?,
+                }
+            }
+            HubOp::Revoke { user, conn, token } => Self::Rvk {
+                u: s(user),
+                c: conn.0,
+                k: *token,
+            },
             HubOp::Ring { callee, message } => {
                 let ServerMessage::Rng {
                     session,
@@ -366,7 +447,29 @@ impl WireOp {
                     message,
                 }
             }
-            Self::Fail { .. } | Self::Pass { .. } => return None,
+            Self::Fail { .. } | Self::Pass { .. } | Self::Sync | Self::Want => return None,
+            Self::Out { u, c, r } => HubOp::Kick {
+                user: p(u)?,
+                conn: ConnId(*c),
+                reason: OutReason::parse(r).ok()?,
+            },
+            Self::Say { u, c, v, m } => {
+                let version = ProtocolVersion::new(*v)?;
+                HubOp::Send {
+                    user: p(u)?,
+                    conn: ConnId(*c),
+                    version,
+                    message: decode(m, version)?,
+                }
+            }
+            Self::All { v, m } => HubOp::SendAll {
+                message: decode(m, ProtocolVersion::new(*v)?)?,
+            },
+            Self::Rvk { u, c, k } => HubOp::Revoke {
+                user: p(u)?,
+                conn: ConnId(*c),
+                token: *k,
+            },
             Self::Rng { u, s, a, k, c, n } => HubOp::Ring {
                 callee: p(u)?,
                 message: ServerMessage::Rng {
@@ -378,5 +481,115 @@ impl WireOp {
                 },
             },
         })
+    }
+}
+
+/// `message` as a session of `version` reads it (`None` if not UTF-8: nothing the hub
+/// forwards is).
+fn encode(message: &ServerMessage, version: ProtocolVersion) -> Option<String> {
+    let mut bytes = bytes::BytesMut::new();
+    message.encode(&Capabilities::for_version(version), &mut bytes);
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+/// The message [`encode`] wrote, read back in the same dialect (`None`: not exactly one
+/// server message).
+fn decode(text: &str, version: ProtocolVersion) -> Option<ServerMessage> {
+    let mut bytes = bytes::BytesMut::from(text.as_bytes());
+    let frame = frame::decode(&mut bytes, frame::Direction::ServerToClient).ok()??;
+    if !bytes.is_empty() {
+        return None;
+    }
+    ServerMessage::from_frame(
+        &frame,
+        Role::Notification,
+        &Capabilities::for_version(version),
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// What the website hands to a session of another node crosses the wire unchanged, in
+    /// the dialect of that session.
+    #[test]
+    fn forwarded_messages_survive_the_wire_in_each_dialect() {
+        let bob = Passport::parse("bob@example.com").unwrap();
+        let bobby = FriendlyName::parse("Bobby%20B").unwrap();
+        let mail = "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsemailnotification; \
+                    charset=UTF-8\r\n\r\nFrom: Alice\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\r\n";
+        let messages = [
+            ServerMessage::Msg {
+                from: Token::parse("Hotmail").unwrap(),
+                name: FriendlyName::parse("Hotmail").unwrap(),
+                payload: Bytes::from(mail),
+            },
+            ServerMessage::Ipg {
+                payload: Bytes::from("<NOTIFICATION id=\"0\"><MSG>ü</MSG></NOTIFICATION>"),
+            },
+            ServerMessage::Rea {
+                trid: TrId(0),
+                version: 12,
+                handle: bob.clone(),
+                name: bobby.clone(),
+            },
+            ServerMessage::Blp {
+                trid: TrId(0),
+                version: 13,
+                value: Blp::Bl,
+            },
+            ServerMessage::Add {
+                trid: TrId(0),
+                list: ListKind::Bl,
+                version: 14,
+                handle: bob.clone(),
+                name: bobby,
+                group: None,
+                guid: Guid::NIL,
+            },
+            ServerMessage::Rem {
+                trid: TrId(0),
+                list: ListKind::Al,
+                version: 15,
+                handle: bob.clone(),
+                group: None,
+            },
+        ];
+        for n in [2, 5, 7, 9] {
+            let version = ProtocolVersion::new(n).unwrap();
+            for message in &messages {
+                if n < 6 && matches!(message, ServerMessage::Ipg { .. }) {
+                    continue; // pages are MSNP6+
+                }
+                let op = HubOp::Send {
+                    user: bob.clone(),
+                    conn: ConnId(7),
+                    version,
+                    message: message.clone(),
+                };
+                let wire = WireOp::from_op(&op, 0).unwrap();
+                let json = serde_json::to_string(&wire).unwrap();
+                let back: WireOp = serde_json::from_str(&json).unwrap();
+                assert_eq!(back.to_op(ConnId(0)), Some(op), "MSNP{n}: {json}");
+            }
+        }
+        let all = HubOp::SendAll {
+            message: messages[0].clone(),
+        };
+        let wire = WireOp::from_op(&all, 0).unwrap();
+        assert_eq!(wire.to_op(ConnId(0)), Some(all));
+        let kick = HubOp::Kick {
+            user: bob,
+            conn: ConnId(3),
+            reason: OutReason::Ssd,
+        };
+        assert_eq!(
+            WireOp::from_op(&kick, 0).unwrap().to_op(ConnId(0)),
+            Some(kick)
+        );
     }
 }

@@ -339,12 +339,14 @@ impl Hub {
         }
     }
 
-    /// Logged-in sessions per dialect (`None`: not yet told, [`Hub::set_dialect`]). Walks
-    /// every session under the lock: for a scrape now and then, not for a hot path.
+    /// This node's logged-in sessions per dialect (`None`: not yet told,
+    /// [`Hub::set_dialect`]); in cluster mode other nodes' sessions are not counted (each
+    /// node reports its own). Walks every session under the lock: for a scrape now and
+    /// then, not for a hot path.
     #[must_use]
     pub fn sessions_by_dialect(&self) -> BTreeMap<Option<ProtocolVersion>, usize> {
         let mut counts = BTreeMap::new();
-        for entry in self.lock().entries() {
+        for entry in self.lock().entries().filter(|e| !e.outbox.id().is_remote()) {
             *counts.entry(entry.dialect.map(|c| c.version)).or_insert(0) += 1;
         }
         counts
@@ -512,29 +514,91 @@ impl Hub {
     }
 
     /// Ends `user`'s session with `OUT <reason>`, if it is session `id` (or any session when
-    /// `id` is `None`). Returns whether a session was told.
+    /// `id` is `None`). Returns whether a session was told: queued on this node, or (cluster
+    /// mode, a session of another node) handed to that node, which ends it if it is still
+    /// that session when the notice arrives.
     pub fn kick(&self, user: &Passport, id: Option<ConnId>, reason: OutReason) -> bool {
-        let to = self
+        let Some((conn, to)) = self
             .lock()
             .get(user.as_str())
             .filter(|e| id.is_none_or(|id| e.outbox.id() == id))
-            .map(|e| e.outbox.recipient());
-        to.is_some_and(|to| to.deliver(Event::Kick(reason)))
+            .map(|e| (e.outbox.id(), e.outbox.recipient()))
+        else {
+            return false;
+        };
+        if conn.is_remote() {
+            return self.forward(HubOp::Kick {
+                user: user.clone(),
+                conn,
+                reason,
+            });
+        }
+        to.deliver(Event::Kick(reason))
     }
 
     /// Sends `message` to `user`'s session, if online (a change made elsewhere, e.g. on the
-    /// website, that the client must learn as if the server had initiated it).
+    /// website, that the client must learn as if the server had initiated it). Returns
+    /// whether it was queued for the session on this node, or (cluster mode) handed to the
+    /// node holding the session, which delivers it if that session still lives. A session
+    /// of another node whose dialect is not known yet (a moment after its login) is not
+    /// reached.
     pub fn send_to(&self, user: &Passport, message: ServerMessage) -> bool {
-        let to = self.lock().get(user.as_str()).map(|e| e.outbox.recipient());
+        let Some((conn, dialect, to)) = self
+            .lock()
+            .get(user.as_str())
+            .map(|e| (e.outbox.id(), e.dialect, e.outbox.recipient()))
+        else {
+            return false;
+        };
+        if conn.is_remote() {
+            return dialect.is_some_and(|caps| {
+                self.forward(HubOp::Send {
+                    user: user.clone(),
+                    conn,
+                    version: caps.version,
+                    message,
+                })
+            });
+        }
+        to.deliver(Event::Send(message))
+    }
+
+    /// Delivers `message` to `user`'s session on this node if it is session `id`.
+    fn send_to_session(&self, user: &Passport, id: ConnId, message: ServerMessage) -> bool {
+        let to = self
+            .lock()
+            .get(user.as_str())
+            .filter(|e| e.outbox.id() == id)
+            .map(|e| e.outbox.recipient());
         to.is_some_and(|to| to.deliver(Event::Send(message)))
     }
 
-    /// Sends `message` to every logged-in session (encoded once per dialect); returns how many
-    /// sessions it was queued for.
+    /// Sends `message` to every logged-in session of the network (encoded once per dialect);
+    /// returns how many sessions it was queued for: on this node, plus (cluster mode) the
+    /// sessions of other nodes when it was handed to them (each node delivers it to its own).
     pub fn send_to_all(&self, message: ServerMessage) -> usize {
+        let remote = self
+            .lock()
+            .entries()
+            .filter(|e| e.outbox.id().is_remote())
+            .count();
+        let forwarded = if remote > 0
+            && self.forward(HubOp::SendAll {
+                message: message.clone(),
+            }) {
+            remote
+        } else {
+            0
+        };
+        self.send_to_local(message) + forwarded
+    }
+
+    /// Sends `message` to every session of this node; returns how many it was queued for.
+    fn send_to_local(&self, message: ServerMessage) -> usize {
         let to: Vec<Recipient> = self
             .lock()
             .entries()
+            .filter(|e| !e.outbox.id().is_remote())
             .map(|e| e.outbox.recipient())
             .collect();
         let shared = Arc::new(Broadcast::new(message));

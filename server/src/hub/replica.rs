@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use relive_msnp::psm::PersonalMessage;
 use relive_msnp::server::ServerMessage;
-use relive_msnp::types::{Blp, FriendlyName, ListSet, Passport, TrId};
+use relive_msnp::types::{Blp, FriendlyName, ListSet, OutReason, Passport, TrId};
 use relive_msnp::version::{Capabilities, ProtocolVersion};
 
 use super::{ConnId, Hub, Outbox, Presence};
@@ -105,6 +105,47 @@ pub enum HubOp {
         /// The `RNG`.
         message: ServerMessage,
     },
+    /// `OUT <reason>` for session `conn` of `user` ([`Hub::kick`] of another node's session:
+    /// an admin kick, an account disabled or deleted on the website). Sent only to the node
+    /// holding the session ([`Replicate::forward`]).
+    Kick {
+        /// The user.
+        user: Passport,
+        /// The session (the sender's stand-in id; the holder's own id on the wire).
+        conn: ConnId,
+        /// Why.
+        reason: OutReason,
+    },
+    /// A server-initiated message for session `conn` of `user` ([`Hub::send_to`] of another
+    /// node's session: the website's mail notices, a page's `IPG`, `REA`/`BLP`/`ADD`/`REM`
+    /// made on the website). Sent only to the node holding the session.
+    Send {
+        /// The user.
+        user: Passport,
+        /// The session (as for [`HubOp::Kick`]).
+        conn: ConnId,
+        /// The session's dialect (the message crosses the wire encoded in it).
+        version: ProtocolVersion,
+        /// The message.
+        message: ServerMessage,
+    },
+    /// A message for every session of every node ([`Hub::send_to_all`]: the admin broadcast,
+    /// the maintenance notice). Each node delivers it to its own sessions.
+    SendAll {
+        /// The message (a `MSG` from Hotmail, the same bytes in every dialect).
+        message: ServerMessage,
+    },
+    /// Access token `token` of `user` was revoked: the node holding session `conn` ends it if
+    /// that session logged in with the token (the node's [`crate::web::Devices`] knows; the
+    /// hub does not, so the cluster layer acts on this one, not [`Hub::apply`]).
+    Revoke {
+        /// The user.
+        user: Passport,
+        /// The session (as for [`HubOp::Kick`]).
+        conn: ConnId,
+        /// The revoked token's id.
+        token: i64,
+    },
 }
 
 /// Where a clustered hub publishes its changes (implemented by [`crate::cluster`]). Must not
@@ -112,6 +153,12 @@ pub enum HubOp {
 pub trait Replicate: Send + Sync + std::fmt::Debug {
     /// Publishes `op` to the other nodes.
     fn publish(&self, op: HubOp);
+
+    /// Hands a notice ([`HubOp::Kick`], [`HubOp::Send`], [`HubOp::Revoke`] for a stand-in
+    /// session, [`HubOp::SendAll`]) to the node(s) that must act on it, without waiting.
+    /// `false`: the session is not (or no longer) known to live on another node, or the
+    /// outgoing queue is full.
+    fn forward(&self, op: HubOp) -> bool;
 }
 
 impl Hub {
@@ -126,6 +173,13 @@ impl Hub {
     /// never misses a change that is published before it.
     fn prepare(&self, op: impl FnOnce() -> HubOp) -> Option<HubOp> {
         self.replica.get().map(|_| op())
+    }
+
+    /// Hands a notice to the node holding the session it is for (or to every node for a
+    /// [`HubOp::SendAll`]); `false` in single-node mode, for a session this hub does not
+    /// know on another node, or when the cluster's queue is full ([`Replicate::forward`]).
+    pub fn forward(&self, op: HubOp) -> bool {
+        self.replica.get().is_some_and(|r| r.forward(op))
     }
 
     fn publish(&self, op: Option<HubOp>) {
@@ -184,6 +238,26 @@ impl Hub {
                     to.deliver(super::Event::Send(message));
                 }
             }
+            HubOp::Kick { user, conn, reason } => {
+                if !conn.is_remote() {
+                    self.kick(&user, Some(conn), reason);
+                }
+            }
+            HubOp::Send {
+                user,
+                conn,
+                message,
+                ..
+            } => {
+                if !conn.is_remote() {
+                    self.send_to_session(&user, conn, message);
+                }
+            }
+            HubOp::SendAll { message } => {
+                self.send_to_local(message);
+            }
+            // The cluster layer acts on it (it knows the devices).
+            HubOp::Revoke { .. } => {}
         }
     }
 

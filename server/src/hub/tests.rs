@@ -345,6 +345,32 @@ impl Replicate for Collect {
     fn publish(&self, op: HubOp) {
         self.0.lock().unwrap().push(op);
     }
+
+    /// As the cluster layer does: to the holder, with the holder's own id for the session.
+    fn forward(&self, op: HubOp) -> bool {
+        let own = |c: ConnId| ConnId(c.0 & !ConnId::REMOTE);
+        let op = match op {
+            HubOp::Kick { user, conn, reason } => HubOp::Kick {
+                user,
+                conn: own(conn),
+                reason,
+            },
+            HubOp::Send {
+                user,
+                conn,
+                version,
+                message,
+            } => HubOp::Send {
+                user,
+                conn: own(conn),
+                version,
+                message,
+            },
+            op => op,
+        };
+        self.0.lock().unwrap().push(op);
+        true
+    }
 }
 
 /// Applies what `from` published to `to`, as the cluster layer does (a session of another
@@ -416,4 +442,65 @@ fn two_clustered_hubs_deliver_each_others_presence_and_rings_only_locally() {
     replay(&cb, &a);
     assert!(alice.drain().iter().any(|e| matches!(e,
         Event::Send(ServerMessage::Fln { handle }) if handle.as_str() == "bob@x.com")));
+}
+
+#[test]
+fn notices_for_sessions_of_another_node_are_forwarded_and_delivered_there() {
+    let (a, b) = (Hub::new(), Hub::new());
+    let (ca, cb) = (Arc::new(Collect::default()), Arc::new(Collect::default()));
+    assert!(a.set_replica(ca.clone()));
+    assert!(b.set_replica(cb.clone()));
+    let f = Arc::new(OutboxFactory::new(16));
+    let mut alice = login(&a, &f, "alice@x.com", &[]);
+    a.set_dialect(
+        &p("alice@x.com"),
+        Capabilities::for_version(ProtocolVersion::MSNP7),
+    );
+    let mut bob = login(&b, &f, "bob@x.com", &[]);
+    b.set_dialect(
+        &p("bob@x.com"),
+        Capabilities::for_version(ProtocolVersion::MSNP9),
+    );
+    replay(&ca, &b);
+    replay(&cb, &a);
+    // Each node counts only its own session in its dialect table.
+    assert_eq!(
+        a.sessions_by_dialect().into_iter().collect::<Vec<_>>(),
+        vec![(Some(ProtocolVersion::MSNP7), 1)]
+    );
+    assert_eq!(a.len(), 2, "the hub itself holds both");
+
+    // A message for bob sent on node A: handed on, nothing queued on A, delivered on B.
+    let rea = ServerMessage::Qng { seconds: 7 };
+    assert!(a.send_to(&p("bob@x.com"), rea.clone()));
+    assert!(alice.drain().is_empty());
+    replay(&ca, &b);
+    assert_eq!(bob.drain(), vec![Event::Send(rea)]);
+
+    // A broadcast on A reaches alice at once and bob when B applies it; both counted.
+    let note = ServerMessage::Qng { seconds: 9 };
+    assert_eq!(a.send_to_all(note.clone()), 2);
+    assert_eq!(alice.drain(), vec![Event::Send(note.clone())]);
+    replay(&ca, &b);
+    assert_eq!(bob.drain(), vec![Event::Send(note)]);
+
+    // A kick of bob's session (by its stand-in id on A) ends it on B; a kick naming another
+    // session is not forwarded.
+    let stand_in = a.conn_of(&p("bob@x.com")).unwrap();
+    assert!(stand_in.is_remote());
+    assert!(!a.kick(
+        &p("bob@x.com"),
+        Some(ConnId(ConnId::REMOTE | 999)),
+        OutReason::Oth
+    ));
+    assert!(a.kick(&p("bob@x.com"), Some(stand_in), OutReason::Ssd));
+    replay(&ca, &b);
+    assert_eq!(bob.drain(), vec![Event::Kick(OutReason::Ssd)]);
+    assert!(alice.drain().is_empty());
+
+    // Single node: nothing to forward to.
+    let lone = Hub::new();
+    assert!(!lone.forward(HubOp::SendAll {
+        message: ServerMessage::Qng { seconds: 1 }
+    }));
 }

@@ -108,12 +108,29 @@ impl Devices {
     }
 
     /// Token `token` of `user` was revoked: the session it opened, if still online, gets
-    /// `OUT OTH` and closes. Returns whether a session was ended.
+    /// `OUT OTH` and closes. Returns whether a session was ended here, or (cluster mode)
+    /// whether the revocation was handed to the node holding `user`'s session, which ends
+    /// it if that session logged in with `token` ([`Self::revoked_here`] there).
     pub fn revoked(&self, hub: &Hub, user: &Passport, token: TokenId) -> bool {
+        if self.revoked_here(hub, user, token) {
+            return true;
+        }
+        hub.conn_of(user).is_some_and(|conn| {
+            conn.is_remote()
+                && hub.forward(crate::hub::HubOp::Revoke {
+                    user: user.clone(),
+                    conn,
+                    token: token.0,
+                })
+        })
+    }
+
+    /// [`Self::revoked`] for this node's own session only.
+    pub fn revoked_here(&self, hub: &Hub, user: &Passport, token: TokenId) -> bool {
         let conn = self
             .lock()
             .get(user)
-            .filter(|d| d.token == Some(token))
+            .filter(|d| d.token == Some(token) && !d.conn.is_remote())
             .map(|d| d.conn);
         conn.is_some_and(|conn| hub.kick(user, Some(conn), OutReason::Oth))
     }

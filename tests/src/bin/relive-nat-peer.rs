@@ -1283,7 +1283,7 @@ async fn relay(args: &[String]) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     relive_server::relay::engine::serve::run(
         endpoint,
-        relive_server::relay::engine::serve::ServeConfig { pool, secret },
+        relive_server::relay::engine::serve::ServeConfig::new(pool, secret),
         shutdown,
     )
     .await?;

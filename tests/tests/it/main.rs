@@ -85,3 +85,8 @@ mod history;
 /// Cluster mode: a dispatch, two NS and two SB nodes over a real `nats-server`, one killed
 /// with SIGKILL (needs `nats-server`).
 mod cluster;
+
+/// Cluster mode: website notices (broadcast, mail, revocation, kicks, maintenance) reaching
+/// sessions on another node, and presence converging after a NATS restart (needs
+/// `nats-server`).
+mod cluster_notices;
