@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use relive_msnp::client::Role;
+use relive_msnp::server::ServerMessage;
 use relive_tests::MsnpClient;
 use relive_tests::dist::{self, MUSL};
 use relive_tests::stack::{login_md5, sync_lists};
@@ -400,7 +401,6 @@ impl Drop for ComposeCleanup {
 /// Asks the dispatch at `ds` where `handle` logs in (`VER`, `INF`, `USR MD5 I` → `XFR NS`),
 /// as MSN 1.x–6.x clients do; `None` while it has no live NS node (`600`) or is not up yet.
 async fn referral(ds: std::net::SocketAddr, handle: &str) -> Option<String> {
-    use relive_msnp::server::ServerMessage;
     let mut c = MsnpClient::connect(ds, Role::Notification, "ds")
         .await
         .ok()?;
@@ -472,10 +472,19 @@ async fn the_cluster_compose_file_serves_logins_across_nodes() -> anyhow::Result
     } else {
         ""
     };
+    // Podman 4 lists the host's nameservers after the network's aardvark-dns in a container's
+    // resolv.conf; the static (musl) programs ask all at once and take the first answer, so a
+    // host's "no such name" for `postgres` can win. As the compose file's header tells
+    // operators: the network's own DNS as the only nameserver (a subnet of this test's own).
+    let net = format!("10.{}.{}", 200 + id % 50, (id / 50) % 256);
     std::fs::write(
         &conf,
         format!(
-            "{runtime}[containers]\ndefault_ulimits = [\"nofile={files}:{files}\", \"nproc=4096:4096\"]\n"
+            "{runtime}[containers]\n\
+             default_ulimits = [\"nofile={files}:{files}\", \"nproc=4096:4096\"]\n\
+             dns_servers = [\"{net}.1\"]\n\
+             [network]\n\
+             default_subnet_pools = [{{\"base\" = \"{net}.0/24\", \"size\" = 24}}]\n"
         ),
     )?;
     // Free host ports for everything the file publishes.
@@ -625,7 +634,6 @@ async fn the_cluster_compose_file_serves_logins_across_nodes() -> anyhow::Result
     };
 
     // The first logs in as an MSNP7 client does: the dispatch's XFR NS, then MD5 on that node.
-    use relive_msnp::server::ServerMessage;
     let (a, a_node) = first;
     let (b, b_node) = second;
     ensure!(referral(ds, &a).await.as_ref() == Some(a_node));
