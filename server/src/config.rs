@@ -226,7 +226,7 @@ pub struct Overrides {
     /// Cluster mode: this node's id (`[cluster] node_id`; unset: a single node).
     #[arg(
         id = "cluster_node_id",
-        long,
+        long = "node-id",
         global = true,
         env = "RELIVE_NODE_ID",
         value_name = "ID"
@@ -235,7 +235,7 @@ pub struct Overrides {
     /// Cluster mode: the NATS server (`[cluster] nats_url`).
     #[arg(
         id = "cluster_nats_url",
-        long,
+        long = "nats-url",
         global = true,
         env = "RELIVE_NATS_URL",
         value_name = "URL"
@@ -244,7 +244,7 @@ pub struct Overrides {
     /// Cluster mode: what this node serves, comma-separated (`[cluster] roles`).
     #[arg(
         id = "cluster_roles",
-        long,
+        long = "roles",
         global = true,
         env = "RELIVE_ROLES",
         value_name = "ROLES",
@@ -1182,6 +1182,7 @@ mod tests {
                     && !l.starts_with("url =")
                     && !l.starts_with("[store]")
                     && !l.starts_with("node_id")
+                    && !l.starts_with("key_file")
             })
             .map(|l| format!("{l}\n"))
             .collect();
