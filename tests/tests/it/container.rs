@@ -419,6 +419,19 @@ async fn referral(ds: std::net::SocketAddr, handle: &str) -> Option<String> {
     }
 }
 
+/// `ADD FL handle handle`, and its acknowledgement.
+async fn add_to_forward_list(c: &mut MsnpClient, handle: &str) -> anyhow::Result<()> {
+    let t = c.trid();
+    c.send_line(&format!("ADD {t} FL {handle} {handle}"))
+        .await?;
+    c.expect(
+        "ADD FL",
+        |m| matches!(m, ServerMessage::Add { trid, .. } if *trid == t),
+    )
+    .await?;
+    Ok(())
+}
+
 /// `contrib/container/compose-cluster.yaml` under podman-compose: PostgreSQL and NATS (stand-ins
 /// built from Debian's packages, as no registry is reachable), a dispatch and two NS+SB nodes
 /// of the image `contrib/container/build` makes, on free host ports. An account is created
@@ -640,27 +653,14 @@ async fn the_cluster_compose_file_serves_logins_across_nodes() -> anyhow::Result
     let mut alice = MsnpClient::connect(a_node.parse()?, Role::Notification, "a_ns").await?;
     login_md5(&mut alice, 7, &a, &tokens[&a]).await?;
     sync_lists(&mut alice).await?;
-    let t = alice.trid();
-    alice.send_line(&format!("ADD {t} FL {b} {b}")).await?;
-    alice
-        .expect(
-            "ADD FL",
-            |m| matches!(m, ServerMessage::Add { trid, .. } if *trid == t),
-        )
-        .await?;
+    add_to_forward_list(&mut alice, &b).await?;
     relive_tests::stack::change_status(&mut alice, "NLN").await?;
 
     // The second, on the other node, sees the first in its ILN burst; the first sees NLN.
     let mut bob = MsnpClient::connect(b_node.parse()?, Role::Notification, "b_ns").await?;
     login_md5(&mut bob, 7, &b, &tokens[&b]).await?;
     sync_lists(&mut bob).await?;
-    let t = bob.trid();
-    bob.send_line(&format!("ADD {t} FL {a} {a}")).await?;
-    bob.expect(
-        "ADD FL",
-        |m| matches!(m, ServerMessage::Add { trid, .. } if *trid == t),
-    )
-    .await?;
+    add_to_forward_list(&mut bob, &a).await?;
     let ilns = relive_tests::stack::change_status(&mut bob, "NLN").await?;
     ensure!(
         ilns.iter().any(
