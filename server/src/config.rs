@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data_dir::KEY_FILE;
 use crate::limits::{Limits, LimitsConfig};
 use crate::passport::PassportSettings;
 use crate::relay::{RelayConfig, RelaySettings};
@@ -91,6 +92,8 @@ pub struct Config {
     pub public_host: String,
     /// Host handed out in `XFR NS` referrals, if different from `public_host`.
     pub ns_referral_host: Option<String>,
+    /// The server key file (relative: in the data directory); unset: `secret.key` there.
+    pub key_file: Option<PathBuf>,
     /// bcrypt cost.
     pub bcrypt_cost: u32,
     /// Maximum forward-list entries.
@@ -146,6 +149,7 @@ impl Default for Config {
             metrics: crate::metrics::DEFAULT_LISTEN.to_owned(),
             public_host: "127.0.0.1".to_owned(),
             ns_referral_host: None,
+            key_file: None,
             bcrypt_cost: crate::store::DEFAULT_BCRYPT_COST,
             max_fl: limits.forward,
             max_al_bl: limits.allow_block,
@@ -198,6 +202,9 @@ pub struct Overrides {
         value_name = "HOST"
     )]
     pub ns_referral_host: Option<String>,
+    /// The server key file (`key_file`; default: secret.key in the data directory).
+    #[arg(long, global = true, env = "RELIVE_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// bcrypt cost for account passwords (4..=31).
     #[arg(long, global = true, env = "RELIVE_BCRYPT_COST", value_name = "COST")]
     pub bcrypt_cost: Option<u32>,
@@ -322,6 +329,8 @@ pub struct Settings {
     pub store_url: Option<String>,
     /// Cluster mode (`None`: a single node).
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// The server key file as configured (see [`Self::key_path`]).
+    pub key_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -332,6 +341,14 @@ impl Settings {
             bcrypt_cost: self.bcrypt_cost,
             limits: self.limits,
         }
+    }
+
+    /// Path of the server key: `key_file` (relative to the data directory), else
+    /// `<data-dir>/secret.key`.
+    #[must_use]
+    pub fn key_path(&self) -> PathBuf {
+        self.data_dir
+            .join(self.key_file.as_deref().unwrap_or(Path::new(KEY_FILE)))
     }
 
     /// Path of the database file.
@@ -393,6 +410,9 @@ impl Config {
         set(&o.roles, &mut self.cluster.roles);
         set(&o.heartbeat_ms, &mut self.cluster.heartbeat_ms);
         set(&o.dead_after_ms, &mut self.cluster.dead_after_ms);
+        if o.key_file.is_some() {
+            self.key_file.clone_from(&o.key_file);
+        }
     }
 
     /// Validates into [`Settings`].
@@ -475,7 +495,18 @@ impl Config {
             key: e.key,
             reason: e.reason,
         })?;
+        if self
+            .key_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "key_file",
+                reason: "must be a file name (leave it unset for secret.key in the data directory)",
+            });
+        }
         Ok(Settings {
+            key_file: self.key_file,
             store_url: self.store.url,
             cluster,
             web: self.web,
@@ -628,6 +659,15 @@ pub const KEYS: &[Key] = &[
         "ns_referral_host",
         "Host handed out in XFR NS referrals when it differs from public_host.",
         "\"ns.example.com\"",
+    ),
+    example(
+        "",
+        "key_file",
+        "\nThe server key (encrypts access tokens; cluster nodes derive their switchboard cookie key\n\
+         from it), relative to the data directory. Created on first start if missing. Default:\n\
+         secret.key in the data directory. Every node of a cluster needs the same key: point\n\
+         them all at one shared file (the first node to start creates it).",
+        "\"/cluster/secret.key\"",
     ),
     key(
         "",
@@ -1061,6 +1101,42 @@ mod tests {
         assert_eq!(c.dead_after, Duration::from_millis(1000));
     }
 
+    /// What a container sets per node: the roles (comma-separated, as `RELIVE_ROLES` gives
+    /// them) and a key file shared by the nodes; relative key files are in the data directory.
+    #[test]
+    fn roles_and_key_file_come_from_the_environment() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            overrides: Overrides,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Cli::try_parse_from([
+            "relive-server",
+            "--node-id",
+            "ds",
+            "--roles",
+            "ds,sb",
+            "--key-file",
+            "/cluster/secret.key",
+        ])
+        .unwrap();
+        let s = resolve(dir.path(), &cli.overrides).unwrap();
+        let cluster = s.cluster.as_ref().unwrap();
+        assert!(cluster.ds && cluster.sb && !cluster.ns);
+        assert_eq!(s.key_path(), Path::new("/cluster/secret.key"));
+        let s = resolve(dir.path(), &Overrides::default()).unwrap();
+        assert_eq!(s.key_path(), dir.path().join("secret.key"));
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "key_file = \"keys/node.key\"\n",
+        )
+        .unwrap();
+        let s = resolve(dir.path(), &Overrides::default()).unwrap();
+        assert_eq!(s.key_path(), dir.path().join("keys/node.key"));
+    }
+
     #[test]
     fn bad_values_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
@@ -1175,6 +1251,7 @@ mod tests {
                     && !l.starts_with("url =")
                     && !l.starts_with("[store]")
                     && !l.starts_with("node_id")
+                    && !l.starts_with("key_file")
             })
             .map(|l| format!("{l}\n"))
             .collect();

@@ -45,7 +45,7 @@ pub fn create_dir(data_dir: &Path) -> Result<(), Error> {
 /// Any [`Error`] from the steps above.
 pub async fn open_store(settings: &Settings) -> Result<Store, Error> {
     create_dir(&settings.data_dir)?;
-    let key = ServerKey::load_or_create(&settings.data_dir.join(KEY_FILE))?;
+    let key = ServerKey::load_or_create(&settings.key_path())?;
     Ok(match &settings.store_url {
         Some(url) => Store::open_postgres(url, key, settings.store_options()).await?,
         None => Store::open(&settings.database_path(), key, settings.store_options()).await?,

@@ -19,7 +19,6 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::TcpStream;
 
 use crate::config::Settings;
-use crate::data_dir::KEY_FILE;
 use crate::tls::CertPaths;
 
 /// How long one network check waits.
@@ -115,7 +114,7 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
     // Free space and descriptor limits are read through POSIX calls (not checked on Windows).
     #[cfg(unix)]
     checks.push(disk(&settings.data_dir));
-    checks.push(key_permissions(&settings.data_dir.join(KEY_FILE)));
+    checks.push(key_permissions(&settings.key_path()));
     #[cfg(unix)]
     checks.push(fd_limit(settings.max_connections));
     checks

@@ -376,8 +376,7 @@ async fn restore(data_dir: PathBuf, o: &Overrides, file: PathBuf) -> anyhow::Res
     data_dir::create_dir(&settings.data_dir)?;
     let lock =
         backup::DataDirLock::acquire(&settings.data_dir).context("locking the data directory")?;
-    let key = ServerKey::load_or_create(&settings.data_dir.join(data_dir::KEY_FILE))
-        .context("loading secret.key")?;
+    let key = ServerKey::load_or_create(&settings.key_path()).context("loading secret.key")?;
     let db = settings.database_path();
     let src = file.clone();
     let summary = tokio::task::spawn_blocking(move || backup::restore(&src, &db, &key, &lock))

@@ -108,6 +108,11 @@ impl ServerKey {
 
     /// Loads the key from `path`, creating it (mode 0600 on Unix) if the file does not exist.
     ///
+    /// Safe when several processes start at once on one shared file (cluster nodes): the key
+    /// is written complete to a private temporary file next to `path` and hard-linked into
+    /// place, which fails if the name exists; the process that loses that race reads the
+    /// winner's key. Nobody ever reads a partly written key.
+    ///
     /// # Errors
     ///
     /// [`KeyError::Io`] on file errors, [`KeyError::Malformed`] if the file is not 64 hex digits.
@@ -117,26 +122,47 @@ impl ServerKey {
             source,
         };
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Malformed {
-                    path: path.to_path_buf(),
-                })?;
-                let bytes: [u8; SERVER_KEY_BYTES] =
-                    bytes.try_into().map_err(|_| KeyError::Malformed {
-                        path: path.to_path_buf(),
-                    })?;
-                Ok(Self(bytes))
-            }
+            Ok(text) => Self::parse(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate()?;
-                let mut file = create_private_file(path).map_err(io)?;
-                writeln!(file, "{}", hex::encode(key.0)).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                tracing::info!(path = %path.display(), "created server key");
-                Ok(key)
+                let mut nonce = [0u8; 8];
+                SystemRandom::new()
+                    .fill(&mut nonce)
+                    .map_err(|_| KeyError::Random)?;
+                let mut tmp = path.as_os_str().to_owned();
+                tmp.push(format!(".{}.tmp", hex::encode(nonce)));
+                let tmp = PathBuf::from(tmp);
+                let written = (|| {
+                    let mut file = create_private_file(&tmp)?;
+                    writeln!(file, "{}", hex::encode(key.0))?;
+                    file.sync_all()?;
+                    std::fs::hard_link(&tmp, path)
+                })();
+                let _ = std::fs::remove_file(&tmp);
+                match written {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "created server key");
+                        Ok(key)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path).map_err(io)?;
+                        Self::parse(path, &text)
+                    }
+                    Err(e) => Err(io(e)),
+                }
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    /// The key in a key file's text (64 hex digits).
+    fn parse(path: &Path, text: &str) -> Result<Self, KeyError> {
+        let malformed = || KeyError::Malformed {
+            path: path.to_path_buf(),
+        };
+        let bytes = hex::decode(text.trim()).map_err(|_| malformed())?;
+        let bytes: [u8; SERVER_KEY_BYTES] = bytes.try_into().map_err(|_| malformed())?;
+        Ok(Self(bytes))
     }
 }
 
@@ -187,6 +213,25 @@ mod tests {
         assert_eq!(format!("{secret:?} {secret}"), "*** ***");
         let key = ServerKey::from_bytes([7; SERVER_KEY_BYTES]);
         assert!(!format!("{key:?}").contains('7'));
+    }
+
+    #[test]
+    fn processes_starting_at_once_on_one_key_file_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.key");
+        let keys: Vec<[u8; SERVER_KEY_BYTES]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| *ServerKey::load_or_create(&path).unwrap().as_bytes()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]));
+        assert_eq!(
+            *ServerKey::load_or_create(&path).unwrap().as_bytes(),
+            keys[0]
+        );
+        // Only the key is left: no temporary files.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

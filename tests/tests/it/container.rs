@@ -2,7 +2,9 @@
 //! (checked static: no dynamic loader) on an empty base (no registry), inspected (non-root user, volume, ports, health check), run;
 //! the operator creates an account with `podman exec`, an MSNP7 client logs in through the
 //! published port, the health check and `/metrics` answer, and the account survives a new
-//! container on the same volume.
+//! container on the same volume. The cluster compose file runs under podman-compose with
+//! PostgreSQL and NATS images built from Debian's files (`tests/fixtures/container/standins`):
+//! clients log in through the dispatch and see each other across the nodes.
 //!
 //! The run options say two things about hosts: the runtime is `runc` when installed (crun
 //! refuses hosts with cgroup v1 controllers and a cgroup v2 one at once, "hybrid mode"), and
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use relive_msnp::client::Role;
+use relive_msnp::server::ServerMessage;
 use relive_tests::MsnpClient;
 use relive_tests::dist::{self, MUSL};
 use relive_tests::stack::{login_md5, sync_lists};
@@ -110,6 +113,30 @@ fn start(image: &str, name: &str, volume: &str) -> anyhow::Result<(String, Strin
             .with_context(|| format!("no mapping for {p}: {mapped:?}"))
     };
     Ok((port("1863/tcp")?, port("9863/tcp")?))
+}
+
+/// `podman exec -i CONTAINER relive-server ARGS` with `stdin`, which must succeed; its output.
+fn exec_server(container: &str, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut child = Command::new("podman")
+        .args(["exec", "--interactive", container, "relive-server"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(stdin.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "podman exec {container} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Waits until the NS at `addr` answers a `VER` (the container is still starting; published
@@ -226,28 +253,7 @@ async fn the_container_image_serves_an_msnp7_login() -> anyhow::Result<()> {
     let volume = cleanup.volume.clone();
     let (ns, metrics) = start(&image, &first, &volume)?;
     let ns = wait_ready(&ns, &first).await?;
-    let exec = |args: &[&str], stdin: &str| -> anyhow::Result<String> {
-        use std::io::Write as _;
-        let mut child = Command::new("podman")
-            .args(["exec", "--interactive", &first, "relive-server"])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(stdin.as_bytes())?;
-        let out = child.wait_with_output()?;
-        ensure!(
-            out.status.success(),
-            "podman exec {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    };
+    let exec = |args: &[&str], stdin: &str| exec_server(&first, args, stdin);
     const ALICE: &str = "alice@example.com";
     exec(&["user", "add", ALICE, "--password-stdin"], "pw\n")?;
     let token = exec(&["token", "new", ALICE], "")?.trim().to_owned();
@@ -336,5 +342,341 @@ fn the_compose_file_matches_the_image() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The services of `compose-cluster.yaml`.
+const CLUSTER_SERVICES: [&str; 5] = ["postgres", "nats", "ds", "node1", "node2"];
+
+/// Takes down a compose project (containers, network, volumes) and removes the test's images,
+/// however the test ends; only what carries this project's label or these names.
+struct ComposeCleanup {
+    project: String,
+    env: Vec<(String, String)>,
+    images: Vec<String>,
+}
+
+impl ComposeCleanup {
+    fn compose(&self, args: &[&str]) -> std::io::Result<Output> {
+        let file = dist::workspace().join("contrib/container/compose-cluster.yaml");
+        Command::new("podman-compose")
+            .arg("-p")
+            .arg(&self.project)
+            .arg("-f")
+            .arg(file)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .output()
+    }
+}
+
+impl Drop for ComposeCleanup {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "--volumes"]);
+        // Whatever `down` left (a failed `up`): by this project's label.
+        let label = format!("label=io.podman.compose.project={}", self.project);
+        if let Ok(out) = podman(&["ps", "--all", "--quiet", "--filter", &label]) {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = podman(&["rm", "--force", "--time", "2", id]);
+            }
+        }
+        if let Ok(out) = podman(&["volume", "ls", "--quiet", "--filter", &label]) {
+            for name in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = podman(&["volume", "rm", "--force", name]);
+            }
+        }
+        let _ = podman(&[
+            "network",
+            "rm",
+            "--force",
+            &format!("{}_default", self.project),
+        ]);
+        for image in &self.images {
+            let _ = podman(&["rmi", "--force", image]);
+        }
+    }
+}
+
+/// Asks the dispatch at `ds` where `handle` logs in (`VER`, `INF`, `USR MD5 I` → `XFR NS`),
+/// as MSN 1.x–6.x clients do; `None` while it has no live NS node (`600`) or is not up yet.
+async fn referral(ds: std::net::SocketAddr, handle: &str) -> Option<String> {
+    let mut c = MsnpClient::connect(ds, Role::Notification, "ds")
+        .await
+        .ok()?;
+    c.send_line("VER 1 MSNP7 CVR0").await.ok()?;
+    c.expect("VER", |m| matches!(m, ServerMessage::Ver { .. }))
+        .await
+        .ok()?;
+    c.send_line("INF 2").await.ok()?;
+    c.expect("INF", |m| matches!(m, ServerMessage::Inf { .. }))
+        .await
+        .ok()?;
+    c.send_line(&format!("USR 3 MD5 I {handle}")).await.ok()?;
+    match c.recv().await.ok()? {
+        ServerMessage::XfrNs { addr, .. } => Some(addr.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// `ADD FL handle handle`, and its acknowledgement.
+async fn add_to_forward_list(c: &mut MsnpClient, handle: &str) -> anyhow::Result<()> {
+    let t = c.trid();
+    c.send_line(&format!("ADD {t} FL {handle} {handle}"))
+        .await?;
+    c.expect(
+        "ADD FL",
+        |m| matches!(m, ServerMessage::Add { trid, .. } if *trid == t),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `contrib/container/compose-cluster.yaml` under podman-compose: PostgreSQL and NATS (stand-ins
+/// built from Debian's packages, as no registry is reachable), a dispatch and two NS+SB nodes
+/// of the image `contrib/container/build` makes, on free host ports. An account is created
+/// with `podman exec` on the dispatch; an MSNP7 client logs in through the dispatch's
+/// published port (`XFR NS` to an NS node, MD5 login there, so every node shares the key that
+/// encrypted the token); a second user lands on the other NS node, and each sees the other's
+/// presence (`ILN`, `NLN`) across the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_compose_file_serves_logins_across_nodes() -> anyhow::Result<()> {
+    if relive_tests::stack::skip_on_postgres(
+        "it runs PostgreSQL of its own in a container; the SQLite run of the suite covers it",
+    ) {
+        return Ok(());
+    }
+    let missing = dist::missing_target(MUSL)
+        .or_else(|| {
+            tool::missing(&[
+                ("podman", "--version", "podman"),
+                ("podman-compose", "--version", "podman-compose"),
+                ("nats-server", "--version", "nats-server"),
+            ])
+        })
+        .or_else(|| {
+            (!std::path::Path::new("/usr/lib/postgresql/15/bin/postgres").exists())
+                .then(|| "PostgreSQL 15 is missing (Debian package postgresql-15)".to_owned())
+        });
+    if let Some(why) = missing {
+        tool::skip(&why);
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let id = std::process::id();
+    let project = format!("relive-cluster-test-{id}");
+    let (relive, postgres, nats) = (
+        format!("localhost/relive-cluster-test:{id}"),
+        format!("localhost/relive-test-postgres:{id}"),
+        format!("localhost/relive-test-nats:{id}"),
+    );
+    // This host's runtime and limits (see the module docs) for every container compose makes.
+    let conf_dir = tempfile::tempdir()?;
+    let conf = conf_dir.path().join("containers.conf");
+    let files = {
+        use rustix::process::{Resource, getrlimit};
+        getrlimit(Resource::Nofile)
+            .current
+            .unwrap_or(65_536)
+            .min(65_536)
+    };
+    let runtime = if tool::installed("runc", "--version") {
+        "[engine]\nruntime = \"runc\"\n"
+    } else {
+        ""
+    };
+    // Podman 4 lists the host's nameservers after the network's aardvark-dns in a container's
+    // resolv.conf; the static (musl) programs ask all at once and take the first answer, so a
+    // host's "no such name" for `postgres` can win. As the compose file's header tells
+    // operators: the network's own DNS as the only nameserver (a subnet of this test's own).
+    let net = format!("10.{}.{}", 200 + id % 50, (id / 50) % 256);
+    std::fs::write(
+        &conf,
+        format!(
+            "{runtime}[containers]\n\
+             default_ulimits = [\"nofile={files}:{files}\", \"nproc=4096:4096\"]\n\
+             dns_servers = [\"{net}.1\"]\n\
+             [network]\n\
+             default_subnet_pools = [{{\"base\" = \"{net}.0/24\", \"size\" = 24}}]\n"
+        ),
+    )?;
+    // Free host ports for everything the file publishes.
+    let mut ports = std::collections::BTreeMap::new();
+    {
+        let mut held = Vec::new();
+        for var in [
+            "RELIVE_DS_PORT",
+            "RELIVE_HTTP_PORT",
+            "RELIVE_HTTPS_PORT",
+            "RELIVE_DS_METRICS_PORT",
+            "RELIVE_NS1_PORT",
+            "RELIVE_SB1_PORT",
+            "RELIVE_NS1_METRICS_PORT",
+            "RELIVE_NS2_PORT",
+            "RELIVE_SB2_PORT",
+            "RELIVE_NS2_METRICS_PORT",
+        ] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            ports.insert(var, l.local_addr()?.port());
+            held.push(l);
+        }
+    }
+    let mut env: Vec<(String, String)> = ports
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+        .collect();
+    env.extend(
+        [
+            ("RELIVE_IMAGE", relive.as_str()),
+            ("RELIVE_POSTGRES_IMAGE", postgres.as_str()),
+            ("RELIVE_NATS_IMAGE", nats.as_str()),
+            ("RELIVE_PUBLIC_HOST", "127.0.0.1"),
+            ("RELIVE_DB_PASSWORD", &format!("pw{id}")),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    env.push((
+        "CONTAINERS_CONF".to_owned(),
+        conf.to_string_lossy().into_owned(),
+    ));
+    let cleanup = ComposeCleanup {
+        project: project.clone(),
+        env,
+        images: vec![relive.clone(), postgres.clone(), nats.clone()],
+    };
+
+    // The images: Relive's as operators build it, PostgreSQL and NATS from Debian's files.
+    let builds = {
+        let (relive, postgres, nats) = (relive.clone(), postgres.clone(), nats.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<[Output; 2]> {
+            Ok([
+                dist::script("contrib/container/build")
+                    .arg(&relive)
+                    .output()?,
+                dist::script("tests/fixtures/container/standins")
+                    .args([&postgres, &nats])
+                    .output()?,
+            ])
+        })
+        .await??
+    };
+    for out in &builds {
+        ensure!(
+            out.status.success(),
+            "building the images failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!("images built after {:?}", started.elapsed());
+
+    let up = cleanup.compose(&["up", "--detach"])?;
+    ensure!(
+        up.status.success(),
+        "podman-compose up failed: {}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let container = |service: &str| format!("{project}_{service}_1");
+    let logs = || {
+        CLUSTER_SERVICES
+            .iter()
+            .map(|s| {
+                let out = podman(&["logs", "--tail", "30", &container(s)]);
+                let text = out
+                    .map(|o| {
+                        format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("--- {s}:\n{text}")
+            })
+            .collect::<String>()
+    };
+    let port = |var: &str| ports[var];
+    let ds: std::net::SocketAddr = format!("127.0.0.1:{}", port("RELIVE_DS_PORT")).parse()?;
+    let ds = wait_ready(&ds.to_string(), &container("ds"))
+        .await
+        .with_context(logs)?;
+    eprintln!("dispatch answering after {:?}", started.elapsed());
+
+    // Accounts, made by the operator in the dispatch's container (in PostgreSQL, their tokens
+    // under the shared key).
+    let ds_container = container("ds");
+    let exec = |args: &[&str], stdin: &str| exec_server(&ds_container, args, stdin);
+    let handles: Vec<String> = ["alice", "bob", "carol", "dave", "erin", "frank"]
+        .iter()
+        .map(|n| format!("{n}@example.com"))
+        .collect();
+    let mut tokens = std::collections::HashMap::new();
+    for h in &handles {
+        exec(&["user", "add", h, "--password-stdin"], "pw\n")?;
+        tokens.insert(h.clone(), exec(&["token", "new", h], "")?.trim().to_owned());
+    }
+
+    // The dispatch refers logins to both NS nodes once both are live, at the addresses the
+    // compose file publishes: two users on different nodes.
+    let nodes = [
+        format!("127.0.0.1:{}", port("RELIVE_NS1_PORT")),
+        format!("127.0.0.1:{}", port("RELIVE_NS2_PORT")),
+    ];
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let (first, second) = loop {
+        let mut by_node: [Option<&String>; 2] = [None, None];
+        for h in &handles {
+            if let Some(addr) = referral(ds, h).await {
+                let i = nodes
+                    .iter()
+                    .position(|n| *n == addr)
+                    .with_context(|| format!("{h} referred to {addr}, not to {nodes:?}"))?;
+                by_node[i].get_or_insert(h);
+            }
+        }
+        if let [Some(a), Some(b)] = by_node {
+            break ((a.clone(), &nodes[0]), (b.clone(), &nodes[1]));
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the dispatch never referred to both NS nodes: {by_node:?}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // The first logs in as an MSNP7 client does: the dispatch's XFR NS, then MD5 on that node.
+    let (a, a_node) = first;
+    let (b, b_node) = second;
+    ensure!(referral(ds, &a).await.as_ref() == Some(a_node));
+    let mut alice = MsnpClient::connect(a_node.parse()?, Role::Notification, "a_ns").await?;
+    login_md5(&mut alice, 7, &a, &tokens[&a]).await?;
+    sync_lists(&mut alice).await?;
+    add_to_forward_list(&mut alice, &b).await?;
+    relive_tests::stack::change_status(&mut alice, "NLN").await?;
+
+    // The second, on the other node, sees the first in its ILN burst; the first sees NLN.
+    let mut bob = MsnpClient::connect(b_node.parse()?, Role::Notification, "b_ns").await?;
+    login_md5(&mut bob, 7, &b, &tokens[&b]).await?;
+    sync_lists(&mut bob).await?;
+    add_to_forward_list(&mut bob, &a).await?;
+    let ilns = relive_tests::stack::change_status(&mut bob, "NLN").await?;
+    ensure!(
+        ilns.iter().any(
+            |m| matches!(m, ServerMessage::Iln { handle, .. } if handle.as_str() == a.as_str())
+        ),
+        "{b} on {b_node} does not see {a} on {a_node}: {ilns:?}"
+    );
+    alice
+        .wait_for(
+            "NLN of the user on the other node",
+            |m| matches!(m, ServerMessage::Nln { handle, .. } if handle.as_str() == b.as_str()),
+        )
+        .await?;
+    alice.send_line("OUT").await?;
+    bob.send_line("OUT").await?;
+    eprintln!("cluster test done after {:?}", started.elapsed());
+    drop(cleanup);
     Ok(())
 }
