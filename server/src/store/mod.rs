@@ -89,6 +89,7 @@ pub mod web;
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -161,6 +162,10 @@ pub enum StoreError {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// A PostgreSQL operation went on after one of its statements failed (a bug: PostgreSQL had
+    /// aborted its transaction); nothing of it was kept.
+    #[error("store operation rolled back after a database error")]
+    RolledBack,
     /// A blocking task panicked or was aborted.
     #[error("store worker task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -201,6 +206,9 @@ pub struct StoreOptions {
     pub bcrypt_cost: u32,
     /// List size limits.
     pub limits: ListLimits,
+    /// PostgreSQL only: how many connections (each on its own thread) run operations at once
+    /// (`[store] pool_size`; 1..=[`MAX_PG_POOL`]). SQLite always has one.
+    pub pool_size: usize,
 }
 
 impl Default for StoreOptions {
@@ -208,16 +216,47 @@ impl Default for StoreOptions {
         Self {
             bcrypt_cost: DEFAULT_BCRYPT_COST,
             limits: ListLimits::default(),
+            pool_size: DEFAULT_PG_POOL,
         }
     }
 }
 
-/// An operation for the store thread: gets the connection (`None` once closed).
+/// PostgreSQL connections of one process when `[store] pool_size` is not set: enough
+/// concurrent commits for PostgreSQL's group commit to share each WAL flush among several (see
+/// "Storage backends" in DESIGN.md for the measurements), few enough for a few nodes to stay
+/// well under PostgreSQL's default `max_connections` (100).
+pub const DEFAULT_PG_POOL: usize = 8;
+
+/// The largest `[store] pool_size`.
+pub const MAX_PG_POOL: usize = 64;
+
+/// How many times a PostgreSQL operation runs at most. After a serialization failure or a
+/// deadlock it runs alone (see [`PgConn::begin_operation`]), where it can meet no other, so a
+/// second conflict means a session outside the store's protocol (an administrator's); the
+/// error is then returned, and logged.
+const MAX_ATTEMPTS: u32 = 4;
+
+/// An operation for a store thread: gets the connection (`None` once closed).
 type Job = Box<dyn FnOnce(&mut Option<Conn>) + Send>;
 
+/// Where operations go.
+enum Queue {
+    /// SQLite: the one store thread, which owns the connection.
+    Thread(mpsc::Sender<Job>),
+    /// PostgreSQL: the pool's threads, each owning a connection, take operations from one
+    /// queue. Closing drops the sender (taken out of the mutex): the threads finish what is
+    /// queued, drop their connections and end, and [`Store::close`] joins them.
+    Pool {
+        jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+        threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    },
+}
+
 struct Inner {
-    /// The queue of the store thread, which owns the connection.
-    jobs: mpsc::Sender<Job>,
+    /// The operations' queue.
+    queue: Queue,
+    /// PostgreSQL operations run again after a serialization failure or a deadlock.
+    retried: Arc<AtomicU64>,
     key: ServerKey,
     /// The token cipher under `key`, set up once rather than per login.
     aead: LessSafeKey,
@@ -269,7 +308,8 @@ impl Store {
     }
 
     /// Connects to a PostgreSQL database (`postgres://…` or a `key=value` connection string)
-    /// and migrates it. The connection lives on the store thread, like SQLite's.
+    /// and migrates it: [`StoreOptions::pool_size`] connections, each on a thread of its own
+    /// (see "PostgreSQL: a pool" above).
     ///
     /// # Errors
     ///
@@ -280,21 +320,34 @@ impl Store {
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
         let url = url.to_owned();
-        // The synchronous client runs its own small runtime: connect on a thread outside Tokio's.
+        let size = options.pool_size.clamp(1, MAX_PG_POOL);
+        // The synchronous client runs its own small runtime: connect on threads outside Tokio's.
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("relive-store-connect".into())
             .spawn(move || {
-                let conn = PgConn::connect(&url).and_then(|pg| {
-                    let mut conn = Conn::Postgres(Box::new(pg));
-                    migrations::migrate(&mut conn)?;
-                    Ok(conn)
+                let conns = PgConn::connect(&url).and_then(|pg| {
+                    let mut first = Conn::Postgres(Box::new(pg));
+                    migrations::migrate(&mut first)?;
+                    // The others at once, each on its own thread.
+                    let others: Vec<_> = (1..size)
+                        .map(|_| {
+                            let url = url.clone();
+                            std::thread::spawn(move || PgConn::connect(&url))
+                        })
+                        .collect();
+                    let mut conns = vec![first];
+                    for other in others {
+                        let pg = other.join().map_err(|_| StoreError::Thread)??;
+                        conns.push(Conn::Postgres(Box::new(pg)));
+                    }
+                    Ok(conns)
                 });
-                let _ = tx.send(conn);
+                let _ = tx.send(conns);
             })
             .map_err(|_| StoreError::Thread)?;
-        let conn = rx.await.map_err(|_| StoreError::Thread)??;
-        Self::from_conn(conn, key, options)
+        let conns = rx.await.map_err(|_| StoreError::Thread)??;
+        Self::from_pool(conns, key, options)
     }
 
     /// A fresh in-memory database (unit tests; nothing survives the handle).
@@ -322,15 +375,67 @@ impl Store {
                 }
             })
             .map_err(|_| StoreError::Thread)?;
+        Self::with_queue(Queue::Thread(jobs), key, options)
+    }
+
+    /// Starts one thread per connection, all taking operations from one queue.
+    fn from_pool(
+        conns: Vec<Conn>,
+        key: ServerKey,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let mut threads = Vec::with_capacity(conns.len());
+        for (index, conn) in conns.into_iter().enumerate() {
+            let queue = Arc::clone(&queue);
+            let thread = std::thread::Builder::new()
+                .name(format!("relive-store-{index}"))
+                .spawn(move || {
+                    let mut conn = Some(conn);
+                    loop {
+                        // One thread waits on the queue while the others wait for the lock.
+                        let job = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        // Ends when the store is closed or every handle dropped, after what
+                        // was queued; the connection drops with the thread.
+                        let Ok(job) = job else { break };
+                        job(&mut conn);
+                        if let Some(Conn::Postgres(pg)) = &conn {
+                            pg.reconnect_if_closed();
+                        }
+                    }
+                })
+                .map_err(|_| StoreError::Thread)?;
+            threads.push(thread);
+        }
+        let queue = Queue::Pool {
+            jobs: std::sync::Mutex::new(Some(jobs)),
+            threads: std::sync::Mutex::new(threads),
+        };
+        Self::with_queue(queue, key, options)
+    }
+
+    fn with_queue(queue: Queue, key: ServerKey, options: StoreOptions) -> Result<Self, StoreError> {
         Ok(Self {
             inner: Arc::new(Inner {
-                jobs,
+                queue,
+                retried: Arc::new(AtomicU64::new(0)),
                 aead: tokens::aead_key(&key)?,
                 key,
                 options,
                 latency: Histogram::new(LATENCY_BUCKETS),
             }),
         })
+    }
+
+    /// How many PostgreSQL operations ran again after a serialization failure or a deadlock
+    /// (always 0 on SQLite).
+    #[must_use]
+    pub fn retried(&self) -> u64 {
+        self.inner.retried.load(Ordering::Relaxed)
     }
 
     /// How long operations took, from being queued to their result (waiting behind others
@@ -356,30 +461,47 @@ impl Store {
         &self.inner.aead
     }
 
-    /// Runs `job` on the store thread; `Closed` if the thread is gone.
+    /// Runs `job` on a store thread; `Closed` if the store is closed.
     fn submit(&self, job: Job) -> Result<(), StoreError> {
-        self.inner.jobs.send(job).map_err(|_| StoreError::Closed)
+        match &self.inner.queue {
+            Queue::Thread(jobs) => jobs.send(job).map_err(|_| StoreError::Closed),
+            Queue::Pool { jobs, .. } => jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .ok_or(StoreError::Closed)?
+                .send(job)
+                .map_err(|_| StoreError::Closed),
+        }
     }
 
-    /// Runs `f` on the connection, on the store thread.
+    /// Runs `f` on a connection, on a store thread. On PostgreSQL `f` is one `SERIALIZABLE`
+    /// transaction and may run more than once (see [`run_on_postgres`]): it must not keep
+    /// effects outside the database from one run to the next.
     pub(crate) async fn call<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
     {
+        let mut f = f;
         let (reply, result) = tokio::sync::oneshot::channel();
         let queued = std::time::Instant::now();
         let latency = self.inner.latency.clone();
+        let retried = Arc::clone(&self.inner.retried);
         self.submit(Box::new(move |conn: &mut Option<Conn>| {
             let Some(conn) = conn.as_mut() else {
                 let _ = reply.send(Err(E::from(StoreError::Closed)));
                 return;
             };
-            // A panic inside `f` unwinds through its transaction, which rolls back as it is
-            // dropped, so the connection is still consistent and the thread carries on.
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
-                .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
+            let outcome = if conn.is_postgres() {
+                run_on_postgres(conn, &mut f, &retried)
+            } else {
+                // A panic inside `f` unwinds through its transaction, which rolls back as it
+                // is dropped, so the connection is still consistent and the thread carries on.
+                std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                    .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)))
+            };
             latency.observe(queued.elapsed().as_secs_f64());
             // The caller may have stopped waiting; the work is done either way.
             let _ = reply.send(outcome);
@@ -394,6 +516,27 @@ impl Store {
     ///
     /// The SQLite error from closing (the WAL checkpoint).
     pub async fn close(&self) -> Result<(), StoreError> {
+        if let Queue::Pool { jobs, threads } = &self.inner.queue {
+            drop(
+                jobs.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(),
+            );
+            let threads = std::mem::take(
+                &mut *threads
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            // Each thread finishes what was queued before, then ends, closing its session
+            // (every operation committed before it returned: nothing to flush).
+            tokio::task::spawn_blocking(move || {
+                for thread in threads {
+                    let _ = thread.join();
+                }
+            })
+            .await?;
+            return Ok(());
+        }
         let (reply, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn: &mut Option<Conn>| {
             let closed = match conn.take() {
@@ -409,6 +552,112 @@ impl Store {
             // No thread, no connection: nothing left to close.
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// Runs one operation on a PostgreSQL connection as one `SERIALIZABLE` transaction
+/// ([`PgConn::begin_operation`]), so that operations running at once on the pool's connections
+/// behave as if they had run one after the other, as on SQLite's one thread. The reply is sent
+/// only after `COMMIT` succeeded (acknowledged = committed).
+///
+/// The operation runs again, up to [`MAX_ATTEMPTS`] times, when
+/// - PostgreSQL refused it for a serialization failure or a deadlock (`40001`, `40P01`): its
+///   transaction rolled back, so the next run starts from a clean state, and runs alone
+///   (holding [`db::OPERATIONS_LOCK`] exclusively: see [`PgConn::begin_operation`]); or
+/// - the session turned out to be closed before `COMMIT` was sent (a server restart, an
+///   administrator): nothing of it committed, so it runs on a new session.
+///
+/// A `COMMIT` that fails because the session is gone is *not* run again: whether it committed
+/// is unknown, and the caller gets the error (nothing was acknowledged).
+fn run_on_postgres<T, E, F>(conn: &mut Conn, f: &mut F, retried: &AtomicU64) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: FnMut(&mut Conn) -> Result<T, E>,
+{
+    let mut attempt = 1;
+    let mut alone = false;
+    loop {
+        let outcome = postgres_attempt(conn, f, alone);
+        let Some(pg) = conn.postgres() else {
+            return outcome.result;
+        };
+        let again = outcome.conflict || (outcome.gone_before_commit && pg.is_broken());
+        if !again {
+            return outcome.result;
+        }
+        if attempt >= MAX_ATTEMPTS {
+            tracing::warn!(
+                attempts = attempt,
+                conflict = outcome.conflict,
+                "store operation gave up after repeated serialization failures or lost sessions"
+            );
+            return outcome.result;
+        }
+        if outcome.conflict {
+            retried.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                attempt,
+                "store operation conflicted with another; running it alone"
+            );
+            alone = true;
+        } else {
+            pg.reconnect_if_closed();
+            if pg.is_broken() {
+                return outcome.result;
+            }
+        }
+        attempt += 1;
+    }
+}
+
+/// One run of an operation on PostgreSQL (see [`run_on_postgres`]).
+struct Attempt<T, E> {
+    result: Result<T, E>,
+    /// A serialization failure or deadlock: nothing committed, run it again.
+    conflict: bool,
+    /// The session failed before `COMMIT` was sent: nothing committed.
+    gone_before_commit: bool,
+}
+
+fn postgres_attempt<T, E, F>(conn: &mut Conn, f: &mut F, alone: bool) -> Attempt<T, E>
+where
+    E: From<StoreError>,
+    F: FnMut(&mut Conn) -> Result<T, E>,
+{
+    let begun = match conn.postgres() {
+        Some(pg) => pg.begin_operation(alone),
+        None => Err(StoreError::Closed),
+    };
+    if let Err(e) = begun {
+        return Attempt {
+            result: Err(E::from(e)),
+            conflict: false,
+            gone_before_commit: true,
+        };
+    }
+    // A panic inside `f` rolls its transaction back below; the thread carries on.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
+    let Some(pg) = conn.postgres() else {
+        return Attempt {
+            result,
+            conflict: false,
+            gone_before_commit: false,
+        };
+    };
+    let (result, gone_before_commit) = match pg.end_operation(result.is_ok()) {
+        db::Ended::Committed => (result, false),
+        db::Ended::CommitFailed(e) => (Err(E::from(e)), false),
+        db::Ended::RolledBack { swallowed: false } => (result, true),
+        db::Ended::RolledBack { swallowed: true } => {
+            tracing::error!("a store operation went on after a database error; rolled back");
+            (Err(E::from(StoreError::RolledBack)), true)
+        }
+    };
+    Attempt {
+        result,
+        conflict: pg.conflicted(),
+        gone_before_commit,
     }
 }
 
@@ -447,7 +696,7 @@ pub(crate) mod test_support {
     pub(crate) fn fast_options() -> StoreOptions {
         StoreOptions {
             bcrypt_cost: 4,
-            limits: ListLimits::default(),
+            ..StoreOptions::default()
         }
     }
 

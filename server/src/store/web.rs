@@ -136,7 +136,7 @@ impl Store {
     pub async fn end_web_session(&self, id: &str) -> Result<(), StoreError> {
         let hash = hash_secret(id);
         self.call(move |conn| {
-            conn.execute("DELETE FROM web_sessions WHERE id_hash = ?1", [hash])?;
+            conn.execute("DELETE FROM web_sessions WHERE id_hash = ?1", [&hash])?;
             Ok(())
         })
         .await
@@ -509,7 +509,7 @@ impl Store {
                     "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE admin = 1 AND disabled = 0
                          AND id = (SELECT account_id FROM api_keys WHERE key_hash = ?1)"
                 ),
-                [hash],
+                [&hash],
                 account_from_row,
             )
             .optional()
