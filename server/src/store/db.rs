@@ -278,9 +278,13 @@ impl PgConn {
             self.broken.set(true);
         }
         self.failed.set(true);
+        // A constraint violation (class 23: a duplicate key, a missing parent row) among
+        // concurrent operations may come from another one's uncommitted insert or delete; alone,
+        // the operation either succeeds or meets the same violation, as it would on SQLite.
         if e.code().is_some_and(|c| {
             *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
                 || *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                || (c.code().starts_with("23") && !self.exclusive.get())
         }) {
             self.conflict.set(true);
         }
@@ -293,19 +297,21 @@ impl PgConn {
         self.broken.get() || self.client.borrow().is_closed()
     }
 
-    /// Opens the transaction of one store operation (`SERIALIZABLE`): until
+    /// Opens the transaction of one store operation (`REPEATABLE READ`: one snapshot, and a
+    /// write to a row that another transaction changed since is refused with `40001`): until
     /// [`PgConn::end_operation`], [`Conn::transaction`] opens no transaction of its own, so
     /// everything the operation runs — its `Tx`, and statements outside one — is one
     /// transaction, committed or rolled back as a whole.
     ///
     /// Every operation also holds the advisory lock [`OPERATIONS_LOCK`]: shared normally
     /// (taken in the same round trip as `BEGIN`, released with the transaction), so operations
-    /// run side by side; `exclusive` for an operation running again after a serialization
-    /// failure — taken *before* `BEGIN`, so its snapshot is taken once every other operation
-    /// of the database (of every node) has ended and none can start until it has: it runs
-    /// alone and cannot meet another conflict. So a hot row (one account's list version
-    /// changed from many sessions at once) costs one failed attempt per operation at most,
-    /// never a retry storm.
+    /// run side by side; `exclusive` for an operation running again after a conflict (or one
+    /// that asked to run alone: [`super::Store::call_alone`]) — taken *before* `BEGIN`, so its
+    /// snapshot is taken once every other operation of the database (of every node) has ended
+    /// and none can start until it has: it runs alone, exactly as on SQLite's one thread, and
+    /// cannot meet another conflict. So a hot row (one account's list version changed from
+    /// many sessions at once) costs one failed attempt per operation at most, never a retry
+    /// storm.
     ///
     /// # Errors
     ///
@@ -322,10 +328,10 @@ impl PgConn {
             self.exclusive.set(true);
             self.client
                 .borrow_mut()
-                .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         } else {
             self.client.borrow_mut().batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL SERIALIZABLE; \
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; \
                  SELECT pg_advisory_xact_lock_shared({OPERATIONS_LOCK})"
             ))
         };

@@ -3,14 +3,45 @@
 //!
 //! # Design
 //!
-//! One connection is owned by one dedicated thread (`relive-store`): a `rusqlite::Connection`,
-//! or with `[store] url = "postgres://…"` a synchronous `postgres::Client`. Every operation is a
-//! closure sent to that thread over a channel; the thread runs the closures one after the other
-//! (one transaction for anything that writes, committed before the result is sent back: an
-//! acknowledged write is a committed one) and sends each result back over a oneshot. So the
-//! database never blocks a runtime thread, there is exactly one writer per process, and a write
-//! that has been queued finishes even if the task awaiting it is cancelled. bcrypt runs in
-//! `spawn_blocking`, *outside* the store thread, so a slow hash does not stall other queries.
+//! Every operation is a closure sent over a channel to a thread that owns a connection and
+//! never runs inside the Tokio runtime; it runs the closure (one transaction for anything that
+//! writes, committed before the result is sent back: an acknowledged write is a committed one)
+//! and sends the result back over a oneshot. So the database never blocks a runtime thread, and
+//! a write that has been queued finishes even if the task awaiting it is cancelled. bcrypt runs
+//! in `spawn_blocking`, *outside* the store threads, so a slow hash does not stall queries.
+//!
+//! **SQLite: one thread.** One `rusqlite::Connection` on one thread (`relive-store`) runs the
+//! closures one after the other: exactly one writer per process, as SQLite wants, and every
+//! operation sees every earlier one.
+//!
+//! **PostgreSQL: a pool.** With `[store] url = "postgres://…"`, `[store] pool_size` (default
+//! [`DEFAULT_PG_POOL`]) threads (`relive-store-N`) each own a synchronous `postgres::Client` and
+//! take closures from one shared queue, so that many transactions are in flight at once and
+//! PostgreSQL's group commit makes one WAL flush serve several commits (one connection could
+//! commit only as often as the disk flushes: ≈ 200/s here). What a closure does is, on
+//! PostgreSQL, one `REPEATABLE READ` transaction opened and committed around it
+//! ([`db::PgConn::begin_operation`]; a `Tx` inside it is that transaction), so its reads are
+//! one snapshot and it is atomic, as a closure on SQLite's one thread is. Operations of one
+//! session still run in order (a session awaits each reply before its next request). Two
+//! operations that write the same row cannot both commit from stale reads: the second gets
+//! `40001` and runs again **alone** — holding an advisory lock exclusively that every operation
+//! otherwise holds shared, so no other operation of the database (of any node) runs beside it
+//! and it behaves exactly as on SQLite ([`Store::retried`] counts these). Every list change
+//! writes its owner's list version (and an RL change the other account's), so list changes of
+//! one account are serialised by that row: no lost update, no shared or skipped version. A
+//! check over rows that other operations *insert* (a mailbox's or the pager's limits, tokens,
+//! API keys and open invites per account, the history's next id) is not protected by a row
+//! conflict under snapshot isolation, so those operations run alone from the start
+//! ([`Store::call_alone`]); they are rare next to logins and list changes. A constraint
+//! violation met beside other operations (two users adding the same unregistered handle) also
+//! runs the operation again alone, where it either succeeds or fails as on SQLite.
+//! (`SERIALIZABLE` was measured first: its page-level predicate locks made a third of
+//! concurrent logins, on different accounts, fail and run again — slower than one connection.)
+//! A session found closed before `COMMIT` runs the operation again on a new session (nothing
+//! of it committed); a `COMMIT` lost with its session is an error (its outcome is unknown,
+//! nothing was acknowledged). `r2d2_postgres` was not used: it would add a checkout per
+//! operation in front of the same threads and `Client`s, while a fixed set of threads each
+//! owning one client needs nothing but a shared queue.
 //!
 //! (The operations used to run in `spawn_blocking` around a mutex: under a burst of logins that
 //! put ~128 blocking threads to sleep and wake on the one mutex, and the context switches cost
@@ -24,8 +55,9 @@
 //! it would have meant writing each of the ~55 operations twice and keeping the copies in step.)
 //!
 //! [`Store::close`] queues the close behind the operations already queued; later calls fail with
-//! [`StoreError::Closed`]. The thread ends, dropping the connection, when the last handle is
-//! dropped.
+//! [`StoreError::Closed`] (on PostgreSQL it takes the queue away, and the threads finish what
+//! was queued, close their sessions and end). The threads end, dropping their connections, when
+//! the last handle is dropped.
 //!
 //! The SQLite connection runs in WAL mode with `foreign_keys=ON` and a busy timeout (the CLI may
 //! open the same file while a server runs). Schema changes are numbered migrations, one file per
@@ -48,6 +80,13 @@
 //!   `LIKE` is case-sensitive in PostgreSQL (compare lower-cased text);
 //! - an error inside a PostgreSQL transaction aborts it: return the error, do not catch it and
 //!   go on writing in the same transaction.
+//!
+//! On PostgreSQL the closure may run more than once (after a conflict: see "PostgreSQL: a
+//! pool"), so it is `FnMut` and must do nothing outside the database that a second run would
+//! repeat (clone what it moves out of its captures). An operation that checks a limit counted
+//! over rows others insert (`COUNT(*) … < MAX`, `MAX(id) + 1`) uses [`Store::call_alone`];
+//! one whose rows are guarded by a row every concurrent writer also writes (the list version)
+//! uses [`Store::call`].
 //!
 //! A new table needs migration `NNNN_name.sql` here **and** `pg/NNNN_name.sql` (the same
 //! tables, columns, keys and checks in PostgreSQL's dialect: `BIGINT` for integers and 0/1
@@ -475,10 +514,34 @@ impl Store {
         }
     }
 
-    /// Runs `f` on a connection, on a store thread. On PostgreSQL `f` is one `SERIALIZABLE`
-    /// transaction and may run more than once (see [`run_on_postgres`]): it must not keep
+    /// Runs `f` on a connection, on a store thread. On PostgreSQL `f` is one transaction and
+    /// may run more than once (see [`run_on_postgres`]): it must not keep
     /// effects outside the database from one run to the next.
     pub(crate) async fn call<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
+    {
+        self.run(f, false).await
+    }
+
+    /// [`Store::call`] for an operation that checks a limit counted over rows other operations
+    /// insert (a mailbox's size, the pager's rates, tokens or API keys per account, open
+    /// invites, the history's next id): on PostgreSQL it runs alone (see
+    /// [`PgConn::begin_operation`]), because under snapshot isolation two such operations at
+    /// once could each miss the other's row and both pass the limit. They are rare next to
+    /// logins and list changes, which run side by side.
+    pub(crate) async fn call_alone<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
+    {
+        self.run(f, true).await
+    }
+
+    async fn run<T, E, F>(&self, f: F, alone: bool) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
@@ -495,7 +558,7 @@ impl Store {
                 return;
             };
             let outcome = if conn.is_postgres() {
-                run_on_postgres(conn, &mut f, &retried)
+                run_on_postgres(conn, &mut f, alone, &retried)
             } else {
                 // A panic inside `f` unwinds through its transaction, which rolls back as it
                 // is dropped, so the connection is still consistent and the thread carries on.
@@ -555,27 +618,31 @@ impl Store {
     }
 }
 
-/// Runs one operation on a PostgreSQL connection as one `SERIALIZABLE` transaction
-/// ([`PgConn::begin_operation`]), so that operations running at once on the pool's connections
-/// behave as if they had run one after the other, as on SQLite's one thread. The reply is sent
-/// only after `COMMIT` succeeded (acknowledged = committed).
+/// Runs one operation on a PostgreSQL connection as one `REPEATABLE READ` transaction
+/// ([`PgConn::begin_operation`]; see "PostgreSQL: a pool" above for what that guarantees).
+/// The reply is sent only after `COMMIT` succeeded (acknowledged = committed).
 ///
 /// The operation runs again, up to [`MAX_ATTEMPTS`] times, when
-/// - PostgreSQL refused it for a serialization failure or a deadlock (`40001`, `40P01`): its
-///   transaction rolled back, so the next run starts from a clean state, and runs alone
-///   (holding [`db::OPERATIONS_LOCK`] exclusively: see [`PgConn::begin_operation`]); or
+/// - PostgreSQL refused it for a serialization failure or a deadlock (`40001`, `40P01`), or a
+///   constraint violation while others ran (class 23): its transaction rolled back, so the
+///   next run starts from a clean state, and runs alone (holding [`db::OPERATIONS_LOCK`]
+///   exclusively: see [`PgConn::begin_operation`]); or
 /// - the session turned out to be closed before `COMMIT` was sent (a server restart, an
 ///   administrator): nothing of it committed, so it runs on a new session.
 ///
 /// A `COMMIT` that fails because the session is gone is *not* run again: whether it committed
 /// is unknown, and the caller gets the error (nothing was acknowledged).
-fn run_on_postgres<T, E, F>(conn: &mut Conn, f: &mut F, retried: &AtomicU64) -> Result<T, E>
+fn run_on_postgres<T, E, F>(
+    conn: &mut Conn,
+    f: &mut F,
+    mut alone: bool,
+    retried: &AtomicU64,
+) -> Result<T, E>
 where
     E: From<StoreError>,
     F: FnMut(&mut Conn) -> Result<T, E>,
 {
     let mut attempt = 1;
-    let mut alone = false;
     loop {
         let outcome = postgres_attempt(conn, f, alone);
         let Some(pg) = conn.postgres() else {

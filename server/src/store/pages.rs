@@ -124,7 +124,7 @@ impl Store {
     ) -> Result<Result<(Account, i64), PageRefusal>, StoreError> {
         let from_addr = from_addr.as_str().to_owned();
         let to = to.as_str().to_owned();
-        self.call(move |conn| {
+        self.call_alone(move |conn| {
             let tx = conn.transaction()?;
             let Some(target) = super::mail::registered_account(&tx, &to)? else {
                 return Ok(Err(PageRefusal::NoSuchAccount));

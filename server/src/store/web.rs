@@ -330,7 +330,7 @@ impl Store {
     pub async fn create_invite(&self, by: AccountId) -> Result<String, StoreError> {
         let code = random_secret(9)?;
         let stored = code.clone();
-        self.call(move |conn| {
+        self.call_alone(move |conn| {
             let open: i64 = conn.query_row(
                 "SELECT count(*) FROM invite_codes WHERE used_by IS NULL",
                 [],
@@ -432,7 +432,7 @@ impl Store {
         let key = random_secret(24)?;
         let hash = hash_secret(&key);
         let label: String = label.chars().take(64).collect();
-        self.call(move |conn| {
+        self.call_alone(move |conn| {
             let n: i64 = conn.query_row(
                 "SELECT count(*) FROM api_keys WHERE account_id = ?1",
                 [account.0],
