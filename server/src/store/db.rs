@@ -238,6 +238,8 @@ pub struct PgConn {
     /// That failure was a serialization failure or a deadlock (`40001`, `40P01`): running the
     /// operation again can succeed.
     conflict: Cell<bool>,
+    /// The conflict was a constraint violation (class 23).
+    constraint: Cell<bool>,
     /// This session holds the operations' lock exclusively (see [`PgConn::begin_operation`]).
     exclusive: Cell<bool>,
     /// Prepared statements by the store's SQL text (the `?N` form).
@@ -260,6 +262,7 @@ impl PgConn {
             rollback_only: Cell::new(false),
             failed: Cell::new(false),
             conflict: Cell::new(false),
+            constraint: Cell::new(false),
             exclusive: Cell::new(false),
             cache: RefCell::new(HashMap::new()),
         })
@@ -281,12 +284,15 @@ impl PgConn {
         // A constraint violation (class 23: a duplicate key, a missing parent row) among
         // concurrent operations may come from another one's uncommitted insert or delete; alone,
         // the operation either succeeds or meets the same violation, as it would on SQLite.
-        if e.code().is_some_and(|c| {
-            *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-                || *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-                || (c.code().starts_with("23") && !self.exclusive.get())
-        }) {
-            self.conflict.set(true);
+        if let Some(code) = e.code() {
+            let constraint = code.code().starts_with("23") && !self.exclusive.get();
+            if constraint
+                || *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            {
+                self.conflict.set(true);
+                self.constraint.set(constraint);
+            }
         }
         StoreError::Postgres(e)
     }
@@ -320,6 +326,7 @@ impl PgConn {
         self.rollback_only.set(false);
         self.failed.set(false);
         self.conflict.set(false);
+        self.constraint.set(false);
         let begin = if exclusive {
             self.client
                 .borrow_mut()
@@ -390,6 +397,12 @@ impl PgConn {
     #[must_use]
     pub fn conflicted(&self) -> bool {
         self.conflict.get()
+    }
+
+    /// Whether that conflict was a constraint violation met beside other operations.
+    #[must_use]
+    pub fn constraint_violated(&self) -> bool {
+        self.constraint.get()
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement> {
