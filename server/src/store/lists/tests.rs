@@ -676,6 +676,9 @@ async fn the_virtual_pager_contact_is_never_a_list_entry_nor_an_account() {
     ));
 }
 
+/// A list change in flight (boxed, so that changes of different kinds share one `join_all`).
+type Change<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
 /// Many list changes of one account at once (on PostgreSQL they run on the pool's connections
 /// concurrently; on SQLite one after the other): every change gets its own list version, the
 /// versions have no gap and no duplicate, and the final lists are exactly what the changes
@@ -696,8 +699,7 @@ async fn concurrent_changes_of_one_account_lose_nothing_and_never_share_a_versio
     // Round 1, all at once: the hub adds every contact to its FL (and the first ones to AL),
     // every contact adds the hub (each bumps the hub's version through its RL), and the hub
     // adds groups. Each returns the hub's version after it.
-    let mut changes: Vec<std::pin::Pin<Box<dyn Future<Output = (AccountId, u32)> + Send>>> =
-        Vec::new();
+    let mut changes: Vec<Change<(AccountId, u32)>> = Vec::new();
     for (i, c) in contacts.iter().enumerate() {
         let (s, who) = (store.clone(), c.email.clone());
         changes.push(Box::pin(async move {
@@ -772,8 +774,7 @@ async fn concurrent_changes_of_one_account_lose_nothing_and_never_share_a_versio
                 .await
                 .unwrap()
                 .version
-        })
-            as std::pin::Pin<Box<dyn Future<Output = u32> + Send>>);
+        }) as Change<u32>);
         let (s, me, hub_email) = (store.clone(), c.id, hub.email.clone());
         changes.push(Box::pin(async move {
             s.remove_from_list(me, ListKind::Fl, &hub_email, None)
