@@ -312,7 +312,7 @@ impl PgConn {
     /// Every operation also holds the advisory lock [`OPERATIONS_LOCK`]: shared normally
     /// (taken in the same round trip as `BEGIN`, released with the transaction), so operations
     /// run side by side; `exclusive` for an operation running again after a conflict (or one
-    /// that asked to run alone: [`super::Store::call_alone`]) — taken *before* `BEGIN`, so its
+    /// that asked to run alone: `Store::call_alone`) — taken *before* `BEGIN`, so its
     /// snapshot is taken once every other operation of the database (of every node) has ended
     /// and none can start until it has: it runs alone, exactly as on SQLite's one thread, and
     /// cannot meet another conflict. So a hot row (one account's list version changed from

@@ -33,7 +33,7 @@
 //! check over rows that other operations *insert* (a mailbox's or the pager's limits, tokens,
 //! API keys and open invites per account, the history's next id) is not protected by a row
 //! conflict under snapshot isolation, so those operations run alone from the start
-//! ([`Store::call_alone`]); they are rare next to logins and list changes. A constraint
+//! (`Store::call_alone`); they are rare next to logins and list changes. A constraint
 //! violation met beside other operations (two users adding the same unregistered handle) also
 //! runs the operation again alone, where it either succeeds or fails as on SQLite.
 //! (`SERIALIZABLE` was measured first: its page-level predicate locks made a third of
@@ -85,7 +85,7 @@
 //! On PostgreSQL the closure may run more than once (after a conflict: see "PostgreSQL: a
 //! pool"), so it is `FnMut` and must do nothing outside the database that a second run would
 //! repeat (clone what it moves out of its captures). An operation that checks a limit counted
-//! over rows others insert (`COUNT(*) … < MAX`, `MAX(id) + 1`) uses [`Store::call_alone`];
+//! over rows others insert (`COUNT(*) … < MAX`, `MAX(id) + 1`) uses `Store::call_alone`;
 //! one whose rows are guarded by a row every concurrent writer also writes (the list version)
 //! uses [`Store::call`].
 //!
