@@ -129,10 +129,10 @@ pub mod web;
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use ring::aead::LessSafeKey;
 use rusqlite::Connection;
@@ -302,8 +302,8 @@ enum Queue {
 struct Inner {
     /// The operations' queue.
     queue: Queue,
-    /// PostgreSQL operations run again after a serialization failure or a deadlock.
-    retried: Arc<AtomicU64>,
+    /// PostgreSQL operations run again after a conflict ([`Store::retries`]).
+    retried: Counter,
     key: ServerKey,
     /// The token cipher under `key`, set up once rather than per login.
     aead: LessSafeKey,
@@ -469,7 +469,7 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 queue,
-                retried: Arc::new(AtomicU64::new(0)),
+                retried: Counter::default(),
                 aead: tokens::aead_key(&key)?,
                 key,
                 options,
@@ -478,11 +478,17 @@ impl Store {
         })
     }
 
-    /// How many PostgreSQL operations ran again after a serialization failure or a deadlock
-    /// (always 0 on SQLite).
+    /// How many PostgreSQL operations ran again after a conflict (see "PostgreSQL: a pool"
+    /// above; always 0 on SQLite).
     #[must_use]
     pub fn retried(&self) -> u64 {
-        self.inner.retried.load(Ordering::Relaxed)
+        self.inner.retried.get()
+    }
+
+    /// The same count as a metric (shared with every clone; the metrics endpoint registers it).
+    #[must_use]
+    pub fn retries(&self) -> &Counter {
+        &self.inner.retried
     }
 
     /// How long operations took, from being queued to their result (waiting behind others
@@ -559,7 +565,7 @@ impl Store {
         let (reply, result) = tokio::sync::oneshot::channel();
         let queued = std::time::Instant::now();
         let latency = self.inner.latency.clone();
-        let retried = Arc::clone(&self.inner.retried);
+        let retried = self.inner.retried.clone();
         self.submit(Box::new(move |conn: &mut Option<Conn>| {
             let Some(conn) = conn.as_mut() else {
                 let _ = reply.send(Err(E::from(StoreError::Closed)));
@@ -645,7 +651,7 @@ fn run_on_postgres<T, E, F>(
     conn: &mut Conn,
     f: &mut F,
     mut alone: bool,
-    retried: &AtomicU64,
+    retried: &Counter,
 ) -> Result<T, E>
 where
     E: From<StoreError>,
@@ -670,7 +676,7 @@ where
             return outcome.result;
         }
         if outcome.conflict {
-            retried.fetch_add(1, Ordering::Relaxed);
+            retried.inc();
             // A constraint violation is not for a retry beside others: alone it settles.
             alone = alone || outcome.constraint || attempt >= ATTEMPTS_BESIDE_OTHERS;
             tracing::debug!(
