@@ -129,12 +129,24 @@ pub struct Config {
 }
 
 /// The `[store]` table.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `postgres://…` (or `postgresql://…`): keep the data in PostgreSQL instead of the
     /// embedded SQLite file `relive.db`. Unset: SQLite.
     pub url: Option<String>,
+    /// PostgreSQL only: connections running operations at once (1..=64). SQLite always runs
+    /// one writer.
+    pub pool_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: crate::store::DEFAULT_PG_POOL,
+        }
+    }
 }
 
 impl Default for Config {
@@ -223,6 +235,9 @@ pub struct Overrides {
     /// Keep the data in PostgreSQL (`postgres://…`) instead of the embedded SQLite file.
     #[arg(long, global = true, env = "RELIVE_STORE_URL", value_name = "URL")]
     pub store_url: Option<String>,
+    /// PostgreSQL connections running store operations at once (`[store] pool_size`).
+    #[arg(long, global = true, env = "RELIVE_STORE_POOL_SIZE", value_name = "N")]
+    pub store_pool_size: Option<usize>,
     /// Cluster mode: this node's id (`[cluster] node_id`; unset: a single node).
     #[arg(
         id = "cluster_node_id",
@@ -327,6 +342,8 @@ pub struct Settings {
     pub web: crate::web::WebConfig,
     /// PostgreSQL connection URL; `None`: the embedded SQLite file.
     pub store_url: Option<String>,
+    /// PostgreSQL connections (`[store] pool_size`, validated).
+    pub store_pool: usize,
     /// Cluster mode (`None`: a single node).
     pub cluster: Option<crate::cluster::ClusterSettings>,
     /// The server key file as configured (see [`Self::key_path`]).
@@ -340,6 +357,7 @@ impl Settings {
         StoreOptions {
             bcrypt_cost: self.bcrypt_cost,
             limits: self.limits,
+            pool_size: self.store_pool,
         }
     }
 
@@ -402,6 +420,7 @@ impl Config {
         if o.store_url.is_some() {
             self.store.url.clone_from(&o.store_url);
         }
+        set(&o.store_pool_size, &mut self.store.pool_size);
         if o.node_id.is_some() {
             self.cluster.node_id.clone_from(&o.node_id);
         }
@@ -491,6 +510,13 @@ impl Config {
                 reason: "must be a postgres:// URL (leave it unset for the embedded SQLite file)",
             });
         }
+        let store_pool = self.store.pool_size;
+        if !(1..=crate::store::MAX_PG_POOL).contains(&store_pool) {
+            return Err(ConfigError::Invalid {
+                key: "store.pool_size",
+                reason: "must be 1..=64",
+            });
+        }
         let cluster = self.cluster.validate().map_err(|e| ConfigError::Invalid {
             key: e.key,
             reason: e.reason,
@@ -508,6 +534,7 @@ impl Config {
         Ok(Settings {
             key_file: self.key_file,
             store_url: self.store.url,
+            store_pool,
             cluster,
             web: self.web,
             abuse: limits,
@@ -926,6 +953,12 @@ pub const KEYS: &[Key] = &[
          start. `backup` and `restore` are for relive.db only; use pg_dump with PostgreSQL.",
         "\"postgres://relive@localhost/relive\"",
     ),
+    key(
+        "store",
+        "pool_size",
+        "PostgreSQL only: connections running operations at once (1..=64), each one\n\
+         transaction; concurrent commits share PostgreSQL's WAL flushes. SQLite has one writer.",
+    ),
 ];
 
 /// The [`Overrides`] field of `key`: its name, prefixed by its table (`store_url`).
@@ -1249,7 +1282,6 @@ mod tests {
                     && !l.starts_with("quic")
                     && !l.starts_with("remote")
                     && !l.starts_with("url =")
-                    && !l.starts_with("[store]")
                     && !l.starts_with("node_id")
                     && !l.starts_with("key_file")
             })
@@ -1258,12 +1290,12 @@ mod tests {
         let parsed: Config = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, Config::default());
         // Every key but the examples: 14 top-level, 11 in [passport], 6 in [passport.nexus],
-        // 7 in [relay], 14 in [limits], 1 in [web], 5 in [cluster]. Each documented setting says its flag and
-        // variable.
+        // 7 in [relay], 14 in [limits], 1 in [web], 1 in [store], 5 in [cluster]. Each
+        // documented setting says its flag and variable.
         assert!(text.contains("# Env: RELIVE_MAX_CONNECTIONS, flag: --max-connections.\n"));
         assert_eq!(
             uncommented.lines().filter(|l| l.contains(" = ")).count(),
-            58
+            59
         );
         // The legacy-TLS examples are valid [passport] keys.
         let legacy: String = text

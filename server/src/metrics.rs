@@ -19,6 +19,7 @@
 //! | `relive_relay_transfers_total` | counter | `result` (`ok`, `failed`, `expired`) |
 //! | `relive_relay_bytes_total` | counter | |
 //! | `relive_store_operation_duration_seconds` | histogram | |
+//! | `relive_store_retries_total` | counter | |
 //! | `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_cpu_seconds_total`, `process_start_time_seconds` | (Linux) | |
 //!
 //! Counters live where the events happen and cost one relaxed atomic add there: logins in the
@@ -443,6 +444,11 @@ impl Metrics {
             "Database operations: time from being queued to their result",
             Unit::Seconds,
             sources.store.latency().clone(),
+        );
+        registry.register(
+            "relive_store_retries",
+            "PostgreSQL store operations run again after a conflict with another (0 on SQLite)",
+            sources.store.retries().clone(),
         );
         registry.register_collector(Box::new(Live {
             hub: Arc::clone(sources.hub),

@@ -135,7 +135,11 @@ impl Cluster {
             initdb.arg("--no-sync");
         }
         cluster.run(initdb, "initdb")?;
-        let mut options = format!("-c listen_addresses= -k {}", cluster.dir.display());
+        // Room for many stores at once (tests run in parallel; each store opens a pool).
+        let mut options = format!(
+            "-c listen_addresses= -k {} -c max_connections=400",
+            cluster.dir.display()
+        );
         if durability == Durability::Tests {
             options.push_str(" -c fsync=off -c full_page_writes=off");
         }

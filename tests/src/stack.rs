@@ -343,6 +343,7 @@ impl TestStack {
             },
             store: relive_server::config::StoreConfig {
                 url: data.store_url.clone(),
+                ..relive_server::config::StoreConfig::default()
             },
             ..defaults
         };

@@ -15,7 +15,7 @@
 //! `INTEGER`, `SMALLINT`, `BOOLEAN`, `TEXT`, `BYTEA`), so a Rust `bool` binds to a 0/1 flag
 //! column on both backends and a `u32` reads from a `BIGINT`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::error::Error as StdError;
 
@@ -225,7 +225,23 @@ pub struct PgConn {
     url: String,
     client: RefCell<postgres::Client>,
     /// Set when an error said the session is gone (closed, I/O, the server shutting down).
-    broken: std::cell::Cell<bool>,
+    broken: Cell<bool>,
+    /// Inside [`PgConn::begin_operation`]..[`PgConn::end_operation`]: the operation's
+    /// transaction is already open, so [`Conn::transaction`] opens none and its commit is the
+    /// operation's.
+    in_operation: Cell<bool>,
+    /// The operation dropped a [`Tx`] without committing it: roll the operation back.
+    rollback_only: Cell<bool>,
+    /// A statement of the operation failed (the transaction is aborted whatever the closure
+    /// made of the error).
+    failed: Cell<bool>,
+    /// That failure was a serialization failure or a deadlock (`40001`, `40P01`): running the
+    /// operation again can succeed.
+    conflict: Cell<bool>,
+    /// The conflict was a constraint violation (class 23).
+    constraint: Cell<bool>,
+    /// This session holds the operations' lock exclusively (see [`PgConn::begin_operation`]).
+    exclusive: Cell<bool>,
     /// Prepared statements by the store's SQL text (the `?N` form).
     cache: RefCell<HashMap<String, postgres::Statement>>,
 }
@@ -241,7 +257,13 @@ impl PgConn {
         Ok(Self {
             url: url.to_owned(),
             client: RefCell::new(client),
-            broken: std::cell::Cell::new(false),
+            broken: Cell::new(false),
+            in_operation: Cell::new(false),
+            rollback_only: Cell::new(false),
+            failed: Cell::new(false),
+            conflict: Cell::new(false),
+            constraint: Cell::new(false),
+            exclusive: Cell::new(false),
             cache: RefCell::new(HashMap::new()),
         })
     }
@@ -258,7 +280,129 @@ impl PgConn {
         if gone {
             self.broken.set(true);
         }
+        self.failed.set(true);
+        // A constraint violation (class 23: a duplicate key, a missing parent row) among
+        // concurrent operations may come from another one's uncommitted insert or delete; alone,
+        // the operation either succeeds or meets the same violation, as it would on SQLite.
+        if let Some(code) = e.code() {
+            let constraint = code.code().starts_with("23") && !self.exclusive.get();
+            if constraint
+                || *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            {
+                self.conflict.set(true);
+                self.constraint.set(constraint);
+            }
+        }
         StoreError::Postgres(e)
+    }
+
+    /// Whether an error said the session is gone (see [`PgConn::reconnect_if_closed`]).
+    #[must_use]
+    pub fn is_broken(&self) -> bool {
+        self.broken.get() || self.client.borrow().is_closed()
+    }
+
+    /// Opens the transaction of one store operation (`REPEATABLE READ`: one snapshot, and a
+    /// write to a row that another transaction changed since is refused with `40001`): until
+    /// [`PgConn::end_operation`], [`Conn::transaction`] opens no transaction of its own, so
+    /// everything the operation runs — its `Tx`, and statements outside one — is one
+    /// transaction, committed or rolled back as a whole.
+    ///
+    /// Every operation also holds the advisory lock [`OPERATIONS_LOCK`]: shared normally
+    /// (taken in the same round trip as `BEGIN`, released with the transaction), so operations
+    /// run side by side; `exclusive` for an operation running again after a conflict (or one
+    /// that asked to run alone: `Store::call_alone`) — taken *before* `BEGIN`, so its
+    /// snapshot is taken once every other operation of the database (of every node) has ended
+    /// and none can start until it has: it runs alone, exactly as on SQLite's one thread, and
+    /// cannot meet another conflict. So a hot row (one account's list version changed from
+    /// many sessions at once) costs one failed attempt per operation at most, never a retry
+    /// storm.
+    ///
+    /// # Errors
+    ///
+    /// The server's error (the session may be gone: see [`PgConn::is_broken`]).
+    pub fn begin_operation(&self, exclusive: bool) -> Result<()> {
+        self.rollback_only.set(false);
+        self.failed.set(false);
+        self.conflict.set(false);
+        self.constraint.set(false);
+        let begin = if exclusive {
+            self.client
+                .borrow_mut()
+                .batch_execute(&format!("SELECT pg_advisory_lock({OPERATIONS_LOCK})"))
+                .map_err(|e| self.note(e))?;
+            self.exclusive.set(true);
+            self.client
+                .borrow_mut()
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        } else {
+            self.client.borrow_mut().batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; \
+                 SELECT pg_advisory_xact_lock_shared({OPERATIONS_LOCK})"
+            ))
+        };
+        if let Err(e) = begin {
+            let e = self.note(e);
+            // Whatever half of it ran: end it (errors only tell whether the session is gone).
+            let _ = self.client.borrow_mut().batch_execute("ROLLBACK");
+            self.release_exclusive();
+            return Err(e);
+        }
+        self.in_operation.set(true);
+        Ok(())
+    }
+
+    /// Releases the exclusive operations' lock if this session holds it.
+    fn release_exclusive(&self) {
+        if self.exclusive.replace(false)
+            && let Err(e) = self
+                .client
+                .borrow_mut()
+                .batch_execute(&format!("SELECT pg_advisory_unlock({OPERATIONS_LOCK})"))
+        {
+            // The session is gone (and the lock with it), or something is badly wrong: either
+            // way the next operation on this connection finds out.
+            self.broken.set(true);
+            tracing::warn!(error = %e, "releasing the store's exclusive lock failed");
+        }
+    }
+
+    /// Ends the operation's transaction: commits it when `ok` (the operation returned `Ok`),
+    /// it did not abandon its `Tx`, and no statement failed; otherwise rolls it back.
+    ///
+    /// # Errors
+    ///
+    /// [`Ended::CommitFailed`] carries the server's error from `COMMIT` (the transaction did
+    /// not commit: a serialization failure, or the session is gone and the outcome unknown).
+    pub fn end_operation(&self, ok: bool) -> Ended {
+        self.in_operation.set(false);
+        let commit = ok && !self.rollback_only.get() && !self.failed.get();
+        let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+        let ended = self.client.borrow_mut().batch_execute(sql);
+        let ended = ended.map_err(|e| self.note(e));
+        self.release_exclusive();
+        match (commit, ended) {
+            (true, Ok(())) => Ended::Committed,
+            (true, Err(e)) => Ended::CommitFailed(e),
+            // Only whether the session is gone matters if ROLLBACK failed: nothing was kept.
+            (false, _) => Ended::RolledBack {
+                swallowed: ok && self.failed.get(),
+            },
+        }
+    }
+
+    /// Whether the last operation met a serialization failure or a deadlock (running it again
+    /// can succeed).
+    #[must_use]
+    pub fn conflicted(&self) -> bool {
+        self.conflict.get()
+    }
+
+    /// Whether that conflict was a constraint violation met beside other operations.
+    #[must_use]
+    pub fn constraint_violated(&self) -> bool {
+        self.constraint.get()
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement> {
@@ -336,6 +480,27 @@ impl PgConn {
     pub fn client(&self) -> std::cell::RefMut<'_, postgres::Client> {
         self.client.borrow_mut()
     }
+}
+
+/// The PostgreSQL advisory lock every pooled store operation holds (shared, or exclusive when
+/// it runs again after a conflict: see [`PgConn::begin_operation`]). One key per database, so
+/// all nodes sharing the database take part.
+pub const OPERATIONS_LOCK: i64 = 0x0000_7265_6c69_7670;
+
+/// How [`PgConn::end_operation`] ended an operation's transaction.
+#[derive(Debug)]
+pub enum Ended {
+    /// Committed: the operation's result may be acknowledged.
+    Committed,
+    /// `COMMIT` failed: nothing was committed, or (the session gone) it is unknown.
+    CommitFailed(StoreError),
+    /// Rolled back, as the operation asked (an `Err`, an abandoned `Tx`) — or, with `swallowed`,
+    /// because a statement failed and the operation returned `Ok` all the same (a bug: the
+    /// aborted transaction kept nothing).
+    RolledBack {
+        /// A statement failed although the operation returned `Ok`.
+        swallowed: bool,
+    },
 }
 
 /// Rewrites `?N` parameters to PostgreSQL's `$N` (outside quoted text).
@@ -685,10 +850,15 @@ impl Conn {
     ///
     /// The backend's error.
     pub fn transaction(&mut self) -> Result<Tx<'_>> {
-        self.execute_batch("BEGIN")?;
+        // Inside a pooled PostgreSQL operation the operation's transaction is this one.
+        let nested = self.postgres().is_some_and(|pg| pg.in_operation.get());
+        if !nested {
+            self.execute_batch("BEGIN")?;
+        }
         Ok(Tx {
             conn: self,
             done: false,
+            nested,
         })
     }
 }
@@ -697,6 +867,10 @@ impl Conn {
 pub struct Tx<'c> {
     conn: &'c Conn,
     done: bool,
+    /// Part of a pooled PostgreSQL operation's transaction (see [`PgConn::begin_operation`]):
+    /// committing is left to the operation's end; dropping it uncommitted rolls the operation
+    /// back.
+    nested: bool,
 }
 
 impl Tx<'_> {
@@ -716,6 +890,9 @@ impl Tx<'_> {
     /// The backend's error (the transaction is then rolled back).
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
+        if self.nested {
+            return Ok(());
+        }
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -735,9 +912,15 @@ impl std::ops::Deref for Tx<'_> {
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        if !self.done {
+        if self.done {
+            return;
+        }
+        match self.conn.postgres() {
+            Some(pg) if self.nested => pg.rollback_only.set(true),
             // Nothing to report to: the operation already failed (or panicked).
-            let _ = self.conn.execute_batch("ROLLBACK");
+            _ => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
         }
     }
 }

@@ -502,7 +502,8 @@ impl Store {
     /// Store or sealing failures; nothing of the batch is written then.
     pub async fn append_history(&self, records: Vec<Record>) -> Result<Appended, StoreError> {
         let key = self.key().clone();
-        self.call(move |conn| append(conn, &key, &records)).await
+        self.call_alone(move |conn| append(conn, &key, &records))
+            .await
     }
 
     /// `owner`'s conversations, most recent first (at most [`MAX_LISTED_CONVERSATIONS`]).

@@ -184,7 +184,7 @@ impl Store {
             }
             body.truncate(end);
         }
-        self.call(move |conn| {
+        self.call_alone(move |conn| {
             let tx = conn.transaction()?;
             let now = now_unix();
             let sent: i64 = tx.query_row(

@@ -3,14 +3,46 @@
 //!
 //! # Design
 //!
-//! One connection is owned by one dedicated thread (`relive-store`): a `rusqlite::Connection`,
-//! or with `[store] url = "postgres://…"` a synchronous `postgres::Client`. Every operation is a
-//! closure sent to that thread over a channel; the thread runs the closures one after the other
-//! (one transaction for anything that writes, committed before the result is sent back: an
-//! acknowledged write is a committed one) and sends each result back over a oneshot. So the
-//! database never blocks a runtime thread, there is exactly one writer per process, and a write
-//! that has been queued finishes even if the task awaiting it is cancelled. bcrypt runs in
-//! `spawn_blocking`, *outside* the store thread, so a slow hash does not stall other queries.
+//! Every operation is a closure sent over a channel to a thread that owns a connection and
+//! never runs inside the Tokio runtime; it runs the closure (one transaction for anything that
+//! writes, committed before the result is sent back: an acknowledged write is a committed one)
+//! and sends the result back over a oneshot. So the database never blocks a runtime thread, and
+//! a write that has been queued finishes even if the task awaiting it is cancelled. bcrypt runs
+//! in `spawn_blocking`, *outside* the store threads, so a slow hash does not stall queries.
+//!
+//! **SQLite: one thread.** One `rusqlite::Connection` on one thread (`relive-store`) runs the
+//! closures one after the other: exactly one writer per process, as SQLite wants, and every
+//! operation sees every earlier one.
+//!
+//! **PostgreSQL: a pool.** With `[store] url = "postgres://…"`, `[store] pool_size` (default
+//! [`DEFAULT_PG_POOL`]) threads (`relive-store-N`) each own a synchronous `postgres::Client` and
+//! take closures from one shared queue, so that many transactions are in flight at once and
+//! PostgreSQL's group commit makes one WAL flush serve several commits (one connection could
+//! commit only as often as the disk flushes: ≈ 200/s here). What a closure does is, on
+//! PostgreSQL, one `REPEATABLE READ` transaction opened and committed around it
+//! ([`db::PgConn::begin_operation`]; a `Tx` inside it is that transaction), so its reads are
+//! one snapshot and it is atomic, as a closure on SQLite's one thread is. Operations of one
+//! session still run in order (a session awaits each reply before its next request). Two
+//! operations that write the same row cannot both commit from stale reads: the second gets
+//! `40001` and runs again (beside the others twice, then **alone** — holding an advisory lock
+//! exclusively that every operation otherwise holds shared, so no other operation of the
+//! database, of any node, runs beside it and it behaves exactly as on SQLite;
+//! [`Store::retried`] counts the runs again). Every list change
+//! writes its owner's list version (and an RL change the other account's), so list changes of
+//! one account are serialised by that row: no lost update, no shared or skipped version. A
+//! check over rows that other operations *insert* (a mailbox's or the pager's limits, tokens,
+//! API keys and open invites per account, the history's next id) is not protected by a row
+//! conflict under snapshot isolation, so those operations run alone from the start
+//! (`Store::call_alone`); they are rare next to logins and list changes. A constraint
+//! violation met beside other operations (two users adding the same unregistered handle) also
+//! runs the operation again alone, where it either succeeds or fails as on SQLite.
+//! (`SERIALIZABLE` was measured first: its page-level predicate locks made a third of
+//! concurrent logins, on different accounts, fail and run again — slower than one connection.)
+//! A session found closed before `COMMIT` runs the operation again on a new session (nothing
+//! of it committed); a `COMMIT` lost with its session is an error (its outcome is unknown,
+//! nothing was acknowledged). `r2d2_postgres` was not used: it would add a checkout per
+//! operation in front of the same threads and `Client`s, while a fixed set of threads each
+//! owning one client needs nothing but a shared queue.
 //!
 //! (The operations used to run in `spawn_blocking` around a mutex: under a burst of logins that
 //! put ~128 blocking threads to sleep and wake on the one mutex, and the context switches cost
@@ -24,8 +56,9 @@
 //! it would have meant writing each of the ~55 operations twice and keeping the copies in step.)
 //!
 //! [`Store::close`] queues the close behind the operations already queued; later calls fail with
-//! [`StoreError::Closed`]. The thread ends, dropping the connection, when the last handle is
-//! dropped.
+//! [`StoreError::Closed`] (on PostgreSQL it takes the queue away, and the threads finish what
+//! was queued, close their sessions and end). The threads end, dropping their connections, when
+//! the last handle is dropped.
 //!
 //! The SQLite connection runs in WAL mode with `foreign_keys=ON` and a busy timeout (the CLI may
 //! open the same file while a server runs). Schema changes are numbered migrations, one file per
@@ -48,6 +81,13 @@
 //!   `LIKE` is case-sensitive in PostgreSQL (compare lower-cased text);
 //! - an error inside a PostgreSQL transaction aborts it: return the error, do not catch it and
 //!   go on writing in the same transaction.
+//!
+//! On PostgreSQL the closure may run more than once (after a conflict: see "PostgreSQL: a
+//! pool"), so it is `FnMut` and must do nothing outside the database that a second run would
+//! repeat (clone what it moves out of its captures). An operation that checks a limit counted
+//! over rows others insert (`COUNT(*) … < MAX`, `MAX(id) + 1`) uses `Store::call_alone`;
+//! one whose rows are guarded by a row every concurrent writer also writes (the list version)
+//! uses [`Store::call`].
 //!
 //! A new table needs migration `NNNN_name.sql` here **and** `pg/NNNN_name.sql` (the same
 //! tables, columns, keys and checks in PostgreSQL's dialect: `BIGINT` for integers and 0/1
@@ -92,6 +132,7 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use ring::aead::LessSafeKey;
 use rusqlite::Connection;
@@ -161,6 +202,10 @@ pub enum StoreError {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// A PostgreSQL operation went on after one of its statements failed (a bug: PostgreSQL had
+    /// aborted its transaction); nothing of it was kept.
+    #[error("store operation rolled back after a database error")]
+    RolledBack,
     /// A blocking task panicked or was aborted.
     #[error("store worker task failed")]
     Join(#[from] tokio::task::JoinError),
@@ -201,6 +246,9 @@ pub struct StoreOptions {
     pub bcrypt_cost: u32,
     /// List size limits.
     pub limits: ListLimits,
+    /// PostgreSQL only: how many connections (each on its own thread) run operations at once
+    /// (`[store] pool_size`; 1..=[`MAX_PG_POOL`]). SQLite always has one.
+    pub pool_size: usize,
 }
 
 impl Default for StoreOptions {
@@ -208,16 +256,54 @@ impl Default for StoreOptions {
         Self {
             bcrypt_cost: DEFAULT_BCRYPT_COST,
             limits: ListLimits::default(),
+            pool_size: DEFAULT_PG_POOL,
         }
     }
 }
 
-/// An operation for the store thread: gets the connection (`None` once closed).
+/// PostgreSQL connections of one process when `[store] pool_size` is not set: enough
+/// concurrent commits for PostgreSQL's group commit to share each WAL flush among several (see
+/// "Scale-out" in DESIGN.md for the measurements), few enough for a few nodes to stay
+/// well under PostgreSQL's default `max_connections` (100).
+pub const DEFAULT_PG_POOL: usize = 8;
+
+/// The largest `[store] pool_size`.
+pub const MAX_PG_POOL: usize = 64;
+
+/// How many times a PostgreSQL operation runs at most. After a serialization failure or a
+/// deadlock it runs again at once beside the others (PostgreSQL reports the conflict once the
+/// other transaction has ended, so the new snapshot has its write), up to
+/// [`ATTEMPTS_BESIDE_OTHERS`] runs in all, then alone (see [`PgConn::begin_operation`]), where
+/// it can meet no other: a conflict then means a session outside the store's protocol (an
+/// administrator's); the error is returned, and logged.
+const MAX_ATTEMPTS: u32 = 6;
+
+/// Runs of an operation beside the others before it runs alone (see [`MAX_ATTEMPTS`]).
+/// Running alone stops every other operation meanwhile: measured with 64 users changing
+/// overlapping lists, going alone after the first conflict made 16 connections slower than 8.
+const ATTEMPTS_BESIDE_OTHERS: u32 = 3;
+
+/// An operation for a store thread: gets the connection (`None` once closed).
 type Job = Box<dyn FnOnce(&mut Option<Conn>) + Send>;
 
+/// Where operations go.
+enum Queue {
+    /// SQLite: the one store thread, which owns the connection.
+    Thread(mpsc::Sender<Job>),
+    /// PostgreSQL: the pool's threads, each owning a connection, take operations from one
+    /// queue. Closing drops the sender (taken out of the mutex): the threads finish what is
+    /// queued, drop their connections and end, and [`Store::close`] joins them.
+    Pool {
+        jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+        threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    },
+}
+
 struct Inner {
-    /// The queue of the store thread, which owns the connection.
-    jobs: mpsc::Sender<Job>,
+    /// The operations' queue.
+    queue: Queue,
+    /// PostgreSQL operations run again after a conflict ([`Store::retries`]).
+    retried: Counter,
     key: ServerKey,
     /// The token cipher under `key`, set up once rather than per login.
     aead: LessSafeKey,
@@ -269,7 +355,8 @@ impl Store {
     }
 
     /// Connects to a PostgreSQL database (`postgres://…` or a `key=value` connection string)
-    /// and migrates it. The connection lives on the store thread, like SQLite's.
+    /// and migrates it: [`StoreOptions::pool_size`] connections, each on a thread of its own
+    /// (see "PostgreSQL: a pool" above).
     ///
     /// # Errors
     ///
@@ -280,21 +367,34 @@ impl Store {
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
         let url = url.to_owned();
-        // The synchronous client runs its own small runtime: connect on a thread outside Tokio's.
+        let size = options.pool_size.clamp(1, MAX_PG_POOL);
+        // The synchronous client runs its own small runtime: connect on threads outside Tokio's.
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("relive-store-connect".into())
             .spawn(move || {
-                let conn = PgConn::connect(&url).and_then(|pg| {
-                    let mut conn = Conn::Postgres(Box::new(pg));
-                    migrations::migrate(&mut conn)?;
-                    Ok(conn)
+                let conns = PgConn::connect(&url).and_then(|pg| {
+                    let mut first = Conn::Postgres(Box::new(pg));
+                    migrations::migrate(&mut first)?;
+                    // The others at once, each on its own thread.
+                    let others: Vec<_> = (1..size)
+                        .map(|_| {
+                            let url = url.clone();
+                            std::thread::spawn(move || PgConn::connect(&url))
+                        })
+                        .collect();
+                    let mut conns = vec![first];
+                    for other in others {
+                        let pg = other.join().map_err(|_| StoreError::Thread)??;
+                        conns.push(Conn::Postgres(Box::new(pg)));
+                    }
+                    Ok(conns)
                 });
-                let _ = tx.send(conn);
+                let _ = tx.send(conns);
             })
             .map_err(|_| StoreError::Thread)?;
-        let conn = rx.await.map_err(|_| StoreError::Thread)??;
-        Self::from_conn(conn, key, options)
+        let conns = rx.await.map_err(|_| StoreError::Thread)??;
+        Self::from_pool(conns, key, options)
     }
 
     /// A fresh in-memory database (unit tests; nothing survives the handle).
@@ -322,15 +422,73 @@ impl Store {
                 }
             })
             .map_err(|_| StoreError::Thread)?;
+        Self::with_queue(Queue::Thread(jobs), key, options)
+    }
+
+    /// Starts one thread per connection, all taking operations from one queue.
+    fn from_pool(
+        conns: Vec<Conn>,
+        key: ServerKey,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let mut threads = Vec::with_capacity(conns.len());
+        for (index, conn) in conns.into_iter().enumerate() {
+            let queue = Arc::clone(&queue);
+            let thread = std::thread::Builder::new()
+                .name(format!("relive-store-{index}"))
+                .spawn(move || {
+                    let mut conn = Some(conn);
+                    loop {
+                        // One thread waits on the queue while the others wait for the lock.
+                        let job = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        // Ends when the store is closed or every handle dropped, after what
+                        // was queued; the connection drops with the thread.
+                        let Ok(job) = job else { break };
+                        job(&mut conn);
+                        if let Some(Conn::Postgres(pg)) = &conn {
+                            pg.reconnect_if_closed();
+                        }
+                    }
+                })
+                .map_err(|_| StoreError::Thread)?;
+            threads.push(thread);
+        }
+        let queue = Queue::Pool {
+            jobs: std::sync::Mutex::new(Some(jobs)),
+            threads: std::sync::Mutex::new(threads),
+        };
+        Self::with_queue(queue, key, options)
+    }
+
+    fn with_queue(queue: Queue, key: ServerKey, options: StoreOptions) -> Result<Self, StoreError> {
         Ok(Self {
             inner: Arc::new(Inner {
-                jobs,
+                queue,
+                retried: Counter::default(),
                 aead: tokens::aead_key(&key)?,
                 key,
                 options,
                 latency: Histogram::new(LATENCY_BUCKETS),
             }),
         })
+    }
+
+    /// How many PostgreSQL operations ran again after a conflict (see "PostgreSQL: a pool"
+    /// above; always 0 on SQLite).
+    #[must_use]
+    pub fn retried(&self) -> u64 {
+        self.inner.retried.get()
+    }
+
+    /// The same count as a metric (shared with every clone; the metrics endpoint registers it).
+    #[must_use]
+    pub fn retries(&self) -> &Counter {
+        &self.inner.retried
     }
 
     /// How long operations took, from being queued to their result (waiting behind others
@@ -356,30 +514,71 @@ impl Store {
         &self.inner.aead
     }
 
-    /// Runs `job` on the store thread; `Closed` if the thread is gone.
+    /// Runs `job` on a store thread; `Closed` if the store is closed.
     fn submit(&self, job: Job) -> Result<(), StoreError> {
-        self.inner.jobs.send(job).map_err(|_| StoreError::Closed)
+        match &self.inner.queue {
+            Queue::Thread(jobs) => jobs.send(job).map_err(|_| StoreError::Closed),
+            Queue::Pool { jobs, .. } => jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .ok_or(StoreError::Closed)?
+                .send(job)
+                .map_err(|_| StoreError::Closed),
+        }
     }
 
-    /// Runs `f` on the connection, on the store thread.
+    /// Runs `f` on a connection, on a store thread. On PostgreSQL `f` is one transaction and
+    /// may run more than once (see [`run_on_postgres`]): it must not keep
+    /// effects outside the database from one run to the next.
     pub(crate) async fn call<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
     {
+        self.run(f, false).await
+    }
+
+    /// [`Store::call`] for an operation that checks a limit counted over rows other operations
+    /// insert (a mailbox's size, the pager's rates, tokens or API keys per account, open
+    /// invites, the history's next id): on PostgreSQL it runs alone (see
+    /// [`PgConn::begin_operation`]), because under snapshot isolation two such operations at
+    /// once could each miss the other's row and both pass the limit. They are rare next to
+    /// logins and list changes, which run side by side.
+    pub(crate) async fn call_alone<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
+    {
+        self.run(f, true).await
+    }
+
+    async fn run<T, E, F>(&self, f: F, alone: bool) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
+    {
+        let mut f = f;
         let (reply, result) = tokio::sync::oneshot::channel();
         let queued = std::time::Instant::now();
         let latency = self.inner.latency.clone();
+        let retried = self.inner.retried.clone();
         self.submit(Box::new(move |conn: &mut Option<Conn>| {
             let Some(conn) = conn.as_mut() else {
                 let _ = reply.send(Err(E::from(StoreError::Closed)));
                 return;
             };
-            // A panic inside `f` unwinds through its transaction, which rolls back as it is
-            // dropped, so the connection is still consistent and the thread carries on.
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
-                .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
+            let outcome = if conn.is_postgres() {
+                run_on_postgres(conn, &mut f, alone, &retried)
+            } else {
+                // A panic inside `f` unwinds through its transaction, which rolls back as it
+                // is dropped, so the connection is still consistent and the thread carries on.
+                std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                    .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)))
+            };
             latency.observe(queued.elapsed().as_secs_f64());
             // The caller may have stopped waiting; the work is done either way.
             let _ = reply.send(outcome);
@@ -394,6 +593,27 @@ impl Store {
     ///
     /// The SQLite error from closing (the WAL checkpoint).
     pub async fn close(&self) -> Result<(), StoreError> {
+        if let Queue::Pool { jobs, threads } = &self.inner.queue {
+            drop(
+                jobs.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(),
+            );
+            let threads = std::mem::take(
+                &mut *threads
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            // Each thread finishes what was queued before, then ends, closing its session
+            // (every operation committed before it returned: nothing to flush).
+            tokio::task::spawn_blocking(move || {
+                for thread in threads {
+                    let _ = thread.join();
+                }
+            })
+            .await?;
+            return Ok(());
+        }
         let (reply, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn: &mut Option<Conn>| {
             let closed = match conn.take() {
@@ -409,6 +629,124 @@ impl Store {
             // No thread, no connection: nothing left to close.
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// Runs one operation on a PostgreSQL connection as one `REPEATABLE READ` transaction
+/// ([`PgConn::begin_operation`]; see "PostgreSQL: a pool" above for what that guarantees).
+/// The reply is sent only after `COMMIT` succeeded (acknowledged = committed).
+///
+/// The operation runs again, up to [`MAX_ATTEMPTS`] times, when
+/// - PostgreSQL refused it for a serialization failure or a deadlock (`40001`, `40P01`), or a
+///   constraint violation while others ran (class 23): its transaction rolled back, so the
+///   next run starts from a clean state — beside the others at first, then (or at once for a
+///   constraint violation) alone, holding [`db::OPERATIONS_LOCK`] exclusively (see
+///   [`PgConn::begin_operation`] and [`MAX_ATTEMPTS`]); or
+/// - the session turned out to be closed before `COMMIT` was sent (a server restart, an
+///   administrator): nothing of it committed, so it runs on a new session.
+///
+/// A `COMMIT` that fails because the session is gone is *not* run again: whether it committed
+/// is unknown, and the caller gets the error (nothing was acknowledged).
+fn run_on_postgres<T, E, F>(
+    conn: &mut Conn,
+    f: &mut F,
+    mut alone: bool,
+    retried: &Counter,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: FnMut(&mut Conn) -> Result<T, E>,
+{
+    let mut attempt = 1;
+    loop {
+        let outcome = postgres_attempt(conn, f, alone);
+        let Some(pg) = conn.postgres() else {
+            return outcome.result;
+        };
+        let again = outcome.conflict || (outcome.gone_before_commit && pg.is_broken());
+        if !again {
+            return outcome.result;
+        }
+        if attempt >= MAX_ATTEMPTS {
+            tracing::warn!(
+                attempts = attempt,
+                conflict = outcome.conflict,
+                "store operation gave up after repeated serialization failures or lost sessions"
+            );
+            return outcome.result;
+        }
+        if outcome.conflict {
+            retried.inc();
+            // A constraint violation is not for a retry beside others: alone it settles.
+            alone = alone || outcome.constraint || attempt >= ATTEMPTS_BESIDE_OTHERS;
+            tracing::debug!(
+                attempt,
+                alone,
+                "store operation conflicted; running it again"
+            );
+        } else {
+            pg.reconnect_if_closed();
+            if pg.is_broken() {
+                return outcome.result;
+            }
+        }
+        attempt += 1;
+    }
+}
+
+/// One run of an operation on PostgreSQL (see [`run_on_postgres`]).
+struct Attempt<T, E> {
+    result: Result<T, E>,
+    /// A serialization failure or deadlock: nothing committed, run it again.
+    conflict: bool,
+    /// The conflict was a constraint violation (run it again alone).
+    constraint: bool,
+    /// The session failed before `COMMIT` was sent: nothing committed.
+    gone_before_commit: bool,
+}
+
+fn postgres_attempt<T, E, F>(conn: &mut Conn, f: &mut F, alone: bool) -> Attempt<T, E>
+where
+    E: From<StoreError>,
+    F: FnMut(&mut Conn) -> Result<T, E>,
+{
+    let begun = match conn.postgres() {
+        Some(pg) => pg.begin_operation(alone),
+        None => Err(StoreError::Closed),
+    };
+    if let Err(e) = begun {
+        return Attempt {
+            result: Err(E::from(e)),
+            conflict: false,
+            constraint: false,
+            gone_before_commit: true,
+        };
+    }
+    // A panic inside `f` rolls its transaction back below; the thread carries on.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(E::from(StoreError::Panicked)));
+    let Some(pg) = conn.postgres() else {
+        return Attempt {
+            result,
+            conflict: false,
+            constraint: false,
+            gone_before_commit: false,
+        };
+    };
+    let (result, gone_before_commit) = match pg.end_operation(result.is_ok()) {
+        db::Ended::Committed => (result, false),
+        db::Ended::CommitFailed(e) => (Err(E::from(e)), false),
+        db::Ended::RolledBack { swallowed: false } => (result, true),
+        db::Ended::RolledBack { swallowed: true } => {
+            tracing::error!("a store operation went on after a database error; rolled back");
+            (Err(E::from(StoreError::RolledBack)), true)
+        }
+    };
+    Attempt {
+        result,
+        conflict: pg.conflicted(),
+        constraint: pg.constraint_violated(),
+        gone_before_commit,
     }
 }
 
@@ -447,7 +785,7 @@ pub(crate) mod test_support {
     pub(crate) fn fast_options() -> StoreOptions {
         StoreOptions {
             bcrypt_cost: 4,
-            limits: ListLimits::default(),
+            ..StoreOptions::default()
         }
     }
 

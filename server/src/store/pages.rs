@@ -124,7 +124,7 @@ impl Store {
     ) -> Result<Result<(Account, i64), PageRefusal>, StoreError> {
         let from_addr = from_addr.as_str().to_owned();
         let to = to.as_str().to_owned();
-        self.call(move |conn| {
+        self.call_alone(move |conn| {
             let tx = conn.transaction()?;
             let Some(target) = super::mail::registered_account(&tx, &to)? else {
                 return Ok(Err(PageRefusal::NoSuchAccount));
@@ -181,7 +181,7 @@ impl Store {
             if held >= MAX_STORED_PAGES {
                 return Ok(Err(PageRefusal::InboxFull));
             }
-            let (loc, num) = page.callback.unzip();
+            let (loc, num) = page.callback.clone().unzip();
             tx.execute(
                 "INSERT INTO pages (to_id, from_id, from_addr, body, callback_loc, callback_num,
                                     created_at, delivered_at)
@@ -253,7 +253,7 @@ impl Store {
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let now = now_unix();
-            for id in ids {
+            for &id in &ids {
                 tx.execute(
                     "UPDATE pages SET delivered_at = ?3 WHERE id = ?1 AND to_id = ?2",
                     params![id, account.0, now],

@@ -208,7 +208,7 @@ impl Store {
                 let mut in_group = tx.prepare(
                     "INSERT INTO contact_groups (owner_id, contact_id, group_id) VALUES (?1, ?2, 0)",
                 )?;
-                let mut sorted: Vec<_> = rows.into_iter().collect();
+                let mut sorted: Vec<_> = rows.iter().map(|(&k, &v)| (k, v)).collect();
                 sorted.sort_unstable();
                 for ((owner, other), bits) in sorted {
                     let (o, c) = (ids[owner], ids[other]);
@@ -221,7 +221,7 @@ impl Store {
             tx.commit()?;
             Ok(ids
                 .into_iter()
-                .zip(tokens)
+                .zip(tokens.iter().cloned())
                 .map(|(id, token)| Seeded { id, token })
                 .collect())
         })

@@ -381,7 +381,7 @@ impl Store {
         let (nonce, ciphertext) = seal(self.key(), account, &token)?;
         let label = label.to_owned();
         let id = self
-            .call(move |conn| {
+            .call_alone(move |conn| {
                 let tx = conn.transaction()?;
                 let active: i64 = tx.query_row(
                     "SELECT COUNT(*) FROM tokens WHERE account_id = ?1 AND revoked_at IS NULL",

@@ -136,7 +136,7 @@ impl Store {
     pub async fn end_web_session(&self, id: &str) -> Result<(), StoreError> {
         let hash = hash_secret(id);
         self.call(move |conn| {
-            conn.execute("DELETE FROM web_sessions WHERE id_hash = ?1", [hash])?;
+            conn.execute("DELETE FROM web_sessions WHERE id_hash = ?1", [&hash])?;
             Ok(())
         })
         .await
@@ -330,7 +330,7 @@ impl Store {
     pub async fn create_invite(&self, by: AccountId) -> Result<String, StoreError> {
         let code = random_secret(9)?;
         let stored = code.clone();
-        self.call(move |conn| {
+        self.call_alone(move |conn| {
             let open: i64 = conn.query_row(
                 "SELECT count(*) FROM invite_codes WHERE used_by IS NULL",
                 [],
@@ -432,7 +432,7 @@ impl Store {
         let key = random_secret(24)?;
         let hash = hash_secret(&key);
         let label: String = label.chars().take(64).collect();
-        self.call(move |conn| {
+        self.call_alone(move |conn| {
             let n: i64 = conn.query_row(
                 "SELECT count(*) FROM api_keys WHERE account_id = ?1",
                 [account.0],
@@ -509,7 +509,7 @@ impl Store {
                     "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE admin = 1 AND disabled = 0
                          AND id = (SELECT account_id FROM api_keys WHERE key_hash = ?1)"
                 ),
-                [hash],
+                [&hash],
                 account_from_row,
             )
             .optional()

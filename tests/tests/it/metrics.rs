@@ -114,6 +114,7 @@ async fn metrics_move_with_logins_chats_and_logouts() -> anyhow::Result<()> {
         ("relive_relay_transfers_total", "counter"),
         ("relive_relay_bytes_total", "counter"),
         ("relive_store_operation_duration_seconds", "histogram"),
+        ("relive_store_retries_total", "counter"),
         ("process_resident_memory_bytes", "gauge"),
         ("process_open_fds", "gauge"),
     ] {

@@ -96,7 +96,7 @@ impl Store {
         }
         self.call(move |conn| {
             with_bump(conn, owner, |tx| {
-                match value {
+                match &value {
                     Some(v) => tx.execute(
                         "INSERT INTO account_phones (account_id, prop, value) VALUES (?1, ?2, ?3)
                          ON CONFLICT (account_id, prop) DO UPDATE SET value = excluded.value",

@@ -42,6 +42,7 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
             "duration_s": args.duration, "users": args.users, "span": args.span,
             "login": format!("{:?}", common.login).to_lowercase(),
             "store": format!("{:?}", common.store).to_lowercase(),
+            "store_pool_size": common.store_pool_size,
         }),
     );
     let (server, users) = server::start(

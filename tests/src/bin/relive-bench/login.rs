@@ -74,6 +74,8 @@ pub(crate) async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
             "mode": format!("{:?}", args.mode).to_lowercase(), "duration_s": args.duration,
             "concurrency": args.concurrency, "accounts": args.accounts,
             "contacts": args.contacts,
+            "store": format!("{:?}", common.store).to_lowercase(),
+            "store_pool_size": common.store_pool_size,
         }),
     );
     let (server, users) = server::start(

@@ -73,6 +73,11 @@ pub(crate) struct Common {
     /// database's processes.
     #[arg(long, global = true, value_enum, default_value_t = server::StoreKind::Sqlite)]
     store: server::StoreKind,
+    /// With `--store postgres`: the server's `[store] pool_size` (connections running
+    /// operations at once; unset: the server's default). Not written to the configuration
+    /// when unset, so `--server-bin` can run a build that predates the setting.
+    #[arg(long, global = true, value_name = "N")]
+    store_pool_size: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -189,6 +189,7 @@ pub(crate) async fn start(
         https: any,
         store: config::StoreConfig {
             url: store_url.clone(),
+            ..config::StoreConfig::default()
         },
         ..Config::default()
     }
@@ -210,6 +211,9 @@ pub(crate) async fn start(
     let mut toml = opts.config_file();
     if let Some(url) = &store_url {
         toml.push_str(&format!("[store]\nurl = \"{url}\"\n"));
+        if let Some(n) = common.store_pool_size {
+            toml.push_str(&format!("pool_size = {n}\n"));
+        }
     }
     std::fs::write(data_dir.join(config::CONFIG_FILE), toml).context("writing relive.toml")?;
     eprintln!(
