@@ -118,55 +118,58 @@ async fn one_standalone_relay_carries_transfers_for_rooms_on_both_sb_nodes() -> 
             anyhow::Ok(c)
         }
     };
-    let mut alice_ns = online(0, ALICE, SENDER).await?;
-    let mut bob_ns = online(1, BOB, RECEIVER).await?;
+    let mut alice = (online(0, ALICE, SENDER).await?, ALICE, SENDER);
+    let mut bob = (online(1, BOB, RECEIVER).await?, BOB, RECEIVER);
     let dir = tempfile::tempdir()?;
 
     // A room on node B: Bob opens it (his NS node has the fewest rooms), Alice answers the
-    // RNG that crossed over NATS, then sends Bob a file through her agent.
-    let mut bob_sb = sb::open_from(&mut bob_ns, BOB, "bob_sb_b", Some(RECEIVER)).await?;
-    ensure!(
-        bob_sb.peer_addr() == nodes[1].sb,
-        "Bob's room is not on node B"
-    );
-    let session = sb::call(&mut bob_sb, ALICE).await?;
-    let (joined, at) = sb::answer_from(&mut alice_ns, ALICE, "alice_sb_b", session, SENDER).await?;
-    ensure!(at == nodes[1].sb, "the RNG points at {at}, not node B");
-    let mut alice_sb = joined.sb;
-    wait_line(&mut bob_sb, "JOI ").await?;
-    transfer(
-        (&mut alice_sb, &mut bob_sb),
-        &dir.path().join("b"),
-        &mut relay,
-        &mut agent_events,
-    )
-    .await
-    .context("the transfer in the room on node B")?;
-
-    // A room on node A, opened by Alice; Bob (logged in on node B) answers there, and the
-    // same agent carries the file again.
-    let mut alice_sb = sb::open_from(&mut alice_ns, ALICE, "alice_sb_a", Some(SENDER)).await?;
-    ensure!(
-        alice_sb.peer_addr() == nodes[0].sb,
-        "Alice's room is not on node A"
-    );
-    let session = sb::call(&mut alice_sb, BOB).await?;
-    let (joined, at) = sb::answer_from(&mut bob_ns, BOB, "bob_sb_a", session, RECEIVER).await?;
-    ensure!(at == nodes[0].sb, "the RNG points at {at}, not node A");
-    let mut bob_sb = joined.sb;
-    wait_line(&mut alice_sb, "JOI ").await?;
-    transfer(
-        (&mut alice_sb, &mut bob_sb),
-        &dir.path().join("a"),
-        &mut relay,
-        &mut agent_events,
-    )
-    .await
-    .context("the transfer in the room on node A")?;
+    // RNG that crossed over NATS, then sends Bob a file through her agent. Then a room on
+    // node A, opened by Alice; Bob (logged in on node B) answers there, and the same agent
+    // carries the file again.
+    for (node, bob_opens) in [(1, true), (0, false)] {
+        let (mut alice_sb, mut bob_sb) = if bob_opens {
+            let (b, a) = room(&mut bob, &mut alice, nodes[node].sb).await?;
+            (a, b)
+        } else {
+            room(&mut alice, &mut bob, nodes[node].sb).await?
+        };
+        let id = &nodes[node].id;
+        transfer(
+            (&mut alice_sb, &mut bob_sb),
+            &dir.path().join(id),
+            &mut relay,
+            &mut agent_events,
+        )
+        .await
+        .with_context(|| format!("the transfer in the room on node {id}"))?;
+    }
 
     agent_task.abort();
     drop(nats);
     Ok(())
+}
+
+/// A user: the NS connection, the handle, the source address of every connection.
+type User = (MsnpClient, &'static str, IpAddr);
+
+/// `opener` opens a room (`XFR SB`), which must be on the SB node at `sb`, and calls
+/// `callee`, who answers the `RNG` there; both connections, after the opener sees `JOI`.
+async fn room(
+    (opener_ns, opener, opener_ip): &mut User,
+    (callee_ns, callee, callee_ip): &mut User,
+    sb: SocketAddr,
+) -> anyhow::Result<(MsnpClient, MsnpClient)> {
+    let mut opener_sb = sb::open_from(opener_ns, opener, "opener_sb", Some(*opener_ip)).await?;
+    ensure!(
+        opener_sb.peer_addr() == sb,
+        "{opener}'s room is at {}, not {sb}",
+        opener_sb.peer_addr()
+    );
+    let session = sb::call(&mut opener_sb, callee).await?;
+    let (joined, at) = sb::answer_from(callee_ns, callee, "callee_sb", session, *callee_ip).await?;
+    ensure!(at == sb, "the RNG points at {at}, not {sb}");
+    wait_line(&mut opener_sb, "JOI ").await?;
+    Ok((opener_sb, joined.sb))
 }
 
 /// Alice (`sbs.0`) sends Bob (`sbs.1`) a file over MSNFTP in their room: she listens on her
