@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod dist;
 pub mod http;
 pub mod logon;
+pub mod msnftp;
 pub mod nats;
 pub mod netns;
 pub mod p2p;

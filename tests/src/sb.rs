@@ -1,7 +1,7 @@
 //! Switchboard helpers: open a session through `XFR SB`, invite a user through `CAL` / `RNG` /
 //! `ANS`, and send text messages (PROTOCOL.md §3).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context as _, bail, ensure};
 use relive_msnp::client::Role;
@@ -46,8 +46,27 @@ pub async fn request_sb(ns: &mut MsnpClient) -> anyhow::Result<Ticket> {
 ///
 /// Any step failed.
 pub async fn open(ns: &mut MsnpClient, handle: &str, label: &str) -> anyhow::Result<MsnpClient> {
+    open_from(ns, handle, label, None).await
+}
+
+/// [`open`], connecting to the switchboard from the local address `from` (`None`: any).
+///
+/// # Errors
+///
+/// Any step failed.
+pub async fn open_from(
+    ns: &mut MsnpClient,
+    handle: &str,
+    label: &str,
+    from: Option<IpAddr>,
+) -> anyhow::Result<MsnpClient> {
     let ticket = request_sb(ns).await?;
-    let mut sb = MsnpClient::connect(ticket.addr, Role::Switchboard, label).await?;
+    let mut sb = match from {
+        Some(local) => {
+            MsnpClient::connect_from(ticket.addr, local, Role::Switchboard, label).await?
+        }
+        None => MsnpClient::connect(ticket.addr, Role::Switchboard, label).await?,
+    };
     sb.set_version(ns.caps().version);
     let t = sb.trid();
     sb.send_line(&format!("USR {t} {handle} {}", ticket.cookie))
@@ -147,12 +166,44 @@ pub async fn answer(
     recv_buffer: Option<u32>,
 ) -> anyhow::Result<Joined> {
     let ticket = ring(callee_ns, session).await?;
-    let mut sb = match recv_buffer {
+    let sb = match recv_buffer {
         Some(size) => {
             MsnpClient::connect_small_buffer(ticket.addr, Role::Switchboard, label, size).await?
         }
         None => MsnpClient::connect(ticket.addr, Role::Switchboard, label).await?,
     };
+    ans(sb, callee_ns, callee, &ticket, session).await
+}
+
+/// [`answer`] from the local address `from`; also returns where the `RNG` pointed.
+///
+/// # Errors
+///
+/// Any step failed.
+pub async fn answer_from(
+    callee_ns: &mut MsnpClient,
+    callee: &str,
+    label: &str,
+    session: SessionId,
+    from: IpAddr,
+) -> anyhow::Result<(Joined, SocketAddr)> {
+    let ticket = ring(callee_ns, session).await?;
+    let sb = MsnpClient::connect_from(ticket.addr, from, Role::Switchboard, label).await?;
+    Ok((
+        ans(sb, callee_ns, callee, &ticket, session).await?,
+        ticket.addr,
+    ))
+}
+
+/// `ANS` on the new connection `sb`, the `IRO` lines and `ANS trid OK`.
+async fn ans(
+    mut sb: MsnpClient,
+    callee_ns: &MsnpClient,
+    callee: &str,
+    ticket: &Ticket,
+    session: SessionId,
+) -> anyhow::Result<Joined> {
+    let label = sb.label().to_owned();
     sb.set_version(callee_ns.caps().version);
     let a = sb.trid();
     sb.send_line(&format!("ANS {a} {callee} {} {session}", ticket.cookie))

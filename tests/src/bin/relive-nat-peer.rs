@@ -65,16 +65,15 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use relive_msnp::client::Role;
 use relive_tests::MsnpClient;
+use relive_tests::msnftp::{self, field, fields, invitation, wait_invitation, wait_line};
 use relive_tests::{p2p, sb};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How long the MSNFTP connection may take to be established.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the whole file may take once connected.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
-/// Longest MSNFTP data block.
-const BLOCK: usize = 2045;
 /// The cookie of the invitation (any decimal number).
 const INVITATION_COOKIE: &str = "4711";
 /// The MSNFTP `AuthCookie` a listening sender advertises.
@@ -167,19 +166,6 @@ fn urlencode(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Next frame whose command line starts with `prefix` (others are skipped), as its line and
-/// payload.
-async fn wait_line(c: &mut MsnpClient, prefix: &str) -> anyhow::Result<(String, Vec<u8>)> {
-    for _ in 0..200 {
-        let raw = c.recv_raw().await?;
-        let line = raw.line();
-        if line.starts_with(prefix) {
-            return Ok((line, raw.payload().map(|p| p.to_vec()).unwrap_or_default()));
-        }
-    }
-    bail!("no line starting {prefix:?}")
 }
 
 /// Where and how a client logs in: the NS, the HTTPS (Passport) listener and the CA that
@@ -332,44 +318,6 @@ async fn answer_ring(nsc: &mut MsnpClient, handle: &str) -> anyhow::Result<MsnpC
     Ok(sbc)
 }
 
-/// The `Name: value` fields of an invitation payload.
-fn fields(payload: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(payload);
-    text.lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
-fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    f.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-fn invitation(body: &str) -> Vec<u8> {
-    format!("MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\n{body}")
-        .into_bytes()
-}
-
-/// Waits for an invitation `MSG` whose `Invitation-Command` is `command`.
-async fn wait_invitation(
-    sbc: &mut MsnpClient,
-    command: &str,
-) -> anyhow::Result<Vec<(String, String)>> {
-    for _ in 0..50 {
-        let (_, payload) = wait_line(sbc, "MSG ").await?;
-        let f = fields(&payload);
-        if field(&f, "Invitation-Command").is_some_and(|c| c.eq_ignore_ascii_case(command)) {
-            return Ok(f);
-        }
-        if field(&f, "Invitation-Command").is_some_and(|c| c.eq_ignore_ascii_case("CANCEL")) {
-            bail!("the invitation was cancelled");
-        }
-    }
-    bail!("no {command}")
-}
-
 async fn receive(args: &[String]) -> anyhow::Result<()> {
     let at = Login::from_args(args, 0)?;
     let handle = arg(args, 3, "handle")?;
@@ -399,61 +347,11 @@ async fn receive(args: &[String]) -> anyhow::Result<()> {
     let (stream, auth) = dial_accept(&accept, "CONNECTING", "the sender").await?;
     tokio::time::timeout(
         TRANSFER_TIMEOUT,
-        msnftp_receive(stream, handle, &auth, size, Path::new(out)),
+        msnftp::fetch_file(stream, handle, &auth, size, Path::new(out)),
     )
     .await
     .map_err(|_| anyhow!("transfer timed out"))??;
     println!("RECEIVED");
-    Ok(())
-}
-
-/// MSNFTP client role: `VER`, `USR`, `FIL`, `TFR`, blocks, `BYE`.
-async fn msnftp_receive(
-    stream: TcpStream,
-    handle: &str,
-    auth: &str,
-    size: u64,
-    out: &Path,
-) -> anyhow::Result<()> {
-    let mut s = BufReader::new(stream);
-    let mut line = String::new();
-    s.get_mut().write_all(b"VER MSNFTP\r\n").await?;
-    read_line(&mut s, &mut line).await?;
-    ensure!(line.trim_end() == "VER MSNFTP", "unexpected VER reply");
-    s.get_mut()
-        .write_all(format!("USR {handle} {auth}\r\n").as_bytes())
-        .await?;
-    read_line(&mut s, &mut line).await?;
-    let announced: u64 = line
-        .trim_end()
-        .strip_prefix("FIL ")
-        .ok_or_else(|| anyhow!("expected FIL"))?
-        .parse()?;
-    ensure!(announced == size, "FIL size differs from the invitation");
-    s.get_mut().write_all(b"TFR\r\n").await?;
-    let mut file = tokio::fs::File::create(out).await?;
-    let mut got = 0u64;
-    let mut block = vec![0u8; BLOCK];
-    while got < size {
-        let mut header = [0u8; 3];
-        s.read_exact(&mut header).await?;
-        ensure!(header[0] == 0, "the sender cancelled");
-        let len = usize::from(u16::from_le_bytes([header[1], header[2]]));
-        ensure!(len <= BLOCK && len > 0, "bad block length");
-        s.read_exact(&mut block[..len]).await?;
-        file.write_all(&block[..len]).await?;
-        got += len as u64;
-    }
-    ensure!(got == size, "more data than announced");
-    file.flush().await?;
-    s.get_mut().write_all(b"BYE 16777989\r\n").await?;
-    Ok(())
-}
-
-async fn read_line(s: &mut BufReader<TcpStream>, line: &mut String) -> anyhow::Result<()> {
-    line.clear();
-    let n = (&mut *s).take(1024).read_line(line).await?;
-    ensure!(n > 0, "connection closed");
     Ok(())
 }
 
@@ -528,45 +426,13 @@ async fn send(args: &[String]) -> anyhow::Result<()> {
         (s, SENDER_AUTH_COOKIE.to_owned())
     };
     let (stream, auth) = stream;
-    tokio::time::timeout(TRANSFER_TIMEOUT, msnftp_send(stream, &auth, path, size))
-        .await
-        .map_err(|_| anyhow!("transfer timed out"))??;
+    tokio::time::timeout(
+        TRANSFER_TIMEOUT,
+        msnftp::serve_file(stream, &auth, path, size),
+    )
+    .await
+    .map_err(|_| anyhow!("transfer timed out"))??;
     println!("SENT");
-    Ok(())
-}
-
-/// MSNFTP server role: answers `VER`, checks `USR`'s cookie, `FIL`, waits `TFR`, sends blocks,
-/// waits `BYE`.
-async fn msnftp_send(stream: TcpStream, auth: &str, path: &Path, size: u64) -> anyhow::Result<()> {
-    let mut s = BufReader::new(stream);
-    let mut line = String::new();
-    read_line(&mut s, &mut line).await?;
-    ensure!(line.trim_end() == "VER MSNFTP", "expected VER MSNFTP");
-    s.get_mut().write_all(b"VER MSNFTP\r\n").await?;
-    read_line(&mut s, &mut line).await?;
-    let cookie = line.trim_end().rsplit(' ').next().unwrap_or("");
-    ensure!(
-        line.starts_with("USR ") && cookie == auth,
-        "wrong USR cookie"
-    );
-    s.get_mut()
-        .write_all(format!("FIL {size}\r\n").as_bytes())
-        .await?;
-    read_line(&mut s, &mut line).await?;
-    ensure!(line.trim_end() == "TFR", "expected TFR");
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut block = vec![0u8; BLOCK];
-    let mut sent = 0u64;
-    while sent < size {
-        let n = file.read(&mut block).await?;
-        ensure!(n > 0, "file shorter than announced");
-        let len = u16::try_from(n)?.to_le_bytes();
-        s.get_mut().write_all(&[0, len[0], len[1]]).await?;
-        s.get_mut().write_all(&block[..n]).await?;
-        sent += n as u64;
-    }
-    read_line(&mut s, &mut line).await?;
-    ensure!(line.starts_with("BYE"), "expected BYE");
     Ok(())
 }
 

@@ -90,3 +90,7 @@ mod cluster;
 /// sessions on another node, and presence converging after a NATS restart (needs
 /// `nats-server`).
 mod cluster_notices;
+
+/// Cluster mode: one standalone relay (`relive-relay serve --servers 2`) for two SB nodes; an
+/// MSNFTP transfer in a room on each reaches one companion agent (needs `nats-server`).
+mod cluster_relay;
