@@ -577,11 +577,20 @@ impl Hub {
     /// returns how many sessions it was queued for: on this node, plus (cluster mode) the
     /// sessions of other nodes when it was handed to them (each node delivers it to its own).
     pub fn send_to_all(&self, message: ServerMessage) -> usize {
-        let remote = self
-            .lock()
-            .entries()
-            .filter(|e| e.outbox.id().is_remote())
-            .count();
+        // One walk under the lock: this node's recipients, and how many sessions live elsewhere.
+        let (local, remote) = {
+            let sessions = self.lock();
+            let mut local = Vec::new();
+            let mut remote = 0;
+            for e in sessions.entries() {
+                if e.outbox.id().is_remote() {
+                    remote += 1;
+                } else {
+                    local.push(e.outbox.recipient());
+                }
+            }
+            (local, remote)
+        };
         let forwarded = if remote > 0
             && self.forward(HubOp::SendAll {
                 message: message.clone(),
@@ -590,7 +599,7 @@ impl Hub {
         } else {
             0
         };
-        self.send_to_local(message) + forwarded
+        deliver_broadcast(local, message) + forwarded
     }
 
     /// Sends `message` to every session of this node; returns how many it was queued for.
@@ -601,9 +610,14 @@ impl Hub {
             .filter(|e| !e.outbox.id().is_remote())
             .map(|e| e.outbox.recipient())
             .collect();
-        let shared = Arc::new(Broadcast::new(message));
-        to.into_iter()
-            .filter(|r| r.deliver(Event::Broadcast(Arc::clone(&shared))))
-            .count()
+        deliver_broadcast(to, message)
     }
+}
+
+/// Queues `message` for each of `to` (encoded once per dialect); how many took it.
+fn deliver_broadcast(to: Vec<Recipient>, message: ServerMessage) -> usize {
+    let shared = Arc::new(Broadcast::new(message));
+    to.into_iter()
+        .filter(|r| r.deliver(Event::Broadcast(Arc::clone(&shared))))
+        .count()
 }
